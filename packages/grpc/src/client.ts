@@ -1,0 +1,111 @@
+// Client-side helpers: promises over ts-proto's callback clients, and health checks.
+import * as grpc from '@grpc/grpc-js';
+import { service as healthServiceDefinition } from 'grpc-health-check';
+
+export interface CallOptions {
+  /** Per-call deadline; default 30 s so that a wedged peer never hangs a caller forever. */
+  deadlineMs?: number;
+  metadata?: grpc.Metadata;
+}
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  callback: (error: grpc.ServiceError | null, response: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Names of the unary methods of a ts-proto client (an overloaded method matches on its last, fullest overload). */
+export type UnaryMethodName<C> = {
+  // biome-ignore lint/suspicious/noExplicitAny: matching any request/response type
+  [K in keyof C]: C[K] extends UnaryMethod<any, any> ? K : never;
+}[keyof C];
+export type RequestOf<C, M extends keyof C> = C[M] extends UnaryMethod<infer Req, unknown> ? Req : never;
+// biome-ignore lint/suspicious/noExplicitAny: matching any request type
+export type ResponseOf<C, M extends keyof C> = C[M] extends UnaryMethod<any, infer Res> ? Res : never;
+
+const DEFAULT_DEADLINE_MS = 30_000;
+
+/**
+ * `await callUnary(client, 'submit', request)`: rejects with the grpc.ServiceError
+ * (read the field at fault with `fieldOf`, or rethrow it as a DomainError with `domainErrorFromGrpc`).
+ */
+export function callUnary<C extends grpc.Client, M extends UnaryMethodName<C>>(
+  client: C,
+  method: M,
+  request: RequestOf<C, M>,
+  options: CallOptions = {},
+): Promise<ResponseOf<C, M>> {
+  const fn = client[method] as unknown as UnaryMethod<RequestOf<C, M>, ResponseOf<C, M>>;
+  const callOptions: Partial<grpc.CallOptions> = {
+    deadline: Date.now() + (options.deadlineMs ?? DEFAULT_DEADLINE_MS),
+  };
+  return new Promise((resolve, reject) => {
+    fn.call(client, request, options.metadata ?? new grpc.Metadata(), callOptions, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
+  });
+}
+
+export type HealthStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+interface HealthClient extends grpc.Client {
+  Check: UnaryMethod<{ service: string }, { status: HealthStatus }>;
+}
+const HealthClient = grpc.makeGenericClientConstructor(healthServiceDefinition, 'grpc.health.v1.Health') as unknown as {
+  new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions): HealthClient;
+};
+
+/** One Health/Check; rejects with the ServiceError (NOT_FOUND for an unknown service, UNAVAILABLE when down). */
+export async function checkHealth(
+  address: string,
+  options: { service?: string; deadlineMs?: number } = {},
+): Promise<HealthStatus> {
+  const client = new HealthClient(address, grpc.credentials.createInsecure());
+  try {
+    const response = await callUnary(
+      client,
+      'Check',
+      { service: options.service ?? '' },
+      { deadlineMs: options.deadlineMs ?? 2000 },
+    );
+    return response.status;
+  } finally {
+    client.close();
+  }
+}
+
+export interface WaitForServingOptions {
+  timeoutMs: number;
+  /** A full service name; default '' (the server as a whole). */
+  service?: string;
+  /** Pause between checks; default 100 ms. */
+  intervalMs?: number;
+}
+
+/** Polls Health/Check until SERVING; rejects after timeoutMs with the last status or error seen. */
+export async function waitForServing(address: string, options: WaitForServingOptions): Promise<void> {
+  const service = options.service ?? '';
+  const deadline = Date.now() + options.timeoutMs;
+  const client = new HealthClient(address, grpc.credentials.createInsecure());
+  let last = 'no answer yet';
+  try {
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      try {
+        const { status } = await callUnary(client, 'Check', { service }, { deadlineMs: Math.min(remaining, 1000) });
+        if (status === 'SERVING') return;
+        last = status;
+      } catch (e) {
+        last = e instanceof Error ? e.message : String(e);
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
+    }
+  } finally {
+    client.close();
+  }
+  throw new Error(
+    `${address}${service === '' ? '' : ` (${service})`} not SERVING after ${options.timeoutMs} ms: last ${last}`,
+  );
+}

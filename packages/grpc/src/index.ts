@@ -1,0 +1,28 @@
+// @stageline/grpc: how every Stageline service serves and calls gRPC.
+export {
+  type CallOptions,
+  callUnary,
+  checkHealth,
+  type HealthStatus,
+  type RequestOf,
+  type ResponseOf,
+  type UnaryMethodName,
+  type WaitForServingOptions,
+  waitForServing,
+} from './client.ts';
+export { notImplemented, serverStream, unary } from './handlers.ts';
+export {
+  type GrpcServer,
+  type GrpcServiceRegistration,
+  type StartGrpcServerOptions,
+  serviceNameOf,
+  startGrpcServer,
+} from './server.ts';
+export {
+  domainErrorFromGrpc,
+  FIELD_METADATA_KEY,
+  fieldOf,
+  type GrpcStatus,
+  isServiceError,
+  toGrpcStatus,
+} from './status.ts';
