@@ -1,0 +1,36 @@
+// vitest globalSetup (root vitest.config.ts): runs once, before any test file, in the main process.
+// Test files then find the podman socket answering and the images built instead of racing to make them.
+import { randomBytes } from 'node:crypto';
+import { SESSION_LABEL } from './cleanup.ts';
+import { ensureLocalImage, type LocalImageKind } from './images.ts';
+import { containerToolEnv } from './paths.ts';
+import { ensurePodmanSocket } from './podman.ts';
+import { errorMessage, run, which } from './proc.ts';
+
+const IMAGES: readonly LocalImageKind[] = ['nats', 'busybox'];
+
+export async function setup(): Promise<void> {
+  // Forked test workers inherit this, so their containers carry a label the teardown can find.
+  process.env.STAGELINE_TESTKIT_SESSION ??= `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  if (which('podman') === undefined) return; // no engine: container strategies fall through to binaries
+  try {
+    await ensurePodmanSocket();
+    if (which('buildah') !== undefined) await Promise.all(IMAGES.map((kind) => ensureLocalImage(kind)));
+  } catch (error) {
+    // Not fatal for the run: tests that need containers fail with this reason, the rest still run.
+    process.stderr.write(`testkit: container setup failed: ${errorMessage(error)}\n`);
+  }
+}
+
+export async function teardown(): Promise<void> {
+  const podman = which('podman');
+  const session = process.env.STAGELINE_TESTKIT_SESSION;
+  if (podman === undefined || session === undefined) return;
+  // Containers whose test process died before stop() (no Ryuk here to reap them).
+  const env = containerToolEnv();
+  const { stdout } = await run(podman, ['ps', '--all', '--quiet', '--filter', `label=${SESSION_LABEL}=${session}`], {
+    env,
+  }).catch(() => ({ stdout: '' }));
+  const ids = stdout.split('\n').filter((id) => id !== '');
+  if (ids.length > 0) await run(podman, ['rm', '--force', '--time', '0', ...ids], { env }).catch(() => undefined);
+}

@@ -1,0 +1,22 @@
+// @stageline/testkit: how every Stageline test finds real servers (DESIGN.md §8) and isolates itself.
+export {
+  type EnsureLocalImageOptions,
+  ensureLocalImage,
+  LOCAL_IMAGE_REPOSITORY,
+  type LocalImageKind,
+} from './images.ts';
+export {
+  dropBusPrefix,
+  type FreshDatabase,
+  type FreshOptions,
+  type FreshSchema,
+  freshBusPrefix,
+  freshDatabase,
+  freshSchema,
+  streamHasPrefix,
+} from './isolation.ts';
+export { NATS_LOCAL_PORT, resolveNats } from './nats.ts';
+export { type EnsurePodmanSocketOptions, ensurePodmanSocket, pingDockerSocket, podmanSocketPath } from './podman.ts';
+export { POSTGRES_LOCAL_PORT, resolvePostgres } from './postgres.ts';
+export { RESOLUTION_ORDER, type ResolvedServer, type ResolveOptions, type ServerSource } from './resolve.ts';
+export { type IsolatedEnvironment, useIsolatedEnvironment } from './vitest.ts';
