@@ -1,0 +1,15 @@
+// What services need to define entities and lock rows without depending on MikroORM packages themselves.
+export { defineEntity, LockMode, p } from '@mikro-orm/core';
+export {
+  type Database,
+  type EntityManager,
+  MIGRATIONS_TABLE,
+  type MikroORM,
+  type OpenDatabaseOptions,
+  openDatabase,
+} from './database.ts';
+export { isUniqueViolation, UNIQUE_VIOLATION } from './errors.ts';
+export { idTime, newId } from './ids.ts';
+export { type DbMigration, type SqlRunner, sqlMigration } from './migrations.ts';
+export { enqueue, OUTBOX_TABLE, type OutboxEntry, OutboxMessage, outboxMigration } from './outbox.ts';
+export { type OutboxPublish, OutboxRelay, type OutboxRelayOptions } from './outbox-relay.ts';

@@ -1,0 +1,74 @@
+import { defineEntity, p } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { newId } from './ids.ts';
+import { type DbMigration, sqlMigration } from './migrations.ts';
+
+export const OUTBOX_TABLE = 'outbox_message';
+
+const OutboxMessageSchema = defineEntity({
+  name: 'OutboxMessage',
+  tableName: OUTBOX_TABLE,
+  properties: {
+    /** UUIDv7; becomes `Nats-Msg-Id`, so JetStream drops a re-published duplicate. Unique across services. */
+    id: p.uuid().primary(),
+    subject: p.text(),
+    payload: p.uint8array(),
+    headers: p.json<Record<string, string>>(),
+    createdAt: p.datetime(),
+    publishedAt: p.datetime().nullable(),
+    // `seq` (bigint identity: the publish order) is deliberately not mapped: the database assigns it,
+    // and only the relay reads it.
+  },
+});
+
+/** One event waiting to be (or already) published; written in the same transaction as the state change. */
+export class OutboxMessage extends OutboxMessageSchema.class {}
+OutboxMessageSchema.setClass(OutboxMessage);
+
+/**
+ * Creates `<schema>.outbox_message`. Services put it in their migration list (its name is recorded like any
+ * other migration, so adding it later to an existing service is fine).
+ */
+export const outboxMigration: DbMigration = sqlMigration('stageline-outbox-0001', [
+  `create table ${OUTBOX_TABLE} (
+    id uuid primary key,
+    -- commit order is unknowable, insertion order is the best proxy: a sequence, not the client clock
+    seq bigint generated always as identity,
+    subject text not null,
+    payload bytea not null,
+    headers jsonb not null default '{}',
+    created_at timestamptz not null default now(),
+    published_at timestamptz null
+  )`,
+  `create index ${OUTBOX_TABLE}_pending_idx on ${OUTBOX_TABLE} (seq) where published_at is null`,
+  `create index ${OUTBOX_TABLE}_published_idx on ${OUTBOX_TABLE} (published_at) where published_at is not null`,
+]);
+
+export interface OutboxEntry {
+  /**
+   * A UUID for the row and `Nats-Msg-Id` (default: `newId()`). Pass your own to reuse it in the payload,
+   * e.g. as the event id. Publish order does not depend on it.
+   */
+  id?: string;
+  subject: string;
+  payload: Uint8Array;
+  headers?: Record<string, string>;
+}
+
+/**
+ * Adds an event to the outbox through `em`: it is written when `em` flushes, i.e. in the caller's
+ * transaction (`em.transactional`) or flush, together with the state change. Returns its id (the future
+ * `Nats-Msg-Id`). Call `relay.kick()` after the commit to publish without waiting for the next poll.
+ */
+export function enqueue(em: EntityManager, entry: OutboxEntry): string {
+  const id = entry.id ?? newId();
+  em.create(OutboxMessage, {
+    id,
+    subject: entry.subject,
+    payload: entry.payload,
+    headers: { ...entry.headers },
+    createdAt: new Date(),
+    publishedAt: null,
+  });
+  return id;
+}
