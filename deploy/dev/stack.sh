@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Runs the four Stageline services on this machine, in the background.
+#
+#   bash deploy/dev/stack.sh up       start what is not running, wait until all are SERVING
+#   bash deploy/dev/stack.sh down     SIGTERM (SIGKILL after 10 s), remove pid files
+#   bash deploy/dev/stack.sh status   pid and gRPC health of each
+#
+# Listen addresses: CONTROL_GRPC_LISTEN, PLANNER_GRPC_LISTEN, BUILD_GRPC_LISTEN, DEPLOY_GRPC_LISTEN
+# (defaults from DESIGN.md §7). NATS_URL, DATABASE_URL, STAGELINE_BUS_PREFIX and LOG_LEVEL are passed
+# through to every service. Logs: $STAGELINE_STATE/logs/<name>.log; pids: $STAGELINE_STATE/run/<name>.pid.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$STAGELINE_ROOT"
+
+SERVICES=(control planner build deploy)
+LOG_DIR="$STAGELINE_STATE/logs"
+RUN_DIR="$STAGELINE_STATE/run"
+STOP_TIMEOUT_S=10
+HEALTH_TIMEOUT_MS=30000
+
+address_of() {
+  case "$1" in
+    control) echo "${CONTROL_GRPC_LISTEN:-127.0.0.1:50051}" ;;
+    planner) echo "${PLANNER_GRPC_LISTEN:-127.0.0.1:50052}" ;;
+    build) echo "${BUILD_GRPC_LISTEN:-127.0.0.1:50053}" ;;
+    deploy) echo "${DEPLOY_GRPC_LISTEN:-127.0.0.1:50054}" ;;
+    *) echo "unknown service $1" >&2; return 1 ;;
+  esac
+}
+
+entry_of() { echo "services/$1/src/main.ts"; }
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+
+# The pid of a running service, from its pid file; the command line is checked so that a pid
+# reused by an unrelated process after a crash is never taken for (or signalled as) the service.
+running_pid() {
+  local file pid
+  file="$(pid_file "$1")"
+  [ -f "$file" ] || return 1
+  pid="$(cat "$file")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$(entry_of "$1")" || return 1
+  echo "$pid"
+}
+
+targets() {
+  local name
+  for name in "${SERVICES[@]}"; do printf '%s=%s ' "$name" "$(address_of "$name")"; done
+}
+
+up() {
+  mkdir -p "$LOG_DIR" "$RUN_DIR"
+  local name pid log
+  for name in "${SERVICES[@]}"; do
+    if pid="$(running_pid "$name")"; then
+      echo "stack: $name already running (pid $pid)"
+      continue
+    fi
+    if [ ! -f "$(entry_of "$name")" ]; then
+      echo "stack: $(entry_of "$name") does not exist" >&2
+      exit 1
+    fi
+    log="$LOG_DIR/$name.log"
+    printf '=== stack.sh: starting %s at %s\n' "$name" "$(date -Is)" >>"$log"
+    # setsid: its own session, so a Ctrl-C in this terminal or its closing never reaches it.
+    # Not a job-control shell, so setsid execs in place and $! is node's own pid.
+    GRPC_LISTEN="$(address_of "$name")" setsid nohup node "$(entry_of "$name")" >>"$log" 2>&1 </dev/null &
+    echo $! >"$(pid_file "$name")"
+    echo "stack: started $name (pid $!)"
+  done
+
+  # shellcheck disable=SC2046
+  if ! node deploy/dev/wait-healthy.ts --timeout-ms="$HEALTH_TIMEOUT_MS" $(targets); then
+    echo "stack: not every service became healthy (bash deploy/dev/stack.sh down stops the rest)" >&2
+    exit 1
+  fi
+
+  echo
+  echo "Stageline is up:"
+  for name in "${SERVICES[@]}"; do
+    printf '  %-8s grpc %-21s log %s\n' "$name" "$(address_of "$name")" "$LOG_DIR/$name.log"
+  done
+}
+
+down() {
+  local name pid
+  local -a stopping=()
+  for name in "${SERVICES[@]}"; do
+    if pid="$(running_pid "$name")"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      stopping+=("$name:$pid")
+      echo "stack: stopping $name (pid $pid)"
+    else
+      echo "stack: $name not running"
+      rm -f "$(pid_file "$name")"
+    fi
+  done
+
+  local entry waited
+  for entry in "${stopping[@]}"; do
+    name="${entry%%:*}"
+    pid="${entry#*:}"
+    waited=0
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((STOP_TIMEOUT_S * 10)) ]; do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "stack: $name (pid $pid) still running after ${STOP_TIMEOUT_S}s: SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(pid_file "$name")"
+  done
+}
+
+status() {
+  mkdir -p "$RUN_DIR"
+  # shellcheck disable=SC2046
+  node deploy/dev/wait-healthy.ts --status $(targets)
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *)
+    echo "usage: bash deploy/dev/stack.sh up|down|status" >&2
+    exit 2
+    ;;
+esac
