@@ -1,0 +1,53 @@
+// @stageline/bus: the NATS JetStream layer of every Stageline service (DESIGN.md §6).
+export type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+export type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
+export {
+  Bus,
+  type BusConnectOptions,
+  type ConsumeOptions,
+  type ConsumerOptions,
+  type PublishOptions,
+  type PublishResult,
+} from './bus.ts';
+export type { BusMessage, Consumption, MessageHandler } from './consume-loop.ts';
+export {
+  type ConsumerSettings,
+  consumerConfig,
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_EXPECTED_PROCESSES,
+  DEFAULT_MAX_DELIVER,
+  DEFAULT_SLOTS,
+  ensureConsumer,
+  redeliveryBackoffMs,
+} from './consumers.ts';
+export { HEADERS } from './headers.ts';
+export {
+  type AckOutcome,
+  DEFAULT_RETRY_DELAY,
+  type HandlerOutcome,
+  outcome,
+  outcomeForError,
+  type RejectOutcome,
+  type RetryDelay,
+  type RetryOutcome,
+  retryDelayMs,
+} from './outcomes.ts';
+export {
+  DEFAULT_STREAM_LIMITS,
+  ensureStreams,
+  type StreamDefinition,
+  type StreamLimits,
+  streamConfigs,
+} from './streams.ts';
+export {
+  BUS_PREFIX_ENV,
+  busPrefixFromEnv,
+  createSubjects,
+  DEFAULT_BUS_PREFIX,
+  STREAM_KEYS,
+  type StreamKey,
+  type SubjectFilters,
+  type Subjects,
+  validateSubject,
+  validateToken,
+} from './subjects.ts';
