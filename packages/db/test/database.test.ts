@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { type DbMigration, isUniqueViolation, MIGRATIONS_TABLE, newId, openDatabase } from '../src/index.ts';
+import { type DbMigration, isUniqueViolation, LockMode, MIGRATIONS_TABLE, newId, openDatabase } from '../src/index.ts';
 import {
   DATABASE_URL,
   dropSchema,
@@ -250,6 +250,34 @@ describe('entities', () => {
       expect(isUniqueViolation(error)).toBe(true);
       expect(isUniqueViolation(error, 'thing_name_key')).toBe(true);
       expect(isUniqueViolation(error, 'thing_pkey')).toBe(false);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('serializes read-modify-write with a pessimistic row lock', async () => {
+    const schema = newSchema();
+    const db = await openDatabase({
+      url: DATABASE_URL,
+      schema,
+      entities: [Thing],
+      migrations: [thingMigration],
+      log: silentLog,
+    });
+    try {
+      const id = newId();
+      const em = db.em();
+      em.create(Thing, { id, name: 'counter', count: 0, tags: [], createdAt: new Date(), note: null });
+      await em.flush();
+      const increment = () =>
+        db.em().transactional(async (tx) => {
+          const t = await tx.findOneOrFail(Thing, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+          // hold the row a moment: without the lock both transactions would read the same count
+          await tx.execute('select pg_sleep(0.1)');
+          t.count += 1;
+        });
+      await Promise.all([increment(), increment(), increment()]);
+      expect((await db.em().findOneOrFail(Thing, { id })).count).toBe(3);
     } finally {
       await db.close();
     }
