@@ -1,0 +1,70 @@
+// Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
+import { Bus } from '@stageline/bus';
+import { OutboxMessage, openDatabase, outboxMigration } from '@stageline/db';
+import { startGrpcServer } from '@stageline/grpc';
+import { createLogger } from '@stageline/log';
+import { plannerService } from './adapters/grpc/planner-service.ts';
+import { ConfigError, loadConfig, type PlannerConfig } from './config.ts';
+
+const SERVICE = 'planner';
+
+let config: PlannerConfig;
+try {
+  config = loadConfig(process.env);
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  console.error(`${SERVICE}: invalid configuration: ${e.message}`);
+  process.exit(2);
+}
+
+const log = createLogger({ service: SERVICE, level: config.logLevel });
+
+// What is open so far, closed in reverse order: a signal or a failure during start-up closes only that.
+const closers: Array<{ name: string; close: () => Promise<void> }> = [];
+let stopping: Promise<void> | undefined;
+
+function stop(reason: string, exitCode: number): Promise<void> {
+  stopping ??= (async () => {
+    log.info({ reason }, 'shutting down');
+    let code = exitCode;
+    for (const { name, close } of closers.toReversed()) {
+      try {
+        await close();
+      } catch (err) {
+        log.error({ err, name }, 'error while closing');
+        code = code === 0 ? 1 : code;
+      }
+    }
+    log.info({ exitCode: code }, 'stopped');
+    process.exit(code);
+  })();
+  return stopping;
+}
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => void stop(signal, 0));
+}
+
+try {
+  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
+  closers.push({ name: 'bus', close: () => bus.close() });
+  await bus.ensureStreams();
+
+  const db = await openDatabase({
+    url: config.databaseUrl,
+    schema: SERVICE,
+    entities: [OutboxMessage],
+    migrations: [outboxMigration],
+    log,
+  });
+  closers.push({ name: 'database', close: () => db.close() });
+
+  const server = await startGrpcServer({ address: config.grpcListen, services: [plannerService()], log });
+  // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
+  closers.push({ name: 'grpc', close: () => server.shutdown() });
+
+  log.info({ grpc: server.address, busPrefix: config.busPrefix }, `${SERVICE} started`);
+} catch (err) {
+  log.fatal({ err }, `${SERVICE} failed to start`);
+  await stop('start-up failed', 1);
+}
