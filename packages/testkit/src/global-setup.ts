@@ -1,7 +1,7 @@
 // vitest globalSetup (root vitest.config.ts): runs once, before any test file, in the main process.
 // Test files then find the podman socket answering and the images built instead of racing to make them.
 import { randomBytes } from 'node:crypto';
-import { SESSION_LABEL } from './cleanup.ts';
+import { reapSession, SESSION_LABEL } from './cleanup.ts';
 import { ensureLocalImage, type LocalImageKind } from './images.ts';
 import { containerToolEnv } from './paths.ts';
 import { ensurePodmanSocket } from './podman.ts';
@@ -23,9 +23,12 @@ export async function setup(): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
-  const podman = which('podman');
   const session = process.env.STAGELINE_TESTKIT_SESSION;
-  if (podman === undefined || session === undefined) return;
+  if (session === undefined) return;
+  // vitest ends its workers without running their 'exit' hooks: servers a test never stopped are reaped here.
+  reapSession(session);
+  const podman = which('podman');
+  if (podman === undefined) return;
   // Containers whose test process died before stop() (no Ryuk here to reap them).
   const env = containerToolEnv();
   const { stdout } = await run(podman, ['ps', '--all', '--quiet', '--filter', `label=${SESSION_LABEL}=${session}`], {

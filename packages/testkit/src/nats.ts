@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { onExit, removeContainerSync, SESSION_LABEL, sessionId } from './cleanup.ts';
+import { SESSION_LABEL, sessionId, track } from './cleanup.ts';
 import { ensureLocalImage } from './images.ts';
 import { ensurePodmanSocket } from './podman.ts';
 import { freePort, probeTcp, sleep, which } from './proc.ts';
@@ -51,7 +50,7 @@ const fromContainer: Strategy = async () => {
     .withStartupTimeout(30_000)
     .start();
   const id = container.getId();
-  const forget = onExit(() => removeContainerSync(id));
+  const forget = track({ kind: 'container', id });
   let stopped: Promise<void> | undefined;
   return {
     url: `nats://${container.getHost()}:${container.getMappedPort(NATS_LOCAL_PORT)}`,
@@ -88,10 +87,7 @@ async function startBinaryOnce(binary: string): Promise<ResolvedServer | 'port-t
       resolve();
     });
   });
-  const forget = onExit(() => {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const forget = child.pid === undefined ? () => {} : track({ kind: 'process', pid: child.pid, dir });
   const cleanUp = async (): Promise<void> => {
     forget();
     if (exited === undefined) {

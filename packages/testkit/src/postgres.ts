@@ -1,10 +1,8 @@
-import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { onExit } from './cleanup.ts';
+import { track } from './cleanup.ts';
 import { errorMessage, freePort, run, which } from './proc.ts';
 import { external, memoized, type ResolvedServer, type ResolveOptions, resolveWith, type Strategy } from './resolve.ts';
 
@@ -104,10 +102,7 @@ async function startBinaryOnce(bin: string, account: Account | undefined): Promi
   }
   const port = await freePort();
   const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off`;
-  forget = onExit(() => {
-    spawnSync(pgCtl, stopArgs, { ...options, stdio: 'ignore' });
-    rmSync(dir, { recursive: true, force: true });
-  });
+  forget = track({ kind: 'postgres', pgCtl, data, dir, ...(account ?? {}) });
   try {
     await run(pgCtl, ['-D', data, '-l', logPath, '-w', '-t', '30', '-o', serverOptions, 'start'], options);
   } catch (error) {
