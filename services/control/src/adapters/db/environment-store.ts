@@ -1,0 +1,232 @@
+import { LockMode } from '@mikro-orm/core';
+import type { Subjects } from '@stageline/bus';
+import { type Database, type EntityManager, enqueue, isUniqueViolation, newId } from '@stageline/db';
+import { alreadyExists, invalidArgument, notFound } from '@stageline/errors';
+import { bus, type control } from '@stageline/proto';
+import type {
+  Change,
+  EnvironmentAggregate,
+  EnvironmentEventBody,
+  EnvironmentRecord,
+  EnvironmentStore,
+  Page,
+} from '../../app/model.ts';
+import type { Runtime } from '../../domain/environment.ts';
+import type { DefaultSlot } from '../../domain/kinds.ts';
+import { EnvStatus, type KindName } from '../../domain/kinds.ts';
+import { EnvironmentRow, ServiceRow, StageRow } from './entities.ts';
+
+// EnvironmentStore on PostgreSQL: an aggregate is the environment row, its stages and its services;
+// every change is loaded under the environment row's lock, reconciled row by row, and written with
+// its outbox events in the same transaction.
+
+export interface PgEnvironmentStoreDeps {
+  db: Database;
+  subjects: Subjects;
+  /** Wakes the outbox relay after a commit, so events go out without waiting for a poll. */
+  onCommit: () => void;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface Rows {
+  environment: EnvironmentRow;
+  stages: StageRow[];
+  services: ServiceRow[];
+}
+
+function toRecord(row: EnvironmentRow): EnvironmentRecord {
+  return {
+    id: row.id,
+    project: row.project,
+    name: row.name,
+    runtime: row.runtime as Runtime,
+    preview: row.preview,
+    clonedFromId: row.clonedFromId ?? '',
+    settings: row.settings,
+    status: row.status as control.EnvironmentStatus,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+function toAggregate(rows: Rows): EnvironmentAggregate {
+  return {
+    environment: toRecord(rows.environment),
+    pipeline: {
+      stages: rows.stages.map((s) => ({
+        id: s.id,
+        name: s.name,
+        description: s.description,
+        defaultFor: (s.defaultFor ?? null) as DefaultSlot | null,
+      })),
+      services: rows.services.map((s) => ({ id: s.id, kind: s.kind as KindName, stageId: s.stageId })),
+    },
+    services: rows.services.map((s) => ({
+      id: s.id,
+      definition: s.definition,
+      secrets: s.secrets,
+      skipped: s.skipped,
+      hasResources: s.hasResources,
+      endpoints: s.endpoints,
+      createdAt: s.createdAt,
+      updatedAt: s.updatedAt,
+    })),
+  };
+}
+
+function environmentFields(env: EnvironmentRecord) {
+  return {
+    project: env.project,
+    name: env.name,
+    runtime: env.runtime,
+    preview: env.preview,
+    clonedFromId: env.clonedFromId === '' ? null : env.clonedFromId,
+    settings: env.settings,
+    status: env.status,
+    createdAt: env.createdAt,
+    updatedAt: env.updatedAt,
+  };
+}
+
+export class PgEnvironmentStore implements EnvironmentStore {
+  readonly #deps: PgEnvironmentStoreDeps;
+
+  constructor(deps: PgEnvironmentStoreDeps) {
+    this.#deps = deps;
+  }
+
+  async insert(aggregate: EnvironmentAggregate, events: EnvironmentEventBody[]): Promise<void> {
+    const env = aggregate.environment;
+    try {
+      await this.#deps.db.em().transactional(async (tx) => {
+        tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
+        this.#writeChildren(tx, aggregate, { stages: [], services: [] });
+        this.#enqueue(tx, env.id, events);
+      });
+    } catch (e) {
+      if (isUniqueViolation(e, 'environment_project_name_key')) {
+        throw alreadyExists(
+          'name',
+          `an environment named ${JSON.stringify(env.name)} already exists in project ${JSON.stringify(env.project)}`,
+        );
+      }
+      throw e;
+    }
+    this.#deps.onCommit();
+  }
+
+  async get(environmentId: string): Promise<EnvironmentAggregate> {
+    return toAggregate(await this.#load(this.#deps.db.em(), environmentId, false));
+  }
+
+  async list(project: string, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>> {
+    let after: string | undefined;
+    if (pageToken !== '') {
+      after = Buffer.from(pageToken, 'base64url').toString();
+      if (!UUID.test(after)) throw invalidArgument('page_token', 'is not a token from a previous page');
+    }
+    const where = {
+      status: { $ne: EnvStatus.DELETED },
+      ...(project !== '' ? { project } : {}),
+      ...(after !== undefined ? { id: { $gt: after } } : {}),
+    };
+    const rows = await this.#deps.db.em().find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 });
+    const items = rows.slice(0, pageSize).map(toRecord);
+    const last = items.at(-1);
+    return {
+      items,
+      nextPageToken: rows.length > pageSize && last ? Buffer.from(last.id).toString('base64url') : '',
+    };
+  }
+
+  async update<T>(environmentId: string, change: (current: EnvironmentAggregate) => Change<T>): Promise<T> {
+    let written = false;
+    const result = await this.#deps.db.em().transactional(async (tx) => {
+      const rows = await this.#load(tx, environmentId, true);
+      const c = change(toAggregate(rows));
+      if (c.events.length > 0) {
+        tx.assign(rows.environment, environmentFields(c.next.environment));
+        this.#writeChildren(tx, c.next, rows);
+        this.#enqueue(tx, environmentId, c.events);
+        written = true;
+      }
+      return c.result;
+    });
+    if (written) this.#deps.onCommit();
+    return result;
+  }
+
+  async #load(em: EntityManager, environmentId: string, lock: boolean): Promise<Rows> {
+    // A malformed id cannot name anything; PostgreSQL would reject it as a uuid.
+    if (!UUID.test(environmentId)) throw notFound('environment', environmentId, 'environment_id');
+    const environment = await em.findOne(
+      EnvironmentRow,
+      { id: environmentId },
+      lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {},
+    );
+    if (!environment) throw notFound('environment', environmentId, 'environment_id');
+    const [stages, services] = await Promise.all([
+      em.find(StageRow, { environmentId }, { orderBy: { position: 'asc' } }),
+      em.find(ServiceRow, { environmentId }, { orderBy: { id: 'asc' } }),
+    ]);
+    return { environment, stages, services };
+  }
+
+  /** Reconciles stage and service rows with the aggregate: create, update in place, remove. */
+  #writeChildren(em: EntityManager, next: EnvironmentAggregate, rows: Pick<Rows, 'stages' | 'services'>): void {
+    const environmentId = next.environment.id;
+    const stages = new Map(rows.stages.map((s) => [s.id, s]));
+    next.pipeline.stages.forEach((stage, position) => {
+      const fields = { name: stage.name, description: stage.description, position, defaultFor: stage.defaultFor };
+      const row = stages.get(stage.id);
+      if (row) {
+        em.assign(row, fields);
+        stages.delete(stage.id);
+      } else {
+        em.create(StageRow, { id: stage.id, environmentId, ...fields });
+      }
+    });
+
+    const placement = new Map(next.pipeline.services.map((s) => [s.id, s.stageId]));
+    const services = new Map(rows.services.map((s) => [s.id, s]));
+    for (const service of next.services) {
+      const fields = {
+        stageId: placement.get(service.id)!,
+        name: service.definition.name,
+        kind: service.definition.kind,
+        skipped: service.skipped,
+        definition: service.definition,
+        secrets: service.secrets,
+        hasResources: service.hasResources,
+        endpoints: service.endpoints,
+        createdAt: service.createdAt,
+        updatedAt: service.updatedAt,
+      };
+      const row = services.get(service.id);
+      if (row) {
+        em.assign(row, fields);
+        services.delete(service.id);
+      } else {
+        em.create(ServiceRow, { id: service.id, environmentId, ...fields });
+      }
+    }
+    // Services first: a removed stage may still be referenced until its services are gone.
+    for (const row of services.values()) em.remove(row);
+    for (const row of stages.values()) em.remove(row);
+  }
+
+  #enqueue(em: EntityManager, environmentId: string, events: EnvironmentEventBody[]): void {
+    const subject = this.#deps.subjects.environmentEvents(environmentId);
+    for (const event of events) {
+      const id = newId();
+      const payload = bus.EnvironmentEvent.encode({
+        eventId: id,
+        environmentId,
+        occurredAt: new Date(),
+        event,
+      }).finish();
+      enqueue(em, { id, subject, payload, headers: { 'Stageline-Event-Type': event.$case } });
+    }
+  }
+}

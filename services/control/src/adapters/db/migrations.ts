@@ -1,0 +1,52 @@
+import { type DbMigration, outboxMigration, sqlMigration } from '@stageline/db';
+
+// Schema `control`. Never edit an applied migration: add the next one.
+// Foreign keys are checked at commit: rows are plain columns to MikroORM, so it does not order
+// inserts and deletes by reference.
+export const migrations: DbMigration[] = [
+  outboxMigration,
+  sqlMigration('control-0001-environments', [
+    `create table environment (
+      id uuid primary key,
+      project text not null,
+      name text not null,
+      runtime text not null,
+      preview boolean not null default false,
+      cloned_from_id uuid null,
+      settings jsonb not null,
+      status integer not null,
+      created_at timestamptz not null,
+      updated_at timestamptz not null
+    )`,
+    // A deleted environment frees its name.
+    `create unique index environment_project_name_key on environment (project, name) where status <> 10`,
+    `create table stage (
+      id uuid primary key,
+      environment_id uuid not null references environment (id) on delete cascade deferrable initially deferred,
+      name text not null,
+      description text not null default '',
+      position integer not null check (position >= 0),
+      default_for text null,
+      -- Reordering rewrites several positions in one transaction: check at commit, not per row.
+      constraint stage_position_key unique (environment_id, position) deferrable initially deferred,
+      constraint stage_name_key unique (environment_id, name) deferrable initially deferred
+    )`,
+    `create table service (
+      id uuid primary key,
+      environment_id uuid not null references environment (id) on delete cascade deferrable initially deferred,
+      stage_id uuid not null references stage (id) deferrable initially deferred,
+      name text not null,
+      kind text not null,
+      skipped boolean not null default false,
+      definition jsonb not null,
+      secrets jsonb not null default '{}',
+      has_resources boolean not null default false,
+      endpoints jsonb not null default '[]',
+      created_at timestamptz not null,
+      updated_at timestamptz not null,
+      constraint service_name_key unique (environment_id, name) deferrable initially deferred
+    )`,
+    `create index service_environment_idx on service (environment_id, id)`,
+    `create index stage_environment_idx on stage (environment_id, position)`,
+  ]),
+];

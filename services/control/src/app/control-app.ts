@@ -1,0 +1,368 @@
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import type { control } from '@stageline/proto';
+import { applySettings, checkEnvironmentName, checkProject, checkRuntime } from '../domain/environment.ts';
+import { sameValue } from '../domain/equality.ts';
+import { EnvStatus } from '../domain/kinds.ts';
+import * as pipelines from '../domain/pipeline.ts';
+import { mergeSecrets, normalizeDefinition } from '../domain/service-spec.ts';
+import type {
+  Change,
+  Clock,
+  EnvironmentAggregate,
+  EnvironmentEventBody,
+  EnvironmentStore,
+  ServiceRecord,
+} from './model.ts';
+import { environmentView, pipelineView, servicesInOrder, serviceView } from './views.ts';
+
+// The use cases behind EnvironmentService and PipelineService. Each validates its request, computes
+// the next aggregate with the pure domain, and lets the store write it with its events atomically.
+
+export interface ControlAppDeps {
+  store: EnvironmentStore;
+  newId: () => string;
+  clock: Clock;
+}
+
+const MAX_PAGE_SIZE = 500;
+const DEFAULT_PAGE_SIZE = 50;
+
+function requireId(field: string, value: string): string {
+  if (value === '') throw invalidArgument(field, 'is required');
+  return value;
+}
+
+function findService(aggregate: EnvironmentAggregate, serviceId: string, field = 'service_id'): ServiceRecord {
+  requireId(field, serviceId);
+  const service = aggregate.services.find((s) => s.id === serviceId);
+  if (!service) throw notFound('service', serviceId, field);
+  return service;
+}
+
+function assertServiceNameFree(aggregate: EnvironmentAggregate, name: string, exceptId?: string): void {
+  if (aggregate.services.some((s) => s.definition.name === name && s.id !== exceptId)) {
+    throw alreadyExists('service.name', `a service named ${JSON.stringify(name)} already exists in this environment`);
+  }
+}
+
+export class ControlApp {
+  readonly #deps: ControlAppDeps;
+
+  constructor(deps: ControlAppDeps) {
+    this.#deps = deps;
+  }
+
+  /** Stamps the environment's updatedAt on every change that emits events. */
+  #touch(aggregate: EnvironmentAggregate): EnvironmentAggregate {
+    return { ...aggregate, environment: { ...aggregate.environment, updatedAt: this.#deps.clock.now() } };
+  }
+
+  #change<T>(environmentId: string, f: (a: EnvironmentAggregate) => Change<T>): Promise<T> {
+    requireId('environment_id', environmentId);
+    return this.#deps.store.update(environmentId, (current) => {
+      if (current.environment.status === EnvStatus.DELETED) {
+        throw failedPrecondition('the environment is deleted');
+      }
+      const change = f(current);
+      return change.events.length === 0 ? change : { ...change, next: this.#touch(change.next) };
+    });
+  }
+
+  // --- environments -----------------------------------------------------------------------------
+
+  async createEnvironment(req: control.CreateEnvironmentRequest): Promise<control.CreateEnvironmentResponse> {
+    checkProject(req.project);
+    checkEnvironmentName(req.name);
+    const runtime = checkRuntime(req.runtime);
+    const settings = applySettings(req.settings);
+    const now = this.#deps.clock.now();
+    const aggregate: EnvironmentAggregate = {
+      environment: {
+        id: this.#deps.newId(),
+        project: req.project,
+        name: req.name,
+        runtime,
+        preview: false,
+        clonedFromId: '',
+        settings,
+        status: EnvStatus.NEVER_DEPLOYED,
+        createdAt: now,
+        updatedAt: now,
+      },
+      pipeline: pipelines.initialPipeline(this.#deps.newId),
+      services: [],
+    };
+    const environment = environmentView(aggregate.environment);
+    const pipeline = pipelineView(aggregate);
+    await this.#deps.store.insert(aggregate, [
+      { $case: 'environmentCreated', value: { environment, pipeline, services: [] } },
+    ]);
+    return { environment, pipeline };
+  }
+
+  async getEnvironment(req: control.GetEnvironmentRequest): Promise<control.GetEnvironmentResponse> {
+    const aggregate = await this.#deps.store.get(requireId('environment_id', req.environmentId));
+    return { environment: environmentView(aggregate.environment), pipeline: pipelineView(aggregate) };
+  }
+
+  async listEnvironments(req: control.ListEnvironmentsRequest): Promise<control.ListEnvironmentsResponse> {
+    if (req.project !== '') checkProject(req.project);
+    if (req.pageSize > MAX_PAGE_SIZE) throw invalidArgument('page_size', `must be at most ${MAX_PAGE_SIZE}`);
+    const page = await this.#deps.store.list(req.project, req.pageSize || DEFAULT_PAGE_SIZE, req.pageToken);
+    return { environments: page.items.map(environmentView), nextPageToken: page.nextPageToken };
+  }
+
+  updateEnvironment(req: control.UpdateEnvironmentRequest): Promise<control.UpdateEnvironmentResponse> {
+    return this.#change(req.environmentId, (current) => {
+      const settings = applySettings(req.settings, current.environment.settings);
+      if (sameValue(settings, current.environment.settings)) {
+        return { next: current, events: [], result: { environment: environmentView(current.environment) } };
+      }
+      const next = { ...current, environment: { ...current.environment, settings } };
+      const environment = environmentView({ ...next.environment, updatedAt: this.#deps.clock.now() });
+      return { next, events: [{ $case: 'environmentUpdated', value: { environment } }], result: { environment } };
+    });
+  }
+
+  async cloneEnvironment(req: control.CloneEnvironmentRequest): Promise<control.CloneEnvironmentResponse> {
+    const source = await this.#deps.store.get(requireId('source_environment_id', req.sourceEnvironmentId));
+    checkEnvironmentName(req.name);
+    const { newId } = this.#deps;
+    const now = this.#deps.clock.now();
+    const stageIds = new Map(source.pipeline.stages.map((s) => [s.id, newId()]));
+    const serviceIds = new Map(source.services.map((s) => [s.id, newId()]));
+    const aggregate: EnvironmentAggregate = {
+      environment: {
+        ...source.environment,
+        id: newId(),
+        name: req.name,
+        preview: req.preview,
+        clonedFromId: source.environment.id,
+        // A custom namespace belongs to the source; the clone gets its own default.
+        settings: { ...source.environment.settings, namespace: '' },
+        status: EnvStatus.NEVER_DEPLOYED,
+        createdAt: now,
+        updatedAt: now,
+      },
+      pipeline: {
+        stages: source.pipeline.stages.map((s) => ({ ...s, id: stageIds.get(s.id)! })),
+        services: source.pipeline.services.map((s) => ({
+          ...s,
+          id: serviceIds.get(s.id)!,
+          stageId: stageIds.get(s.stageId)!,
+        })),
+      },
+      services: source.services.map((s) => ({
+        ...s,
+        id: serviceIds.get(s.id)!,
+        hasResources: false,
+        endpoints: [],
+        createdAt: now,
+        updatedAt: now,
+      })),
+    };
+    const environment = environmentView(aggregate.environment);
+    const pipeline = pipelineView(aggregate);
+    const services = servicesInOrder(aggregate).map((s) => serviceView(aggregate, s));
+    await this.#deps.store.insert(aggregate, [
+      { $case: 'environmentCreated', value: { environment, pipeline, services } },
+    ]);
+    return { environment, pipeline };
+  }
+
+  // --- services ---------------------------------------------------------------------------------
+
+  addService(req: control.AddServiceRequest): Promise<control.AddServiceResponse> {
+    if (!req.service) throw invalidArgument('service', 'is required');
+    const input = req.service;
+    const definition = normalizeDefinition(input);
+    const { definition: stored, secrets } = mergeSecrets(definition, {});
+    return this.#change(req.environmentId, (current) => {
+      assertServiceNameFree(current, definition.name);
+      const now = this.#deps.clock.now();
+      const record: ServiceRecord = {
+        id: this.#deps.newId(),
+        definition: stored,
+        secrets,
+        skipped: input.skipped,
+        hasResources: false,
+        endpoints: [],
+        createdAt: now,
+        updatedAt: now,
+      };
+      const next: EnvironmentAggregate = {
+        ...current,
+        pipeline: pipelines.placeService(
+          current.pipeline,
+          { id: record.id, kind: definition.kind },
+          input.stageId,
+          this.#deps.newId,
+        ),
+        services: [...current.services, record],
+      };
+      const service = serviceView(next, record);
+      return {
+        next,
+        events: [{ $case: 'serviceAdded', value: { service, pipeline: pipelineView(next) } }],
+        result: { service },
+      };
+    });
+  }
+
+  updateService(req: control.UpdateServiceRequest): Promise<control.UpdateServiceResponse> {
+    if (!req.service) throw invalidArgument('service', 'is required');
+    const input = req.service;
+    const definition = normalizeDefinition(input);
+    return this.#change(req.environmentId, (current) => {
+      const existing = findService(current, input.id, 'service.id');
+      if (definition.kind !== existing.definition.kind) {
+        throw invalidArgument('service.kind', 'cannot change: remove the service and add a new one');
+      }
+      const placedIn = current.pipeline.services.find((s) => s.id === existing.id)?.stageId;
+      if (input.stageId !== '' && input.stageId !== placedIn) {
+        throw invalidArgument('service.stage_id', 'is changed with PipelineService/MoveService');
+      }
+      assertServiceNameFree(current, definition.name, existing.id);
+      const merged = mergeSecrets(definition, existing.secrets);
+      if (sameValue(merged.definition, existing.definition) && sameValue(merged.secrets, existing.secrets)) {
+        return { next: current, events: [], result: { service: serviceView(current, existing) } };
+      }
+      const updated: ServiceRecord = {
+        ...existing,
+        definition: merged.definition,
+        secrets: merged.secrets,
+        updatedAt: this.#deps.clock.now(),
+      };
+      const next = { ...current, services: current.services.map((s) => (s.id === updated.id ? updated : s)) };
+      const service = serviceView(next, updated);
+      return { next, events: [{ $case: 'serviceUpdated', value: { service } }], result: { service } };
+    });
+  }
+
+  removeService(req: control.RemoveServiceRequest): Promise<control.RemoveServiceResponse> {
+    return this.#change(req.environmentId, (current) => {
+      const existing = findService(current, req.serviceId);
+      if (existing.hasResources) {
+        throw failedPrecondition('the service still has resources deployed: delete it first (DeleteService)');
+      }
+      const next: EnvironmentAggregate = {
+        ...current,
+        pipeline: pipelines.removeService(current.pipeline, existing.id),
+        services: current.services.filter((s) => s.id !== existing.id),
+      };
+      return {
+        next,
+        events: [{ $case: 'serviceRemoved', value: { serviceId: existing.id, pipeline: pipelineView(next) } }],
+        result: {},
+      };
+    });
+  }
+
+  async listServices(req: control.ListServicesRequest): Promise<control.ListServicesResponse> {
+    const aggregate = await this.#deps.store.get(requireId('environment_id', req.environmentId));
+    return { services: servicesInOrder(aggregate).map((s) => serviceView(aggregate, s)) };
+  }
+
+  // --- pipeline ---------------------------------------------------------------------------------
+
+  async getPipeline(req: control.GetPipelineRequest): Promise<control.GetPipelineResponse> {
+    const aggregate = await this.#deps.store.get(requireId('environment_id', req.environmentId));
+    return { pipeline: pipelineView(aggregate) };
+  }
+
+  #pipelineChange(
+    environmentId: string,
+    apply: (model: pipelines.PipelineModel) => pipelines.PipelineModel,
+    event: (
+      next: EnvironmentAggregate,
+      pipeline: control.Pipeline,
+      before: EnvironmentAggregate,
+    ) => EnvironmentEventBody,
+  ): Promise<{ pipeline: control.Pipeline }> {
+    return this.#change(environmentId, (current) => {
+      const next = { ...current, pipeline: apply(current.pipeline) };
+      const pipeline = pipelineView(next);
+      if (sameValue(pipeline, pipelineView(current))) {
+        return { next: current, events: [], result: { pipeline } };
+      }
+      return { next, events: [event(next, pipeline, current)], result: { pipeline } };
+    });
+  }
+
+  createStage(req: control.CreateStageRequest): Promise<control.CreateStageResponse> {
+    const id = this.#deps.newId();
+    return this.#pipelineChange(
+      req.environmentId,
+      (m) => pipelines.createStage(m, { id, name: req.name, description: req.description, position: req.position }),
+      (_, pipeline) => ({ $case: 'stageCreated', value: { stageId: id, pipeline } }),
+    );
+  }
+
+  updateStage(req: control.UpdateStageRequest): Promise<control.UpdateStageResponse> {
+    return this.#pipelineChange(
+      req.environmentId,
+      (m) => pipelines.updateStage(m, { stageId: req.stageId, name: req.name, description: req.description }),
+      (_, pipeline) => ({ $case: 'stageUpdated', value: { stageId: req.stageId, pipeline } }),
+    );
+  }
+
+  moveStage(req: control.MoveStageRequest): Promise<control.MoveStageResponse> {
+    return this.#pipelineChange(
+      req.environmentId,
+      (m) => pipelines.moveStage(m, req.stageId, req.position),
+      (_, pipeline, before) => ({
+        $case: 'stageMoved',
+        value: {
+          stageId: req.stageId,
+          fromPosition: before.pipeline.stages.findIndex((s) => s.id === req.stageId),
+          toPosition: req.position,
+          pipeline,
+        },
+      }),
+    );
+  }
+
+  deleteStage(req: control.DeleteStageRequest): Promise<control.DeleteStageResponse> {
+    return this.#pipelineChange(
+      req.environmentId,
+      (m) => pipelines.deleteStage(m, req.stageId, req.moveServicesToStageId),
+      (_, pipeline) => ({
+        $case: 'stageDeleted',
+        value: { stageId: req.stageId, movedServicesToStageId: req.moveServicesToStageId, pipeline },
+      }),
+    );
+  }
+
+  moveService(req: control.MoveServiceRequest): Promise<control.MoveServiceResponse> {
+    requireId('service_id', req.serviceId);
+    return this.#pipelineChange(
+      req.environmentId,
+      (m) => pipelines.moveService(m, req.serviceId, req.stageId),
+      (_, pipeline, before) => ({
+        $case: 'serviceMoved',
+        value: {
+          serviceId: req.serviceId,
+          fromStageId: before.pipeline.services.find((s) => s.id === req.serviceId)?.stageId ?? '',
+          toStageId: req.stageId,
+          pipeline,
+        },
+      }),
+    );
+  }
+
+  setServiceSkipped(req: control.SetServiceSkippedRequest): Promise<control.SetServiceSkippedResponse> {
+    return this.#change(req.environmentId, (current) => {
+      const existing = findService(current, req.serviceId);
+      if (existing.skipped === req.skipped) {
+        return { next: current, events: [], result: { service: serviceView(current, existing) } };
+      }
+      const updated = { ...existing, skipped: req.skipped, updatedAt: this.#deps.clock.now() };
+      const next = { ...current, services: current.services.map((s) => (s.id === updated.id ? updated : s)) };
+      return {
+        next,
+        events: [{ $case: 'serviceSkippedChanged', value: { serviceId: updated.id, skipped: updated.skipped } }],
+        result: { service: serviceView(next, updated) },
+      };
+    });
+  }
+}

@@ -1,0 +1,101 @@
+import { invalidArgument } from '@stageline/errors';
+import type { control } from '@stageline/proto';
+import { Mirror, Scheduling } from './kinds.ts';
+import { checkDnsLabel } from './names.ts';
+
+// Environment identity and settings, validated and completed with defaults.
+
+export const RUNTIMES = ['local', 'kubernetes'] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+export interface Settings {
+  maxParallelBuilds: number;
+  maxParallelDeploys: number;
+  schedulingMode: control.SchedulingMode;
+  mirrorMode: control.MirrorMode;
+  kubernetesContext: string;
+  /** Empty: the default `<project>-<name>`, resolved on read so that a clone gets its own. */
+  namespace: string;
+}
+
+export const DEFAULT_PARALLELISM = 7;
+
+export function checkProject(project: string): void {
+  const error = checkDnsLabel(project);
+  if (error) throw invalidArgument('project', error);
+}
+
+export function checkEnvironmentName(name: string, field = 'name'): void {
+  const error = checkDnsLabel(name);
+  if (error) throw invalidArgument(field, error);
+}
+
+export function checkRuntime(runtime: string): Runtime {
+  if (runtime === '') return 'local';
+  if (!(RUNTIMES as readonly string[]).includes(runtime))
+    throw invalidArgument('runtime', 'must be "local" or "kubernetes"');
+  return runtime as Runtime;
+}
+
+function parallelism(field: string, value: number | undefined, current: number): number {
+  if (value === undefined) return current;
+  if (!Number.isInteger(value) || value < 1 || value > 7) throw invalidArgument(field, 'must be between 1 and 7');
+  return value;
+}
+
+const DEFAULT_SETTINGS: Settings = {
+  maxParallelBuilds: DEFAULT_PARALLELISM,
+  maxParallelDeploys: DEFAULT_PARALLELISM,
+  schedulingMode: Scheduling.PIPELINED,
+  mirrorMode: Mirror.SERVICE,
+  kubernetesContext: '',
+  namespace: '',
+};
+
+/**
+ * Applies the fields present in `input` over `current` (defaults on create). Absent optional fields
+ * and UNSPECIFIED enums keep the current value.
+ */
+export function applySettings(
+  input: control.EnvironmentSettings | undefined,
+  current: Settings = DEFAULT_SETTINGS,
+): Settings {
+  if (input === undefined) return current;
+  const field = (name: string) => `settings.${name}`;
+  const schedulingMode = input.schedulingMode === 0 ? current.schedulingMode : input.schedulingMode;
+  if (!Object.values(Scheduling).includes(schedulingMode as never)) {
+    throw invalidArgument(field('scheduling_mode'), 'must be PIPELINED or STRICT');
+  }
+  const mirrorMode = input.mirrorMode === 0 ? current.mirrorMode : input.mirrorMode;
+  if (!Object.values(Mirror).includes(mirrorMode as never))
+    throw invalidArgument(field('mirror_mode'), 'must be SERVICE or SHARED');
+  const kubernetesContext = input.kubernetesContext ?? current.kubernetesContext;
+  if (kubernetesContext.length > 253 || /[\p{Cc}\s]/u.test(kubernetesContext) || kubernetesContext.startsWith('-')) {
+    throw invalidArgument(
+      field('kubernetes_context'),
+      'must be a kubeconfig context name (no blanks, not starting with "-")',
+    );
+  }
+  const namespace = input.namespace ?? current.namespace;
+  if (namespace !== '') {
+    const error = checkDnsLabel(namespace);
+    if (error) throw invalidArgument(field('namespace'), error);
+  }
+  return {
+    maxParallelBuilds: parallelism(field('max_parallel_builds'), input.maxParallelBuilds, current.maxParallelBuilds),
+    maxParallelDeploys: parallelism(
+      field('max_parallel_deploys'),
+      input.maxParallelDeploys,
+      current.maxParallelDeploys,
+    ),
+    schedulingMode,
+    mirrorMode,
+    kubernetesContext,
+    namespace,
+  };
+}
+
+export function defaultNamespace(project: string, name: string): string {
+  // Both are DNS labels; their join can exceed 63 characters, so keep it a label.
+  return `${project}-${name}`.slice(0, 63).replace(/-+$/, '');
+}

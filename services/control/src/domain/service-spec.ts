@@ -1,0 +1,237 @@
+import { invalidArgument } from '@stageline/errors';
+import type { control } from '@stageline/proto';
+import { DbMode, Engine, type KindName, kindName } from './kinds.ts';
+import {
+  checkBranch,
+  checkBuildTarget,
+  checkCommit,
+  checkCron,
+  checkDnsLabel,
+  checkEnvKey,
+  checkGitUrl,
+  checkImageReference,
+  checkImageRepository,
+  checkImageTag,
+  checkRepoPath,
+  normalizeRepoPath,
+} from './names.ts';
+
+// A service's definition, validated field by field and completed with defaults. Error fields are
+// the proto's snake_case paths under the request's `service`, so a client can point at the field.
+
+export const DEFAULT_BUILD_RESOURCES = { cpuMillis: 4000, memoryMib: 4096 } as const;
+export const DEFAULT_READINESS_TIMEOUT_SECONDS = 300;
+export const DEFAULT_BUILD_TIMEOUT_SECONDS = 1800;
+export const DEFAULT_JOB_MAX_DURATION_SECONDS = 300;
+const MAX_ENV_VALUE_BYTES = 32 * 1024;
+
+export const DEFAULT_DATABASE_VERSION: Record<number, string> = {
+  [Engine.POSTGRESQL]: '16',
+  [Engine.MYSQL]: '8.0',
+  [Engine.REDIS]: '7',
+  [Engine.MONGODB]: '7.0',
+};
+
+type Source = NonNullable<control.Service['source']>;
+
+/** The definition fields of a service (what UpdateService replaces). */
+export interface ServiceDefinition {
+  name: string;
+  kind: KindName;
+  source: Source;
+  buildResources: control.BuildResources;
+  envVars: control.EnvVar[];
+  readinessTimeoutSeconds: number;
+}
+
+function check(field: string, error: string | undefined): void {
+  if (error !== undefined) throw invalidArgument(field, error);
+}
+
+function checkRange(field: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw invalidArgument(field, `must be between ${min} and ${max}`);
+}
+
+function ports(field: string, list: readonly control.Port[]): control.Port[] {
+  const seen = new Set<number>();
+  return list.map((p, i) => {
+    checkRange(`${field}[${i}].port`, p.port, 1, 65535);
+    if (seen.has(p.port)) throw invalidArgument(`${field}[${i}].port`, `port ${p.port} is listed twice`);
+    seen.add(p.port);
+    return { port: p.port, public: p.public };
+  });
+}
+
+function containerSource(field: string, src: control.ContainerSource): control.ContainerSource {
+  check(`${field}.image`, checkImageRepository(src.image));
+  const tag = src.tag === '' ? 'latest' : src.tag;
+  check(`${field}.tag`, checkImageTag(tag));
+  return { image: src.image, tag, ports: ports(`${field}.ports`, src.ports) };
+}
+
+function applicationSource(field: string, src: control.ApplicationSource): control.ApplicationSource {
+  check(`${field}.git_url`, checkGitUrl(src.gitUrl));
+  if (src.commit !== '') check(`${field}.commit`, checkCommit(src.commit));
+  const branch = src.branch === '' && src.commit === '' ? 'main' : src.branch;
+  if (branch !== '') check(`${field}.branch`, checkBranch(branch));
+  check(`${field}.root_path`, checkRepoPath(src.rootPath));
+  const dockerfile = src.dockerfilePath === '' ? 'Dockerfile' : src.dockerfilePath;
+  check(`${field}.dockerfile_path`, checkRepoPath(dockerfile));
+  if (normalizeRepoPath(dockerfile) === '') throw invalidArgument(`${field}.dockerfile_path`, 'must name a file');
+  check(`${field}.build_target`, checkBuildTarget(src.buildTarget));
+  const timeout = src.buildTimeoutSeconds === 0 ? DEFAULT_BUILD_TIMEOUT_SECONDS : src.buildTimeoutSeconds;
+  checkRange(`${field}.build_timeout_seconds`, timeout, 30, 6 * 3600);
+  return {
+    gitUrl: src.gitUrl,
+    branch,
+    commit: src.commit,
+    rootPath: normalizeRepoPath(src.rootPath),
+    dockerfilePath: normalizeRepoPath(dockerfile),
+    buildTarget: src.buildTarget,
+    buildTimeoutSeconds: timeout,
+    ports: ports(`${field}.ports`, src.ports),
+  };
+}
+
+function databaseSource(field: string, src: control.DatabaseSource): control.DatabaseSource {
+  if (!Object.values(Engine).includes(src.engine as never)) throw invalidArgument(`${field}.engine`, 'is required');
+  const version = src.version === '' ? (DEFAULT_DATABASE_VERSION[src.engine] ?? '') : src.version;
+  if (!/^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$/.test(version)) {
+    throw invalidArgument(`${field}.version`, 'must be letters, digits, ".", "_" and "-"');
+  }
+  const mode = src.mode === 0 ? DbMode.CONTAINER : src.mode;
+  if (!Object.values(DbMode).includes(mode as never)) throw invalidArgument(`${field}.mode`, 'is not a known mode');
+  if (mode === DbMode.MANAGED) {
+    if (src.engine !== Engine.POSTGRESQL)
+      throw invalidArgument(`${field}.mode`, 'MANAGED is available for POSTGRESQL only');
+    if (src.image !== '') throw invalidArgument(`${field}.image`, 'only CONTAINER mode runs an image');
+  }
+  if (src.image !== '') check(`${field}.image`, checkImageReference(src.image));
+  return { engine: src.engine, version, mode, image: src.image };
+}
+
+function jobSource(field: string, kind: KindName, src: control.JobSource): control.JobSource {
+  let from: control.JobSource['from'];
+  switch (src.from?.$case) {
+    case 'container':
+      from = { $case: 'container', value: containerSource(`${field}.container`, src.from.value) };
+      break;
+    case 'application':
+      from = { $case: 'application', value: applicationSource(`${field}.application`, src.from.value) };
+      break;
+    case undefined:
+      throw invalidArgument(`${field}.from`, 'a job runs a container image or an application built from git: set one');
+  }
+  if (kind === 'CRON_JOB') {
+    check(`${field}.schedule`, checkCron(src.schedule));
+    if (src.onDeploy || src.onStop || src.onDelete) {
+      throw invalidArgument(
+        `${field}.on_deploy`,
+        'lifecycle events apply to LIFECYCLE_JOB only; a CRON_JOB runs on its schedule',
+      );
+    }
+  } else {
+    if (src.schedule !== '') throw invalidArgument(`${field}.schedule`, 'applies to CRON_JOB only');
+    if (!src.onDeploy && !src.onStop && !src.onDelete) {
+      throw invalidArgument(
+        `${field}.on_deploy`,
+        'a LIFECYCLE_JOB needs at least one of on_deploy, on_stop, on_delete',
+      );
+    }
+  }
+  const maxDuration = src.maxDurationSeconds === 0 ? DEFAULT_JOB_MAX_DURATION_SECONDS : src.maxDurationSeconds;
+  checkRange(`${field}.max_duration_seconds`, maxDuration, 1, 24 * 3600);
+  checkRange(`${field}.max_retries`, src.maxRetries, 0, 10);
+  return {
+    from,
+    schedule: src.schedule.trim(),
+    onDeploy: src.onDeploy,
+    onStop: src.onStop,
+    onDelete: src.onDelete,
+    maxDurationSeconds: maxDuration,
+    maxRetries: src.maxRetries,
+  };
+}
+
+const EXPECTED_SOURCE: Record<KindName, Source['$case']> = {
+  DATABASE: 'database',
+  LIFECYCLE_JOB: 'job',
+  CRON_JOB: 'job',
+  CONTAINER: 'container',
+  APPLICATION: 'application',
+};
+
+/** Validates a service definition from a request and fills in its defaults. */
+export function normalizeDefinition(input: control.Service, field = 'service'): ServiceDefinition {
+  check(`${field}.name`, checkDnsLabel(input.name));
+  const kind = kindName(input.kind);
+  if (kind === undefined)
+    throw invalidArgument(`${field}.kind`, 'is required: DATABASE, LIFECYCLE_JOB, CRON_JOB, CONTAINER or APPLICATION');
+  const expected = EXPECTED_SOURCE[kind];
+  const src = input.source;
+  if (src === undefined)
+    throw invalidArgument(`${field}.${expected}`, `a ${kind} service needs its ${expected} source`);
+  if (src.$case !== expected) {
+    throw invalidArgument(`${field}.${src.$case}`, `a ${kind} service takes a ${expected} source, not ${src.$case}`);
+  }
+  let source: Source;
+  switch (src.$case) {
+    case 'container':
+      source = { $case: 'container', value: containerSource(`${field}.container`, src.value) };
+      break;
+    case 'application':
+      source = { $case: 'application', value: applicationSource(`${field}.application`, src.value) };
+      break;
+    case 'database':
+      source = { $case: 'database', value: databaseSource(`${field}.database`, src.value) };
+      break;
+    case 'job':
+      source = { $case: 'job', value: jobSource(`${field}.job`, kind, src.value) };
+      break;
+  }
+  const cpu = input.buildResources?.cpuMillis || DEFAULT_BUILD_RESOURCES.cpuMillis;
+  const memory = input.buildResources?.memoryMib || DEFAULT_BUILD_RESOURCES.memoryMib;
+  checkRange(`${field}.build_resources.cpu_millis`, cpu, 100, 64_000);
+  checkRange(`${field}.build_resources.memory_mib`, memory, 128, 256 * 1024);
+  const readiness = input.readinessTimeoutSeconds || DEFAULT_READINESS_TIMEOUT_SECONDS;
+  checkRange(`${field}.readiness_timeout_seconds`, readiness, 1, 3600);
+  const keys = new Set<string>();
+  const envVars = input.envVars.map((v, i) => {
+    check(`${field}.env_vars[${i}].key`, checkEnvKey(v.key));
+    if (keys.has(v.key)) throw invalidArgument(`${field}.env_vars[${i}].key`, `${v.key} is set twice`);
+    keys.add(v.key);
+    if (Buffer.byteLength(v.value) > MAX_ENV_VALUE_BYTES)
+      throw invalidArgument(`${field}.env_vars[${i}].value`, 'must be at most 32 KiB');
+    if (v.value.includes('\0')) throw invalidArgument(`${field}.env_vars[${i}].value`, 'must not contain NUL');
+    return { key: v.key, value: v.value, secret: v.secret };
+  });
+  return {
+    name: input.name,
+    kind,
+    source,
+    buildResources: { cpuMillis: cpu, memoryMib: memory },
+    envVars,
+    readinessTimeoutSeconds: readiness,
+  };
+}
+
+/**
+ * Secret values are write-only. On update, a secret sent back empty (as every read returns it) keeps
+ * its stored value; a new secret needs a value.
+ */
+export function mergeSecrets(
+  definition: ServiceDefinition,
+  storedSecrets: Readonly<Record<string, string>>,
+  field = 'service',
+): { definition: ServiceDefinition; secrets: Record<string, string> } {
+  const secrets: Record<string, string> = {};
+  const envVars = definition.envVars.map((v, i) => {
+    if (!v.secret) return v;
+    const value = v.value !== '' ? v.value : storedSecrets[v.key];
+    if (value === undefined) throw invalidArgument(`${field}.env_vars[${i}].value`, `secret ${v.key} needs a value`);
+    secrets[v.key] = value;
+    return { ...v, value: '' };
+  });
+  return { definition: { ...definition, envVars }, secrets };
+}

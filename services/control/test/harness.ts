@@ -1,0 +1,90 @@
+import * as grpc from '@grpc/grpc-js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { createLogger } from '@stageline/log';
+import { bus, control } from '@stageline/proto';
+import { useIsolatedEnvironment } from '@stageline/testkit';
+import { afterAll, beforeAll } from 'vitest';
+import { type RunningControl, startControl } from '../src/service.ts';
+
+/** A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients. */
+export function useControl() {
+  const env = useIsolatedEnvironment();
+  let running: RunningControl | undefined;
+  const clients: {
+    environments?: control.EnvironmentServiceClient;
+    pipelines?: control.PipelineServiceClient;
+  } = {};
+  beforeAll(async () => {
+    running = await startControl(
+      {
+        grpcListen: '127.0.0.1:0',
+        natsUrl: env.natsUrl,
+        databaseUrl: env.databaseUrl,
+        busPrefix: env.busPrefix,
+        logLevel: 'silent',
+      },
+      createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
+    );
+    const creds = grpc.credentials.createInsecure();
+    clients.environments = new control.EnvironmentServiceClient(running.address, creds);
+    clients.pipelines = new control.PipelineServiceClient(running.address, creds);
+  });
+  afterAll(async () => {
+    clients.environments?.close();
+    clients.pipelines?.close();
+    await running?.stop();
+  });
+  return {
+    env,
+    get environments() {
+      return clients.environments!;
+    },
+    get pipelines() {
+      return clients.pipelines!;
+    },
+    get address() {
+      return running!.address;
+    },
+  };
+}
+
+/** Every EnvironmentEvent on JetStream for one environment, waiting until at least `atLeast` are there. */
+export async function environmentEvents(
+  natsUrl: string,
+  prefix: string,
+  environmentId: string,
+  atLeast: number,
+): Promise<bus.EnvironmentEvent[]> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const stream = `${prefix.toUpperCase()}_EVENTS`;
+    const subject = `${prefix}.events.environments.${environmentId}`;
+    // The outbox relay publishes after commit; give it a bounded time to catch up.
+    for (let attempt = 0; ; attempt++) {
+      const events: bus.EnvironmentEvent[] = [];
+      const info = await jsm.streams.info(stream);
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+        const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+        if (m && m.subject === subject) events.push(bus.EnvironmentEvent.decode(m.data));
+      }
+      if (events.length >= atLeast || attempt >= 100) return events;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+type Builtin = Date | ((...args: never[]) => unknown) | Uint8Array | string | number | boolean | undefined;
+/** The shape ts-proto's `fromPartial` accepts. */
+export type DeepPartial<T> = T extends Builtin
+  ? T
+  : T extends Array<infer U>
+    ? Array<DeepPartial<U>>
+    : T extends { $case: string; value: unknown }
+      ? { $case: T['$case']; value?: DeepPartial<T['value']> }
+      : T extends object
+        ? { [K in keyof T]?: DeepPartial<T[K]> }
+        : Partial<T>;
