@@ -33,8 +33,8 @@ export class DomainError extends Error {
 
 export const invalidArgument = (field: string, message: string): DomainError =>
   new DomainError('INVALID_ARGUMENT', message, { field });
-export const notFound = (what: string, id: string): DomainError =>
-  new DomainError('NOT_FOUND', `${what} ${JSON.stringify(id)} not found`);
+export const notFound = (what: string, id: string, field?: string): DomainError =>
+  new DomainError('NOT_FOUND', `${what} ${JSON.stringify(id)} not found`, field === undefined ? {} : { field });
 export const alreadyExists = (field: string, message: string): DomainError =>
   new DomainError('ALREADY_EXISTS', message, { field });
 export const failedPrecondition = (message: string, field?: string): DomainError =>
