@@ -5,6 +5,7 @@ import type { Logger } from '@stageline/log';
 import { assertSchemaName, connectCreatingDatabase, ensureSchema, LOCK_MIGRATE, lockKey } from './admin.ts';
 import { type DbMigration, toMigrationsList } from './migrations.ts';
 import { PinoOrmLogger } from './orm-logger.ts';
+import { OutboxMessage } from './outbox.ts';
 
 export type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 
@@ -16,7 +17,7 @@ export interface OpenDatabaseOptions {
   url: string;
   /** The service's own schema (lowercase identifier); created if missing; holds its tables and migrations. */
   schema: string;
-  /** Entities (`defineEntity` schemas or their classes); include `OutboxMessage` when using the outbox. */
+  /** Entities (`defineEntity` classes or schemas). `OutboxMessage` is always added (its table comes from `outboxMigration`). */
   entities: readonly (EntitySchema | EntityClass<AnyEntity>)[];
   /** Applied in list order, each once, under an advisory lock; include `outboxMigration` when using the outbox. */
   migrations: readonly DbMigration[];
@@ -61,7 +62,8 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     orm = await MikroORM.init({
       clientUrl: url,
       schema,
-      entities: [...options.entities],
+      // Registered even when a service lists it too, or lists nothing else: enqueue() must always work.
+      entities: [...new Set([...options.entities, OutboxMessage])],
       extensions: [Migrator],
       // The database exists by now; we create it ourselves so concurrent starts are tolerated.
       ensureDatabase: false,
