@@ -1,9 +1,12 @@
 import type { Logger } from '@stageline/log';
-import { LOCK_OUTBOX, lockKey } from './admin.ts';
+import { LOCK_OUTBOX, lockKey, quoteIdent } from './admin.ts';
 import type { Database } from './database.ts';
 import { OUTBOX_TABLE, OutboxMessage } from './outbox.ts';
 
-/** Publishes one message; resolves once the broker has it (for JetStream: the publish ack). */
+/**
+ * Publishes one message; resolves once the broker has it (for JetStream: the publish ack). It should time
+ * out on its own: the relay's transaction stays open while it runs.
+ */
 export type OutboxPublish = (
   subject: string,
   data: Uint8Array,
@@ -60,6 +63,7 @@ export class OutboxRelay {
   readonly #retentionMs: number;
   readonly #maxBackoffMs: number;
   readonly #lockKey: number;
+  readonly #table: string;
 
   #running = false;
   #loop: Promise<void> | undefined;
@@ -78,6 +82,7 @@ export class OutboxRelay {
     this.#retentionMs = options.retentionMs ?? 24 * 60 * 60 * 1000;
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.#lockKey = lockKey(options.db.schema);
+    this.#table = `${quoteIdent(options.db.schema)}.${OUTBOX_TABLE}`;
   }
 
   /** Starts the background loop. Idempotent. */
@@ -175,7 +180,7 @@ export class OutboxRelay {
         return { leader: false, published: 0, more: false };
       }
       const rows = await tx.execute<Row[]>(
-        `select id, subject, payload, headers from ${OUTBOX_TABLE} where published_at is null order by seq limit ?`,
+        `select id, subject, payload, headers from ${this.#table} where published_at is null order by seq limit ?`,
         [this.#batchSize],
       );
       const done: string[] = [];
