@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 // deploy/dev is not a workspace package: import the package's public face by path.
-import { checkHealth, waitForServing } from '../../packages/grpc/src/index.ts';
+import { checkHealth, isServiceError, waitForServing } from '../../packages/grpc/src/index.ts';
 
 interface Target {
   name: string;
@@ -16,6 +16,16 @@ interface Target {
 }
 
 const LOG_TAIL_LINES = 30;
+
+// Checked by name, not just the server's overall status, so that some other server answering on
+// the address (e.g. two services given the same port) is never taken for the one we started.
+const HEALTH_SERVICE: Readonly<Record<string, string>> = {
+  control: 'stageline.control.v1.EnvironmentService',
+  planner: 'stageline.planner.v1.PlannerService',
+  build: 'stageline.build.v1.BuildService',
+  deploy: 'stageline.deploy.v1.ReleaseService',
+};
+const healthServiceOf = (name: string): string => HEALTH_SERVICE[name] ?? '';
 
 function parseArgs(argv: string[]): { status: boolean; timeoutMs: number; targets: Target[] } {
   let status = false;
@@ -55,9 +65,14 @@ function alive(pid: number | undefined): boolean {
   if (pid === undefined) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  // A killed process stays a zombie until reaped, and kill(pid, 0) still succeeds on it.
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc: trust kill(0)
   }
 }
 
@@ -82,11 +97,24 @@ async function waitOne(target: Target, timeoutMs: number): Promise<string | unde
     }, 200);
     timer.unref();
   });
-  const healthy = waitForServing(target.address, { timeoutMs }).then(
+  const healthy = waitForServing(target.address, { timeoutMs, service: healthServiceOf(target.name) }).then(
     () => undefined,
     (e: unknown) => (e instanceof Error ? e.message : String(e)),
   );
   return Promise.race([healthy, died]);
+}
+
+// gRPC status codes (deploy/dev cannot resolve @grpc/grpc-js itself).
+const DEADLINE_EXCEEDED = 4;
+const NOT_FOUND = 5;
+const UNAVAILABLE = 14;
+
+function describeFailure(e: unknown): string {
+  if (!isServiceError(e)) return e instanceof Error ? e.message : String(e);
+  // NOT_FOUND: a server answers there, but not the service expected at that address.
+  if (e.code === NOT_FOUND) return 'SERVICE_UNKNOWN (another server on this address?)';
+  if (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED) return 'UNREACHABLE';
+  return e.details;
 }
 
 async function main(): Promise<number> {
@@ -96,9 +124,10 @@ async function main(): Promise<number> {
     let allServing = true;
     for (const target of targets) {
       const pid = pidOf(target.name);
-      const health = await checkHealth(target.address, { deadlineMs: 1000 }).catch((e: unknown) =>
-        e instanceof Error && 'code' in e ? 'UNREACHABLE' : String(e),
-      );
+      const health = await checkHealth(target.address, {
+        service: healthServiceOf(target.name),
+        deadlineMs: 1000,
+      }).catch(describeFailure);
       if (health !== 'SERVING') allServing = false;
       const proc = pid === undefined ? 'not started' : alive(pid) ? `pid ${pid}` : `pid ${pid} (dead)`;
       console.log(`${target.name.padEnd(8)} ${proc.padEnd(18)} ${target.address.padEnd(21)} ${health}`);
