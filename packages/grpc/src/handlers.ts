@@ -65,9 +65,13 @@ export function serverStream<Req, Res>(
 
 /**
  * An implementation of every method of `definition` answering UNIMPLEMENTED, for services whose
- * contract exists before their code. Spread real handlers over it as they land.
+ * contract exists before their code. Spread real handlers over it as they land:
+ * `{ ...notImplemented<control.DeploymentServiceServer>(control.DeploymentServiceService), getDeployment: unary(…) }`.
+ * (`S` is the ts-proto `…Server` type: every one of its methods is present, with a handler of the right shape.)
  */
-export function notImplemented(definition: grpc.ServiceDefinition): grpc.UntypedServiceImplementation {
+export function notImplemented<S extends grpc.UntypedServiceImplementation = grpc.UntypedServiceImplementation>(
+  definition: grpc.ServiceDefinition,
+): S {
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {
     const status = { code: grpc.status.UNIMPLEMENTED, details: `${method.path} is not implemented yet` };
@@ -77,5 +81,5 @@ export function notImplemented(definition: grpc.ServiceDefinition): grpc.Untyped
       implementation[name] = (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(status);
     }
   }
-  return implementation;
+  return implementation as S;
 }
