@@ -7,7 +7,7 @@
 // On failure it prints the last 30 lines of the failing service's log and exits 1.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-// deploy/dev is not a workspace package: import the package's public face by path.
+
 import { checkHealth, isServiceError, waitForServing } from '../../packages/grpc/src/index.ts';
 
 interface Target {

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Timestamp } from "../../../google/protobuf/timestamp.ts";
 import {
   Action,
   actionFromJSON,
@@ -19,39 +20,104 @@ import {
   serviceStateFromJSON,
   serviceStateToJSON,
   Step,
+  StepKind,
+  stepKindFromJSON,
+  stepKindToJSON,
 } from "../../control/v1/types.ts";
 
-/** Published on stageline.jobs.build.<deployment_id>; job_id is the Nats-Msg-Id. */
+export const BuildKind = {
+  BUILD_KIND_UNSPECIFIED: 0,
+  /** BUILD_KIND_MIRROR - Copy an external image into the mirror registry (CONTAINER, DATABASE in CONTAINER mode, jobs from an image). */
+  BUILD_KIND_MIRROR: 1,
+  /** BUILD_KIND_GIT - Clone a git repository and build its Dockerfile (APPLICATION, jobs from git). */
+  BUILD_KIND_GIT: 2,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type BuildKind = typeof BuildKind[keyof typeof BuildKind];
+
+export namespace BuildKind {
+  export type BUILD_KIND_UNSPECIFIED = typeof BuildKind.BUILD_KIND_UNSPECIFIED;
+  export type BUILD_KIND_MIRROR = typeof BuildKind.BUILD_KIND_MIRROR;
+  export type BUILD_KIND_GIT = typeof BuildKind.BUILD_KIND_GIT;
+  export type UNRECOGNIZED = typeof BuildKind.UNRECOGNIZED;
+}
+
+export function buildKindFromJSON(object: any): BuildKind {
+  switch (object) {
+    case 0:
+    case "BUILD_KIND_UNSPECIFIED":
+      return BuildKind.BUILD_KIND_UNSPECIFIED;
+    case 1:
+    case "BUILD_KIND_MIRROR":
+      return BuildKind.BUILD_KIND_MIRROR;
+    case 2:
+    case "BUILD_KIND_GIT":
+      return BuildKind.BUILD_KIND_GIT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BuildKind.UNRECOGNIZED;
+  }
+}
+
+export function buildKindToJSON(object: BuildKind): string {
+  switch (object) {
+    case BuildKind.BUILD_KIND_UNSPECIFIED:
+      return "BUILD_KIND_UNSPECIFIED";
+    case BuildKind.BUILD_KIND_MIRROR:
+      return "BUILD_KIND_MIRROR";
+    case BuildKind.BUILD_KIND_GIT:
+      return "BUILD_KIND_GIT";
+    case BuildKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Published on stageline.jobs.build.<deployment_id>; Nats-Msg-Id = job_id. */
 export interface BuildJob {
   jobId: string;
   deploymentId: string;
   environmentId: string;
+  project: string;
+  environmentName: string;
+  kind: BuildKind;
+  /** The service as it was when the run started, secret env values included. */
   service?:
     | Service
     | undefined;
-  /** Resolved at request time (commit or image tag) so that a redeploy is reproducible. */
+  /** Resolved when the run started, so that a redeploy is reproducible: a commit for GIT, a tag for MIRROR. */
   version: string;
   forceBuild: boolean;
-  project: string;
-  environmentName: string;
   mirrorMode: MirrorMode;
+  /** How many times the planner has dispatched this service's build in this run (1 = first). */
+  attempt: number;
 }
 
-/** Published on stageline.jobs.deploy.<deployment_id>; job_id is the Nats-Msg-Id. */
+/** Published on stageline.jobs.deploy.<deployment_id>; Nats-Msg-Id = job_id. */
 export interface DeployJob {
   jobId: string;
   deploymentId: string;
   environmentId: string;
+  project: string;
+  environmentName: string;
+  /** DEPLOY (also for REDEPLOY and ROLLBACK: apply this image and configuration), STOP, RESTART, DELETE. */
   action: Action;
   service?:
     | Service
     | undefined;
-  /** The mirror image to run (DEPLOY, REDEPLOY, ROLLBACK). */
+  /** The image in the mirror registry, by digest when known (DEPLOY only). */
   image: string;
+  /** "local" or "kubernetes". */
   runtime: string;
   namespace: string;
   kubernetesContext: string;
+  /** Set by earlier stages of the same run (lifecycle job outputs, database connection details). */
   injectedEnv: { [key: string]: string };
+  /** The version the image was built or mirrored from (commit or tag), recorded in the release. */
+  version: string;
+  attempt: number;
 }
 
 export interface DeployJob_InjectedEnvEntry {
@@ -59,34 +125,58 @@ export interface DeployJob_InjectedEnvEntry {
   value: string;
 }
 
-/** Published on stageline.results.build.<deployment_id>. */
-export interface BuildFinished {
+/** Published on stageline.results.<build|deploy>.<deployment_id>; Nats-Msg-Id = <job_id>.<sequence>. */
+export interface JobEvent {
   jobId: string;
   deploymentId: string;
   serviceId: string;
+  /** Increases with every event of one job attempt, so the planner can drop stale or repeated events. */
+  sequence: number;
+  event?: { $case: "stepStarted"; value: StepStarted } | { $case: "stepFinished"; value: StepFinished } | {
+    $case: "jobFinished";
+    value: JobFinished;
+  } | undefined;
+}
+
+export interface StepStarted {
+  kind: StepKind;
+  startedAt?: Date | undefined;
+  message: string;
+}
+
+export interface StepFinished {
+  step?: Step | undefined;
+}
+
+export interface JobFinished {
   succeeded: boolean;
+  /**
+   * The service's state after the job: DEPLOYED, STOPPED, RESTARTED, DELETED or the matching *_ERROR,
+   * CANCELED after a cancel; for builds BUILD_ERROR on failure.
+   */
+  state: ServiceState;
+  message: string;
+  /** Builds: the image in the mirror (repository:tag@digest) and, for GIT builds, the cache key. */
   image: string;
   cacheKey: string;
-  steps: Step[];
-  message: string;
-}
-
-/** Published on stageline.results.deploy.<deployment_id>. */
-export interface DeployFinished {
-  jobId: string;
-  deploymentId: string;
-  serviceId: string;
-  succeeded: boolean;
-  state: ServiceState;
-  steps: Step[];
-  message: string;
+  /** Deploys: where the service answers, and values for later stages (job outputs, database URLs). */
   endpoints: Endpoint[];
   outputs: { [key: string]: string };
+  /** Deploys: the release revision this job created, if any. */
+  revision: number;
 }
 
-export interface DeployFinished_OutputsEntry {
+export interface JobFinished_OutputsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Published on core NATS (not JetStream) at stageline.control.cancel.<deployment_id>: every worker
+ * kills its builds of that run and rolls back its deploys in flight, then reports JobFinished CANCELED.
+ */
+export interface CancelRequested {
+  deploymentId: string;
 }
 
 function createBaseBuildJob(): BuildJob {
@@ -94,12 +184,14 @@ function createBaseBuildJob(): BuildJob {
     jobId: "",
     deploymentId: "",
     environmentId: "",
+    project: "",
+    environmentName: "",
+    kind: 0,
     service: undefined,
     version: "",
     forceBuild: false,
-    project: "",
-    environmentName: "",
     mirrorMode: 0,
+    attempt: 0,
   };
 }
 
@@ -114,23 +206,29 @@ export const BuildJob: MessageFns<BuildJob> = {
     if (message.environmentId !== "") {
       writer.uint32(26).string(message.environmentId);
     }
-    if (message.service !== undefined) {
-      Service.encode(message.service, writer.uint32(34).fork()).join();
-    }
-    if (message.version !== "") {
-      writer.uint32(42).string(message.version);
-    }
-    if (message.forceBuild !== false) {
-      writer.uint32(48).bool(message.forceBuild);
-    }
     if (message.project !== "") {
-      writer.uint32(58).string(message.project);
+      writer.uint32(34).string(message.project);
     }
     if (message.environmentName !== "") {
-      writer.uint32(66).string(message.environmentName);
+      writer.uint32(42).string(message.environmentName);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(48).int32(message.kind);
+    }
+    if (message.service !== undefined) {
+      Service.encode(message.service, writer.uint32(58).fork()).join();
+    }
+    if (message.version !== "") {
+      writer.uint32(66).string(message.version);
+    }
+    if (message.forceBuild !== false) {
+      writer.uint32(72).bool(message.forceBuild);
     }
     if (message.mirrorMode !== 0) {
-      writer.uint32(72).int32(message.mirrorMode);
+      writer.uint32(80).int32(message.mirrorMode);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(88).uint32(message.attempt);
     }
     return writer;
   },
@@ -177,7 +275,7 @@ export const BuildJob: MessageFns<BuildJob> = {
               break;
             }
 
-            message.service = Service.decode(reader, reader.uint32());
+            message.project = reader.string();
             continue;
           }
           case 5: {
@@ -185,7 +283,7 @@ export const BuildJob: MessageFns<BuildJob> = {
               break;
             }
 
-            message.version = reader.string();
+            message.environmentName = reader.string();
             continue;
           }
           case 6: {
@@ -193,7 +291,7 @@ export const BuildJob: MessageFns<BuildJob> = {
               break;
             }
 
-            message.forceBuild = reader.bool();
+            message.kind = reader.int32() as any;
             continue;
           }
           case 7: {
@@ -201,7 +299,7 @@ export const BuildJob: MessageFns<BuildJob> = {
               break;
             }
 
-            message.project = reader.string();
+            message.service = Service.decode(reader, reader.uint32());
             continue;
           }
           case 8: {
@@ -209,7 +307,7 @@ export const BuildJob: MessageFns<BuildJob> = {
               break;
             }
 
-            message.environmentName = reader.string();
+            message.version = reader.string();
             continue;
           }
           case 9: {
@@ -217,7 +315,23 @@ export const BuildJob: MessageFns<BuildJob> = {
               break;
             }
 
+            message.forceBuild = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
             message.mirrorMode = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
             continue;
           }
         }
@@ -249,6 +363,13 @@ export const BuildJob: MessageFns<BuildJob> = {
         : isSet(object.environment_id)
         ? globalThis.String(object.environment_id)
         : "",
+      project: isSet(object.project) ? globalThis.String(object.project) : "",
+      environmentName: isSet(object.environmentName)
+        ? globalThis.String(object.environmentName)
+        : isSet(object.environment_name)
+        ? globalThis.String(object.environment_name)
+        : "",
+      kind: isSet(object.kind) ? buildKindFromJSON(object.kind) : 0,
       service: isSet(object.service) ? Service.fromJSON(object.service) : undefined,
       version: isSet(object.version) ? globalThis.String(object.version) : "",
       forceBuild: isSet(object.forceBuild)
@@ -256,17 +377,12 @@ export const BuildJob: MessageFns<BuildJob> = {
         : isSet(object.force_build)
         ? globalThis.Boolean(object.force_build)
         : false,
-      project: isSet(object.project) ? globalThis.String(object.project) : "",
-      environmentName: isSet(object.environmentName)
-        ? globalThis.String(object.environmentName)
-        : isSet(object.environment_name)
-        ? globalThis.String(object.environment_name)
-        : "",
       mirrorMode: isSet(object.mirrorMode)
         ? mirrorModeFromJSON(object.mirrorMode)
         : isSet(object.mirror_mode)
         ? mirrorModeFromJSON(object.mirror_mode)
         : 0,
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
     };
   },
 
@@ -281,6 +397,15 @@ export const BuildJob: MessageFns<BuildJob> = {
     if (message.environmentId !== "") {
       obj.environmentId = message.environmentId;
     }
+    if (message.project !== "") {
+      obj.project = message.project;
+    }
+    if (message.environmentName !== "") {
+      obj.environmentName = message.environmentName;
+    }
+    if (message.kind !== 0) {
+      obj.kind = buildKindToJSON(message.kind);
+    }
     if (message.service !== undefined) {
       obj.service = Service.toJSON(message.service);
     }
@@ -290,14 +415,11 @@ export const BuildJob: MessageFns<BuildJob> = {
     if (message.forceBuild !== false) {
       obj.forceBuild = message.forceBuild;
     }
-    if (message.project !== "") {
-      obj.project = message.project;
-    }
-    if (message.environmentName !== "") {
-      obj.environmentName = message.environmentName;
-    }
     if (message.mirrorMode !== 0) {
       obj.mirrorMode = mirrorModeToJSON(message.mirrorMode);
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
     }
     return obj;
   },
@@ -310,14 +432,16 @@ export const BuildJob: MessageFns<BuildJob> = {
     message.jobId = object.jobId ?? "";
     message.deploymentId = object.deploymentId ?? "";
     message.environmentId = object.environmentId ?? "";
+    message.project = object.project ?? "";
+    message.environmentName = object.environmentName ?? "";
+    message.kind = object.kind ?? 0;
     message.service = (object.service !== undefined && object.service !== null)
       ? Service.fromPartial(object.service)
       : undefined;
     message.version = object.version ?? "";
     message.forceBuild = object.forceBuild ?? false;
-    message.project = object.project ?? "";
-    message.environmentName = object.environmentName ?? "";
     message.mirrorMode = object.mirrorMode ?? 0;
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
@@ -327,6 +451,8 @@ function createBaseDeployJob(): DeployJob {
     jobId: "",
     deploymentId: "",
     environmentId: "",
+    project: "",
+    environmentName: "",
     action: 0,
     service: undefined,
     image: "",
@@ -334,6 +460,8 @@ function createBaseDeployJob(): DeployJob {
     namespace: "",
     kubernetesContext: "",
     injectedEnv: {},
+    version: "",
+    attempt: 0,
   };
 }
 
@@ -348,27 +476,39 @@ export const DeployJob: MessageFns<DeployJob> = {
     if (message.environmentId !== "") {
       writer.uint32(26).string(message.environmentId);
     }
+    if (message.project !== "") {
+      writer.uint32(34).string(message.project);
+    }
+    if (message.environmentName !== "") {
+      writer.uint32(42).string(message.environmentName);
+    }
     if (message.action !== 0) {
-      writer.uint32(32).int32(message.action);
+      writer.uint32(48).int32(message.action);
     }
     if (message.service !== undefined) {
-      Service.encode(message.service, writer.uint32(42).fork()).join();
+      Service.encode(message.service, writer.uint32(58).fork()).join();
     }
     if (message.image !== "") {
-      writer.uint32(50).string(message.image);
+      writer.uint32(66).string(message.image);
     }
     if (message.runtime !== "") {
-      writer.uint32(58).string(message.runtime);
+      writer.uint32(74).string(message.runtime);
     }
     if (message.namespace !== "") {
-      writer.uint32(66).string(message.namespace);
+      writer.uint32(82).string(message.namespace);
     }
     if (message.kubernetesContext !== "") {
-      writer.uint32(74).string(message.kubernetesContext);
+      writer.uint32(90).string(message.kubernetesContext);
     }
     globalThis.Object.entries(message.injectedEnv).forEach(([key, value]: [string, string]) => {
-      DeployJob_InjectedEnvEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+      DeployJob_InjectedEnvEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
     });
+    if (message.version !== "") {
+      writer.uint32(106).string(message.version);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(112).uint32(message.attempt);
+    }
     return writer;
   },
 
@@ -410,11 +550,11 @@ export const DeployJob: MessageFns<DeployJob> = {
             continue;
           }
           case 4: {
-            if (tag !== 32) {
+            if (tag !== 34) {
               break;
             }
 
-            message.action = reader.int32() as any;
+            message.project = reader.string();
             continue;
           }
           case 5: {
@@ -422,15 +562,15 @@ export const DeployJob: MessageFns<DeployJob> = {
               break;
             }
 
-            message.service = Service.decode(reader, reader.uint32());
+            message.environmentName = reader.string();
             continue;
           }
           case 6: {
-            if (tag !== 50) {
+            if (tag !== 48) {
               break;
             }
 
-            message.image = reader.string();
+            message.action = reader.int32() as any;
             continue;
           }
           case 7: {
@@ -438,7 +578,7 @@ export const DeployJob: MessageFns<DeployJob> = {
               break;
             }
 
-            message.runtime = reader.string();
+            message.service = Service.decode(reader, reader.uint32());
             continue;
           }
           case 8: {
@@ -446,7 +586,7 @@ export const DeployJob: MessageFns<DeployJob> = {
               break;
             }
 
-            message.namespace = reader.string();
+            message.image = reader.string();
             continue;
           }
           case 9: {
@@ -454,7 +594,7 @@ export const DeployJob: MessageFns<DeployJob> = {
               break;
             }
 
-            message.kubernetesContext = reader.string();
+            message.runtime = reader.string();
             continue;
           }
           case 10: {
@@ -462,10 +602,42 @@ export const DeployJob: MessageFns<DeployJob> = {
               break;
             }
 
-            const entry10 = DeployJob_InjectedEnvEntry.decode(reader, reader.uint32());
-            if (entry10.value !== undefined) {
-              message.injectedEnv[entry10.key] = entry10.value;
+            message.namespace = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
             }
+
+            message.kubernetesContext = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            const entry12 = DeployJob_InjectedEnvEntry.decode(reader, reader.uint32());
+            if (entry12.value !== undefined) {
+              message.injectedEnv[entry12.key] = entry12.value;
+            }
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
             continue;
           }
         }
@@ -496,6 +668,12 @@ export const DeployJob: MessageFns<DeployJob> = {
         ? globalThis.String(object.environmentId)
         : isSet(object.environment_id)
         ? globalThis.String(object.environment_id)
+        : "",
+      project: isSet(object.project) ? globalThis.String(object.project) : "",
+      environmentName: isSet(object.environmentName)
+        ? globalThis.String(object.environmentName)
+        : isSet(object.environment_name)
+        ? globalThis.String(object.environment_name)
         : "",
       action: isSet(object.action) ? actionFromJSON(object.action) : 0,
       service: isSet(object.service) ? Service.fromJSON(object.service) : undefined,
@@ -534,6 +712,8 @@ export const DeployJob: MessageFns<DeployJob> = {
           {},
         )
         : {},
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
     };
   },
 
@@ -547,6 +727,12 @@ export const DeployJob: MessageFns<DeployJob> = {
     }
     if (message.environmentId !== "") {
       obj.environmentId = message.environmentId;
+    }
+    if (message.project !== "") {
+      obj.project = message.project;
+    }
+    if (message.environmentName !== "") {
+      obj.environmentName = message.environmentName;
     }
     if (message.action !== 0) {
       obj.action = actionToJSON(message.action);
@@ -575,6 +761,12 @@ export const DeployJob: MessageFns<DeployJob> = {
         });
       }
     }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
     return obj;
   },
 
@@ -586,6 +778,8 @@ export const DeployJob: MessageFns<DeployJob> = {
     message.jobId = object.jobId ?? "";
     message.deploymentId = object.deploymentId ?? "";
     message.environmentId = object.environmentId ?? "";
+    message.project = object.project ?? "";
+    message.environmentName = object.environmentName ?? "";
     message.action = object.action ?? 0;
     message.service = (object.service !== undefined && object.service !== null)
       ? Service.fromPartial(object.service)
@@ -603,6 +797,8 @@ export const DeployJob: MessageFns<DeployJob> = {
       },
       {},
     );
+    message.version = object.version ?? "";
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
@@ -692,21 +888,12 @@ export const DeployJob_InjectedEnvEntry: MessageFns<DeployJob_InjectedEnvEntry> 
   },
 };
 
-function createBaseBuildFinished(): BuildFinished {
-  return {
-    jobId: "",
-    deploymentId: "",
-    serviceId: "",
-    succeeded: false,
-    image: "",
-    cacheKey: "",
-    steps: [],
-    message: "",
-  };
+function createBaseJobEvent(): JobEvent {
+  return { jobId: "", deploymentId: "", serviceId: "", sequence: 0, event: undefined };
 }
 
-export const BuildFinished: MessageFns<BuildFinished> = {
-  encode(message: BuildFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const JobEvent: MessageFns<JobEvent> = {
+  encode(message: JobEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.jobId !== "") {
       writer.uint32(10).string(message.jobId);
     }
@@ -716,25 +903,24 @@ export const BuildFinished: MessageFns<BuildFinished> = {
     if (message.serviceId !== "") {
       writer.uint32(26).string(message.serviceId);
     }
-    if (message.succeeded !== false) {
-      writer.uint32(32).bool(message.succeeded);
+    if (message.sequence !== 0) {
+      writer.uint32(32).uint32(message.sequence);
     }
-    if (message.image !== "") {
-      writer.uint32(42).string(message.image);
-    }
-    if (message.cacheKey !== "") {
-      writer.uint32(50).string(message.cacheKey);
-    }
-    for (const v of message.steps) {
-      Step.encode(v!, writer.uint32(58).fork()).join();
-    }
-    if (message.message !== "") {
-      writer.uint32(66).string(message.message);
+    switch (message.event?.$case) {
+      case "stepStarted":
+        StepStarted.encode(message.event.value, writer.uint32(82).fork()).join();
+        break;
+      case "stepFinished":
+        StepFinished.encode(message.event.value, writer.uint32(90).fork()).join();
+        break;
+      case "jobFinished":
+        JobFinished.encode(message.event.value, writer.uint32(98).fork()).join();
+        break;
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): BuildFinished {
+  decode(input: BinaryReader | Uint8Array, length?: number): JobEvent {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -743,7 +929,7 @@ export const BuildFinished: MessageFns<BuildFinished> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseBuildFinished();
+      const message = createBaseJobEvent();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -776,39 +962,31 @@ export const BuildFinished: MessageFns<BuildFinished> = {
               break;
             }
 
-            message.succeeded = reader.bool();
+            message.sequence = reader.uint32();
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
+          case 10: {
+            if (tag !== 82) {
               break;
             }
 
-            message.image = reader.string();
+            message.event = { $case: "stepStarted", value: StepStarted.decode(reader, reader.uint32()) };
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
+          case 11: {
+            if (tag !== 90) {
               break;
             }
 
-            message.cacheKey = reader.string();
+            message.event = { $case: "stepFinished", value: StepFinished.decode(reader, reader.uint32()) };
             continue;
           }
-          case 7: {
-            if (tag !== 58) {
+          case 12: {
+            if (tag !== 98) {
               break;
             }
 
-            message.steps.push(Step.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.message = reader.string();
+            message.event = { $case: "jobFinished", value: JobFinished.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -823,7 +1001,7 @@ export const BuildFinished: MessageFns<BuildFinished> = {
     }
   },
 
-  fromJSON(object: any): BuildFinished {
+  fromJSON(object: any): JobEvent {
     return {
       jobId: isSet(object.jobId)
         ? globalThis.String(object.jobId)
@@ -840,21 +1018,24 @@ export const BuildFinished: MessageFns<BuildFinished> = {
         : isSet(object.service_id)
         ? globalThis.String(object.service_id)
         : "",
-      succeeded: isSet(object.succeeded) ? globalThis.Boolean(object.succeeded) : false,
-      image: isSet(object.image) ? globalThis.String(object.image) : "",
-      cacheKey: isSet(object.cacheKey)
-        ? globalThis.String(object.cacheKey)
-        : isSet(object.cache_key)
-        ? globalThis.String(object.cache_key)
-        : "",
-      steps: globalThis.Array.isArray(object?.steps)
-        ? object.steps.map((e: any) => Step.fromJSON(e))
-        : [],
-      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      event: isSet(object.stepStarted)
+        ? { $case: "stepStarted", value: StepStarted.fromJSON(object.stepStarted) }
+        : isSet(object.step_started)
+        ? { $case: "stepStarted", value: StepStarted.fromJSON(object.step_started) }
+        : isSet(object.stepFinished)
+        ? { $case: "stepFinished", value: StepFinished.fromJSON(object.stepFinished) }
+        : isSet(object.step_finished)
+        ? { $case: "stepFinished", value: StepFinished.fromJSON(object.step_finished) }
+        : isSet(object.jobFinished)
+        ? { $case: "jobFinished", value: JobFinished.fromJSON(object.jobFinished) }
+        : isSet(object.job_finished)
+        ? { $case: "jobFinished", value: JobFinished.fromJSON(object.job_finished) }
+        : undefined,
     };
   },
 
-  toJSON(message: BuildFinished): unknown {
+  toJSON(message: JobEvent): unknown {
     const obj: any = {};
     if (message.jobId !== "") {
       obj.jobId = message.jobId;
@@ -865,88 +1046,71 @@ export const BuildFinished: MessageFns<BuildFinished> = {
     if (message.serviceId !== "") {
       obj.serviceId = message.serviceId;
     }
-    if (message.succeeded !== false) {
-      obj.succeeded = message.succeeded;
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
     }
-    if (message.image !== "") {
-      obj.image = message.image;
-    }
-    if (message.cacheKey !== "") {
-      obj.cacheKey = message.cacheKey;
-    }
-    if (message.steps?.length) {
-      obj.steps = message.steps.map((e) => Step.toJSON(e));
-    }
-    if (message.message !== "") {
-      obj.message = message.message;
+    if (message.event?.$case === "stepStarted") {
+      obj.stepStarted = StepStarted.toJSON(message.event.value);
+    } else if (message.event?.$case === "stepFinished") {
+      obj.stepFinished = StepFinished.toJSON(message.event.value);
+    } else if (message.event?.$case === "jobFinished") {
+      obj.jobFinished = JobFinished.toJSON(message.event.value);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<BuildFinished>, I>>(base?: I): BuildFinished {
-    return BuildFinished.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<JobEvent>, I>>(base?: I): JobEvent {
+    return JobEvent.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<BuildFinished>, I>>(object: I): BuildFinished {
-    const message = createBaseBuildFinished();
+  fromPartial<I extends Exact<DeepPartial<JobEvent>, I>>(object: I): JobEvent {
+    const message = createBaseJobEvent();
     message.jobId = object.jobId ?? "";
     message.deploymentId = object.deploymentId ?? "";
     message.serviceId = object.serviceId ?? "";
-    message.succeeded = object.succeeded ?? false;
-    message.image = object.image ?? "";
-    message.cacheKey = object.cacheKey ?? "";
-    message.steps = object.steps?.map((e) => Step.fromPartial(e)) || [];
-    message.message = object.message ?? "";
+    message.sequence = object.sequence ?? 0;
+    switch (object.event?.$case) {
+      case "stepStarted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "stepStarted", value: StepStarted.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "stepFinished": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "stepFinished", value: StepFinished.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "jobFinished": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "jobFinished", value: JobFinished.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
 
-function createBaseDeployFinished(): DeployFinished {
-  return {
-    jobId: "",
-    deploymentId: "",
-    serviceId: "",
-    succeeded: false,
-    state: 0,
-    steps: [],
-    message: "",
-    endpoints: [],
-    outputs: {},
-  };
+function createBaseStepStarted(): StepStarted {
+  return { kind: 0, startedAt: undefined, message: "" };
 }
 
-export const DeployFinished: MessageFns<DeployFinished> = {
-  encode(message: DeployFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.jobId !== "") {
-      writer.uint32(10).string(message.jobId);
+export const StepStarted: MessageFns<StepStarted> = {
+  encode(message: StepStarted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
     }
-    if (message.deploymentId !== "") {
-      writer.uint32(18).string(message.deploymentId);
-    }
-    if (message.serviceId !== "") {
-      writer.uint32(26).string(message.serviceId);
-    }
-    if (message.succeeded !== false) {
-      writer.uint32(32).bool(message.succeeded);
-    }
-    if (message.state !== 0) {
-      writer.uint32(40).int32(message.state);
-    }
-    for (const v of message.steps) {
-      Step.encode(v!, writer.uint32(50).fork()).join();
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(18).fork()).join();
     }
     if (message.message !== "") {
-      writer.uint32(58).string(message.message);
+      writer.uint32(26).string(message.message);
     }
-    for (const v of message.endpoints) {
-      Endpoint.encode(v!, writer.uint32(66).fork()).join();
-    }
-    globalThis.Object.entries(message.outputs).forEach(([key, value]: [string, string]) => {
-      DeployFinished_OutputsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
-    });
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DeployFinished {
+  decode(input: BinaryReader | Uint8Array, length?: number): StepStarted {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -955,16 +1119,16 @@ export const DeployFinished: MessageFns<DeployFinished> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeployFinished();
+      const message = createBaseStepStarted();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.jobId = reader.string();
+            message.kind = reader.int32() as any;
             continue;
           }
           case 2: {
@@ -972,7 +1136,7 @@ export const DeployFinished: MessageFns<DeployFinished> = {
               break;
             }
 
-            message.deploymentId = reader.string();
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 3: {
@@ -980,58 +1144,7 @@ export const DeployFinished: MessageFns<DeployFinished> = {
               break;
             }
 
-            message.serviceId = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.succeeded = reader.bool();
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.state = reader.int32() as any;
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.steps.push(Step.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
             message.message = reader.string();
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.endpoints.push(Endpoint.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            const entry9 = DeployFinished_OutputsEntry.decode(reader, reader.uint32());
-            if (entry9.value !== undefined) {
-              message.outputs[entry9.key] = entry9.value;
-            }
             continue;
           }
         }
@@ -1046,27 +1159,247 @@ export const DeployFinished: MessageFns<DeployFinished> = {
     }
   },
 
-  fromJSON(object: any): DeployFinished {
+  fromJSON(object: any): StepStarted {
     return {
-      jobId: isSet(object.jobId)
-        ? globalThis.String(object.jobId)
-        : isSet(object.job_id)
-        ? globalThis.String(object.job_id)
-        : "",
-      deploymentId: isSet(object.deploymentId)
-        ? globalThis.String(object.deploymentId)
-        : isSet(object.deployment_id)
-        ? globalThis.String(object.deployment_id)
-        : "",
-      serviceId: isSet(object.serviceId)
-        ? globalThis.String(object.serviceId)
-        : isSet(object.service_id)
-        ? globalThis.String(object.service_id)
-        : "",
+      kind: isSet(object.kind) ? stepKindFromJSON(object.kind) : 0,
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: StepStarted): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = stepKindToJSON(message.kind);
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StepStarted>, I>>(base?: I): StepStarted {
+    return StepStarted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StepStarted>, I>>(object: I): StepStarted {
+    const message = createBaseStepStarted();
+    message.kind = object.kind ?? 0;
+    message.startedAt = object.startedAt ?? undefined;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseStepFinished(): StepFinished {
+  return { step: undefined };
+}
+
+export const StepFinished: MessageFns<StepFinished> = {
+  encode(message: StepFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== undefined) {
+      Step.encode(message.step, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StepFinished {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStepFinished();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = Step.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StepFinished {
+    return { step: isSet(object.step) ? Step.fromJSON(object.step) : undefined };
+  },
+
+  toJSON(message: StepFinished): unknown {
+    const obj: any = {};
+    if (message.step !== undefined) {
+      obj.step = Step.toJSON(message.step);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StepFinished>, I>>(base?: I): StepFinished {
+    return StepFinished.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StepFinished>, I>>(object: I): StepFinished {
+    const message = createBaseStepFinished();
+    message.step = (object.step !== undefined && object.step !== null) ? Step.fromPartial(object.step) : undefined;
+    return message;
+  },
+};
+
+function createBaseJobFinished(): JobFinished {
+  return { succeeded: false, state: 0, message: "", image: "", cacheKey: "", endpoints: [], outputs: {}, revision: 0 };
+}
+
+export const JobFinished: MessageFns<JobFinished> = {
+  encode(message: JobFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.succeeded !== false) {
+      writer.uint32(8).bool(message.succeeded);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    if (message.image !== "") {
+      writer.uint32(34).string(message.image);
+    }
+    if (message.cacheKey !== "") {
+      writer.uint32(42).string(message.cacheKey);
+    }
+    for (const v of message.endpoints) {
+      Endpoint.encode(v!, writer.uint32(50).fork()).join();
+    }
+    globalThis.Object.entries(message.outputs).forEach(([key, value]: [string, string]) => {
+      JobFinished_OutputsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    if (message.revision !== 0) {
+      writer.uint32(64).uint32(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobFinished {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobFinished();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.succeeded = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cacheKey = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.endpoints.push(Endpoint.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = JobFinished_OutputsEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.outputs[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.revision = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobFinished {
+    return {
       succeeded: isSet(object.succeeded) ? globalThis.Boolean(object.succeeded) : false,
       state: isSet(object.state) ? serviceStateFromJSON(object.state) : 0,
-      steps: globalThis.Array.isArray(object?.steps) ? object.steps.map((e: any) => Step.fromJSON(e)) : [],
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      cacheKey: isSet(object.cacheKey)
+        ? globalThis.String(object.cacheKey)
+        : isSet(object.cache_key)
+        ? globalThis.String(object.cache_key)
+        : "",
       endpoints: globalThis.Array.isArray(object?.endpoints)
         ? object.endpoints.map((e: any) => Endpoint.fromJSON(e))
         : [],
@@ -1084,31 +1417,26 @@ export const DeployFinished: MessageFns<DeployFinished> = {
           {},
         )
         : {},
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
     };
   },
 
-  toJSON(message: DeployFinished): unknown {
+  toJSON(message: JobFinished): unknown {
     const obj: any = {};
-    if (message.jobId !== "") {
-      obj.jobId = message.jobId;
-    }
-    if (message.deploymentId !== "") {
-      obj.deploymentId = message.deploymentId;
-    }
-    if (message.serviceId !== "") {
-      obj.serviceId = message.serviceId;
-    }
     if (message.succeeded !== false) {
       obj.succeeded = message.succeeded;
     }
     if (message.state !== 0) {
       obj.state = serviceStateToJSON(message.state);
     }
-    if (message.steps?.length) {
-      obj.steps = message.steps.map((e) => Step.toJSON(e));
-    }
     if (message.message !== "") {
       obj.message = message.message;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.cacheKey !== "") {
+      obj.cacheKey = message.cacheKey;
     }
     if (message.endpoints?.length) {
       obj.endpoints = message.endpoints.map((e) => Endpoint.toJSON(e));
@@ -1122,21 +1450,22 @@ export const DeployFinished: MessageFns<DeployFinished> = {
         });
       }
     }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<DeployFinished>, I>>(base?: I): DeployFinished {
-    return DeployFinished.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<JobFinished>, I>>(base?: I): JobFinished {
+    return JobFinished.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<DeployFinished>, I>>(object: I): DeployFinished {
-    const message = createBaseDeployFinished();
-    message.jobId = object.jobId ?? "";
-    message.deploymentId = object.deploymentId ?? "";
-    message.serviceId = object.serviceId ?? "";
+  fromPartial<I extends Exact<DeepPartial<JobFinished>, I>>(object: I): JobFinished {
+    const message = createBaseJobFinished();
     message.succeeded = object.succeeded ?? false;
     message.state = object.state ?? 0;
-    message.steps = object.steps?.map((e) => Step.fromPartial(e)) || [];
     message.message = object.message ?? "";
+    message.image = object.image ?? "";
+    message.cacheKey = object.cacheKey ?? "";
     message.endpoints = object.endpoints?.map((e) => Endpoint.fromPartial(e)) || [];
     message.outputs = (globalThis.Object.entries(object.outputs ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
@@ -1147,16 +1476,17 @@ export const DeployFinished: MessageFns<DeployFinished> = {
       },
       {},
     );
+    message.revision = object.revision ?? 0;
     return message;
   },
 };
 
-function createBaseDeployFinished_OutputsEntry(): DeployFinished_OutputsEntry {
+function createBaseJobFinished_OutputsEntry(): JobFinished_OutputsEntry {
   return { key: "", value: "" };
 }
 
-export const DeployFinished_OutputsEntry: MessageFns<DeployFinished_OutputsEntry> = {
-  encode(message: DeployFinished_OutputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const JobFinished_OutputsEntry: MessageFns<JobFinished_OutputsEntry> = {
+  encode(message: JobFinished_OutputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.key !== "") {
       writer.uint32(10).string(message.key);
     }
@@ -1166,7 +1496,7 @@ export const DeployFinished_OutputsEntry: MessageFns<DeployFinished_OutputsEntry
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DeployFinished_OutputsEntry {
+  decode(input: BinaryReader | Uint8Array, length?: number): JobFinished_OutputsEntry {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1175,7 +1505,7 @@ export const DeployFinished_OutputsEntry: MessageFns<DeployFinished_OutputsEntry
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeployFinished_OutputsEntry();
+      const message = createBaseJobFinished_OutputsEntry();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1207,14 +1537,14 @@ export const DeployFinished_OutputsEntry: MessageFns<DeployFinished_OutputsEntry
     }
   },
 
-  fromJSON(object: any): DeployFinished_OutputsEntry {
+  fromJSON(object: any): JobFinished_OutputsEntry {
     return {
       key: isSet(object.key) ? globalThis.String(object.key) : "",
       value: isSet(object.value) ? globalThis.String(object.value) : "",
     };
   },
 
-  toJSON(message: DeployFinished_OutputsEntry): unknown {
+  toJSON(message: JobFinished_OutputsEntry): unknown {
     const obj: any = {};
     if (message.key !== "") {
       obj.key = message.key;
@@ -1225,13 +1555,86 @@ export const DeployFinished_OutputsEntry: MessageFns<DeployFinished_OutputsEntry
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<DeployFinished_OutputsEntry>, I>>(base?: I): DeployFinished_OutputsEntry {
-    return DeployFinished_OutputsEntry.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<JobFinished_OutputsEntry>, I>>(base?: I): JobFinished_OutputsEntry {
+    return JobFinished_OutputsEntry.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<DeployFinished_OutputsEntry>, I>>(object: I): DeployFinished_OutputsEntry {
-    const message = createBaseDeployFinished_OutputsEntry();
+  fromPartial<I extends Exact<DeepPartial<JobFinished_OutputsEntry>, I>>(object: I): JobFinished_OutputsEntry {
+    const message = createBaseJobFinished_OutputsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelRequested(): CancelRequested {
+  return { deploymentId: "" };
+}
+
+export const CancelRequested: MessageFns<CancelRequested> = {
+  encode(message: CancelRequested, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRequested {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRequested();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deploymentId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelRequested {
+    return {
+      deploymentId: isSet(object.deploymentId)
+        ? globalThis.String(object.deploymentId)
+        : isSet(object.deployment_id)
+        ? globalThis.String(object.deployment_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelRequested): unknown {
+    const obj: any = {};
+    if (message.deploymentId !== "") {
+      obj.deploymentId = message.deploymentId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelRequested>, I>>(base?: I): CancelRequested {
+    return CancelRequested.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelRequested>, I>>(object: I): CancelRequested {
+    const message = createBaseCancelRequested();
+    message.deploymentId = object.deploymentId ?? "";
     return message;
   },
 };
@@ -1248,6 +1651,28 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000).toString();
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;
