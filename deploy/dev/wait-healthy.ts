@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { checkHealth, isServiceError, waitForServing } from '../../packages/grpc/src/index.ts';
+import { checkHealth, isServiceError, waitForServing } from '@stageline/grpc';
 
 interface Target {
   name: string;
