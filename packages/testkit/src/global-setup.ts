@@ -5,9 +5,8 @@ import { reapSession, SESSION_LABEL } from './cleanup.ts';
 import { ensureLocalImage, type LocalImageKind } from './images.ts';
 import { containerToolEnv } from './paths.ts';
 import { ensurePodmanSocket } from './podman.ts';
+import { findPostgresBin } from './postgres-bin.ts';
 import { errorMessage, run, which } from './proc.ts';
-
-const IMAGES: readonly LocalImageKind[] = ['nats', 'busybox'];
 
 export async function setup(): Promise<void> {
   // Forked test workers inherit this, so their containers carry a label the teardown can find.
@@ -15,7 +14,11 @@ export async function setup(): Promise<void> {
   if (which('podman') === undefined) return; // no engine: container strategies fall through to binaries
   try {
     await ensurePodmanSocket();
-    if (which('buildah') !== undefined) await Promise.all(IMAGES.map((kind) => ensureLocalImage(kind)));
+    if (which('buildah') === undefined) return;
+    const images: LocalImageKind[] = ['nats', 'busybox'];
+    // The PostgreSQL image is assembled from the local installation, when there is one.
+    if ((await findPostgresBin()) !== undefined) images.push('postgres');
+    await Promise.all(images.map((kind) => ensureLocalImage(kind)));
   } catch (error) {
     // Not fatal for the run: tests that need containers fail with this reason, the rest still run.
     process.stderr.write(`testkit: container setup failed: ${errorMessage(error)}\n`);

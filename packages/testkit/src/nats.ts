@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SESSION_LABEL, sessionId, track } from './cleanup.ts';
-import { ensureLocalImage } from './images.ts';
-import { ensurePodmanSocket } from './podman.ts';
+import { track } from './cleanup.ts';
+import { startContainer } from './containers.ts';
 import { freePort, probeTcp, sleep, which } from './proc.ts';
 import { external, memoized, type ResolvedServer, type ResolveOptions, resolveWith, type Strategy } from './resolve.ts';
 
@@ -35,34 +34,13 @@ const fromLocalPort: Strategy = async () => {
 };
 
 const fromContainer: Strategy = async () => {
-  // testcontainers reads DOCKER_HOST from process.env, so the socket is set up there.
-  await ensurePodmanSocket();
-  const tc = await import('testcontainers');
-  // Without an engine this throws within milliseconds: "Could not find a working container runtime strategy".
-  await tc.getContainerRuntimeClient();
-  const image = await ensureLocalImage('nats');
-  const container = await new tc.GenericContainer(image)
-    .withCommand(['-js', '-sd', '/data'])
-    .withExposedPorts(NATS_LOCAL_PORT)
-    .withPullPolicy(tc.PullPolicy.neverPull())
-    .withLabels({ [SESSION_LABEL]: sessionId() })
-    .withWaitStrategy(tc.Wait.forLogMessage(/Server is ready/))
-    .withStartupTimeout(30_000)
-    .start();
-  const id = container.getId();
-  const forget = track({ kind: 'container', id });
-  let stopped: Promise<void> | undefined;
-  return {
-    url: `nats://${container.getHost()}:${container.getMappedPort(NATS_LOCAL_PORT)}`,
-    source: 'container',
-    stop: () => {
-      stopped ??= (async () => {
-        forget();
-        await container.stop({ remove: true, timeout: 0 });
-      })();
-      return stopped;
-    },
-  };
+  const container = await startContainer({
+    image: 'nats',
+    command: ['-js', '-sd', '/data'],
+    port: NATS_LOCAL_PORT,
+    readyLog: /Server is ready/,
+  });
+  return { url: `nats://${container.host}:${container.port}`, source: 'container', stop: container.stop };
 };
 
 async function startBinaryOnce(binary: string): Promise<ResolvedServer | 'port-taken'> {

@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { track } from './cleanup.ts';
+import { startContainer } from './containers.ts';
+import { findPostgresBin } from './postgres-bin.ts';
 import { errorMessage, freePort, run, which } from './proc.ts';
 import { external, memoized, type ResolvedServer, type ResolveOptions, resolveWith, type Strategy } from './resolve.ts';
 
@@ -35,23 +37,17 @@ const fromLocalPort: Strategy = async () => {
 };
 
 const fromContainer: Strategy = async () => {
-  // Every PostgreSQL image lives in a registry, and none is reachable; the kit builds only what it can
-  // assemble from binaries on this machine (NATS, busybox). The binary strategy covers this case.
-  throw new Error('no local PostgreSQL image can be built or pulled here');
+  const container = await startContainer({
+    image: 'postgres',
+    port: POSTGRES_LOCAL_PORT,
+    readyLog: /database system is ready to accept connections/,
+  });
+  return {
+    url: `postgres://postgres@${container.host}:${container.port}/postgres`,
+    source: 'container',
+    stop: container.stop,
+  };
 };
-
-/** The bin directory holding initdb and pg_ctl: the newest /usr/lib/postgresql/<v>/bin, else PATH. */
-export async function findPostgresBin(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  const root = '/usr/lib/postgresql';
-  const versions = await readdir(root).catch(() => [] as string[]);
-  versions.sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a));
-  for (const version of versions) {
-    const bin = path.join(root, version, 'bin');
-    if (which('initdb', { PATH: bin }) && which('pg_ctl', { PATH: bin })) return bin;
-  }
-  const initdb = which('initdb', env);
-  return initdb === undefined ? undefined : path.dirname(initdb);
-}
 
 interface Account {
   uid: number;
@@ -135,9 +131,10 @@ const fromBinary: Strategy = async (env) => {
 
 /**
  * A PostgreSQL server, found in DESIGN.md §8's order: DATABASE_URL → 127.0.0.1:5432 as user postgres
- * (if a connection and `SELECT 1` work) → container (not available: no image source) → a throwaway
- * cluster from initdb/pg_ctl on a free port in a temp dir. The URL names the `postgres` database for
- * 'local' and 'binary'; use freshDatabase() for a database of your own. Memoized per process.
+ * (if a connection and `SELECT 1` work) → a testcontainers container from the image the kit builds out
+ * of this machine's PostgreSQL installation → a throwaway cluster from initdb/pg_ctl on a free port in
+ * a temp dir. Except for 'env', the URL names the `postgres` database as user postgres (trust auth);
+ * use freshDatabase() for a database of your own. Memoized per process.
  */
 export const resolvePostgres: (options?: ResolveOptions) => Promise<ResolvedServer> = memoized((options) =>
   resolveWith(
