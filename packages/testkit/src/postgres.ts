@@ -1,11 +1,11 @@
-import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { track } from './cleanup.ts';
 import { startContainer } from './containers.ts';
 import { findPostgresBin } from './postgres-bin.ts';
-import { errorMessage, freePort, run, which } from './proc.ts';
+import { errorMessage, freePort, run } from './proc.ts';
 import { external, memoized, type ResolvedServer, type ResolveOptions, resolveWith, type Strategy } from './resolve.ts';
 
 export const POSTGRES_LOCAL_PORT = 5432;
