@@ -56,6 +56,7 @@ export function serviceView(aggregate: EnvironmentAggregate, service: ServiceRec
     buildResources: d.buildResources,
     envVars: d.envVars.map((v) => (v.secret ? { ...v, value: '' } : v)),
     readinessTimeoutSeconds: d.readinessTimeoutSeconds,
+    healthCheck: d.healthCheck,
     endpoints: service.endpoints,
     createdAt: service.createdAt,
     updatedAt: service.updatedAt,

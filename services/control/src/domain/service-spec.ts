@@ -42,6 +42,7 @@ export interface ServiceDefinition {
   buildResources: control.BuildResources;
   envVars: control.EnvVar[];
   readinessTimeoutSeconds: number;
+  healthCheck?: control.HealthCheck;
 }
 
 function check(field: string, error: string | undefined): void {
@@ -154,6 +155,37 @@ function jobSource(field: string, kind: KindName, src: control.JobSource): contr
   };
 }
 
+function healthCheck(field: string, input: control.HealthCheck): control.HealthCheck {
+  const period = input.periodSeconds || 2;
+  checkRange(`${field}.period_seconds`, period, 1, 300);
+  checkRange(`${field}.initial_delay_seconds`, input.initialDelaySeconds, 0, 3600);
+  let probe: control.HealthCheck['probe'];
+  switch (input.probe?.$case) {
+    case 'http': {
+      const path = input.probe.value.path || '/';
+      if (!path.startsWith('/') || /[\s\p{Cc}]/u.test(path))
+        throw invalidArgument(`${field}.http.path`, 'must be an absolute URL path without blanks');
+      checkRange(`${field}.http.port`, input.probe.value.port, 1, 65535);
+      probe = { $case: 'http', value: { path, port: input.probe.value.port } };
+      break;
+    }
+    case 'tcp':
+      checkRange(`${field}.tcp.port`, input.probe.value.port, 1, 65535);
+      probe = { $case: 'tcp', value: { port: input.probe.value.port } };
+      break;
+    case 'exec': {
+      const command = input.probe.value.command;
+      if (command.length === 0 || command[0] === '') throw invalidArgument(`${field}.exec.command`, 'is required');
+      if (command.some((a) => a.includes('\0'))) throw invalidArgument(`${field}.exec.command`, 'must not contain NUL');
+      probe = { $case: 'exec', value: { command: [...command] } };
+      break;
+    }
+    case undefined:
+      throw invalidArgument(`${field}.probe`, 'set http, tcp or exec');
+  }
+  return { probe, initialDelaySeconds: input.initialDelaySeconds, periodSeconds: period };
+}
+
 const EXPECTED_SOURCE: Record<KindName, Source['$case']> = {
   DATABASE: 'database',
   LIFECYCLE_JOB: 'job',
@@ -213,6 +245,7 @@ export function normalizeDefinition(input: control.Service, field = 'service'): 
     buildResources: { cpuMillis: cpu, memoryMib: memory },
     envVars,
     readinessTimeoutSeconds: readiness,
+    ...(input.healthCheck ? { healthCheck: healthCheck(`${field}.health_check`, input.healthCheck) } : {}),
   };
 }
 

@@ -1089,7 +1089,38 @@ export interface Service {
     | Date
     | undefined;
   /** Output only. */
-  updatedAt?: Date | undefined;
+  updatedAt?:
+    | Date
+    | undefined;
+  /** Readiness (and liveness on kubernetes). Absent: TCP on the first port, or "running" without ports. */
+  healthCheck?: HealthCheck | undefined;
+}
+
+export interface HealthCheck {
+  probe?:
+    | { $case: "http"; value: HttpProbe }
+    | { $case: "tcp"; value: TcpProbe }
+    | { $case: "exec"; value: ExecProbe }
+    | undefined;
+  /** Default 0. */
+  initialDelaySeconds: number;
+  /** Default 2. */
+  periodSeconds: number;
+}
+
+export interface HttpProbe {
+  /** Default "/". */
+  path: string;
+  port: number;
+}
+
+export interface TcpProbe {
+  port: number;
+}
+
+export interface ExecProbe {
+  /** argv, run inside the container; exit 0 = ready. */
+  command: string[];
 }
 
 export interface BuildResources {
@@ -1875,6 +1906,7 @@ function createBaseService(): Service {
     endpoints: [],
     createdAt: undefined,
     updatedAt: undefined,
+    healthCheck: undefined,
   };
 }
 
@@ -1929,6 +1961,9 @@ export const Service: MessageFns<Service> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(130).fork()).join();
+    }
+    if (message.healthCheck !== undefined) {
+      HealthCheck.encode(message.healthCheck, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -2074,6 +2109,14 @@ export const Service: MessageFns<Service> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.healthCheck = HealthCheck.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2139,6 +2182,11 @@ export const Service: MessageFns<Service> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      healthCheck: isSet(object.healthCheck)
+        ? HealthCheck.fromJSON(object.healthCheck)
+        : isSet(object.health_check)
+        ? HealthCheck.fromJSON(object.health_check)
+        : undefined,
     };
   },
 
@@ -2189,6 +2237,9 @@ export const Service: MessageFns<Service> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.healthCheck !== undefined) {
+      obj.healthCheck = HealthCheck.toJSON(message.healthCheck);
+    }
     return obj;
   },
 
@@ -2237,6 +2288,392 @@ export const Service: MessageFns<Service> = {
     message.endpoints = object.endpoints?.map((e) => Endpoint.fromPartial(e)) || [];
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.healthCheck = (object.healthCheck !== undefined && object.healthCheck !== null)
+      ? HealthCheck.fromPartial(object.healthCheck)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHealthCheck(): HealthCheck {
+  return { probe: undefined, initialDelaySeconds: 0, periodSeconds: 0 };
+}
+
+export const HealthCheck: MessageFns<HealthCheck> = {
+  encode(message: HealthCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.probe?.$case) {
+      case "http":
+        HttpProbe.encode(message.probe.value, writer.uint32(10).fork()).join();
+        break;
+      case "tcp":
+        TcpProbe.encode(message.probe.value, writer.uint32(18).fork()).join();
+        break;
+      case "exec":
+        ExecProbe.encode(message.probe.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    if (message.initialDelaySeconds !== 0) {
+      writer.uint32(32).uint32(message.initialDelaySeconds);
+    }
+    if (message.periodSeconds !== 0) {
+      writer.uint32(40).uint32(message.periodSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.probe = { $case: "http", value: HttpProbe.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.probe = { $case: "tcp", value: TcpProbe.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.probe = { $case: "exec", value: ExecProbe.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.initialDelaySeconds = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.periodSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthCheck {
+    return {
+      probe: isSet(object.http)
+        ? { $case: "http", value: HttpProbe.fromJSON(object.http) }
+        : isSet(object.tcp)
+        ? { $case: "tcp", value: TcpProbe.fromJSON(object.tcp) }
+        : isSet(object.exec)
+        ? { $case: "exec", value: ExecProbe.fromJSON(object.exec) }
+        : undefined,
+      initialDelaySeconds: isSet(object.initialDelaySeconds)
+        ? globalThis.Number(object.initialDelaySeconds)
+        : isSet(object.initial_delay_seconds)
+        ? globalThis.Number(object.initial_delay_seconds)
+        : 0,
+      periodSeconds: isSet(object.periodSeconds)
+        ? globalThis.Number(object.periodSeconds)
+        : isSet(object.period_seconds)
+        ? globalThis.Number(object.period_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: HealthCheck): unknown {
+    const obj: any = {};
+    if (message.probe?.$case === "http") {
+      obj.http = HttpProbe.toJSON(message.probe.value);
+    } else if (message.probe?.$case === "tcp") {
+      obj.tcp = TcpProbe.toJSON(message.probe.value);
+    } else if (message.probe?.$case === "exec") {
+      obj.exec = ExecProbe.toJSON(message.probe.value);
+    }
+    if (message.initialDelaySeconds !== 0) {
+      obj.initialDelaySeconds = Math.round(message.initialDelaySeconds);
+    }
+    if (message.periodSeconds !== 0) {
+      obj.periodSeconds = Math.round(message.periodSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HealthCheck>, I>>(base?: I): HealthCheck {
+    return HealthCheck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HealthCheck>, I>>(object: I): HealthCheck {
+    const message = createBaseHealthCheck();
+    switch (object.probe?.$case) {
+      case "http": {
+        if (object.probe?.value !== undefined && object.probe?.value !== null) {
+          message.probe = { $case: "http", value: HttpProbe.fromPartial(object.probe.value) };
+        }
+        break;
+      }
+      case "tcp": {
+        if (object.probe?.value !== undefined && object.probe?.value !== null) {
+          message.probe = { $case: "tcp", value: TcpProbe.fromPartial(object.probe.value) };
+        }
+        break;
+      }
+      case "exec": {
+        if (object.probe?.value !== undefined && object.probe?.value !== null) {
+          message.probe = { $case: "exec", value: ExecProbe.fromPartial(object.probe.value) };
+        }
+        break;
+      }
+    }
+    message.initialDelaySeconds = object.initialDelaySeconds ?? 0;
+    message.periodSeconds = object.periodSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseHttpProbe(): HttpProbe {
+  return { path: "", port: 0 };
+}
+
+export const HttpProbe: MessageFns<HttpProbe> = {
+  encode(message: HttpProbe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpProbe {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpProbe();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpProbe {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+    };
+  },
+
+  toJSON(message: HttpProbe): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HttpProbe>, I>>(base?: I): HttpProbe {
+    return HttpProbe.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HttpProbe>, I>>(object: I): HttpProbe {
+    const message = createBaseHttpProbe();
+    message.path = object.path ?? "";
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseTcpProbe(): TcpProbe {
+  return { port: 0 };
+}
+
+export const TcpProbe: MessageFns<TcpProbe> = {
+  encode(message: TcpProbe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== 0) {
+      writer.uint32(8).uint32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TcpProbe {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTcpProbe();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TcpProbe {
+    return { port: isSet(object.port) ? globalThis.Number(object.port) : 0 };
+  },
+
+  toJSON(message: TcpProbe): unknown {
+    const obj: any = {};
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TcpProbe>, I>>(base?: I): TcpProbe {
+    return TcpProbe.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TcpProbe>, I>>(object: I): TcpProbe {
+    const message = createBaseTcpProbe();
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseExecProbe(): ExecProbe {
+  return { command: [] };
+}
+
+export const ExecProbe: MessageFns<ExecProbe> = {
+  encode(message: ExecProbe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.command) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecProbe {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecProbe();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecProbe {
+    return {
+      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ExecProbe): unknown {
+    const obj: any = {};
+    if (message.command?.length) {
+      obj.command = message.command;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExecProbe>, I>>(base?: I): ExecProbe {
+    return ExecProbe.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecProbe>, I>>(object: I): ExecProbe {
+    const message = createBaseExecProbe();
+    message.command = object.command?.map((e) => e) || [];
     return message;
   },
 };
