@@ -74,7 +74,7 @@ export interface ConsumerOptions {
   ackWaitMs?: number;
   /** Default 5; -1 for unlimited. Failures at this count are dead-lettered. */
   maxDeliver?: number;
-  /** Redelivery gaps after ack timeouts; default ackWait doubling (see README). */
+  /** Server-side redelivery gaps after ack timeouts; default none (see README). */
   backoffMs?: readonly number[];
   description?: string;
 }
@@ -237,6 +237,7 @@ export class Bus {
         consumer: consumerName,
         slots,
         maxDeliver: config.max_deliver ?? DEFAULT_MAX_DELIVER,
+        backoffMs: (config.backoff ?? []).map((ns) => ns / 1_000_000),
         retryDelay,
         pullExpiresMs,
         handler: options.handler,

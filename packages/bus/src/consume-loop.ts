@@ -4,6 +4,7 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { type MsgHdrs, headers as natsHeaders } from '@nats-io/transport-node';
 import type { Logger } from '@stageline/log';
+import { nakDelayForServer } from './consumers.ts';
 import { type DeadLetter, deadLetterFor } from './dead-letter.ts';
 import { HEADERS } from './headers.ts';
 import {
@@ -58,6 +59,8 @@ export interface ConsumeLoopSettings {
   consumer: string;
   slots: number;
   maxDeliver: number;
+  /** The consumer's server-side backoff (ms), which shifts delayed naks. */
+  backoffMs: readonly number[];
   retryDelay: RetryDelay;
   /** How long one pull waits on the server for messages (≥ 1000 ms). */
   pullExpiresMs: number;
@@ -202,7 +205,7 @@ export class ConsumeLoop implements Consumption {
     }
     if ('retry' in decided) {
       log.debug({ delayMs: decided.retry.delayMs }, 'bus message retried');
-      m.nak(Math.max(0, Math.round(decided.retry.delayMs)));
+      this.#nak(m, decided.retry.delayMs);
       return;
     }
     const reason = decided.reject.reason;
@@ -217,11 +220,22 @@ export class ConsumeLoop implements Consumption {
       // Never drop a message we could not dead-letter: try again later.
       const delayMs = retryDelayMs(m.info.deliveryCount, this.#settings.retryDelay);
       log.error({ err: e, reason, delayMs }, 'bus dead-lettering failed; message will be retried');
-      m.nak(delayMs);
+      this.#nak(m, delayMs);
       return;
     }
     log.warn({ reason }, 'bus message dead-lettered');
     m.term();
+  }
+
+  #nak(m: JsMsg, delayMs: number): void {
+    const wanted = Math.max(0, Math.round(delayMs));
+    if (wanted === 0) {
+      m.nak(); // a bare nak is immediate on every server, backoff or not
+      return;
+    }
+    const sent = nakDelayForServer(wanted, m.info.deliveryCount, this.#settings.backoffMs);
+    // The client sends a bare nak for 0; keep it a delayed one so the server's arithmetic applies.
+    m.nak(sent === 0 ? -1 : sent);
   }
 
   async #slotFree(): Promise<void> {

@@ -22,15 +22,19 @@ export interface ConsumerSettings {
   maxDeliver: number;
   /** Cap for the whole fleet on this consumer: slots × expected processes, never the per-process limit. */
   maxAckPending: number;
-  /** Gaps between redeliveries after ack timeouts; default derived from ackWaitMs. */
+  /**
+   * Server-side gaps between redeliveries after ack timeouts (crashed or hung workers). Default none:
+   * redelivery after ackWaitMs. With a backoff the server replaces ack_wait by backoffMs[0] and
+   * shifts every delayed nak by backoff[n] − backoff[0]; the consume loop compensates (see
+   * `nakDelayForServer`).
+   */
   backoffMs?: readonly number[];
   description?: string;
 }
 
 /**
- * Redelivery gaps after ack timeouts (a crashed or hung worker): ackWait, then doubling, capped.
- * NATS 2.9 replaces ack_wait with backoff[0], so the list must start at ackWait, and it must be
- * shorter than max_deliver or the server refuses it.
+ * A suggested `backoffMs`: ackWait, then doubling, capped; shorter than max_deliver as the server
+ * requires. Not the default — see `ConsumerSettings.backoffMs`.
  */
 export function redeliveryBackoffMs(ackWaitMs: number, maxDeliver: number): number[] {
   const steps = maxDeliver > 0 ? Math.min(4, maxDeliver - 1) : 4;
@@ -43,11 +47,22 @@ const positiveInt = (value: number, field: string): number => {
   return value;
 };
 
+/**
+ * The delay to send with a nak so the message comes back after `delayMs`. NATS (measured on 2.9.10;
+ * the same code is in later servers) backdates a delayed nak by ack_wait but then waits
+ * backoff[redeliveries] — so with a backoff the real delay is delayMs + backoff[n] − backoff[0].
+ */
+export function nakDelayForServer(delayMs: number, deliveryCount: number, backoffMs: readonly number[]): number {
+  if (backoffMs.length === 0) return delayMs;
+  const index = Math.min(Math.max(0, deliveryCount - 1), backoffMs.length - 1);
+  return delayMs + (backoffMs[0] ?? 0) - (backoffMs[index] ?? 0);
+}
+
 export function consumerConfig(subjects: Subjects, settings: ConsumerSettings): Partial<ConsumerConfig> {
   positiveInt(settings.ackWaitMs, 'ackWaitMs');
   positiveInt(settings.maxAckPending, 'maxAckPending');
   if (settings.maxDeliver !== -1) positiveInt(settings.maxDeliver, 'maxDeliver');
-  const backoffMs = settings.backoffMs ?? redeliveryBackoffMs(settings.ackWaitMs, settings.maxDeliver);
+  const backoffMs = settings.backoffMs ?? [];
   if (settings.maxDeliver > 0 && backoffMs.length >= settings.maxDeliver) {
     throw invalidArgument('backoffMs', `must have fewer entries than maxDeliver (${settings.maxDeliver})`);
   }

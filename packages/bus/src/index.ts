@@ -18,6 +18,7 @@ export {
   DEFAULT_MAX_DELIVER,
   DEFAULT_SLOTS,
   ensureConsumer,
+  nakDelayForServer,
   redeliveryBackoffMs,
 } from './consumers.ts';
 export { HEADERS } from './headers.ts';

@@ -1,9 +1,17 @@
 import { nanos } from '@nats-io/transport-node';
-import { alreadyExists, DomainError, type ErrorCode, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import {
+  alreadyExists,
+  DomainError,
+  type ErrorCode,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+} from '@stageline/errors';
 import { describe, expect, it } from 'vitest';
 import {
   consumerConfig,
   createSubjects,
+  nakDelayForServer,
   outcomeForError,
   redeliveryBackoffMs,
   retryDelayMs,
@@ -23,17 +31,21 @@ describe('outcomeForError', () => {
     expect(o).toEqual({ reject: { reason: `${code}: ${error.message}` } });
   });
 
-  it.each<ErrorCode>(['INVALID_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'FAILED_PRECONDITION', 'UNAVAILABLE', 'INTERNAL'])(
-    'retries a retryable %s with exponential, capped delay',
-    (code) => {
-      const e = new DomainError(code, 'later', { retryable: true });
-      const delay = { baseMs: 100, maxMs: 1_000 };
-      expect(outcomeForError(e, 1, delay)).toEqual({ retry: { delayMs: 100 } });
-      expect(outcomeForError(e, 2, delay)).toEqual({ retry: { delayMs: 200 } });
-      expect(outcomeForError(e, 4, delay)).toEqual({ retry: { delayMs: 800 } });
-      expect(outcomeForError(e, 5, delay)).toEqual({ retry: { delayMs: 1_000 } });
-    },
-  );
+  it.each<ErrorCode>([
+    'INVALID_ARGUMENT',
+    'NOT_FOUND',
+    'ALREADY_EXISTS',
+    'FAILED_PRECONDITION',
+    'UNAVAILABLE',
+    'INTERNAL',
+  ])('retries a retryable %s with exponential, capped delay', (code) => {
+    const e = new DomainError(code, 'later', { retryable: true });
+    const delay = { baseMs: 100, maxMs: 1_000 };
+    expect(outcomeForError(e, 1, delay)).toEqual({ retry: { delayMs: 100 } });
+    expect(outcomeForError(e, 2, delay)).toEqual({ retry: { delayMs: 200 } });
+    expect(outcomeForError(e, 4, delay)).toEqual({ retry: { delayMs: 800 } });
+    expect(outcomeForError(e, 5, delay)).toEqual({ retry: { delayMs: 1_000 } });
+  });
 
   it('retries UNAVAILABLE by default (DomainError marks it retryable)', () => {
     expect(outcomeForError(new DomainError('UNAVAILABLE', 'db down'), 1)).toEqual({ retry: { delayMs: 1_000 } });
@@ -53,7 +65,7 @@ describe('outcomeForError', () => {
 describe('consumer and stream configs', () => {
   const subjects = createSubjects('cfg');
 
-  it('starts the redelivery backoff at ack_wait and keeps it shorter than max_deliver', () => {
+  it('suggests a redelivery backoff starting at ack_wait and shorter than max_deliver', () => {
     expect(redeliveryBackoffMs(30_000, 5)).toEqual([30_000, 60_000, 120_000, 240_000]);
     expect(redeliveryBackoffMs(30_000, 3)).toEqual([30_000, 60_000]);
     expect(redeliveryBackoffMs(30_000, 1)).toEqual([]);
@@ -76,7 +88,16 @@ describe('consumer and stream configs', () => {
       max_ack_pending: 112,
       filter_subject: 'cfg.jobs.build.*',
     });
-    expect(c.backoff?.[0]).toBe(nanos(30_000));
+    // No server backoff by default: it would shift every delayed nak (see README).
+    expect(c.backoff).toBeUndefined();
+  });
+
+  it('corrects nak delays for a server-side backoff', () => {
+    expect(nakDelayForServer(100, 1, [])).toBe(100);
+    expect(nakDelayForServer(100, 3, [])).toBe(100);
+    expect(nakDelayForServer(100, 1, [2_000, 6_000])).toBe(100);
+    expect(nakDelayForServer(100, 2, [2_000, 6_000])).toBe(100 - 4_000);
+    expect(nakDelayForServer(100, 7, [2_000, 6_000])).toBe(100 - 4_000);
   });
 
   it('refuses a backoff the server would refuse', () => {
