@@ -330,6 +330,20 @@ const cases: Case[] = [
     'service.build_resources.cpu_millis',
   ],
   [
+    'health check path not absolute',
+    () =>
+      addService({
+        ...container('nginx'),
+        healthCheck: {
+          probe: { $case: 'http', value: { path: 'health', port: 80 } },
+          initialDelaySeconds: 0,
+          periodSeconds: 0,
+        },
+      }),
+    INVALID_ARGUMENT,
+    'service.health_check.http.path',
+  ],
+  [
     'unknown stage for a service',
     () => addService({ ...container('nginx'), stageId: '0190c5f0-0000-7000-8000-000000000000' }),
     NOT_FOUND,
