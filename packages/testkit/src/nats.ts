@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { track } from './cleanup.ts';
 import { startContainer } from './containers.ts';
-import { freePort, probeTcp, sleep, which } from './proc.ts';
+import { probeTcp, sleep, which } from './proc.ts';
 import { external, memoized, type ResolvedServer, type ResolveOptions, resolveWith, type Strategy } from './resolve.ts';
 
 export const NATS_LOCAL_PORT = 4222;
@@ -43,16 +43,31 @@ const fromContainer: Strategy = async () => {
   return { url: `nats://${container.host}:${container.port}`, source: 'container', stop: container.stop };
 };
 
-async function startBinaryOnce(binary: string): Promise<ResolvedServer | 'port-taken'> {
-  const port = await freePort();
+/** The client URL nats-server wrote to its ports file (`--ports_file_dir`), once it listens. */
+async function portsFileUrl(dir: string, pid: number): Promise<string | undefined> {
+  try {
+    const ports = JSON.parse(await readFile(path.join(dir, `nats-server_${pid}.ports`), 'utf8')) as { nats?: string[] };
+    return ports.nats?.[0];
+  } catch {
+    return undefined; // not written yet (or half written)
+  }
+}
+
+const fromBinary: Strategy = async (env) => {
+  const binary = which('nats-server', env, ['/usr/sbin', '/usr/local/sbin']);
+  if (binary === undefined) throw new Error('nats-server is not on PATH');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'stageline-nats-'));
   const logPath = path.join(dir, 'nats-server.log');
   const log = await open(logPath, 'a');
-  const child = spawn(binary, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', path.join(dir, 'jetstream')], {
-    stdio: ['ignore', log.fd, log.fd],
-  });
+  // `-p -1`: the server picks a free port itself and reports it in the ports file, so no other
+  // process can take the port between choosing and binding it.
+  const child = spawn(
+    binary,
+    ['-a', '127.0.0.1', '-p', '-1', '-js', '-sd', path.join(dir, 'jetstream'), '--ports_file_dir', dir],
+    { stdio: ['ignore', log.fd, log.fd] },
+  );
   await log.close();
-  // A forgotten stop() must not keep the test process alive; the exit hook ends the server.
+  // A forgotten stop() must not keep the test process alive; the exit hook or global teardown ends it.
   child.unref();
   let exited: string | undefined;
   const exit = new Promise<void>((resolve) => {
@@ -78,43 +93,36 @@ async function startBinaryOnce(binary: string): Promise<ResolvedServer | 'port-t
   };
 
   const deadline = Date.now() + 15_000;
+  let url: string | undefined;
   for (;;) {
-    const greeting = exited === undefined ? await probeTcp('127.0.0.1', port, 500) : undefined;
-    if (greeting !== undefined && greetingHasJetStream(greeting)) break;
+    if (exited === undefined && child.pid !== undefined) {
+      url ??= await portsFileUrl(dir, child.pid);
+      const port = url === undefined ? undefined : Number(new URL(url).port);
+      const greeting = port === undefined ? undefined : await probeTcp('127.0.0.1', port, 500);
+      if (url !== undefined && greeting !== undefined && greetingHasJetStream(greeting)) break;
+    }
     if (exited !== undefined || Date.now() > deadline) {
       const output = await readFile(logPath, 'utf8').catch(() => '');
       await cleanUp();
-      if (/address already in use/i.test(output)) return 'port-taken';
-      throw new Error(`nats-server on port ${port} did not start (${exited ?? 'timeout'}): ${output.trim()}`);
+      throw new Error(`nats-server did not start (${exited ?? 'timeout'}): ${output.trim()}`);
     }
     await sleep(25);
   }
   let stopped: Promise<void> | undefined;
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url,
     source: 'binary',
     stop: () => {
       stopped ??= cleanUp();
       return stopped;
     },
   };
-}
-
-const fromBinary: Strategy = async (env) => {
-  const binary = which('nats-server', env, ['/usr/sbin', '/usr/local/sbin']);
-  if (binary === undefined) throw new Error('nats-server is not on PATH');
-  // Another process can grab the free port between allocation and bind; try a few.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const server = await startBinaryOnce(binary);
-    if (server !== 'port-taken') return server;
-  }
-  throw new Error('nats-server lost the race for a free port three times');
 };
 
 /**
  * A NATS server with JetStream, found in DESIGN.md §8's order: NATS_URL → 127.0.0.1:4222 (if it
  * speaks NATS with JetStream) → a testcontainers container from the locally built image → nats-server
- * from PATH with -js on a free port and a temporary store. Memoized per process (see ResolveOptions).
+ * from PATH with -js on a port of its choosing and a temporary store. Memoized per process (see ResolveOptions).
  */
 export const resolveNats: (options?: ResolveOptions) => Promise<ResolvedServer> = memoized((options) =>
   resolveWith('NATS', { env: fromEnv, local: fromLocalPort, container: fromContainer, binary: fromBinary }, options),

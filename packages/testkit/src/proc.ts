@@ -82,23 +82,28 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Connects to host:port and returns the first chunk the server sends (NATS greets with `INFO {...}`),
- * or '' if it accepted but said nothing within the timeout; undefined when nothing listens.
+ * Connects to host:port and returns the server's first line (NATS greets with `INFO {...}`), or what
+ * it sent so far ('' if nothing) when the timeout passes; undefined when nothing listens.
  */
 export function probeTcp(host: string, port: number, timeoutMs = 1_000): Promise<string | undefined> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
     let connected = false;
+    let received = '';
     const done = (value: string | undefined): void => {
       socket.removeAllListeners();
       socket.destroy();
       resolve(value);
     };
-    socket.setTimeout(timeoutMs, () => done(connected ? '' : undefined));
+    socket.setTimeout(timeoutMs, () => done(connected ? received : undefined));
     socket.once('connect', () => {
       connected = true;
     });
-    socket.once('data', (chunk) => done(chunk.toString('utf8')));
+    socket.on('data', (chunk) => {
+      received += chunk.toString('utf8');
+      if (received.includes('\n')) done(received);
+    });
+    socket.once('end', () => done(received));
     socket.once('error', () => done(undefined));
   });
 }
