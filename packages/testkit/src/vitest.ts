@@ -39,8 +39,11 @@ export function useIsolatedEnvironment(): IsolatedEnvironment {
     if (state === undefined) return;
     const { natsUrl, database, busPrefix } = state;
     state = undefined;
-    await dropBusPrefix(natsUrl, busPrefix);
-    await database.drop();
+    try {
+      await dropBusPrefix(natsUrl, busPrefix);
+    } finally {
+      await database.drop();
+    }
   });
   return {
     get natsUrl() {
