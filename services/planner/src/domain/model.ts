@@ -1,0 +1,166 @@
+// The planner's pure model: a run is a value; the core maps (run, fact) → (run, decisions).
+// Names mirror the proto enums without their prefixes; adapters map them to the wire.
+
+export type ActionName = 'DEPLOY' | 'REDEPLOY' | 'STOP' | 'RESTART' | 'DELETE' | 'ROLLBACK';
+export type KindName = 'DATABASE' | 'LIFECYCLE_JOB' | 'CRON_JOB' | 'CONTAINER' | 'APPLICATION';
+export type Mode = 'PIPELINED' | 'STRICT';
+
+export type ServiceStateName =
+  | 'QUEUED'
+  | 'BUILDING'
+  | 'BUILD_ERROR'
+  | 'MIRRORING'
+  | 'DEPLOYING'
+  | 'DEPLOYED'
+  | 'DEPLOYMENT_ERROR'
+  | 'STOP_QUEUED'
+  | 'STOPPING'
+  | 'STOPPED'
+  | 'STOP_ERROR'
+  | 'RESTARTING'
+  | 'RESTARTED'
+  | 'RESTART_ERROR'
+  | 'DELETE_QUEUED'
+  | 'DELETING'
+  | 'DELETED'
+  | 'DELETE_ERROR'
+  | 'EXECUTING'
+  | 'CANCELING'
+  | 'CANCELED'
+  | 'SKIPPED';
+
+export type StageStatusName = 'QUEUED' | 'ONGOING' | 'DONE' | 'ERROR' | 'SKIPPED' | 'CANCELED';
+export type RunStatusName = 'PLANNED' | 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELING' | 'CANCELED';
+export type StepKindName =
+  | 'GIT_CLONE'
+  | 'BUILD_QUEUEING'
+  | 'BUILD'
+  | 'MIRROR_IMAGE'
+  | 'DEPLOYMENT_QUEUEING'
+  | 'DEPLOYMENT'
+  | 'STOP'
+  | 'RESTART'
+  | 'DELETE'
+  | 'EXECUTING';
+export type StepOutcomeName = 'SUCCESS' | 'ERROR' | 'CACHE_HIT' | 'SKIPPED' | 'CANCELED';
+
+/** What the planner knows of a service when a run starts (from control's snapshot and its own history). */
+export interface ServiceFacts {
+  id: string;
+  name: string;
+  kind: KindName;
+  stageId: string;
+  skipped: boolean;
+  /** How its image is obtained: built from git, mirrored from a registry, or not at all (managed database). */
+  build: 'GIT' | 'MIRROR' | null;
+  /** The version DEPLOY resolves to: the configured commit/branch or tag. */
+  configuredVersion: string;
+  /** From the planner's own history. */
+  current: CurrentState;
+}
+
+export interface CurrentState {
+  /** Resources exist (deployed or stopped). */
+  hasResources: boolean;
+  stopped: boolean;
+  /** The version and mirror image it runs now (empty when never deployed). */
+  version: string;
+  image: string;
+}
+
+export interface EnvironmentFacts {
+  environmentId: string;
+  /** Stages in pipeline order. */
+  stages: { id: string; name: string }[];
+  /** Services in pipeline order. */
+  services: ServiceFacts[];
+  maxParallelBuilds: number;
+  maxParallelDeploys: number;
+  mode: Mode;
+}
+
+export interface RunRequest {
+  action: ActionName;
+  /** Empty: the whole environment; otherwise a service-level action on these services. */
+  serviceIds: string[];
+  version: string;
+  forceBuild: boolean;
+  /** ROLLBACK: per service, the version and image it had after the target run. */
+  rollbackTo?: Record<string, { version: string; image: string }>;
+}
+
+export type JobRole = 'build' | 'deploy';
+export type JobPhase = 'PENDING' | 'DISPATCHED' | 'DONE' | 'FAILED' | 'CANCELED';
+
+export interface JobSlot {
+  role: JobRole;
+  /** build: GIT or MIRROR; deploy: the worker action. */
+  what: 'GIT' | 'MIRROR' | 'DEPLOY' | 'STOP' | 'RESTART' | 'DELETE';
+  phase: JobPhase;
+  jobId: string;
+  attempt: number;
+  /** Highest JobEvent sequence applied, to drop repeats and stale events. */
+  lastSequence: number;
+}
+
+export interface Step {
+  kind: StepKindName;
+  startedAt: number;
+  finishedAt: number | null;
+  outcome: StepOutcomeName | null;
+  message: string;
+}
+
+export interface ServiceRun {
+  serviceId: string;
+  name: string;
+  kind: KindName;
+  stageId: string;
+  status: ServiceStateName;
+  version: string;
+  image: string;
+  build: JobSlot | null;
+  deploy: JobSlot | null;
+  steps: Step[];
+  /** Its work in this run is over (successfully, skipped, failed or canceled). */
+  finished: boolean;
+  /** Its work failed: the run fails. */
+  failed: boolean;
+  message: string;
+  endpoints: { port: number; url: string }[];
+}
+
+export interface StageRun {
+  stageId: string;
+  name: string;
+  /** Pipeline order (not execution order). */
+  order: number;
+  status: StageStatusName;
+}
+
+export interface RunState {
+  id: string;
+  action: ActionName;
+  status: RunStatusName;
+  /** Stage ids in the order this action walks them (reversed for STOP and DELETE). */
+  executionOrder: string[];
+  stages: StageRun[];
+  services: ServiceRun[];
+  maxBuilds: number;
+  maxDeploys: number;
+  mode: Mode;
+  forceBuild: boolean;
+  cancelRequested: boolean;
+  message: string;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+/** What the shell must do after the core decided. */
+export type Decision =
+  | { type: 'dispatch'; role: JobRole; serviceId: string; jobId: string; attempt: number; what: JobSlot['what'] }
+  | { type: 'cancelJobs' }
+  | { type: 'finished'; status: RunStatusName };
+
+export const TERMINAL_RUN: readonly RunStatusName[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
+export const isTerminalRun = (status: RunStatusName): boolean => TERMINAL_RUN.includes(status);
