@@ -7,6 +7,12 @@ const prefix = randomPrefix();
 let a: Bus;
 let b: Bus;
 const running: Consumption[] = [];
+const gates: Gate[] = [];
+const newGate = (): Gate => {
+  const g = new Gate();
+  gates.push(g);
+  return g;
+};
 
 beforeAll(async () => {
   [a, b] = await Promise.all([connectBus(prefix, 'consume-a'), connectBus(prefix, 'consume-b')]);
@@ -14,6 +20,8 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
+  // A failed test may leave handlers parked; stop() would wait for them forever.
+  for (const g of gates.splice(0)) g.open();
   await Promise.all(running.splice(0).map((c) => c.stop()));
 });
 
@@ -66,7 +74,7 @@ describe('consume: slots', () => {
       subject,
       Array.from({ length: 10 }, (_, i) => `job-${i}`),
     );
-    const gate = new Gate();
+    const gate = newGate();
     let current = 0;
     let max = 0;
     let done = 0;
@@ -87,15 +95,16 @@ describe('consume: slots', () => {
       },
     });
     running.push(c);
-    while (done < 10) {
-      const expected = Math.min(3, 10 - done);
-      await eventually(() => gate.parked === expected, `${expected} handlers parked`);
-      expect(c.inFlight()).toBe(expected);
-      // What the server sees this process holding: handlers only, nothing buffered beyond the slots.
+    // Free one slot at a time: a process that pulled for all its slots instead of the free ones
+    // would now hold more than 3.
+    for (let released = 0; released < 10; released++) {
+      const expected = Math.min(3, 10 - released);
+      await eventually(() => gate.parked === expected && c.inFlight() === expected, `${expected} handlers parked`);
+      // What the server sees this process holding: the handlers' messages, nothing buffered beyond them.
       expect((await consumerInfo(a.subjects.streams.buildJobs, durable)).num_ack_pending).toBe(expected);
-      gate.releaseAll();
-      await eventually(() => gate.parked === 0 && current < expected + 1, 'release');
+      gate.releaseOne();
     }
+    await eventually(() => done === 10, 'all done');
     expect(max).toBe(3);
     // Work queue: acknowledged jobs are gone.
     await eventually(async () => (await storedOn('buildJobs', subject)) === 0, 'work queue empty');
@@ -109,7 +118,7 @@ describe('consume: slots', () => {
       subject,
       Array.from({ length: 12 }, (_, i) => `job-${i}`),
     );
-    const gate = new Gate();
+    const gate = newGate();
     let current = 0;
     let max = 0;
     let done = 0;
@@ -343,7 +352,7 @@ describe('consume: outcomes', () => {
 
   it('stop() stops pulling and waits for handlers in flight', async () => {
     const subject = a.subjects.deployJobs(randomId('dep'));
-    const gate = new Gate();
+    const gate = newGate();
     const order: string[] = [];
     let handled = 0;
     const c = await a.consume({

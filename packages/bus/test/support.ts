@@ -52,11 +52,22 @@ export async function eventually<T>(
 /** Parks handlers until the test lets them go. */
 export class Gate {
   #waiting: (() => void)[] = [];
+  #open = false;
   get parked(): number {
     return this.#waiting.length;
   }
   pass(): Promise<void> {
+    if (this.#open) return Promise.resolve();
     return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+  /** Release everyone, now and later (test cleanup). */
+  open(): void {
+    this.#open = true;
+    this.releaseAll();
+  }
+  /** Let the longest-parked handler go. */
+  releaseOne(): void {
+    this.#waiting.shift()?.();
   }
   releaseAll(): void {
     const w = this.#waiting;
