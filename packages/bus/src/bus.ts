@@ -220,10 +220,13 @@ export class Bus {
     const consumerName = config.durable_name ?? '';
     // Fail fast on a bad config at start; afterwards the loop re-ensures it if it disappears.
     await ensureConsumer(this.#jsm, stream, config);
+    let ensured = true;
     const loop = new ConsumeLoop(
       {
         openConsumer: async () => {
-          await ensureConsumer(this.#jsm, stream, config);
+          // Reopening after a failure: the consumer may have been deleted under us.
+          if (!ensured) await ensureConsumer(this.#jsm, stream, config);
+          ensured = false;
           return await this.#js.consumers.get(stream, consumerName);
         },
         publishDeadLetter: async (letter) => {

@@ -350,6 +350,28 @@ describe('consume: outcomes', () => {
     expect(deliveries).toEqual([1]);
   });
 
+  it('recreates its consumer when it is deleted under it, and carries on', async () => {
+    const subject = a.subjects.deployResults(randomId('dep'));
+    const durable = randomId('recreate');
+    const seen: string[] = [];
+    const c = await a.consume({
+      stream: 'results',
+      durable,
+      filterSubject: subject,
+      pullExpiresMs: 1_000,
+      handler: (m) => {
+        seen.push(decode(m.data));
+      },
+    });
+    running.push(c);
+    await a.publish(subject, text('before'));
+    await eventually(() => seen.includes('before'), 'first message');
+    await a.jsm.consumers.delete(a.subjects.streams.results, c.consumer);
+    await a.publish(subject, text('after'));
+    await eventually(() => seen.includes('after'), 'message after the consumer was recreated');
+    expect((await consumerInfo(a.subjects.streams.results, durable)).config.filter_subject).toBe(subject);
+  });
+
   it('stop() stops pulling and waits for handlers in flight', async () => {
     const subject = a.subjects.deployJobs(randomId('dep'));
     const gate = newGate();
