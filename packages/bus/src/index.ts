@@ -52,3 +52,13 @@ export {
   validateSubject,
   validateToken,
 } from './subjects.ts';
+export {
+  cancelSubject,
+  type JobContext,
+  type JobIdentity,
+  publishCancel,
+  startWorker,
+  type Worker,
+  type WorkerOptions,
+  type WorkerRole,
+} from './worker.ts';

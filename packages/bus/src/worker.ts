@@ -1,0 +1,215 @@
+// The worker framework used by the build and deploy services: one durable consumer per role, N slots
+// per process, heartbeats for long jobs, cancel signals, job events and log lines back to the planner,
+// and idempotency by job id (a redelivered job that already finished reports its result again).
+
+import { Kvm } from '@nats-io/kv';
+import { DomainError } from '@stageline/errors';
+import type { Logger } from '@stageline/log';
+import { bus as busv1, type control } from '@stageline/proto';
+import type { Bus } from './bus.ts';
+import type { BusMessage } from './consume-loop.ts';
+import { outcome } from './outcomes.ts';
+import { validateToken } from './subjects.ts';
+
+export interface JobIdentity {
+  jobId: string;
+  deploymentId: string;
+  serviceId: string;
+  attempt: number;
+}
+
+export interface JobContext extends JobIdentity {
+  /** Aborted when the run is canceled (CancelRequested) or the worker stops. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** One line of the service's run log, streamed on `<prefix>.logs.<deploymentId>.<serviceId>`. */
+  output(message: string, step?: control.StepKind): void;
+  stepStarted(kind: control.StepKind, message?: string): Promise<void>;
+  stepFinished(step: control.Step): Promise<void>;
+  /** Heartbeat for long jobs; the framework also sends one every third of ack_wait. */
+  working(): void;
+}
+
+export type WorkerRole = 'build' | 'deploy';
+
+export interface WorkerOptions<J> {
+  bus: Bus;
+  role: WorkerRole;
+  log: Logger;
+  /** Jobs this process runs at once. Default 7. */
+  slots?: number;
+  /** Default `<role>-workers`. */
+  durable?: string;
+  /** Default 60 s; the heartbeat keeps long jobs alive. */
+  ackWaitMs?: number;
+  /** Default 5. */
+  maxDeliver?: number;
+  /** Decodes a job; throwing dead-letters it with the reason. */
+  decode(data: Uint8Array): J;
+  identify(job: J): JobIdentity;
+  handle(job: J, ctx: JobContext): Promise<busv1.JobFinished>;
+}
+
+export interface Worker {
+  stop(): Promise<void>;
+  /** Jobs running in this process now. */
+  inFlight(): number;
+}
+
+/** Where cancel requests go: core NATS, every worker process hears them. */
+export function cancelSubject(prefix: string, deploymentId: string): string {
+  return `${prefix}.control.cancel.${validateToken(deploymentId, 'deployment_id')}`;
+}
+
+/** Publishes a cancel request for a run (planner). Core NATS: workers not running the run ignore it. */
+export function publishCancel(bus: Bus, deploymentId: string): void {
+  bus.nc.publish(cancelSubject(bus.prefix, deploymentId), busv1.CancelRequested.encode({ deploymentId }).finish());
+}
+
+const FAILED_STATE: Record<WorkerRole, control.ServiceState> = {
+  build: 3 satisfies control.ServiceState, // BUILD_ERROR
+  deploy: 7 satisfies control.ServiceState, // DEPLOYMENT_ERROR
+};
+
+/** Event sequences grow across redeliveries, so the planner can drop a stale delivery's events. */
+const SEQUENCE_STRIDE = 1_000_000;
+
+export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker> {
+  const { bus, role } = options;
+  const log = options.log.child({ component: 'worker', role });
+  const ackWaitMs = options.ackWaitMs ?? 60_000;
+  const kv = await new Kvm(bus.js).create(`${bus.subjects.streamPrefix}_${role}_job_results`, {
+    // A day is far longer than any redelivery window; the bucket never grows without bound.
+    ttl: 24 * 3600 * 1000,
+    history: 1,
+  });
+  const running = new Map<string, Set<AbortController>>();
+  const stopping = new AbortController();
+
+  const cancels = bus.nc.subscribe(`${bus.prefix}.control.cancel.*`, {
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        const { deploymentId } = busv1.CancelRequested.decode(msg.data);
+        for (const controller of running.get(deploymentId) ?? []) controller.abort(new Error('run canceled'));
+      } catch (e) {
+        log.warn({ err: e }, 'undecodable cancel request ignored');
+      }
+    },
+  });
+
+  const resultsSubject = (deploymentId: string) =>
+    role === 'build' ? bus.subjects.buildResults(deploymentId) : bus.subjects.deployResults(deploymentId);
+
+  async function handleMessage(message: BusMessage) {
+    let job: J;
+    let id: JobIdentity;
+    try {
+      job = options.decode(message.data);
+      id = options.identify(job);
+      validateToken(id.deploymentId, 'deployment_id');
+      validateToken(id.serviceId, 'service_id');
+      if (id.jobId === '') throw new Error('job_id is empty');
+    } catch (e) {
+      return outcome.reject(`undecodable ${role} job: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const jobLog = log.child({ jobId: id.jobId, deploymentId: id.deploymentId, serviceId: id.serviceId });
+    const kvKey = Buffer.from(id.jobId).toString('base64url');
+    let sequence = message.deliveryCount * SEQUENCE_STRIDE;
+    const emit = async (event: busv1.JobEvent['event']) => {
+      sequence++;
+      const data = busv1.JobEvent.encode({ ...id, sequence, event }).finish();
+      // Unique per delivery of the job message: a re-reported result must not be taken for a duplicate.
+      await bus.publish(resultsSubject(id.deploymentId), data, {
+        msgId: `${id.jobId}.${message.streamSequence}.${sequence}`,
+      });
+    };
+
+    const done = await kv.get(kvKey);
+    if (done?.value && done.value.length > 0) {
+      // Finished before (a late ack got lost): report the same result again, do nothing else.
+      const finished = busv1.JobFinished.decode(done.value);
+      jobLog.info('job already finished: reporting its result again');
+      await emit({ $case: 'jobFinished', value: finished });
+      return outcome.ack();
+    }
+
+    const controller = new AbortController();
+    const onStop = () => controller.abort(new Error('worker stopping'));
+    stopping.signal.addEventListener('abort', onStop);
+    const set = running.get(id.deploymentId) ?? new Set<AbortController>();
+    running.set(id.deploymentId, set);
+    set.add(controller);
+    const heartbeat = setInterval(() => message.working(), Math.max(1_000, Math.floor(ackWaitMs / 3)));
+    // Log lines keep their order: each publish waits for the previous one.
+    let logChain: Promise<unknown> = Promise.resolve();
+    const logSubject = bus.subjects.logs(id.deploymentId, id.serviceId);
+
+    const ctx: JobContext = {
+      ...id,
+      signal: controller.signal,
+      log: jobLog,
+      output(text, step) {
+        const record = busv1.LogRecord.encode({
+          deploymentId: id.deploymentId,
+          line: { serviceId: id.serviceId, step: step ?? 0, timestamp: new Date(), message: text },
+        }).finish();
+        logChain = logChain
+          .then(() => bus.publish(logSubject, record))
+          .catch((e: unknown) => jobLog.warn({ err: e }, 'log line lost'));
+      },
+      stepStarted: (kind, text = '') =>
+        emit({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
+      stepFinished: (step) => emit({ $case: 'stepFinished', value: { step } }),
+      working: () => message.working(),
+    };
+
+    let finished: busv1.JobFinished;
+    try {
+      finished = await options.handle(job, ctx);
+    } catch (e) {
+      if (stopping.signal.aborted || (e instanceof DomainError && e.retryable)) {
+        // Someone else (or later) should do it: let JetStream redeliver.
+        throw e;
+      }
+      jobLog.warn({ err: e }, 'job failed');
+      finished = busv1.JobFinished.fromPartial({
+        succeeded: false,
+        state: FAILED_STATE[role],
+        message: e instanceof Error ? e.message : String(e),
+      });
+    } finally {
+      clearInterval(heartbeat);
+      stopping.signal.removeEventListener('abort', onStop);
+      set.delete(controller);
+      if (set.size === 0) running.delete(id.deploymentId);
+      await logChain;
+    }
+    if (stopping.signal.aborted && !finished.succeeded) {
+      // Interrupted by our own shutdown, not by the run: hand the job to another process.
+      throw new DomainError('UNAVAILABLE', 'worker stopping');
+    }
+    await emit({ $case: 'jobFinished', value: finished });
+    await kv.put(kvKey, busv1.JobFinished.encode(finished).finish());
+    return outcome.ack();
+  }
+
+  const consumption = await bus.consume({
+    stream: role === 'build' ? 'buildJobs' : 'deployJobs',
+    durable: options.durable ?? `${role}-workers`,
+    slots: options.slots ?? 7,
+    ackWaitMs,
+    maxDeliver: options.maxDeliver ?? 5,
+    handler: handleMessage,
+  });
+  log.info({ slots: options.slots ?? 7 }, 'worker consuming');
+
+  return {
+    inFlight: () => consumption.inFlight(),
+    async stop() {
+      stopping.abort();
+      await consumption.stop();
+      cancels.unsubscribe();
+    },
+  };
+}

@@ -1,0 +1,151 @@
+import { bus as busv1, control } from '@stageline/proto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Bus, type JobContext, publishCancel, startWorker, type Worker } from '../src/index.ts';
+import { connectBus, deletePrefixStreams, eventually, randomId, randomPrefix } from './support.ts';
+
+const prefix = randomPrefix();
+let bus: Bus;
+const workers: Worker[] = [];
+
+beforeAll(async () => {
+  bus = await connectBus(prefix, 'worker-test');
+  await bus.ensureStreams();
+});
+
+afterEach(async () => {
+  // One worker at a time on the shared durable, even when a test failed half-way.
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+});
+
+afterAll(async () => {
+  await bus?.close();
+  await deletePrefixStreams(prefix);
+});
+
+function job(deploymentId: string, jobId: string): Uint8Array {
+  return busv1.BuildJob.encode(
+    busv1.BuildJob.fromPartial({ jobId, deploymentId, service: { id: 'svc1', name: 'web' }, attempt: 1 }),
+  ).finish();
+}
+
+/** Every JobEvent published for one run, decoded, in stream order. */
+async function events(deploymentId: string): Promise<busv1.JobEvent[]> {
+  const stream = bus.subjects.streams.results;
+  const info = await bus.jsm.streams.info(stream);
+  const out: busv1.JobEvent[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+    const m = await bus.jsm.streams.getMessage(stream, { seq }).catch(() => null);
+    if (m?.subject === bus.subjects.buildResults(deploymentId)) out.push(busv1.JobEvent.decode(m.data));
+  }
+  return out;
+}
+
+async function start(handle: (j: busv1.BuildJob, ctx: JobContext) => Promise<busv1.JobFinished>): Promise<Worker> {
+  const w = await startWorker({
+    bus,
+    role: 'build',
+    log: (await import('@stageline/log')).createLogger({ service: 'worker-test', level: 'silent' }),
+    slots: 3,
+    // A work-queue stream takes one unfiltered consumer: every test shares it, one worker at a time.
+    durable: 'build-workers',
+    decode: (data) => busv1.BuildJob.decode(data),
+    identify: (j) => ({
+      jobId: j.jobId,
+      deploymentId: j.deploymentId,
+      serviceId: j.service?.id ?? '',
+      attempt: j.attempt,
+    }),
+    handle,
+  });
+  workers.push(w);
+  return w;
+}
+
+describe('worker framework', () => {
+  it('reports steps and the result, and answers a redelivered finished job without redoing it', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    let calls = 0;
+    await start(async (j, ctx) => {
+      calls++;
+      await ctx.stepStarted(control.StepKind.STEP_KIND_MIRROR_IMAGE, 'copying');
+      ctx.output('copied 1 layer', control.StepKind.STEP_KIND_MIRROR_IMAGE);
+      await ctx.stepFinished({
+        kind: control.StepKind.STEP_KIND_MIRROR_IMAGE,
+        startedAt: new Date(),
+        finishedAt: new Date(),
+        outcome: control.StepOutcome.STEP_OUTCOME_SUCCESS,
+        message: 'done',
+      });
+      return busv1.JobFinished.fromPartial({ succeeded: true, image: `mirror/${j.service?.name}@sha256:1` });
+    });
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'job-1'), { msgId: 'job-1' });
+    await eventually(async () => (await events(deploymentId)).length >= 3, 'three job events');
+    // The same job again (e.g. the ack was lost): the handler is not called again, the result is repeated.
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'job-1'), { msgId: 'job-1-again' });
+    await eventually(async () => (await events(deploymentId)).length >= 4, 'the result reported again');
+    const all = await events(deploymentId);
+    expect(all.map((e) => e.event?.$case)).toEqual(['stepStarted', 'stepFinished', 'jobFinished', 'jobFinished']);
+    expect(all[2]?.event).toMatchObject({
+      $case: 'jobFinished',
+      value: { succeeded: true, image: 'mirror/web@sha256:1' },
+    });
+    expect(calls).toBe(1);
+    expect(all[3]?.event).toEqual(all[2]?.event);
+  });
+
+  it('turns a thrown error into a failed result, and a cancel request into an aborted signal', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    let markStarted = () => {};
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    await start(async (j, ctx) => {
+      if (j.jobId === 'boom') throw new Error('Dockerfile not found');
+      markStarted();
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+      return busv1.JobFinished.fromPartial({
+        succeeded: false,
+        state: control.ServiceState.SERVICE_STATE_CANCELED,
+        message: 'canceled',
+      });
+    });
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'boom'), {
+      msgId: `${deploymentId}-boom`,
+    });
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'long'), {
+      msgId: `${deploymentId}-long`,
+    });
+    await started;
+    publishCancel(bus, deploymentId);
+    await eventually(
+      async () => (await events(deploymentId)).filter((e) => e.event?.$case === 'jobFinished').length >= 2,
+      'both jobs finished',
+    );
+    const finished = (await events(deploymentId)).flatMap((e) =>
+      e.event?.$case === 'jobFinished' ? [{ job: e.jobId, ...e.event.value }] : [],
+    );
+    expect(finished.find((f) => f.job === 'boom')).toMatchObject({
+      succeeded: false,
+      state: control.ServiceState.SERVICE_STATE_BUILD_ERROR,
+      message: 'Dockerfile not found',
+    });
+    expect(finished.find((f) => f.job === 'long')).toMatchObject({
+      state: control.ServiceState.SERVICE_STATE_CANCELED,
+    });
+  });
+
+  it('dead-letters a job it cannot decode', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    await start(async () => busv1.JobFinished.fromPartial({ succeeded: true }));
+    const subject = bus.subjects.buildJobs(deploymentId);
+    await bus.publish(subject, new Uint8Array([0xff, 0xff, 0xff]), { msgId: `${deploymentId}-garbage` });
+    await eventually(async () => {
+      const info = await bus.jsm.streams.info(bus.subjects.streams.dlq);
+      return info.state.messages >= 1;
+    }, 'the job dead-lettered');
+    const info = await bus.jsm.streams.info(bus.subjects.streams.dlq);
+    const letter = (await bus.jsm.streams.getMessage(bus.subjects.streams.dlq, { seq: info.state.last_seq }))!;
+    expect(letter.subject).toBe(bus.subjects.dlq(subject));
+    expect(letter.header.get('Stageline-Dlq-Reason')).toMatch(/undecodable build job/);
+  });
+});
