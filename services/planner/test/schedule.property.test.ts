@@ -13,7 +13,7 @@ const serviceArb = (stageCount: number) =>
   fc.record({
     kind: kindArb,
     stage: fc.nat({ max: stageCount - 1 }),
-    skipped: fc.boolean({ probability: 0.2 } as never),
+    skipped: fc.integer({ min: 0, max: 99 }).map((n) => n < 20),
     build: fc.constantFrom<ServiceFacts['build']>('GIT', 'MIRROR', null),
     hasResources: fc.boolean(),
     stopped: fc.boolean(),
@@ -57,7 +57,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   env: envArb,
   action: fc.constantFrom<ActionName>('DEPLOY', 'REDEPLOY', 'STOP', 'RESTART', 'DELETE'),
   serviceLevel: fc.boolean(),
-  completions: fc.array(fc.record({ pick: fc.nat(), fail: fc.boolean({ probability: 0.08 } as never) }), {
+  completions: fc.array(fc.record({ pick: fc.nat(), fail: fc.integer({ min: 0, max: 99 }).map((n) => n < 8) }), {
     minLength: 200,
     maxLength: 200,
   }),

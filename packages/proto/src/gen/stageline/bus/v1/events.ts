@@ -7,7 +7,16 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
-import { Deployment, Environment, LogLine, Pipeline, Service } from "../../control/v1/types.ts";
+import {
+  Deployment,
+  Environment,
+  EnvironmentStatus,
+  environmentStatusFromJSON,
+  environmentStatusToJSON,
+  LogLine,
+  Pipeline,
+  Service,
+} from "../../control/v1/types.ts";
 
 /**
  * Published on stageline.events.environments.<environment_id> through control's outbox.
@@ -98,11 +107,16 @@ export interface ServiceSkippedChanged {
   skipped: boolean;
 }
 
-/** Published on stageline.events.runs.<environment_id>.<deployment_id> by the planner. */
+/**
+ * Published on stageline.events.runs.<environment_id>.<deployment_id> by the planner.
+ * Control follows these to keep each service's endpoints and "has resources" flag, and the
+ * environment's status, which the planner derives from its services.
+ */
 export interface DeploymentEvent {
   eventId: string;
   occurredAt?: Date | undefined;
   deployment?: Deployment | undefined;
+  environmentStatus: EnvironmentStatus;
 }
 
 /** Published on stageline.logs.<deployment_id>.<service_id> by the workers. */
@@ -1653,7 +1667,7 @@ export const ServiceSkippedChanged: MessageFns<ServiceSkippedChanged> = {
 };
 
 function createBaseDeploymentEvent(): DeploymentEvent {
-  return { eventId: "", occurredAt: undefined, deployment: undefined };
+  return { eventId: "", occurredAt: undefined, deployment: undefined, environmentStatus: 0 };
 }
 
 export const DeploymentEvent: MessageFns<DeploymentEvent> = {
@@ -1666,6 +1680,9 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     }
     if (message.deployment !== undefined) {
       Deployment.encode(message.deployment, writer.uint32(26).fork()).join();
+    }
+    if (message.environmentStatus !== 0) {
+      writer.uint32(32).int32(message.environmentStatus);
     }
     return writer;
   },
@@ -1707,6 +1724,14 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
             message.deployment = Deployment.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.environmentStatus = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1732,6 +1757,11 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
         ? fromJsonTimestamp(object.occurred_at)
         : undefined,
       deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined,
+      environmentStatus: isSet(object.environmentStatus)
+        ? environmentStatusFromJSON(object.environmentStatus)
+        : isSet(object.environment_status)
+        ? environmentStatusFromJSON(object.environment_status)
+        : 0,
     };
   },
 
@@ -1746,6 +1776,9 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     if (message.deployment !== undefined) {
       obj.deployment = Deployment.toJSON(message.deployment);
     }
+    if (message.environmentStatus !== 0) {
+      obj.environmentStatus = environmentStatusToJSON(message.environmentStatus);
+    }
     return obj;
   },
 
@@ -1759,6 +1792,7 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     message.deployment = (object.deployment !== undefined && object.deployment !== null)
       ? Deployment.fromPartial(object.deployment)
       : undefined;
+    message.environmentStatus = object.environmentStatus ?? 0;
     return message;
   },
 };

@@ -18,15 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import {
-  Endpoint,
-  Environment,
-  EnvironmentStatus,
-  environmentStatusFromJSON,
-  environmentStatusToJSON,
-  Pipeline,
-  Service,
-} from "../../control/v1/types.ts";
+import { Environment, Pipeline, Service } from "../../control/v1/types.ts";
 
 export interface GetEnvironmentSnapshotRequest {
   environmentId: string;
@@ -41,24 +33,6 @@ export interface GetEnvironmentSnapshotResponse {
   services: Service[];
   /** Services that still have resources deployed (never deployed ones are absent). */
   deployedServiceIds: string[];
-}
-
-export interface ServiceStateChange {
-  serviceId: string;
-  /** True after a successful DEPLOY/RESTART, false after a successful DELETE. */
-  hasResources: boolean;
-  endpoints: Endpoint[];
-}
-
-export interface RecordServiceStatesRequest {
-  environmentId: string;
-  changes: ServiceStateChange[];
-  environmentStatus: EnvironmentStatus;
-  /** A successful environment DELETE: the environment becomes DELETED. */
-  environmentDeleted: boolean;
-}
-
-export interface RecordServiceStatesResponse {
 }
 
 function createBaseGetEnvironmentSnapshotRequest(): GetEnvironmentSnapshotRequest {
@@ -263,300 +237,6 @@ export const GetEnvironmentSnapshotResponse: MessageFns<GetEnvironmentSnapshotRe
   },
 };
 
-function createBaseServiceStateChange(): ServiceStateChange {
-  return { serviceId: "", hasResources: false, endpoints: [] };
-}
-
-export const ServiceStateChange: MessageFns<ServiceStateChange> = {
-  encode(message: ServiceStateChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.serviceId !== "") {
-      writer.uint32(10).string(message.serviceId);
-    }
-    if (message.hasResources !== false) {
-      writer.uint32(16).bool(message.hasResources);
-    }
-    for (const v of message.endpoints) {
-      Endpoint.encode(v!, writer.uint32(26).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ServiceStateChange {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseServiceStateChange();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.serviceId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.hasResources = reader.bool();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.endpoints.push(Endpoint.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ServiceStateChange {
-    return {
-      serviceId: isSet(object.serviceId)
-        ? globalThis.String(object.serviceId)
-        : isSet(object.service_id)
-        ? globalThis.String(object.service_id)
-        : "",
-      hasResources: isSet(object.hasResources)
-        ? globalThis.Boolean(object.hasResources)
-        : isSet(object.has_resources)
-        ? globalThis.Boolean(object.has_resources)
-        : false,
-      endpoints: globalThis.Array.isArray(object?.endpoints)
-        ? object.endpoints.map((e: any) => Endpoint.fromJSON(e))
-        : [],
-    };
-  },
-
-  toJSON(message: ServiceStateChange): unknown {
-    const obj: any = {};
-    if (message.serviceId !== "") {
-      obj.serviceId = message.serviceId;
-    }
-    if (message.hasResources !== false) {
-      obj.hasResources = message.hasResources;
-    }
-    if (message.endpoints?.length) {
-      obj.endpoints = message.endpoints.map((e) => Endpoint.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ServiceStateChange>, I>>(base?: I): ServiceStateChange {
-    return ServiceStateChange.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ServiceStateChange>, I>>(object: I): ServiceStateChange {
-    const message = createBaseServiceStateChange();
-    message.serviceId = object.serviceId ?? "";
-    message.hasResources = object.hasResources ?? false;
-    message.endpoints = object.endpoints?.map((e) => Endpoint.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseRecordServiceStatesRequest(): RecordServiceStatesRequest {
-  return { environmentId: "", changes: [], environmentStatus: 0, environmentDeleted: false };
-}
-
-export const RecordServiceStatesRequest: MessageFns<RecordServiceStatesRequest> = {
-  encode(message: RecordServiceStatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.environmentId !== "") {
-      writer.uint32(10).string(message.environmentId);
-    }
-    for (const v of message.changes) {
-      ServiceStateChange.encode(v!, writer.uint32(18).fork()).join();
-    }
-    if (message.environmentStatus !== 0) {
-      writer.uint32(24).int32(message.environmentStatus);
-    }
-    if (message.environmentDeleted !== false) {
-      writer.uint32(32).bool(message.environmentDeleted);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RecordServiceStatesRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRecordServiceStatesRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.environmentId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.changes.push(ServiceStateChange.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.environmentStatus = reader.int32() as any;
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.environmentDeleted = reader.bool();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RecordServiceStatesRequest {
-    return {
-      environmentId: isSet(object.environmentId)
-        ? globalThis.String(object.environmentId)
-        : isSet(object.environment_id)
-        ? globalThis.String(object.environment_id)
-        : "",
-      changes: globalThis.Array.isArray(object?.changes)
-        ? object.changes.map((e: any) => ServiceStateChange.fromJSON(e))
-        : [],
-      environmentStatus: isSet(object.environmentStatus)
-        ? environmentStatusFromJSON(object.environmentStatus)
-        : isSet(object.environment_status)
-        ? environmentStatusFromJSON(object.environment_status)
-        : 0,
-      environmentDeleted: isSet(object.environmentDeleted)
-        ? globalThis.Boolean(object.environmentDeleted)
-        : isSet(object.environment_deleted)
-        ? globalThis.Boolean(object.environment_deleted)
-        : false,
-    };
-  },
-
-  toJSON(message: RecordServiceStatesRequest): unknown {
-    const obj: any = {};
-    if (message.environmentId !== "") {
-      obj.environmentId = message.environmentId;
-    }
-    if (message.changes?.length) {
-      obj.changes = message.changes.map((e) => ServiceStateChange.toJSON(e));
-    }
-    if (message.environmentStatus !== 0) {
-      obj.environmentStatus = environmentStatusToJSON(message.environmentStatus);
-    }
-    if (message.environmentDeleted !== false) {
-      obj.environmentDeleted = message.environmentDeleted;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RecordServiceStatesRequest>, I>>(base?: I): RecordServiceStatesRequest {
-    return RecordServiceStatesRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RecordServiceStatesRequest>, I>>(object: I): RecordServiceStatesRequest {
-    const message = createBaseRecordServiceStatesRequest();
-    message.environmentId = object.environmentId ?? "";
-    message.changes = object.changes?.map((e) => ServiceStateChange.fromPartial(e)) || [];
-    message.environmentStatus = object.environmentStatus ?? 0;
-    message.environmentDeleted = object.environmentDeleted ?? false;
-    return message;
-  },
-};
-
-function createBaseRecordServiceStatesResponse(): RecordServiceStatesResponse {
-  return {};
-}
-
-export const RecordServiceStatesResponse: MessageFns<RecordServiceStatesResponse> = {
-  encode(_: RecordServiceStatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RecordServiceStatesResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRecordServiceStatesResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): RecordServiceStatesResponse {
-    return {};
-  },
-
-  toJSON(_: RecordServiceStatesResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RecordServiceStatesResponse>, I>>(base?: I): RecordServiceStatesResponse {
-    return RecordServiceStatesResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RecordServiceStatesResponse>, I>>(_: I): RecordServiceStatesResponse {
-    const message = createBaseRecordServiceStatesResponse();
-    return message;
-  },
-};
-
 /**
  * Internal, served by control: the environment as a run needs it, secret values included.
  * Only Stageline's own services call it.
@@ -575,24 +255,10 @@ export const SnapshotServiceService = {
     responseDeserialize: (value: Buffer): GetEnvironmentSnapshotResponse =>
       GetEnvironmentSnapshotResponse.decode(value),
   },
-  /** Planner → control: what runs changed on services (has resources, endpoints, status). */
-  recordServiceStates: {
-    path: "/stageline.snapshot.v1.SnapshotService/RecordServiceStates" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: RecordServiceStatesRequest): Buffer =>
-      Buffer.from(RecordServiceStatesRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RecordServiceStatesRequest => RecordServiceStatesRequest.decode(value),
-    responseSerialize: (value: RecordServiceStatesResponse): Buffer =>
-      Buffer.from(RecordServiceStatesResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RecordServiceStatesResponse => RecordServiceStatesResponse.decode(value),
-  },
 } as const;
 
 export interface SnapshotServiceServer extends UntypedServiceImplementation {
   getEnvironmentSnapshot: handleUnaryCall<GetEnvironmentSnapshotRequest, GetEnvironmentSnapshotResponse>;
-  /** Planner → control: what runs changed on services (has resources, endpoints, status). */
-  recordServiceStates: handleUnaryCall<RecordServiceStatesRequest, RecordServiceStatesResponse>;
 }
 
 export interface SnapshotServiceClient extends Client {
@@ -610,22 +276,6 @@ export interface SnapshotServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetEnvironmentSnapshotResponse) => void,
-  ): ClientUnaryCall;
-  /** Planner → control: what runs changed on services (has resources, endpoints, status). */
-  recordServiceStates(
-    request: RecordServiceStatesRequest,
-    callback: (error: ServiceError | null, response: RecordServiceStatesResponse) => void,
-  ): ClientUnaryCall;
-  recordServiceStates(
-    request: RecordServiceStatesRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: RecordServiceStatesResponse) => void,
-  ): ClientUnaryCall;
-  recordServiceStates(
-    request: RecordServiceStatesRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RecordServiceStatesResponse) => void,
   ): ClientUnaryCall;
 }
 
