@@ -7,6 +7,7 @@ export * as bus from './gen/index.stageline.bus.v1.ts';
 export * as control from './gen/index.stageline.control.v1.ts';
 export * as deploy from './gen/index.stageline.deploy.v1.ts';
 export * as planner from './gen/index.stageline.planner.v1.ts';
+export * as snapshot from './gen/index.stageline.snapshot.v1.ts';
 
 /** The FileDescriptorSet of every proto (buf build), served by gRPC server reflection. */
 export const descriptorSetPath: string = fileURLToPath(new URL('./descriptor.binpb', import.meta.url));

@@ -6,6 +6,7 @@ export interface ControlConfig {
   databaseUrl: string;
   busPrefix: string;
   logLevel: string;
+  plannerAddress: string;
 }
 
 function read(env: NodeJS.ProcessEnv, name: string, fallback: string, check?: (v: string) => boolean): string {
@@ -27,5 +28,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     ),
     busPrefix: read(env, 'STAGELINE_BUS_PREFIX', 'stageline', (v) => /^[a-z0-9_-]+$/.test(v)),
     logLevel: read(env, 'LOG_LEVEL', 'info'),
+    plannerAddress: read(env, 'STAGELINE_PLANNER_ADDRESS', '127.0.0.1:50052', hostPort),
   };
 }

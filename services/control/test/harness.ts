@@ -23,6 +23,8 @@ export function useControl() {
         databaseUrl: env.databaseUrl,
         busPrefix: env.busPrefix,
         logLevel: 'silent',
+        // No planner in these tests: the environment model needs none.
+        plannerAddress: '127.0.0.1:1',
       },
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );

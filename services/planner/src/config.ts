@@ -9,6 +9,8 @@ export interface PlannerConfig {
   /** Prefix of every subject, stream and durable (DESIGN.md §6), so installations can share a NATS server. */
   busPrefix: string;
   logLevel: string;
+  /** Where control serves the environment snapshots (SnapshotService). */
+  controlAddress: string;
 }
 
 const DEFAULTS = {
@@ -17,6 +19,7 @@ const DEFAULTS = {
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/stageline',
   STAGELINE_BUS_PREFIX: 'stageline',
   LOG_LEVEL: 'info',
+  STAGELINE_CONTROL_ADDRESS: '127.0.0.1:50051',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -78,5 +81,6 @@ export function loadConfig(env: Env): PlannerConfig {
     databaseUrl: url('DATABASE_URL', read(env, 'DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix,
     logLevel,
+    controlAddress: hostPort('STAGELINE_CONTROL_ADDRESS', read(env, 'STAGELINE_CONTROL_ADDRESS')),
   };
 }

@@ -1,9 +1,14 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
-import { Bus } from '@stageline/bus';
-import { OutboxMessage, openDatabase, outboxMigration } from '@stageline/db';
+import { Bus, publishCancel } from '@stageline/bus';
+import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { entities } from './adapters/db/entities.ts';
+import { migrations } from './adapters/db/migrations.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
+import { consumeRequests, consumeResults } from './adapters/nats/consumers.ts';
+import { snapshotClient } from './adapters/snapshot-client.ts';
+import { PlannerApp } from './app/planner-app.ts';
 import { ConfigError, loadConfig, type PlannerConfig } from './config.ts';
 
 const SERVICE = 'planner';
@@ -53,13 +58,35 @@ try {
   const db = await openDatabase({
     url: config.databaseUrl,
     schema: SERVICE,
-    entities: [OutboxMessage],
-    migrations: [outboxMigration],
+    entities: [...entities, OutboxMessage],
+    migrations,
     log,
   });
   closers.push({ name: 'database', close: () => db.close() });
 
-  const server = await startGrpcServer({ address: config.grpcListen, services: [plannerService()], log });
+  const relay = new OutboxRelay({ db, publish: (subject, data, opts) => bus.publish(subject, data, opts), log });
+  relay.start();
+  closers.push({ name: 'outbox relay', close: () => relay.stop() });
+
+  const control = snapshotClient(config.controlAddress);
+  closers.push({ name: 'control client', close: async () => control.close() });
+
+  const app = new PlannerApp({
+    db,
+    subjects: bus.subjects,
+    snapshot: (id) => control.get(id),
+    publishCancel: (deploymentId) => publishCancel(bus, deploymentId),
+    onCommit: () => relay.kick(),
+    log,
+  });
+  const requests = await consumeRequests(bus, app);
+  closers.push({ name: 'requests consumer', close: () => requests.stop() });
+  const results = await consumeResults(bus, app);
+  closers.push({ name: 'results consumer', close: () => results.stop() });
+  // Runs queued before a restart start now.
+  void app.kickAll();
+
+  const server = await startGrpcServer({ address: config.grpcListen, services: [plannerService(app, log)], log });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   closers.push({ name: 'grpc', close: () => server.shutdown() });
 

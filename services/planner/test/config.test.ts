@@ -9,6 +9,7 @@ describe('planner config', () => {
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
       logLevel: 'info',
+      controlAddress: '127.0.0.1:50051',
     });
   });
 

@@ -46,7 +46,7 @@ function start(env: Record<string, string>): Started {
 describe(`${SERVICE} main`, () => {
   const isolated = useIsolatedEnvironment();
 
-  it('serves health, answers UNIMPLEMENTED, and drains on SIGTERM with exit code 0', async () => {
+  it('serves health, refuses a request without an action, and drains on SIGTERM with exit code 0', async () => {
     const service = start({ ...isolated.env, GRPC_LISTEN: '127.0.0.1:0', LOG_LEVEL: 'info' });
     try {
       const address = await service.address;
@@ -58,8 +58,8 @@ describe(`${SERVICE} main`, () => {
           () => undefined,
           (e: unknown) => e,
         );
-        expect(isServiceError(err) && err.code).toBe(grpc.status.UNIMPLEMENTED);
-        expect(isServiceError(err) && err.details).toContain('not implemented yet');
+        expect(isServiceError(err) && err.code).toBe(grpc.status.INVALID_ARGUMENT);
+        expect(isServiceError(err) && err.details).toContain('action');
       } finally {
         client.close();
       }

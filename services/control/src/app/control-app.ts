@@ -1,5 +1,5 @@
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
-import type { control } from '@stageline/proto';
+import { alreadyExists, DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import { control, type snapshot } from '@stageline/proto';
 import { applySettings, checkEnvironmentName, checkProject, checkRuntime } from '../domain/environment.ts';
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
@@ -261,6 +261,76 @@ export class ControlApp {
   async listServices(req: control.ListServicesRequest): Promise<control.ListServicesResponse> {
     const aggregate = await this.#deps.store.get(requireId('environment_id', req.environmentId));
     return { services: servicesInOrder(aggregate).map((s) => serviceView(aggregate, s)) };
+  }
+
+  // --- for the planner ------------------------------------------------------------------------
+
+  /** The environment as a run needs it: services in pipeline order with their secret values. */
+  async snapshot(environmentId: string): Promise<snapshot.GetEnvironmentSnapshotResponse> {
+    const aggregate = await this.#deps.store.get(requireId('environment_id', environmentId));
+    const services = servicesInOrder(aggregate);
+    return {
+      environment: environmentView(aggregate.environment),
+      pipeline: pipelineView(aggregate),
+      services: services.map((s) => {
+        const view = serviceView(aggregate, s);
+        return {
+          ...view,
+          envVars: s.definition.envVars.map((v) => (v.secret ? { ...v, value: s.secrets[v.key] ?? '' } : v)),
+        };
+      }),
+      deployedServiceIds: services.filter((s) => s.hasResources).map((s) => s.id),
+    };
+  }
+
+  /**
+   * Follows the planner's run events: the environment's status, and — once a run is over — which
+   * services have resources and where they answer. Applying the same event twice changes nothing.
+   */
+  async recordRun(deployment: control.Deployment, status: control.EnvironmentStatus): Promise<void> {
+    const finished = (
+      [
+        control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+        control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
+        control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
+      ] as control.DeploymentStatus[]
+    ).includes(deployment.status);
+    const S = control.ServiceState;
+    try {
+      await this.#deps.store.update(deployment.environmentId, (current) => {
+        const services = current.services.map((s) => {
+          const run = finished ? deployment.services.find((r) => r.serviceId === s.id) : undefined;
+          if (!run) return s;
+          switch (run.status) {
+            case S.SERVICE_STATE_DEPLOYED:
+            case S.SERVICE_STATE_RESTARTED:
+            case S.SERVICE_STATE_STOPPED:
+            case S.SERVICE_STATE_DEPLOYMENT_ERROR:
+              return run.status === S.SERVICE_STATE_DEPLOYED
+                ? { ...s, hasResources: true, endpoints: run.endpoints }
+                : { ...s, hasResources: true };
+            case S.SERVICE_STATE_DELETED:
+              return { ...s, hasResources: false, endpoints: [] };
+            default:
+              return s;
+          }
+        });
+        const changed = !sameValue(services, current.services) || status !== current.environment.status;
+        if (!changed || status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) {
+          return { next: current, events: [], result: undefined };
+        }
+        const next = { ...current, services, environment: { ...current.environment, status } };
+        const events: EnvironmentEventBody[] =
+          status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED
+            ? [{ $case: 'environmentRemoved', value: { environmentId: current.environment.id } }]
+            : [{ $case: 'environmentUpdated', value: { environment: environmentView(next.environment) } }];
+        return { next, events, result: undefined };
+      });
+    } catch (e) {
+      // An environment removed from under a run has nothing left to record.
+      if (e instanceof DomainError && e.code === 'NOT_FOUND') return;
+      throw e;
+    }
   }
 
   // --- pipeline ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { type GrpcServiceRegistration, notImplemented, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { control } from '@stageline/proto';
+import { control, snapshot } from '@stageline/proto';
 import type { ControlApp } from '../../app/control-app.ts';
 
 // gRPC → use cases: nothing but wiring. Errors are mapped by @stageline/grpc's `unary`.
@@ -33,7 +33,13 @@ export function controlServices(app: ControlApp, log: Logger): GrpcServiceRegist
       implementation: environments as grpc.UntypedServiceImplementation,
     },
     { definition: control.PipelineServiceService, implementation: pipelines as grpc.UntypedServiceImplementation },
-    // Actions and runs arrive with the pipeline engine (planner); the contract is served already.
-    { definition: control.DeploymentServiceService, implementation: notImplemented(control.DeploymentServiceService) },
+    {
+      definition: snapshot.SnapshotServiceService,
+      implementation: {
+        getEnvironmentSnapshot: unary(log, (req: snapshot.GetEnvironmentSnapshotRequest) =>
+          app.snapshot(req.environmentId),
+        ),
+      } as grpc.UntypedServiceImplementation,
+    },
   ];
 }

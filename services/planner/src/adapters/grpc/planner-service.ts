@@ -1,8 +1,24 @@
-// gRPC face of the planner (stageline.planner.v1.PlannerService). Skeleton: every method answers
-// UNIMPLEMENTED until the queue and the runs land; real handlers go here, wrapped with `unary(...)`.
-import { type GrpcServiceRegistration, notImplemented } from '@stageline/grpc';
-import { planner } from '@stageline/proto';
+// gRPC face of the planner (stageline.planner.v1.PlannerService): control's action and run RPCs
+// arrive here. Submit takes the same path as a request consumed from the bus.
+import type * as grpc from '@grpc/grpc-js';
+import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
+import type { Logger } from '@stageline/log';
+import { bus, planner } from '@stageline/proto';
+import type { PlannerApp } from '../../app/planner-app.ts';
 
-export function plannerService(): GrpcServiceRegistration {
-  return { definition: planner.PlannerServiceService, implementation: notImplemented(planner.PlannerServiceService) };
+export function plannerService(app: PlannerApp, log: Logger): GrpcServiceRegistration {
+  const implementation: planner.PlannerServiceServer = {
+    submit: unary(log, async (req) => ({
+      deployment: await app.submit(req.request ?? bus.ActionRequested.fromPartial({})),
+    })),
+    plan: unary(log, async (req) => ({
+      deployment: await app.plan(req.request ?? bus.ActionRequested.fromPartial({})),
+    })),
+    getDeployment: unary(log, async (req) => ({ deployment: await app.getDeployment(req.deploymentId) })),
+    listDeployments: unary(log, (req) => app.listDeployments(req)),
+  };
+  return {
+    definition: planner.PlannerServiceService,
+    implementation: implementation as unknown as grpc.UntypedServiceImplementation,
+  };
 }

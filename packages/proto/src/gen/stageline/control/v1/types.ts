@@ -1234,6 +1234,10 @@ export interface ServiceRun {
   status: ServiceState;
   version: string;
   steps: Step[];
+  /** Where the service answers after this run (deploys with ports). */
+  endpoints: Endpoint[];
+  /** Why it was skipped, failed or canceled. */
+  message: string;
 }
 
 export interface Step {
@@ -4179,7 +4183,7 @@ export const StageRun: MessageFns<StageRun> = {
 };
 
 function createBaseServiceRun(): ServiceRun {
-  return { serviceId: "", name: "", stageId: "", status: 0, version: "", steps: [] };
+  return { serviceId: "", name: "", stageId: "", status: 0, version: "", steps: [], endpoints: [], message: "" };
 }
 
 export const ServiceRun: MessageFns<ServiceRun> = {
@@ -4201,6 +4205,12 @@ export const ServiceRun: MessageFns<ServiceRun> = {
     }
     for (const v of message.steps) {
       Step.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.endpoints) {
+      Endpoint.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.message !== "") {
+      writer.uint32(66).string(message.message);
     }
     return writer;
   },
@@ -4266,6 +4276,22 @@ export const ServiceRun: MessageFns<ServiceRun> = {
             message.steps.push(Step.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.endpoints.push(Endpoint.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4294,6 +4320,10 @@ export const ServiceRun: MessageFns<ServiceRun> = {
       status: isSet(object.status) ? serviceStateFromJSON(object.status) : 0,
       version: isSet(object.version) ? globalThis.String(object.version) : "",
       steps: globalThis.Array.isArray(object?.steps) ? object.steps.map((e: any) => Step.fromJSON(e)) : [],
+      endpoints: globalThis.Array.isArray(object?.endpoints)
+        ? object.endpoints.map((e: any) => Endpoint.fromJSON(e))
+        : [],
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
     };
   },
 
@@ -4317,6 +4347,12 @@ export const ServiceRun: MessageFns<ServiceRun> = {
     if (message.steps?.length) {
       obj.steps = message.steps.map((e) => Step.toJSON(e));
     }
+    if (message.endpoints?.length) {
+      obj.endpoints = message.endpoints.map((e) => Endpoint.toJSON(e));
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
     return obj;
   },
 
@@ -4331,6 +4367,8 @@ export const ServiceRun: MessageFns<ServiceRun> = {
     message.status = object.status ?? 0;
     message.version = object.version ?? "";
     message.steps = object.steps?.map((e) => Step.fromPartial(e)) || [];
+    message.endpoints = object.endpoints?.map((e) => Endpoint.fromPartial(e)) || [];
+    message.message = object.message ?? "";
     return message;
   },
 };

@@ -1,0 +1,199 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Bus } from '@stageline/bus';
+import { newId } from '@stageline/db';
+import { invalidArgument, notFound } from '@stageline/errors';
+import { callUnary, domainErrorFromGrpc, type GrpcServiceRegistration, serverStream, unary } from '@stageline/grpc';
+import type { Logger } from '@stageline/log';
+import { bus as busv1, control, type planner } from '@stageline/proto';
+
+// DeploymentService: every action becomes an ActionRequested handed to the planner over gRPC
+// (PlannerService/Submit — the same path as a request consumed from the bus); runs are read back
+// from the planner, followed through the run events, and their logs read from the logs stream.
+
+export interface DeploymentDeps {
+  planner: planner.PlannerServiceClient;
+  bus: Bus;
+  log: Logger;
+}
+
+const TERMINAL: control.DeploymentStatus[] = [
+  control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
+];
+const isTerminal = (d: control.Deployment | undefined) => d !== undefined && TERMINAL.includes(d.status);
+
+export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration {
+  const { log } = deps;
+
+  async function submit(request: Partial<busv1.ActionRequested>): Promise<{ deployment: control.Deployment }> {
+    if (!request.environmentId) throw invalidArgument('environment_id', 'is required');
+    const full = busv1.ActionRequested.fromPartial({
+      ...request,
+      requestId: newId(),
+      requester: request.requester || 'anonymous',
+    });
+    try {
+      const { deployment } = await callUnary(deps.planner, 'submit', { request: full });
+      return { deployment: deployment! };
+    } catch (e) {
+      throw domainErrorFromGrpc(e, 'planner');
+    }
+  }
+
+  const env = (action: control.Action) => (req: { environmentId: string; requester: string; forceBuild: boolean }) =>
+    submit({ environmentId: req.environmentId, action, requester: req.requester, forceBuild: req.forceBuild });
+  const svc =
+    (action: control.Action) =>
+    (req: { environmentId: string; serviceId: string; version: string; requester: string; forceBuild: boolean }) => {
+      if (req.serviceId === '') throw invalidArgument('service_id', 'is required');
+      return submit({
+        environmentId: req.environmentId,
+        action,
+        serviceIds: [req.serviceId],
+        version: req.version,
+        requester: req.requester,
+        forceBuild: req.forceBuild,
+      });
+    };
+
+  async function get(deploymentId: string): Promise<control.Deployment> {
+    if (deploymentId === '') throw invalidArgument('deployment_id', 'is required');
+    try {
+      const { deployment } = await callUnary(deps.planner, 'getDeployment', { deploymentId });
+      return deployment!;
+    } catch (e) {
+      throw domainErrorFromGrpc(e, 'planner');
+    }
+  }
+
+  /** An ephemeral consumer on one stream and subject filter, read in order without acks. */
+  async function reader(stream: string, filter: string, deliver: 'all' | 'last_per_subject') {
+    const info = await deps.bus.jsm.consumers.add(stream, {
+      filter_subject: filter,
+      deliver_policy: deliver as never,
+      ack_policy: 'none' as never,
+      // Gone on its own if the client disappears without us noticing.
+      inactive_threshold: 60_000_000_000,
+    });
+    const consumer = await deps.bus.js.consumers.get(stream, info.name);
+    return {
+      pending: info.num_pending,
+      consumer,
+      close: () => deps.bus.jsm.consumers.delete(stream, info.name).catch(() => false),
+    };
+  }
+
+  const A = control.Action;
+  const implementation: control.DeploymentServiceServer = {
+    deployEnvironment: unary(log, env(A.ACTION_DEPLOY)),
+    redeployEnvironment: unary(log, env(A.ACTION_REDEPLOY)),
+    stopEnvironment: unary(log, env(A.ACTION_STOP)),
+    restartEnvironment: unary(log, env(A.ACTION_RESTART)),
+    deleteEnvironment: unary(log, env(A.ACTION_DELETE)),
+    deployService: unary(log, svc(A.ACTION_DEPLOY)),
+    stopService: unary(log, svc(A.ACTION_STOP)),
+    restartService: unary(log, svc(A.ACTION_RESTART)),
+    deleteService: unary(log, svc(A.ACTION_DELETE)),
+    rollbackEnvironment: unary(log, (req) => {
+      if (req.toDeploymentId === '') throw invalidArgument('to_deployment_id', 'is required');
+      return submit({
+        environmentId: req.environmentId,
+        action: A.ACTION_ROLLBACK,
+        toDeploymentId: req.toDeploymentId,
+        requester: req.requester,
+      });
+    }),
+    cancelDeployment: unary(log, async (req) => {
+      const current = await get(req.deploymentId);
+      return submit({ environmentId: current.environmentId, cancelDeploymentId: req.deploymentId });
+    }),
+    getDeployment: unary(log, async (req) => ({ deployment: await get(req.deploymentId) })),
+    listDeployments: unary(log, async (req) => {
+      if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
+      try {
+        return await callUnary(deps.planner, 'listDeployments', req);
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'planner');
+      }
+    }),
+    planDeployment: unary(log, async (req) => {
+      if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
+      if (req.action === A.ACTION_UNSPECIFIED) throw invalidArgument('action', 'is required');
+      try {
+        const { deployment } = await callUnary(deps.planner, 'plan', {
+          request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }),
+        });
+        return { deployment: deployment! };
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'planner');
+      }
+    }),
+
+    watchDeployment: serverStream(log, async (req, call) => {
+      const first = await get(req.deploymentId);
+      // The run's own event subject replays its latest state, then every change, in order.
+      const filter = deps.bus.subjects.runEvents(first.environmentId, first.id);
+      const r = await reader(deps.bus.subjects.streams.events, filter, 'last_per_subject');
+      let last: control.Deployment | undefined;
+      const send = (d: control.Deployment) => {
+        if (last && control.Deployment.encode(last).finish().join() === control.Deployment.encode(d).finish().join())
+          return;
+        last = d;
+        call.write({ deployment: d });
+      };
+      try {
+        if (r.pending === 0) send(first);
+        if (isTerminal(first) && r.pending === 0) return;
+        const messages = await r.consumer.consume();
+        call.on('cancelled', () => void messages.close());
+        for await (const m of messages) {
+          const event = busv1.DeploymentEvent.decode(m.data);
+          if (event.deployment) send(event.deployment);
+          if (isTerminal(event.deployment)) break;
+        }
+      } finally {
+        await r.close();
+      }
+    }),
+
+    streamLogs: serverStream(log, async (req, call) => {
+      const run = await get(req.deploymentId);
+      if (req.serviceId !== '' && !run.services.some((s) => s.serviceId === req.serviceId)) {
+        throw notFound('service', req.serviceId, 'service_id');
+      }
+      const filter = deps.bus.subjects.logsFilter(run.id, req.serviceId === '' ? undefined : req.serviceId);
+      const r = await reader(deps.bus.subjects.streams.logs, filter, 'all');
+      let cancelled = false;
+      call.on('cancelled', () => {
+        cancelled = true;
+      });
+      try {
+        let remaining = r.pending;
+        for (;;) {
+          if (cancelled) return;
+          if (!req.follow && remaining <= 0) return;
+          const batch = await r.consumer.fetch({ max_messages: 256, expires: 1_000 });
+          let got = 0;
+          for await (const m of batch) {
+            got++;
+            remaining = m.info.pending;
+            const record = busv1.LogRecord.decode(m.data);
+            if (record.line) call.write({ line: record.line });
+          }
+          // Following ends once the run is over and everything it logged has been sent.
+          if (req.follow && got === 0 && isTerminal(await get(run.id))) {
+            const tail = await r.consumer.info();
+            if (tail.num_pending === 0) return;
+          }
+        }
+      } finally {
+        await r.close();
+      }
+    }),
+  };
+  return {
+    definition: control.DeploymentServiceService,
+    implementation: implementation as unknown as grpc.UntypedServiceImplementation,
+  };
+}

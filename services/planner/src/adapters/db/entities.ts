@@ -1,0 +1,62 @@
+import { defineEntity, p } from '@stageline/db';
+import type { RunState } from '../../domain/model.ts';
+
+// Schema `planner`. A run's whole progress is one JSON document (`state`): the pure core reads and
+// writes it as a value, and every change happens under the environment's lane lock.
+
+const DeploymentSchema = defineEntity({
+  name: 'DeploymentRow',
+  tableName: 'deployment',
+  properties: {
+    id: p.uuid().primary(),
+    environmentId: p.uuid(),
+    action: p.text(),
+    status: p.text(),
+    requester: p.text(),
+    serviceIds: p.json<string[]>(),
+    version: p.text(),
+    forceBuild: p.boolean(),
+    toDeploymentId: p.uuid().nullable(),
+    /** Null while QUEUED: a run is planned when it starts, on the environment as it is then. */
+    state: p.json<RunState>().nullable(),
+    /** The environment snapshot the run works from (services as proto JSON, secrets included). */
+    snapshot: p.json<unknown>().nullable(),
+    message: p.text(),
+    createdAt: p.datetime(),
+    startedAt: p.datetime().nullable(),
+    finishedAt: p.datetime().nullable(),
+  },
+});
+export class DeploymentRow extends DeploymentSchema.class {}
+DeploymentSchema.setClass(DeploymentRow);
+
+const ServiceStatusSchema = defineEntity({
+  name: 'ServiceStatusRow',
+  tableName: 'service_status',
+  properties: {
+    serviceId: p.uuid().primary(),
+    environmentId: p.uuid(),
+    hasResources: p.boolean(),
+    stopped: p.boolean(),
+    version: p.text(),
+    image: p.text(),
+    /** The service's state after the last run that touched it (ServiceState name). */
+    state: p.text(),
+    updatedAt: p.datetime(),
+  },
+});
+export class ServiceStatusRow extends ServiceStatusSchema.class {}
+ServiceStatusSchema.setClass(ServiceStatusRow);
+
+const RequestKeySchema = defineEntity({
+  name: 'RequestKeyRow',
+  tableName: 'request_key',
+  properties: {
+    requestId: p.text().primary(),
+    deploymentId: p.uuid(),
+  },
+});
+export class RequestKeyRow extends RequestKeySchema.class {}
+RequestKeySchema.setClass(RequestKeyRow);
+
+export const entities = [DeploymentSchema, ServiceStatusSchema, RequestKeySchema];

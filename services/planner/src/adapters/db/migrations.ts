@@ -1,0 +1,46 @@
+import { type DbMigration, outboxMigration, sqlMigration } from '@stageline/db';
+
+export const migrations: DbMigration[] = [
+  outboxMigration,
+  sqlMigration('planner-0001-runs', [
+    // One row per environment, locked FOR UPDATE by every change to its runs: one writer per environment.
+    `create table lane (
+      environment_id uuid primary key,
+      deleted boolean not null default false
+    )`,
+    `create table deployment (
+      id uuid primary key,
+      environment_id uuid not null,
+      action text not null,
+      status text not null,
+      requester text not null,
+      service_ids jsonb not null,
+      version text not null,
+      force_build boolean not null,
+      to_deployment_id uuid null,
+      state jsonb null,
+      snapshot jsonb null,
+      message text not null default '',
+      created_at timestamptz not null,
+      started_at timestamptz null,
+      finished_at timestamptz null
+    )`,
+    `create index deployment_environment_idx on deployment (environment_id, created_at desc, id desc)`,
+    `create index deployment_open_idx on deployment (environment_id, created_at) where status in ('QUEUED', 'RUNNING', 'CANCELING')`,
+    `create table request_key (
+      request_id text primary key,
+      deployment_id uuid not null
+    )`,
+    `create table service_status (
+      service_id uuid primary key,
+      environment_id uuid not null,
+      has_resources boolean not null,
+      stopped boolean not null,
+      version text not null,
+      image text not null,
+      state text not null,
+      updated_at timestamptz not null
+    )`,
+    `create index service_status_environment_idx on service_status (environment_id)`,
+  ]),
+];

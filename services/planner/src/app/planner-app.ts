@@ -1,0 +1,628 @@
+import type { Subjects } from '@stageline/bus';
+import { type Database, type EntityManager, enqueue, newId } from '@stageline/db';
+import { DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import type { Logger } from '@stageline/log';
+import { bus, control, type snapshot } from '@stageline/proto';
+import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
+import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
+import { isTerminalRun } from '../domain/model.ts';
+import { planRun } from '../domain/plan.ts';
+import { advance, applyJobFact, type JobFact, requestCancel } from '../domain/schedule.ts';
+import {
+  actionName,
+  actionValue,
+  type CurrentRow,
+  deploymentView,
+  factsFrom,
+  serviceStateName,
+  stepKindName,
+  stepOutcomeName,
+} from './wire.ts';
+
+// The request queue and the runs. Every change to an environment's runs happens in one transaction
+// holding that environment's lane lock: load facts, let the pure core decide, write the run, its jobs
+// and its events (outbox) together. Re-running on the same facts decides nothing new.
+
+export interface PlannerAppDeps {
+  db: Database;
+  subjects: Subjects;
+  /** Control's SnapshotService: the environment as a run needs it, secrets included. */
+  snapshot(environmentId: string): Promise<snapshot.GetEnvironmentSnapshotResponse>;
+  /** Tells every worker to stop the jobs of a run (core NATS). */
+  publishCancel(deploymentId: string): void;
+  /** Wakes the outbox relay after a commit. */
+  onCommit(): void;
+  log: Logger;
+  now?: () => number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const OPEN = ['QUEUED', 'RUNNING', 'CANCELING'];
+const ACTIVE = ['RUNNING', 'CANCELING'];
+
+function parseVersion(version: string): void {
+  if (version === '') return;
+  const m = /^(?:(commit|tag|revision):)?(.+)$/.exec(version);
+  const kind = m?.[1];
+  const value = m?.[2] ?? '';
+  const ok =
+    kind === 'commit'
+      ? /^[0-9a-f]{7,64}$/.test(value)
+      : kind === 'revision'
+        ? /^[1-9][0-9]{0,9}$/.test(value)
+        : /^[\w][\w.-]{0,127}$/.test(value);
+  if (!ok) throw invalidArgument('version', 'must be commit:<sha>, tag:<tag>, revision:<n> or a bare commit or tag');
+}
+
+interface Snapshot {
+  environment: control.Environment;
+  services: control.Service[];
+}
+
+export class PlannerApp {
+  readonly #deps: PlannerAppDeps;
+  readonly #now: () => number;
+
+  constructor(deps: PlannerAppDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
+  }
+
+  // --- requests ---------------------------------------------------------------------------------
+
+  /** One request becomes exactly one run (or joins a queued one); the same request_id twice is one run. */
+  async submit(request: bus.ActionRequested): Promise<control.Deployment> {
+    if (request.cancelDeploymentId !== '') return this.cancel(request.cancelDeploymentId);
+    const action = actionName(request.action);
+    if (!action) throw invalidArgument('action', 'is required: DEPLOY, REDEPLOY, STOP, RESTART, DELETE or ROLLBACK');
+    if (request.requestId === '' || request.requestId.length > 256)
+      throw invalidArgument('request_id', 'is required (at most 256 characters)');
+    if (!UUID.test(request.environmentId)) throw invalidArgument('environment_id', 'must be an environment id');
+    const serviceIds = [...new Set(request.serviceIds)];
+    if (serviceIds.some((id) => !UUID.test(id))) throw invalidArgument('service_ids', 'must be service ids');
+    parseVersion(request.version);
+    if (request.version !== '' && serviceIds.length !== 1)
+      throw invalidArgument('version', 'needs exactly one target service');
+    if (action === 'ROLLBACK') {
+      if (serviceIds.length > 0) throw invalidArgument('service_ids', 'ROLLBACK applies to the whole environment');
+      if (!UUID.test(request.toDeploymentId)) throw invalidArgument('to_deployment_id', 'must be the id of a past run');
+    }
+
+    const known = await this.#byRequestId(request.requestId);
+    if (known) return known;
+
+    const snap = await this.#snapshot(request.environmentId);
+    if (snap.environment.status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED) {
+      throw failedPrecondition('the environment is deleted');
+    }
+    for (const id of serviceIds) {
+      if (!snap.services.some((s) => s.id === id)) throw notFound('service', id, 'service_ids');
+    }
+
+    const result = await this.#inLane(request.environmentId, async (em, deleted) => {
+      const again = await em.findOne(RequestKeyRow, { requestId: request.requestId });
+      if (again) return { id: again.deploymentId };
+      if (deleted) throw failedPrecondition('the environment is deleted');
+      const open = await em.find(
+        DeploymentRow,
+        { environmentId: request.environmentId, status: { $in: OPEN } },
+        { orderBy: { createdAt: 'asc' } },
+      );
+      if (open.some((r) => r.action === 'DELETE')) {
+        throw failedPrecondition('a DELETE of this environment is queued or running');
+      }
+      if (action === 'ROLLBACK') {
+        const target = await em.findOne(DeploymentRow, { id: request.toDeploymentId });
+        if (!target || target.environmentId !== request.environmentId) {
+          throw notFound('deployment', request.toDeploymentId, 'to_deployment_id');
+        }
+        if (target.status !== 'SUCCEEDED') {
+          throw failedPrecondition(
+            `can only roll back to a run that succeeded; that one ${target.status}`,
+            'to_deployment_id',
+          );
+        }
+      }
+      // A queued request of the same action, requester, version and scope absorbs this one.
+      const scope = serviceIds.length > 0 ? 'services' : 'environment';
+      const mergeInto =
+        action === 'ROLLBACK'
+          ? undefined
+          : open.find(
+              (r) =>
+                r.status === 'QUEUED' &&
+                r.action === action &&
+                r.requester === request.requester &&
+                r.version === request.version &&
+                (r.serviceIds.length > 0 ? 'services' : 'environment') === scope,
+            );
+      let row: DeploymentRow;
+      if (mergeInto) {
+        row = mergeInto;
+        if (scope === 'services') row.serviceIds = [...new Set([...row.serviceIds, ...serviceIds])];
+        row.forceBuild = row.forceBuild || request.forceBuild;
+      } else {
+        row = em.create(DeploymentRow, {
+          id: newId(),
+          environmentId: request.environmentId,
+          action,
+          status: 'QUEUED',
+          requester: request.requester,
+          serviceIds,
+          version: request.version,
+          forceBuild: request.forceBuild,
+          toDeploymentId: action === 'ROLLBACK' ? request.toDeploymentId : null,
+          state: null,
+          snapshot: null,
+          message: '',
+          createdAt: new Date(this.#now()),
+          startedAt: null,
+          finishedAt: null,
+        });
+      }
+      em.create(RequestKeyRow, { requestId: request.requestId, deploymentId: row.id });
+      await this.#runEvent(em, row);
+      return { id: row.id };
+    });
+    this.#deps.onCommit();
+    await this.kick(request.environmentId);
+    return this.getDeployment(result.id);
+  }
+
+  async cancel(deploymentId: string): Promise<control.Deployment> {
+    if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
+    const existing = await this.#deps.db.em().findOne(DeploymentRow, { id: deploymentId });
+    if (!existing) throw notFound('deployment', deploymentId, 'deployment_id');
+    let cancelJobs = false;
+    let finished = false;
+    await this.#inLane(existing.environmentId, async (em) => {
+      const row = await em.findOneOrFail(DeploymentRow, { id: deploymentId });
+      if (row.status === 'QUEUED') {
+        row.status = 'CANCELED';
+        row.finishedAt = new Date(this.#now());
+        finished = true;
+      } else if (row.state && !isTerminalRun(row.state.status)) {
+        const canceled = requestCancel(row.state);
+        cancelJobs = canceled.decisions.some((d) => d.type === 'cancelJobs');
+        finished = await this.#apply(em, row, canceled.state);
+      } else {
+        return;
+      }
+      await this.#runEvent(em, row);
+    });
+    this.#deps.onCommit();
+    if (cancelJobs) this.#deps.publishCancel(deploymentId);
+    if (finished) await this.kick(existing.environmentId);
+    return this.getDeployment(deploymentId);
+  }
+
+  // --- job results ----------------------------------------------------------------------------
+
+  async onJobEvent(event: bus.JobEvent): Promise<void> {
+    const fact = toFact(event, this.#now());
+    if (!fact || !UUID.test(event.deploymentId)) return;
+    const existing = await this.#deps.db.em().findOne(DeploymentRow, { id: event.deploymentId });
+    if (!existing) return;
+    let finished = false;
+    await this.#inLane(existing.environmentId, async (em) => {
+      const row = await em.findOneOrFail(DeploymentRow, { id: event.deploymentId });
+      if (!row.state) return;
+      const next = applyJobFact(row.state, fact);
+      if (next === row.state) return;
+      finished = await this.#apply(em, row, next);
+      await this.#runEvent(em, row);
+    });
+    this.#deps.onCommit();
+    if (finished) await this.kick(existing.environmentId);
+  }
+
+  // --- the queue ------------------------------------------------------------------------------
+
+  /** Starts the environment's next queued run if none is running. Safe to call any time, any number of times. */
+  async kick(environmentId: string): Promise<void> {
+    for (;;) {
+      const em = this.#deps.db.em();
+      if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return;
+      const next = await em.findOne(
+        DeploymentRow,
+        { environmentId, status: 'QUEUED' },
+        { orderBy: { createdAt: 'asc', id: 'asc' } },
+      );
+      if (!next) return;
+      let snap: Snapshot | undefined;
+      try {
+        snap = await this.#snapshot(environmentId);
+      } catch (e) {
+        if (!(e instanceof DomainError && e.code === 'NOT_FOUND')) throw e;
+      }
+      let finished = false;
+      await this.#inLane(environmentId, async (tx) => {
+        if ((await tx.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return;
+        const row = await tx.findOne(DeploymentRow, { id: next.id });
+        if (row?.status !== 'QUEUED') return;
+        if (!snap) {
+          row.status = 'FAILED';
+          row.message = 'the environment no longer exists';
+          row.finishedAt = new Date(this.#now());
+          finished = true;
+        } else {
+          const state = await this.#planFor(tx, row, snap);
+          row.snapshot = {
+            environment: control.Environment.toJSON(snap.environment),
+            services: snap.services.map((s) => control.Service.toJSON(s)),
+          };
+          row.startedAt = new Date(this.#now());
+          finished = await this.#apply(tx, row, state);
+        }
+        await this.#runEvent(tx, row);
+      });
+      this.#deps.onCommit();
+      if (!finished) return;
+    }
+  }
+
+  /** Every environment with queued work: called at start, so a crash between two runs loses nothing. */
+  async kickAll(): Promise<void> {
+    const rows = await this.#deps.db.em().find(DeploymentRow, { status: 'QUEUED' }, { fields: ['environmentId'] });
+    for (const environmentId of new Set(rows.map((r) => r.environmentId))) {
+      await this.kick(environmentId).catch((e: unknown) =>
+        this.#deps.log.warn({ err: e, environmentId }, 'could not start a queued run'),
+      );
+    }
+  }
+
+  // --- reads ----------------------------------------------------------------------------------
+
+  async getDeployment(deploymentId: string): Promise<control.Deployment> {
+    if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
+    const em = this.#deps.db.em();
+    const row = await em.findOne(DeploymentRow, { id: deploymentId });
+    if (!row) throw notFound('deployment', deploymentId, 'deployment_id');
+    return deploymentView(row, await this.#queuePosition(em, row));
+  }
+
+  async listDeployments(req: {
+    environmentId: string;
+    pageSize: number;
+    pageToken: string;
+  }): Promise<{ deployments: control.Deployment[]; nextPageToken: string }> {
+    if (!UUID.test(req.environmentId)) throw invalidArgument('environment_id', 'must be an environment id');
+    if (req.pageSize > 500) throw invalidArgument('page_size', 'must be at most 500');
+    const size = req.pageSize || 50;
+    let before: string | undefined;
+    if (req.pageToken !== '') {
+      before = Buffer.from(req.pageToken, 'base64url').toString();
+      if (!UUID.test(before)) throw invalidArgument('page_token', 'is not a token from a previous page');
+    }
+    const em = this.#deps.db.em();
+    // Ids are time-ordered (UUIDv7): newest first by id.
+    const rows = await em.find(
+      DeploymentRow,
+      { environmentId: req.environmentId, ...(before ? { id: { $lt: before } } : {}) },
+      { orderBy: { id: 'desc' }, limit: size + 1 },
+    );
+    const page = rows.slice(0, size);
+    const deployments = await Promise.all(page.map(async (r) => deploymentView(r, await this.#queuePosition(em, r))));
+    return {
+      deployments,
+      nextPageToken: rows.length > size ? Buffer.from(page.at(-1)!.id).toString('base64url') : '',
+    };
+  }
+
+  /** The dry run: what would mirror, build, deploy, be skipped. Nothing is stored or sent. */
+  async plan(request: bus.ActionRequested): Promise<control.Deployment> {
+    const action = actionName(request.action);
+    if (!action) throw invalidArgument('action', 'is required');
+    if (!UUID.test(request.environmentId)) throw invalidArgument('environment_id', 'must be an environment id');
+    parseVersion(request.version);
+    const snap = await this.#snapshot(request.environmentId);
+    for (const id of request.serviceIds) {
+      if (!snap.services.some((s) => s.id === id)) throw notFound('service', id, 'service_ids');
+    }
+    const em = this.#deps.db.em();
+    const fake = {
+      id: newId(),
+      environmentId: request.environmentId,
+      action,
+      status: 'PLANNED',
+      requester: request.requester,
+      serviceIds: request.serviceIds,
+      version: request.version,
+      forceBuild: request.forceBuild,
+      toDeploymentId: request.toDeploymentId || null,
+      message: '',
+      createdAt: new Date(this.#now()),
+      startedAt: null,
+      finishedAt: null,
+    };
+    const state = await this.#planFor(em, fake, snap);
+    const predicted: RunState = {
+      ...state,
+      status: 'PLANNED',
+      services: state.services.map((s) => ({ ...s, steps: predictSteps(s) })),
+    };
+    return deploymentView({ ...fake, state: predicted });
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  async #snapshot(environmentId: string): Promise<Snapshot> {
+    const snap = await this.#deps.snapshot(environmentId);
+    if (!snap.environment) throw notFound('environment', environmentId, 'environment_id');
+    return { ...snap, environment: snap.environment };
+  }
+
+  async #byRequestId(requestId: string): Promise<control.Deployment | undefined> {
+    const key = await this.#deps.db.em().findOne(RequestKeyRow, { requestId });
+    return key ? this.getDeployment(key.deploymentId) : undefined;
+  }
+
+  async #inLane<T>(environmentId: string, fn: (em: EntityManager, deleted: boolean) => Promise<T>): Promise<T> {
+    return this.#deps.db.em().transactional(async (em) => {
+      await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
+      const rows = await em.execute<{ deleted: boolean }[]>(
+        'select deleted from lane where environment_id = ? for update',
+        [environmentId],
+      );
+      return fn(em, rows[0]?.deleted ?? false);
+    });
+  }
+
+  async #planFor(
+    em: EntityManager,
+    row: Pick<DeploymentRow, 'id' | 'action' | 'serviceIds' | 'version' | 'forceBuild' | 'toDeploymentId'>,
+    snap: Snapshot,
+  ): Promise<RunState> {
+    const statuses = await em.find(ServiceStatusRow, { environmentId: snap.environment.id });
+    const current = new Map<string, CurrentRow>(statuses.map((s) => [s.serviceId, s]));
+    const facts = factsFrom(snap as snapshot.GetEnvironmentSnapshotResponse, current);
+    const request: RunRequest = {
+      action: row.action as RunRequest['action'],
+      serviceIds: row.serviceIds,
+      version: row.version,
+      forceBuild: row.forceBuild,
+    };
+    if (row.action === 'ROLLBACK' && row.toDeploymentId) {
+      const target = await em.findOne(DeploymentRow, { id: row.toDeploymentId });
+      request.rollbackTo = Object.fromEntries(
+        (target?.state?.services ?? [])
+          .filter((s) => s.status === 'DEPLOYED' && s.image !== '')
+          .map((s) => [s.serviceId, { version: s.version, image: s.image }]),
+      );
+    }
+    return planRun(row.id, facts, request);
+  }
+
+  /**
+   * Advances a run to `state`, writes it with the jobs it dispatches, and — when it finishes —
+   * records each service's new state. Returns whether the run finished.
+   */
+  async #apply(em: EntityManager, row: DeploymentRow, input: RunState): Promise<boolean> {
+    const { state, decisions } = advance(input, this.#now());
+    row.state = state;
+    row.status = state.status;
+    if (row.startedAt === null && state.startedAt !== null) row.startedAt = new Date(state.startedAt);
+    for (const d of decisions) {
+      if (d.type === 'dispatch') this.#dispatch(em, row, state, d);
+    }
+    if (!isTerminalRun(state.status)) return false;
+    row.finishedAt = new Date(state.finishedAt ?? this.#now());
+    await this.#recordOutcome(em, row, state);
+    return true;
+  }
+
+  #dispatch(em: EntityManager, row: DeploymentRow, state: RunState, d: Extract<Decision, { type: 'dispatch' }>): void {
+    const snap = row.snapshot as { environment: unknown; services: unknown[] };
+    const environment = control.Environment.fromJSON(snap.environment);
+    const serviceJson = snap.services.find((s) => (s as { id?: string }).id === d.serviceId);
+    const service = control.Service.fromJSON(serviceJson);
+    const run = state.services.find((s) => s.serviceId === d.serviceId)!;
+    const common = {
+      jobId: d.jobId,
+      deploymentId: row.id,
+      environmentId: row.environmentId,
+      project: environment.project,
+      environmentName: environment.name,
+      service,
+      version: run.version,
+      attempt: d.attempt,
+    };
+    if (d.role === 'build') {
+      const job = bus.BuildJob.fromPartial({
+        ...common,
+        kind: d.what === 'GIT' ? bus.BuildKind.BUILD_KIND_GIT : bus.BuildKind.BUILD_KIND_MIRROR,
+        forceBuild: state.forceBuild,
+        mirrorMode: environment.settings?.mirrorMode ?? control.MirrorMode.MIRROR_MODE_SERVICE,
+      });
+      enqueue(em, {
+        id: newId(),
+        subject: this.#deps.subjects.buildJobs(row.id),
+        payload: bus.BuildJob.encode(job).finish(),
+      });
+    } else {
+      const action =
+        d.what === 'DEPLOY' ? 'DEPLOY' : d.what === 'STOP' ? 'STOP' : d.what === 'RESTART' ? 'RESTART' : 'DELETE';
+      const job = bus.DeployJob.fromPartial({
+        ...common,
+        action: actionValue(action),
+        image: run.image,
+        runtime: environment.runtime,
+        namespace: environment.settings?.namespace ?? '',
+        kubernetesContext: environment.settings?.kubernetesContext ?? '',
+      });
+      enqueue(em, {
+        id: newId(),
+        subject: this.#deps.subjects.deployJobs(row.id),
+        payload: bus.DeployJob.encode(job).finish(),
+      });
+    }
+  }
+
+  async #recordOutcome(em: EntityManager, row: DeploymentRow, state: RunState): Promise<void> {
+    const now = new Date(this.#now());
+    for (const s of state.services) {
+      const status = await em.findOne(ServiceStatusRow, { serviceId: s.serviceId });
+      const current =
+        status ??
+        em.create(ServiceStatusRow, {
+          serviceId: s.serviceId,
+          environmentId: row.environmentId,
+          hasResources: false,
+          stopped: false,
+          version: '',
+          image: '',
+          state: 'QUEUED',
+          updatedAt: now,
+        });
+      if (s.status === 'SKIPPED' || s.status === 'CANCELED') continue;
+      current.state = s.status;
+      current.updatedAt = now;
+      switch (s.status) {
+        case 'DEPLOYED':
+          Object.assign(current, { hasResources: true, stopped: false, version: s.version, image: s.image });
+          break;
+        case 'RESTARTED':
+          Object.assign(current, { hasResources: true, stopped: false });
+          break;
+        case 'STOPPED':
+          current.stopped = true;
+          break;
+        case 'DELETED':
+          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '' });
+          break;
+        default:
+          // An error leaves whatever resources existed; the next run finds them.
+          if (s.deploy?.phase === 'FAILED' && s.deploy.what === 'DEPLOY') current.hasResources = true;
+      }
+    }
+    if (row.action === 'DELETE' && row.serviceIds.length === 0 && state.status === 'SUCCEEDED') {
+      await em.execute('update lane set deleted = true where environment_id = ?', [row.environmentId]);
+    }
+  }
+
+  async #queuePosition(em: EntityManager, row: DeploymentRow): Promise<number> {
+    if (row.status !== 'QUEUED') return 0;
+    return em.count(DeploymentRow, {
+      environmentId: row.environmentId,
+      status: 'QUEUED',
+      $or: [{ createdAt: { $lt: row.createdAt } }, { createdAt: row.createdAt, id: { $lte: row.id } }],
+    });
+  }
+
+  async #environmentStatus(em: EntityManager, environmentId: string): Promise<control.EnvironmentStatus> {
+    const S = control.EnvironmentStatus;
+    const lane = await em.execute<{ deleted: boolean }[]>('select deleted from lane where environment_id = ?', [
+      environmentId,
+    ]);
+    if (lane[0]?.deleted) return S.ENVIRONMENT_STATUS_DELETED;
+    const open = await em.find(
+      DeploymentRow,
+      { environmentId, status: { $in: OPEN } },
+      { orderBy: { createdAt: 'asc' } },
+    );
+    const active = open.find((r) => ACTIVE.includes(r.status));
+    if (active?.state) {
+      switch (active.action) {
+        case 'STOP':
+          return S.ENVIRONMENT_STATUS_STOPPING;
+        case 'RESTART':
+          return S.ENVIRONMENT_STATUS_RESTARTING;
+        case 'DELETE':
+          return S.ENVIRONMENT_STATUS_DELETING;
+        default:
+          return active.state.services.some((s) => s.status === 'BUILDING' || s.status === 'MIRRORING')
+            ? S.ENVIRONMENT_STATUS_BUILDING
+            : S.ENVIRONMENT_STATUS_DEPLOYING;
+      }
+    }
+    if (open.length > 0) return S.ENVIRONMENT_STATUS_QUEUED;
+    const statuses = await em.find(ServiceStatusRow, { environmentId });
+    if (statuses.some((s) => s.state === 'DELETE_ERROR')) return S.ENVIRONMENT_STATUS_DELETE_ERROR;
+    if (statuses.some((s) => s.state === 'STOP_ERROR')) return S.ENVIRONMENT_STATUS_STOP_ERROR;
+    if (statuses.some((s) => s.state.endsWith('_ERROR'))) return S.ENVIRONMENT_STATUS_DEPLOYMENT_ERROR;
+    const live = statuses.filter((s) => s.hasResources);
+    if (live.length === 0) return S.ENVIRONMENT_STATUS_NEVER_DEPLOYED;
+    return live.every((s) => s.stopped) ? S.ENVIRONMENT_STATUS_STOPPED : S.ENVIRONMENT_STATUS_DEPLOYED;
+  }
+
+  async #runEvent(em: EntityManager, row: DeploymentRow): Promise<void> {
+    await em.flush();
+    const deployment = deploymentView(row, await this.#queuePosition(em, row));
+    const eventId = newId();
+    const payload = bus.DeploymentEvent.encode({
+      eventId,
+      occurredAt: new Date(this.#now()),
+      deployment,
+      environmentStatus: await this.#environmentStatus(em, row.environmentId),
+    }).finish();
+    enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
+  }
+}
+
+function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
+  const e = event.event;
+  switch (e?.$case) {
+    case 'stepStarted': {
+      const kind = stepKindName(e.value.kind);
+      if (!kind) return undefined;
+      return {
+        type: 'stepStarted',
+        jobId: event.jobId,
+        sequence: event.sequence,
+        kind,
+        at: e.value.startedAt?.getTime() ?? now,
+        message: e.value.message,
+      };
+    }
+    case 'stepFinished': {
+      const step = e.value.step;
+      const kind = step && stepKindName(step.kind);
+      if (!step || !kind) return undefined;
+      return {
+        type: 'stepFinished',
+        jobId: event.jobId,
+        sequence: event.sequence,
+        step: {
+          kind,
+          startedAt: step.startedAt?.getTime() ?? now,
+          finishedAt: step.finishedAt?.getTime() ?? now,
+          outcome: stepOutcomeName(step.outcome) ?? 'SUCCESS',
+          message: step.message,
+        },
+      };
+    }
+    case 'jobFinished':
+      return {
+        type: 'jobFinished',
+        jobId: event.jobId,
+        sequence: event.sequence,
+        succeeded: e.value.succeeded,
+        state: serviceStateName(e.value.state) ?? 'QUEUED',
+        message: e.value.message,
+        image: e.value.image,
+        endpoints: e.value.endpoints.map((x) => ({ port: x.port, url: x.url })),
+        at: now,
+      };
+    case undefined:
+      return undefined;
+  }
+}
+
+/** The steps a plan expects, without times: what would mirror, build, deploy. */
+function predictSteps(s: ServiceRun): RunState['services'][number]['steps'] {
+  const steps: RunState['services'][number]['steps'] = [];
+  const at = { startedAt: 0, finishedAt: null, outcome: null, message: '' } as const;
+  if (s.build?.what === 'GIT') steps.push({ kind: 'GIT_CLONE', ...at }, { kind: 'BUILD', ...at });
+  if (s.build?.what === 'MIRROR') steps.push({ kind: 'MIRROR_IMAGE', ...at });
+  switch (s.deploy?.what) {
+    case 'DEPLOY':
+      steps.push({ kind: s.kind === 'LIFECYCLE_JOB' ? 'EXECUTING' : 'DEPLOYMENT', ...at });
+      break;
+    case 'STOP':
+    case 'RESTART':
+    case 'DELETE':
+      steps.push({ kind: s.deploy.what, ...at });
+      break;
+  }
+  return steps;
+}
