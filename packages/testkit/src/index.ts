@@ -18,5 +18,6 @@ export {
 export { NATS_LOCAL_PORT, resolveNats } from './nats.ts';
 export { type EnsurePodmanSocketOptions, ensurePodmanSocket, pingDockerSocket, podmanSocketPath } from './podman.ts';
 export { POSTGRES_LOCAL_PORT, resolvePostgres } from './postgres.ts';
+export { REGISTRY_LOCAL_PORT, registryAnswers, resolveRegistry } from './registry.ts';
 export { RESOLUTION_ORDER, type ResolvedServer, type ResolveOptions, type ServerSource } from './resolve.ts';
 export { type IsolatedEnvironment, useIsolatedEnvironment } from './vitest.ts';

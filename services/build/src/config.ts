@@ -9,6 +9,15 @@ export interface BuildConfig {
   /** Prefix of every subject, stream and durable (DESIGN.md §6), so installations can share a NATS server. */
   busPrefix: string;
   logLevel: string;
+  /** host:port of the mirror registry every mirrored and built image goes to (DESIGN.md §3). */
+  mirrorRegistry: string;
+  /**
+   * Registries spoken to in plain HTTP besides loopback ones (the mirror on 127.0.0.1 already is),
+   * as registries.conf `insecure = true`. Never anything on the internet.
+   */
+  insecureRegistries: string[];
+  /** A containers-auth.json / docker config.json with `auths` for private registries, if any. */
+  registryAuthFile: string | undefined;
 }
 
 const DEFAULTS = {
@@ -17,6 +26,9 @@ const DEFAULTS = {
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/stageline',
   STAGELINE_BUS_PREFIX: 'stageline',
   LOG_LEVEL: 'info',
+  MIRROR_REGISTRY: '127.0.0.1:5000',
+  REGISTRY_INSECURE_HOSTS: '',
+  REGISTRY_AUTH_FILE: '',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -41,6 +53,15 @@ function hostPort(name: string, value: string): string {
   const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
   const port = Number(match?.[2]);
   if (!match || port > 65535) throw new ConfigError(name, `expected host:port (e.g. 127.0.0.1:50053), got "${value}"`);
+  return value;
+}
+
+/** A registry as image references name it: host or host:port, no scheme, no path. */
+function registryHost(name: string, value: string): string {
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$/.exec(value);
+  if (!match || Number(match[2] ?? '0') > 65535) {
+    throw new ConfigError(name, `expected a registry host[:port] (e.g. 127.0.0.1:5000), got "${value}"`);
+  }
   return value;
 }
 
@@ -78,5 +99,12 @@ export function loadConfig(env: Env): BuildConfig {
     databaseUrl: url('DATABASE_URL', read(env, 'DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix,
     logLevel,
+    mirrorRegistry: registryHost('MIRROR_REGISTRY', read(env, 'MIRROR_REGISTRY')),
+    insecureRegistries: read(env, 'REGISTRY_INSECURE_HOSTS')
+      .split(',')
+      .map((h) => h.trim())
+      .filter((h) => h !== '')
+      .map((h) => registryHost('REGISTRY_INSECURE_HOSTS', h)),
+    registryAuthFile: read(env, 'REGISTRY_AUTH_FILE') || undefined,
   };
 }

@@ -1,9 +1,14 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
 import { Bus } from '@stageline/bus';
-import { OutboxMessage, openDatabase, outboxMigration } from '@stageline/db';
+import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { migrations } from './adapters/db/migrations.ts';
+import { MirrorStore } from './adapters/db/mirror-store.ts';
 import { buildService } from './adapters/grpc/build-service.ts';
+import { loadCredentials } from './adapters/registry/auth-file.ts';
+import { RegistryClient } from './adapters/registry/client.ts';
+import type { BuildJobDeps } from './app/build-job.ts';
 import { type BuildConfig, ConfigError, loadConfig } from './config.ts';
 
 const SERVICE = 'build';
@@ -54,16 +59,35 @@ try {
     url: config.databaseUrl,
     schema: SERVICE,
     entities: [OutboxMessage],
-    migrations: [outboxMigration],
+    migrations,
     log,
   });
   closers.push({ name: 'database', close: () => db.close() });
+
+  let credentials: Awaited<ReturnType<typeof loadCredentials>>;
+  try {
+    credentials = await loadCredentials(config.registryAuthFile);
+  } catch (e) {
+    // The message names the problem, never the file's content.
+    throw new Error(`REGISTRY_AUTH_FILE: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const registry = new RegistryClient({
+    insecureHosts: config.insecureRegistries,
+    credentials,
+    log: log.child({ component: 'registry' }),
+  });
+  const jobDeps: BuildJobDeps = { registry, mirrorRegistry: config.mirrorRegistry, mirrors: new MirrorStore(db) };
+  // Build jobs are consumed once @stageline/bus's startWorker lands (handleBuildJob(jobDeps, job, ctx)).
+  void jobDeps;
 
   const server = await startGrpcServer({ address: config.grpcListen, services: [buildService()], log });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   closers.push({ name: 'grpc', close: () => server.shutdown() });
 
-  log.info({ grpc: server.address, busPrefix: config.busPrefix }, `${SERVICE} started`);
+  log.info(
+    { grpc: server.address, busPrefix: config.busPrefix, mirrorRegistry: config.mirrorRegistry },
+    `${SERVICE} started`,
+  );
 } catch (err) {
   log.fatal({ err }, `${SERVICE} failed to start`);
   await stop('start-up failed', 1);

@@ -9,6 +9,9 @@ describe('build config', () => {
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
       logLevel: 'info',
+      mirrorRegistry: '127.0.0.1:5000',
+      insecureRegistries: [],
+      registryAuthFile: undefined,
     });
   });
 
@@ -20,6 +23,9 @@ describe('build config', () => {
       ['DATABASE_URL', 'mysql://db/stageline'],
       ['STAGELINE_BUS_PREFIX', 'has.dots'],
       ['LOG_LEVEL', 'loud'],
+      ['MIRROR_REGISTRY', 'http://127.0.0.1:5000'],
+      ['MIRROR_REGISTRY', '127.0.0.1:5000/path'],
+      ['REGISTRY_INSECURE_HOSTS', 'registry.lan:5000,not a host'],
     ];
     for (const [variable, value] of cases) {
       let caught: unknown;
@@ -38,6 +44,15 @@ describe('build config', () => {
     expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).toThrow(ConfigError);
     expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).not.toThrow(/s3cret/);
     expect(() => loadConfig({ DATABASE_URL: 'mysql://user:s3cret@db/x' })).not.toThrow(/s3cret/);
+  });
+
+  it('reads the mirror registry and the extra insecure registries', () => {
+    const config = loadConfig({
+      MIRROR_REGISTRY: 'registry.lan:5000',
+      REGISTRY_INSECURE_HOSTS: ' a.lan:5000 , b.lan ',
+    });
+    expect(config.mirrorRegistry).toBe('registry.lan:5000');
+    expect(config.insecureRegistries).toEqual(['a.lan:5000', 'b.lan']);
   });
 
   it('accepts port 0 and IPv6 listen addresses', () => {

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { type GrpcServiceRegistration, notImplemented, unary } from '@stageline/grpc';
+import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { control, snapshot } from '@stageline/proto';
 import type { ControlApp } from '../../app/control-app.ts';
