@@ -1,0 +1,209 @@
+// The whole system for end-to-end tests: the four services as real processes (node …/main.ts), on
+// the test file's own database and bus prefix, talking over real NATS, PostgreSQL and gRPC.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { Bus } from '@stageline/bus';
+import { callUnary, waitForServing } from '@stageline/grpc';
+import { createLogger } from '@stageline/log';
+import { control } from '@stageline/proto';
+import { useIsolatedEnvironment } from '@stageline/testkit';
+import { afterAll, beforeAll } from 'vitest';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+export type ServiceName = 'control' | 'planner' | 'build' | 'deploy';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Proc {
+  name: string;
+  child: ChildProcess;
+  address: string;
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+export interface StackOptions {
+  /** Extra environment for every service (e.g. MIRROR_REGISTRY). */
+  env?: Record<string, string>;
+  /** Services to start; default all four. */
+  services?: ServiceName[];
+}
+
+/** Starts the stack before the file's tests and stops it after. */
+export function useStack(options: StackOptions = {}) {
+  const isolated = useIsolatedEnvironment();
+  const procs: Proc[] = [];
+  let stateDir = '';
+  let addresses: Record<ServiceName, string> = { control: '', planner: '', build: '', deploy: '' };
+  let bus: Bus | undefined;
+  const clients: {
+    environments?: control.EnvironmentServiceClient;
+    pipelines?: control.PipelineServiceClient;
+    deployments?: control.DeploymentServiceClient;
+  } = {};
+
+  const baseEnv = () => ({
+    ...process.env,
+    ...isolated.env,
+    LOG_LEVEL: process.env.STACK_LOG_LEVEL ?? 'info',
+    STAGELINE_STATE: stateDir,
+    STAGELINE_CONTROL_ADDRESS: addresses.control,
+    STAGELINE_PLANNER_ADDRESS: addresses.planner,
+    ...options.env,
+  });
+
+  async function spawnService(name: ServiceName, address: string): Promise<Proc> {
+    const child = spawn(process.execPath, [join(root, `services/${name}/src/main.ts`)], {
+      env: { ...baseEnv(), GRPC_LISTEN: address },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    child.stderr?.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const proc: Proc = { name, child, address, output: () => output, exited };
+    procs.push(proc);
+    try {
+      await Promise.race([
+        waitForServing(address, { timeoutMs: 30_000 }),
+        exited.then((code) => {
+          throw new Error(`${name} exited with ${code} before serving`);
+        }),
+      ]);
+    } catch (e) {
+      throw new Error(`${name} did not start: ${(e as Error).message}\n${output.slice(-3000)}`);
+    }
+    return proc;
+  }
+
+  beforeAll(async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'stageline-e2e-'));
+    const names = options.services ?? ['control', 'planner', 'build', 'deploy'];
+    addresses = {
+      control: `127.0.0.1:${await freePort()}`,
+      planner: `127.0.0.1:${await freePort()}`,
+      build: `127.0.0.1:${await freePort()}`,
+      deploy: `127.0.0.1:${await freePort()}`,
+    };
+    await Promise.all(names.map((n) => spawnService(n, addresses[n])));
+    const creds = grpc.credentials.createInsecure();
+    clients.environments = new control.EnvironmentServiceClient(addresses.control, creds);
+    clients.pipelines = new control.PipelineServiceClient(addresses.control, creds);
+    clients.deployments = new control.DeploymentServiceClient(addresses.control, creds);
+    bus = await Bus.connect({
+      url: isolated.natsUrl,
+      prefix: isolated.busPrefix,
+      name: 'e2e',
+      log: createLogger({ service: 'e2e', level: 'silent' }),
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    for (const c of Object.values(clients)) c?.close();
+    await bus?.close();
+    await Promise.all(
+      procs.map(async (p) => {
+        if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+        const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+        await p.exited;
+        clearTimeout(timer);
+      }),
+    );
+    if (process.env.STACK_KEEP_LOGS) for (const p of procs) console.log(`--- ${p.name}\n${p.output()}`);
+    rmSync(stateDir, { recursive: true, force: true });
+  }, 60_000);
+
+  return {
+    isolated,
+    get environments() {
+      return clients.environments!;
+    },
+    get pipelines() {
+      return clients.pipelines!;
+    },
+    get deployments() {
+      return clients.deployments!;
+    },
+    get bus() {
+      return bus!;
+    },
+    procs,
+    /** Another process of a worker service (scaling, crash tests). */
+    async spawnWorker(name: 'build' | 'deploy'): Promise<Proc> {
+      return spawnService(name, `127.0.0.1:${await freePort()}`);
+    },
+    logs(name: ServiceName): string {
+      return procs
+        .filter((p) => p.name === name)
+        .map((p) => p.output())
+        .join('\n');
+    },
+  };
+}
+
+export type Stack = ReturnType<typeof useStack>;
+
+const TERMINAL = [
+  control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
+] as control.DeploymentStatus[];
+
+/** Follows a run with WatchDeployment until it finishes; returns the final state and every update seen. */
+export async function watchToEnd(
+  stack: Stack,
+  deploymentId: string,
+  timeoutMs = 120_000,
+): Promise<{ final: control.Deployment; updates: control.Deployment[] }> {
+  const updates: control.Deployment[] = [];
+  const call = stack.deployments.watchDeployment({ deploymentId }, { deadline: Date.now() + timeoutMs });
+  await new Promise<void>((resolve, reject) => {
+    call.on('data', (m: control.WatchDeploymentResponse) => {
+      if (m.deployment) updates.push(m.deployment);
+    });
+    call.on('end', () => resolve());
+    call.on('error', (e) => reject(e));
+  });
+  const final = updates.at(-1);
+  if (!final || !TERMINAL.includes(final.status)) {
+    throw new Error(
+      `run ${deploymentId} did not finish: last status ${final ? control.deploymentStatusToJSON(final.status) : 'none'}`,
+    );
+  }
+  return { final, updates };
+}
+
+export async function createEnvironment(
+  stack: Stack,
+  name: string,
+  settings: Partial<control.EnvironmentSettings> = {},
+) {
+  return callUnary(
+    stack.environments,
+    'createEnvironment',
+    control.CreateEnvironmentRequest.fromPartial({ project: 'e2e', name, settings }),
+  );
+}
+
+export const stateName = (s: control.ServiceState) => control.serviceStateToJSON(s).replace('SERVICE_STATE_', '');
+export const stageStatusName = (s: control.StageStatus) => control.stageStatusToJSON(s).replace('STAGE_STATUS_', '');
+export const runStatusName = (s: control.DeploymentStatus) =>
+  control.deploymentStatusToJSON(s).replace('DEPLOYMENT_STATUS_', '');
