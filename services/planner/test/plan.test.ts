@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import type { ActionName, EnvironmentFacts, RunRequest, ServiceFacts } from '../src/domain/model.ts';
+import { planRun } from '../src/domain/plan.ts';
+import { advance, applyJobFact, requestCancel } from '../src/domain/schedule.ts';
+
+const deployed = { hasResources: true, stopped: false, version: 'tag:v1', image: 'mirror/x:v1@sha256:1' };
+const never = { hasResources: false, stopped: false, version: '', image: '' };
+
+function svc(id: string, stage: number, extra: Partial<ServiceFacts> = {}): ServiceFacts {
+  return {
+    id,
+    name: id,
+    kind: 'CONTAINER',
+    stageId: `s${stage}`,
+    skipped: false,
+    build: 'MIRROR',
+    configuredVersion: 'tag:v2',
+    current: deployed,
+    ...extra,
+  };
+}
+
+function env(services: ServiceFacts[], extra: Partial<EnvironmentFacts> = {}): EnvironmentFacts {
+  return {
+    environmentId: 'e',
+    stages: [0, 1, 2].map((i) => ({ id: `s${i}`, name: `stage ${i}` })),
+    services,
+    maxParallelBuilds: 7,
+    maxParallelDeploys: 7,
+    mode: 'PIPELINED',
+    ...extra,
+  };
+}
+
+const req = (action: ActionName, extra: Partial<RunRequest> = {}): RunRequest => ({
+  action,
+  serviceIds: [],
+  version: '',
+  forceBuild: false,
+  ...extra,
+});
+const summary = (services: { name: string; status: string; message: string }[]) =>
+  services.map((s) => [s.name, s.status, s.message]);
+
+describe('planning a run (DESIGN.md §1)', () => {
+  const services = [svc('a', 0), svc('b', 1, { skipped: true }), svc('c', 2, { current: never })];
+
+  it('environment DEPLOY skips skipped services; DELETE takes them too', () => {
+    expect(summary(planRun('r', env(services), req('DEPLOY')).services)).toEqual([
+      ['a', 'QUEUED', ''],
+      ['b', 'SKIPPED', 'skipped'],
+      ['c', 'QUEUED', ''],
+    ]);
+    expect(summary(planRun('r', env(services), req('DELETE')).services)).toEqual([
+      ['a', 'DELETE_QUEUED', ''],
+      ['b', 'DELETE_QUEUED', ''],
+      ['c', 'SKIPPED', 'never deployed'],
+    ]);
+  });
+
+  it('STOP and DELETE walk the stages in reverse; RESTART skips what never deployed and builds nothing', () => {
+    expect(planRun('r', env(services), req('STOP')).executionOrder).toEqual(['s2', 's1', 's0']);
+    expect(planRun('r', env(services), req('DELETE')).executionOrder).toEqual(['s2', 's1', 's0']);
+    const restart = planRun('r', env(services), req('RESTART'));
+    expect(restart.executionOrder).toEqual(['s0', 's1', 's2']);
+    expect(summary(restart.services)).toEqual([
+      ['a', 'QUEUED', ''],
+      ['b', 'SKIPPED', 'skipped'],
+      ['c', 'SKIPPED', 'never deployed'],
+    ]);
+    expect(restart.services.every((s) => s.build === null)).toBe(true);
+  });
+
+  it('STOP skips services already stopped', () => {
+    const stopped = svc('d', 0, { current: { ...deployed, stopped: true } });
+    expect(summary(planRun('r', env([stopped]), req('STOP')).services)).toEqual([['d', 'SKIPPED', 'already stopped']]);
+  });
+
+  it('a service-level action works on a skipped service and lists only its stage', () => {
+    const run = planRun('r', env(services), req('DEPLOY', { serviceIds: ['b'], version: 'tag:v9' }));
+    expect(summary(run.services)).toEqual([['b', 'QUEUED', '']]);
+    expect(run.services[0]?.version).toBe('tag:v9');
+    expect(run.stages.map((s) => s.stageId)).toEqual(['s1']);
+  });
+
+  it('REDEPLOY keeps each service at the version it runs; ROLLBACK deploys the target images without building', () => {
+    const redeploy = planRun('r', env(services), req('REDEPLOY'));
+    expect(redeploy.services.map((s) => s.version)).toEqual(['tag:v1', '', 'tag:v2']);
+    const rollback = planRun(
+      'r',
+      env(services),
+      req('ROLLBACK', { rollbackTo: { a: { version: 'tag:v0', image: 'mirror/a:v0' } } }),
+    );
+    expect(summary(rollback.services)).toEqual([
+      ['a', 'QUEUED', ''],
+      ['b', 'SKIPPED', 'skipped'],
+      ['c', 'SKIPPED', 'not part of the run rolled back to'],
+    ]);
+    expect(rollback.services[0]).toMatchObject({ build: null, image: 'mirror/a:v0' });
+  });
+});
+
+describe('failure and cancel (DESIGN.md §1)', () => {
+  const finish = (state: ReturnType<typeof planRun>, jobId: string, succeeded: boolean, seq = 1) =>
+    applyJobFact(state, {
+      type: 'jobFinished',
+      jobId,
+      sequence: seq,
+      succeeded,
+      state: 'QUEUED',
+      message: succeeded ? '' : 'image not found',
+      image: 'mirror/x@sha256:2',
+      endpoints: [],
+      at: 5,
+    });
+
+  it('a build error in stage 2 fails the run: stage 1 partly deployed DONE, stage 2 ERROR, stage 3 CANCELED', () => {
+    const facts = env([svc('a', 0), svc('b', 1), svc('c', 2)]);
+    let { state, decisions } = advance(planRun('r', facts, req('DEPLOY')), 0);
+    // PIPELINED: all three mirrors start at once.
+    expect(decisions.filter((d) => d.type === 'dispatch').map((d) => d.type === 'dispatch' && d.serviceId)).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
+    state = finish(state, 'r:a:build:1', true);
+    ({ state, decisions } = advance(state, 1));
+    expect(decisions).toEqual([expect.objectContaining({ type: 'dispatch', role: 'deploy', serviceId: 'a' })]);
+    state = finish(state, 'r:b:build:1', false);
+    ({ state, decisions } = advance(state, 2));
+    // Nothing new starts; in-flight work (a's deploy, c's mirror) finishes.
+    expect(decisions).toEqual([]);
+    state = finish(state, 'r:a:deploy:1', true);
+    state = finish(state, 'r:c:build:1', true);
+    ({ state, decisions } = advance(state, 3));
+    expect(decisions).toEqual([{ type: 'finished', status: 'FAILED' }]);
+    expect(summary(state.services)).toEqual([
+      ['a', 'DEPLOYED', ''],
+      ['b', 'BUILD_ERROR', 'image not found'],
+      ['c', 'CANCELED', ''],
+    ]);
+    expect(state.stages.map((s) => s.status)).toEqual(['DONE', 'ERROR', 'CANCELED']);
+    expect(state.message).toBe('b: image not found');
+  });
+
+  it('cancel: nothing new starts, in-flight jobs are told to stop, the run ends CANCELED', () => {
+    const facts = env([svc('a', 0), svc('b', 1)], { maxParallelBuilds: 1 });
+    let { state } = advance(planRun('r', facts, req('DEPLOY')), 0);
+    const canceled = requestCancel(state);
+    expect(canceled.decisions).toEqual([{ type: 'cancelJobs' }]);
+    state = applyJobFact(canceled.state, {
+      type: 'jobFinished',
+      jobId: 'r:a:build:1',
+      sequence: 1,
+      succeeded: false,
+      state: 'CANCELED',
+      message: 'canceled',
+      image: '',
+      endpoints: [],
+      at: 1,
+    });
+    const end = advance(state, 2);
+    expect(end.decisions).toEqual([{ type: 'finished', status: 'CANCELED' }]);
+    expect(summary(end.state.services)).toEqual([
+      ['a', 'CANCELED', 'canceled'],
+      ['b', 'CANCELED', ''],
+    ]);
+    expect(end.state.stages.map((s) => s.status)).toEqual(['CANCELED', 'CANCELED', 'SKIPPED']);
+  });
+});
