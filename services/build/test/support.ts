@@ -24,7 +24,7 @@ export interface RecordedRequest {
   authorization: string | undefined;
 }
 
-export interface Proxy {
+export interface RecordingProxy {
   /** host:port, as image references name a registry. */
   readonly host: string;
   readonly requests: RecordedRequest[];
@@ -43,7 +43,7 @@ export interface ProxyHooks {
 }
 
 /** A plain-HTTP proxy on 127.0.0.1 in front of `target` (host:port) that records each request. */
-export async function startProxy(target: string, hooks: ProxyHooks = {}): Promise<Proxy> {
+export async function startProxy(target: string, hooks: ProxyHooks = {}): Promise<RecordingProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   const requests: RecordedRequest[] = [];
   const server = http.createServer((req, res) => {
@@ -104,7 +104,7 @@ export interface TokenServerOptions {
   service?: string;
 }
 
-export interface TokenProxy extends Proxy {
+export interface TokenProxy extends RecordingProxy {
   /** Token requests: the scopes asked for and whether basic credentials came along and were right. */
   readonly tokenRequests: Array<{ scopes: string[]; service: string | null; authenticated: boolean }>;
 }
@@ -181,7 +181,7 @@ export async function startTokenProxy(target: string, options: TokenServerOption
 }
 
 /** A registry behind HTTP basic auth (the registry itself is real). */
-export async function startBasicAuthProxy(target: string, username: string, password: string): Promise<Proxy> {
+export async function startBasicAuthProxy(target: string, username: string, password: string): Promise<RecordingProxy> {
   const expected = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
   return startProxy(target, {
     intercept(req, res) {
