@@ -207,3 +207,36 @@ export const stateName = (s: control.ServiceState) => control.serviceStateToJSON
 export const stageStatusName = (s: control.StageStatus) => control.stageStatusToJSON(s).replace('STAGE_STATUS_', '');
 export const runStatusName = (s: control.DeploymentStatus) =>
   control.deploymentStatusToJSON(s).replace('DEPLOYMENT_STATUS_', '');
+
+/** The example image deploy/dev/example-images.sh pushes to the local "external" registry. */
+export const EXAMPLE_IMAGE = process.env.EXAMPLE_IMAGE ?? '127.0.0.1:5001/examples/busybox:1.36';
+
+export interface Interval {
+  start: number;
+  end: number;
+}
+
+/** Every step of one kind in a run, as time intervals. */
+export function stepsOf(d: control.Deployment, kind: control.StepKind): Interval[] {
+  return d.services.flatMap((s) =>
+    s.steps
+      .filter((st) => st.kind === kind && st.startedAt && st.finishedAt)
+      .map((st) => ({ start: st.startedAt!.getTime(), end: st.finishedAt!.getTime() })),
+  );
+}
+
+/** The most intervals open at one instant (an end at t closes before a start at t). */
+export function maxOverlap(intervals: Interval[]): number {
+  const points = intervals.flatMap((i) => [
+    { t: i.start, d: 1 },
+    { t: i.end, d: -1 },
+  ]);
+  points.sort((a, b) => a.t - b.t || a.d - b.d);
+  let open = 0;
+  let max = 0;
+  for (const p of points) {
+    open += p.d;
+    max = Math.max(max, open);
+  }
+  return max;
+}
