@@ -60,7 +60,7 @@ async function environment(
         service: {
           name: spec.name,
           kind: ServiceKind.SERVICE_KIND_CONTAINER,
-          stageId: stages[spec.stage],
+          stageId: stages[spec.stage] ?? '',
           skipped: spec.skipped ?? false,
           source: {
             $case: 'container',
