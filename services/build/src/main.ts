@@ -1,14 +1,15 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
-import { Bus } from '@stageline/bus';
+import { Bus, startWorker } from '@stageline/bus';
 import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { bus as busv1 } from '@stageline/proto';
 import { migrations } from './adapters/db/migrations.ts';
 import { MirrorStore } from './adapters/db/mirror-store.ts';
 import { buildService } from './adapters/grpc/build-service.ts';
 import { loadCredentials } from './adapters/registry/auth-file.ts';
 import { RegistryClient } from './adapters/registry/client.ts';
-import type { BuildJobDeps } from './app/build-job.ts';
+import { type BuildJobDeps, handleBuildJob } from './app/build-job.ts';
 import { type BuildConfig, ConfigError, loadConfig } from './config.ts';
 
 const SERVICE = 'build';
@@ -77,8 +78,25 @@ try {
     log: log.child({ component: 'registry' }),
   });
   const jobDeps: BuildJobDeps = { registry, mirrorRegistry: config.mirrorRegistry, mirrors: new MirrorStore(db) };
-  // Build jobs are consumed once @stageline/bus's startWorker lands (handleBuildJob(jobDeps, job, ctx)).
-  void jobDeps;
+
+  // One durable consumer (`build-workers`) shared by every build process; 7 slots in this one.
+  const worker = await startWorker<busv1.BuildJob>({
+    bus,
+    role: 'build',
+    slots: 7,
+    durable: 'build-workers',
+    log,
+    decode: (data) => busv1.BuildJob.decode(data),
+    identify: (job) => ({
+      jobId: job.jobId,
+      deploymentId: job.deploymentId,
+      serviceId: job.service?.id ?? '',
+      attempt: job.attempt,
+    }),
+    handle: (job, ctx) => handleBuildJob(jobDeps, job, ctx),
+  });
+  // Stopped first on shutdown: jobs in flight are handed back for another process to redo.
+  closers.push({ name: 'worker', close: () => worker.stop() });
 
   const server = await startGrpcServer({ address: config.grpcListen, services: [buildService()], log });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.

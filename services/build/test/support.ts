@@ -4,11 +4,11 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { JobContext } from '@stageline/bus';
 import { createLogger } from '@stageline/log';
 import type { control } from '@stageline/proto';
 import { type RegistryClient, type RepositoryRef, sha256Digest } from '../src/adapters/registry/client.ts';
 import { MEDIA_TYPES } from '../src/adapters/registry/manifest.ts';
-import type { JobContext } from '../src/app/job-context.ts';
 
 export const silentLog = createLogger({ service: 'build-test', level: 'silent' });
 

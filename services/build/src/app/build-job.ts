@@ -1,12 +1,13 @@
 // Build jobs (stageline.jobs.build.*): MIRROR copies a service's external image into the mirror registry;
 // GIT builds come with the build issue. One MIRROR_IMAGE step per job, reported start to finish.
+
+import type { JobContext } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
 import type { MirrorStore } from '../adapters/db/mirror-store.ts';
 import type { RegistryClient } from '../adapters/registry/client.ts';
 import { type MirrorProgress, mirrorImage } from '../adapters/registry/mirror.ts';
 import { formatReference, repositoryName } from '../adapters/registry/reference.ts';
-import type { JobContext } from './job-context.ts';
 import { type MirrorPlan, planMirror } from './mirror-plan.ts';
 
 const { StepKind, StepOutcome, ServiceState } = control;
