@@ -111,6 +111,13 @@ async function apply(): Promise<string> {
       changes.push(`${entry.skipped ? 'skipped' : 'unskipped'} service ${wanted.name}`);
     }
   }
+  // The file is the whole truth about services: those it no longer lists are removed.
+  for (const stale of services.filter(
+    (s) => !spec.services.some((e) => (e.service as { name?: string }).name === s.name),
+  )) {
+    await callUnary(environments, 'removeService', { environmentId, serviceId: stale.id });
+    changes.push(`removed service ${stale.name}`);
+  }
   return environmentId;
 }
 

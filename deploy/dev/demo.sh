@@ -6,4 +6,5 @@ cd "$STAGELINE_ROOT"
 bash deploy/dev/setup.sh
 bash deploy/dev/stack.sh up
 node deploy/dev/apply-example.ts deploy/examples/demo-staging.json
+node deploy/dev/demo-run.ts demo staging
 echo "stack is still running: 'npm run stack:down' stops it."
