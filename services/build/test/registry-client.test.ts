@@ -207,6 +207,29 @@ describe('cross-repository mounts', () => {
     expect(await client.blobExists(target, digest)).toBe(true);
   });
 
+  it('streams uploads: each chunk is sent before the next is read from the source', async () => {
+    const target = repo(mirror, 'upload/streamed');
+    const pieces = Array.from({ length: 6 }, () => randomBytes(CHUNK));
+    const whole = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+    pieces.reduce((offset, p) => {
+      whole.set(p, offset);
+      return offset + p.length;
+    }, 0);
+    const digest = sha256Digest(whole);
+    const log = since(mirror);
+    const patchesSeenAtRead: number[] = [];
+    async function* source(): AsyncIterable<Uint8Array> {
+      for (const piece of pieces) {
+        patchesSeenAtRead.push(log().filter((r) => r.method === 'PATCH').length);
+        yield piece;
+      }
+    }
+    await client.uploadBlob(target, digest, source());
+    // Piece k is read only after the k-1 chunks before it reached the registry: never all at once.
+    expect(patchesSeenAtRead).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(await client.blobExists(target, digest)).toBe(true);
+  });
+
   it('refuses content that does not match its digest, before the registry commits it', async () => {
     const target = repo(mirror, 'upload/bad');
     const claimed = sha256Digest(new Uint8Array([1, 2, 3]));

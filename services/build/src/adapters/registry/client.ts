@@ -179,8 +179,12 @@ export class RegistryClient {
       headers: { accept: MANIFEST_ACCEPT },
       signal,
     });
-    if (response.status === 404) return undefined;
+    if (response.status === 404) {
+      await discard(response);
+      return undefined;
+    }
     if (!response.ok) throw await this.#fail(response, `checking ${formatReference(ref)}`);
+    await discard(response);
     const digest = response.headers.get('docker-content-digest');
     // A registry that does not say the digest on HEAD: read the manifest and hash it.
     if (digest === null) return this.getManifest(ref, signal).catch((e: unknown) => notFoundAsUndefined(e));
@@ -324,6 +328,21 @@ export class RegistryClient {
     digest: string,
     content: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array,
     options: UploadOptions = {},
+  ): Promise<void> {
+    try {
+      await this.#upload(repo, digest, content, options);
+    } catch (error) {
+      // A source stream never read (the upload failed before it started) would hold its connection open.
+      if (content instanceof ReadableStream && !content.locked) await content.cancel().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async #upload(
+    repo: RepositoryRef,
+    digest: string,
+    content: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array,
+    options: UploadOptions,
   ): Promise<void> {
     const { signal } = options;
     const scopes = [pushScope(repo)];
