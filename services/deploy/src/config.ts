@@ -1,4 +1,5 @@
 // The deploy service's whole configuration: read once from the environment, validated, then passed down.
+import path from 'node:path';
 import { busPrefixFromEnv } from '@stageline/bus';
 
 export interface DeployConfig {
@@ -9,6 +10,14 @@ export interface DeployConfig {
   /** Prefix of every subject, stream and durable (DESIGN.md §6), so installations can share a NATS server. */
   busPrefix: string;
   logLevel: string;
+  /** Local state: chart directories under `charts/`, podman kube play inputs under `local/`. Absolute. */
+  stateDir: string;
+  /** Deploy jobs this process runs at once (DESIGN.md §2: 7). */
+  slots: number;
+  /** Binaries of the runtimes (looked up on PATH unless absolute). */
+  podman: string;
+  helm: string;
+  kubectl: string;
 }
 
 const DEFAULTS = {
@@ -17,6 +26,12 @@ const DEFAULTS = {
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/stageline',
   STAGELINE_BUS_PREFIX: 'stageline',
   LOG_LEVEL: 'info',
+  // env.sh sets it to <repo>/.stageline; a bare process keeps its state next to where it runs.
+  STAGELINE_STATE: '.stageline',
+  DEPLOY_SLOTS: '7',
+  PODMAN: 'podman',
+  HELM: 'helm',
+  KUBECTL: 'kubectl',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -72,11 +87,22 @@ export function loadConfig(env: Env): DeployConfig {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   }
+  const slots = Number(read(env, 'DEPLOY_SLOTS'));
+  if (!Number.isInteger(slots) || slots < 1 || slots > 64) {
+    throw new ConfigError('DEPLOY_SLOTS', `an integer 1..64, got "${read(env, 'DEPLOY_SLOTS')}"`);
+  }
+  const binaries = { podman: read(env, 'PODMAN'), helm: read(env, 'HELM'), kubectl: read(env, 'KUBECTL') };
+  for (const [name, value] of Object.entries(binaries)) {
+    if (/\s/.test(value)) throw new ConfigError(name.toUpperCase(), `a program path, got "${value}"`);
+  }
   return {
     grpcListen: hostPort('GRPC_LISTEN', read(env, 'GRPC_LISTEN')),
     natsUrl: url('NATS_URL', read(env, 'NATS_URL'), ['nats:', 'tls:']),
     databaseUrl: url('DATABASE_URL', read(env, 'DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix,
     logLevel,
+    stateDir: path.resolve(read(env, 'STAGELINE_STATE')),
+    slots,
+    ...binaries,
   };
 }

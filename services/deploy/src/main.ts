@@ -1,9 +1,22 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
+import path from 'node:path';
 import { Bus } from '@stageline/bus';
-import { OutboxMessage, openDatabase, outboxMigration } from '@stageline/db';
+import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { entities } from './adapters/db/entities.ts';
+import { migrations } from './adapters/db/migrations.ts';
+import { PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
+import { FsChartStore } from './adapters/fs/chart-store.ts';
 import { releaseService } from './adapters/grpc/release-service.ts';
+import { KubernetesRuntime } from './adapters/kubernetes/helm-runtime.ts';
+import { LocalRuntime } from './adapters/podman/local-runtime.ts';
+import { Podman } from './adapters/podman/podman.ts';
+import { ProcessRunner } from './adapters/process/command-runner.ts';
+import { pickFreePort } from './adapters/process/free-port.ts';
+import type { DeployJobDeps } from './app/deploy-job.ts';
+import { keyedSerializer } from './app/keyed-serializer.ts';
+import type { Runtime } from './app/ports.ts';
 import { ConfigError, type DeployConfig, loadConfig } from './config.ts';
 
 const SERVICE = 'deploy';
@@ -50,16 +63,40 @@ try {
   closers.push({ name: 'bus', close: () => bus.close() });
   await bus.ensureStreams();
 
-  const db = await openDatabase({
-    url: config.databaseUrl,
-    schema: SERVICE,
-    entities: [OutboxMessage],
-    migrations: [outboxMigration],
-    log,
-  });
+  const db = await openDatabase({ url: config.databaseUrl, schema: SERVICE, entities, migrations, log });
   closers.push({ name: 'database', close: () => db.close() });
 
-  const server = await startGrpcServer({ address: config.grpcListen, services: [releaseService()], log });
+  const releases = new PgReleaseStore({ db });
+  const charts = new FsChartStore(path.join(config.stateDir, 'charts'));
+  const runner = new ProcessRunner();
+  const runtimes = new Map<string, Runtime>([
+    [
+      'local',
+      new LocalRuntime({
+        podman: new Podman({ runner, binary: config.podman }),
+        ports: new PgHostPorts({ db, pickFreePort }),
+        charts,
+        workDir: path.join(config.stateDir, 'local'),
+        log,
+      }),
+    ],
+    ['kubernetes', new KubernetesRuntime({ runner, helm: config.helm, kubectl: config.kubectl })],
+  ]);
+  const jobDeps: DeployJobDeps = {
+    releases,
+    charts,
+    runtime: (name) => runtimes.get(name),
+    serialize: keyedSerializer(),
+    now: () => new Date(),
+  };
+  // Deploy jobs are consumed once the worker framework (packages/bus startWorker) lands; see README.
+  void jobDeps;
+
+  const server = await startGrpcServer({
+    address: config.grpcListen,
+    services: [releaseService({ releases }, log)],
+    log,
+  });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   closers.push({ name: 'grpc', close: () => server.shutdown() });
 

@@ -1,8 +1,40 @@
-// gRPC face of the deploy service (stageline.deploy.v1.ReleaseService). Skeleton: every method answers
-// UNIMPLEMENTED until releases land; real handlers go here, wrapped with `unary(...)`.
-import { type GrpcServiceRegistration, notImplemented } from '@stageline/grpc';
+// gRPC face of the deploy service (stageline.deploy.v1.ReleaseService): wiring only.
+import type * as grpc from '@grpc/grpc-js';
+import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
+import type { Logger } from '@stageline/log';
 import { deploy } from '@stageline/proto';
+import { getRelease, listReleases, type ReleaseQueriesDeps } from '../../app/releases.ts';
+import type { Release } from '../../domain/release.ts';
 
-export function releaseService(): GrpcServiceRegistration {
-  return { definition: deploy.ReleaseServiceService, implementation: notImplemented(deploy.ReleaseServiceService) };
+export function toProtoRelease(release: Release): deploy.Release {
+  return deploy.Release.fromPartial({
+    revision: release.revision,
+    image: release.image,
+    digest: release.digest,
+    configHash: release.configHash,
+    deploymentId: release.deploymentId,
+    createdAt: release.createdAt,
+    status: release.status,
+    serviceId: release.serviceId,
+    chart: release.chartPath,
+  });
+}
+
+export function releaseService(deps: ReleaseQueriesDeps, log: Logger): GrpcServiceRegistration {
+  const implementation: deploy.ReleaseServiceServer = {
+    listReleases: unary(log, async (req) =>
+      deploy.ListReleasesResponse.fromPartial({
+        releases: (await listReleases(deps, req.serviceId)).map(toProtoRelease),
+      }),
+    ),
+    getRelease: unary(log, async (req) =>
+      deploy.GetReleaseResponse.fromPartial({
+        release: toProtoRelease(await getRelease(deps, req.serviceId, req.revision)),
+      }),
+    ),
+  };
+  return {
+    definition: deploy.ReleaseServiceService,
+    implementation: implementation as grpc.UntypedServiceImplementation,
+  };
 }

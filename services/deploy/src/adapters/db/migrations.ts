@@ -1,0 +1,56 @@
+import { type DbMigration, outboxMigration, sqlMigration } from '@stageline/db';
+
+// Schema `deploy`. Never edit an applied migration: add the next one.
+// Ids from other services (service, environment, deployment, job) are text: this schema only records them.
+export const migrations: DbMigration[] = [
+  outboxMigration,
+  sqlMigration('deploy-0001-releases', [
+    `create table release (
+      id uuid primary key,
+      service_id text not null,
+      service_name text not null,
+      environment_id text not null,
+      revision integer not null check (revision >= 1),
+      deployment_id text not null,
+      job_id text not null,
+      runtime text not null,
+      namespace text not null default '',
+      kube_context text not null default '',
+      image text not null,
+      digest text not null default '',
+      version text not null default '',
+      config_hash text not null default '',
+      chart_path text not null default '',
+      status text not null check (status in
+        ('DEPLOYING', 'DEPLOYED', 'FAILED', 'SUPERSEDED', 'ROLLED_BACK', 'STOPPED', 'DELETED')),
+      message text not null default '',
+      host_ports jsonb not null default '[]',
+      endpoints jsonb not null default '[]',
+      readiness_timeout_seconds integer not null default 300,
+      runtime_revision integer not null default 0,
+      created_at timestamptz not null,
+      updated_at timestamptz not null,
+      constraint release_service_revision_key unique (service_id, revision),
+      -- One release per deploy job: a redelivered job finds its release instead of making another.
+      constraint release_job_key unique (job_id)
+    )`,
+    `create index release_environment_idx on release (environment_id)`,
+    // A finished job's outcome, whatever its action: a redelivery answers it without touching the runtime.
+    `create table job_result (
+      job_id text primary key,
+      service_id text not null,
+      action integer not null,
+      result jsonb not null,
+      created_at timestamptz not null
+    )`,
+    // Host ports on 127.0.0.1 handed to public ports of local services; unique across the host's services.
+    `create table host_port (
+      port integer primary key check (port between 1 and 65535),
+      service_id text not null,
+      environment_id text not null,
+      container_port integer not null,
+      created_at timestamptz not null,
+      constraint host_port_service_port_key unique (service_id, container_port)
+    )`,
+  ]),
+];

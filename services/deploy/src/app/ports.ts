@@ -1,0 +1,111 @@
+// What the deploy use cases need from the outside world. Adapters implement these; tests use the real ones
+// (PostgreSQL, the file system, podman) except the Kubernetes runtime's command runner.
+import type { Logger } from '@stageline/log';
+import type { bus, control } from '@stageline/proto';
+import type { Chart } from '../domain/chart.ts';
+import type { Endpoint, HostPortBinding, Release, ReleaseStatus } from '../domain/release.ts';
+
+/** What a runtime operation may do besides its work: report progress, keep its job alive, notice a cancel. */
+export interface RuntimeContext {
+  /** Aborted on cancel: stop waiting, throw RolloutCanceled; the caller then rolls back. */
+  readonly signal: AbortSignal;
+  /** One human line for the service's run log (progress, container log lines). */
+  output(line: string): void;
+  /** Still working: extends the job's ack deadline. */
+  working(): void;
+}
+
+export interface ApplyResult {
+  endpoints: Endpoint[];
+  hostPorts: HostPortBinding[];
+  /** The image digest the runtime ran, when it learned it ('' otherwise). */
+  digest: string;
+  /** The runtime's own revision of the release (Helm's), 0 when it has none. */
+  runtimeRevision: number;
+}
+
+/**
+ * A runtime target (DESIGN.md §4). Every method is idempotent: applying or removing twice leaves the
+ * same state. Failures throw RolloutError (a human message: "container exited with code 3: …",
+ * "not ready after 30s"); a cancel throws RolloutCanceled.
+ */
+export interface Runtime {
+  readonly name: string;
+  /** Installs or upgrades the release's chart and waits until it is ready. */
+  apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult>;
+  /** Scales to zero; volumes and data stay. */
+  stop(release: Release, ctx: RuntimeContext): Promise<void>;
+  /** Restarts (starts a stopped release) and waits until it is ready. */
+  restart(release: Release, ctx: RuntimeContext): Promise<ApplyResult>;
+  /** Uninstalls the release and removes its data. */
+  remove(release: Release, ctx: RuntimeContext): Promise<void>;
+  /** After `failed` did not become ready (or was canceled): `previous` serves again, or nothing does. */
+  rollbackTo(failed: Release, previous: Release | undefined, ctx: RuntimeContext): Promise<void>;
+}
+
+export interface NewRelease {
+  serviceId: string;
+  serviceName: string;
+  environmentId: string;
+  deploymentId: string;
+  jobId: string;
+  runtime: string;
+  namespace: string;
+  kubeContext: string;
+  image: string;
+  digest: string;
+  version: string;
+  readinessTimeoutSeconds: number;
+}
+
+export interface ReleaseChange {
+  id: string;
+  status: ReleaseStatus;
+  message?: string;
+  hostPorts?: HostPortBinding[];
+  endpoints?: Endpoint[];
+  digest?: string;
+  runtimeRevision?: number;
+}
+
+export interface JobRecord {
+  jobId: string;
+  serviceId: string;
+  action: control.Action;
+  result: bus.JobFinished;
+}
+
+export interface ReleaseStore {
+  /** The outcome recorded for a finished job, if any. */
+  findResult(jobId: string): Promise<bus.JobFinished | undefined>;
+  /** Every release of the service, newest first. */
+  history(serviceId: string): Promise<Release[]>;
+  get(serviceId: string, revision: number): Promise<Release | undefined>;
+  /** The release of this job (a redelivery resumes it), or a new one with the next revision, DEPLOYING. */
+  begin(input: NewRelease): Promise<Release>;
+  /** Records where the chart of a DEPLOYING release is and what it hashes to. */
+  setChart(id: string, chartPath: string, configHash: string): Promise<Release>;
+  /** Release changes and the job's outcome, in one transaction. */
+  finish(record: JobRecord, changes: readonly ReleaseChange[]): Promise<void>;
+}
+
+export interface ChartStore {
+  /** Writes the chart's directory (replacing one left by an interrupted attempt) and returns its path. */
+  write(release: Pick<Release, 'environmentId' | 'serviceId' | 'revision'>, chart: Chart): Promise<string>;
+  /** Removes every chart of the service (DELETE: charts hold its secrets). */
+  removeService(environmentId: string, serviceId: string): Promise<void>;
+}
+
+/** The worker framework's per-job context (packages/bus), as much of it as the handler uses. */
+export interface JobContext {
+  readonly jobId: string;
+  readonly deploymentId: string;
+  readonly serviceId: string;
+  readonly attempt: number;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  output(message: string, step?: control.StepKind): void;
+  stepStarted(kind: control.StepKind, message?: string): Promise<void>;
+  stepFinished(step: control.Step): Promise<void>;
+  working(): void;
+}

@@ -1,0 +1,71 @@
+// Releases: each service's revision history (DESIGN.md §5, schema `deploy`).
+
+/**
+ * DEPLOYING: being applied (a crashed worker leaves it; the redelivered job resumes it).
+ * DEPLOYED: what runs now. SUPERSEDED: replaced by a later DEPLOYED revision.
+ * FAILED: its rollout failed and the previous revision was re-applied (or it was removed).
+ * ROLLED_BACK: canceled mid-rollout and rolled back. STOPPED: scaled to zero, data kept.
+ * DELETED: uninstalled with its data.
+ */
+export const RELEASE_STATUSES = [
+  'DEPLOYING',
+  'DEPLOYED',
+  'FAILED',
+  'SUPERSEDED',
+  'ROLLED_BACK',
+  'STOPPED',
+  'DELETED',
+] as const;
+export type ReleaseStatus = (typeof RELEASE_STATUSES)[number];
+
+export interface HostPortBinding {
+  containerPort: number;
+  hostPort: number;
+}
+
+export interface Endpoint {
+  port: number;
+  url: string;
+}
+
+export interface Release {
+  id: string;
+  serviceId: string;
+  serviceName: string;
+  environmentId: string;
+  revision: number;
+  deploymentId: string;
+  jobId: string;
+  runtime: string;
+  namespace: string;
+  kubeContext: string;
+  image: string;
+  digest: string;
+  version: string;
+  configHash: string;
+  chartPath: string;
+  status: ReleaseStatus;
+  message: string;
+  hostPorts: HostPortBinding[];
+  endpoints: Endpoint[];
+  /** How long a rollout of this release may take to become ready. */
+  readinessTimeoutSeconds: number;
+  /** The runtime's own revision number when it has one (Helm's), for an exact rollback. */
+  runtimeRevision: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Releases that have something on the runtime: the one to roll back to, stop, restart or delete. */
+export function isLive(status: ReleaseStatus): boolean {
+  return status === 'DEPLOYED' || status === 'STOPPED';
+}
+
+/** The live release among a service's releases (newest first or any order): the highest live revision. */
+export function liveRelease(releases: readonly Release[]): Release | undefined {
+  let best: Release | undefined;
+  for (const r of releases) {
+    if (isLive(r.status) && (best === undefined || r.revision > best.revision)) best = r;
+  }
+  return best;
+}
