@@ -13,9 +13,13 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # --- system packages -------------------------------------------------------------------------
 need=()
 for pair in git:git podman:podman buildah:buildah skopeo:skopeo runc:runc \
-            busybox:busybox-static docker-registry:docker-registry; do
+            busybox:busybox-static docker-registry:docker-registry protoc:protobuf-compiler; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# The Python client e2e test (test/e2e/python) runs Debian's python3 with its grpcio and protobuf;
+# protoc's well-known types (timestamp.proto) come with libprotobuf-dev, only a recommend of protoc.
+/usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 || need+=(python3-grpcio python3-protobuf)
+[ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)
 answers 5432 || { command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql); }
 answers 4222 || { command -v nats-server >/dev/null 2>&1 || need+=(nats-server); }
 if [ ${#need[@]} -gt 0 ]; then
