@@ -18,6 +18,8 @@ export interface BuildConfig {
   insecureRegistries: string[];
   /** A containers-auth.json / docker config.json with `auths` for private registries, if any. */
   registryAuthFile: string | undefined;
+  /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
+  workerAckWaitMs: number;
 }
 
 const DEFAULTS = {
@@ -29,6 +31,7 @@ const DEFAULTS = {
   MIRROR_REGISTRY: '127.0.0.1:5000',
   REGISTRY_INSECURE_HOSTS: '',
   REGISTRY_AUTH_FILE: '',
+  WORKER_ACK_WAIT_MS: '60000',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -106,5 +109,13 @@ export function loadConfig(env: Env): BuildConfig {
       .filter((h) => h !== '')
       .map((h) => registryHost('REGISTRY_INSECURE_HOSTS', h)),
     registryAuthFile: read(env, 'REGISTRY_AUTH_FILE') || undefined,
+    workerAckWaitMs: milliseconds('WORKER_ACK_WAIT_MS', read(env, 'WORKER_ACK_WAIT_MS')),
   };
+}
+
+function milliseconds(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1000 || n > 3_600_000)
+    throw new ConfigError(name, `expected 1000-3600000 ms, got "${value}"`);
+  return n;
 }

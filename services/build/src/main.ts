@@ -84,6 +84,7 @@ try {
     bus,
     role: 'build',
     slots: 7,
+    ackWaitMs: config.workerAckWaitMs,
     durable: 'build-workers',
     log,
     decode: (data) => busv1.BuildJob.decode(data),

@@ -12,6 +12,7 @@ describe('build config', () => {
       mirrorRegistry: '127.0.0.1:5000',
       insecureRegistries: [],
       registryAuthFile: undefined,
+      workerAckWaitMs: 60000,
     });
   });
 
