@@ -315,7 +315,6 @@ describe('local translation for podman kube play', () => {
     ]);
     expect(container.ports).toEqual([
       { containerPort: 8080, hostPort: 41234, hostIP: '127.0.0.1', protocol: 'TCP' },
-      { containerPort: 9090, protocol: 'TCP' },
     ]);
     expect(container.readinessProbe).toBeUndefined();
     expect(container.livenessProbe).toBeUndefined();

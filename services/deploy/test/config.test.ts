@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
@@ -9,6 +10,11 @@ describe('deploy config', () => {
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
       logLevel: 'info',
+      stateDir: path.resolve('.stageline'),
+      slots: 7,
+      podman: 'podman',
+      helm: 'helm',
+      kubectl: 'kubectl',
     });
   });
 
@@ -20,6 +26,9 @@ describe('deploy config', () => {
       ['DATABASE_URL', 'mysql://db/stageline'],
       ['STAGELINE_BUS_PREFIX', 'has.dots'],
       ['LOG_LEVEL', 'loud'],
+      ['DEPLOY_SLOTS', '0'],
+      ['DEPLOY_SLOTS', 'seven'],
+      ['PODMAN', 'podman --remote'],
     ];
     for (const [variable, value] of cases) {
       let caught: unknown;
@@ -38,6 +47,14 @@ describe('deploy config', () => {
     expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).toThrow(ConfigError);
     expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).not.toThrow(/s3cret/);
     expect(() => loadConfig({ DATABASE_URL: 'mysql://user:s3cret@db/x' })).not.toThrow(/s3cret/);
+  });
+
+  it('takes the state directory, slots and binaries from the environment', () => {
+    expect(loadConfig({ STAGELINE_STATE: '/var/lib/stageline', DEPLOY_SLOTS: '3', HELM: '/opt/helm' })).toMatchObject({
+      stateDir: '/var/lib/stageline',
+      slots: 3,
+      helm: '/opt/helm',
+    });
   });
 
   it('accepts port 0 and IPv6 listen addresses', () => {

@@ -1,5 +1,8 @@
 // Smoke test of the real entry point: a child process on a free port, with its own bus prefix and database.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { callUnary, isServiceError, waitForServing } from '@stageline/grpc';
@@ -46,20 +49,28 @@ function start(env: Record<string, string>): Started {
 describe(`${SERVICE} main`, () => {
   const isolated = useIsolatedEnvironment();
 
-  it('serves health, answers UNIMPLEMENTED, and drains on SIGTERM with exit code 0', async () => {
-    const service = start({ ...isolated.env, GRPC_LISTEN: '127.0.0.1:0', LOG_LEVEL: 'info' });
+  it('serves health and releases, and drains on SIGTERM with exit code 0', async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-main-'));
+    const service = start({ ...isolated.env, GRPC_LISTEN: '127.0.0.1:0', LOG_LEVEL: 'info', STAGELINE_STATE: stateDir });
     try {
       const address = await service.address;
       await waitForServing(address, { timeoutMs: 20_000, service: GRPC_SERVICE });
 
       const client = new deploy.ReleaseServiceClient(address, grpc.credentials.createInsecure());
       try {
+        // Migrated and answering from its own schema: no releases yet for a service never deployed.
+        const empty = await callUnary(
+          client,
+          'listReleases',
+          deploy.ListReleasesRequest.fromPartial({ serviceId: '0195f0a0-0000-7000-8000-000000000001' }),
+        );
+        expect(empty.releases).toEqual([]);
         const err = await callUnary(client, 'listReleases', deploy.ListReleasesRequest.fromPartial({})).then(
           () => undefined,
           (e: unknown) => e,
         );
-        expect(isServiceError(err) && err.code).toBe(grpc.status.UNIMPLEMENTED);
-        expect(isServiceError(err) && err.details).toContain('not implemented yet');
+        expect(isServiceError(err) && err.code).toBe(grpc.status.INVALID_ARGUMENT);
+        expect(isServiceError(err) && err.details).toContain('service_id');
       } finally {
         client.close();
       }
@@ -73,6 +84,7 @@ describe(`${SERVICE} main`, () => {
       );
     } finally {
       if (service.child.exitCode === null) service.child.kill('SIGKILL');
+      await rm(stateDir, { recursive: true, force: true });
     }
   });
 

@@ -163,11 +163,14 @@ export function planLocal(input: LocalPlanInput): LocalPlan {
         if (publicPorts.has(containerPort) && hostPort === undefined) {
           throw new ChartError(`public port ${containerPort} has no host port`);
         }
-        if (hostPort === undefined) return { containerPort, protocol: 'TCP' };
+        // podman 4.3 publishes a containerPort without hostPort on the host's same port, on every
+        // interface: such a port stays off the list (the environment network reaches it anyway).
+        if (hostPort === undefined) return undefined;
         published.push({ containerPort, hostPort });
         // Loopback only: Stageline hands out the port, nothing else on the network should reach it.
         return { containerPort, hostPort, hostIP: '127.0.0.1', protocol: 'TCP' };
-      });
+      })
+      .filter((p) => p !== undefined);
     const {
       startupProbe: _s,
       readinessProbe: _r,

@@ -102,9 +102,12 @@ export class LocalRuntime implements Runtime {
     const plan = await this.#plan(release);
     const before = await podman.inspectContainer(plan.containerName);
     const since = Date.now() / 1000;
-    ctx.output(`podman pod restart ${pod}`);
+    // Stop, then start: `podman pod restart` races with restartPolicy Always and sometimes starts the
+    // container twice; a stopped pod is not restarted by the policy.
+    ctx.output(`podman pod stop ${pod}; podman pod start ${pod}`);
     try {
-      await podman.restartPod(pod);
+      await podman.stopPod(pod, STOP_TIMEOUT_SECONDS);
+      await podman.startPod(pod);
     } catch (e) {
       throw new RolloutError('failed', `podman pod restart failed: ${messageOf(e)}`, { cause: e });
     }
@@ -218,9 +221,13 @@ export class LocalRuntime implements Runtime {
     ctx.output(`waiting for readiness (${describeProbe}, at most ${plan.readinessTimeoutSeconds}s)`);
 
     const stopFollowing = new AbortController();
+    const followed = { stdout: 0, stderr: 0 };
     const following = podman.followLogs(
       plan.containerName,
-      (line) => ctx.output(`${plan.serviceName} | ${line}`),
+      (line, stream) => {
+        followed[stream]++;
+        ctx.output(`${plan.serviceName} | ${line}`);
+      },
       stopFollowing.signal,
     );
     try {
@@ -263,6 +270,12 @@ export class LocalRuntime implements Runtime {
     } finally {
       stopFollowing.abort();
       await following;
+      // The follower may not have caught up when the wait ends (a fast start, an exit): the log is
+      // append-only, so what it has not printed yet is what comes after the lines it did.
+      const all = await podman.logs(plan.containerName);
+      for (const stream of ['stdout', 'stderr'] as const) {
+        for (const line of all[stream].slice(followed[stream])) ctx.output(`${plan.serviceName} | ${line}`);
+      }
     }
   }
 

@@ -134,6 +134,15 @@ export class Podman {
     );
   }
 
+  /** Published ports of a pod: "<containerPort>/<protocol>" → "<hostIP>:<hostPort>" for each binding. */
+  async podPorts(name: string): Promise<Record<string, string[]>> {
+    const out = await this.run(['pod', 'inspect', '--format', '{{json .InfraConfig.PortBindings}}', name]);
+    const bindings = JSON.parse(out.trim() || 'null') as Record<string, Array<{ HostIp: string; HostPort: string }>> | null;
+    return Object.fromEntries(
+      Object.entries(bindings ?? {}).map(([port, list]) => [port, list.map((b) => `${b.HostIp}:${b.HostPort}`)]),
+    );
+  }
+
   async podExists(name: string): Promise<boolean> {
     return (await this.raw(['pod', 'exists', name])).exitCode === 0;
   }
@@ -145,8 +154,8 @@ export class Podman {
     }
   }
 
-  async restartPod(name: string): Promise<void> {
-    await this.run(['pod', 'restart', name]);
+  async startPod(name: string): Promise<void> {
+    await this.run(['pod', 'start', name]);
   }
 
   async removePod(name: string, timeoutSeconds: number): Promise<void> {
@@ -217,12 +226,28 @@ export class Podman {
     return `${result.stdout}\n${meaningfulLines(result.stderr).join('\n')}`;
   }
 
+  /** The container's whole log: its stdout and stderr lines ([] when it is gone). */
+  async logs(container: string): Promise<{ stdout: string[]; stderr: string[] }> {
+    const result = await this.raw(['logs', container]);
+    if (result.exitCode !== 0) return { stdout: [], stderr: [] };
+    const lines = (text: string) => {
+      const all = text.split('\n');
+      if (all.at(-1) === '') all.pop();
+      return all;
+    };
+    return { stdout: lines(result.stdout), stderr: lines(result.stderr).filter((l) => !NOISE.test(l)) };
+  }
+
   /** Streams the container's log lines until `signal` aborts or the container goes away. */
-  async followLogs(container: string, onLine: (line: string) => void, signal: AbortSignal): Promise<void> {
+  async followLogs(
+    container: string,
+    onLine: (line: string, stream: 'stdout' | 'stderr') => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     await this.raw(['logs', '--follow', container], {
       signal,
-      onLine: (line) => {
-        if (!NOISE.test(line)) onLine(line);
+      onLine: (line, stream) => {
+        if (!NOISE.test(line)) onLine(line, stream);
       },
     }).catch(() => undefined);
   }

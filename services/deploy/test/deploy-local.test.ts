@@ -1,0 +1,400 @@
+// The deploy job handler end to end on the local runtime: real podman, real PostgreSQL, the busybox httpd
+// test image. Every test uses its own environment id and removes its pods, volumes and network.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { type Database, newId, openDatabase } from '@stageline/db';
+import { callUnary, isServiceError, startGrpcServer } from '@stageline/grpc';
+import { bus, control, deploy } from '@stageline/proto';
+import { useIsolatedEnvironment } from '@stageline/testkit';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { entities } from '../src/adapters/db/entities.ts';
+import { migrations } from '../src/adapters/db/migrations.ts';
+import { PgHostPorts, PgReleaseStore } from '../src/adapters/db/release-store.ts';
+import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
+import { releaseService } from '../src/adapters/grpc/release-service.ts';
+import { LocalRuntime } from '../src/adapters/podman/local-runtime.ts';
+import { Podman } from '../src/adapters/podman/podman.ts';
+import { pickFreePort } from '../src/adapters/process/free-port.ts';
+import { type DeployJobDeps, handleDeployJob } from '../src/app/deploy-job.ts';
+import { keyedSerializer } from '../src/app/keyed-serializer.ts';
+import { localContainerName, localNetworkName, localPodName } from '../src/domain/names.ts';
+import { cleanEnvironment, log, type RecordingContext, recordingContext, runner, testImage } from './support.ts';
+
+const { Action, ServiceState, StepKind, StepOutcome } = control;
+
+const isolated = useIsolatedEnvironment();
+let db: Database;
+let stateDir: string;
+let deps: DeployJobDeps;
+let store: PgReleaseStore;
+let hostPorts: PgHostPorts;
+let image: string;
+const podman = new Podman({ runner });
+const environments: string[] = [];
+
+beforeAll(async () => {
+  db = await openDatabase({ url: isolated.databaseUrl, schema: 'deploy', entities, migrations, log });
+  stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-state-'));
+  store = new PgReleaseStore({ db });
+  hostPorts = new PgHostPorts({ db, pickFreePort });
+  const charts = new FsChartStore(path.join(stateDir, 'charts'));
+  const local = new LocalRuntime({ podman, ports: hostPorts, charts, workDir: path.join(stateDir, 'local'), log });
+  deps = {
+    releases: store,
+    charts,
+    runtime: (name) => (name === 'local' ? local : undefined),
+    serialize: keyedSerializer(),
+    now: () => new Date(),
+  };
+  image = await testImage();
+}, 120_000);
+
+afterEach(async () => {
+  for (const env of environments.splice(0)) await cleanEnvironment(env);
+});
+
+afterAll(async () => {
+  await db?.close();
+  if (stateDir) await rm(stateDir, { recursive: true, force: true });
+});
+
+function newEnvironment(): string {
+  const id = newId();
+  environments.push(id);
+  return id;
+}
+
+interface ServiceOptions {
+  name?: string;
+  env?: Record<string, string>;
+  secretEnv?: Record<string, string>;
+  ports?: control.Port[];
+  healthCheck?: control.HealthCheck;
+  readinessTimeoutSeconds?: number;
+  kind?: control.ServiceKind;
+  source?: control.Service['source'];
+}
+
+function service(environmentId: string, serviceId: string, options: ServiceOptions = {}): control.Service {
+  return control.Service.fromPartial({
+    id: serviceId,
+    environmentId,
+    name: options.name ?? 'web',
+    kind: options.kind ?? control.ServiceKind.SERVICE_KIND_CONTAINER,
+    source: options.source ?? {
+      $case: 'container',
+      value: { image: '127.0.0.1:5001/examples/busybox', tag: '1.36', ports: options.ports ?? [{ port: 8080, public: true }] },
+    },
+    envVars: [
+      ...Object.entries(options.env ?? {}).map(([key, value]) => ({ key, value, secret: false })),
+      ...Object.entries(options.secretEnv ?? {}).map(([key, value]) => ({ key, value, secret: true })),
+    ],
+    readinessTimeoutSeconds: options.readinessTimeoutSeconds ?? 30,
+    ...(options.healthCheck !== undefined ? { healthCheck: options.healthCheck } : {}),
+  });
+}
+
+function job(
+  environmentId: string,
+  svc: control.Service,
+  action: control.Action = Action.ACTION_DEPLOY,
+  overrides: Partial<bus.DeployJob> = {},
+): bus.DeployJob {
+  const deploymentId = newId();
+  return bus.DeployJob.fromPartial({
+    jobId: `${deploymentId}:${svc.id}:deploy:1`,
+    deploymentId,
+    environmentId,
+    project: 'demo',
+    environmentName: 'test',
+    action,
+    service: svc,
+    image: action === Action.ACTION_DEPLOY ? image : '',
+    runtime: 'local',
+    version: 'test',
+    attempt: 1,
+    ...overrides,
+  });
+}
+
+async function run(j: bus.DeployJob): Promise<{ result: bus.JobFinished; ctx: RecordingContext }> {
+  const ctx = recordingContext({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: j.service?.id ?? '' });
+  const result = await handleDeployJob(deps, j, ctx);
+  return { result, ctx };
+}
+
+async function get(url: string, file = ''): Promise<{ status: number; body: string }> {
+  const response = await fetch(`${url}/${file}`, { signal: AbortSignal.timeout(5_000) });
+  return { status: response.status, body: (await response.text()).trim() };
+}
+
+async function containerState(environmentId: string, name = 'web') {
+  return podman.inspectContainer(localContainerName(environmentId, name));
+}
+
+describe('deploy jobs on the local runtime (podman)', () => {
+  it('deploys, answers HTTP on its endpoint, and redeploys a changed env var as a new revision', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const ports = [
+      { port: 8080, public: true },
+      { port: 9090, public: false },
+    ];
+    const first = await run(job(env, service(env, serviceId, { env: { GREETING: 'hello from revision 1' }, ports })));
+    expect(first.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 1 });
+    expect(first.result.endpoints).toHaveLength(1);
+    const endpoint = first.result.endpoints[0]!;
+    expect(endpoint.port).toBe(8080);
+    expect(endpoint.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(await get(endpoint.url)).toEqual({ status: 200, body: 'hello from revision 1' });
+
+    // One DEPLOYMENT step, started and finished with SUCCESS; progress and the container's own log streamed.
+    expect(first.ctx.steps.map((s) => [s.kind, s.finished?.outcome])).toEqual([
+      [StepKind.STEP_KIND_DEPLOYMENT, StepOutcome.STEP_OUTCOME_SUCCESS],
+    ]);
+    const step = first.ctx.steps[0]!.finished!;
+    expect(step.finishedAt!.getTime()).toBeGreaterThanOrEqual(step.startedAt!.getTime());
+    expect(first.ctx.lines.some((l) => l.includes('podman kube play'))).toBe(true);
+    expect(first.ctx.lines.some((l) => l.startsWith('web | ') && l.includes('serving on 8080'))).toBe(true);
+
+    // Only the public port is published, and only on 127.0.0.1.
+    expect(await podman.podPorts(localPodName(env, 'web'))).toEqual({
+      '8080/tcp': [`127.0.0.1:${new URL(endpoint.url).port}`],
+    });
+
+    // Other services of the environment reach it by name on the environment's network.
+    const fromPeer = await runner.run('podman', [
+      'run',
+      '--rm',
+      '--network',
+      localNetworkName(env),
+      '--label',
+      `stageline.io/environment-id=${env}`,
+      '--entrypoint',
+      '/bin/sh',
+      image,
+      '-c',
+      'busybox wget -q -O - http://web:8080/',
+    ]);
+    expect(fromPeer.stdout.trim()).toBe('hello from revision 1');
+
+    const second = await run(
+      job(env, service(env, serviceId, { env: { GREETING: 'hello from revision 2' }, ports })),
+    );
+    expect(second.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 2 });
+    // The host port is the service's: the same across revisions.
+    expect(second.result.endpoints).toEqual(first.result.endpoints);
+    expect(await get(endpoint.url)).toEqual({ status: 200, body: 'hello from revision 2' });
+
+    const history = await store.history(serviceId);
+    expect(history.map((r) => [r.revision, r.status])).toEqual([
+      [2, 'DEPLOYED'],
+      [1, 'SUPERSEDED'],
+    ]);
+    expect(history[0]!.configHash).not.toBe(history[1]!.configHash);
+    expect(history[0]!.chartPath).toBe(path.join(stateDir, 'charts', env, serviceId, '2'));
+    expect(history[0]!.hostPorts).toEqual([{ containerPort: 8080, hostPort: Number(new URL(endpoint.url).port) }]);
+  });
+
+  it('fails at once with the exit code and last log lines when the container exits, and removes a first release', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const { result, ctx } = await run(
+      job(env, service(env, serviceId, { env: { EXIT_WITH: '3' }, readinessTimeoutSeconds: 120 })),
+    );
+    expect(result.succeeded).toBe(false);
+    expect(result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR);
+    expect(result.message).toContain('container exited with code 3');
+    expect(result.message).toContain('fatal: told to exit');
+    expect(result.message).not.toContain('not ready');
+    const step = ctx.steps[0]!.finished!;
+    expect(step.outcome).toBe(StepOutcome.STEP_OUTCOME_ERROR);
+    expect(step.message).toContain('exited with code 3');
+    // It was the first revision: nothing of it is left running, its host port is free again.
+    expect(await podman.podExists(localPodName(env, 'web'))).toBe(false);
+    expect(await hostPorts.ofEnvironment(env)).toEqual([]);
+    expect((await store.history(serviceId)).map((r) => r.status)).toEqual(['FAILED']);
+  });
+
+  it('fails a never-ready revision after its readiness timeout, and the previous revision serves again', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const good = await run(job(env, service(env, serviceId, { env: { GREETING: 'good revision' } })));
+    expect(good.result.succeeded).toBe(true);
+    const url = good.result.endpoints[0]!.url;
+
+    const never = await run(
+      job(
+        env,
+        service(env, serviceId, {
+          env: { GREETING: 'never ready' },
+          healthCheck: control.HealthCheck.fromPartial({ probe: { $case: 'tcp', value: { port: 9999 } } }),
+          readinessTimeoutSeconds: 3,
+        }),
+      ),
+    );
+    expect(never.result.succeeded).toBe(false);
+    expect(never.result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR);
+    expect(never.result.message).toMatch(/^not ready after 3s/);
+    expect(never.result.message).toContain('rolled back: revision 1 serves again');
+    expect(await get(url)).toEqual({ status: 200, body: 'good revision' });
+    expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([
+      [2, 'FAILED'],
+      [1, 'DEPLOYED'],
+    ]);
+  });
+
+  it('cancels a rollout in flight: CANCELED, and the previous revision serves again', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const good = await run(job(env, service(env, serviceId, { env: { GREETING: 'before the cancel' } })));
+    const url = good.result.endpoints[0]!.url;
+
+    const slow = job(
+      env,
+      service(env, serviceId, {
+        env: { GREETING: 'canceled revision' },
+        healthCheck: control.HealthCheck.fromPartial({ probe: { $case: 'tcp', value: { port: 9999 } } }),
+        readinessTimeoutSeconds: 120,
+      }),
+    );
+    const ctx = recordingContext({ jobId: slow.jobId, deploymentId: slow.deploymentId, serviceId });
+    const pending = handleDeployJob(deps, slow, ctx);
+    // Cancel once it is waiting for readiness.
+    while (!ctx.lines.some((l) => l.startsWith('waiting for readiness'))) await new Promise((r) => setTimeout(r, 50));
+    ctx.controller.abort();
+    const result = await pending;
+    expect(result).toMatchObject({ succeeded: false, state: ServiceState.SERVICE_STATE_CANCELED, revision: 2 });
+    expect(ctx.steps[0]!.finished!.outcome).toBe(StepOutcome.STEP_OUTCOME_CANCELED);
+    expect(await get(url)).toEqual({ status: 200, body: 'before the cancel' });
+    expect((await store.history(serviceId)).map((r) => r.status)).toEqual(['ROLLED_BACK', 'DEPLOYED']);
+  });
+
+  it('applies a job delivered twice once, answering the second delivery with the recorded outcome', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const j = job(env, service(env, serviceId, { env: { GREETING: 'once' } }));
+    const first = await run(j);
+    const containerId = (await containerState(env))!.id;
+    const again = await run(j);
+    expect(again.result).toEqual(first.result);
+    expect(again.result.endpoints).toHaveLength(1);
+    // Nothing was applied again: no step, the same container.
+    expect(again.ctx.steps).toEqual([]);
+    expect((await containerState(env))!.id).toBe(containerId);
+    expect(await store.history(serviceId)).toHaveLength(1);
+  });
+
+  it('stops (data kept), deploys again with the data, restarts, and deletes pod, volume, port and network membership', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    // A container-mode database: its data lives in a named volume (the chart's PVC).
+    const db = service(env, serviceId, {
+      name: 'cache',
+      kind: control.ServiceKind.SERVICE_KIND_DATABASE,
+      source: {
+        $case: 'database',
+        value: { engine: control.DatabaseEngine.DATABASE_ENGINE_REDIS, version: '7', mode: 1, image: '' },
+      },
+      env: { PORT: '6379', DATA_DIR: '/data' },
+    });
+    const readData = async () =>
+      (await runner.run('podman', ['exec', localContainerName(env, 'cache'), 'busybox', 'cat', '/data/log'])).stdout;
+
+    const deployed = await run(job(env, db));
+    expect(deployed.result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYED);
+    // Not public: no endpoint; ready through the TCP probe on the container's address.
+    expect(deployed.result.endpoints).toEqual([]);
+    expect(deployed.ctx.lines.some((l) => /ready after .*tcp 10\.\d+\.\d+\.\d+:6379/.test(l))).toBe(true);
+    expect(await readData()).toBe('started\n');
+
+    const stopped = await run(job(env, db, Action.ACTION_STOP));
+    expect(stopped.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_STOPPED });
+    expect(stopped.ctx.steps.map((s) => [s.kind, s.finished?.outcome])).toEqual([
+      [StepKind.STEP_KIND_STOP, StepOutcome.STEP_OUTCOME_SUCCESS],
+    ]);
+    expect((await containerState(env, 'cache'))!.status).not.toBe('running');
+    expect((await store.history(serviceId))[0]!.status).toBe('STOPPED');
+
+    const redeployed = await run(job(env, db));
+    expect(redeployed.result).toMatchObject({ state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 2 });
+    expect(await readData()).toBe('started\nstarted\n');
+
+    const before = (await containerState(env, 'cache'))!;
+    const restarted = await run(job(env, db, Action.ACTION_RESTART));
+    expect(restarted.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_RESTARTED });
+    expect(restarted.ctx.steps.map((s) => [s.kind, s.finished?.outcome])).toEqual([
+      [StepKind.STEP_KIND_RESTART, StepOutcome.STEP_OUTCOME_SUCCESS],
+    ]);
+    expect(await readData()).toBe('started\nstarted\nstarted\n');
+    expect((await containerState(env, 'cache'))!.id).toBe(before.id);
+
+    const deleted = await run(job(env, db, Action.ACTION_DELETE));
+    expect(deleted.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DELETED });
+    expect(deleted.ctx.steps.map((s) => [s.kind, s.finished?.outcome])).toEqual([
+      [StepKind.STEP_KIND_DELETE, StepOutcome.STEP_OUTCOME_SUCCESS],
+    ]);
+    expect(await podman.podExists(localPodName(env, 'cache'))).toBe(false);
+    expect(await podman.volumesWithLabel('stageline.io/service-id', serviceId)).toEqual([]);
+    // Its network membership went with the pod; the last service took the network along.
+    const members = await runner.run('podman', ['ps', '-a', '-q', '--filter', `network=${localNetworkName(env)}`]);
+    expect(members.stdout.trim()).toBe('');
+    expect(await podman.networkExists(localNetworkName(env))).toBe(false);
+    expect((await store.history(serviceId)).map((r) => r.status)).toEqual(['DELETED', 'SUPERSEDED']);
+  });
+
+  it('deletes a public service: its host port is released, and a new deploy starts a new revision', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const web = service(env, serviceId, { env: { GREETING: 'x' } });
+    const first = await run(job(env, web));
+    expect(await hostPorts.ofEnvironment(env)).toHaveLength(1);
+    const deleted = await run(job(env, web, Action.ACTION_DELETE));
+    expect(deleted.result.state).toBe(ServiceState.SERVICE_STATE_DELETED);
+    expect(await hostPorts.ofEnvironment(env)).toEqual([]);
+    await expect(get(first.result.endpoints[0]!.url)).rejects.toThrow();
+    const again = await run(job(env, web));
+    expect(again.result).toMatchObject({ state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 2 });
+  });
+
+  it('serves the release history over gRPC (ListReleases newest first, GetRelease, NOT_FOUND)', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const first = await run(job(env, service(env, serviceId, { env: { GREETING: 'one' } })));
+    await run(job(env, service(env, serviceId, { env: { GREETING: 'two' } })));
+    const server = await startGrpcServer({ address: '127.0.0.1:0', services: [releaseService(deps, log)], log });
+    const client = new deploy.ReleaseServiceClient(server.address, grpc.credentials.createInsecure());
+    try {
+      const list = await callUnary(client, 'listReleases', deploy.ListReleasesRequest.fromPartial({ serviceId }));
+      expect(list.releases.map((r) => [r.revision, r.status])).toEqual([
+        [2, 'DEPLOYED'],
+        [1, 'SUPERSEDED'],
+      ]);
+      const [latest] = list.releases;
+      expect(latest).toMatchObject({ serviceId, image, deploymentId: expect.any(String) });
+      expect(latest!.configHash).toMatch(/^[0-9a-f]{64}$/);
+      expect(latest!.chart).toContain(path.join('charts', env, serviceId, '2'));
+      expect(latest!.createdAt).toBeInstanceOf(Date);
+
+      const one = await callUnary(client, 'getRelease', deploy.GetReleaseRequest.fromPartial({ serviceId, revision: 1 }));
+      expect(one.release).toMatchObject({ revision: 1, status: 'SUPERSEDED' });
+      expect(one.release!.deploymentId).toBe(first.ctx.deploymentId);
+
+      const missing = await callUnary(
+        client,
+        'getRelease',
+        deploy.GetReleaseRequest.fromPartial({ serviceId, revision: 9 }),
+      ).catch((e: unknown) => e);
+      expect(isServiceError(missing) && missing.code).toBe(grpc.status.NOT_FOUND);
+      const bad = await callUnary(client, 'listReleases', deploy.ListReleasesRequest.fromPartial({})).catch(
+        (e: unknown) => e,
+      );
+      expect(isServiceError(bad) && bad.code).toBe(grpc.status.INVALID_ARGUMENT);
+    } finally {
+      client.close();
+      await server.shutdown();
+    }
+  });
+});

@@ -1,0 +1,211 @@
+// The kubernetes runtime through a recording CommandRunner (Helm and Kubernetes cannot run here):
+// the exact argv, namespace and context of every operation, and how results are read.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { bus, control } from '@stageline/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
+import { KubernetesRuntime } from '../src/adapters/kubernetes/helm-runtime.ts';
+import type { RuntimeContext } from '../src/app/ports.ts';
+import { renderChart } from '../src/domain/chart.ts';
+import { RolloutCanceled, RolloutError } from '../src/domain/failures.ts';
+import type { Release } from '../src/domain/release.ts';
+import { workloadFromJob } from '../src/domain/workload.ts';
+import { RecordingRunner } from './support.ts';
+
+const NS = 'demo-staging';
+const CTX = 'prod-cluster';
+
+let dir: string;
+let chartPath: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'deploy-k8s-'));
+  const workload = workloadFromJob(
+    bus.DeployJob.fromPartial({
+      environmentId: 'env-1',
+      environmentName: 'staging',
+      project: 'demo',
+      image: '127.0.0.1:5000/demo/staging/api:2',
+      service: {
+        id: 'svc-1',
+        name: 'api',
+        kind: control.ServiceKind.SERVICE_KIND_CONTAINER,
+        source: { $case: 'container', value: { image: 'x', tag: '2', ports: [{ port: 80, public: true }] } },
+      },
+    }),
+  );
+  chartPath = await new FsChartStore(dir).write(
+    { environmentId: 'env-1', serviceId: 'svc-1', revision: 2 },
+    renderChart(workload, 2),
+  );
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function release(overrides: Partial<Release> = {}): Release {
+  const now = new Date();
+  return {
+    id: 'r2',
+    serviceId: 'svc-1',
+    serviceName: 'api',
+    environmentId: 'env-1',
+    revision: 2,
+    deploymentId: 'd',
+    jobId: 'j',
+    runtime: 'kubernetes',
+    namespace: NS,
+    kubeContext: CTX,
+    image: '127.0.0.1:5000/demo/staging/api:2',
+    digest: '',
+    version: '2',
+    configHash: 'h',
+    chartPath,
+    status: 'DEPLOYED',
+    message: '',
+    hostPorts: [],
+    endpoints: [],
+    readinessTimeoutSeconds: 120,
+    runtimeRevision: 0,
+    createdAt: now,
+    updatedAt: now,
+    ...overrides,
+  };
+}
+
+function context(signal: AbortSignal = new AbortController().signal): RuntimeContext & { lines: string[] } {
+  const lines: string[] = [];
+  return { signal, lines, output: (l) => lines.push(l), working: () => {} };
+}
+
+describe('kubernetes runtime (recorded argv)', () => {
+  it('deploys with helm upgrade --install --atomic --wait into the namespace and context, then reads helm revision', async () => {
+    const runner = new RecordingRunner();
+    runner.answer((command, args) =>
+      command === 'helm' && args[0] === 'history'
+        ? { exitCode: 0, stdout: '[{"revision":5,"status":"deployed"}]', stderr: '' }
+        : undefined,
+    );
+    const result = await new KubernetesRuntime({ runner }).apply(release(), context());
+    expect(runner.calls).toEqual([
+      {
+        command: 'helm',
+        args: [
+          'upgrade',
+          '--install',
+          'api',
+          chartPath,
+          '--namespace',
+          NS,
+          '--kube-context',
+          CTX,
+          '--create-namespace',
+          '--atomic',
+          '--wait',
+          '--timeout',
+          '120s',
+        ],
+      },
+      {
+        command: 'helm',
+        args: ['history', 'api', '--namespace', NS, '--kube-context', CTX, '--max', '1', '--output', 'json'],
+      },
+    ]);
+    expect(result.runtimeRevision).toBe(5);
+  });
+
+  it('uses the kubeconfig current context when the environment names none', async () => {
+    const runner = new RecordingRunner();
+    await new KubernetesRuntime({ runner }).stop(release({ kubeContext: '' }), context());
+    expect(runner.calls).toEqual([
+      { command: 'kubectl', args: ['scale', 'deployment', 'api', '--replicas=0', '--namespace', NS] },
+    ]);
+  });
+
+  it('stops by scaling the Deployment to zero (kubectl --context)', async () => {
+    const runner = new RecordingRunner();
+    await new KubernetesRuntime({ runner }).stop(release(), context());
+    expect(runner.calls).toEqual([
+      { command: 'kubectl', args: ['scale', 'deployment', 'api', '--replicas=0', '--namespace', NS, '--context', CTX] },
+    ]);
+  });
+
+  it('restarts with kubectl rollout restart and waits with rollout status; a stopped release is scaled up', async () => {
+    const runner = new RecordingRunner();
+    const runtime = new KubernetesRuntime({ runner });
+    await runtime.restart(release(), context());
+    await runtime.restart(release({ status: 'STOPPED' }), context());
+    const target = ['--namespace', NS, '--context', CTX];
+    expect(runner.calls).toEqual([
+      { command: 'kubectl', args: ['rollout', 'restart', 'deployment/api', ...target] },
+      { command: 'kubectl', args: ['rollout', 'status', 'deployment/api', ...target, '--watch', '--timeout=120s'] },
+      { command: 'kubectl', args: ['scale', 'deployment/api', '--replicas=1', ...target] },
+      { command: 'kubectl', args: ['rollout', 'status', 'deployment/api', ...target, '--watch', '--timeout=120s'] },
+    ]);
+  });
+
+  it('deletes with helm uninstall (its PVC template goes with it) and treats "not found" as done', async () => {
+    const runner = new RecordingRunner();
+    runner.answer(() => ({ exitCode: 1, stdout: '', stderr: 'Error: uninstall: Release not loaded: api: release: not found' }));
+    await new KubernetesRuntime({ runner }).remove(release(), context());
+    expect(runner.calls).toEqual([
+      {
+        command: 'helm',
+        args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      },
+    ]);
+  });
+
+  it('rolls back to the previous release by its helm revision, or uninstalls a failed first release', async () => {
+    const runner = new RecordingRunner();
+    const runtime = new KubernetesRuntime({ runner });
+    await runtime.rollbackTo(release({ revision: 3 }), release({ revision: 2, runtimeRevision: 4 }), context());
+    await runtime.rollbackTo(release({ revision: 1 }), undefined, context());
+    expect(runner.calls).toEqual([
+      {
+        command: 'helm',
+        args: ['rollback', 'api', '4', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      },
+      {
+        command: 'helm',
+        args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      },
+    ]);
+  });
+
+  it('reports a helm timeout as "not ready" and any other failure with helm\'s message', async () => {
+    const timedOut = new RecordingRunner();
+    timedOut.answer(() => ({ exitCode: 1, stdout: '', stderr: 'Error: UPGRADE FAILED: context deadline exceeded' }));
+    const error = await new KubernetesRuntime({ runner: timedOut }).apply(release(), context()).catch((e) => e);
+    expect(error).toBeInstanceOf(RolloutError);
+    expect(error.message).toMatch(/^not ready after 120s: Error: UPGRADE FAILED: context deadline exceeded/);
+
+    const refused = new RecordingRunner();
+    refused.answer(() => ({ exitCode: 1, stdout: '', stderr: 'Error: namespaces "x" is forbidden' }));
+    const other = await new KubernetesRuntime({ runner: refused }).apply(release(), context()).catch((e) => e);
+    expect(other.message).toBe('helm upgrade failed: Error: namespaces "x" is forbidden');
+  });
+
+  it('turns an aborted helm into RolloutCanceled', async () => {
+    const controller = new AbortController();
+    const runner = new RecordingRunner();
+    runner.run = async (command, args) => {
+      runner.calls.push({ command, args: [...args] });
+      controller.abort();
+      throw new Error('killed');
+    };
+    const error = await new KubernetesRuntime({ runner }).apply(release(), context(controller.signal)).catch((e) => e);
+    expect(error).toBeInstanceOf(RolloutCanceled);
+  });
+
+  it('charts it installs are complete Helm charts with the Kubernetes objects of the release', async () => {
+    const manifests = await new FsChartStore(dir).manifests(chartPath);
+    expect(manifests.map((m) => `${m.apiVersion}/${m.kind}/${m.metadata.name}`).sort()).toEqual([
+      'apps/v1/Deployment/api',
+      'v1/Service/api',
+    ]);
+  });
+});
