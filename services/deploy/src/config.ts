@@ -14,6 +14,8 @@ export interface DeployConfig {
   stateDir: string;
   /** Deploy jobs this process runs at once (DESIGN.md §2: 7). */
   slots: number;
+  /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
+  workerAckWaitMs: number;
   /** Binaries of the runtimes (looked up on PATH unless absolute). */
   podman: string;
   helm: string;
@@ -29,6 +31,7 @@ const DEFAULTS = {
   // env.sh sets it to <repo>/.stageline; a bare process keeps its state next to where it runs.
   STAGELINE_STATE: '.stageline',
   DEPLOY_SLOTS: '7',
+  WORKER_ACK_WAIT_MS: '60000',
   PODMAN: 'podman',
   HELM: 'helm',
   KUBECTL: 'kubectl',
@@ -91,6 +94,10 @@ export function loadConfig(env: Env): DeployConfig {
   if (!Number.isInteger(slots) || slots < 1 || slots > 64) {
     throw new ConfigError('DEPLOY_SLOTS', `an integer 1..64, got "${read(env, 'DEPLOY_SLOTS')}"`);
   }
+  const ackWait = Number(read(env, 'WORKER_ACK_WAIT_MS'));
+  if (!Number.isInteger(ackWait) || ackWait < 1000 || ackWait > 3_600_000) {
+    throw new ConfigError('WORKER_ACK_WAIT_MS', `milliseconds 1000..3600000, got "${read(env, 'WORKER_ACK_WAIT_MS')}"`);
+  }
   const binaries = { podman: read(env, 'PODMAN'), helm: read(env, 'HELM'), kubectl: read(env, 'KUBECTL') };
   for (const [name, value] of Object.entries(binaries)) {
     if (/\s/.test(value)) throw new ConfigError(name.toUpperCase(), `a program path, got "${value}"`);
@@ -103,6 +110,7 @@ export function loadConfig(env: Env): DeployConfig {
     logLevel,
     stateDir: path.resolve(read(env, 'STAGELINE_STATE')),
     slots,
+    workerAckWaitMs: ackWait,
     ...binaries,
   };
 }

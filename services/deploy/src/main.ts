@@ -1,9 +1,10 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
 import path from 'node:path';
-import { Bus } from '@stageline/bus';
+import { Bus, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { bus as busv1 } from '@stageline/proto';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
@@ -14,7 +15,7 @@ import { LocalRuntime } from './adapters/podman/local-runtime.ts';
 import { Podman } from './adapters/podman/podman.ts';
 import { ProcessRunner } from './adapters/process/command-runner.ts';
 import { pickFreePort } from './adapters/process/free-port.ts';
-import type { DeployJobDeps } from './app/deploy-job.ts';
+import { type DeployJobDeps, handleDeployJob } from './app/deploy-job.ts';
 import { keyedSerializer } from './app/keyed-serializer.ts';
 import type { Runtime } from './app/ports.ts';
 import { ConfigError, type DeployConfig, loadConfig } from './config.ts';
@@ -88,9 +89,9 @@ try {
     runtime: (name) => runtimes.get(name),
     serialize: keyedSerializer(),
     now: () => new Date(),
+    // The worker framework aborts a job's signal with this reason when the process stops (not a cancel).
+    isShutdown: (reason) => reason instanceof Error && reason.message === 'worker stopping',
   };
-  // Deploy jobs are consumed once the worker framework (packages/bus startWorker) lands; see README.
-  void jobDeps;
 
   const server = await startGrpcServer({
     address: config.grpcListen,
@@ -99,6 +100,25 @@ try {
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   closers.push({ name: 'grpc', close: () => server.shutdown() });
+
+  // Last to start, first to stop: jobs in flight at shutdown are handed back for another process.
+  const worker = await startWorker<busv1.DeployJob>({
+    bus,
+    role: 'deploy',
+    slots: config.slots,
+    ackWaitMs: config.workerAckWaitMs,
+    durable: 'deploy-workers',
+    log,
+    decode: (data) => busv1.DeployJob.decode(data),
+    identify: (job) => ({
+      jobId: job.jobId,
+      deploymentId: job.deploymentId,
+      serviceId: job.service?.id ?? '',
+      attempt: job.attempt,
+    }),
+    handle: (job, ctx) => handleDeployJob(jobDeps, job, ctx),
+  });
+  closers.push({ name: 'worker', close: () => worker.stop() });
 
   log.info({ grpc: server.address, busPrefix: config.busPrefix }, `${SERVICE} started`);
 } catch (err) {

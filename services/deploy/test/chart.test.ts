@@ -313,9 +313,7 @@ describe('local translation for podman kube play', () => {
       { name: 'API_TOKEN', value: 's3cret-value' },
       { name: 'DATABASE_URL', value: 'postgres://db' },
     ]);
-    expect(container.ports).toEqual([
-      { containerPort: 8080, hostPort: 41234, hostIP: '127.0.0.1', protocol: 'TCP' },
-    ]);
+    expect(container.ports).toEqual([{ containerPort: 8080, hostPort: 41234, hostIP: '127.0.0.1', protocol: 'TCP' }]);
     expect(container.readinessProbe).toBeUndefined();
     expect(container.livenessProbe).toBeUndefined();
     expect(container.startupProbe).toBeUndefined();

@@ -12,6 +12,7 @@ describe('deploy config', () => {
       logLevel: 'info',
       stateDir: path.resolve('.stageline'),
       slots: 7,
+      workerAckWaitMs: 60000,
       podman: 'podman',
       helm: 'helm',
       kubectl: 'kubectl',
@@ -28,6 +29,7 @@ describe('deploy config', () => {
       ['LOG_LEVEL', 'loud'],
       ['DEPLOY_SLOTS', '0'],
       ['DEPLOY_SLOTS', 'seven'],
+      ['WORKER_ACK_WAIT_MS', '10'],
       ['PODMAN', 'podman --remote'],
     ];
     for (const [variable, value] of cases) {

@@ -85,7 +85,11 @@ function service(environmentId: string, serviceId: string, options: ServiceOptio
     kind: options.kind ?? control.ServiceKind.SERVICE_KIND_CONTAINER,
     source: options.source ?? {
       $case: 'container',
-      value: { image: '127.0.0.1:5001/examples/busybox', tag: '1.36', ports: options.ports ?? [{ port: 8080, public: true }] },
+      value: {
+        image: '127.0.0.1:5001/examples/busybox',
+        tag: '1.36',
+        ports: options.ports ?? [{ port: 8080, public: true }],
+      },
     },
     envVars: [
       ...Object.entries(options.env ?? {}).map(([key, value]) => ({ key, value, secret: false })),
@@ -180,9 +184,7 @@ describe('deploy jobs on the local runtime (podman)', () => {
     ]);
     expect(fromPeer.stdout.trim()).toBe('hello from revision 1');
 
-    const second = await run(
-      job(env, service(env, serviceId, { env: { GREETING: 'hello from revision 2' }, ports })),
-    );
+    const second = await run(job(env, service(env, serviceId, { env: { GREETING: 'hello from revision 2' }, ports })));
     expect(second.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 2 });
     // The host port is the service's: the same across revisions.
     expect(second.result.endpoints).toEqual(first.result.endpoints);
@@ -270,6 +272,28 @@ describe('deploy jobs on the local runtime (podman)', () => {
     expect(ctx.steps[0]!.finished!.outcome).toBe(StepOutcome.STEP_OUTCOME_CANCELED);
     expect(await get(url)).toEqual({ status: 200, body: 'before the cancel' });
     expect((await store.history(serviceId)).map((r) => r.status)).toEqual(['ROLLED_BACK', 'DEPLOYED']);
+  });
+
+  it('hands a job back when the worker stops mid-rollout, and its redelivery resumes the same revision', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const slow = job(env, service(env, serviceId, { env: { GREETING: 'resumed', START_DELAY: '2' } }));
+    const stopping = { ...deps, isShutdown: (reason: unknown) => (reason as Error)?.message === 'worker stopping' };
+
+    const ctx = recordingContext({ jobId: slow.jobId, deploymentId: slow.deploymentId, serviceId });
+    const pending = handleDeployJob(stopping, slow, ctx);
+    while (!ctx.lines.some((l) => l.startsWith('waiting for readiness'))) await new Promise((r) => setTimeout(r, 50));
+    ctx.controller.abort(new Error('worker stopping'));
+    const error = await pending.catch((e: unknown) => e);
+    // Retryable: the framework naks it; nothing recorded, nothing rolled back.
+    expect(error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+    expect(await store.findResult(slow.jobId)).toBeUndefined();
+    expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([[1, 'DEPLOYING']]);
+
+    const redelivered = await run(slow);
+    expect(redelivered.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 1 });
+    expect(await get(redelivered.result.endpoints[0]!.url)).toEqual({ status: 200, body: 'resumed' });
+    expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([[1, 'DEPLOYED']]);
   });
 
   it('applies a job delivered twice once, answering the second delivery with the recorded outcome', async () => {
@@ -378,7 +402,11 @@ describe('deploy jobs on the local runtime (podman)', () => {
       expect(latest!.chart).toContain(path.join('charts', env, serviceId, '2'));
       expect(latest!.createdAt).toBeInstanceOf(Date);
 
-      const one = await callUnary(client, 'getRelease', deploy.GetReleaseRequest.fromPartial({ serviceId, revision: 1 }));
+      const one = await callUnary(
+        client,
+        'getRelease',
+        deploy.GetReleaseRequest.fromPartial({ serviceId, revision: 1 }),
+      );
       expect(one.release).toMatchObject({ revision: 1, status: 'SUPERSEDED' });
       expect(one.release!.deploymentId).toBe(first.ctx.deploymentId);
 

@@ -149,7 +149,11 @@ describe('kubernetes runtime (recorded argv)', () => {
 
   it('deletes with helm uninstall (its PVC template goes with it) and treats "not found" as done', async () => {
     const runner = new RecordingRunner();
-    runner.answer(() => ({ exitCode: 1, stdout: '', stderr: 'Error: uninstall: Release not loaded: api: release: not found' }));
+    runner.answer(() => ({
+      exitCode: 1,
+      stdout: '',
+      stderr: 'Error: uninstall: Release not loaded: api: release: not found',
+    }));
     await new KubernetesRuntime({ runner }).remove(release(), context());
     expect(runner.calls).toEqual([
       {

@@ -51,7 +51,12 @@ describe(`${SERVICE} main`, () => {
 
   it('serves health and releases, and drains on SIGTERM with exit code 0', async () => {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-main-'));
-    const service = start({ ...isolated.env, GRPC_LISTEN: '127.0.0.1:0', LOG_LEVEL: 'info', STAGELINE_STATE: stateDir });
+    const service = start({
+      ...isolated.env,
+      GRPC_LISTEN: '127.0.0.1:0',
+      LOG_LEVEL: 'info',
+      STAGELINE_STATE: stateDir,
+    });
     try {
       const address = await service.address;
       await waitForServing(address, { timeoutMs: 20_000, service: GRPC_SERVICE });

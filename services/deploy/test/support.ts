@@ -4,7 +4,7 @@ import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '@stageline/log';
-import { control } from '@stageline/proto';
+import type { control } from '@stageline/proto';
 import type { CommandOptions, CommandResult, CommandRunner } from '../src/adapters/process/command-runner.ts';
 import { ProcessRunner } from '../src/adapters/process/command-runner.ts';
 import type { JobContext } from '../src/app/ports.ts';
@@ -18,8 +18,7 @@ export function containerEnv(): NodeJS.ProcessEnv {
   return {
     ...process.env,
     CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? path.join(root, 'deploy/dev/containers.conf'),
-    CONTAINERS_REGISTRIES_CONF:
-      process.env.CONTAINERS_REGISTRIES_CONF ?? path.join(root, 'deploy/dev/registries.conf'),
+    CONTAINERS_REGISTRIES_CONF: process.env.CONTAINERS_REGISTRIES_CONF ?? path.join(root, 'deploy/dev/registries.conf'),
   };
 }
 
@@ -72,13 +71,17 @@ export function recordingContext(ids: { jobId: string; deploymentId: string; ser
 }
 
 // The test image: busybox-static FROM scratch, with a start script whose behaviour the env chooses:
-// EXIT_WITH=<n> exits at once with n; otherwise it serves $GREETING (and $DATA_DIR/log when set) over
+// EXIT_WITH=<n> exits at once with n; START_DELAY=<s> waits that long first; otherwise it serves $GREETING (and $DATA_DIR/log when set) over
 // HTTP on $PORT with busybox httpd.
 const START_SCRIPT = `#!/bin/sh
 if [ -n "$EXIT_WITH" ]; then
   echo "starting, then exiting with $EXIT_WITH as asked"
   echo "fatal: told to exit" >&2
   exit "$EXIT_WITH"
+fi
+if [ -n "$START_DELAY" ]; then
+  echo "starting in $START_DELAY s"
+  sleep "$START_DELAY"
 fi
 mkdir -p /www
 echo "\${GREETING:-hello}" > /www/index.html
@@ -111,7 +114,16 @@ export function testImage(): Promise<string> {
       const container = (await sh('buildah', ['from', '--quiet', 'scratch'])).trim();
       try {
         await sh('buildah', ['copy', '--quiet', container, `${rootfs}/`, '/']);
-        await sh('buildah', ['config', '--env', 'PATH=/bin', '--entrypoint', '["/start"]', '--port', '8080', container]);
+        await sh('buildah', [
+          'config',
+          '--env',
+          'PATH=/bin',
+          '--entrypoint',
+          '["/start"]',
+          '--port',
+          '8080',
+          container,
+        ]);
         await sh('buildah', ['commit', '--quiet', '--rm', container, name]);
       } catch (e) {
         await runner.run('buildah', ['rm', container]);

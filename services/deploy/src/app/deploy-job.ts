@@ -20,6 +20,12 @@ export interface DeployJobDeps {
   now(): Date;
   /** How long a rollback after a failure or cancel may take before we give up on it (ms). */
   rollbackTimeoutMs?: number;
+  /**
+   * True when an abort of the job's signal means "this process is stopping" rather than "the run was
+   * canceled": then the rollout is left as it is, nothing is recorded, and the job is handed back
+   * (UNAVAILABLE) for another process to resume the same revision.
+   */
+  isShutdown?(reason: unknown): boolean;
 }
 
 const { StepKind, StepOutcome, ServiceState, Action } = control;
@@ -209,6 +215,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
   } catch (e) {
     // PostgreSQL or the like was down: leave the release DEPLOYING; the redelivered job resumes it.
     if (isRetryable(e)) throw e;
+    if (ctx.signal.aborted && deps.isShutdown?.(ctx.signal.reason)) throw handBack(ctx, step);
     const canceled = e instanceof RolloutCanceled || ctx.signal.aborted;
     const reason = canceled ? 'canceled' : errorMessage(e);
     if (!(e instanceof RolloutError) && !canceled) ctx.log.error({ err: e }, 'deploy failed unexpectedly');
@@ -222,6 +229,13 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     await step.end(canceled ? StepOutcome.STEP_OUTCOME_CANCELED : StepOutcome.STEP_OUTCOME_ERROR, message);
     return result;
   }
+}
+
+/** The worker is stopping mid-rollout: another process redoes the job (same release, same revision). */
+function handBack(ctx: JobContext, step: StepReporter): DomainError {
+  step.output('this worker is stopping: the job goes back to the queue and resumes elsewhere');
+  ctx.log.info('worker stopping: job handed back');
+  return new DomainError('UNAVAILABLE', 'deploy worker stopping', { retryable: true });
 }
 
 /** Returns what happened, for the step message. Never throws: the failure being reported matters more. */
@@ -305,6 +319,7 @@ async function restart(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext)
     return result;
   } catch (e) {
     if (isRetryable(e)) throw e;
+    if (ctx.signal.aborted && deps.isShutdown?.(ctx.signal.reason)) throw handBack(ctx, step);
     const canceled = e instanceof RolloutCanceled || ctx.signal.aborted;
     const message = canceled ? 'restart canceled' : `restart failed: ${errorMessage(e)}`;
     const state = canceled ? ServiceState.SERVICE_STATE_CANCELED : ServiceState.SERVICE_STATE_RESTART_ERROR;

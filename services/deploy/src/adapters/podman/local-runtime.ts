@@ -68,6 +68,12 @@ export class LocalRuntime implements Runtime {
     const file = await this.#writeKubeYaml(release, plan);
     this.#checkCanceled(ctx);
 
+    // Stopping the old pod first (SIGTERM, its grace period) is what kube play --replace would do, but
+    // --replace on a running pod takes ~3.5 s more in podman 4.3 (its forced removal waits), a stopped one not.
+    if (await podman.podExists(plan.podName)) {
+      ctx.output(`stopping the running pod ${plan.podName}`);
+      await podman.stopPod(plan.podName, plan.stopTimeoutSeconds);
+    }
     const since = Date.now() / 1000;
     ctx.output(`podman kube play ${plan.podName} on network ${plan.network}`);
     try {
@@ -141,6 +147,8 @@ export class LocalRuntime implements Runtime {
     const { podman, ports, workDir } = this.#deps;
     const pod = localPodName(release.environmentId, release.serviceName);
     ctx.output(`podman pod rm ${pod}`);
+    // Stop, then remove: a forced removal of a running pod takes seconds longer (see apply).
+    await podman.stopPod(pod, STOP_TIMEOUT_SECONDS);
     await podman.removePod(pod, STOP_TIMEOUT_SECONDS);
     if (release.serviceId !== '') {
       const volumes = await podman.volumesWithLabel(LABELS.serviceId, release.serviceId);

@@ -137,7 +137,10 @@ export class Podman {
   /** Published ports of a pod: "<containerPort>/<protocol>" → "<hostIP>:<hostPort>" for each binding. */
   async podPorts(name: string): Promise<Record<string, string[]>> {
     const out = await this.run(['pod', 'inspect', '--format', '{{json .InfraConfig.PortBindings}}', name]);
-    const bindings = JSON.parse(out.trim() || 'null') as Record<string, Array<{ HostIp: string; HostPort: string }>> | null;
+    const bindings = JSON.parse(out.trim() || 'null') as Record<
+      string,
+      Array<{ HostIp: string; HostPort: string }>
+    > | null;
     return Object.fromEntries(
       Object.entries(bindings ?? {}).map(([port, list]) => [port, list.map((b) => `${b.HostIp}:${b.HostPort}`)]),
     );
