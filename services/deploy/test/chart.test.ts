@@ -18,7 +18,7 @@ function job(overrides: Partial<control.Service> = {}, jobOverrides: Partial<bus
     project: 'demo',
     environmentName: 'staging',
     action: control.Action.ACTION_DEPLOY,
-    image: '127.0.0.1:5000/demo/staging/web@sha256:' + 'a'.repeat(64),
+    image: `127.0.0.1:5000/demo/staging/web@sha256:${'a'.repeat(64)}`,
     runtime: 'local',
     version: '1.36',
     service: control.Service.fromPartial({
@@ -57,10 +57,14 @@ function manifests(chart: ReturnType<typeof renderChart>): Manifest[] {
     .flatMap((f) => parseAllDocuments(f.content).map((d) => d.toJS() as Manifest));
 }
 
-function byKind(list: Manifest[], kind: string): Record<string, any> {
+// Manifests are read as untyped trees: the assertions are the schema.
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type Tree = any;
+
+function byKind(list: Manifest[], kind: string): Tree {
   const found = list.find((m) => m.kind === kind);
   expect(found, kind).toBeDefined();
-  return found as Record<string, any>;
+  return found as Tree;
 }
 
 describe('chart generation', () => {
@@ -251,7 +255,7 @@ describe('chart generation', () => {
     // The version is recorded (values.yaml, Chart.yaml), not applied.
     expect(hash(job({}, { version: '9.9' }))).toBe(base);
     const changed = [
-      job({}, { image: '127.0.0.1:5000/demo/staging/web@sha256:' + 'b'.repeat(64) }),
+      job({}, { image: `127.0.0.1:5000/demo/staging/web@sha256:${'b'.repeat(64)}` }),
       job({
         envVars: [
           { key: 'GREETING', value: 'bonjour', secret: false },
@@ -295,7 +299,7 @@ describe('local translation for podman kube play', () => {
   it('inlines ConfigMap and Secret values, publishes public ports on 127.0.0.1 and drops probes', () => {
     const chart = renderChart(workloadFromJob(job({}, { injectedEnv: { DATABASE_URL: 'postgres://db' } })), 1);
     const plan = planLocal({ environmentId: ENV_ID, manifests: manifests(chart), hostPorts: new Map([[8080, 41234]]) });
-    const docs = parseAllDocuments(plan.kubeYaml).map((d) => d.toJS() as Record<string, any>);
+    const docs = parseAllDocuments(plan.kubeYaml).map((d) => d.toJS() as Tree);
     // kube play runs only Deployments (and Pods, PVCs): nothing else is handed to it.
     expect(docs.map((d) => d.kind)).toEqual(['Deployment']);
     const deployment = docs[0]!;

@@ -248,6 +248,49 @@ describe('deploy jobs on the local runtime (podman)', () => {
     ]);
   });
 
+  it('probes HTTP (2xx/3xx) and exec as the health check says, and fails a probe that never passes', async () => {
+    const env = newEnvironment();
+    const http = (path: string) =>
+      control.HealthCheck.fromPartial({ probe: { $case: 'http', value: { path, port: 8080 } }, periodSeconds: 1 });
+    const ok = await run(
+      job(
+        env,
+        service(env, newId(), { name: 'http-ok', env: { GREETING: 'probed' }, healthCheck: http('/index.html') }),
+      ),
+    );
+    expect(ok.result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYED);
+    expect(ok.ctx.lines.some((l) => /ready after .*GET http:\/\/127\.0\.0\.1:\d+\/index\.html: 200/.test(l))).toBe(
+      true,
+    );
+
+    const missing = await run(
+      job(env, service(env, newId(), { name: 'http-404', healthCheck: http('/missing'), readinessTimeoutSeconds: 3 })),
+    );
+    expect(missing.result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR);
+    expect(missing.result.message).toMatch(/^not ready after 3s: GET http:\/\/127\.0\.0\.1:\d+\/missing: 404/);
+
+    const exec = (command: string[]) =>
+      control.HealthCheck.fromPartial({ probe: { $case: 'exec', value: { command } }, periodSeconds: 1 });
+    const execOk = await run(
+      job(
+        env,
+        service(env, newId(), { name: 'exec-ok', healthCheck: exec(['busybox', 'test', '-f', '/www/index.html']) }),
+      ),
+    );
+    expect(execOk.result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYED);
+    const execFails = await run(
+      job(
+        env,
+        service(env, newId(), {
+          name: 'exec-no',
+          healthCheck: exec(['busybox', 'test', '-f', '/never']),
+          readinessTimeoutSeconds: 3,
+        }),
+      ),
+    );
+    expect(execFails.result.message).toMatch(/^not ready after 3s: exec busybox test -f \/never: exit 1/);
+  });
+
   it('cancels a rollout in flight: CANCELED, and the previous revision serves again', async () => {
     const env = newEnvironment();
     const serviceId = newId();
@@ -291,7 +334,11 @@ describe('deploy jobs on the local runtime (podman)', () => {
     expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([[1, 'DEPLOYING']]);
 
     const redelivered = await run(slow);
-    expect(redelivered.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 1 });
+    expect(redelivered.result).toMatchObject({
+      succeeded: true,
+      state: ServiceState.SERVICE_STATE_DEPLOYED,
+      revision: 1,
+    });
     expect(await get(redelivered.result.endpoints[0]!.url)).toEqual({ status: 200, body: 'resumed' });
     expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([[1, 'DEPLOYED']]);
   });
