@@ -83,6 +83,12 @@ async function apply(): Promise<string> {
     const wanted = control.Service.fromJSON(entry.service);
     const target = stageId(entry.stage);
     let current = services.find((s) => s.name === wanted.name);
+    if (current && current.kind !== wanted.kind) {
+      // A service cannot change kind: replace it.
+      await callUnary(environments, 'removeService', { environmentId, serviceId: current.id });
+      changes.push(`removed service ${wanted.name} (its kind changed)`);
+      current = undefined;
+    }
     if (!current) {
       const added = await callUnary(environments, 'addService', {
         environmentId,
