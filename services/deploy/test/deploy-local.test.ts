@@ -343,6 +343,31 @@ describe('deploy jobs on the local runtime (podman)', () => {
     expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([[1, 'DEPLOYED']]);
   });
 
+  it('never applies a late redelivery of an older job over a newer revision', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    // Job A got revision 1 and its worker died mid-rollout (its release stays DEPLOYING) …
+    const a = job(env, service(env, serviceId, { env: { GREETING: 'old job', START_DELAY: '5' } }));
+    const ctxA = recordingContext({ jobId: a.jobId, deploymentId: a.deploymentId, serviceId });
+    const stopping = { ...deps, isShutdown: () => true };
+    const pending = handleDeployJob(stopping, a, ctxA);
+    while (!ctxA.lines.some((l) => l.startsWith('waiting for readiness'))) await new Promise((r) => setTimeout(r, 20));
+    ctxA.controller.abort(new Error('worker stopping'));
+    await pending.catch(() => undefined);
+    // … then the planner's next attempt (job B) deployed revision 2.
+    const b = await run(job(env, service(env, serviceId, { env: { GREETING: 'new job' } })));
+    expect(b.result).toMatchObject({ state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 2 });
+
+    const late = await run(a);
+    expect(late.result.state).toBe(ServiceState.SERVICE_STATE_CANCELED);
+    expect(late.result.message).toContain('revision 2 was made after');
+    expect(await get(b.result.endpoints[0]!.url)).toEqual({ status: 200, body: 'new job' });
+    expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([
+      [2, 'DEPLOYED'],
+      [1, 'SUPERSEDED'],
+    ]);
+  });
+
   it('applies a job delivered twice once, answering the second delivery with the recorded outcome', async () => {
     const env = newEnvironment();
     const serviceId = newId();

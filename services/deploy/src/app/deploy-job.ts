@@ -175,6 +175,16 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     readinessTimeoutSeconds: workload.readinessTimeoutSeconds,
   });
   const history = await deps.releases.history(workload.serviceId);
+  // A late redelivery of a job whose service has moved on (a later job made a later revision): applying
+  // it would put an older revision over a newer one.
+  const newer = history.find((r) => r.revision > release.revision);
+  if (newer !== undefined) {
+    const message = `not applied: revision ${newer.revision} was made after this job's revision ${release.revision}`;
+    await step.end(StepOutcome.STEP_OUTCOME_CANCELED, message);
+    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_CANCELED, message), [
+      ...(release.status === 'DEPLOYING' ? [{ id: release.id, status: 'SUPERSEDED' as const, message }] : []),
+    ]);
+  }
   // What serves now (or is stopped): the revision a failure or a cancel returns to.
   const previous = liveRelease(history.filter((r) => r.revision < release.revision));
 
@@ -200,9 +210,9 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
         ...(applied.digest !== '' ? { digest: applied.digest } : {}),
         runtimeRevision: applied.runtimeRevision,
       },
-      // Everything that was live before is replaced now.
+      // Everything that was live before is replaced now, and so is a revision abandoned mid-rollout.
       ...history
-        .filter((r) => r.id !== current.id && isLive(r.status))
+        .filter((r) => r.id !== current.id && (isLive(r.status) || r.status === 'DEPLOYING'))
         .map((r): ReleaseChange => ({ id: r.id, status: 'SUPERSEDED' })),
     ];
     const result = finished(true, ServiceState.SERVICE_STATE_DEPLOYED, message, {

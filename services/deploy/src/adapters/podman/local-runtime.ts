@@ -72,7 +72,7 @@ export class LocalRuntime implements Runtime {
     // --replace on a running pod takes ~3.5 s more in podman 4.3 (its forced removal waits), a stopped one not.
     if (await podman.podExists(plan.podName)) {
       ctx.output(`stopping the running pod ${plan.podName}`);
-      await podman.stopPod(plan.podName, plan.stopTimeoutSeconds);
+      await this.#stopBeforeRemoval(plan.podName, plan.stopTimeoutSeconds);
     }
     const since = Date.now() / 1000;
     ctx.output(`podman kube play ${plan.podName} on network ${plan.network}`);
@@ -148,7 +148,7 @@ export class LocalRuntime implements Runtime {
     const pod = localPodName(release.environmentId, release.serviceName);
     ctx.output(`podman pod rm ${pod}`);
     // Stop, then remove: a forced removal of a running pod takes seconds longer (see apply).
-    await podman.stopPod(pod, STOP_TIMEOUT_SECONDS);
+    await this.#stopBeforeRemoval(pod, STOP_TIMEOUT_SECONDS);
     await podman.removePod(pod, STOP_TIMEOUT_SECONDS);
     if (release.serviceId !== '') {
       const volumes = await podman.volumesWithLabel(LABELS.serviceId, release.serviceId);
@@ -160,6 +160,15 @@ export class LocalRuntime implements Runtime {
       recursive: true,
       force: true,
     });
+  }
+
+  /** Only a speed-up before a forced removal: a pod that refuses to stop (crash-looping) is removed anyway. */
+  async #stopBeforeRemoval(pod: string, timeoutSeconds: number): Promise<void> {
+    try {
+      await this.#deps.podman.stopPod(pod, timeoutSeconds);
+    } catch (e) {
+      this.#deps.log.debug({ err: e, pod }, 'stop before removal failed; removing anyway');
+    }
   }
 
   async #plan(release: Release): Promise<LocalPlan> {

@@ -161,8 +161,18 @@ export class Podman {
     await this.run(['pod', 'start', name]);
   }
 
+  /**
+   * Removes the pod and its containers. A crash-looping container can be mid-restart when asked and make
+   * podman refuse ("container state improper"): a few attempts, and gone is gone however it happened.
+   */
   async removePod(name: string, timeoutSeconds: number): Promise<void> {
-    await this.run(['pod', 'rm', '--force', '--ignore', '--time', String(timeoutSeconds), name]);
+    const args = ['pod', 'rm', '--force', '--ignore', '--time', String(timeoutSeconds), name];
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.raw(args);
+      if (result.exitCode === 0 || !(await this.podExists(name))) return;
+      if (attempt >= 5) throw new CommandFailed('podman', args, result, meaningfulLines(result.stderr).join(' | '));
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
   }
 
   async inspectContainer(name: string): Promise<ContainerState | undefined> {
