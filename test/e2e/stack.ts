@@ -1,11 +1,12 @@
 // The whole system for end-to-end tests: the four services as real processes (node …/main.ts), on
 // the test file's own database and bus prefix, talking over real NATS, PostgreSQL and gRPC.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { Bus } from '@stageline/bus';
 import { callUnary, waitForServing } from '@stageline/grpc';
@@ -16,6 +17,33 @@ import { afterAll, beforeAll } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 export type ServiceName = 'control' | 'planner' | 'build' | 'deploy';
+
+const run = promisify(execFile);
+
+async function listEnvironmentIds(client: control.EnvironmentServiceClient | undefined): Promise<string[]> {
+  if (!client) return [];
+  const ids: string[] = [];
+  let pageToken = '';
+  do {
+    const page = await callUnary(client, 'listEnvironments', { project: '', pageSize: 500, pageToken });
+    ids.push(...page.environments.map((e) => e.id));
+    pageToken = page.nextPageToken;
+  } while (pageToken !== '');
+  return ids;
+}
+
+async function removePodmanResources(envIds: string[]): Promise<void> {
+  const podman = async (...args: string[]) => (await run('podman', args).catch(() => ({ stdout: '' }))).stdout;
+  for (const id of envIds) {
+    const label = `label=stageline.io/environment-id=${id}`;
+    const pods = (await podman('pod', 'ps', '-q', '--filter', label)).split(/\s+/).filter(Boolean);
+    if (pods.length > 0) await podman('pod', 'rm', '-f', '-t', '0', ...pods);
+    const networks = (await podman('network', 'ls', '-q', '--filter', label)).split(/\s+/).filter(Boolean);
+    if (networks.length > 0) await podman('network', 'rm', '-f', ...networks);
+    const volumes = (await podman('volume', 'ls', '-q', '--filter', label)).split(/\s+/).filter(Boolean);
+    if (volumes.length > 0) await podman('volume', 'rm', '-f', ...volumes);
+  }
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -117,7 +145,11 @@ export function useStack(options: StackOptions = {}) {
   }, 90_000);
 
   afterAll(async () => {
+    // What the test file deployed on podman goes with it: pods, networks and volumes are labelled
+    // with their environment's id.
+    const envIds = await listEnvironmentIds(clients.environments).catch(() => []);
     for (const c of Object.values(clients)) c?.close();
+    await removePodmanResources(envIds);
     await bus?.close();
     await Promise.all(
       procs.map(async (p) => {
