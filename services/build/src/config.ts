@@ -1,4 +1,6 @@
 // The build service's whole configuration: read once from the environment, validated, then passed down.
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { busPrefixFromEnv } from '@stageline/bus';
 
 export interface BuildConfig {
@@ -20,6 +22,14 @@ export interface BuildConfig {
   registryAuthFile: string | undefined;
   /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
   workerAckWaitMs: number;
+  /** Scratch space for clones (one directory per job, removed after it). */
+  workDir: string;
+  /** JSON file of git credentials by URL prefix (adapters/git/credentials.ts); none by default. */
+  gitCredentialsFile: string | undefined;
+  /** The ssh program git uses for ssh:// and user@host:path URLs. */
+  gitSshProgram: string;
+  /** Lease of a build's cross-process lock: a crashed holder blocks identical builds this long at most. */
+  buildLockTtlMs: number;
 }
 
 const DEFAULTS = {
@@ -32,6 +42,10 @@ const DEFAULTS = {
   REGISTRY_INSECURE_HOSTS: '',
   REGISTRY_AUTH_FILE: '',
   WORKER_ACK_WAIT_MS: '60000',
+  BUILD_WORK_DIR: '',
+  GIT_CREDENTIALS_FILE: '',
+  GIT_SSH_PROGRAM: 'ssh',
+  BUILD_LOCK_TTL_MS: '30000',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -110,7 +124,22 @@ export function loadConfig(env: Env): BuildConfig {
       .map((h) => registryHost('REGISTRY_INSECURE_HOSTS', h)),
     registryAuthFile: read(env, 'REGISTRY_AUTH_FILE') || undefined,
     workerAckWaitMs: milliseconds('WORKER_ACK_WAIT_MS', read(env, 'WORKER_ACK_WAIT_MS')),
+    workDir: workDir(env),
+    gitCredentialsFile: read(env, 'GIT_CREDENTIALS_FILE') || undefined,
+    gitSshProgram: read(env, 'GIT_SSH_PROGRAM'),
+    buildLockTtlMs: milliseconds('BUILD_LOCK_TTL_MS', read(env, 'BUILD_LOCK_TTL_MS')),
   };
+}
+
+/** BUILD_WORK_DIR, else `$STAGELINE_STATE/build`, else the system's temporary directory. */
+function workDir(env: Env): string {
+  const explicit = read(env, 'BUILD_WORK_DIR');
+  if (explicit !== '') {
+    if (!isAbsolute(explicit)) throw new ConfigError('BUILD_WORK_DIR', 'must be an absolute path');
+    return explicit;
+  }
+  const state = env.STAGELINE_STATE?.trim();
+  return state ? join(state, 'build') : join(tmpdir(), 'stageline-build');
 }
 
 function milliseconds(name: string, value: string): number {

@@ -4,9 +4,14 @@ import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { bus as busv1 } from '@stageline/proto';
+import { BuildahBuilder } from './adapters/builder/buildah.ts';
+import { BuildStore } from './adapters/db/build-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { MirrorStore } from './adapters/db/mirror-store.ts';
+import { loadGitCredentials } from './adapters/git/credentials.ts';
+import { GitClient } from './adapters/git/git.ts';
 import { buildService } from './adapters/grpc/build-service.ts';
+import { BuildLocks } from './adapters/nats/build-lock.ts';
 import { loadCredentials } from './adapters/registry/auth-file.ts';
 import { RegistryClient } from './adapters/registry/client.ts';
 import { type BuildJobDeps, handleBuildJob } from './app/build-job.ts';
@@ -77,7 +82,29 @@ try {
     credentials,
     log: log.child({ component: 'registry' }),
   });
-  const jobDeps: BuildJobDeps = { registry, mirrorRegistry: config.mirrorRegistry, mirrors: new MirrorStore(db) };
+  let gitCredentials: Awaited<ReturnType<typeof loadGitCredentials>>;
+  try {
+    gitCredentials = await loadGitCredentials(config.gitCredentialsFile);
+  } catch (e) {
+    // The message names the problem, never the file's content.
+    throw new Error(`GIT_CREDENTIALS_FILE: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const builds = new BuildStore(db);
+  const locks = await BuildLocks.open(bus, { ttlMs: config.buildLockTtlMs, log: log.child({ component: 'locks' }) });
+  const jobDeps: BuildJobDeps = {
+    registry,
+    mirrorRegistry: config.mirrorRegistry,
+    mirrors: new MirrorStore(db),
+    git: {
+      git: new GitClient({ workDir: config.workDir, credentials: gitCredentials, sshProgram: config.gitSshProgram }),
+      builder: new BuildahBuilder({ authFile: config.registryAuthFile, insecureRegistries: config.insecureRegistries }),
+      registry,
+      mirrorRegistry: config.mirrorRegistry,
+      builds,
+      locks,
+      workDir: config.workDir,
+    },
+  };
 
   // One durable consumer (`build-workers`) shared by every build process; 7 slots in this one.
   const worker = await startWorker<busv1.BuildJob>({
@@ -99,7 +126,7 @@ try {
   // Stopped first on shutdown: jobs in flight are handed back for another process to redo.
   closers.push({ name: 'worker', close: () => worker.stop() });
 
-  const server = await startGrpcServer({ address: config.grpcListen, services: [buildService()], log });
+  const server = await startGrpcServer({ address: config.grpcListen, services: [buildService({ builds, log })], log });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   closers.push({ name: 'grpc', close: () => server.shutdown() });
 

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
@@ -13,7 +15,18 @@ describe('build config', () => {
       insecureRegistries: [],
       registryAuthFile: undefined,
       workerAckWaitMs: 60000,
+      workDir: join(tmpdir(), 'stageline-build'),
+      gitCredentialsFile: undefined,
+      gitSshProgram: 'ssh',
+      buildLockTtlMs: 30000,
     });
+  });
+
+  it('keeps clones under the state directory, or where BUILD_WORK_DIR says', () => {
+    expect(loadConfig({ STAGELINE_STATE: '/var/lib/stageline' }).workDir).toBe('/var/lib/stageline/build');
+    expect(loadConfig({ BUILD_WORK_DIR: '/srv/builds' }).workDir).toBe('/srv/builds');
+    expect(() => loadConfig({ BUILD_WORK_DIR: 'relative' })).toThrow(/BUILD_WORK_DIR/);
+    expect(() => loadConfig({ BUILD_LOCK_TTL_MS: '10' })).toThrow(/BUILD_LOCK_TTL_MS/);
   });
 
   it('names the variable at fault', () => {

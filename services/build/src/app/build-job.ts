@@ -1,5 +1,5 @@
-// Build jobs (stageline.jobs.build.*): MIRROR copies a service's external image into the mirror registry;
-// GIT builds come with the build issue. One MIRROR_IMAGE step per job, reported start to finish.
+// Build jobs (stageline.jobs.build.*): MIRROR copies a service's external image into the mirror registry
+// (one MIRROR_IMAGE step, reported start to finish); GIT clones and builds (git-build.ts).
 
 import type { JobContext } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
@@ -8,6 +8,7 @@ import type { MirrorStore } from '../adapters/db/mirror-store.ts';
 import type { RegistryClient } from '../adapters/registry/client.ts';
 import { type MirrorProgress, mirrorImage } from '../adapters/registry/mirror.ts';
 import { formatReference, repositoryName } from '../adapters/registry/reference.ts';
+import { type GitBuildDeps, gitBuildJob } from './git-build.ts';
 import { type MirrorPlan, planMirror } from './mirror-plan.ts';
 
 const { StepKind, StepOutcome, ServiceState } = control;
@@ -18,6 +19,8 @@ export interface BuildJobDeps {
   /** host:port of the mirror registry (MIRROR_REGISTRY). */
   mirrorRegistry: string;
   mirrors: MirrorStore;
+  /** GIT builds: without them, a GIT job fails saying so. */
+  git?: GitBuildDeps;
   now?: () => Date;
 }
 
@@ -26,7 +29,8 @@ export async function handleBuildJob(deps: BuildJobDeps, job: bus.BuildJob, ctx:
     case bus.BuildKind.BUILD_KIND_MIRROR:
       return mirrorJob(deps, job, ctx);
     case bus.BuildKind.BUILD_KIND_GIT:
-      return failed('git builds arrive with the build issue');
+      if (deps.git === undefined) return failed('this build worker is not set up for git builds');
+      return gitBuildJob(deps.git, job, ctx);
     default:
       return failed(`unknown build kind ${job.kind}`);
   }

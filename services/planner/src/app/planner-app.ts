@@ -602,6 +602,7 @@ function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
         image: e.value.image,
         endpoints: e.value.endpoints.map((x) => ({ port: x.port, url: x.url })),
         at: now,
+        resolvedVersion: e.value.resolvedVersion,
       };
     case undefined:
       return undefined;

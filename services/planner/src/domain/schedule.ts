@@ -209,6 +209,8 @@ export type JobFact =
       image: string;
       endpoints: { port: number; url: string }[];
       at: number;
+      /** GIT builds: the exact version built (`commit:<sha>`, a branch resolved to its head). */
+      resolvedVersion?: string;
     };
 
 const SUCCESS_STATE: Record<JobSlot['what'], ServiceStateName> = {
@@ -265,7 +267,9 @@ export function applyJobFact(state: RunState, fact: JobFact): RunState {
       };
       if (fact.succeeded) {
         if (role === 'build') {
-          s = { ...s, build: done, image: fact.image !== '' ? fact.image : s.image, status: 'QUEUED' };
+          // A branch resolved to a commit is recorded, so the deploy and a later REDEPLOY use that commit.
+          const version = fact.resolvedVersion ? fact.resolvedVersion : s.version;
+          s = { ...s, build: done, image: fact.image !== '' ? fact.image : s.image, version, status: 'QUEUED' };
         } else {
           const status = fact.state !== 'QUEUED' && fact.state !== 'CANCELED' ? fact.state : SUCCESS_STATE[job.what];
           s = { ...s, deploy: done, status, finished: true, endpoints: fact.endpoints, message: fact.message };

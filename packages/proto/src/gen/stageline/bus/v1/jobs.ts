@@ -164,6 +164,11 @@ export interface JobFinished {
   outputs: { [key: string]: string };
   /** Deploys: the release revision this job created, if any. */
   revision: number;
+  /**
+   * GIT builds: the version actually built, `commit:<sha>` — a branch resolved to its head when the
+   * build ran, so the run (and a later REDEPLOY) records the exact commit. Empty: the job's version.
+   */
+  resolvedVersion: string;
 }
 
 export interface JobFinished_OutputsEntry {
@@ -1265,7 +1270,17 @@ export const StepFinished: MessageFns<StepFinished> = {
 };
 
 function createBaseJobFinished(): JobFinished {
-  return { succeeded: false, state: 0, message: "", image: "", cacheKey: "", endpoints: [], outputs: {}, revision: 0 };
+  return {
+    succeeded: false,
+    state: 0,
+    message: "",
+    image: "",
+    cacheKey: "",
+    endpoints: [],
+    outputs: {},
+    revision: 0,
+    resolvedVersion: "",
+  };
 }
 
 export const JobFinished: MessageFns<JobFinished> = {
@@ -1293,6 +1308,9 @@ export const JobFinished: MessageFns<JobFinished> = {
     });
     if (message.revision !== 0) {
       writer.uint32(64).uint32(message.revision);
+    }
+    if (message.resolvedVersion !== "") {
+      writer.uint32(74).string(message.resolvedVersion);
     }
     return writer;
   },
@@ -1377,6 +1395,14 @@ export const JobFinished: MessageFns<JobFinished> = {
             message.revision = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.resolvedVersion = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1418,6 +1444,11 @@ export const JobFinished: MessageFns<JobFinished> = {
         )
         : {},
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      resolvedVersion: isSet(object.resolvedVersion)
+        ? globalThis.String(object.resolvedVersion)
+        : isSet(object.resolved_version)
+        ? globalThis.String(object.resolved_version)
+        : "",
     };
   },
 
@@ -1453,6 +1484,9 @@ export const JobFinished: MessageFns<JobFinished> = {
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
     }
+    if (message.resolvedVersion !== "") {
+      obj.resolvedVersion = message.resolvedVersion;
+    }
     return obj;
   },
 
@@ -1477,6 +1511,7 @@ export const JobFinished: MessageFns<JobFinished> = {
       {},
     );
     message.revision = object.revision ?? 0;
+    message.resolvedVersion = object.resolvedVersion ?? "";
     return message;
   },
 };
