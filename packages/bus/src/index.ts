@@ -54,6 +54,7 @@ export {
 } from './subjects.ts';
 export {
   cancelSubject,
+  isWorkerStopping,
   type JobContext,
   type JobIdentity,
   publishCancel,
@@ -61,4 +62,5 @@ export {
   type Worker,
   type WorkerOptions,
   type WorkerRole,
+  WorkerStopping,
 } from './worker.ts';

@@ -56,6 +56,17 @@ export interface Worker {
   inFlight(): number;
 }
 
+/** The abort reason of a job interrupted by its own worker's shutdown (not by the run). */
+export class WorkerStopping extends Error {
+  constructor() {
+    super('worker stopping');
+    this.name = 'WorkerStopping';
+  }
+}
+
+/** True when a job's signal was aborted because its worker is stopping: hand the job back, don't fail it. */
+export const isWorkerStopping = (reason: unknown): boolean => reason instanceof WorkerStopping;
+
 /** Where cancel requests go: core NATS, every worker process hears them. */
 export function cancelSubject(prefix: string, deploymentId: string): string {
   return `${prefix}.control.cancel.${validateToken(deploymentId, 'deployment_id')}`;
@@ -135,7 +146,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     }
 
     const controller = new AbortController();
-    const onStop = () => controller.abort(new Error('worker stopping'));
+    const onStop = () => controller.abort(new WorkerStopping());
     stopping.signal.addEventListener('abort', onStop);
     const set = running.get(id.deploymentId) ?? new Set<AbortController>();
     running.set(id.deploymentId, set);

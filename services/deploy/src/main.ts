@@ -1,6 +1,6 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
 import path from 'node:path';
-import { Bus, startWorker } from '@stageline/bus';
+import { Bus, isWorkerStopping, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
@@ -90,7 +90,7 @@ try {
     serialize: keyedSerializer(),
     now: () => new Date(),
     // The worker framework aborts a job's signal with this reason when the process stops (not a cancel).
-    isShutdown: (reason) => reason instanceof Error && reason.message === 'worker stopping',
+    isShutdown: isWorkerStopping,
   };
 
   const server = await startGrpcServer({

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { isWorkerStopping, WorkerStopping } from '@stageline/bus';
 import { type Database, newId, openDatabase } from '@stageline/db';
 import { callUnary, isServiceError, startGrpcServer } from '@stageline/grpc';
 import { bus, control, deploy } from '@stageline/proto';
@@ -321,12 +322,12 @@ describe('deploy jobs on the local runtime (podman)', () => {
     const env = newEnvironment();
     const serviceId = newId();
     const slow = job(env, service(env, serviceId, { env: { GREETING: 'resumed', START_DELAY: '2' } }));
-    const stopping = { ...deps, isShutdown: (reason: unknown) => (reason as Error)?.message === 'worker stopping' };
+    const stopping = { ...deps, isShutdown: isWorkerStopping };
 
     const ctx = recordingContext({ jobId: slow.jobId, deploymentId: slow.deploymentId, serviceId });
     const pending = handleDeployJob(stopping, slow, ctx);
     while (!ctx.lines.some((l) => l.startsWith('waiting for readiness'))) await new Promise((r) => setTimeout(r, 50));
-    ctx.controller.abort(new Error('worker stopping'));
+    ctx.controller.abort(new WorkerStopping());
     const error = await pending.catch((e: unknown) => e);
     // Retryable: the framework naks it; nothing recorded, nothing rolled back.
     expect(error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
@@ -352,7 +353,7 @@ describe('deploy jobs on the local runtime (podman)', () => {
     const stopping = { ...deps, isShutdown: () => true };
     const pending = handleDeployJob(stopping, a, ctxA);
     while (!ctxA.lines.some((l) => l.startsWith('waiting for readiness'))) await new Promise((r) => setTimeout(r, 20));
-    ctxA.controller.abort(new Error('worker stopping'));
+    ctxA.controller.abort(new WorkerStopping());
     await pending.catch(() => undefined);
     // … then the planner's next attempt (job B) deployed revision 2.
     const b = await run(job(env, service(env, serviceId, { env: { GREETING: 'new job' } })));
