@@ -267,7 +267,7 @@ describe('MIRROR job failures', () => {
     expect(bad.message).toMatch(/^service\.container\.image: /);
   });
 
-  it('answers GIT builds with a clear failure until the build issue lands', async () => {
+  it('answers GIT builds with a clear failure when the worker has no git build set up', async () => {
     const ctx = recordingContext();
     const finished = await handleBuildJob(
       deps,
@@ -278,7 +278,7 @@ describe('MIRROR job failures', () => {
       bus.JobFinished.fromPartial({
         succeeded: false,
         state: ServiceState.SERVICE_STATE_BUILD_ERROR,
-        message: 'git builds arrive with the build issue',
+        message: 'this build worker is not set up for git builds',
       }),
     );
     expect(ctx.started).toEqual([]);

@@ -127,23 +127,27 @@ interface HttpsGitServer {
 async function startHttpsGitServer(root: string): Promise<HttpsGitServer> {
   const keyFile = join(scratch, 'tls.key');
   const caFile = join(scratch, 'tls.crt');
-  execFileSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    keyFile,
-    '-out',
-    caFile,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      caFile,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const expected = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
   const requests: HttpsGitServer['requests'] = [];
   const server = https.createServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, (req, res) => {
@@ -254,7 +258,12 @@ describe('https:// with credentials', () => {
     });
     const lines: string[] = [];
     const watch = watchCommandLines();
-    const fetched = await git.fetch({ url, ref: { kind: 'branch', name: 'main' }, dir: jobDir(), onLine: (l) => lines.push(l) });
+    const fetched = await git.fetch({
+      url,
+      ref: { kind: 'branch', name: 'main' },
+      dir: jobDir(),
+      onLine: (l) => lines.push(l),
+    });
     const file = await git.readFile(fetched, url, 'Dockerfile');
     const commandLines = watch.stop();
     expect(fetched.commit).toBe(second);

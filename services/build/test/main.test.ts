@@ -46,7 +46,7 @@ function start(env: Record<string, string>): Started {
 describe(`${SERVICE} main`, () => {
   const isolated = useIsolatedEnvironment();
 
-  it('serves health, answers UNIMPLEMENTED, and drains on SIGTERM with exit code 0', async () => {
+  it('serves health and BuildService, and drains on SIGTERM with exit code 0', async () => {
     const service = start({ ...isolated.env, GRPC_LISTEN: '127.0.0.1:0', LOG_LEVEL: 'info' });
     try {
       const address = await service.address;
@@ -54,12 +54,20 @@ describe(`${SERVICE} main`, () => {
 
       const client = new build.BuildServiceClient(address, grpc.credentials.createInsecure());
       try {
-        const err = await callUnary(client, 'explainBuild', build.ExplainBuildRequest.fromPartial({})).then(
+        const call = (request: Partial<build.ExplainBuildRequest>) =>
+          callUnary(client, 'explainBuild', build.ExplainBuildRequest.fromPartial(request)).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        const empty = await call({});
+        expect(isServiceError(empty) && empty.code).toBe(grpc.status.INVALID_ARGUMENT);
+        const unknown = await call({ serviceId: 'never-built' });
+        expect(isServiceError(unknown) && unknown.code).toBe(grpc.status.NOT_FOUND);
+        const missing = await callUnary(client, 'getBuild', { buildId: '0190b9a0-0000-7000-8000-000000000000' }).then(
           () => undefined,
           (e: unknown) => e,
         );
-        expect(isServiceError(err) && err.code).toBe(grpc.status.UNIMPLEMENTED);
-        expect(isServiceError(err) && err.details).toContain('not implemented yet');
+        expect(isServiceError(missing) && missing.code).toBe(grpc.status.NOT_FOUND);
       } finally {
         client.close();
       }
