@@ -27,7 +27,7 @@ describe('declared ARGs', () => {
   it('finds every ARG, in any stage, with defaults, several per line, continued lines, any case', () => {
     const dockerfile = [
       'ARG BASE_TAG=1.36',
-      'FROM busybox:${BASE_TAG} AS build',
+      'FROM busybox:$BASE_TAG AS build',
       '# ARG COMMENTED_OUT',
       'arg lower_case',
       'ARG ONE=1 TWO="two words" \\',
