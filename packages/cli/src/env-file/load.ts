@@ -82,7 +82,12 @@ function explain(errors: ErrorObject[], content: unknown): { path: FieldPath; ke
     const kind = (node as { kind?: unknown } | undefined)?.kind;
     return typeof kind === 'string' ? kind : undefined;
   };
+  // An anyOf/oneOf that fails says so once, with its own message: the failures of its branches go.
+  const alternatives = errors
+    .filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
+    .map((e) => `${e.schemaPath}/`);
   for (const e of errors) {
+    if (alternatives.some((prefix) => e.schemaPath.startsWith(prefix))) continue;
     const path = pointerToPath(e.instancePath);
     // `if` failures only say which `then` applied; the `then` errors carry the substance.
     if (e.keyword === 'if') continue;
@@ -102,13 +107,11 @@ function explain(errors: ErrorObject[], content: unknown): { path: FieldPath; ke
       }
       case 'false schema': {
         const kind = path[0] === 'services' ? kindOf(path) : undefined;
-        const field = String(path.at(-1));
         out.push({
           path,
           keyPath: true,
-          message: kind ? `does not apply to a ${kind} service` : `is not allowed here`,
+          message: kind ? `does not apply to a ${kind} service` : 'is not allowed here',
         });
-        void field;
         break;
       }
       case 'enum':
