@@ -63,7 +63,11 @@ async function main(): Promise<number> {
     );
     for (const s of run.services.filter((x) => x.stageId === stage.stageId)) {
       const steps = s.steps
-        .map((st) => `${label(control.stepKindToJSON(st.kind), 'STEP_KIND_')} ${seconds(st)}`)
+        .map(
+          (st) =>
+            `${label(control.stepKindToJSON(st.kind), 'STEP_KIND_')} ${seconds(st)}` +
+            (st.outcome === control.StepOutcome.STEP_OUTCOME_CACHE_HIT ? ' (cache hit)' : ''),
+        )
         .join(', ');
       console.log(
         `      ${s.name.padEnd(10)} ${label(control.serviceStateToJSON(s.status), 'SERVICE_STATE_').padEnd(18)} ${steps}`,

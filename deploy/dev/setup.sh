@@ -51,4 +51,5 @@ pnpm install --frozen-lockfile --reporter=silent
 # --- local registries (mirror :5000, external :5001) and the example images ----------------------
 bash "$STAGELINE_ROOT/deploy/dev/registry.sh" up >&2
 bash "$STAGELINE_ROOT/deploy/dev/example-images.sh" >&2
+bash "$STAGELINE_ROOT/deploy/dev/example-repos.sh" >&2
 log "ready: node $(node --version), pnpm $(pnpm --version)"
