@@ -338,7 +338,7 @@ export async function logsCommand(
       }
       const message = ctx.tty ? sanitize(l.message.replace(/\n$/, '')) : l.message.replace(/\n$/, '');
       ctx.out(
-        `${ctx.paint('dim', l.timestamp?.toISOString() ?? '')} ${ctx.paint('cyan', (names.get(l.serviceId) ?? l.serviceId).padEnd(width))} ${ctx.paint('dim', stepName(l.step).padEnd(10))} ${message}`,
+        `${ctx.paint('dim', l.timestamp?.toISOString() ?? '')} ${ctx.paint('cyan', (names.get(l.serviceId) ?? l.serviceId).padEnd(width))} ${ctx.paint('dim', stepName(l.step).padEnd(12))} ${message}`,
       );
     });
     call.on('end', () => {
