@@ -4,6 +4,7 @@
 import { invalidArgument } from '@stageline/errors';
 import { type bus, control } from '@stageline/proto';
 import { checkDigest, type ImageReference, parseReference } from '../adapters/registry/reference.ts';
+import { slug } from '../domain/cache-key.ts';
 
 const Engine = control.DatabaseEngine;
 
@@ -80,14 +81,7 @@ export function sourceImage(service: control.Service, version: string): ImageRef
   }
 }
 
-/** Lowercase letters and digits joined by "-": a valid repository path component from any text. */
-export function slug(text: string): string {
-  const s = text
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '');
-  return s === '' ? 'default' : s;
-}
+export { slug };
 
 const MAX_NAME = 255;
 
