@@ -6,7 +6,8 @@ export default defineConfig({
     // Real servers: each test file gets its own database schema and bus prefix (testkit),
     // so files run in parallel without seeing each other.
     pool: 'forks',
-    testTimeout: 30_000,
+    // End-to-end tests deploy real containers; a loaded 2-core machine can take minutes.
+    testTimeout: 180_000,
     hookTimeout: 60_000,
     globalSetup: ['packages/testkit/src/global-setup.ts'],
   },

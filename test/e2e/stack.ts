@@ -33,16 +33,27 @@ async function listEnvironmentIds(client: control.EnvironmentServiceClient | und
 }
 
 async function removePodmanResources(envIds: string[]): Promise<void> {
+  if (envIds.length === 0) return;
   const podman = async (...args: string[]) => (await run('podman', args).catch(() => ({ stdout: '' }))).stdout;
-  for (const id of envIds) {
-    const label = `label=stageline.io/environment-id=${id}`;
-    const pods = (await podman('pod', 'ps', '-q', '--filter', label)).split(/\s+/).filter(Boolean);
-    if (pods.length > 0) await podman('pod', 'rm', '-f', '-t', '0', ...pods);
-    const networks = (await podman('network', 'ls', '-q', '--filter', label)).split(/\s+/).filter(Boolean);
-    if (networks.length > 0) await podman('network', 'rm', '-f', ...networks);
-    const volumes = (await podman('volume', 'ls', '-q', '--filter', label)).split(/\s+/).filter(Boolean);
-    if (volumes.length > 0) await podman('volume', 'rm', '-f', ...volumes);
-  }
+  const ids = new Set(envIds);
+  // One listing and one removal per kind: podman is slow per call, not per object.
+  const labelled = async (kind: 'pod' | 'network' | 'volume') => {
+    const format =
+      kind === 'pod' ? '{{.ID}} {{.Labels}}' : kind === 'network' ? '{{.Name}} {{.Labels}}' : '{{.Name}} {{.Labels}}';
+    const listing =
+      kind === 'pod' ? await podman('pod', 'ps', '--format', format) : await podman(kind, 'ls', '--format', format);
+    return listing
+      .split('\n')
+      .filter((line) => [...ids].some((id) => line.includes(id)))
+      .map((line) => line.split(' ')[0]!)
+      .filter(Boolean);
+  };
+  const pods = await labelled('pod');
+  if (pods.length > 0) await podman('pod', 'rm', '-f', '-t', '0', ...pods);
+  const networks = await labelled('network');
+  if (networks.length > 0) await podman('network', 'rm', '-f', ...networks);
+  const volumes = await labelled('volume');
+  if (volumes.length > 0) await podman('volume', 'rm', '-f', ...volumes);
 }
 
 async function freePort(): Promise<number> {
@@ -161,7 +172,7 @@ export function useStack(options: StackOptions = {}) {
     );
     if (process.env.STACK_KEEP_LOGS) for (const p of procs) console.log(`--- ${p.name}\n${p.output()}`);
     rmSync(stateDir, { recursive: true, force: true });
-  }, 60_000);
+  }, 180_000);
 
   return {
     isolated,

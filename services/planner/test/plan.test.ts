@@ -168,3 +168,46 @@ describe('failure and cancel (DESIGN.md §1)', () => {
     expect(end.state.stages.map((s) => s.status)).toEqual(['CANCELED', 'CANCELED', 'SKIPPED']);
   });
 });
+
+describe('values for later stages', () => {
+  it('injects what earlier stages produced in this run over what they produced before; nothing from later stages', async () => {
+    const { injectedEnv } = await import('../src/domain/schedule.ts');
+    const facts = env([svc('job', 0), svc('api', 1), svc('late', 2)]);
+    let { state } = advance(planRun('r', facts, req('DEPLOY', { serviceIds: [] })), 0);
+    const persisted = new Map([
+      ['job', { API_KEY: 'old', KEPT: 'yes' }],
+      ['late', { FROM_LATER: 'no' }],
+    ]);
+    state = applyJobFact(state, {
+      type: 'jobFinished',
+      jobId: 'r:job:build:1',
+      sequence: 1,
+      succeeded: true,
+      state: 'QUEUED',
+      message: '',
+      image: 'i',
+      endpoints: [],
+      at: 1,
+    });
+    ({ state } = advance(state, 1));
+    state = applyJobFact(state, {
+      type: 'jobFinished',
+      jobId: 'r:job:deploy:1',
+      sequence: 1,
+      succeeded: true,
+      state: 'DEPLOYED',
+      message: '',
+      image: '',
+      endpoints: [],
+      outputs: { API_KEY: 'new' },
+      at: 2,
+    });
+    expect(injectedEnv(state, 'api', persisted)).toEqual({ API_KEY: 'new', KEPT: 'yes' });
+    expect(injectedEnv(state, 'job', persisted)).toEqual({});
+  });
+
+  it('a DEPLOY at a past revision builds nothing', () => {
+    const run = planRun('r', env([svc('a', 0)]), req('DEPLOY', { serviceIds: ['a'], version: 'revision:2' }));
+    expect(run.services[0]).toMatchObject({ build: null, version: 'revision:2' });
+  });
+});

@@ -7,7 +7,7 @@ import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/e
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
 import { planRun } from '../domain/plan.ts';
-import { advance, applyJobFact, type JobFact, requestCancel } from '../domain/schedule.ts';
+import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import {
   actionName,
   actionValue,
@@ -402,16 +402,26 @@ export class PlannerApp {
     row.state = state;
     row.status = state.status;
     if (row.startedAt === null && state.startedAt !== null) row.startedAt = new Date(state.startedAt);
-    for (const d of decisions) {
-      if (d.type === 'dispatch') this.#dispatch(em, row, state, d);
-    }
+    const dispatches = decisions.filter((d) => d.type === 'dispatch');
+    const persisted = dispatches.some((d) => d.role === 'deploy')
+      ? new Map(
+          (await em.find(ServiceStatusRow, { environmentId: row.environmentId })).map((r) => [r.serviceId, r.outputs]),
+        )
+      : new Map<string, Record<string, string>>();
+    for (const d of dispatches) this.#dispatch(em, row, state, d, persisted);
     if (!isTerminalRun(state.status)) return false;
     row.finishedAt = new Date(state.finishedAt ?? this.#now());
     await this.#recordOutcome(em, row, state);
     return true;
   }
 
-  #dispatch(em: EntityManager, row: DeploymentRow, state: RunState, d: Extract<Decision, { type: 'dispatch' }>): void {
+  #dispatch(
+    em: EntityManager,
+    row: DeploymentRow,
+    state: RunState,
+    d: Extract<Decision, { type: 'dispatch' }>,
+    persisted: ReadonlyMap<string, Record<string, string>>,
+  ): void {
     const snap = row.snapshot as { environment: unknown; services: unknown[] };
     const environment = control.Environment.fromJSON(snap.environment);
     const serviceJson = snap.services.find((s) => (s as { id?: string }).id === d.serviceId);
@@ -449,6 +459,7 @@ export class PlannerApp {
         runtime: environment.runtime,
         namespace: environment.settings?.namespace ?? '',
         kubernetesContext: environment.settings?.kubernetesContext ?? '',
+        injectedEnv: injectedEnv(state, d.serviceId, persisted),
       });
       enqueue(em, {
         id: newId(),
@@ -472,6 +483,7 @@ export class PlannerApp {
           version: '',
           image: '',
           state: 'QUEUED',
+          outputs: {},
           updatedAt: now,
         });
       if (s.status === 'SKIPPED' || s.status === 'CANCELED') continue;
@@ -479,7 +491,14 @@ export class PlannerApp {
       current.updatedAt = now;
       switch (s.status) {
         case 'DEPLOYED':
-          Object.assign(current, { hasResources: true, stopped: false, version: s.version, image: s.image });
+          // Outputs stay until the service deploys again.
+          Object.assign(current, {
+            hasResources: true,
+            stopped: false,
+            version: s.version,
+            image: s.image,
+            outputs: s.outputs,
+          });
           break;
         case 'RESTARTED':
           Object.assign(current, { hasResources: true, stopped: false });
@@ -488,7 +507,7 @@ export class PlannerApp {
           current.stopped = true;
           break;
         case 'DELETED':
-          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '' });
+          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '', outputs: {} });
           break;
         default:
           // An error leaves whatever resources existed; the next run finds them.
@@ -601,6 +620,7 @@ function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
         message: e.value.message,
         image: e.value.image,
         endpoints: e.value.endpoints.map((x) => ({ port: x.port, url: x.url })),
+        outputs: e.value.outputs,
         at: now,
         resolvedVersion: e.value.resolvedVersion,
       };

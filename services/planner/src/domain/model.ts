@@ -128,6 +128,8 @@ export interface ServiceRun {
   failed: boolean;
   message: string;
   endpoints: { port: number; url: string }[];
+  /** Values this service's deploy produced for later stages (job outputs, database connection details). */
+  outputs: Record<string, string>;
 }
 
 export interface StageRun {

@@ -21,7 +21,16 @@ function workFor(s: ServiceFacts, req: RunRequest, serviceLevel: boolean): Work 
   switch (req.action) {
     case 'DEPLOY': {
       const version = serviceLevel && req.version !== '' ? req.version : s.configuredVersion;
-      return { status: 'QUEUED', build, deploy: slot('deploy', 'DEPLOY'), version, image: '', message: '' };
+      // A past revision is redeployed as the deploy service recorded it: nothing to build.
+      const fromRevision = version.startsWith('revision:');
+      return {
+        status: 'QUEUED',
+        build: fromRevision ? null : build,
+        deploy: slot('deploy', 'DEPLOY'),
+        version,
+        image: '',
+        message: '',
+      };
     }
     case 'REDEPLOY': {
       // The version it runs now, with its current configuration; the build is skipped by the cache
@@ -96,6 +105,7 @@ export function planRun(id: string, env: EnvironmentFacts, req: RunRequest): Run
       failed: false,
       message: work.message,
       endpoints: [],
+      outputs: {},
     };
   });
   const inRun = new Set(services.map((s) => s.stageId));

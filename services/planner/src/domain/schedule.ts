@@ -211,6 +211,8 @@ export type JobFact =
       at: number;
       /** GIT builds: the exact version built (`commit:<sha>`, a branch resolved to its head). */
       resolvedVersion?: string;
+      /** Values for later stages (job outputs, database connection details). */
+      outputs?: Record<string, string>;
     };
 
 const SUCCESS_STATE: Record<JobSlot['what'], ServiceStateName> = {
@@ -272,7 +274,15 @@ export function applyJobFact(state: RunState, fact: JobFact): RunState {
           s = { ...s, build: done, image: fact.image !== '' ? fact.image : s.image, version, status: 'QUEUED' };
         } else {
           const status = fact.state !== 'QUEUED' && fact.state !== 'CANCELED' ? fact.state : SUCCESS_STATE[job.what];
-          s = { ...s, deploy: done, status, finished: true, endpoints: fact.endpoints, message: fact.message };
+          s = {
+            ...s,
+            deploy: done,
+            status,
+            finished: true,
+            endpoints: fact.endpoints,
+            outputs: fact.outputs ?? {},
+            message: fact.message,
+          };
         }
       } else if (fact.state === 'CANCELED') {
         s = {
@@ -319,4 +329,32 @@ export function requestCancel(state: RunState): { state: RunState; decisions: De
     state: { ...state, services, cancelRequested: true, status: 'CANCELING' },
     decisions: anyInFlight ? [{ type: 'cancelJobs' }] : [],
   };
+}
+
+/**
+ * The environment variables a service's deploy receives from earlier stages of the run (in execution
+ * order): what their deploys produced in this run, else what they produced last time (`persisted`).
+ */
+export function injectedEnv(
+  state: RunState,
+  serviceId: string,
+  persisted: ReadonlyMap<string, Record<string, string>>,
+): Record<string, string> {
+  const target = state.services.find((s) => s.serviceId === serviceId);
+  if (!target) return {};
+  const rank = new Map(state.executionOrder.map((id, i) => [id, i]));
+  const mine = rank.get(target.stageId) ?? 0;
+  const env: Record<string, string> = {};
+  const earlier = [...persisted.keys()].filter((id) => id !== serviceId);
+  // Persisted values first; this run's values override them.
+  for (const id of earlier) {
+    const inRun = state.services.find((s) => s.serviceId === id);
+    if (inRun && (rank.get(inRun.stageId) ?? 0) >= mine) continue;
+    Object.assign(env, persisted.get(id));
+  }
+  for (const s of state.services) {
+    if (s.serviceId === serviceId || (rank.get(s.stageId) ?? 0) >= mine) continue;
+    Object.assign(env, s.outputs);
+  }
+  return env;
 }

@@ -42,6 +42,8 @@ const ServiceStatusSchema = defineEntity({
     image: p.text(),
     /** The service's state after the last run that touched it (ServiceState name). */
     state: p.text(),
+    /** What its last deploy produced for later stages; injected until it deploys again. */
+    outputs: p.json<Record<string, string>>(),
     updatedAt: p.datetime(),
   },
 });

@@ -43,4 +43,7 @@ export const migrations: DbMigration[] = [
     )`,
     `create index service_status_environment_idx on service_status (environment_id)`,
   ]),
+  sqlMigration('planner-0002-service-outputs', [
+    `alter table service_status add column outputs jsonb not null default '{}'`,
+  ]),
 ];
