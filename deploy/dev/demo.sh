@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
-# The main job: set up, bring up the stack, apply the example environment and print its pipeline.
+# The main job: set up, bring up the stack, then drive it with the stageline CLI as a user would —
+# apply the example environment as code, deploy it with the live view, and ask its public service.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STAGELINE_ROOT"
 bash deploy/dev/setup.sh
 bash deploy/dev/stack.sh up
-node deploy/dev/apply-example.ts deploy/examples/demo-staging.json
-node deploy/dev/demo-run.ts demo staging
-echo "stack is still running: 'npm run stack:down' stops it."
+
+stageline() { node packages/cli/src/main.ts "$@"; }
+
+echo
+echo "\$ stageline apply -f deploy/examples/demo-staging.yaml"
+stageline apply -f deploy/examples/demo-staging.yaml
+echo
+echo "\$ stageline deploy demo/staging --watch"
+# Exits non-zero (and so does this script) unless the run succeeds.
+stageline deploy demo/staging --watch
+
+# The public service's address, from the run just finished (scripts read the CLI's JSON output).
+url="$(stageline history demo/staging --limit 1 -o json | node -e '
+  let s = ""; process.stdin.on("data", (c) => (s += c)).on("end", () => {
+    const run = JSON.parse(s).deployments[0];
+    const url = run.services.flatMap((x) => x.endpoints ?? []).map((e) => e.url).find((u) => u.startsWith("http"));
+    if (!url) { console.error("demo: the run reports no public endpoint"); process.exit(1); }
+    console.log(url);
+  });')"
+echo
+echo "\$ curl $url"
+curl -fsS --max-time 10 "$url"
+echo
+echo "stack is still running: 'npm run stack:down' stops it. Next: README.md, \"Using the CLI\"."

@@ -388,8 +388,11 @@ function report(e: unknown, io: Io, ctx: Context | undefined): number {
   }
   if (e instanceof EnvironmentFileError) {
     for (const p of e.problems) say(formatProblem(p));
+    const count = `${e.problems.length} problem${e.problems.length === 1 ? '' : 's'} in the environment file`;
     say(
-      `stageline: ${e.problems.length} problem${e.problems.length === 1 ? '' : 's'} in the environment file; nothing was changed${e.problems.some((p) => p.message.endsWith('(refused by the server)')) ? ' after that point' : ''}.`,
+      e.during === 'check'
+        ? `stageline: ${count}; nothing was changed.`
+        : `stageline: ${count}; apply stopped there (what came before it was applied: diff -f shows what is left).`,
     );
     return EXIT.USAGE;
   }

@@ -161,7 +161,9 @@ const ACTIONS: Record<string, control.Action> = {
 };
 
 function plannedWork(s: control.ServiceRun): string {
-  if (s.status === control.ServiceState.SERVICE_STATE_SKIPPED) return `skip${s.message ? `: ${s.message}` : ''}`;
+  if (s.status === control.ServiceState.SERVICE_STATE_SKIPPED) {
+    return s.message && s.message !== 'skipped' ? `skip: ${s.message}` : 'skip (the service is skipped)';
+  }
   const words: Partial<Record<control.StepKind, string>> = {
     [control.StepKind.STEP_KIND_GIT_CLONE]: 'clone',
     [control.StepKind.STEP_KIND_BUILD]: 'build',

@@ -1,5 +1,6 @@
 // Applying a file: read what the server has, plan, and make the calls the plan lists, in an order
 // that always works (stages before the services that go into them; prune after moves).
+import * as grpc from '@grpc/grpc-js';
 import { callUnary, fieldOf, isServiceError } from '@stageline/grpc';
 import { control } from '@stageline/proto';
 import type { Clients } from '../context.ts';
@@ -53,7 +54,7 @@ function pointInFile(e: unknown, desired: DesiredEnvironment, base: FieldPath): 
     if (path) {
       const field = fieldOf(e)!;
       const message = e.details.startsWith(`${field}: `) ? e.details.slice(field.length + 2) : e.details;
-      throw new EnvironmentFileError([desired.source.problem(path, `${message} (refused by the server)`)]);
+      throw new EnvironmentFileError([desired.source.problem(path, `${message} (refused by the server)`)], 'apply');
     }
   }
   throw e;
@@ -155,6 +156,19 @@ export async function applyEnvironment(
           await callUnary(clients.environments, 'removeService', {
             environmentId,
             serviceId: byName.get(change.service)!.id,
+          }).catch((e) => {
+            if (isServiceError(e) && e.code === grpc.status.FAILED_PRECONDITION) {
+              throw new EnvironmentFileError(
+                [
+                  desired.source.problem(
+                    [...want.path, 'kind'],
+                    `${change.service} runs as a ${change.from} service; a new kind makes it a new service, and the running one must go first: stageline delete ${desired.project}/${desired.name} --service ${change.service} --watch, then apply again`,
+                  ),
+                ],
+                'apply',
+              );
+            }
+            throw e;
           });
         }
         await callUnary(clients.environments, 'addService', {

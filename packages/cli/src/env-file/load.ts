@@ -22,10 +22,13 @@ export const formatProblem = (p: FileProblem) =>
 
 export class EnvironmentFileError extends Error {
   readonly problems: FileProblem[];
-  constructor(problems: FileProblem[]) {
+  /** 'check': found before anything was sent; 'apply': the server refused a call part-way through. */
+  readonly during: 'check' | 'apply';
+  constructor(problems: FileProblem[], during: 'check' | 'apply' = 'check') {
     super(problems.map(formatProblem).join('\n'));
     this.name = 'EnvironmentFileError';
     this.problems = problems;
+    this.during = during;
   }
 }
 
