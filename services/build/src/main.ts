@@ -12,6 +12,7 @@ import { loadGitCredentials } from './adapters/git/credentials.ts';
 import { GitClient } from './adapters/git/git.ts';
 import { buildService } from './adapters/grpc/build-service.ts';
 import { BuildLocks } from './adapters/nats/build-lock.ts';
+import { noopBuildJob, noopBuildSettings } from './adapters/noop-executor.ts';
 import { loadCredentials } from './adapters/registry/auth-file.ts';
 import { RegistryClient } from './adapters/registry/client.ts';
 import { type BuildJobDeps, handleBuildJob } from './app/build-job.ts';
@@ -57,6 +58,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 try {
+  // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
+  const noop = noopBuildSettings(process.env);
+  if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
   closers.push({ name: 'bus', close: () => bus.close() });
   await bus.ensureStreams();
@@ -121,7 +125,7 @@ try {
       serviceId: job.service?.id ?? '',
       attempt: job.attempt,
     }),
-    handle: (job, ctx) => handleBuildJob(jobDeps, job, ctx),
+    handle: (job, ctx) => (noop ? noopBuildJob(noop, job, ctx) : handleBuildJob(jobDeps, job, ctx)),
   });
   // Stopped first on shutdown: jobs in flight are handed back for another process to redo.
   closers.push({ name: 'worker', close: () => worker.stop() });

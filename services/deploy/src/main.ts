@@ -11,6 +11,7 @@ import { PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
 import { FsChartStore } from './adapters/fs/chart-store.ts';
 import { releaseService } from './adapters/grpc/release-service.ts';
 import { KubernetesRuntime } from './adapters/kubernetes/helm-runtime.ts';
+import { noopDeployJob, noopDeploySettings } from './adapters/noop-executor.ts';
 import { LocalRuntime } from './adapters/podman/local-runtime.ts';
 import { Podman } from './adapters/podman/podman.ts';
 import { ProcessRunner } from './adapters/process/command-runner.ts';
@@ -60,6 +61,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 try {
+  // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
+  const noop = noopDeploySettings(process.env);
+  if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
   closers.push({ name: 'bus', close: () => bus.close() });
   await bus.ensureStreams();
@@ -116,7 +120,7 @@ try {
       serviceId: job.service?.id ?? '',
       attempt: job.attempt,
     }),
-    handle: (job, ctx) => handleDeployJob(jobDeps, job, ctx),
+    handle: (job, ctx) => (noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx)),
   });
   closers.push({ name: 'worker', close: () => worker.stop() });
 
