@@ -1,86 +1,18 @@
 // The planner's whole configuration: read once from the environment, validated, then passed down.
-import { busPrefixFromEnv } from '@stageline/bus';
+import { type CommonConfig, commonConfig, type Env, envReader, hostPort } from '@stageline/service';
 
-export interface PlannerConfig {
-  /** host:port the gRPC server binds (port 0: any free port). */
-  grpcListen: string;
-  natsUrl: string;
-  databaseUrl: string;
-  /** Prefix of every subject, stream and durable (DESIGN.md §6), so installations can share a NATS server. */
-  busPrefix: string;
-  logLevel: string;
+export { ConfigError } from '@stageline/service';
+
+export interface PlannerConfig extends CommonConfig {
   /** Where control serves the environment snapshots (SnapshotService). */
   controlAddress: string;
 }
 
-const DEFAULTS = {
-  GRPC_LISTEN: '127.0.0.1:50052',
-  NATS_URL: 'nats://127.0.0.1:4222',
-  DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/stageline',
-  STAGELINE_BUS_PREFIX: 'stageline',
-  LOG_LEVEL: 'info',
-  STAGELINE_CONTROL_ADDRESS: '127.0.0.1:50051',
-} as const;
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-export class ConfigError extends Error {
-  readonly variable: string;
-  constructor(variable: string, message: string) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-    this.variable = variable;
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-function read(env: Env, name: keyof typeof DEFAULTS): string {
-  const value = env[name]?.trim();
-  return value === undefined || value === '' ? DEFAULTS[name] : value;
-}
-
-function hostPort(name: string, value: string): string {
-  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[2]);
-  if (!match || port > 65535) throw new ConfigError(name, `expected host:port (e.g. 127.0.0.1:50052), got "${value}"`);
-  return value;
-}
-
-function url(name: string, value: string, protocols: readonly string[]): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(value);
-  } catch {
-    // Never echo the value: a database URL may carry a password.
-    throw new ConfigError(name, 'not a valid URL');
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(name, `expected a ${protocols.join(' or ')} URL, got "${parsed.protocol}"`);
-  }
-  return value;
-}
-
 /** Throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env): PlannerConfig {
-  let busPrefix: string;
-  try {
-    // The bus's own rule for prefixes, so the two can never disagree.
-    busPrefix = busPrefixFromEnv({ STAGELINE_BUS_PREFIX: read(env, 'STAGELINE_BUS_PREFIX') });
-  } catch (e) {
-    const message = e instanceof Error ? e.message.replace(/^STAGELINE_BUS_PREFIX: /, '') : String(e);
-    throw new ConfigError('STAGELINE_BUS_PREFIX', message);
-  }
-  const logLevel = read(env, 'LOG_LEVEL');
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new ConfigError('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
-  }
+  const read = envReader(env, { STAGELINE_CONTROL_ADDRESS: '127.0.0.1:50051' });
   return {
-    grpcListen: hostPort('GRPC_LISTEN', read(env, 'GRPC_LISTEN')),
-    natsUrl: url('NATS_URL', read(env, 'NATS_URL'), ['nats:', 'tls:']),
-    databaseUrl: url('DATABASE_URL', read(env, 'DATABASE_URL'), ['postgres:', 'postgresql:']),
-    busPrefix,
-    logLevel,
-    controlAddress: hostPort('STAGELINE_CONTROL_ADDRESS', read(env, 'STAGELINE_CONTROL_ADDRESS')),
+    ...commonConfig(env, '127.0.0.1:50052'),
+    controlAddress: hostPort('STAGELINE_CONTROL_ADDRESS', read('STAGELINE_CONTROL_ADDRESS')),
   };
 }

@@ -1,0 +1,93 @@
+// Configuration from the environment: every variable read once, validated, and named when it is wrong.
+import { busPrefixFromEnv } from '@stageline/bus';
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** A reader of `env` that falls back to `defaults` for unset or blank variables. */
+export function envReader<K extends string>(env: Env, defaults: Readonly<Record<K, string>>): (name: K) => string {
+  return (name) => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? defaults[name] : value;
+  };
+}
+
+export function hostPort(name: string, value: string): string {
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new ConfigError(name, `expected host:port (e.g. 127.0.0.1:50051), got "${value}"`);
+  return value;
+}
+
+export function url(name: string, value: string, protocols: readonly string[]): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    // Never echo the value: a database URL may carry a password.
+    throw new ConfigError(name, 'not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `expected a ${protocols.join(' or ')} URL, got "${parsed.protocol}"`);
+  }
+  return value;
+}
+
+export function integer(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(name, `expected an integer in ${min}-${max}, got "${value}"`);
+  return n;
+}
+
+export function logLevel(name: string, value: string): string {
+  if (!LOG_LEVELS.includes(value)) throw new ConfigError(name, `one of ${LOG_LEVELS.join(', ')}, got "${value}"`);
+  return value;
+}
+
+export function busPrefix(name: string, value: string): string {
+  try {
+    // The bus's own rule for prefixes, so the two can never disagree.
+    return busPrefixFromEnv({ STAGELINE_BUS_PREFIX: value });
+  } catch (e) {
+    throw new ConfigError(name, e instanceof Error ? e.message.replace(/^STAGELINE_BUS_PREFIX: /, '') : String(e));
+  }
+}
+
+/** What every Stageline service reads; `grpcListen` defaults differ per service. */
+export interface CommonConfig {
+  /** host:port the gRPC server binds (port 0: any free port). */
+  grpcListen: string;
+  natsUrl: string;
+  databaseUrl: string;
+  /** Prefix of every subject, stream and durable (DESIGN.md §6). */
+  busPrefix: string;
+  logLevel: string;
+}
+
+export function commonConfig(env: Env, grpcListen: string): CommonConfig {
+  const read = envReader(env, {
+    GRPC_LISTEN: grpcListen,
+    NATS_URL: 'nats://127.0.0.1:4222',
+    DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/stageline',
+    STAGELINE_BUS_PREFIX: 'stageline',
+    LOG_LEVEL: 'info',
+  });
+  return {
+    grpcListen: hostPort('GRPC_LISTEN', read('GRPC_LISTEN')),
+    natsUrl: url('NATS_URL', read('NATS_URL'), ['nats:', 'tls:']),
+    databaseUrl: url('DATABASE_URL', read('DATABASE_URL'), ['postgres:', 'postgresql:']),
+    busPrefix: busPrefix('STAGELINE_BUS_PREFIX', read('STAGELINE_BUS_PREFIX')),
+    logLevel: logLevel('LOG_LEVEL', read('LOG_LEVEL')),
+  };
+}
