@@ -194,7 +194,7 @@ describe('stageline CLI against a running stack', () => {
 
     const prune = await cli(['diff', '-f', edited, '--prune']);
     expect(prune.code).toBe(1);
-    expect(prune.stdout).toContain('  - remove service worker\n1 change');
+    expect(prune.stdout).toContain(`  - remove service worker\n1 change: stageline apply -f ${edited} makes it.`);
     expect((await cli(['apply', '-f', edited, '--prune'])).code).toBe(0);
     const env = (await environmentNamed('drift'))!;
     const { services } = await callUnary(stack.environments, 'listServices', { environmentId: env.id });

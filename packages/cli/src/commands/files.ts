@@ -72,7 +72,9 @@ export async function diffCommand(ctx: Context, file: string, opts: { prune: boo
         ctx.out(`${file} → ${name}${current.environment ? ` (${current.environment.id})` : ' (does not exist yet)'}:`);
         ctx.out(...changeLines(ctx, plan.changes, 'future'));
         ctx.out(
-          `${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'}: stageline apply -f ${file} makes them.`,
+          plan.changes.length === 1
+            ? `1 change: stageline apply -f ${file} makes it.`
+            : `${plan.changes.length} changes: stageline apply -f ${file} makes them.`,
         );
       }
       ctx.out(...noteLines(ctx, plan.notes));
