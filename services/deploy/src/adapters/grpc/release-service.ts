@@ -27,6 +27,8 @@ export function releaseService(deps: ReleaseQueriesDeps, log: Logger): GrpcServi
         releases: (await listReleases(deps, req.serviceId)).map(toProtoRelease),
       }),
     ),
+    // Replaced by the cron scheduler's runs in the next commit.
+    listCronRuns: unary(log, async () => deploy.ListCronRunsResponse.fromPartial({ runs: [] })),
     getRelease: unary(log, async (req) =>
       deploy.GetReleaseResponse.fromPartial({
         release: toProtoRelease(await getRelease(deps, req.serviceId, req.revision)),

@@ -118,6 +118,11 @@ export interface DeployJob {
   /** The version the image was built or mirrored from (commit or tag), recorded in the release. */
   version: string;
   attempt: number;
+  /**
+   * LIFECYCLE_JOB: the environment event it runs for (DEPLOY, STOP or DELETE; a DEPLOY job, action
+   * DEPLOY, is sent for each). Unset: the job's action.
+   */
+  trigger: Action;
 }
 
 export interface DeployJob_InjectedEnvEntry {
@@ -467,6 +472,7 @@ function createBaseDeployJob(): DeployJob {
     injectedEnv: {},
     version: "",
     attempt: 0,
+    trigger: 0,
   };
 }
 
@@ -513,6 +519,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     }
     if (message.attempt !== 0) {
       writer.uint32(112).uint32(message.attempt);
+    }
+    if (message.trigger !== 0) {
+      writer.uint32(120).int32(message.trigger);
     }
     return writer;
   },
@@ -645,6 +654,14 @@ export const DeployJob: MessageFns<DeployJob> = {
             message.attempt = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.trigger = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -719,6 +736,7 @@ export const DeployJob: MessageFns<DeployJob> = {
         : {},
       version: isSet(object.version) ? globalThis.String(object.version) : "",
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      trigger: isSet(object.trigger) ? actionFromJSON(object.trigger) : 0,
     };
   },
 
@@ -772,6 +790,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     if (message.attempt !== 0) {
       obj.attempt = Math.round(message.attempt);
     }
+    if (message.trigger !== 0) {
+      obj.trigger = actionToJSON(message.trigger);
+    }
     return obj;
   },
 
@@ -804,6 +825,7 @@ export const DeployJob: MessageFns<DeployJob> = {
     );
     message.version = object.version ?? "";
     message.attempt = object.attempt ?? 0;
+    message.trigger = object.trigger ?? 0;
     return message;
   },
 };

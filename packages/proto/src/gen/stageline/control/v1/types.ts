@@ -1009,6 +1009,57 @@ export function databaseModeToJSON(object: DatabaseMode): string {
   }
 }
 
+export const DeploymentStrategyType = {
+  DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED: 0,
+  /** DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE - New pods start before old ones stop, within max_surge / max_unavailable (the default). */
+  DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE: 1,
+  /** DEPLOYMENT_STRATEGY_TYPE_RECREATE - Every old pod stops before new ones start. */
+  DEPLOYMENT_STRATEGY_TYPE_RECREATE: 2,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type DeploymentStrategyType = typeof DeploymentStrategyType[keyof typeof DeploymentStrategyType];
+
+export namespace DeploymentStrategyType {
+  export type DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED = typeof DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED;
+  export type DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE =
+    typeof DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE;
+  export type DEPLOYMENT_STRATEGY_TYPE_RECREATE = typeof DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_RECREATE;
+  export type UNRECOGNIZED = typeof DeploymentStrategyType.UNRECOGNIZED;
+}
+
+export function deploymentStrategyTypeFromJSON(object: any): DeploymentStrategyType {
+  switch (object) {
+    case 0:
+    case "DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED":
+      return DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED;
+    case 1:
+    case "DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE":
+      return DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE;
+    case 2:
+    case "DEPLOYMENT_STRATEGY_TYPE_RECREATE":
+      return DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_RECREATE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DeploymentStrategyType.UNRECOGNIZED;
+  }
+}
+
+export function deploymentStrategyTypeToJSON(object: DeploymentStrategyType): string {
+  switch (object) {
+    case DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED:
+      return "DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED";
+    case DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE:
+      return "DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE";
+    case DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_RECREATE:
+      return "DEPLOYMENT_STRATEGY_TYPE_RECREATE";
+    case DeploymentStrategyType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface Environment {
   id: string;
   project: string;
@@ -1093,7 +1144,55 @@ export interface Service {
     | Date
     | undefined;
   /** Readiness (and liveness on kubernetes). Absent: TCP on the first port, or "running" without ports. */
-  healthCheck?: HealthCheck | undefined;
+  healthCheck?:
+    | HealthCheck
+    | undefined;
+  /**
+   * CONTAINER and APPLICATION: how an update replaces the running version. Absent: RollingUpdate,
+   * max surge and max unavailable 25%. (On `local` every update is a recreate, DESIGN.md §4.)
+   */
+  strategy?:
+    | DeploymentStrategy
+    | undefined;
+  /**
+   * CONTAINER and APPLICATION, `kubernetes` runtime only: deploy with this Helm chart instead of the
+   * generated one; Stageline still supplies the image from the mirror (values image.repository,
+   * image.tag). On `local` a run that would deploy it is refused before anything starts.
+   */
+  chart?: CustomChart | undefined;
+}
+
+export interface DeploymentStrategy {
+  type: DeploymentStrategyType;
+  /** ROLLING_UPDATE only: a number of pods ("1") or a percentage ("25%"); default "25%". */
+  maxSurge: string;
+  maxUnavailable: string;
+}
+
+/** A Helm chart of the service's own. */
+export interface CustomChart {
+  source?:
+    | //
+    /**
+     * APPLICATION only: a chart directory inside the service's git repository (relative to its root),
+     * taken at the commit being deployed.
+     */
+    { $case: "path"; value: string }
+    | //
+    /** A chart from a chart repository (https:// index or oci://). */
+    { $case: "repository"; value: ChartReference }
+    | undefined;
+  /** Values overrides: a YAML mapping (helm -f). Stageline's image values are applied after it. */
+  valuesYaml: string;
+}
+
+export interface ChartReference {
+  /** https://… chart repository, or oci://… registry path. */
+  url: string;
+  /** The chart's name in that repository (empty for an oci:// URL naming the chart itself). */
+  name: string;
+  /** Chart version; empty: the newest. */
+  version: string;
 }
 
 export interface HealthCheck {
@@ -1911,6 +2010,8 @@ function createBaseService(): Service {
     createdAt: undefined,
     updatedAt: undefined,
     healthCheck: undefined,
+    strategy: undefined,
+    chart: undefined,
   };
 }
 
@@ -1968,6 +2069,12 @@ export const Service: MessageFns<Service> = {
     }
     if (message.healthCheck !== undefined) {
       HealthCheck.encode(message.healthCheck, writer.uint32(138).fork()).join();
+    }
+    if (message.strategy !== undefined) {
+      DeploymentStrategy.encode(message.strategy, writer.uint32(146).fork()).join();
+    }
+    if (message.chart !== undefined) {
+      CustomChart.encode(message.chart, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -2121,6 +2228,22 @@ export const Service: MessageFns<Service> = {
             message.healthCheck = HealthCheck.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.strategy = DeploymentStrategy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.chart = CustomChart.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2191,6 +2314,8 @@ export const Service: MessageFns<Service> = {
         : isSet(object.health_check)
         ? HealthCheck.fromJSON(object.health_check)
         : undefined,
+      strategy: isSet(object.strategy) ? DeploymentStrategy.fromJSON(object.strategy) : undefined,
+      chart: isSet(object.chart) ? CustomChart.fromJSON(object.chart) : undefined,
     };
   },
 
@@ -2244,6 +2369,12 @@ export const Service: MessageFns<Service> = {
     if (message.healthCheck !== undefined) {
       obj.healthCheck = HealthCheck.toJSON(message.healthCheck);
     }
+    if (message.strategy !== undefined) {
+      obj.strategy = DeploymentStrategy.toJSON(message.strategy);
+    }
+    if (message.chart !== undefined) {
+      obj.chart = CustomChart.toJSON(message.chart);
+    }
     return obj;
   },
 
@@ -2295,6 +2426,343 @@ export const Service: MessageFns<Service> = {
     message.healthCheck = (object.healthCheck !== undefined && object.healthCheck !== null)
       ? HealthCheck.fromPartial(object.healthCheck)
       : undefined;
+    message.strategy = (object.strategy !== undefined && object.strategy !== null)
+      ? DeploymentStrategy.fromPartial(object.strategy)
+      : undefined;
+    message.chart = (object.chart !== undefined && object.chart !== null)
+      ? CustomChart.fromPartial(object.chart)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeploymentStrategy(): DeploymentStrategy {
+  return { type: 0, maxSurge: "", maxUnavailable: "" };
+}
+
+export const DeploymentStrategy: MessageFns<DeploymentStrategy> = {
+  encode(message: DeploymentStrategy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.maxSurge !== "") {
+      writer.uint32(18).string(message.maxSurge);
+    }
+    if (message.maxUnavailable !== "") {
+      writer.uint32(26).string(message.maxUnavailable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeploymentStrategy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeploymentStrategy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.maxSurge = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.maxUnavailable = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeploymentStrategy {
+    return {
+      type: isSet(object.type) ? deploymentStrategyTypeFromJSON(object.type) : 0,
+      maxSurge: isSet(object.maxSurge)
+        ? globalThis.String(object.maxSurge)
+        : isSet(object.max_surge)
+        ? globalThis.String(object.max_surge)
+        : "",
+      maxUnavailable: isSet(object.maxUnavailable)
+        ? globalThis.String(object.maxUnavailable)
+        : isSet(object.max_unavailable)
+        ? globalThis.String(object.max_unavailable)
+        : "",
+    };
+  },
+
+  toJSON(message: DeploymentStrategy): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = deploymentStrategyTypeToJSON(message.type);
+    }
+    if (message.maxSurge !== "") {
+      obj.maxSurge = message.maxSurge;
+    }
+    if (message.maxUnavailable !== "") {
+      obj.maxUnavailable = message.maxUnavailable;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeploymentStrategy>, I>>(base?: I): DeploymentStrategy {
+    return DeploymentStrategy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeploymentStrategy>, I>>(object: I): DeploymentStrategy {
+    const message = createBaseDeploymentStrategy();
+    message.type = object.type ?? 0;
+    message.maxSurge = object.maxSurge ?? "";
+    message.maxUnavailable = object.maxUnavailable ?? "";
+    return message;
+  },
+};
+
+function createBaseCustomChart(): CustomChart {
+  return { source: undefined, valuesYaml: "" };
+}
+
+export const CustomChart: MessageFns<CustomChart> = {
+  encode(message: CustomChart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.source?.$case) {
+      case "path":
+        writer.uint32(10).string(message.source.value);
+        break;
+      case "repository":
+        ChartReference.encode(message.source.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    if (message.valuesYaml !== "") {
+      writer.uint32(26).string(message.valuesYaml);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CustomChart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCustomChart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = { $case: "path", value: reader.string() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = { $case: "repository", value: ChartReference.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.valuesYaml = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CustomChart {
+    return {
+      source: isSet(object.path)
+        ? { $case: "path", value: globalThis.String(object.path) }
+        : isSet(object.repository)
+        ? { $case: "repository", value: ChartReference.fromJSON(object.repository) }
+        : undefined,
+      valuesYaml: isSet(object.valuesYaml)
+        ? globalThis.String(object.valuesYaml)
+        : isSet(object.values_yaml)
+        ? globalThis.String(object.values_yaml)
+        : "",
+    };
+  },
+
+  toJSON(message: CustomChart): unknown {
+    const obj: any = {};
+    if (message.source?.$case === "path") {
+      obj.path = message.source.value;
+    } else if (message.source?.$case === "repository") {
+      obj.repository = ChartReference.toJSON(message.source.value);
+    }
+    if (message.valuesYaml !== "") {
+      obj.valuesYaml = message.valuesYaml;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CustomChart>, I>>(base?: I): CustomChart {
+    return CustomChart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CustomChart>, I>>(object: I): CustomChart {
+    const message = createBaseCustomChart();
+    switch (object.source?.$case) {
+      case "path": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "path", value: object.source.value };
+        }
+        break;
+      }
+      case "repository": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "repository", value: ChartReference.fromPartial(object.source.value) };
+        }
+        break;
+      }
+    }
+    message.valuesYaml = object.valuesYaml ?? "";
+    return message;
+  },
+};
+
+function createBaseChartReference(): ChartReference {
+  return { url: "", name: "", version: "" };
+}
+
+export const ChartReference: MessageFns<ChartReference> = {
+  encode(message: ChartReference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChartReference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChartReference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChartReference {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: ChartReference): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChartReference>, I>>(base?: I): ChartReference {
+    return ChartReference.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChartReference>, I>>(object: I): ChartReference {
+    const message = createBaseChartReference();
+    message.url = object.url ?? "";
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
     return message;
   },
 };

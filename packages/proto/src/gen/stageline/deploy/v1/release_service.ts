@@ -30,6 +30,12 @@ export interface Release {
   status: string;
   serviceId: string;
   chart: string;
+  /** The version the image came from (commit:, tag:), as the run resolved it. */
+  version: string;
+  /** What happened to it (why it failed, what it rolled back to). */
+  message: string;
+  /** The run (deploy job) that made it. */
+  jobId: string;
 }
 
 export interface ListReleasesRequest {
@@ -49,6 +55,34 @@ export interface GetReleaseResponse {
   release?: Release | undefined;
 }
 
+export interface CronRun {
+  serviceId: string;
+  /** The schedule's tick this run is for (minute resolution). */
+  scheduledAt?: Date | undefined;
+  startedAt?: Date | undefined;
+  finishedAt?:
+    | Date
+    | undefined;
+  /** RUNNING, SUCCEEDED or FAILED. */
+  status: string;
+  exitCode: number;
+  message: string;
+  /** The release (revision) that ran. */
+  revision: number;
+  /** The run's log lines (the last ones when it was long). */
+  log: string[];
+}
+
+export interface ListCronRunsRequest {
+  serviceId: string;
+  /** Default 50, at most 500. */
+  limit: number;
+}
+
+export interface ListCronRunsResponse {
+  runs: CronRun[];
+}
+
 function createBaseRelease(): Release {
   return {
     revision: 0,
@@ -60,6 +94,9 @@ function createBaseRelease(): Release {
     status: "",
     serviceId: "",
     chart: "",
+    version: "",
+    message: "",
+    jobId: "",
   };
 }
 
@@ -91,6 +128,15 @@ export const Release: MessageFns<Release> = {
     }
     if (message.chart !== "") {
       writer.uint32(74).string(message.chart);
+    }
+    if (message.version !== "") {
+      writer.uint32(82).string(message.version);
+    }
+    if (message.message !== "") {
+      writer.uint32(90).string(message.message);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(98).string(message.jobId);
     }
     return writer;
   },
@@ -180,6 +226,30 @@ export const Release: MessageFns<Release> = {
             message.chart = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -219,6 +289,13 @@ export const Release: MessageFns<Release> = {
         ? globalThis.String(object.service_id)
         : "",
       chart: isSet(object.chart) ? globalThis.String(object.chart) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
     };
   },
 
@@ -251,6 +328,15 @@ export const Release: MessageFns<Release> = {
     if (message.chart !== "") {
       obj.chart = message.chart;
     }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
     return obj;
   },
 
@@ -268,6 +354,9 @@ export const Release: MessageFns<Release> = {
     message.status = object.status ?? "";
     message.serviceId = object.serviceId ?? "";
     message.chart = object.chart ?? "";
+    message.version = object.version ?? "";
+    message.message = object.message ?? "";
+    message.jobId = object.jobId ?? "";
     return message;
   },
 };
@@ -572,6 +661,391 @@ export const GetReleaseResponse: MessageFns<GetReleaseResponse> = {
   },
 };
 
+function createBaseCronRun(): CronRun {
+  return {
+    serviceId: "",
+    scheduledAt: undefined,
+    startedAt: undefined,
+    finishedAt: undefined,
+    status: "",
+    exitCode: 0,
+    message: "",
+    revision: 0,
+    log: [],
+  };
+}
+
+export const CronRun: MessageFns<CronRun> = {
+  encode(message: CronRun, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serviceId !== "") {
+      writer.uint32(10).string(message.serviceId);
+    }
+    if (message.scheduledAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.scheduledAt), writer.uint32(18).fork()).join();
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.finishedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.finishedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.status !== "") {
+      writer.uint32(42).string(message.status);
+    }
+    if (message.exitCode !== 0) {
+      writer.uint32(48).int32(message.exitCode);
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(64).uint32(message.revision);
+    }
+    for (const v of message.log) {
+      writer.uint32(74).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CronRun {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCronRun();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.scheduledAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.finishedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.revision = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.log.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CronRun {
+    return {
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      scheduledAt: isSet(object.scheduledAt)
+        ? fromJsonTimestamp(object.scheduledAt)
+        : isSet(object.scheduled_at)
+        ? fromJsonTimestamp(object.scheduled_at)
+        : undefined,
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      finishedAt: isSet(object.finishedAt)
+        ? fromJsonTimestamp(object.finishedAt)
+        : isSet(object.finished_at)
+        ? fromJsonTimestamp(object.finished_at)
+        : undefined,
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      log: globalThis.Array.isArray(object?.log)
+        ? object.log.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CronRun): unknown {
+    const obj: any = {};
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.scheduledAt !== undefined) {
+      obj.scheduledAt = message.scheduledAt.toISOString();
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.finishedAt !== undefined) {
+      obj.finishedAt = message.finishedAt.toISOString();
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.exitCode !== 0) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.log?.length) {
+      obj.log = message.log;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CronRun>, I>>(base?: I): CronRun {
+    return CronRun.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CronRun>, I>>(object: I): CronRun {
+    const message = createBaseCronRun();
+    message.serviceId = object.serviceId ?? "";
+    message.scheduledAt = object.scheduledAt ?? undefined;
+    message.startedAt = object.startedAt ?? undefined;
+    message.finishedAt = object.finishedAt ?? undefined;
+    message.status = object.status ?? "";
+    message.exitCode = object.exitCode ?? 0;
+    message.message = object.message ?? "";
+    message.revision = object.revision ?? 0;
+    message.log = object.log?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListCronRunsRequest(): ListCronRunsRequest {
+  return { serviceId: "", limit: 0 };
+}
+
+export const ListCronRunsRequest: MessageFns<ListCronRunsRequest> = {
+  encode(message: ListCronRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serviceId !== "") {
+      writer.uint32(10).string(message.serviceId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCronRunsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCronRunsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCronRunsRequest {
+    return {
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListCronRunsRequest): unknown {
+    const obj: any = {};
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCronRunsRequest>, I>>(base?: I): ListCronRunsRequest {
+    return ListCronRunsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCronRunsRequest>, I>>(object: I): ListCronRunsRequest {
+    const message = createBaseListCronRunsRequest();
+    message.serviceId = object.serviceId ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListCronRunsResponse(): ListCronRunsResponse {
+  return { runs: [] };
+}
+
+export const ListCronRunsResponse: MessageFns<ListCronRunsResponse> = {
+  encode(message: ListCronRunsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.runs) {
+      CronRun.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCronRunsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCronRunsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runs.push(CronRun.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCronRunsResponse {
+    return { runs: globalThis.Array.isArray(object?.runs) ? object.runs.map((e: any) => CronRun.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListCronRunsResponse): unknown {
+    const obj: any = {};
+    if (message.runs?.length) {
+      obj.runs = message.runs.map((e) => CronRun.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCronRunsResponse>, I>>(base?: I): ListCronRunsResponse {
+    return ListCronRunsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCronRunsResponse>, I>>(object: I): ListCronRunsResponse {
+    const message = createBaseListCronRunsResponse();
+    message.runs = object.runs?.map((e) => CronRun.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Internal: each service's release history. */
 export type ReleaseServiceService = typeof ReleaseServiceService;
 export const ReleaseServiceService = {
@@ -594,11 +1068,24 @@ export const ReleaseServiceService = {
     responseSerialize: (value: GetReleaseResponse): Buffer => Buffer.from(GetReleaseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetReleaseResponse => GetReleaseResponse.decode(value),
   },
+  /** Runs of a CRON_JOB scheduled by the deploy service itself (the `local` runtime), newest first. */
+  listCronRuns: {
+    path: "/stageline.deploy.v1.ReleaseService/ListCronRuns" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCronRunsRequest): Buffer => Buffer.from(ListCronRunsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCronRunsRequest => ListCronRunsRequest.decode(value),
+    responseSerialize: (value: ListCronRunsResponse): Buffer =>
+      Buffer.from(ListCronRunsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCronRunsResponse => ListCronRunsResponse.decode(value),
+  },
 } as const;
 
 export interface ReleaseServiceServer extends UntypedServiceImplementation {
   listReleases: handleUnaryCall<ListReleasesRequest, ListReleasesResponse>;
   getRelease: handleUnaryCall<GetReleaseRequest, GetReleaseResponse>;
+  /** Runs of a CRON_JOB scheduled by the deploy service itself (the `local` runtime), newest first. */
+  listCronRuns: handleUnaryCall<ListCronRunsRequest, ListCronRunsResponse>;
 }
 
 export interface ReleaseServiceClient extends Client {
@@ -631,6 +1118,22 @@ export interface ReleaseServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetReleaseResponse) => void,
+  ): ClientUnaryCall;
+  /** Runs of a CRON_JOB scheduled by the deploy service itself (the `local` runtime), newest first. */
+  listCronRuns(
+    request: ListCronRunsRequest,
+    callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: ListCronRunsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: ListCronRunsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
   ): ClientUnaryCall;
 }
 
