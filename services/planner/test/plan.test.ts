@@ -211,3 +211,126 @@ describe('values for later stages', () => {
     expect(run.services[0]).toMatchObject({ build: null, version: 'revision:2' });
   });
 });
+
+describe('lifecycle and cron jobs (DESIGN.md §4)', () => {
+  const job = (id: string, stage: number, on: { deploy: boolean; stop: boolean; delete: boolean }, extra = {}) =>
+    svc(id, stage, { kind: 'LIFECYCLE_JOB', runsOn: on, ...extra });
+  const slotOf = (run: ReturnType<typeof planRun>, id: string) => run.services.find((s) => s.serviceId === id)!;
+
+  it('a job runs on the events it is configured for (a DEPLOY job with the trigger) and is SKIPPED otherwise', () => {
+    const services = [
+      job('on-deploy', 0, { deploy: true, stop: false, delete: false }),
+      job('on-stop', 0, { deploy: false, stop: true, delete: false }),
+      job('on-delete', 1, { deploy: false, stop: false, delete: true }),
+      svc('api', 2),
+    ];
+    const deploy = planRun('r', env(services), req('DEPLOY'));
+    expect(summary(deploy.services)).toEqual([
+      ['on-deploy', 'QUEUED', ''],
+      ['on-stop', 'SKIPPED', 'runs on STOP or DELETE only, not on DEPLOY'],
+      ['on-delete', 'SKIPPED', 'runs on STOP or DELETE only, not on DEPLOY'],
+      ['api', 'QUEUED', ''],
+    ]);
+    expect(slotOf(deploy, 'on-deploy').deploy).toMatchObject({ what: 'DEPLOY' });
+    expect(slotOf(deploy, 'on-deploy').deploy?.trigger).toBeUndefined();
+
+    const stop = planRun('r', env(services), req('STOP'));
+    expect(summary(stop.services)).toEqual([
+      ['on-deploy', 'SKIPPED', 'not configured to run on STOP'],
+      ['on-stop', 'QUEUED', ''],
+      ['on-delete', 'SKIPPED', 'not configured to run on STOP'],
+      ['api', 'STOP_QUEUED', ''],
+    ]);
+    // It runs (DEPLOY, EXECUTING) with the image it last ran: no build.
+    expect(slotOf(stop, 'on-stop')).toMatchObject({
+      build: null,
+      image: deployed.image,
+      deploy: { what: 'DEPLOY', trigger: 'STOP' },
+    });
+
+    const del = planRun('r', env(services), req('DELETE'));
+    expect(summary(del.services)).toEqual([
+      ['on-deploy', 'DELETE_QUEUED', ''],
+      ['on-stop', 'DELETE_QUEUED', ''],
+      ['on-delete', 'QUEUED', ''],
+      ['api', 'DELETE_QUEUED', ''],
+    ]);
+    expect(slotOf(del, 'on-delete').deploy).toMatchObject({ what: 'DEPLOY', trigger: 'DELETE' });
+    // Still stage by stage in reverse: the DELETE job of stage 1 runs before stage 0 is removed.
+    expect(del.executionOrder).toEqual(['s2', 's1', 's0']);
+
+    expect(summary(planRun('r', env(services), req('RESTART')).services).slice(0, 3)).toEqual([
+      ['on-deploy', 'SKIPPED', 'a lifecycle job runs on DEPLOY, STOP or DELETE, never on RESTART'],
+      ['on-stop', 'SKIPPED', 'a lifecycle job runs on DEPLOY, STOP or DELETE, never on RESTART'],
+      ['on-delete', 'SKIPPED', 'a lifecycle job runs on DEPLOY, STOP or DELETE, never on RESTART'],
+    ]);
+  });
+
+  it('a job that never ran is built at its configured version before it runs on STOP; it shows EXECUTING', () => {
+    const fresh = job('cleanup', 0, { deploy: false, stop: true, delete: false }, { current: never });
+    let { state, decisions } = advance(planRun('r', env([fresh]), req('STOP')), 0);
+    expect(decisions).toEqual([
+      { type: 'dispatch', role: 'build', serviceId: 'cleanup', jobId: 'r:cleanup:build:1', attempt: 1, what: 'MIRROR' },
+    ]);
+    expect(state.services[0]!.version).toBe('tag:v2');
+    state = applyJobFact(state, {
+      type: 'jobFinished',
+      jobId: 'r:cleanup:build:1',
+      sequence: 1,
+      succeeded: true,
+      state: 'QUEUED',
+      message: '',
+      image: 'mirror/cleanup:v2@sha256:2',
+      endpoints: [],
+      at: 1,
+    });
+    ({ state, decisions } = advance(state, 1));
+    expect(decisions.map((d) => d.type === 'dispatch' && [d.role, d.what])).toEqual([['deploy', 'DEPLOY']]);
+    expect(state.services[0]!.status).toBe('EXECUTING');
+    expect(state.services[0]!.deploy?.trigger).toBe('STOP');
+  });
+
+  it('a failed job fails its stage and the run; later stages never start', () => {
+    const services = [job('migrate', 0, { deploy: true, stop: false, delete: false }), svc('api', 1, { build: null })];
+    let { state } = advance(planRun('r', env(services), req('DEPLOY')), 0);
+    state = applyJobFact(state, {
+      type: 'jobFinished',
+      jobId: 'r:migrate:build:1',
+      sequence: 1,
+      succeeded: true,
+      state: 'QUEUED',
+      message: '',
+      image: 'i',
+      endpoints: [],
+      at: 1,
+    });
+    ({ state } = advance(state, 1));
+    state = applyJobFact(state, {
+      type: 'jobFinished',
+      jobId: 'r:migrate:deploy:1',
+      sequence: 1,
+      succeeded: false,
+      state: 'DEPLOYMENT_ERROR',
+      message: 'job exited with code 1',
+      image: '',
+      endpoints: [],
+      at: 2,
+    });
+    const { state: end, decisions } = advance(state, 2);
+    expect(decisions.at(-1)).toEqual({ type: 'finished', status: 'FAILED' });
+    expect(end.stages.map((s) => s.status)).toEqual(['ERROR', 'CANCELED', 'SKIPPED']);
+    expect(end.services.find((s) => s.serviceId === 'api')!.deploy?.phase).toBe('PENDING');
+  });
+
+  it('a cron job is deployed (scheduled) on DEPLOY, stopped (suspended) on STOP, like any service', () => {
+    const cron = svc('nightly', 0, { kind: 'CRON_JOB' });
+    expect(planRun('r', env([cron]), req('DEPLOY')).services[0]).toMatchObject({
+      status: 'QUEUED',
+      deploy: { what: 'DEPLOY' },
+    });
+    expect(planRun('r', env([cron]), req('STOP')).services[0]).toMatchObject({
+      status: 'STOP_QUEUED',
+      deploy: { what: 'STOP' },
+    });
+  });
+});

@@ -40,6 +40,28 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const OPEN = ['QUEUED', 'RUNNING', 'CANCELING'];
 const ACTIVE = ['RUNNING', 'CANCELING'];
 
+/**
+ * A service naming its own Helm chart that this request would deploy on the `local` runtime, which
+ * cannot render charts (DESIGN.md §4): its name, so the request is refused before anything starts.
+ */
+function customChartOnLocal(snap: Snapshot, action: string, serviceIds: readonly string[]): string | undefined {
+  if (snap.environment.runtime === 'kubernetes') return undefined;
+  if (action !== 'DEPLOY' && action !== 'REDEPLOY' && action !== 'ROLLBACK') return undefined;
+  const targets =
+    serviceIds.length > 0
+      ? snap.services.filter((s) => serviceIds.includes(s.id))
+      : snap.services.filter((s) => !s.skipped);
+  return targets.find((s) => s.chart?.source !== undefined)?.name;
+}
+
+function refuseCustomChart(name: string, runtime: string): DomainError {
+  return failedPrecondition(
+    `service "${name}" names its own Helm chart, which only the kubernetes runtime can deploy; ` +
+      `this environment runs on "${runtime || 'local'}"`,
+    'service.chart',
+  );
+}
+
 function parseVersion(version: string): void {
   if (version === '') return;
   const m = /^(?:(commit|tag|revision):)?(.+)$/.exec(version);
@@ -98,6 +120,8 @@ export class PlannerApp {
     for (const id of serviceIds) {
       if (!snap.services.some((s) => s.id === id)) throw notFound('service', id, 'service_ids');
     }
+    const charted = customChartOnLocal(snap, action, serviceIds);
+    if (charted !== undefined) throw refuseCustomChart(charted, snap.environment.runtime);
 
     const result = await this.#inLane(request.environmentId, async (em, deleted) => {
       const again = await em.findOne(RequestKeyRow, { requestId: request.requestId });
@@ -240,9 +264,13 @@ export class PlannerApp {
         if ((await tx.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return;
         const row = await tx.findOne(DeploymentRow, { id: next.id });
         if (row?.status !== 'QUEUED') return;
-        if (!snap) {
+        const charted = snap && customChartOnLocal(snap, row.action, row.serviceIds);
+        if (!snap || charted !== undefined) {
+          // Nothing has started: the run ends before its first job.
           row.status = 'FAILED';
-          row.message = 'the environment no longer exists';
+          row.message = snap
+            ? refuseCustomChart(charted ?? '', snap.environment.runtime).message
+            : 'the environment no longer exists';
           row.finishedAt = new Date(this.#now());
           finished = true;
         } else {
@@ -319,6 +347,8 @@ export class PlannerApp {
     for (const id of request.serviceIds) {
       if (!snap.services.some((s) => s.id === id)) throw notFound('service', id, 'service_ids');
     }
+    const charted = customChartOnLocal(snap, action, request.serviceIds);
+    if (charted !== undefined) throw refuseCustomChart(charted, snap.environment.runtime);
     const em = this.#deps.db.em();
     const fake = {
       id: newId(),
@@ -376,6 +406,12 @@ export class PlannerApp {
     const statuses = await em.find(ServiceStatusRow, { environmentId: snap.environment.id });
     const current = new Map<string, CurrentRow>(statuses.map((s) => [s.serviceId, s]));
     const facts = factsFrom(snap as snapshot.GetEnvironmentSnapshotResponse, current);
+    for (const f of facts.services) {
+      const source = snap.services.find((x) => x.id === f.id)?.source;
+      if (f.kind === 'LIFECYCLE_JOB' && source?.$case === 'job') {
+        f.runsOn = { deploy: source.value.onDeploy, stop: source.value.onStop, delete: source.value.onDelete };
+      }
+    }
     const request: RunRequest = {
       action: row.action as RunRequest['action'],
       serviceIds: row.serviceIds,
@@ -460,6 +496,7 @@ export class PlannerApp {
         namespace: environment.settings?.namespace ?? '',
         kubernetesContext: environment.settings?.kubernetesContext ?? '',
         injectedEnv: injectedEnv(state, d.serviceId, persisted),
+        ...(run.deploy?.trigger !== undefined ? { trigger: actionValue(run.deploy.trigger) } : {}),
       });
       enqueue(em, {
         id: newId(),
@@ -489,6 +526,15 @@ export class PlannerApp {
       if (s.status === 'SKIPPED' || s.status === 'CANCELED') continue;
       current.state = s.status;
       current.updatedAt = now;
+      if (s.kind === 'LIFECYCLE_JOB' && s.status === 'DEPLOYED' && s.deploy?.trigger !== undefined) {
+        // The job ran for the environment's STOP or DELETE: it is left as that action leaves services.
+        if (s.deploy.trigger === 'STOP') {
+          Object.assign(current, { stopped: true, version: s.version, image: s.image, outputs: s.outputs });
+        } else {
+          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '', outputs: {} });
+        }
+        continue;
+      }
       switch (s.status) {
         case 'DEPLOYED':
           // Outputs stay until the service deploys again.

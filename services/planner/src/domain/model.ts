@@ -57,6 +57,8 @@ export interface ServiceFacts {
   configuredVersion: string;
   /** From the planner's own history. */
   current: CurrentState;
+  /** LIFECYCLE_JOB: the environment events it runs on (absent: DEPLOY only). */
+  runsOn?: { deploy: boolean; stop: boolean; delete: boolean };
 }
 
 export interface CurrentState {
@@ -101,6 +103,8 @@ export interface JobSlot {
   attempt: number;
   /** Highest JobEvent sequence applied, to drop repeats and stale events. */
   lastSequence: number;
+  /** LIFECYCLE_JOB: the event a DEPLOY job runs it for (STOP, DELETE); absent: the run's own action. */
+  trigger?: 'STOP' | 'DELETE';
 }
 
 export interface Step {

@@ -14,9 +14,60 @@ function skipped(reason: string): Work {
   return { status: 'SKIPPED', build: null, deploy: null, version: '', image: '', message: reason, skip: reason };
 }
 
+const runsOn = (s: ServiceFacts) => s.runsOn ?? { deploy: true, stop: false, delete: false };
+
+/**
+ * A lifecycle job runs (a DEPLOY job, EXECUTING) on the events it is configured for and is skipped
+ * otherwise. On STOP or DELETE it runs at its stage's turn with the image it last ran, or the one its
+ * configured version builds if it never ran. RESTART never runs it. `undefined`: DEPLOY-like actions,
+ * handled as for any service once the job is configured for DEPLOY.
+ */
+function lifecycleWork(s: ServiceFacts, req: RunRequest): Work | undefined {
+  const on = runsOn(s);
+  switch (req.action) {
+    case 'DEPLOY':
+    case 'REDEPLOY':
+    case 'ROLLBACK':
+      return on.deploy ? undefined : skipped('runs on STOP or DELETE only, not on DEPLOY');
+    case 'RESTART':
+      return skipped('a lifecycle job runs on DEPLOY, STOP or DELETE, never on RESTART');
+    case 'STOP':
+    case 'DELETE': {
+      const trigger = req.action;
+      if (!(trigger === 'STOP' ? on.stop : on.delete)) {
+        if (trigger === 'STOP') return skipped('not configured to run on STOP');
+        // DELETE removes every service: what an earlier run of the job left goes too.
+        if (!s.current.hasResources) return skipped('not configured to run on DELETE; nothing to remove');
+        return {
+          status: 'DELETE_QUEUED',
+          build: null,
+          deploy: slot('deploy', 'DELETE'),
+          version: s.current.version,
+          image: s.current.image,
+          message: '',
+        };
+      }
+      if (trigger === 'STOP' && s.current.stopped) return skipped('already ran for this STOP');
+      const known = s.current.image !== '';
+      return {
+        status: 'QUEUED',
+        build: known || s.build === null ? null : slot('build', s.build),
+        deploy: { ...slot('deploy', 'DEPLOY'), trigger },
+        version: known ? s.current.version : s.configuredVersion,
+        image: known ? s.current.image : '',
+        message: '',
+      };
+    }
+  }
+}
+
 function workFor(s: ServiceFacts, req: RunRequest, serviceLevel: boolean): Work {
   // Environment-level actions leave skipped services alone — except DELETE, which removes everything.
   if (!serviceLevel && s.skipped && req.action !== 'DELETE') return skipped('skipped');
+  if (s.kind === 'LIFECYCLE_JOB') {
+    const work = lifecycleWork(s, req);
+    if (work !== undefined) return work;
+  }
   const build = s.build === null ? null : slot('build', s.build);
   switch (req.action) {
     case 'DEPLOY': {
