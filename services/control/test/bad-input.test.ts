@@ -344,6 +344,87 @@ const cases: Case[] = [
     'service.health_check.http.path',
   ],
   [
+    'rolling update surge that is neither a count nor a percentage',
+    () => addService({ ...container('nginx'), strategy: { type: 1, maxSurge: 'lots', maxUnavailable: '' } }),
+    INVALID_ARGUMENT,
+    'service.strategy.max_surge',
+  ],
+  [
+    'rolling update that can make no progress (0 surge, 0 unavailable)',
+    () => addService({ ...container('nginx'), strategy: { type: 1, maxSurge: '0', maxUnavailable: '0%' } }),
+    INVALID_ARGUMENT,
+    'service.strategy.max_unavailable',
+  ],
+  [
+    'recreate with a surge',
+    () => addService({ ...container('nginx'), strategy: { type: 2, maxSurge: '1', maxUnavailable: '' } }),
+    INVALID_ARGUMENT,
+    'service.strategy.max_surge',
+  ],
+  [
+    'strategy on a database',
+    () =>
+      addService({
+        name: 'db',
+        kind: ServiceKind.SERVICE_KIND_DATABASE,
+        source: { $case: 'database', value: { engine: 1, version: '16', mode: 1, image: '' } },
+        strategy: { type: 2, maxSurge: '', maxUnavailable: '' },
+      }),
+    INVALID_ARGUMENT,
+    'service.strategy',
+  ],
+  [
+    'custom chart path on a CONTAINER (it has no git repository)',
+    () => addService({ ...container('nginx'), chart: { source: { $case: 'path', value: 'chart' }, valuesYaml: '' } }),
+    INVALID_ARGUMENT,
+    'service.chart.path',
+  ],
+  [
+    'custom chart path climbing out of the repository',
+    () => addService({ ...application({}), chart: { source: { $case: 'path', value: '../x' }, valuesYaml: '' } }),
+    INVALID_ARGUMENT,
+    'service.chart.path',
+  ],
+  [
+    'custom chart repository that is not a URL',
+    () =>
+      addService({
+        ...container('nginx'),
+        chart: { source: { $case: 'repository', value: { url: 'charts', name: 'web', version: '' } }, valuesYaml: '' },
+      }),
+    INVALID_ARGUMENT,
+    'service.chart.repository.url',
+  ],
+  [
+    'custom chart repository without the chart name',
+    () =>
+      addService({
+        ...container('nginx'),
+        chart: {
+          source: { $case: 'repository', value: { url: 'https://charts.example.com', name: '', version: '' } },
+          valuesYaml: '',
+        },
+      }),
+    INVALID_ARGUMENT,
+    'service.chart.repository.name',
+  ],
+  [
+    'custom chart on a lifecycle job',
+    () =>
+      addService({
+        ...job(ServiceKind.SERVICE_KIND_LIFECYCLE_JOB, {
+          from: { $case: 'container', value: { image: 'busybox', tag: '1' } },
+          onDeploy: true,
+        }),
+        chart: {
+          source: { $case: 'repository', value: { url: 'https://charts.example.com', name: 'x', version: '' } },
+          valuesYaml: '',
+        },
+      }),
+    INVALID_ARGUMENT,
+    'service.chart',
+  ],
+  [
     'unknown stage for a service',
     () => addService({ ...container('nginx'), stageId: '0190c5f0-0000-7000-8000-000000000000' }),
     NOT_FOUND,

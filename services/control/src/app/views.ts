@@ -57,6 +57,8 @@ export function serviceView(aggregate: EnvironmentAggregate, service: ServiceRec
     envVars: d.envVars.map((v) => (v.secret ? { ...v, value: '' } : v)),
     readinessTimeoutSeconds: d.readinessTimeoutSeconds,
     healthCheck: d.healthCheck,
+    strategy: d.strategy,
+    chart: d.chart,
     endpoints: service.endpoints,
     createdAt: service.createdAt,
     updatedAt: service.updatedAt,

@@ -43,6 +43,8 @@ export interface ServiceDefinition {
   envVars: control.EnvVar[];
   readinessTimeoutSeconds: number;
   healthCheck?: control.HealthCheck;
+  strategy?: control.DeploymentStrategy;
+  chart?: control.CustomChart;
 }
 
 function check(field: string, error: string | undefined): void {
@@ -186,6 +188,97 @@ function healthCheck(field: string, input: control.HealthCheck): control.HealthC
   return { probe, initialDelaySeconds: input.initialDelaySeconds, periodSeconds: period };
 }
 
+// Kubernetes IntOrString for maxSurge / maxUnavailable: a count or a percentage.
+const SURGE = /^(0|[1-9][0-9]{0,3})%?$/;
+
+function strategy(field: string, kind: KindName, input: control.DeploymentStrategy): control.DeploymentStrategy {
+  if (kind !== 'CONTAINER' && kind !== 'APPLICATION') {
+    throw invalidArgument(field, 'applies to CONTAINER and APPLICATION services');
+  }
+  const T = 'DEPLOYMENT_STRATEGY_TYPE_';
+  const type = input.type === 0 ? 1 : input.type;
+  if (type !== 1 && type !== 2) throw invalidArgument(`${field}.type`, `must be ${T}ROLLING_UPDATE or ${T}RECREATE`);
+  if (type === 2) {
+    if (input.maxSurge !== '' || input.maxUnavailable !== '') {
+      throw invalidArgument(`${field}.max_surge`, 'max_surge and max_unavailable apply to ROLLING_UPDATE only');
+    }
+    return { type, maxSurge: '', maxUnavailable: '' };
+  }
+  const maxSurge = input.maxSurge === '' ? '25%' : input.maxSurge;
+  const maxUnavailable = input.maxUnavailable === '' ? '25%' : input.maxUnavailable;
+  for (const [name, value] of [
+    ['max_surge', maxSurge],
+    ['max_unavailable', maxUnavailable],
+  ] as const) {
+    if (!SURGE.test(value) || (value.endsWith('%') && Number.parseInt(value, 10) > 100)) {
+      throw invalidArgument(`${field}.${name}`, 'must be a number of pods ("1") or a percentage up to 100% ("25%")');
+    }
+  }
+  if (/^0%?$/.test(maxSurge) && /^0%?$/.test(maxUnavailable)) {
+    throw invalidArgument(`${field}.max_unavailable`, 'max_surge and max_unavailable cannot both be 0');
+  }
+  return { type, maxSurge, maxUnavailable };
+}
+
+const CHART_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
+const CHART_VERSION = /^[0-9A-Za-z][0-9A-Za-z.+~^<>=*|, -]{0,63}$/;
+
+function customChart(field: string, kind: KindName, input: control.CustomChart): control.CustomChart {
+  if (kind !== 'CONTAINER' && kind !== 'APPLICATION') {
+    throw invalidArgument(field, 'a custom chart applies to CONTAINER and APPLICATION services');
+  }
+  let source: control.CustomChart['source'];
+  switch (input.source?.$case) {
+    case 'path': {
+      if (kind !== 'APPLICATION') {
+        throw invalidArgument(
+          `${field}.path`,
+          'a chart path names a directory of the git repository: APPLICATION only',
+        );
+      }
+      const problem = checkRepoPath(input.source.value);
+      if (problem !== undefined) throw invalidArgument(`${field}.path`, problem);
+      const path = normalizeRepoPath(input.source.value);
+      if (path === '') throw invalidArgument(`${field}.path`, 'must name the chart directory');
+      source = { $case: 'path', value: path };
+      break;
+    }
+    case 'repository': {
+      const ref = input.source.value;
+      let url: URL;
+      try {
+        url = new URL(ref.url);
+      } catch {
+        throw invalidArgument(`${field}.repository.url`, 'must be an https:// (or http://, oci://) URL');
+      }
+      if (!['https:', 'http:', 'oci:'].includes(url.protocol) || url.username !== '' || url.password !== '') {
+        throw invalidArgument(
+          `${field}.repository.url`,
+          'must be an https:// (or http://, oci://) URL without credentials',
+        );
+      }
+      if (url.protocol !== 'oci:' && !CHART_NAME.test(ref.name)) {
+        throw invalidArgument(`${field}.repository.name`, 'the chart name in the repository is required');
+      }
+      if (ref.name !== '' && !CHART_NAME.test(ref.name)) {
+        throw invalidArgument(`${field}.repository.name`, 'must be a chart name (lowercase letters, digits, . _ -)');
+      }
+      if (ref.version !== '' && !CHART_VERSION.test(ref.version)) {
+        throw invalidArgument(`${field}.repository.version`, 'must be a SemVer version or range');
+      }
+      source = { $case: 'repository', value: { url: ref.url, name: ref.name, version: ref.version } };
+      break;
+    }
+    case undefined:
+      throw invalidArgument(`${field}.path`, 'set path (in the git repository) or repository');
+  }
+  if (Buffer.byteLength(input.valuesYaml) > MAX_ENV_VALUE_BYTES * 4) {
+    throw invalidArgument(`${field}.values_yaml`, 'must be at most 128 KiB');
+  }
+  if (input.valuesYaml.includes('\0')) throw invalidArgument(`${field}.values_yaml`, 'must not contain NUL');
+  return { source, valuesYaml: input.valuesYaml };
+}
+
 const EXPECTED_SOURCE: Record<KindName, Source['$case']> = {
   DATABASE: 'database',
   LIFECYCLE_JOB: 'job',
@@ -246,6 +339,8 @@ export function normalizeDefinition(input: control.Service, field = 'service'): 
     envVars,
     readinessTimeoutSeconds: readiness,
     ...(input.healthCheck ? { healthCheck: healthCheck(`${field}.health_check`, input.healthCheck) } : {}),
+    ...(input.strategy ? { strategy: strategy(`${field}.strategy`, kind, input.strategy) } : {}),
+    ...(input.chart ? { chart: customChart(`${field}.chart`, kind, input.chart) } : {}),
   };
 }
 
