@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Bus } from '@stageline/bus';
+import { Bus, WorkerStopping } from '@stageline/bus';
 import { type Database, openDatabase } from '@stageline/db';
 import { bus, control } from '@stageline/proto';
 import { resolveRegistry, useIsolatedEnvironment } from '@stageline/testkit';
@@ -318,6 +318,18 @@ describe('failures', () => {
     const { result, build } = await running;
     expect(result.state).toBe(ServiceState.SERVICE_STATE_CANCELED);
     expect(build!.outcome).toBe(StepOutcome.STEP_OUTCOME_CANCELED);
+  });
+
+  it("this worker's own shutdown hands the job back instead of reporting the run canceled", async () => {
+    const slow = createRepo(scratch, 'slow3');
+    slow.commit({ Dockerfile: `${FROM}\nRUN echo sleeping && sleep 60\n` });
+    const controller = new AbortController();
+    const ctx = recordingContext(controller.signal);
+    const running = gitBuildJob(deps, gitJob(appService(uniqueName('svc-'), { url: slow.url })), ctx);
+    while (!ctx.lines.some((l) => l === 'sleeping')) await new Promise((r) => setTimeout(r, 50));
+    controller.abort(new WorkerStopping());
+    await expect(running).rejects.toBeInstanceOf(WorkerStopping);
+    expect(ctx.finished.map((s) => s.outcome)).toEqual([StepOutcome.STEP_OUTCOME_SUCCESS]);
   });
 
   it('a missing Dockerfile or branch: BUILD_ERROR with the reason', async () => {

@@ -11,7 +11,7 @@
 // and the git credentials. A build past `build_timeout_seconds` is stopped and fails with that reason.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import type { JobContext } from '@stageline/bus';
+import { isWorkerStopping, type JobContext } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
 import { type Builder, BuildFailure } from '../adapters/builder/builder.ts';
@@ -309,6 +309,13 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
       await lock.release();
     }
   } catch (error) {
+    if (ctx.signal.aborted && isWorkerStopping(ctx.signal.reason)) {
+      // This process is shutting down, not the run: the worker hands the job to another process.
+      await deps.builds
+        .finish(buildId, { status: 'CANCELED', message: 'worker stopping: handed back' })
+        .catch(() => undefined);
+      throw ctx.signal.reason;
+    }
     if (ctx.signal.aborted) {
       const message = `canceled while ${phase}`;
       await steps.finish(StepOutcome.STEP_OUTCOME_CANCELED, message);
