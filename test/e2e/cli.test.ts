@@ -163,6 +163,71 @@ describe('stageline CLI against a running stack', () => {
     expect(diff.stdout).toContain('no changes: demo/staging matches');
   });
 
+  it('every kind and field round-trips: a second apply and a diff see no change', async () => {
+    const file = join(dir, 'kinds.yaml');
+    writeFileSync(
+      file,
+      `project: demo
+name: kinds
+settings: { maxParallelBuilds: 2, maxParallelDeploys: 3, schedulingMode: STRICT, mirrorMode: SHARED, namespace: kinds-ns }
+stages: [{ name: data }, { name: jobs, description: "before the apps" }, { name: apps }]
+services:
+  - name: db
+    kind: DATABASE
+    stage: data
+    database: { engine: POSTGRESQL }
+  - name: cache
+    kind: DATABASE
+    stage: data
+    skipped: true
+    database: { engine: REDIS, version: "7.2", image: "127.0.0.1:5001/examples/busybox:1.36" }
+  - name: migrate
+    kind: LIFECYCLE_JOB
+    stage: jobs
+    job: { container: { image: 127.0.0.1:5001/examples/busybox, tag: "1.36" }, onDeploy: true, onDelete: true, maxRetries: 2 }
+  - name: nightly
+    kind: CRON_JOB
+    stage: jobs
+    job:
+      application: { gitUrl: "https://git.example.com/team/app.git", commit: 0123456789abcdef, rootPath: ./svc/ }
+      schedule: "0 3 * * *"
+  - name: app
+    kind: APPLICATION
+    stage: apps
+    application: { gitUrl: "https://git.example.com/team/app.git", dockerfilePath: docker/Dockerfile, buildTarget: prod, ports: [{ port: 3000, public: true }] }
+    buildResources: { cpuMillis: 1000 }
+    readinessTimeoutSeconds: 60
+    healthCheck: { http: { port: 3000 } }
+    strategy: { maxSurge: 1 }
+    chart: { path: deploy/chart/, valuesYaml: "replicas: 2\\n" }
+    envVars:
+      - { key: MODE, value: prod }
+      - { key: TOKEN, value: s3cret, secret: true }
+  - name: web
+    kind: CONTAINER
+    stage: apps
+    container: { image: 127.0.0.1:5001/examples/busybox }
+    healthCheck: { exec: { command: [cat, /www/index.html] }, initialDelaySeconds: 1 }
+    strategy: { type: RECREATE }
+    chart: { repository: { url: "oci://registry.example.com/charts/web" } }
+`,
+    );
+    // --prune: the four default stages go, so that the file is the whole pipeline.
+    const first = await cli(['apply', '-f', file, '--prune']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('- deleted stage "DEFAULT DATABASE"');
+    const second = await cli(['apply', '-f', file, '--prune']);
+    expect(second.stdout.trim()).toBe(`demo/kinds is up to date with ${file}: no changes.`);
+    const diff = await cli(['diff', '-f', file, '--prune']);
+    expect(diff.code).toBe(0);
+    expect(diff.stdout).toContain('no changes: demo/kinds matches');
+    const { services } = await callUnary(stack.environments, 'listServices', {
+      environmentId: (await environmentNamed('kinds'))!.id,
+    });
+    expect(services).toHaveLength(6);
+  });
+
   it('diff shows exactly the changes apply then makes; removed services go only with --prune', async () => {
     const base = exampleAs('drift');
     expect((await cli(['apply', '-f', base])).code).toBe(0);

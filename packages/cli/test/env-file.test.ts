@@ -238,3 +238,65 @@ services:
     ]);
   });
 });
+
+describe('rollout strategy and custom chart', () => {
+  it('reads them, with counts as text, and refuses them where they do not apply', () => {
+    const desired = desiredEnvironment(
+      loadEnvironmentFile(
+        'env.yaml',
+        `project: demo
+name: charts
+runtime: kubernetes
+services:
+  - name: app
+    kind: APPLICATION
+    application: { gitUrl: "https://git.example.com/team/app.git" }
+    strategy: { type: ROLLING_UPDATE, maxSurge: 1, maxUnavailable: "0%" }
+    chart:
+      path: deploy/chart
+      valuesYaml: |
+        replicas: 2
+  - name: web
+    kind: CONTAINER
+    container: { image: nginx }
+    strategy: { type: RECREATE }
+    chart: { repository: { url: "https://charts.example.com", name: web, version: "1.2.3" } }
+`,
+      ),
+      {},
+    );
+    const [app, web] = desired.services;
+    expect(app!.definition.strategy).toEqual({
+      type: control.DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE,
+      maxSurge: '1',
+      maxUnavailable: '0%',
+    });
+    expect(app!.definition.chart).toEqual({
+      source: { $case: 'path', value: 'deploy/chart' },
+      valuesYaml: 'replicas: 2\n',
+    });
+    expect(web!.definition.chart?.source).toEqual({
+      $case: 'repository',
+      value: { url: 'https://charts.example.com', name: 'web', version: '1.2.3' },
+    });
+    expect(
+      problemsOf(`project: demo
+name: bad
+services:
+  - name: db
+    kind: DATABASE
+    database: { engine: REDIS }
+    strategy: { type: RECREATE }
+  - name: web
+    kind: CONTAINER
+    container: { image: nginx }
+    strategy: { maxSurge: lots }
+    chart: { path: chart }
+`).map(formatProblem),
+    ).toEqual([
+      'env.yaml:7:5: services[0].strategy: does not apply to a DATABASE service',
+      'env.yaml:11:27: services[1].strategy.maxSurge: must be a number of pods (1) or a percentage ("25%")',
+      'env.yaml:12:14: services[1].chart.path: does not apply to a CONTAINER service',
+    ]);
+  });
+});

@@ -66,6 +66,8 @@ export interface ServiceSpec {
   envVars?: EnvVarSpec[];
   readinessTimeoutSeconds?: number;
   healthCheck?: HealthCheckSpec;
+  strategy?: { type?: 'ROLLING_UPDATE' | 'RECREATE'; maxSurge?: string | number; maxUnavailable?: string | number };
+  chart?: { path?: string; repository?: { url: string; name?: string; version?: string }; valuesYaml?: string };
 }
 export interface EnvironmentFile {
   project: string;
@@ -111,7 +113,6 @@ export interface DesiredEnvironment {
   name: string;
   runtime: string;
   settings: ResolvedSettings;
-  /** Whether the file sets a namespace (else the default <project>-<name>). */
   /** Absent: the file leaves the pipeline's stages alone. */
   stages: { name: string; description: string; path: FieldPath }[] | undefined;
   services: DesiredService[];
@@ -164,6 +165,13 @@ function serviceJson(
       envVars,
       readinessTimeoutSeconds: spec.readinessTimeoutSeconds,
       healthCheck: spec.healthCheck,
+      strategy: spec.strategy && {
+        type: prefixed('DEPLOYMENT_STRATEGY_TYPE_', spec.strategy.type),
+        // YAML reads `maxSurge: 1` as a number; the API takes the Kubernetes IntOrString as text.
+        maxSurge: spec.strategy.maxSurge === undefined ? undefined : String(spec.strategy.maxSurge),
+        maxUnavailable: spec.strategy.maxUnavailable === undefined ? undefined : String(spec.strategy.maxUnavailable),
+      },
+      chart: spec.chart,
     },
     sendsSecretValues: envVars.some((v) => v.secret && v.value !== ''),
   };
@@ -328,6 +336,22 @@ export function normalizedDefinition(s: control.Service): control.Service {
       periodSeconds: hc.periodSeconds || 2,
     };
   }
+  let strategy: control.DeploymentStrategy | undefined;
+  if (s.strategy) {
+    const type = s.strategy.type || control.DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE;
+    strategy =
+      type === control.DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE
+        ? { type, maxSurge: s.strategy.maxSurge || '25%', maxUnavailable: s.strategy.maxUnavailable || '25%' }
+        : { type, maxSurge: s.strategy.maxSurge, maxUnavailable: s.strategy.maxUnavailable };
+  }
+  let chart: control.CustomChart | undefined;
+  if (s.chart) {
+    const src = s.chart.source;
+    chart = {
+      source: src?.$case === 'path' ? { $case: 'path', value: repoPath(src.value) } : src,
+      valuesYaml: s.chart.valuesYaml,
+    };
+  }
   return control.Service.fromPartial({
     name: s.name,
     kind: s.kind,
@@ -339,6 +363,8 @@ export function normalizedDefinition(s: control.Service): control.Service {
     envVars: s.envVars.map((v) => ({ key: v.key, value: v.secret ? '' : v.value, secret: v.secret })),
     readinessTimeoutSeconds: s.readinessTimeoutSeconds || 300,
     ...(healthCheck ? { healthCheck } : {}),
+    ...(strategy ? { strategy } : {}),
+    ...(chart ? { chart } : {}),
   });
 }
 
