@@ -440,6 +440,52 @@ services:
     expect(rollback.stdout).toMatch(/web +DEPLOYED/);
   });
 
+  it('Ctrl-C stops watching, not the run; cancel --watch exits 0 once the run is CANCELED', async () => {
+    const file = join(dir, 'slow.yaml');
+    const [image, tag] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/);
+    // Never ready: nothing listens on the probed port, so the deploy waits until it is canceled.
+    writeFileSync(
+      file,
+      `project: demo
+name: slow
+services:
+  - name: slow
+    kind: CONTAINER
+    container: { image: ${image}, tag: "${tag}", ports: [{ port: 9999 }] }
+    envVars: [{ key: EXAMPLE_SCRIPT, value: "sleep 600" }]
+    healthCheck: { tcp: { port: 9999 }, periodSeconds: 1 }
+    readinessTimeoutSeconds: 300
+`,
+    );
+    expect((await cli(['apply', '-f', file])).code).toBe(0);
+    const started = await cli(['deploy', 'demo/slow', '-o', 'json']);
+    expect(started.code).toBe(0);
+    const runId = (JSON.parse(started.stdout) as { deployment: { id: string } }).deployment.id;
+
+    // Follow it until the deploy is under way, then Ctrl-C.
+    const watcher = spawn(process.execPath, [main, '--address', address(), 'watch', runId], {
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const exited = new Promise<number | null>((resolve) => watcher.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => {
+      watcher.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('slow step DEPLOYMENT started')) resolve();
+      });
+    });
+    watcher.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(out).toContain(`stopped watching: run ${runId} goes on.`);
+    const still = await callUnary(stack.deployments, 'getDeployment', { deploymentId: runId });
+    expect(control.deploymentStatusToJSON(still.deployment!.status)).toBe('DEPLOYMENT_STATUS_RUNNING');
+
+    const cancel = await cli(['cancel', runId, '--watch']);
+    expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toMatch(new RegExp(`run ${runId} CANCELED`));
+  });
+
   it('says clearly when the build service cannot explain builds, and when Stageline is unreachable', async () => {
     expect((await cli(['apply', '-f', exampleAs('explain')])).code).toBe(0);
     // control serves no BuildService: the call answers UNIMPLEMENTED, as a build service without ExplainBuild does.
