@@ -20,6 +20,15 @@ export interface DeployConfig {
   podman: string;
   helm: string;
   kubectl: string;
+  git: string;
+  /** MANAGED databases: the server they are created on; undefined when none is configured. */
+  managedPostgres: { adminUrl: string; host: string; port: number } | undefined;
+  /** Whether this process runs the local runtime's cron schedules (every process may: ticks are claimed). */
+  cron: boolean;
+  /** How often the scheduler looks for due ticks. */
+  cronPollMs: number;
+  /** Tests only: a file holding the schedule clock's time (ISO 8601 or epoch ms); absent: the real clock. */
+  cronClockFile: string | undefined;
 }
 
 const DEFAULTS = {
@@ -35,6 +44,14 @@ const DEFAULTS = {
   PODMAN: 'podman',
   HELM: 'helm',
   KUBECTL: 'kubectl',
+  GIT: 'git',
+  MANAGED_POSTGRES_URL: '',
+  // Where workloads reach a server on the host (podman's name for the network gateway, DESIGN.md §4).
+  MANAGED_POSTGRES_HOST: 'host.containers.internal',
+  MANAGED_POSTGRES_PORT: '',
+  DEPLOY_CRON: 'true',
+  DEPLOY_CRON_POLL_MS: '5000',
+  DEPLOY_CRON_CLOCK_FILE: '',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -98,11 +115,42 @@ export function loadConfig(env: Env): DeployConfig {
   if (!Number.isInteger(ackWait) || ackWait < 1000 || ackWait > 3_600_000) {
     throw new ConfigError('WORKER_ACK_WAIT_MS', `milliseconds 1000..3600000, got "${read(env, 'WORKER_ACK_WAIT_MS')}"`);
   }
-  const binaries = { podman: read(env, 'PODMAN'), helm: read(env, 'HELM'), kubectl: read(env, 'KUBECTL') };
+  const binaries = {
+    podman: read(env, 'PODMAN'),
+    helm: read(env, 'HELM'),
+    kubectl: read(env, 'KUBECTL'),
+    git: read(env, 'GIT'),
+  };
   for (const [name, value] of Object.entries(binaries)) {
     if (/\s/.test(value)) throw new ConfigError(name.toUpperCase(), `a program path, got "${value}"`);
   }
+  let managedPostgres: DeployConfig['managedPostgres'];
+  const managedUrl = read(env, 'MANAGED_POSTGRES_URL');
+  if (managedUrl !== '') {
+    const parsed = new URL(url('MANAGED_POSTGRES_URL', managedUrl, ['postgres:', 'postgresql:']));
+    const portText = read(env, 'MANAGED_POSTGRES_PORT') || parsed.port || '5432';
+    const port = Number(portText);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new ConfigError('MANAGED_POSTGRES_PORT', `a port 1..65535, got "${portText}"`);
+    }
+    const host = read(env, 'MANAGED_POSTGRES_HOST');
+    if (!/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/.test(host)) {
+      throw new ConfigError('MANAGED_POSTGRES_HOST', `a host name or address, got "${host}"`);
+    }
+    managedPostgres = { adminUrl: managedUrl, host, port };
+  }
+  const cron = read(env, 'DEPLOY_CRON');
+  if (cron !== 'true' && cron !== 'false') throw new ConfigError('DEPLOY_CRON', `true or false, got "${cron}"`);
+  const cronPollMs = Number(read(env, 'DEPLOY_CRON_POLL_MS'));
+  if (!Number.isInteger(cronPollMs) || cronPollMs < 50 || cronPollMs > 60_000) {
+    throw new ConfigError('DEPLOY_CRON_POLL_MS', `milliseconds 50..60000, got "${read(env, 'DEPLOY_CRON_POLL_MS')}"`);
+  }
+  const clockFile = read(env, 'DEPLOY_CRON_CLOCK_FILE');
   return {
+    managedPostgres,
+    cron: cron === 'true',
+    cronPollMs,
+    cronClockFile: clockFile === '' ? undefined : path.resolve(clockFile),
     grpcListen: hostPort('GRPC_LISTEN', read(env, 'GRPC_LISTEN')),
     natsUrl: url('NATS_URL', read(env, 'NATS_URL'), ['nats:', 'tls:']),
     databaseUrl: url('DATABASE_URL', read(env, 'DATABASE_URL'), ['postgres:', 'postgresql:']),

@@ -1,21 +1,27 @@
 // Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { Bus, isWorkerStopping, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { bus as busv1 } from '@stageline/proto';
+import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
-import { PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
+import { PgCredentialStore, PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
 import { FsChartStore } from './adapters/fs/chart-store.ts';
 import { releaseService } from './adapters/grpc/release-service.ts';
 import { KubernetesRuntime } from './adapters/kubernetes/helm-runtime.ts';
 import { noopDeployJob, noopDeploySettings } from './adapters/noop-executor.ts';
 import { LocalRuntime } from './adapters/podman/local-runtime.ts';
 import { Podman } from './adapters/podman/podman.ts';
+import { PgManagedDatabases } from './adapters/postgres/managed-databases.ts';
 import { ProcessRunner } from './adapters/process/command-runner.ts';
 import { pickFreePort } from './adapters/process/free-port.ts';
+import { CronScheduler } from './app/cron-scheduler.ts';
 import { type DeployJobDeps, handleDeployJob } from './app/deploy-job.ts';
 import { keyedSerializer } from './app/keyed-serializer.ts';
 import type { Runtime } from './app/ports.ts';
@@ -74,22 +80,33 @@ try {
   const releases = new PgReleaseStore({ db });
   const charts = new FsChartStore(path.join(config.stateDir, 'charts'));
   const runner = new ProcessRunner();
+  const local = new LocalRuntime({
+    podman: new Podman({ runner, binary: config.podman }),
+    ports: new PgHostPorts({ db, pickFreePort }),
+    charts,
+    workDir: path.join(config.stateDir, 'local'),
+    log,
+  });
   const runtimes = new Map<string, Runtime>([
+    ['local', local],
     [
-      'local',
-      new LocalRuntime({
-        podman: new Podman({ runner, binary: config.podman }),
-        ports: new PgHostPorts({ db, pickFreePort }),
-        charts,
-        workDir: path.join(config.stateDir, 'local'),
-        log,
-      }),
+      'kubernetes',
+      new KubernetesRuntime({ runner, helm: config.helm, kubectl: config.kubectl, git: config.git, charts }),
     ],
-    ['kubernetes', new KubernetesRuntime({ runner, helm: config.helm, kubectl: config.kubectl })],
   ]);
+  const cronTicks = new PgCronTicks({ db });
   const jobDeps: DeployJobDeps = {
     releases,
     charts,
+    credentials: new PgCredentialStore({ db }),
+    ...(config.managedPostgres !== undefined
+      ? {
+          managed: new PgManagedDatabases({
+            adminUrl: config.managedPostgres.adminUrl,
+            endpoint: { host: config.managedPostgres.host, port: config.managedPostgres.port },
+          }),
+        }
+      : {}),
     runtime: (name) => runtimes.get(name),
     serialize: keyedSerializer(),
     now: () => new Date(),
@@ -99,7 +116,7 @@ try {
 
   const server = await startGrpcServer({
     address: config.grpcListen,
-    services: [releaseService({ releases }, log)],
+    services: [releaseService({ releases, cronRuns: cronTicks }, log)],
     log,
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
@@ -123,6 +140,34 @@ try {
     handle: (job, ctx) => (noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx)),
   });
   closers.push({ name: 'worker', close: () => worker.stop() });
+
+  // Cron jobs of the local runtime (DESIGN.md §4): every process polls; a tick is claimed in PostgreSQL.
+  if (config.cron && !noop) {
+    const clockFile = config.cronClockFile;
+    const scheduler = new CronScheduler({
+      releases,
+      ticks: cronTicks,
+      executor: local,
+      owner: `${hostname()}:${process.pid}`,
+      clock: () => {
+        if (clockFile === undefined) return new Date();
+        // Tests drive the schedule's clock through this file; the jobs themselves run for real.
+        const text = (() => {
+          try {
+            return readFileSync(clockFile, 'utf8').trim();
+          } catch {
+            return '';
+          }
+        })();
+        const at = /^\d+$/.test(text) ? new Date(Number(text)) : new Date(text);
+        return Number.isNaN(at.getTime()) ? new Date() : at;
+      },
+      log: log.child({ component: 'cron' }),
+      pollMs: config.cronPollMs,
+    });
+    scheduler.start();
+    closers.push({ name: 'cron', close: () => scheduler.stop() });
+  }
 
   log.info({ grpc: server.address, busPrefix: config.busPrefix }, `${SERVICE} started`);
 } catch (err) {

@@ -213,7 +213,7 @@ describe('chart generation', () => {
     ).toMatchObject({ exec: { command: ['cat', '/ready'] } });
   });
 
-  it('gives a container database a PVC and the Recreate strategy', () => {
+  it('gives a container database a StatefulSet with a volume claim template, its credentials as a Secret', () => {
     const list = manifests(
       renderChart(
         workloadFromJob(
@@ -224,25 +224,38 @@ describe('chart generation', () => {
             source: {
               $case: 'database',
               value: {
-                engine: control.DatabaseEngine.DATABASE_ENGINE_REDIS,
-                version: '7',
+                engine: control.DatabaseEngine.DATABASE_ENGINE_POSTGRESQL,
+                version: '16',
                 mode: control.DatabaseMode.DATABASE_MODE_CONTAINER,
                 image: '',
               },
             },
           }),
+          { database: { username: 'app', password: 'pw-123', database: 'appdb' } },
         ),
         1,
       ),
     );
-    expect(list.map((m) => m.kind).sort()).toEqual(['Deployment', 'PersistentVolumeClaim', 'Service']);
-    const deployment = byKind(list, 'Deployment');
-    expect(deployment.spec.strategy).toEqual({ type: 'Recreate' });
-    expect(deployment.spec.template.spec.volumes).toEqual([
-      { name: 'data', persistentVolumeClaim: { claimName: 'cache-data' } },
+    expect(list.map((m) => m.kind).sort()).toEqual(['Secret', 'Service', 'StatefulSet']);
+    const set = byKind(list, 'StatefulSet');
+    expect(set.spec.serviceName).toBe('cache');
+    expect(set.spec.replicas).toBe(1);
+    expect(set.spec.volumeClaimTemplates).toEqual([
+      expect.objectContaining({
+        metadata: expect.objectContaining({ name: 'data' }),
+        spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+      }),
     ]);
-    expect(deployment.spec.template.spec.containers[0].volumeMounts).toEqual([{ name: 'data', mountPath: '/data' }]);
-    expect(byKind(list, 'Service').spec.ports[0].port).toBe(6379);
+    const container = set.spec.template.spec.containers[0];
+    expect(container.volumeMounts).toEqual([{ name: 'data', mountPath: '/var/lib/postgresql/data' }]);
+    expect(container.env.map((e: { name: string }) => e.name)).toEqual([
+      'PGDATA',
+      'POSTGRES_DB',
+      'POSTGRES_PASSWORD',
+      'POSTGRES_USER',
+    ]);
+    expect(Buffer.from(byKind(list, 'Secret').data.POSTGRES_PASSWORD, 'base64').toString()).toBe('pw-123');
+    expect(byKind(list, 'Service').spec.ports[0].port).toBe(5432);
   });
 
   it('changes the config hash iff the rendered inputs change', () => {
@@ -281,7 +294,15 @@ describe('chart generation', () => {
   it('refuses what it cannot render, naming the field', () => {
     expect(() => workloadFromJob(job({ name: 'Not_A_Label' }))).toThrow(/service.name/);
     expect(() => workloadFromJob(job({}, { image: '' }))).toThrow(/image/);
-    expect(() => workloadFromJob(job({ kind: control.ServiceKind.SERVICE_KIND_CRON_JOB }))).toThrow(/service.kind/);
+    expect(() => workloadFromJob(job({ kind: control.ServiceKind.SERVICE_KIND_CRON_JOB }))).toThrow(/service.job/);
+    expect(() =>
+      workloadFromJob(
+        job({
+          kind: control.ServiceKind.SERVICE_KIND_CRON_JOB,
+          source: { $case: 'job', value: control.JobSource.fromPartial({ schedule: '61 * * * *' }) },
+        }),
+      ),
+    ).toThrow(/service.job.schedule/);
     expect(() => workloadFromJob(job({ envVars: [{ key: 'BAD KEY', value: '1', secret: false }] }))).toThrow(
       /env_vars\[0\]/,
     );

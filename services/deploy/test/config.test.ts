@@ -16,7 +16,29 @@ describe('deploy config', () => {
       podman: 'podman',
       helm: 'helm',
       kubectl: 'kubectl',
+      git: 'git',
+      managedPostgres: undefined,
+      cron: true,
+      cronPollMs: 5000,
+      cronClockFile: undefined,
     });
+  });
+
+  it('configures the managed PostgreSQL server: admin URL, and where workloads reach it', () => {
+    expect(loadConfig({ MANAGED_POSTGRES_URL: 'postgres://postgres@127.0.0.1:5433/postgres' }).managedPostgres).toEqual(
+      {
+        adminUrl: 'postgres://postgres@127.0.0.1:5433/postgres',
+        host: 'host.containers.internal',
+        port: 5433,
+      },
+    );
+    expect(
+      loadConfig({
+        MANAGED_POSTGRES_URL: 'postgres://postgres@db.internal/postgres',
+        MANAGED_POSTGRES_HOST: 'db.example.com',
+        MANAGED_POSTGRES_PORT: '6432',
+      }).managedPostgres,
+    ).toEqual({ adminUrl: 'postgres://postgres@db.internal/postgres', host: 'db.example.com', port: 6432 });
   });
 
   it('names the variable at fault', () => {
@@ -31,6 +53,9 @@ describe('deploy config', () => {
       ['DEPLOY_SLOTS', 'seven'],
       ['WORKER_ACK_WAIT_MS', '10'],
       ['PODMAN', 'podman --remote'],
+      ['MANAGED_POSTGRES_URL', 'mysql://db'],
+      ['DEPLOY_CRON', 'yes'],
+      ['DEPLOY_CRON_POLL_MS', '5'],
     ];
     for (const [variable, value] of cases) {
       let caught: unknown;

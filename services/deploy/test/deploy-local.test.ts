@@ -12,7 +12,7 @@ import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
-import { PgHostPorts, PgReleaseStore } from '../src/adapters/db/release-store.ts';
+import { PgCredentialStore, PgHostPorts, PgReleaseStore } from '../src/adapters/db/release-store.ts';
 import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
 import { releaseService } from '../src/adapters/grpc/release-service.ts';
 import { LocalRuntime } from '../src/adapters/podman/local-runtime.ts';
@@ -45,6 +45,7 @@ beforeAll(async () => {
   deps = {
     releases: store,
     charts,
+    credentials: new PgCredentialStore({ db }),
     runtime: (name) => (name === 'local' ? local : undefined),
     serialize: keyedSerializer(),
     now: () => new Date(),

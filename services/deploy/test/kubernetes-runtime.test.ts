@@ -70,6 +70,8 @@ function release(overrides: Partial<Release> = {}): Release {
     endpoints: [],
     readinessTimeoutSeconds: 120,
     runtimeRevision: 0,
+    kind: 'CONTAINER',
+    schedule: '',
     createdAt: now,
     updatedAt: now,
     ...overrides,

@@ -1,18 +1,42 @@
 // The deploy job (DESIGN.md §1, §4): DEPLOY (also REDEPLOY and ROLLBACK: apply this image and configuration),
 // STOP, RESTART, DELETE of one service. Every step is reported; the outcome is recorded by job id, so a
 // redelivered job answers the same outcome without touching the runtime again.
+import { randomBytes } from 'node:crypto';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
-import { renderChart } from '../domain/chart.ts';
+import { parse, stringify } from 'yaml';
+import { type Chart, renderChart, templateContent, templateFileOf } from '../domain/chart.ts';
+import { renderCustomChart } from '../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../domain/failures.ts';
-import { defaultNamespace } from '../domain/names.ts';
-import { isLive, liveRelease, type Release } from '../domain/release.ts';
-import { imageDigest, workloadFromJob } from '../domain/workload.ts';
-import type { ChartStore, JobContext, ReleaseChange, ReleaseStore, Runtime, RuntimeContext } from './ports.ts';
+import { defaultNamespace, environmentKey } from '../domain/names.ts';
+import { isJobKind, isLive, liveRelease, type Release, type ReleaseKind } from '../domain/release.ts';
+import {
+  connectionOutputs,
+  DATABASE_ENGINES,
+  type DatabaseCredentials,
+  imageDigest,
+  isManagedDatabase,
+  type Workload,
+  workloadFromJob,
+} from '../domain/workload.ts';
+import type {
+  ChartStore,
+  CredentialStore,
+  JobContext,
+  ManagedDatabases,
+  ReleaseChange,
+  ReleaseStore,
+  Runtime,
+  RuntimeContext,
+} from './ports.ts';
 
 export interface DeployJobDeps {
   releases: ReleaseStore;
   charts: ChartStore;
+  /** Database credentials (container and managed databases). */
+  credentials: CredentialStore;
+  /** The configured server of MANAGED databases; undefined: none is configured. */
+  managed?: ManagedDatabases;
   /** The runtime a job names ("local" or "kubernetes"); undefined for one this process does not run. */
   runtime(name: string): Runtime | undefined;
   /** Serializes jobs of one service inside this process (a redelivery racing its original). */
@@ -112,17 +136,18 @@ export async function handleDeployJob(
       ctx.log.info({ state: recorded.state }, 'job already finished: answering its recorded outcome');
       return recorded;
     }
+    const managed = isManagedDatabase(job.service);
     switch (job.action) {
       case Action.ACTION_DEPLOY:
       case Action.ACTION_REDEPLOY:
       case Action.ACTION_ROLLBACK:
-        return deploy(deps, job, ctx);
+        return managed ? deployManaged(deps, job, ctx) : deploy(deps, job, ctx);
       case Action.ACTION_STOP:
-        return stop(deps, job, ctx);
+        return managed ? keepManaged(deps, job, ctx, 'STOP') : stop(deps, job, ctx);
       case Action.ACTION_RESTART:
-        return restart(deps, job, ctx);
+        return managed ? keepManaged(deps, job, ctx, 'RESTART') : restart(deps, job, ctx);
       case Action.ACTION_DELETE:
-        return remove(deps, job, ctx);
+        return managed ? dropManaged(deps, job, ctx) : remove(deps, job, ctx);
       default:
         throw new DomainError('INVALID_ARGUMENT', `a deploy job cannot do action ${job.action}`, { field: 'action' });
     }
@@ -142,39 +167,200 @@ async function record(
   return result;
 }
 
-async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
-  const step = new StepReporter(deps, ctx, StepKind.STEP_KIND_DEPLOYMENT);
-  await step.start(`deploying ${job.image || '(no image)'}`);
+function kindOf(job: bus.DeployJob, w: Workload | undefined): ReleaseKind {
+  if (job.service?.chart?.source !== undefined) return 'CUSTOM_CHART';
+  return w?.kind ?? 'CONTAINER';
+}
 
-  let workload: ReturnType<typeof workloadFromJob>;
+/** A fresh password: 24 random bytes, URL-safe (it goes into connection URLs). */
+function newPassword(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** The name of a database and its role: unique per environment on a shared server, at most 63 bytes. */
+function databaseName(environmentId: string, serviceName: string): string {
+  return `sl_${environmentKey(environmentId)}_${serviceName.replace(/-/g, '_')}`.slice(0, 63);
+}
+
+async function databaseCredentials(deps: DeployJobDeps, job: bus.DeployJob): Promise<DatabaseCredentials> {
+  const service = job.service!;
+  const name = databaseName(job.environmentId, service.name);
+  return deps.credentials.ensure(service.id, job.environmentId, () => ({
+    username: name,
+    password: newPassword(),
+    database: name,
+  }));
+}
+
+/** `revision:<n>` (a past revision to deploy exactly as it was), else undefined. */
+function pastRevision(version: string): number | undefined {
+  const m = /^revision:([1-9][0-9]{0,9})$/.exec(version.trim());
+  return m === null ? undefined : Number(m[1]);
+}
+
+/**
+ * A past revision's chart as a new revision: its templates exactly as they were (same config hash),
+ * Chart.yaml and values.yaml renumbered; a lifecycle job's Job renamed so it runs again.
+ */
+function copyChart(source: Release, files: Chart['files'], revision: number): Chart['files'] {
+  return files.map((f) => {
+    if (f.path === 'Chart.yaml') {
+      const chart = parse(f.content) as Record<string, unknown>;
+      const annotations = { ...((chart.annotations as Record<string, string>) ?? {}) };
+      annotations['stageline.io/revision'] = String(revision);
+      annotations['stageline.io/copied-from-revision'] = String(source.revision);
+      return { ...f, content: stringify({ ...chart, version: `1.0.${revision}`, annotations }, { lineWidth: 0 }) };
+    }
+    if (f.path === 'values.yaml') {
+      const values = (parse(f.content) as Record<string, unknown>) ?? {};
+      return {
+        ...f,
+        content: `# The inputs of revision ${source.revision}, deployed again as revision ${revision}.\n${stringify({ ...values, revision, copiedFromRevision: source.revision }, { lineWidth: 0 })}`,
+      };
+    }
+    if (f.path === templateFileOf('Job')) {
+      const job = parse(f.content.replace(/^#.*\n/, '')) as { metadata: { name: string } };
+      job.metadata.name = `${source.serviceName}-${revision}`.slice(0, 63);
+      return { ...f, content: templateContent(job) };
+    }
+    return f;
+  });
+}
+
+interface Prepared {
+  kind: ReleaseKind;
+  image: string;
+  digest: string;
+  version: string;
+  readinessTimeoutSeconds: number;
+  schedule: string;
+  /** The chart of the new revision, once its number is known. */
+  chart(revision: number): Promise<{ files: Chart['files']; configHash: string }>;
+  /** Values for later stages besides what the runtime reports (a container database's connection). */
+  outputs: Record<string, string>;
+}
+
+/** Everything about the job that can fail before a revision is taken: a job we can never run fails here. */
+async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepared> {
+  const service = job.service;
+  const past = pastRevision(job.version);
+  if (past !== undefined) {
+    // DEPLOY of a past revision: exactly what it was, image and configuration (no build ran).
+    const source = await deps.releases.get(service?.id ?? '', past);
+    if (source === undefined) throw new RolloutError('failed', `revision ${past} does not exist`);
+    const files = source.chartPath === '' ? undefined : await deps.charts.read(source.chartPath);
+    if (files === undefined || source.image === '') {
+      throw new RolloutError('failed', `revision ${past} has no chart any more (the service was deleted since)`);
+    }
+    return {
+      kind: (source.kind || 'CONTAINER') as ReleaseKind,
+      image: source.image,
+      digest: source.digest,
+      version: source.version,
+      readinessTimeoutSeconds: source.readinessTimeoutSeconds,
+      schedule: source.schedule,
+      chart: async (revision) => ({ files: copyChart(source, files, revision), configHash: source.configHash }),
+      outputs: {},
+    };
+  }
+  const databaseService =
+    service?.kind === control.ServiceKind.SERVICE_KIND_DATABASE && service.source?.$case === 'database'
+      ? service.source.value
+      : undefined;
+  // Rendering is pure: a chart that cannot be rendered fails here, before a revision is taken.
+  const probe = workloadFromJob(
+    job,
+    databaseService ? { database: { username: 'u', password: 'p', database: 'd' } } : {},
+  );
+  const kind = kindOf(job, probe);
+  if (kind === 'CUSTOM_CHART') {
+    renderCustomChart(job, 1);
+    return {
+      kind,
+      image: probe.image,
+      digest: imageDigest(probe.image),
+      version: job.version,
+      readinessTimeoutSeconds: probe.readinessTimeoutSeconds,
+      schedule: '',
+      chart: async (revision) => renderCustomChart(job, revision),
+      outputs: {},
+    };
+  }
+  let credentials: DatabaseCredentials | undefined;
+  let outputs: Record<string, string> = {};
+  if (databaseService !== undefined) {
+    credentials = await databaseCredentials(deps, job);
+    const port = DATABASE_ENGINES[databaseService.engine]?.port ?? 0;
+    // Reached by its name on the environment's network (local) or its Service (kubernetes).
+    outputs = connectionOutputs(probe.name, databaseService.engine, { host: probe.name, port }, credentials);
+  }
+  const workload = workloadFromJob(job, credentials !== undefined ? { database: credentials } : {});
+  // A job's rollout lasts as long as its executions may (each within its max duration, plus retries).
+  const spec = workload.job;
+  const timeout =
+    spec !== undefined ? spec.maxDurationSeconds * (spec.maxRetries + 1) + 60 : workload.readinessTimeoutSeconds;
+  return {
+    kind,
+    image: workload.image,
+    digest: imageDigest(workload.image),
+    version: job.version,
+    readinessTimeoutSeconds: timeout,
+    schedule: spec?.schedule ?? '',
+    chart: async (revision) => renderChart(workload, revision),
+    outputs,
+  };
+}
+
+async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
+  const isLifecycle = job.service?.kind === control.ServiceKind.SERVICE_KIND_LIFECYCLE_JOB;
+  // A lifecycle job's step is EXECUTING (DESIGN.md §1): it runs, it does not serve.
+  const step = new StepReporter(deps, ctx, isLifecycle ? StepKind.STEP_KIND_EXECUTING : StepKind.STEP_KIND_DEPLOYMENT);
+  const trigger = job.trigger !== Action.ACTION_UNSPECIFIED ? job.trigger : Action.ACTION_DEPLOY;
+  const event = trigger === Action.ACTION_STOP ? 'STOP' : trigger === Action.ACTION_DELETE ? 'DELETE' : 'DEPLOY';
+  await step.start(
+    isLifecycle ? `running ${job.image || '(no image)'} for ${event}` : `deploying ${job.image || '(no image)'}`,
+  );
+
+  let prepared: Prepared;
   let runtime: Runtime;
   try {
-    workload = workloadFromJob(job);
+    if (!job.version.startsWith('revision:') && job.image.trim() === '') {
+      throw new RolloutError('failed', 'a DEPLOY job needs the image from the mirror');
+    }
     runtime = runtimeOf(deps, job.runtime);
-    // Rendering is pure: a chart that cannot be rendered fails here, before a revision is taken.
-    renderChart(workload, 1);
+    prepared = await prepare(deps, job);
+    if (prepared.kind === 'CUSTOM_CHART' && runtime.name !== 'kubernetes') {
+      throw new RolloutError(
+        'failed',
+        `the service names its own Helm chart: only the kubernetes runtime can render it, not ${runtime.name}`,
+      );
+    }
   } catch (e) {
+    if (isRetryable(e)) throw e;
     // A job we can never run: an outcome, not a redelivery.
     const message = errorMessage(e);
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
     return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
   }
+  const service = job.service!;
 
   const release = await deps.releases.begin({
-    serviceId: workload.serviceId,
-    serviceName: workload.name,
-    environmentId: workload.environmentId,
+    serviceId: service.id,
+    serviceName: service.name,
+    environmentId: job.environmentId,
     deploymentId: job.deploymentId,
     jobId: job.jobId,
     runtime: runtime.name,
     namespace: namespaceOf(job),
     kubeContext: job.kubernetesContext,
-    image: workload.image,
-    digest: imageDigest(workload.image),
-    version: job.version,
-    readinessTimeoutSeconds: workload.readinessTimeoutSeconds,
+    image: prepared.image,
+    digest: prepared.digest,
+    version: prepared.version,
+    readinessTimeoutSeconds: prepared.readinessTimeoutSeconds,
+    kind: prepared.kind,
+    schedule: prepared.schedule,
   });
-  const history = await deps.releases.history(workload.serviceId);
+  const history = await deps.releases.history(service.id);
   // A late redelivery of a job whose service has moved on (a later job made a later revision): applying
   // it would put an older revision over a newer one.
   const newer = history.find((r) => r.revision > release.revision);
@@ -187,20 +373,44 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
   }
   // What serves now (or is stopped): the revision a failure or a cancel returns to.
   const previous = liveRelease(history.filter((r) => r.revision < release.revision));
+  // Revisions an earlier crash left mid-rollout (their jobs will not come back: a later job is here).
+  const stuck = history.filter((r) => r.status === 'DEPLOYING' && r.id !== release.id && r.revision < release.revision);
 
-  const chart = renderChart(workload, release.revision);
-  const chartPath = await deps.charts.write(release, chart);
+  const chart = await prepared.chart(release.revision);
+  const chartPath = await deps.charts.write(release, { name: service.name, revision: release.revision, ...chart });
   const current = await deps.releases.setChart(release.id, chartPath, chart.configHash);
   step.output(
     `revision ${current.revision} (${runtime.name}): chart ${chartPath}, config ${chart.configHash.slice(0, 12)}` +
-      (previous !== undefined ? `, replacing revision ${previous.revision}` : ''),
+      (previous !== undefined ? `, replacing revision ${previous.revision}` : '') +
+      (pastRevision(job.version) !== undefined ? `, exactly as ${job.version}` : ''),
   );
 
   try {
+    const recovered = await runtime.recover(current, previous, stuck, runtimeContext(ctx, step));
+    if (recovered !== undefined) step.output(`recovered before the upgrade: ${recovered}`);
     const applied = await runtime.apply(current, runtimeContext(ctx, step));
+    const outputs = { ...prepared.outputs, ...(applied.outputs ?? {}) };
     const urls = applied.endpoints.map((e) => e.url).join(', ');
-    const message = `revision ${current.revision} deployed${urls !== '' ? `: ${urls}` : ''}`;
-    const changes: ReleaseChange[] = [
+    const jobKind = isJobKind(current.kind);
+    let message = jobKind
+      ? current.kind === 'CRON_JOB'
+        ? `revision ${current.revision} scheduled: "${current.schedule}" (UTC)`
+        : `revision ${current.revision} ran to completion for ${event}` +
+          (Object.keys(outputs).length > 0 ? `; outputs ${Object.keys(outputs).join(', ')}` : '')
+      : `revision ${current.revision} deployed${urls !== '' ? `: ${urls}` : ''}`;
+    const superseded = history
+      .filter((r) => r.id !== current.id && (isLive(r.status) || r.status === 'DEPLOYING'))
+      .map(
+        (r): ReleaseChange =>
+          stuck.includes(r)
+            ? {
+                id: r.id,
+                status: 'FAILED',
+                message: `abandoned mid-rollout; recovered before revision ${current.revision}`,
+              }
+            : { id: r.id, status: 'SUPERSEDED' },
+      );
+    let changes: ReleaseChange[] = [
       {
         id: current.id,
         status: 'DEPLOYED',
@@ -211,13 +421,29 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
         runtimeRevision: applied.runtimeRevision,
       },
       // Everything that was live before is replaced now, and so is a revision abandoned mid-rollout.
-      ...history
-        .filter((r) => r.id !== current.id && (isLive(r.status) || r.status === 'DEPLOYING'))
-        .map((r): ReleaseChange => ({ id: r.id, status: 'SUPERSEDED' })),
+      ...superseded,
     ];
+    if (isLifecycle && event === 'DELETE') {
+      // It ran for the environment's DELETE: what it leaves goes now, as for every other service.
+      await runtime.remove(current, runtimeContext(ctx, step, new AbortController().signal));
+      await deps.charts.removeService(current.environmentId, current.serviceId);
+      message = `${message}; then deleted with the environment`;
+      changes = [current, ...history.filter((r) => r.id !== current.id)]
+        .filter((r) => r.id === current.id || isLive(r.status) || r.status === 'DEPLOYING')
+        .map(
+          (r): ReleaseChange => ({
+            id: r.id,
+            status: 'DELETED',
+            message: r.id === current.id ? message : r.message,
+            endpoints: [],
+            hostPorts: [],
+          }),
+        );
+    }
     const result = finished(true, ServiceState.SERVICE_STATE_DEPLOYED, message, {
       endpoints: applied.endpoints.map((e) => control.Endpoint.fromPartial(e)),
       revision: current.revision,
+      outputs,
     });
     await record(deps, job, result, changes);
     await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
@@ -229,7 +455,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     const canceled = e instanceof RolloutCanceled || ctx.signal.aborted;
     const reason = canceled ? 'canceled' : errorMessage(e);
     if (!(e instanceof RolloutError) && !canceled) ctx.log.error({ err: e }, 'deploy failed unexpectedly');
-    step.output(`${reason}; rolling back`);
+    step.output(`${reason}; ${isJobKind(current.kind) ? 'cleaning up' : 'rolling back'}`);
     const rolledBack = await rollBack(deps, ctx, step, runtime, current, previous);
     const message = `${reason} (${rolledBack})`;
     const result = canceled
@@ -239,6 +465,135 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     await step.end(canceled ? StepOutcome.STEP_OUTCOME_CANCELED : StepOutcome.STEP_OUTCOME_ERROR, message);
     return result;
   }
+}
+
+// --- MANAGED databases -------------------------------------------------------------------------
+
+function managedServer(deps: DeployJobDeps): ManagedDatabases {
+  if (deps.managed === undefined) {
+    throw new RolloutError(
+      'failed',
+      'no PostgreSQL server is configured for MANAGED databases (set MANAGED_POSTGRES_URL on the deploy service)',
+    );
+  }
+  return deps.managed;
+}
+
+/** A database and its role on the configured server (DESIGN.md §4); its connection details are outputs. */
+async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
+  const step = new StepReporter(deps, ctx, StepKind.STEP_KIND_DEPLOYMENT);
+  await step.start('provisioning a managed PostgreSQL database');
+  const service = job.service!;
+  let server: ManagedDatabases;
+  try {
+    server = managedServer(deps);
+  } catch (e) {
+    const message = errorMessage(e);
+    await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
+    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
+  }
+  const credentials = await databaseCredentials(deps, job);
+  const release = await deps.releases.begin({
+    serviceId: service.id,
+    serviceName: service.name,
+    environmentId: job.environmentId,
+    deploymentId: job.deploymentId,
+    jobId: job.jobId,
+    runtime: job.runtime === '' ? 'local' : job.runtime,
+    namespace: namespaceOf(job),
+    kubeContext: job.kubernetesContext,
+    image: '',
+    digest: '',
+    version: job.version,
+    readinessTimeoutSeconds: 0,
+    kind: 'MANAGED_DATABASE',
+  });
+  const history = await deps.releases.history(service.id);
+  const { host, port } = server.endpoint;
+  try {
+    step.output(`database ${credentials.database}, role ${credentials.username} on ${host}:${port}`);
+    await server.ensure(credentials);
+  } catch (e) {
+    if (isRetryable(e)) throw e;
+    const message = `provisioning failed: ${errorMessage(e)}`;
+    await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
+    return record(
+      deps,
+      job,
+      finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message, { revision: release.revision }),
+      [{ id: release.id, status: 'FAILED', message }],
+    );
+  }
+  const engine = service.source?.$case === 'database' ? service.source.value.engine : 0;
+  const outputs = connectionOutputs(service.name, engine, { host, port }, credentials);
+  const message = `revision ${release.revision}: database ${credentials.database} ready on ${host}:${port}`;
+  const result = finished(true, ServiceState.SERVICE_STATE_DEPLOYED, message, { revision: release.revision, outputs });
+  await record(deps, job, result, [
+    { id: release.id, status: 'DEPLOYED', message },
+    ...history
+      .filter((r) => r.id !== release.id && (isLive(r.status) || r.status === 'DEPLOYING'))
+      .map((r): ReleaseChange => ({ id: r.id, status: 'SUPERSEDED' })),
+  ]);
+  await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
+  return result;
+}
+
+/** STOP and RESTART of a managed database: its server keeps it as it is (data kept). */
+async function keepManaged(
+  deps: DeployJobDeps,
+  job: bus.DeployJob,
+  ctx: JobContext,
+  what: 'STOP' | 'RESTART',
+): Promise<bus.JobFinished> {
+  const step = new StepReporter(deps, ctx, what === 'STOP' ? StepKind.STEP_KIND_STOP : StepKind.STEP_KIND_RESTART);
+  await step.start(what === 'STOP' ? 'stopping' : 'restarting');
+  const { live } = await liveOf(deps, job.service?.id ?? '');
+  const message =
+    what === 'STOP'
+      ? 'a managed database is kept as it is on STOP (its data stays)'
+      : 'a managed database has nothing to restart: it is served by its server';
+  await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
+  if (what === 'STOP') {
+    return record(deps, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), [
+      ...(live !== undefined ? [{ id: live.id, status: 'STOPPED' as const }] : []),
+    ]);
+  }
+  return record(deps, job, finished(true, ServiceState.SERVICE_STATE_RESTARTED, message), [
+    ...(live !== undefined ? [{ id: live.id, status: 'DEPLOYED' as const }] : []),
+  ]);
+}
+
+/** DELETE of a managed database: the database and its role are dropped, its credentials forgotten. */
+async function dropManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
+  const step = new StepReporter(deps, ctx, StepKind.STEP_KIND_DELETE);
+  await step.start('deleting');
+  const serviceId = job.service?.id ?? '';
+  const { all } = await liveOf(deps, serviceId);
+  const credentials = await deps.credentials.get(serviceId);
+  try {
+    if (credentials !== undefined) {
+      step.output(`dropping database ${credentials.database} and role ${credentials.username}`);
+      await managedServer(deps).drop(credentials);
+      await deps.credentials.remove(serviceId);
+    }
+  } catch (e) {
+    if (isRetryable(e)) throw e;
+    const message = `delete failed: ${errorMessage(e)}`;
+    await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
+    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DELETE_ERROR, message), []);
+  }
+  const message =
+    credentials !== undefined ? `database ${credentials.database} dropped` : 'deleted (nothing was provisioned)';
+  const result = await record(
+    deps,
+    job,
+    finished(true, ServiceState.SERVICE_STATE_DELETED, message),
+    all
+      .filter((r) => isLive(r.status) || r.status === 'DEPLOYING')
+      .map((r): ReleaseChange => ({ id: r.id, status: 'DELETED' })),
+  );
+  await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
+  return result;
 }
 
 /** The worker is stopping mid-rollout: another process redoes the job (same release, same revision). */
@@ -363,6 +718,8 @@ function unrecordedRelease(deps: DeployJobDeps, job: bus.DeployJob): Release {
     endpoints: [],
     readinessTimeoutSeconds: 0,
     runtimeRevision: 0,
+    kind: '',
+    schedule: '',
     createdAt: now,
     updatedAt: now,
   };
@@ -379,6 +736,8 @@ async function remove(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     if (target.serviceName === '') throw new RolloutError('failed', 'the job names no service');
     await runtimeOf(deps, target.runtime).remove(target, runtimeContext(ctx, step, new AbortController().signal));
     await deps.charts.removeService(target.environmentId, target.serviceId);
+    // A container database's data went with its volume: its credentials go too.
+    if (job.service?.id) await deps.credentials.remove(job.service.id);
   } catch (e) {
     if (isRetryable(e)) throw e;
     const message = `delete failed: ${errorMessage(e)}`;

@@ -3,7 +3,8 @@
 import type { Logger } from '@stageline/log';
 import type { bus, control } from '@stageline/proto';
 import type { Chart } from '../domain/chart.ts';
-import type { Endpoint, HostPortBinding, Release, ReleaseStatus } from '../domain/release.ts';
+import type { Endpoint, HostPortBinding, Release, ReleaseKind, ReleaseStatus } from '../domain/release.ts';
+import type { DatabaseCredentials } from '../domain/workload.ts';
 
 /** What a runtime operation may do besides its work: report progress, keep its job alive, notice a cancel. */
 export interface RuntimeContext {
@@ -22,6 +23,8 @@ export interface ApplyResult {
   digest: string;
   /** The runtime's own revision of the release (Helm's), 0 when it has none. */
   runtimeRevision: number;
+  /** A lifecycle job's output.json: values for the services of later stages. */
+  outputs?: Record<string, string>;
 }
 
 /**
@@ -41,6 +44,34 @@ export interface Runtime {
   remove(release: Release, ctx: RuntimeContext): Promise<void>;
   /** After `failed` did not become ready (or was canceled): `previous` serves again, or nothing does. */
   rollbackTo(failed: Release, previous: Release | undefined, ctx: RuntimeContext): Promise<void>;
+  /**
+   * Before `next` is applied: a release left mid-rollout by an earlier crash (`stuck`, abandoned DEPLOYING
+   * revisions; on Helm also a pending-install/-upgrade/-rollback status) is rolled back to `previous`, or
+   * uninstalled if it was the first. Returns what it did, or undefined when nothing was stuck.
+   */
+  recover(
+    next: Release,
+    previous: Release | undefined,
+    stuck: readonly Release[],
+    ctx: RuntimeContext,
+  ): Promise<string | undefined>;
+}
+
+/** A database's credentials, created once per service and kept until it is deleted. */
+export interface CredentialStore {
+  ensure(serviceId: string, environmentId: string, make: () => DatabaseCredentials): Promise<DatabaseCredentials>;
+  get(serviceId: string): Promise<DatabaseCredentials | undefined>;
+  remove(serviceId: string): Promise<void>;
+}
+
+/** Databases on a configured PostgreSQL server (DESIGN.md §4: MANAGED mode). */
+export interface ManagedDatabases {
+  /** Where workloads reach the server. */
+  readonly endpoint: { host: string; port: number };
+  /** Creates the role and the database unless they exist, with this password; idempotent. */
+  ensure(c: DatabaseCredentials): Promise<void>;
+  /** Drops the database (its connections closed) and the role; idempotent. */
+  drop(c: Pick<DatabaseCredentials, 'username' | 'database'>): Promise<void>;
 }
 
 export interface NewRelease {
@@ -56,6 +87,8 @@ export interface NewRelease {
   digest: string;
   version: string;
   readinessTimeoutSeconds: number;
+  kind?: ReleaseKind;
+  schedule?: string;
 }
 
 export interface ReleaseChange {
@@ -87,11 +120,15 @@ export interface ReleaseStore {
   setChart(id: string, chartPath: string, configHash: string): Promise<Release>;
   /** Release changes and the job's outcome, in one transaction. */
   finish(record: JobRecord, changes: readonly ReleaseChange[]): Promise<void>;
+  /** Every live (DEPLOYED) CRON_JOB release on a runtime. */
+  liveCronJobs(runtime: string): Promise<Release[]>;
 }
 
 export interface ChartStore {
   /** Writes the chart's directory (replacing one left by an interrupted attempt) and returns its path. */
   write(release: Pick<Release, 'environmentId' | 'serviceId' | 'revision'>, chart: Chart): Promise<string>;
+  /** The files of a chart written before (a past revision), or undefined when they are gone. */
+  read(chartPath: string): Promise<Chart['files'] | undefined>;
   /** Removes every chart of the service (DELETE: charts hold its secrets). */
   removeService(environmentId: string, serviceId: string): Promise<void>;
 }

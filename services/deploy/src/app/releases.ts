@@ -1,10 +1,12 @@
 // Release queries (stageline.deploy.v1.ReleaseService).
 import { invalidArgument, notFound } from '@stageline/errors';
 import type { Release } from '../domain/release.ts';
+import type { CronRun, CronTickStore } from './cron-scheduler.ts';
 import type { ReleaseStore } from './ports.ts';
 
 export interface ReleaseQueriesDeps {
   releases: Pick<ReleaseStore, 'history' | 'get'>;
+  cronRuns?: Pick<CronTickStore, 'list'>;
 }
 
 function requireServiceId(serviceId: string): void {
@@ -23,4 +25,11 @@ export async function getRelease(deps: ReleaseQueriesDeps, serviceId: string, re
   const release = await deps.releases.get(serviceId, revision);
   if (release === undefined) throw notFound('release', `${serviceId}@${revision}`, 'revision');
   return release;
+}
+
+/** A cron job's runs on the local runtime, newest first. */
+export async function listCronRuns(deps: ReleaseQueriesDeps, serviceId: string, limit: number): Promise<CronRun[]> {
+  requireServiceId(serviceId);
+  if (limit > 500) throw invalidArgument('limit', 'must be at most 500');
+  return deps.cronRuns?.list(serviceId, limit || 50) ?? [];
 }

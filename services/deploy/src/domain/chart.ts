@@ -2,9 +2,21 @@
 // `helm` installs it as it is (no Helm binary here to render) and the local runtime reads the same manifests.
 import { createHash } from 'node:crypto';
 import { invalidArgument } from '@stageline/errors';
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import type { ICronJob } from 'kubernetes-models/batch/v1/CronJob';
+import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { IPersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
+import type { IPodTemplateSpec } from 'kubernetes-models/v1/PodTemplateSpec';
+import type { IProbe } from 'kubernetes-models/v1/Probe';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
+import type { IService } from 'kubernetes-models/v1/Service';
 import { stringify } from 'yaml';
 import type { Probe, Workload } from './workload.ts';
-import { imageDigest } from './workload.ts';
+import { imageDigest, intOrString, JOB_OUTPUT_FILE } from './workload.ts';
 
 export interface ChartFile {
   /** Relative to the chart directory, `/`-separated. */
@@ -34,6 +46,8 @@ export const LABELS = {
   managedBy: 'app.kubernetes.io/managed-by',
   environmentId: 'stageline.io/environment-id',
   serviceId: 'stageline.io/service-id',
+  /** On the pods of a job's run on the local runtime: which run (a revision, or a cron tick). */
+  jobRun: 'stageline.io/job-run',
 } as const;
 
 export const ANNOTATIONS = {
@@ -43,6 +57,8 @@ export const ANNOTATIONS = {
   readinessTimeout: 'stageline.io/readiness-timeout-seconds',
   /** On the pod template: changes when an env value changes, so pods roll (envFrom/valueFrom do not). */
   configChecksum: 'stageline.io/config-checksum',
+  /** On a Job or CronJob: the retries after a failed execution (also the Job's backoffLimit). */
+  maxRetries: 'stageline.io/max-retries',
 } as const;
 
 const TEMPLATE_HEADER = '# Rendered by Stageline from values.yaml; installable by helm as it is.\n';
@@ -77,7 +93,7 @@ export function portName(port: number): string {
   return `tcp-${port}`;
 }
 
-function probeHandler(probe: Probe): Record<string, unknown> {
+function probeHandler(probe: Probe): Pick<IProbe, 'httpGet' | 'tcpSocket' | 'exec'> {
   switch (probe.type) {
     case 'http':
       return { httpGet: { path: probe.path, port: probe.port, scheme: 'HTTP' } };
@@ -88,7 +104,7 @@ function probeHandler(probe: Probe): Record<string, unknown> {
   }
 }
 
-function probes(w: Workload): Record<string, unknown> {
+function probes(w: Workload): Pick<IContainer, 'startupProbe' | 'readinessProbe' | 'livenessProbe'> {
   if (w.probe === undefined) return {};
   const handler = probeHandler(w.probe);
   const period = w.periodSeconds;
@@ -119,7 +135,7 @@ function probes(w: Workload): Record<string, unknown> {
   };
 }
 
-function envEntries(w: Workload): Record<string, unknown>[] {
+function envEntries(w: Workload): IEnvVar[] {
   const plain = Object.keys(w.env).map((key) => ({
     name: key,
     valueFrom: { configMapKeyRef: { name: configMapName(w), key } },
@@ -131,8 +147,16 @@ function envEntries(w: Workload): Record<string, unknown>[] {
   return [...plain, ...secret];
 }
 
-/** The Kubernetes objects of a workload, in apply order. */
-export function renderManifests(w: Workload): Manifest[] {
+// Typed objects (the Kubernetes API's own types catch unknown fields at compile time) as read back.
+const asManifest = (o: object): Manifest => o as Manifest;
+
+/** The name of a lifecycle job's Job: a new one per revision, so every DEPLOY (STOP, DELETE) runs it again. */
+export function jobName(w: Pick<Workload, 'name'>, revision: number): string {
+  return `${w.name}-${revision}`.slice(0, 63);
+}
+
+/** The Kubernetes objects of a workload, in apply order. `revision` names a lifecycle job's Job. */
+export function renderManifests(w: Workload, revision = 1): Manifest[] {
   const selector = {
     [LABELS.name]: w.name,
     [LABELS.instance]: w.releaseName,
@@ -145,7 +169,7 @@ export function renderManifests(w: Workload): Manifest[] {
   };
   const manifests: Manifest[] = [];
 
-  let configMap: Manifest | undefined;
+  let configMap: IConfigMap | undefined;
   if (Object.keys(w.env).length > 0) {
     configMap = {
       apiVersion: 'v1',
@@ -153,9 +177,9 @@ export function renderManifests(w: Workload): Manifest[] {
       metadata: { name: configMapName(w), labels },
       data: { ...w.env },
     };
-    manifests.push(configMap);
+    manifests.push(asManifest(configMap));
   }
-  let secret: Manifest | undefined;
+  let secret: ISecret | undefined;
   if (Object.keys(w.secretEnv).length > 0) {
     secret = {
       apiVersion: 'v1',
@@ -166,19 +190,11 @@ export function renderManifests(w: Workload): Manifest[] {
         Object.entries(w.secretEnv).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]),
       ),
     };
-    manifests.push(secret);
+    manifests.push(asManifest(secret));
   }
-  if (w.volume !== undefined) {
-    manifests.push({
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: w.volume.claimName, labels },
-      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: w.volume.size } } },
-    });
-  }
-  if (w.ports.length > 0) {
+  if (w.ports.length > 0 && w.job === undefined) {
     const publicPorts = w.ports.filter((p) => p.public).map((p) => p.port);
-    manifests.push({
+    const service: IService = {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: {
@@ -196,57 +212,154 @@ export function renderManifests(w: Workload): Manifest[] {
           protocol: 'TCP',
         })),
       },
-    });
+    };
+    manifests.push(asManifest(service));
   }
 
   const configChecksum = sha256(yaml([configMap ?? null, secret ?? null]));
   const env = envEntries(w);
-  const container: Record<string, unknown> = {
+  const container: IContainer = {
     name: w.name,
     image: w.image,
     // A digest never changes meaning; a tag may have moved since the last pull.
     imagePullPolicy: imageDigest(w.image) === '' ? 'Always' : 'IfNotPresent',
-    ...(w.ports.length > 0
+    ...(w.ports.length > 0 && w.job === undefined
       ? { ports: w.ports.map((p) => ({ name: portName(p.port), containerPort: p.port, protocol: 'TCP' })) }
       : {}),
     ...(env.length > 0 ? { env } : {}),
     resources: w.resources,
     ...probes(w),
     ...(w.volume !== undefined ? { volumeMounts: [{ name: 'data', mountPath: w.volume.mountPath }] } : {}),
+    // A job's output.json comes back as its termination message: Kubernetes keeps it in the pod status
+    // (up to 4 KiB) after the container exited, where the deploy service reads it.
+    ...(w.job !== undefined ? { terminationMessagePath: JOB_OUTPUT_FILE, terminationMessagePolicy: 'File' } : {}),
   };
-  manifests.push({
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: {
-      name: w.name,
-      labels,
-      annotations: { [ANNOTATIONS.readinessTimeout]: String(w.readinessTimeoutSeconds) },
-    },
+  const podTemplate = (extraLabels: Record<string, string> = {}): IPodTemplateSpec => ({
+    metadata: { labels: { ...labels, ...extraLabels }, annotations: { [ANNOTATIONS.configChecksum]: configChecksum } },
     spec: {
-      replicas: 1,
-      revisionHistoryLimit: 10,
-      progressDeadlineSeconds: Math.max(w.readinessTimeoutSeconds, 60),
-      selector: { matchLabels: selector },
-      strategy:
-        w.strategy === 'RollingUpdate'
-          ? { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } }
-          : { type: 'Recreate' },
-      template: {
-        metadata: { labels, annotations: { [ANNOTATIONS.configChecksum]: configChecksum } },
-        spec: {
-          // Service links would add variables nobody asked for, and differ between environments.
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: w.terminationGracePeriodSeconds,
-          containers: [container],
-          ...(w.volume !== undefined
-            ? { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: w.volume.claimName } }] }
-            : {}),
-        },
-      },
+      // Service links would add variables nobody asked for, and differ between environments.
+      enableServiceLinks: false,
+      terminationGracePeriodSeconds: w.terminationGracePeriodSeconds,
+      containers: [container],
+      // A job's pod runs once; a failed execution is retried by the Job (backoffLimit), each within its limit.
+      ...(w.job !== undefined ? { restartPolicy: 'Never', activeDeadlineSeconds: w.job.maxDurationSeconds } : {}),
     },
   });
+  const workloadMeta = {
+    name: w.name,
+    labels,
+    annotations: { [ANNOTATIONS.readinessTimeout]: String(w.readinessTimeoutSeconds) },
+  };
+
+  switch (w.kind) {
+    case 'DATABASE': {
+      // A StatefulSet: its volume claim outlives pods and upgrades; STOP scales it to zero, DELETE
+      // (helm uninstall) removes the release and the claim with it.
+      const volume = w.volume;
+      const statefulSet: IStatefulSet = {
+        apiVersion: 'apps/v1',
+        kind: 'StatefulSet',
+        metadata: workloadMeta,
+        spec: {
+          replicas: 1,
+          serviceName: w.name,
+          revisionHistoryLimit: 10,
+          selector: { matchLabels: selector },
+          updateStrategy: { type: 'RollingUpdate' },
+          persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Delete', whenScaled: 'Retain' },
+          template: podTemplate(),
+          ...(volume !== undefined
+            ? {
+                volumeClaimTemplates: [
+                  {
+                    apiVersion: 'v1',
+                    kind: 'PersistentVolumeClaim',
+                    metadata: { name: 'data', labels },
+                    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: volume.size } } },
+                  } satisfies IPersistentVolumeClaim,
+                ],
+              }
+            : {}),
+        },
+      };
+      manifests.push(asManifest(statefulSet));
+      break;
+    }
+    case 'LIFECYCLE_JOB': {
+      const job: IJob = {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: {
+          name: jobName(w, revision),
+          labels,
+          annotations: { [ANNOTATIONS.maxRetries]: String(w.job?.maxRetries ?? 0) },
+        },
+        spec: {
+          backoffLimit: w.job?.maxRetries ?? 0,
+          template: podTemplate(),
+        },
+      };
+      manifests.push(asManifest(job));
+      break;
+    }
+    case 'CRON_JOB': {
+      const cronJob: ICronJob = {
+        apiVersion: 'batch/v1',
+        kind: 'CronJob',
+        metadata: { name: w.name, labels, annotations: { [ANNOTATIONS.maxRetries]: String(w.job?.maxRetries ?? 0) } },
+        spec: {
+          schedule: w.job?.schedule ?? '',
+          // DESIGN.md §4: the same 5-field schedule everywhere; the local scheduler reads it as UTC too.
+          timeZone: 'Etc/UTC',
+          concurrencyPolicy: 'Allow',
+          suspend: false,
+          // A tick missed by more than this (controller down) is not run late; the local scheduler agrees.
+          startingDeadlineSeconds: CRON_STARTING_DEADLINE_SECONDS,
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            metadata: { labels },
+            spec: { backoffLimit: w.job?.maxRetries ?? 0, template: podTemplate() },
+          },
+        },
+      };
+      manifests.push(asManifest(cronJob));
+      break;
+    }
+    case 'CONTAINER':
+    case 'APPLICATION': {
+      const strategy = w.strategy;
+      const deployment: IDeployment = {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: workloadMeta,
+        spec: {
+          replicas: 1,
+          revisionHistoryLimit: 10,
+          progressDeadlineSeconds: Math.max(w.readinessTimeoutSeconds, 60),
+          selector: { matchLabels: selector },
+          strategy:
+            strategy.type === 'RollingUpdate'
+              ? {
+                  type: 'RollingUpdate',
+                  rollingUpdate: {
+                    maxSurge: intOrString(strategy.maxSurge),
+                    maxUnavailable: intOrString(strategy.maxUnavailable),
+                  },
+                }
+              : { type: 'Recreate' },
+          template: podTemplate(),
+        },
+      };
+      manifests.push(asManifest(deployment));
+      break;
+    }
+  }
   return manifests;
 }
+
+/** How late a missed cron tick may still start (CronJob startingDeadlineSeconds; the local scheduler too). */
+export const CRON_STARTING_DEADLINE_SECONDS = 300;
 
 const TEMPLATE_FILES: Record<string, string> = {
   ConfigMap: 'templates/configmap.yaml',
@@ -254,7 +367,22 @@ const TEMPLATE_FILES: Record<string, string> = {
   PersistentVolumeClaim: 'templates/pvc.yaml',
   Service: 'templates/service.yaml',
   Deployment: 'templates/deployment.yaml',
+  StatefulSet: 'templates/statefulset.yaml',
+  Job: 'templates/job.yaml',
+  CronJob: 'templates/cronjob.yaml',
 };
+
+/** The template file of a manifest kind (a chart holds at most one object of each kind). */
+export function templateFileOf(kind: string): string {
+  const path = TEMPLATE_FILES[kind];
+  if (path === undefined) throw new Error(`no template file for kind ${kind}`);
+  return path;
+}
+
+/** A template file's content: the header, then the object. */
+export function templateContent(manifest: unknown): string {
+  return TEMPLATE_HEADER + yaml(manifest);
+}
 
 /** SHA-256 over the templates' paths and contents, in path order. */
 export function configHashOf(files: readonly ChartFile[]): string {
@@ -281,17 +409,17 @@ function values(w: Workload, revision: number): Record<string, unknown> {
     strategy: w.strategy,
     resources: w.resources,
     volume: w.volume ?? null,
+    job: w.job ?? null,
   };
 }
 
 /** The whole chart of one revision. Pure: the same workload gives the same bytes. */
 export function renderChart(w: Workload, revision: number): Chart {
   if (!Number.isInteger(revision) || revision < 1) throw invalidArgument('revision', 'must be 1 or more');
-  const templates: ChartFile[] = renderManifests(w).map((m) => {
-    const path = TEMPLATE_FILES[m.kind];
-    if (path === undefined) throw new Error(`no template file for kind ${m.kind}`);
-    return { path, content: TEMPLATE_HEADER + yaml(m) };
-  });
+  const templates: ChartFile[] = renderManifests(w, revision).map((m) => ({
+    path: templateFileOf(m.kind),
+    content: templateContent(m),
+  }));
   const chartYaml = {
     apiVersion: 'v2',
     name: w.name,
@@ -314,5 +442,10 @@ export function renderChart(w: Workload, revision: number): Chart {
     },
     ...templates,
   ];
-  return { name: w.name, revision, files, configHash: configHashOf(files) };
+  // A lifecycle job's Job is named after its revision (so it runs again): the hash ignores that name.
+  const hashed =
+    w.kind === 'LIFECYCLE_JOB'
+      ? renderManifests(w, 0).map((m) => ({ path: templateFileOf(m.kind), content: templateContent(m) }))
+      : files;
+  return { name: w.name, revision, files, configHash: configHashOf(hashed) };
 }

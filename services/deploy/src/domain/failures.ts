@@ -6,9 +6,12 @@ export type RolloutFailureReason = 'exited' | 'not-ready' | 'failed';
 export class RolloutError extends Error {
   override name = 'RolloutError';
   readonly reason: RolloutFailureReason;
-  constructor(reason: RolloutFailureReason, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** A job's container exit code, when it exited. */
+  readonly exitCode: number | undefined;
+  constructor(reason: RolloutFailureReason, message: string, options?: { cause?: unknown; exitCode?: number }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.reason = reason;
+    this.exitCode = options?.exitCode;
   }
 }
 

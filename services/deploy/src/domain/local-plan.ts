@@ -134,13 +134,23 @@ export interface LocalPlanInput {
   hostPorts: ReadonlyMap<number, number>;
 }
 
+/** What kind of thing a chart runs: a long-running workload, a job run to completion, or a schedule. */
+export function chartWorkloadKind(manifests: readonly Manifest[]): 'workload' | 'job' | 'cron' {
+  if (only(manifests, 'CronJob').length > 0) return 'cron';
+  if (only(manifests, 'Job').length > 0) return 'job';
+  return 'workload';
+}
+
 /** Pure: manifests in, what podman is told out. Throws ChartError for a chart it cannot run locally. */
 export function planLocal(input: LocalPlanInput): LocalPlan {
   const { environmentId, manifests } = input;
-  const deployments = only(manifests, 'Deployment');
+  // kube play 4.3 ignores StatefulSets: one runs as a Deployment with its claim templates as named volumes.
+  const deployments = [...only(manifests, 'Deployment'), ...only(manifests, 'StatefulSet')];
   const deployment = deployments[0];
   if (deployment === undefined || deployments.length > 1) {
-    throw new ChartError(`the local runtime runs charts with exactly one Deployment (found ${deployments.length})`);
+    throw new ChartError(
+      `the local runtime runs charts with exactly one Deployment or StatefulSet (found ${deployments.length})`,
+    );
   }
   const serviceName = deployment.metadata.name;
   const spec = asObj(deployment.spec);
@@ -207,6 +217,15 @@ export function planLocal(input: LocalPlanInput): LocalPlan {
       volumes.push({ name, labels: { ...(pvc?.metadata.labels ?? labels) } });
       return { ...v, persistentVolumeClaim: { ...claim, claimName: name } };
     });
+  // A StatefulSet's claim templates: Kubernetes names the claim of pod 0 `<template>-<set>-0`.
+  for (const template of asArray(spec.volumeClaimTemplates).map(asObj)) {
+    const meta = asObj(template.metadata);
+    const templateName = String(meta.name);
+    const name = localVolumeName(environmentId, `${templateName}-${serviceName}-0`);
+    const templateLabels = asObj(meta.labels) as Record<string, string>;
+    volumes.push({ name, labels: { ...labels, ...templateLabels } });
+    localVolumes.push({ name: templateName, persistentVolumeClaim: { claimName: name } });
+  }
 
   const workloadName = localWorkloadName(environmentId, serviceName);
   const {
@@ -263,4 +282,129 @@ export function planLocal(input: LocalPlanInput): LocalPlan {
       ...(labels[LABELS.serviceId] !== undefined ? { [LABELS.serviceId]: labels[LABELS.serviceId] } : {}),
     },
   };
+}
+
+export interface LocalJobPlan {
+  serviceName: string;
+  network: string;
+  podName: string;
+  containerName: string;
+  image: string;
+  kubeYaml: string;
+  /** Seconds one execution may run (the pod's activeDeadlineSeconds). */
+  maxDurationSeconds: number;
+  /** Executions after a failed one (the Job's backoffLimit). */
+  maxRetries: number;
+  stopTimeoutSeconds: number;
+  labels: Record<string, string>;
+}
+
+export interface LocalJobInput {
+  environmentId: string;
+  manifests: readonly Manifest[];
+  /** Names this execution's pod: a revision ("r3"), or a cron tick ("t202611270405"). */
+  runName: string;
+  /** The host directory mounted at the job's output directory. */
+  outputDir: string;
+  /** Where the job writes output.json inside its container. */
+  outputMountPath: string;
+}
+
+/**
+ * A Job (or a CronJob's job template) as one pod for `podman kube play`: run once, never restarted by
+ * podman (the runtime retries it), its output directory a host directory the runtime reads afterwards.
+ */
+export function planLocalJob(input: LocalJobInput): LocalJobPlan {
+  const { environmentId, manifests } = input;
+  const cron = only(manifests, 'CronJob')[0];
+  const job = only(manifests, 'Job')[0];
+  const owner = cron ?? job;
+  if (owner === undefined) throw new ChartError('the chart has no Job or CronJob');
+  const jobSpec = cron !== undefined ? asObj(asObj(asObj(cron.spec).jobTemplate).spec) : asObj(job?.spec);
+  const template = asObj(jobSpec.template);
+  const podSpec = asObj(template.spec);
+  const containers = asArray(podSpec.containers).map(asObj);
+  const main = containers[0];
+  if (main === undefined) throw new ChartError('the job has no container');
+  const serviceName = String(owner.metadata.labels?.[LABELS.name] ?? owner.metadata.name);
+  const labels: Record<string, string> = {
+    ...(owner.metadata.labels ?? {}),
+    ...(asObj(asObj(template.metadata).labels) as Record<string, string>),
+    [LABELS.jobRun]: input.runName,
+  };
+  const localContainers = containers.map((c) => {
+    const {
+      startupProbe: _s,
+      readinessProbe: _r,
+      livenessProbe: _l,
+      envFrom: _ef,
+      env: _e,
+      ports: _p,
+      imagePullPolicy: _ipp,
+      terminationMessagePath: _tmp,
+      terminationMessagePolicy: _tmpo,
+      volumeMounts,
+      ...rest
+    } = c;
+    const env = inlineEnv(c, manifests);
+    return {
+      ...rest,
+      imagePullPolicy: 'IfNotPresent',
+      ...(env.length > 0 ? { env } : {}),
+      volumeMounts: [
+        ...asArray(volumeMounts),
+        ...(c === main ? [{ name: 'stageline-output', mountPath: input.outputMountPath }] : []),
+      ],
+    };
+  });
+  const podName = `${localWorkloadName(environmentId, serviceName)}-${input.runName}`;
+  const {
+    terminationGracePeriodSeconds: grace,
+    activeDeadlineSeconds: deadline,
+    containers: _c,
+    volumes,
+    enableServiceLinks: _esl,
+    restartPolicy: _rp,
+    ...podRest
+  } = podSpec;
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: podName, labels },
+    spec: {
+      ...podRest,
+      hostname: serviceName,
+      shareProcessNamespace: true,
+      restartPolicy: 'Never',
+      containers: localContainers,
+      volumes: [
+        ...asArray(volumes),
+        { name: 'stageline-output', hostPath: { path: input.outputDir, type: 'DirectoryOrCreate' } },
+      ],
+    },
+  };
+  const retries = Number(owner.metadata.annotations?.[ANNOTATIONS.maxRetries] ?? jobSpec.backoffLimit ?? 0);
+  return {
+    serviceName,
+    network: localNetworkName(environmentId),
+    podName,
+    containerName: `${podName}-${String(main.name)}`,
+    image: String(main.image),
+    kubeYaml: `# podman kube play input generated by Stageline from the chart of ${serviceName}\n${stringify(pod, { lineWidth: 0 })}`,
+    maxDurationSeconds: num(deadline, 300),
+    maxRetries: Number.isInteger(retries) && retries >= 0 ? Math.min(retries, 10) : 0,
+    stopTimeoutSeconds: num(grace, 10),
+    labels: {
+      [LABELS.environmentId]: labels[LABELS.environmentId] ?? environmentId,
+      ...(labels[LABELS.serviceId] !== undefined ? { [LABELS.serviceId]: labels[LABELS.serviceId] } : {}),
+      [LABELS.jobRun]: input.runName,
+    },
+  };
+}
+
+/** The cron schedule a chart's CronJob carries ('' when it has none). */
+export function cronScheduleOf(manifests: readonly Manifest[]): string {
+  const cron = only(manifests, 'CronJob')[0];
+  const schedule = asObj(cron?.spec).schedule;
+  return typeof schedule === 'string' ? schedule : '';
 }

@@ -52,6 +52,10 @@ export interface Release {
   readinessTimeoutSeconds: number;
   /** The runtime's own revision number when it has one (Helm's), for an exact rollback. */
   runtimeRevision: number;
+  /** What it runs (a ReleaseKind); '' for releases recorded before kinds were: workloads. */
+  kind: string;
+  /** CRON_JOB: its 5-field schedule. */
+  schedule: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -68,4 +72,19 @@ export function liveRelease(releases: readonly Release[]): Release | undefined {
     if (isLive(r.status) && (best === undefined || r.revision > best.revision)) best = r;
   }
   return best;
+}
+
+/** What a release runs: a workload kind, a database on a managed server, or a chart of the service's own. */
+export type ReleaseKind =
+  | 'CONTAINER'
+  | 'APPLICATION'
+  | 'DATABASE'
+  | 'LIFECYCLE_JOB'
+  | 'CRON_JOB'
+  | 'MANAGED_DATABASE'
+  | 'CUSTOM_CHART';
+
+/** Releases that run to completion (a job) rather than serve: nothing of theirs keeps running. */
+export function isJobKind(kind: string): boolean {
+  return kind === 'LIFECYCLE_JOB' || kind === 'CRON_JOB';
 }

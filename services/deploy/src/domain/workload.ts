@@ -2,9 +2,28 @@
 import { invalidArgument } from '@stageline/errors';
 import type { bus } from '@stageline/proto';
 import { control } from '@stageline/proto';
+import { parseCron } from './cron.ts';
 import { helmReleaseName, isDnsLabel } from './names.ts';
 
-export type WorkloadKind = 'CONTAINER' | 'APPLICATION' | 'DATABASE';
+export type WorkloadKind = 'CONTAINER' | 'APPLICATION' | 'DATABASE' | 'LIFECYCLE_JOB' | 'CRON_JOB';
+
+export type Strategy = { type: 'RollingUpdate'; maxSurge: string; maxUnavailable: string } | { type: 'Recreate' };
+
+/** What a LIFECYCLE_JOB or CRON_JOB runs as: one pod to completion, retried, within a time limit. */
+export interface JobSpec {
+  /** Seconds one execution may run before it is killed and counts as failed. */
+  maxDurationSeconds: number;
+  /** Executions after a failed one (Kubernetes' backoffLimit). */
+  maxRetries: number;
+  /** CRON_JOB: the 5-field schedule (UTC). */
+  schedule: string;
+  /** LIFECYCLE_JOB: the event it runs for (also given to it as STAGELINE_JOB_EVENT). */
+  event: 'DEPLOY' | 'STOP' | 'DELETE';
+}
+
+/** Where a job writes the JSON object whose values become variables of later stages (DESIGN.md §4). */
+export const JOB_OUTPUT_DIR = '/stageline/output';
+export const JOB_OUTPUT_FILE = `${JOB_OUTPUT_DIR}/output.json`;
 
 export type Probe =
   | { type: 'http'; path: string; port: number }
@@ -47,24 +66,117 @@ export interface Workload {
   periodSeconds: number;
   readinessTimeoutSeconds: number;
   volume: WorkloadVolume | undefined;
-  strategy: 'RollingUpdate' | 'Recreate';
+  strategy: Strategy;
+  /** LIFECYCLE_JOB and CRON_JOB only. */
+  job: JobSpec | undefined;
   resources: { requests: { cpu: string; memory: string } };
   /** Seconds a container gets between SIGTERM and SIGKILL. */
   terminationGracePeriodSeconds: number;
 }
 
 export const DEFAULT_READINESS_TIMEOUT_SECONDS = 300;
+export const DEFAULT_JOB_MAX_DURATION_SECONDS = 300;
+const DEFAULT_STRATEGY: Strategy = { type: 'RollingUpdate', maxSurge: '25%', maxUnavailable: '25%' };
 export const DEFAULT_PERIOD_SECONDS = 2;
 const DEFAULT_GRACE_SECONDS = 10;
 const DEFAULT_REQUESTS = { cpu: '100m', memory: '128Mi' };
 
-// Where each engine's official image keeps its data, and the port it listens on.
-const DATABASE_ENGINES: Record<number, { port: number; dataPath: string }> = {
-  [control.DatabaseEngine.DATABASE_ENGINE_POSTGRESQL]: { port: 5432, dataPath: '/var/lib/postgresql/data' },
-  [control.DatabaseEngine.DATABASE_ENGINE_MYSQL]: { port: 3306, dataPath: '/var/lib/mysql' },
-  [control.DatabaseEngine.DATABASE_ENGINE_REDIS]: { port: 6379, dataPath: '/data' },
-  [control.DatabaseEngine.DATABASE_ENGINE_MONGODB]: { port: 27017, dataPath: '/data/db' },
+/** A database's connection details: what its service gets and what later stages receive. */
+export interface DatabaseCredentials {
+  username: string;
+  password: string;
+  database: string;
+}
+
+interface EngineInfo {
+  port: number;
+  dataPath: string;
+  scheme: string;
+  /** The official image's variables that create the user and database on first start. */
+  env(c: DatabaseCredentials): Record<string, string>;
+}
+
+// Where each engine's official image keeps its data, the port it listens on, how it is configured.
+export const DATABASE_ENGINES: Record<number, EngineInfo> = {
+  [control.DatabaseEngine.DATABASE_ENGINE_POSTGRESQL]: {
+    port: 5432,
+    dataPath: '/var/lib/postgresql/data',
+    scheme: 'postgresql',
+    // PGDATA below the mount point: a fresh volume may hold lost+found, which initdb refuses.
+    env: (c) => ({
+      POSTGRES_USER: c.username,
+      POSTGRES_PASSWORD: c.password,
+      POSTGRES_DB: c.database,
+      PGDATA: '/var/lib/postgresql/data/pgdata',
+    }),
+  },
+  [control.DatabaseEngine.DATABASE_ENGINE_MYSQL]: {
+    port: 3306,
+    dataPath: '/var/lib/mysql',
+    scheme: 'mysql',
+    env: (c) => ({
+      MYSQL_USER: c.username,
+      MYSQL_PASSWORD: c.password,
+      MYSQL_DATABASE: c.database,
+      MYSQL_ROOT_PASSWORD: c.password,
+    }),
+  },
+  [control.DatabaseEngine.DATABASE_ENGINE_REDIS]: {
+    port: 6379,
+    dataPath: '/data',
+    scheme: 'redis',
+    env: () => ({}),
+  },
+  [control.DatabaseEngine.DATABASE_ENGINE_MONGODB]: {
+    port: 27017,
+    dataPath: '/data/db',
+    scheme: 'mongodb',
+    env: (c) => ({
+      MONGO_INITDB_ROOT_USERNAME: c.username,
+      MONGO_INITDB_ROOT_PASSWORD: c.password,
+      MONGO_INITDB_DATABASE: c.database,
+    }),
+  },
 };
+
+/** The prefix of a database's variables in later stages: its service name, upper snake case (`orders-db` → `ORDERS_DB`). */
+export function outputPrefix(serviceName: string): string {
+  return serviceName.toUpperCase().replace(/[^A-Z0-9]+/g, '_');
+}
+
+/**
+ * Connection details as variables for later stages (DESIGN.md §4): `<PREFIX>_HOST`, `_PORT`, `_USER`,
+ * `_PASSWORD`, `_DATABASE`, `_URL` — they reach the later services through their Secret.
+ */
+export function connectionOutputs(
+  serviceName: string,
+  engine: control.DatabaseEngine,
+  at: { host: string; port: number },
+  c: DatabaseCredentials,
+): Record<string, string> {
+  const info = DATABASE_ENGINES[engine];
+  const scheme = info?.scheme ?? 'tcp';
+  const auth = c.username === '' ? '' : `${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@`;
+  const path = c.database === '' ? '' : `/${encodeURIComponent(c.database)}`;
+  const p = outputPrefix(serviceName);
+  return {
+    [`${p}_HOST`]: at.host,
+    [`${p}_PORT`]: String(at.port),
+    [`${p}_USER`]: c.username,
+    [`${p}_PASSWORD`]: c.password,
+    [`${p}_DATABASE`]: c.database,
+    [`${p}_URL`]: `${scheme}://${auth}${at.host}:${at.port}${path}`,
+  };
+}
+
+/** A MANAGED database (created on a configured server, not run as a workload). */
+export function isManagedDatabase(service: control.Service | undefined): boolean {
+  return (
+    service?.kind === control.ServiceKind.SERVICE_KIND_DATABASE &&
+    service.source?.$case === 'database' &&
+    service.source.value.mode === control.DatabaseMode.DATABASE_MODE_MANAGED
+  );
+}
 
 // Kubernetes accepts any printable name without '='; we keep to what every shell and runtime accepts.
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
@@ -76,6 +188,9 @@ function sortedRecord(entries: Iterable<[string, string]>): Record<string, strin
 function portsOf(service: control.Service): WorkloadPort[] {
   const source = service.source;
   switch (source?.$case) {
+    case 'job':
+      // A job serves nothing: no Service, no probe; its ports (if its image declares some) are not published.
+      return [];
     case 'container':
       return source.value.ports.map((p) => ({ port: p.port, public: p.public }));
     case 'application':
@@ -104,8 +219,9 @@ function kindOf(service: control.Service): WorkloadKind {
       }
       return 'DATABASE';
     case control.ServiceKind.SERVICE_KIND_LIFECYCLE_JOB:
+      return 'LIFECYCLE_JOB';
     case control.ServiceKind.SERVICE_KIND_CRON_JOB:
-      throw invalidArgument('service.kind', 'jobs are not deployable by the deploy service yet');
+      return 'CRON_JOB';
     default:
       throw invalidArgument('service.kind', `unsupported service kind ${service.kind}`);
   }
@@ -139,8 +255,58 @@ function probeOf(service: control.Service, ports: readonly WorkloadPort[]): Prob
   }
 }
 
+function strategyOf(service: control.Service): Strategy {
+  const s = service.strategy;
+  if (s === undefined) return DEFAULT_STRATEGY;
+  if (s.type === control.DeploymentStrategyType.DEPLOYMENT_STRATEGY_TYPE_RECREATE) return { type: 'Recreate' };
+  const count = /^(0|[1-9][0-9]{0,3})%?$/;
+  const maxSurge = s.maxSurge === '' ? '25%' : s.maxSurge;
+  const maxUnavailable = s.maxUnavailable === '' ? '25%' : s.maxUnavailable;
+  if (!count.test(maxSurge)) throw invalidArgument('service.strategy.max_surge', 'a count or a percentage');
+  if (!count.test(maxUnavailable)) throw invalidArgument('service.strategy.max_unavailable', 'a count or a percentage');
+  return { type: 'RollingUpdate', maxSurge, maxUnavailable };
+}
+
+// Kubernetes IntOrString: "25%" stays a string, "1" is the number 1.
+export function intOrString(value: string): number | string {
+  return value.endsWith('%') ? value : Number(value);
+}
+
+function eventOf(job: bus.DeployJob): JobSpec['event'] {
+  const trigger = job.trigger === control.Action.ACTION_UNSPECIFIED ? job.action : job.trigger;
+  if (trigger === control.Action.ACTION_STOP) return 'STOP';
+  if (trigger === control.Action.ACTION_DELETE) return 'DELETE';
+  return 'DEPLOY';
+}
+
+function jobSpecOf(job: bus.DeployJob, kind: WorkloadKind): JobSpec | undefined {
+  if (kind !== 'LIFECYCLE_JOB' && kind !== 'CRON_JOB') return undefined;
+  const source = job.service?.source;
+  if (source?.$case !== 'job') throw invalidArgument('service.job', `a ${kind} needs its job source`);
+  const j = source.value;
+  const schedule = j.schedule.trim();
+  if (kind === 'CRON_JOB') {
+    try {
+      parseCron(schedule);
+    } catch (e) {
+      throw invalidArgument('service.job.schedule', e instanceof Error ? e.message : String(e));
+    }
+  }
+  return {
+    maxDurationSeconds: j.maxDurationSeconds > 0 ? j.maxDurationSeconds : DEFAULT_JOB_MAX_DURATION_SECONDS,
+    maxRetries: Math.min(j.maxRetries, 10),
+    schedule: kind === 'CRON_JOB' ? schedule : '',
+    event: eventOf(job),
+  };
+}
+
+export interface WorkloadExtras {
+  /** CONTAINER-mode databases: the user, password and database its image creates on first start. */
+  database?: DatabaseCredentials;
+}
+
 /** Throws INVALID_ARGUMENT naming the field at fault. */
-export function workloadFromJob(job: bus.DeployJob): Workload {
+export function workloadFromJob(job: bus.DeployJob, extras: WorkloadExtras = {}): Workload {
   const service = job.service;
   if (service === undefined) throw invalidArgument('service', 'a deploy job needs its service');
   if (service.id === '') throw invalidArgument('service.id', 'required');
@@ -167,6 +333,17 @@ export function workloadFromJob(job: bus.DeployJob): Workload {
       throw invalidArgument(`service.env_vars[${i}].key`, `duplicate name "${v.key}"`);
     }
     (v.secret ? secret : plain).set(v.key, v.value);
+  }
+  // A container database's credentials: its image's own variables, kept secret.
+  if (kind === 'DATABASE' && extras.database !== undefined && service.source?.$case === 'database') {
+    const engineEnv = DATABASE_ENGINES[service.source.value.engine]?.env(extras.database) ?? {};
+    for (const [key, value] of Object.entries(engineEnv)) {
+      if (!plain.has(key) && !secret.has(key)) secret.set(key, value);
+    }
+  }
+  const jobSpec = jobSpecOf(job, kind);
+  if (jobSpec !== undefined && kind === 'LIFECYCLE_JOB' && !plain.has('STAGELINE_JOB_EVENT')) {
+    plain.set('STAGELINE_JOB_EVENT', jobSpec.event);
   }
   // Values from earlier stages may carry credentials (database URLs): they go to the Secret. The
   // service's own definition wins over an injected value of the same name.
@@ -201,13 +378,14 @@ export function workloadFromJob(job: bus.DeployJob): Workload {
     ports,
     env: sortedRecord(plain),
     secretEnv: sortedRecord(secret),
-    probe: probeOf(service, ports),
+    probe: jobSpec !== undefined ? undefined : probeOf(service, ports),
     initialDelaySeconds,
     periodSeconds,
     readinessTimeoutSeconds,
     volume,
     // A ReadWriteOnce volume cannot be mounted by the old and the new pod at once.
-    strategy: volume === undefined ? 'RollingUpdate' : 'Recreate',
+    strategy: volume === undefined ? strategyOf(service) : { type: 'Recreate' },
+    job: jobSpec,
     resources: { requests: { ...DEFAULT_REQUESTS } },
     terminationGracePeriodSeconds: DEFAULT_GRACE_SECONDS,
   };

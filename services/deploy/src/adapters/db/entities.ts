@@ -28,6 +28,8 @@ const ReleaseSchema = defineEntity({
     endpoints: p.json<Endpoint[]>(),
     readinessTimeoutSeconds: p.integer(),
     runtimeRevision: p.integer(),
+    kind: p.text(),
+    schedule: p.text(),
     createdAt: p.datetime(),
     updatedAt: p.datetime(),
   },
@@ -63,4 +65,42 @@ const HostPortSchema = defineEntity({
 export class HostPortRow extends HostPortSchema.class {}
 HostPortSchema.setClass(HostPortRow);
 
-export const entities = [ReleaseSchema, JobResultSchema, HostPortSchema];
+const CredentialSchema = defineEntity({
+  name: 'DatabaseCredentialRow',
+  tableName: 'database_credential',
+  properties: {
+    serviceId: p.text().primary(),
+    environmentId: p.text(),
+    username: p.text(),
+    password: p.text(),
+    database: p.text(),
+    createdAt: p.datetime(),
+  },
+});
+export class DatabaseCredentialRow extends CredentialSchema.class {}
+CredentialSchema.setClass(DatabaseCredentialRow);
+
+const CronTickSchema = defineEntity({
+  name: 'CronTickRow',
+  tableName: 'cron_tick',
+  properties: {
+    id: p.uuid().primary(),
+    serviceId: p.text(),
+    environmentId: p.text(),
+    tick: p.datetime(),
+    releaseId: p.uuid(),
+    revision: p.integer(),
+    status: p.text(),
+    exitCode: p.integer(),
+    message: p.text(),
+    log: p.json<string[]>(),
+    owner: p.text(),
+    startedAt: p.datetime(),
+    heartbeatAt: p.datetime(),
+    finishedAt: p.datetime().nullable(),
+  },
+});
+export class CronTickRow extends CronTickSchema.class {}
+CronTickSchema.setClass(CronTickRow);
+
+export const entities = [ReleaseSchema, JobResultSchema, HostPortSchema, CredentialSchema, CronTickSchema];

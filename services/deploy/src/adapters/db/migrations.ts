@@ -53,4 +53,42 @@ export const migrations: DbMigration[] = [
       constraint host_port_service_port_key unique (service_id, container_port)
     )`,
   ]),
+  sqlMigration('deploy-0002-kinds-credentials-cron', [
+    // What the release runs: CONTAINER, APPLICATION, DATABASE, LIFECYCLE_JOB, CRON_JOB, MANAGED_DATABASE,
+    // CUSTOM_CHART ('' for releases made before kinds were recorded: workloads).
+    `alter table release add column kind text not null default ''`,
+    // CRON_JOB: its schedule, read by the local scheduler.
+    `alter table release add column schedule text not null default ''`,
+    `create index release_live_cron_idx on release (runtime, kind, status) where kind = 'CRON_JOB'`,
+    // A database's user, password and database name: made once, kept across revisions (its data was
+    // initialized with them), removed by DELETE.
+    `create table database_credential (
+      service_id text primary key,
+      environment_id text not null,
+      username text not null,
+      password text not null,
+      database text not null,
+      created_at timestamptz not null
+    )`,
+    // One row per cron tick that ran on the local runtime: the unique (service, tick) is the claim that
+    // makes a tick run exactly once across every deploy process.
+    `create table cron_tick (
+      id uuid primary key,
+      service_id text not null,
+      environment_id text not null,
+      tick timestamptz not null,
+      release_id uuid not null,
+      revision integer not null,
+      status text not null check (status in ('RUNNING', 'SUCCEEDED', 'FAILED')),
+      exit_code integer not null default 0,
+      message text not null default '',
+      log jsonb not null default '[]',
+      owner text not null,
+      started_at timestamptz not null,
+      heartbeat_at timestamptz not null,
+      finished_at timestamptz,
+      constraint cron_tick_service_tick_key unique (service_id, tick)
+    )`,
+    `create index cron_tick_running_idx on cron_tick (heartbeat_at) where status = 'RUNNING'`,
+  ]),
 ];

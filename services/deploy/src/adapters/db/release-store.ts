@@ -2,12 +2,13 @@
 import { type Database, type EntityManager, isUniqueViolation, newId } from '@stageline/db';
 import { DomainError } from '@stageline/errors';
 import { bus } from '@stageline/proto';
-import type { JobRecord, NewRelease, ReleaseChange, ReleaseStore } from '../../app/ports.ts';
+import type { CredentialStore, JobRecord, NewRelease, ReleaseChange, ReleaseStore } from '../../app/ports.ts';
 import type { Release, ReleaseStatus } from '../../domain/release.ts';
+import type { DatabaseCredentials } from '../../domain/workload.ts';
 import type { HostPortReservations } from '../podman/local-runtime.ts';
-import { HostPortRow, JobResultRow, ReleaseRow } from './entities.ts';
+import { DatabaseCredentialRow, HostPortRow, JobResultRow, ReleaseRow } from './entities.ts';
 
-function toRelease(row: ReleaseRow): Release {
+export function toRelease(row: ReleaseRow): Release {
   return {
     id: row.id,
     serviceId: row.serviceId,
@@ -30,13 +31,15 @@ function toRelease(row: ReleaseRow): Release {
     endpoints: row.endpoints,
     readinessTimeoutSeconds: row.readinessTimeoutSeconds,
     runtimeRevision: row.runtimeRevision,
+    kind: row.kind,
+    schedule: row.schedule,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
   };
 }
 
 /** A lost connection is worth a redelivery; anything else is a bug to report. */
-function unavailable(e: unknown): never {
+export function unavailable(e: unknown): never {
   const code = (e as { code?: string }).code;
   if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01' || code === '08006') {
     throw new DomainError('UNAVAILABLE', 'the deploy database is unavailable', { cause: e });
@@ -103,6 +106,8 @@ export class PgReleaseStore implements ReleaseStore {
           hostPorts: [],
           endpoints: [],
           runtimeRevision: 0,
+          kind: input.kind ?? '',
+          schedule: input.schedule ?? '',
           createdAt: now,
           updatedAt: now,
         });
@@ -116,6 +121,15 @@ export class PgReleaseStore implements ReleaseStore {
         return unavailable(e);
       });
     return toRelease(row);
+  }
+
+  /** Every live CRON_JOB release on a runtime (the local scheduler's schedules). */
+  async liveCronJobs(runtime: string): Promise<Release[]> {
+    const rows = await this.#db
+      .em()
+      .find(ReleaseRow, { runtime, kind: 'CRON_JOB', status: 'DEPLOYED' })
+      .catch(unavailable);
+    return rows.map(toRelease);
   }
 
   async setChart(id: string, chartPath: string, configHash: string): Promise<Release> {
@@ -230,5 +244,53 @@ export class PgHostPorts implements HostPortReservations {
   ): Promise<Array<{ port: number; serviceId: string; containerPort: number }>> {
     const rows = await this.#deps.db.em().find(HostPortRow, { environmentId }, { orderBy: { port: 'asc' } });
     return rows.map((r) => ({ port: r.port, serviceId: r.serviceId, containerPort: r.containerPort }));
+  }
+}
+
+export interface PgCredentialStoreDeps {
+  db: Database;
+  now?: () => Date;
+}
+
+/** A database's user, password and database name: created once per service, kept until DELETE. */
+export class PgCredentialStore implements CredentialStore {
+  readonly #deps: PgCredentialStoreDeps;
+  constructor(deps: PgCredentialStoreDeps) {
+    this.#deps = deps;
+  }
+
+  async ensure(
+    serviceId: string,
+    environmentId: string,
+    make: () => DatabaseCredentials,
+  ): Promise<DatabaseCredentials> {
+    const em = this.#deps.db.em();
+    const existing = await em.findOne(DatabaseCredentialRow, { serviceId }).catch(unavailable);
+    if (existing !== null)
+      return { username: existing.username, password: existing.password, database: existing.database };
+    const made = make();
+    try {
+      await em.insert(DatabaseCredentialRow, {
+        serviceId,
+        environmentId,
+        ...made,
+        createdAt: this.#deps.now?.() ?? new Date(),
+      });
+      return made;
+    } catch (e) {
+      // Another delivery made them first: theirs are the ones.
+      if (!isUniqueViolation(e)) unavailable(e);
+      const row = await this.#deps.db.em().findOneOrFail(DatabaseCredentialRow, { serviceId });
+      return { username: row.username, password: row.password, database: row.database };
+    }
+  }
+
+  async get(serviceId: string): Promise<DatabaseCredentials | undefined> {
+    const row = await this.#deps.db.em().findOne(DatabaseCredentialRow, { serviceId }).catch(unavailable);
+    return row === null ? undefined : { username: row.username, password: row.password, database: row.database };
+  }
+
+  async remove(serviceId: string): Promise<void> {
+    await this.#deps.db.em().nativeDelete(DatabaseCredentialRow, { serviceId }).catch(unavailable);
   }
 }

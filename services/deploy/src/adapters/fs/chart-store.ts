@@ -5,7 +5,8 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { ChartStore } from '../../app/ports.ts';
-import type { Chart, Manifest } from '../../domain/chart.ts';
+import type { Chart, ChartFile, Manifest } from '../../domain/chart.ts';
+import { CUSTOM_CHART_FILE, type CustomChartRef } from '../../domain/custom-chart.ts';
 import type { ChartReader } from '../podman/local-runtime.ts';
 
 export class FsChartStore implements ChartStore, ChartReader {
@@ -47,6 +48,34 @@ export class FsChartStore implements ChartStore, ChartReader {
       throw e;
     }
     return dir;
+  }
+
+  async read(chartPath: string): Promise<ChartFile[] | undefined> {
+    const files: ChartFile[] = [];
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+        if (entry.isDirectory()) await walk(path.join(dir, entry.name), rel);
+        else if (entry.isFile()) files.push({ path: rel, content: await readFile(path.join(dir, entry.name), 'utf8') });
+      }
+    };
+    try {
+      await walk(chartPath, '');
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    return files.sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+
+  /** A custom chart's reference (custom.json), or undefined for a chart Stageline generated. */
+  async customChart(chartPath: string): Promise<CustomChartRef | undefined> {
+    try {
+      return JSON.parse(await readFile(path.join(chartPath, CUSTOM_CHART_FILE), 'utf8')) as CustomChartRef;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return undefined;
+      throw e;
+    }
   }
 
   async manifests(chartPath: string): Promise<Manifest[]> {

@@ -3,7 +3,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { deploy } from '@stageline/proto';
-import { getRelease, listReleases, type ReleaseQueriesDeps } from '../../app/releases.ts';
+import { getRelease, listCronRuns, listReleases, type ReleaseQueriesDeps } from '../../app/releases.ts';
 import type { Release } from '../../domain/release.ts';
 
 export function toProtoRelease(release: Release): deploy.Release {
@@ -17,6 +17,9 @@ export function toProtoRelease(release: Release): deploy.Release {
     status: release.status,
     serviceId: release.serviceId,
     chart: release.chartPath,
+    version: release.version,
+    message: release.message,
+    jobId: release.jobId,
   });
 }
 
@@ -27,8 +30,21 @@ export function releaseService(deps: ReleaseQueriesDeps, log: Logger): GrpcServi
         releases: (await listReleases(deps, req.serviceId)).map(toProtoRelease),
       }),
     ),
-    // Replaced by the cron scheduler's runs in the next commit.
-    listCronRuns: unary(log, async () => deploy.ListCronRunsResponse.fromPartial({ runs: [] })),
+    listCronRuns: unary(log, async (req) =>
+      deploy.ListCronRunsResponse.fromPartial({
+        runs: (await listCronRuns(deps, req.serviceId, req.limit)).map((r) => ({
+          serviceId: r.serviceId,
+          scheduledAt: r.tick,
+          startedAt: r.startedAt,
+          ...(r.finishedAt !== undefined ? { finishedAt: r.finishedAt } : {}),
+          status: r.status,
+          exitCode: r.exitCode,
+          message: r.message,
+          revision: r.revision,
+          log: r.log,
+        })),
+      }),
+    ),
     getRelease: unary(log, async (req) =>
       deploy.GetReleaseResponse.fromPartial({
         release: toProtoRelease(await getRelease(deps, req.serviceId, req.revision)),

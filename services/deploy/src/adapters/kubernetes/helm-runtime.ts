@@ -1,17 +1,28 @@
 // The `kubernetes` runtime (DESIGN.md §4): the generated chart through helm into the environment's
 // namespace with its kubeconfig context; kubectl for stop and restart. Readiness is helm's --wait.
+import path from 'node:path';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
+import { jobName } from '../../domain/chart.ts';
+import { type CustomChartRef, VALUES_OVERRIDES_FILE, VALUES_STAGELINE_FILE } from '../../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../../domain/failures.ts';
+import { parseJobOutput } from '../../domain/job-output.ts';
 import { helmReleaseName } from '../../domain/names.ts';
 import type { Release } from '../../domain/release.ts';
 import type { CommandResult, CommandRunner } from '../process/command-runner.ts';
 
 export interface KubernetesRuntimeDeps {
   runner: CommandRunner;
-  /** Binaries (default "helm" and "kubectl"). */
+  /** Binaries (default "helm", "kubectl" and "git"). */
   helm?: string;
   kubectl?: string;
+  git?: string;
+  /** Reads a release directory's custom chart reference (undefined: the chart Stageline generated). */
+  charts?: { customChart(chartPath: string): Promise<CustomChartRef | undefined> };
 }
+
+// Helm statuses of a release left mid-operation (a crash, a killed helm): the next upgrade would fail
+// with "another operation (install/upgrade/rollback) is in progress".
+const PENDING = new Set(['pending-install', 'pending-upgrade', 'pending-rollback']);
 
 const MIN_TIMEOUT_SECONDS = 30;
 
@@ -28,11 +39,15 @@ export class KubernetesRuntime implements Runtime {
   readonly #runner: CommandRunner;
   readonly #helm: string;
   readonly #kubectl: string;
+  readonly #git: string;
+  readonly #charts: KubernetesRuntimeDeps['charts'];
 
   constructor(deps: KubernetesRuntimeDeps) {
     this.#runner = deps.runner;
     this.#helm = deps.helm ?? 'helm';
     this.#kubectl = deps.kubectl ?? 'kubectl';
+    this.#git = deps.git ?? 'git';
+    this.#charts = deps.charts;
   }
 
   /** `--namespace <ns> [--kube-context <ctx>]` (helm) — no context: the kubeconfig's current one. */
@@ -77,20 +92,58 @@ export class KubernetesRuntime implements Runtime {
     return result;
   }
 
+  /** The chart argument(s) of `helm upgrade`: the generated chart's directory, or the service's own chart. */
+  async #chartArgs(release: Release, ctx: RuntimeContext): Promise<string[]> {
+    const custom = await this.#charts?.customChart(release.chartPath);
+    if (custom === undefined) return [release.chartPath];
+    const values = [
+      // The user's values first, Stageline's (the image from the mirror) last: later files win.
+      '--values',
+      path.join(release.chartPath, VALUES_OVERRIDES_FILE),
+      '--values',
+      path.join(release.chartPath, VALUES_STAGELINE_FILE),
+    ];
+    if (custom.type === 'path') {
+      const checkout = path.join(release.chartPath, 'source');
+      await this.#run(
+        this.#git,
+        ['clone', '--quiet', '--no-checkout', '--', custom.gitUrl, checkout],
+        ctx,
+        (r) => `git clone failed: ${detail(r)}`,
+      );
+      await this.#run(
+        this.#git,
+        ['-C', checkout, 'checkout', '--quiet', '--detach', custom.commit],
+        ctx,
+        (r) => `git checkout ${custom.commit} failed: ${detail(r)}`,
+      );
+      return [path.join(checkout, custom.path), ...values];
+    }
+    const version = custom.version !== '' ? ['--version', custom.version] : [];
+    if (custom.url.startsWith('oci://')) {
+      const ref = custom.name === '' ? custom.url : `${custom.url.replace(/\/+$/, '')}/${custom.name}`;
+      return [ref, ...version, ...values];
+    }
+    return [custom.name, '--repo', custom.url, ...version, ...values];
+  }
+
   async apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
     const name = helmReleaseName(release.serviceName);
+    const isJob = release.kind === 'LIFECYCLE_JOB';
     await this.#run(
       this.#helm,
       [
         'upgrade',
         '--install',
         name,
-        release.chartPath,
+        ...(await this.#chartArgs(release, ctx)),
         ...this.#helmTarget(release),
         '--create-namespace',
         // --atomic: a rollout that is not ready in time is rolled back by helm itself.
         '--atomic',
         '--wait',
+        // A lifecycle job's Job must complete, not only exist.
+        ...(isJob ? ['--wait-for-jobs'] : []),
         '--timeout',
         this.#timeout(release),
       ],
@@ -105,7 +158,81 @@ export class KubernetesRuntime implements Runtime {
       hostPorts: [],
       digest: '',
       runtimeRevision: await this.#helmRevision(name, release, ctx),
+      ...(isJob ? { outputs: await this.#jobOutputs(release, ctx) } : {}),
     };
+  }
+
+  /** A completed Job's output.json: its pod's termination message (the chart points it at the file). */
+  async #jobOutputs(release: Release, ctx: RuntimeContext): Promise<Record<string, string>> {
+    const result = await this.#run(
+      this.#kubectl,
+      [
+        'get',
+        'pods',
+        '--selector',
+        `job-name=${jobName({ name: release.serviceName }, release.revision)}`,
+        ...this.#kubectlTarget(release),
+        '--output',
+        'json',
+      ],
+      ctx,
+      (r) => `kubectl get pods failed: ${detail(r)}`,
+    );
+    type Pods = {
+      items?: Array<{
+        status?: { containerStatuses?: Array<{ state?: { terminated?: { exitCode?: number; message?: string } } }> };
+      }>;
+    };
+    let pods: Pods;
+    try {
+      pods = JSON.parse(result.stdout) as Pods;
+    } catch {
+      throw new RolloutError('failed', 'kubectl get pods answered something that is not JSON');
+    }
+    for (const pod of pods.items ?? []) {
+      const terminated = pod.status?.containerStatuses?.[0]?.state?.terminated;
+      if (terminated?.exitCode === 0) return parseJobOutput(terminated.message ?? '');
+    }
+    return {};
+  }
+
+  async recover(
+    next: Release,
+    previous: Release | undefined,
+    _stuck: readonly Release[],
+    ctx: RuntimeContext,
+  ): Promise<string | undefined> {
+    // Helm itself knows: whatever Stageline recorded, a pending status blocks the next upgrade.
+    const name = helmReleaseName(next.serviceName);
+    const args = ['status', name, ...this.#helmTarget(next), '--output', 'json'];
+    ctx.output(`${this.#helm} ${args.join(' ')}`);
+    const result = await this.#runner.run(this.#helm, args, { signal: ctx.signal });
+    if (result.exitCode !== 0) {
+      if (/not found/i.test(result.stderr)) return undefined;
+      throw new RolloutError('failed', `helm status failed: ${detail(result)}`);
+    }
+    let status = '';
+    let version = 0;
+    try {
+      const parsed = JSON.parse(result.stdout) as { info?: { status?: string }; version?: number };
+      status = parsed.info?.status ?? '';
+      version = parsed.version ?? 0;
+    } catch {
+      return undefined;
+    }
+    if (!PENDING.has(status)) return undefined;
+    if (status === 'pending-install' || version <= 1) {
+      await this.#uninstall(next, ctx);
+      return `release ${name} was stuck in ${status} (first revision): uninstalled`;
+    }
+    const to = previous !== undefined && previous.runtimeRevision > 0 ? previous.runtimeRevision : version - 1;
+    await this.#run(
+      this.#helm,
+      ['rollback', name, String(to), ...this.#helmTarget(next), '--wait', '--timeout', this.#timeout(next)],
+      ctx,
+      (r) => `helm rollback of the stuck release failed: ${detail(r)}`,
+    );
+    return `release ${name} was stuck in ${status}: rolled back to helm revision ${to}`;
   }
 
   /** Helm's revision of the release now, so a later rollback can name it exactly (0 if unknown). */
@@ -124,10 +251,45 @@ export class KubernetesRuntime implements Runtime {
     }
   }
 
-  async stop(release: Release, ctx: RuntimeContext): Promise<void> {
+  /** `kubectl scale` / `rollout` target of a release: its Deployment or StatefulSet, by name or by label. */
+  #workloadTarget(release: Release): string[] {
+    if (release.kind === 'CUSTOM_CHART') {
+      // A chart of the service's own: its workloads carry the release's instance label, by convention.
+      return [
+        'deployment,statefulset',
+        '--selector',
+        `app.kubernetes.io/instance=${helmReleaseName(release.serviceName)}`,
+      ];
+    }
+    return [release.kind === 'DATABASE' ? 'statefulset' : 'deployment', release.serviceName];
+  }
+
+  async #suspend(release: Release, suspend: boolean, ctx: RuntimeContext): Promise<void> {
     await this.#run(
       this.#kubectl,
-      ['scale', 'deployment', release.serviceName, '--replicas=0', ...this.#kubectlTarget(release)],
+      [
+        'patch',
+        'cronjob',
+        release.serviceName,
+        '--type',
+        'merge',
+        '--patch',
+        JSON.stringify({ spec: { suspend } }),
+        ...this.#kubectlTarget(release),
+      ],
+      ctx,
+      (r) => `kubectl patch cronjob failed: ${detail(r)}`,
+    );
+  }
+
+  async stop(release: Release, ctx: RuntimeContext): Promise<void> {
+    if (release.kind === 'CRON_JOB') {
+      await this.#suspend(release, true, ctx);
+      return;
+    }
+    await this.#run(
+      this.#kubectl,
+      ['scale', ...this.#workloadTarget(release), '--replicas=0', ...this.#kubectlTarget(release)],
       ctx,
       (r) => `kubectl scale failed: ${detail(r)}`,
     );
@@ -135,7 +297,11 @@ export class KubernetesRuntime implements Runtime {
 
   async restart(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
     const target = this.#kubectlTarget(release);
-    const deployment = `deployment/${release.serviceName}`;
+    if (release.kind === 'CRON_JOB') {
+      await this.#suspend(release, false, ctx);
+      return { endpoints: [], hostPorts: [], digest: release.digest, runtimeRevision: release.runtimeRevision };
+    }
+    const deployment = `${release.kind === 'DATABASE' ? 'statefulset' : 'deployment'}/${release.serviceName}`;
     if (release.status === 'STOPPED') {
       // A rollout restart of zero replicas starts nothing: scale back up instead.
       await this.#run(
@@ -167,8 +333,25 @@ export class KubernetesRuntime implements Runtime {
   }
 
   async remove(release: Release, ctx: RuntimeContext): Promise<void> {
-    // The chart's PVC is one of its templates: uninstalling removes the data too (DESIGN.md §4).
     await this.#uninstall(release, ctx);
+    if (release.kind === 'DATABASE') {
+      // Claims made from a StatefulSet's templates are not the chart's: helm uninstall leaves them
+      // (the retention policy removes them only where the cluster supports it). DELETE removes the data.
+      await this.#run(
+        this.#kubectl,
+        [
+          'delete',
+          'persistentvolumeclaim',
+          '--selector',
+          `app.kubernetes.io/instance=${helmReleaseName(release.serviceName)}`,
+          '--ignore-not-found',
+          '--wait=false',
+          ...this.#kubectlTarget(release),
+        ],
+        ctx,
+        (r) => `kubectl delete pvc failed: ${detail(r)}`,
+      );
+    }
   }
 
   async #uninstall(release: Release, ctx: RuntimeContext): Promise<void> {

@@ -1,16 +1,26 @@
 // The `local` runtime (DESIGN.md §4): podman `kube play` of the chart's Deployment, translated; the
 // environment's podman network; public ports on 127.0.0.1; readiness probed by us, since podman's
 // healthchecks need systemd timers.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@stageline/log';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
 import { LABELS, type Manifest } from '../../domain/chart.ts';
 import { lastLines, RolloutCanceled, RolloutError } from '../../domain/failures.ts';
-import { ChartError, type LocalPlan, planLocal, publicPortsOf } from '../../domain/local-plan.ts';
+import { parseJobOutput } from '../../domain/job-output.ts';
+import {
+  ChartError,
+  chartWorkloadKind,
+  type LocalJobPlan,
+  type LocalPlan,
+  planLocal,
+  planLocalJob,
+  publicPortsOf,
+} from '../../domain/local-plan.ts';
 import { localNetworkName, localPodName } from '../../domain/names.ts';
 import type { Endpoint, Release } from '../../domain/release.ts';
+import { JOB_OUTPUT_DIR } from '../../domain/workload.ts';
 import { CommandFailed } from '../process/command-runner.ts';
 import type { ContainerState, Podman } from './podman.ts';
 import { runProbe } from './probes.ts';
@@ -26,6 +36,15 @@ export interface HostPortReservations {
 export interface ChartReader {
   /** The manifests in the chart directory's templates/. */
   manifests(chartPath: string): Promise<Manifest[]>;
+  /** Set for a chart of the service's own (which only the kubernetes runtime renders). */
+  customChart(chartPath: string): Promise<unknown>;
+}
+
+/** One execution of a job pod: how it ended, its output, its log lines. */
+export interface JobRunResult {
+  exitCode: number;
+  outputs: Record<string, string>;
+  attempts: number;
 }
 
 export interface LocalRuntimeDeps {
@@ -61,7 +80,21 @@ export class LocalRuntime implements Runtime {
 
   async apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
     const { podman } = this.#deps;
-    const plan = await this.#plan(release);
+    const manifests = await this.#manifests(release);
+    const kind = chartWorkloadKind(manifests);
+    if (kind === 'job') {
+      const run = await this.runJob(release, `r${release.revision}`, ctx, manifests);
+      return { endpoints: [], hostPorts: [], digest: '', runtimeRevision: 0, outputs: run.outputs };
+    }
+    if (kind === 'cron') {
+      // The deploy service's scheduler runs it (DESIGN.md §4); the image is pulled now, so a tick starts fast.
+      const plan = this.#jobPlan(release, manifests, 'check');
+      await podman.ensureNetwork(plan.network, { [LABELS.environmentId]: release.environmentId });
+      await this.#ensureImage(plan.image, ctx);
+      ctx.output(`scheduled "${release.schedule}" (UTC): the deploy service runs it on every tick`);
+      return { endpoints: [], hostPorts: [], digest: await podman.imageDigest(plan.image), runtimeRevision: 0 };
+    }
+    const plan = await this.#plan(release, manifests);
     await podman.ensureNetwork(plan.network, { [LABELS.environmentId]: release.environmentId });
     await this.#ensureImage(plan.image, ctx);
     for (const volume of plan.volumes) await podman.ensureVolume(volume.name, volume.labels);
@@ -92,6 +125,11 @@ export class LocalRuntime implements Runtime {
   }
 
   async stop(release: Release, ctx: RuntimeContext): Promise<void> {
+    if (release.kind === 'CRON_JOB') {
+      // Suspended: the scheduler only runs DEPLOYED schedules; a run in progress finishes.
+      ctx.output('schedule suspended (runs in progress finish)');
+      return;
+    }
     const pod = localPodName(release.environmentId, release.serviceName);
     ctx.output(`podman pod stop ${pod} (volumes kept)`);
     await this.#deps.podman.stopPod(pod, STOP_TIMEOUT_SECONDS);
@@ -99,6 +137,10 @@ export class LocalRuntime implements Runtime {
 
   async restart(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
     const { podman } = this.#deps;
+    if (release.kind === 'CRON_JOB') {
+      ctx.output(`schedule "${release.schedule}" resumed`);
+      return { endpoints: [], hostPorts: [], digest: release.digest, runtimeRevision: 0 };
+    }
     const pod = localPodName(release.environmentId, release.serviceName);
     // Gone from podman (removed by hand, a wiped store): restarting means applying it again.
     if (!(await podman.podExists(pod))) {
@@ -134,6 +176,11 @@ export class LocalRuntime implements Runtime {
   }
 
   async rollbackTo(failed: Release, previous: Release | undefined, ctx: RuntimeContext): Promise<void> {
+    if (failed.kind === 'LIFECYCLE_JOB' || failed.kind === 'CRON_JOB') {
+      // A job leaves nothing running to roll back: only its failed run's pod goes.
+      await this.#removeJobPods(failed, ctx, `r${failed.revision}`);
+      return;
+    }
     if (previous === undefined) {
       // Not the network: other services of the environment may be deploying onto it right now.
       await this.#removeWorkload(failed, ctx);
@@ -143,8 +190,174 @@ export class LocalRuntime implements Runtime {
     await this.apply(previous, ctx);
   }
 
+  async recover(
+    next: Release,
+    previous: Release | undefined,
+    stuck: readonly Release[],
+    ctx: RuntimeContext,
+  ): Promise<string | undefined> {
+    if (stuck.length === 0) return undefined;
+    const revisions = stuck.map((r) => r.revision).join(', ');
+    if (next.kind === 'LIFECYCLE_JOB' || next.kind === 'CRON_JOB') {
+      for (const r of stuck) await this.#removeJobPods(r, ctx, `r${r.revision}`);
+      return `revision ${revisions} was left mid-run by a stopped worker: its pods removed`;
+    }
+    if (previous === undefined) {
+      // A first install left half-done: uninstall it, so the new revision starts from nothing.
+      await this.#removeWorkload(stuck[0]!, ctx);
+      return `revision ${revisions} was left mid-install by a stopped worker: uninstalled`;
+    }
+    // Every local update recreates the pod (DESIGN.md §4): applying the next revision replaces whatever
+    // the stuck one left, and a failure of it re-applies `previous`.
+    return `revision ${revisions} was left mid-rollout by a stopped worker: replaced by revision ${next.revision}, revision ${previous.revision} is what a failure returns to`;
+  }
+
+  /**
+   * Runs a Job's (or CronJob's) pod to completion, retrying a failed execution up to the job's retries,
+   * each within its max duration; returns what it wrote to output.json. Throws RolloutError when every
+   * execution failed, RolloutCanceled on cancel (its pod removed either way).
+   */
+  async runJob(release: Release, runName: string, ctx: RuntimeContext, given?: Manifest[]): Promise<JobRunResult> {
+    const { podman } = this.#deps;
+    const manifests = given ?? (await this.#manifests(release));
+    const plan = this.#jobPlan(release, manifests, runName);
+    await podman.ensureNetwork(plan.network, { [LABELS.environmentId]: release.environmentId });
+    await this.#ensureImage(plan.image, ctx);
+    const runDir = path.join(this.#deps.workDir, release.environmentId, release.serviceId, 'runs', runName);
+    const outputDir = path.join(runDir, 'output');
+    const attempts = plan.maxRetries + 1;
+    let last = '';
+    let lastCode = 0;
+    try {
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        this.#checkCanceled(ctx);
+        await rm(outputDir, { recursive: true, force: true });
+        await mkdir(outputDir, { recursive: true, mode: 0o700 });
+        const file = path.join(runDir, 'pod.yaml');
+        await writeFile(file, this.#jobPlan(release, manifests, runName, outputDir).kubeYaml, { mode: 0o600 });
+        ctx.output(
+          `running ${plan.podName} (attempt ${attempt} of ${attempts}, at most ${plan.maxDurationSeconds}s each)`,
+        );
+        try {
+          await podman.kubePlay(file, plan.network, plan.serviceName, ctx.signal);
+        } catch (e) {
+          this.#checkCanceled(ctx);
+          throw new RolloutError('failed', `podman kube play failed: ${messageOf(e)}`, { cause: e });
+        }
+        const exit = await this.#waitExit(plan, ctx);
+        await this.#removePod(plan.podName, plan.stopTimeoutSeconds);
+        if (exit.code === 0) {
+          const outputs = parseJobOutput(await readFile(path.join(outputDir, 'output.json'), 'utf8').catch(() => ''));
+          const keys = Object.keys(outputs);
+          ctx.output(
+            `completed (exit 0)${keys.length > 0 ? `; output.json gives ${keys.join(', ')} to later stages` : ''}`,
+          );
+          return { exitCode: 0, outputs, attempts: attempt };
+        }
+        last = exit.message;
+        lastCode = exit.code;
+        ctx.output(`attempt ${attempt} failed: ${exit.message}`);
+      }
+    } finally {
+      await this.#removePod(plan.podName, plan.stopTimeoutSeconds);
+      await rm(runDir, { recursive: true, force: true });
+    }
+    throw new RolloutError('exited', `${last}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`, {
+      exitCode: lastCode,
+    });
+  }
+
+  /** Until the job's container exits, its max duration passes (killed: a failure) or the run is canceled. */
+  async #waitExit(plan: LocalJobPlan, ctx: RuntimeContext): Promise<{ code: number; message: string }> {
+    const { podman } = this.#deps;
+    const deadline = Date.now() + plan.maxDurationSeconds * 1000;
+    const stopFollowing = new AbortController();
+    const followed = { stdout: 0, stderr: 0 };
+    const following = podman.followLogs(
+      plan.containerName,
+      (line, stream) => {
+        followed[stream]++;
+        ctx.output(`${plan.serviceName} | ${line}`);
+      },
+      stopFollowing.signal,
+    );
+    try {
+      for (;;) {
+        this.#checkCanceled(ctx);
+        ctx.working();
+        const state = await podman.inspectContainer(plan.containerName);
+        if (state === undefined) throw new RolloutError('failed', `container ${plan.containerName} disappeared`);
+        if (EXITED.has(state.status)) {
+          if (state.exitCode === 0) return { code: 0, message: 'exit 0' };
+          const tail = lastLines(await podman.logsTail(plan.containerName, LOG_TAIL_LINES), LOG_TAIL_LINES);
+          return {
+            code: state.exitCode,
+            message: `job exited with code ${state.exitCode}${tail.length > 0 ? `: ${tail.join(' | ')}` : ''}`,
+          };
+        }
+        if (Date.now() >= deadline) {
+          await this.#stopBeforeRemoval(plan.podName, 0);
+          return { code: 124, message: `job ran longer than its max duration of ${plan.maxDurationSeconds}s: killed` };
+        }
+        await abortable(STATE_POLL_MS, ctx.signal);
+      }
+    } finally {
+      stopFollowing.abort();
+      await following;
+      const all = await podman.logs(plan.containerName);
+      for (const stream of ['stdout', 'stderr'] as const) {
+        for (const line of all[stream].slice(followed[stream])) ctx.output(`${plan.serviceName} | ${line}`);
+      }
+    }
+  }
+
+  async #removePod(pod: string, timeoutSeconds: number): Promise<void> {
+    await this.#stopBeforeRemoval(pod, timeoutSeconds);
+    await this.#deps.podman.removePod(pod, timeoutSeconds);
+  }
+
+  /** The pods of a job's runs (one run, or all of them). */
+  async #removeJobPods(release: Release, ctx: RuntimeContext, runName?: string): Promise<void> {
+    if (release.serviceId === '') return;
+    const { podman } = this.#deps;
+    const pods = await podman.podsWithLabel(LABELS.serviceId, release.serviceId);
+    for (const pod of pods) {
+      if (runName !== undefined && !pod.endsWith(`-${runName}`)) continue;
+      ctx.output(`podman pod rm ${pod}`);
+      await this.#removePod(pod, 0);
+    }
+  }
+
+  #jobPlan(release: Release, manifests: Manifest[], runName: string, outputDir = '/nonexistent'): LocalJobPlan {
+    try {
+      return planLocalJob({
+        environmentId: release.environmentId,
+        manifests,
+        runName,
+        outputDir,
+        outputMountPath: JOB_OUTPUT_DIR,
+      });
+    } catch (e) {
+      if (e instanceof ChartError) throw new RolloutError('failed', e.message, { cause: e });
+      throw e;
+    }
+  }
+
+  async #manifests(release: Release): Promise<Manifest[]> {
+    if (release.chartPath === '') throw new RolloutError('failed', `revision ${release.revision} has no chart`);
+    if ((await this.#deps.charts.customChart(release.chartPath)) !== undefined) {
+      throw new RolloutError(
+        'failed',
+        'the service names its own Helm chart: only the kubernetes runtime can render it, not local',
+      );
+    }
+    return this.#deps.charts.manifests(release.chartPath);
+  }
+
   async #removeWorkload(release: Release, ctx: RuntimeContext): Promise<void> {
     const { podman, ports, workDir } = this.#deps;
+    // A job's runs (and a cron job's ones in progress) go with it.
+    await this.#removeJobPods(release, ctx);
     const pod = localPodName(release.environmentId, release.serviceName);
     ctx.output(`podman pod rm ${pod}`);
     // Stop, then remove: a forced removal of a running pod takes seconds longer (see apply).
@@ -171,9 +384,8 @@ export class LocalRuntime implements Runtime {
     }
   }
 
-  async #plan(release: Release): Promise<LocalPlan> {
-    if (release.chartPath === '') throw new RolloutError('failed', `revision ${release.revision} has no chart`);
-    const manifests = await this.#deps.charts.manifests(release.chartPath);
+  async #plan(release: Release, given?: Manifest[]): Promise<LocalPlan> {
+    const manifests = given ?? (await this.#manifests(release));
     const hostPorts = await this.#deps.ports.reserve(
       release.serviceId,
       release.environmentId,

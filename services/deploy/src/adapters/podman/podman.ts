@@ -146,6 +146,12 @@ export class Podman {
     );
   }
 
+  /** Names of the pods carrying label=value. */
+  async podsWithLabel(label: string, value: string): Promise<string[]> {
+    const out = await this.run(['pod', 'ps', '--filter', `label=${label}=${value}`, '--format', '{{.Name}}']);
+    return out.split('\n').filter((l) => l.trim() !== '');
+  }
+
   async podExists(name: string): Promise<boolean> {
     return (await this.raw(['pod', 'exists', name])).exitCode === 0;
   }
