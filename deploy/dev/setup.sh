@@ -13,7 +13,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # --- system packages -------------------------------------------------------------------------
 need=()
 for pair in git:git podman:podman buildah:buildah skopeo:skopeo runc:runc \
-            busybox:busybox-static docker-registry:docker-registry protoc:protobuf-compiler; do
+            busybox:busybox-static docker-registry:docker-registry protoc:protobuf-compiler \
+            podman-compose:podman-compose; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # The Python client e2e test (test/e2e/python) runs Debian's python3 with its grpcio and protobuf;

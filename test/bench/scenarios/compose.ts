@@ -1,0 +1,215 @@
+// Scenario 5 — the real stack against podman-compose: the example (an application built from a local git
+// repository, a worker and a public web container) deployed by Stageline with its real executors (git,
+// buildah, the mirror registry, podman) and by `podman-compose up -d --build` from an equivalent compose
+// file, cold (a commit never built before, a new environment / project) and warm (the same again,
+// unchanged), side by side in the same run.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { control } from '@stageline/proto';
+import { buildSteps, deployAndWait, deploySteps } from '../lib/driver.ts';
+import { composeFile, createExampleEnvironment, freshExampleRepo, httpServices } from '../lib/example.ts';
+import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
+import type { Scenario } from '../lib/scenario.ts';
+import { startStack } from '../lib/stack.ts';
+import { summarize } from '../lib/stats.ts';
+
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once every URL answers 200, polling every 100 ms. */
+async function waitForHttp(urls: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const url of urls) {
+    for (;;) {
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+        await res.arrayBuffer();
+        if (res.ok) break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+export async function podmanComposeAvailable(): Promise<boolean> {
+  try {
+    await run('podman-compose', ['--version']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface StepTotals {
+  buildMs: number;
+  deployMs: number;
+}
+
+interface ComposeRep {
+  stagelineColdMs: number;
+  stagelineWarmMs: number;
+  composeColdMs: number;
+  composeWarmMs: number;
+  stagelineColdBuildsRun: number;
+  stagelineWarmBuildsRun: number;
+  stagelineColdSteps: StepTotals;
+  stagelineWarmSteps: StepTotals;
+}
+
+interface ComposeProject {
+  name: string;
+  file: string;
+  ports: Record<string, number>;
+}
+
+async function composeUp(project: ComposeProject): Promise<number> {
+  const started = Date.now();
+  await run('podman-compose', ['-p', project.name, '-f', project.file, 'up', '-d', '--build'], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  // `up -d` returns once containers are started; the stack is up when its HTTP services answer.
+  await waitForHttp(
+    Object.values(project.ports).map((p) => `http://127.0.0.1:${p}/`),
+    120_000,
+  );
+  return Date.now() - started;
+}
+
+async function composeDown(project: ComposeProject): Promise<void> {
+  await run('podman-compose', ['-p', project.name, '-f', project.file, 'down', '-t', '0']).catch(() => undefined);
+  // What 1.0.3's down leaves: the project's network and the image it built.
+  await run('podman', ['network', 'rm', '-f', `${project.name}_default`]).catch(() => undefined);
+  await run('podman', ['rmi', '-f', `${project.name}_api`]).catch(() => undefined);
+}
+
+export const compose: Scenario = {
+  name: 'compose',
+  title: '5. Real stack: Stageline vs podman-compose (example stack, cold and warm)',
+  async run(ctx): Promise<ScenarioResult> {
+    if (!(await podmanComposeAvailable())) {
+      throw new Error('podman-compose is not installed (setup.sh installs it: apt-get install podman-compose)');
+    }
+    const reps = ctx.reps ?? 2;
+    const work = mkdtempSync(join(tmpdir(), 'stageline-bench-compose-'));
+    const stack = await startStack({ label: 'compose', executor: 'real', logDir: ctx.logDir, profile: ctx.profile });
+    const projects: ComposeProject[] = [];
+    try {
+      const repetitions: ComposeRep[] = [];
+      for (let r = 0; r < reps; r++) {
+        // Two different never-built commits: neither side may find the other's layers in the cache.
+        const nonceS = randomBytes(4).toString('hex');
+        const nonceC = randomBytes(4).toString('hex');
+        const repoS = await freshExampleRepo(join(work, `s-${nonceS}`), nonceS);
+        const repoC = await freshExampleRepo(join(work, `c-${nonceC}`), nonceC);
+
+        const envId = await createExampleEnvironment(stack, 'bench', `cmp-${nonceS}`, repoS.gitUrl);
+        const cold = await deployAndWait(stack, envId, { timeoutMs: 600_000 });
+        const warm = await deployAndWait(stack, envId, { timeoutMs: 600_000 });
+        const stagelineCold = cold.seenAt - cold.requestedAt;
+        const stagelineWarm = warm.seenAt - warm.requestedAt;
+        const built = (run: control.Deployment) =>
+          buildSteps(run).length -
+          run.services.flatMap((s) => s.steps).filter((st) => st.outcome === control.StepOutcome.STEP_OUTCOME_CACHE_HIT)
+            .length;
+        ctx.log(`compose rep ${r + 1}/${reps}: Stageline cold ${stagelineCold} ms, warm ${stagelineWarm} ms`);
+
+        const ports: Record<string, number> = {};
+        for (const name of httpServices()) ports[name] = await freePort();
+        const dir = join(work, `compose-${nonceC}`);
+        mkdirSync(dir, { recursive: true });
+        const file = join(dir, 'compose.yaml');
+        writeFileSync(file, composeFile(repoC.checkout, ports));
+        const project = { name: `slbench${nonceC}`, file, ports };
+        projects.push(project);
+        const composeCold = await composeUp(project);
+        const composeWarm = await composeUp(project);
+        ctx.log(`compose rep ${r + 1}/${reps}: podman-compose cold ${composeCold} ms, warm ${composeWarm} ms`);
+        await composeDown(project);
+
+        const stepTotals = (run: control.Deployment): StepTotals => ({
+          buildMs: buildSteps(run).reduce((a, s) => a + (s.end - s.start), 0),
+          deployMs: deploySteps(run).reduce((a, s) => a + (s.end - s.start), 0),
+        });
+        repetitions.push({
+          stagelineColdMs: stagelineCold,
+          stagelineWarmMs: stagelineWarm,
+          composeColdMs: composeCold,
+          composeWarmMs: composeWarm,
+          stagelineColdBuildsRun: built(cold.run),
+          stagelineWarmBuildsRun: built(warm.run),
+          stagelineColdSteps: stepTotals(cold.run),
+          stagelineWarmSteps: stepTotals(warm.run),
+        });
+      }
+      const f = (k: 'stagelineColdMs' | 'stagelineWarmMs' | 'composeColdMs' | 'composeWarmMs') =>
+        summarize(repetitions.map((x) => x[k]));
+      const sc = f('stagelineColdMs');
+      const sw = f('stagelineWarmMs');
+      const cc = f('composeColdMs');
+      const cw = f('composeWarmMs');
+      return {
+        scenario: 'compose',
+        title: this.title,
+        parameters: {
+          reps,
+          example: 'deploy/examples/demo-staging.json (api: APPLICATION from git; worker, web: busybox containers)',
+          cold: 'a commit never built (fresh repository copy), a new environment / compose project',
+          warm: 'the same request again, nothing changed',
+          composeCommand: 'podman-compose -p <project> -f compose.yaml up -d --build, then every HTTP service answers',
+        },
+        figures: { stagelineColdMs: sc, stagelineWarmMs: sw, composeColdMs: cc, composeWarmMs: cw },
+        repetitions,
+        tables: [
+          {
+            title: `${this.title}, ${reps} repetitions, REAL EXECUTORS`,
+            columns: ['', 'Stageline', 'podman-compose', 'Stageline / compose'],
+            rows: [
+              [
+                'cold (never-built commit)',
+                fmtSummary(sc, 0, ' ms'),
+                fmtSummary(cc, 0, ' ms'),
+                (sc.median / cc.median).toFixed(2),
+              ],
+              [
+                'warm (unchanged)',
+                fmtSummary(sw, 0, ' ms'),
+                fmtSummary(cw, 0, ' ms'),
+                (sw.median / cw.median).toFixed(2),
+              ],
+            ],
+            notes: [
+              'Stageline: DeployEnvironment → run SUCCEEDED (its deploys end when its readiness probes pass).',
+              'podman-compose 1.0.3 (Debian): `up -d --build` → every HTTP service answers 200; it sleeps 1 s after each',
+              'podman command it runs and, warm, re-runs nothing (containers exist), while Stageline re-applies each release.',
+              'Base images are in local storage for both (shared machine storage is never wiped).',
+            ],
+          },
+        ],
+      };
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${stack.tail()}`);
+    } finally {
+      for (const p of projects) await composeDown(p);
+      await stack.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+};

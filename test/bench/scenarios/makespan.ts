@@ -1,0 +1,191 @@
+// Scenario 3 — makespan against the lower bound: random environments (stage sizes, build and deploy
+// durations from a seeded distribution), noop executors that sleep those durations, each deployed in
+// PIPELINED and in STRICT mode. makespan / lower bound says how much time scheduling and orchestration
+// lose; STRICT / PIPELINED says what pipelining buys.
+import { control } from '@stageline/proto';
+import { createEnvironment, deployAndWait, ms } from '../lib/driver.ts';
+import { type JobTimes, pipelinedLowerBound, strictLowerBound } from '../lib/lower-bound.ts';
+import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
+import { type Scenario, scaled } from '../lib/scenario.ts';
+import { startStack } from '../lib/stack.ts';
+import { median, seededRandom, summarize } from '../lib/stats.ts';
+
+const SEED = 20240607;
+const MODES = ['PIPELINED', 'STRICT'] as const;
+type Mode = (typeof MODES)[number];
+
+interface RandomEnv {
+  name: string;
+  stages: JobTimes[][];
+}
+
+/** Stage count 2–4, 1–12 services a stage, builds 300–3000 ms, deploys 200–2000 ms (uniform). */
+export function randomEnvironments(count: number, seed = SEED): RandomEnv[] {
+  const rand = seededRandom(seed);
+  const between = (lo: number, hi: number) => Math.round(lo + rand() * (hi - lo));
+  return Array.from({ length: count }, (_, e) => ({
+    name: `mk-${e}`,
+    stages: Array.from({ length: between(2, 4) }, () =>
+      Array.from({ length: between(1, 12) }, () => ({ build: between(300, 3000), deploy: between(200, 2000) })),
+    ),
+  }));
+}
+
+export const makespan: Scenario = {
+  name: 'makespan',
+  title: '3. Makespan vs lower bound (noop with seeded durations)',
+  async run(ctx): Promise<ScenarioResult> {
+    const envCount = scaled(3, ctx.scale);
+    const reps = ctx.reps ?? 2;
+    const specs = randomEnvironments(envCount);
+    const stack = await startStack({ label: 'makespan', executor: 'noop', logDir: ctx.logDir, profile: ctx.profile });
+    try {
+      // One environment per (random environment, mode): the same services, only the mode differs.
+      const created = new Map<string, string>();
+      for (const spec of specs) {
+        for (const mode of MODES) {
+          const env = await createEnvironment(stack, {
+            project: 'bench',
+            name: `${spec.name}-${mode.toLowerCase()}`,
+            stages: spec.stages.length,
+            settings: {
+              schedulingMode:
+                mode === 'STRICT'
+                  ? control.SchedulingMode.SCHEDULING_MODE_STRICT
+                  : control.SchedulingMode.SCHEDULING_MODE_PIPELINED,
+            },
+            services: spec.stages.flatMap((jobs, stage) =>
+              jobs.map((j, i) => ({
+                name: `s${stage}-${i}`,
+                stage,
+                // Read by the noop executor: this service's own durations.
+                env: { STAGELINE_NOOP_MIRROR_MS: String(j.build), STAGELINE_NOOP_DEPLOY_MS: String(j.deploy) },
+              })),
+            ),
+          });
+          created.set(`${spec.name}/${mode}`, env.id);
+        }
+      }
+      // A first run of each, not measured: every environment has been through the system once.
+      for (const id of created.values()) await deployAndWait(stack, id);
+
+      const repetitions: {
+        env: string;
+        mode: Mode;
+        rep: number;
+        makespanMs: number;
+        requestToFinishedMs: number;
+        lowerBoundMs: number;
+        pipelinedLowerBoundMs: number;
+        ratio: number;
+      }[] = [];
+      for (let r = 0; r < reps; r++) {
+        for (const spec of specs) {
+          const input = { stages: spec.stages, maxBuilds: 7, maxDeploys: 7 };
+          for (const mode of MODES) {
+            const { run, requestedAt, seenAt } = await deployAndWait(stack, created.get(`${spec.name}/${mode}`)!);
+            const makespanMs = ms(run.finishedAt) - ms(run.startedAt);
+            const lowerBoundMs = mode === 'STRICT' ? strictLowerBound(input) : pipelinedLowerBound(input);
+            repetitions.push({
+              env: spec.name,
+              mode,
+              rep: r,
+              makespanMs,
+              requestToFinishedMs: seenAt - requestedAt,
+              lowerBoundMs,
+              pipelinedLowerBoundMs: pipelinedLowerBound(input),
+              ratio: makespanMs / lowerBoundMs,
+            });
+            ctx.log(
+              `makespan ${spec.name} ${mode} rep ${r + 1}/${reps}: ${makespanMs} ms, bound ${lowerBoundMs.toFixed(0)} ms, ×${(makespanMs / lowerBoundMs).toFixed(2)}`,
+            );
+          }
+        }
+      }
+
+      const rows = specs.map((spec) => {
+        const of = (mode: Mode) => repetitions.filter((x) => x.env === spec.name && x.mode === mode);
+        const p = of('PIPELINED');
+        const s = of('STRICT');
+        const pm = median(p.map((x) => x.makespanMs));
+        const sm = median(s.map((x) => x.makespanMs));
+        return {
+          env: spec.name,
+          shape: spec.stages.map((st) => st.length).join('+'),
+          pipelined: summarize(p.map((x) => x.makespanMs)),
+          pipelinedBound: p[0]!.lowerBoundMs,
+          pipelinedRatio: summarize(p.map((x) => x.ratio)),
+          strict: summarize(s.map((x) => x.makespanMs)),
+          strictBound: s[0]!.lowerBoundMs,
+          strictRatio: summarize(s.map((x) => x.ratio)),
+          strictOverPipelined: sm / pm,
+        };
+      });
+      const allP = summarize(repetitions.filter((x) => x.mode === 'PIPELINED').map((x) => x.ratio));
+      const allS = summarize(repetitions.filter((x) => x.mode === 'STRICT').map((x) => x.ratio));
+      return {
+        scenario: 'makespan',
+        title: this.title,
+        parameters: {
+          environments: specs.map((s) => ({ name: s.name, stages: s.stages })),
+          seed: SEED,
+          reps,
+          executor: 'noop (per-service durations)',
+          distribution: 'stages 2–4, 1–12 services each, build 300–3000 ms, deploy 200–2000 ms, uniform',
+        },
+        figures: {
+          pipelinedRatio: allP,
+          strictRatio: allS,
+          strictOverPipelined: summarize(rows.map((r) => r.strictOverPipelined)),
+          perEnvironment: Object.fromEntries(rows.map((r) => [r.env, r])),
+        },
+        repetitions,
+        tables: [
+          {
+            title: `${this.title}: ${envCount} environments (seed ${SEED}), ${reps} runs per mode, NOOP EXECUTOR`,
+            columns: [
+              'environment (services per stage)',
+              'PIPELINED ms',
+              'bound',
+              '× bound',
+              'STRICT ms',
+              'bound',
+              '× bound',
+              'STRICT / PIPELINED',
+            ],
+            rows: [
+              ...rows.map((r) => [
+                `${r.env} (${r.shape})`,
+                fmtSummary(r.pipelined),
+                r.pipelinedBound.toFixed(0),
+                r.pipelinedRatio.median.toFixed(2),
+                fmtSummary(r.strict),
+                r.strictBound.toFixed(0),
+                r.strictRatio.median.toFixed(2),
+                r.strictOverPipelined.toFixed(2),
+              ]),
+              [
+                'all runs',
+                '',
+                '',
+                fmtSummary(allP, 2),
+                '',
+                '',
+                fmtSummary(allS, 2),
+                median(rows.map((r) => r.strictOverPipelined)).toFixed(2),
+              ],
+            ],
+            notes: [
+              'makespan: the run started → finished (planner clock). bound: the shortest the run could take with at most',
+              '7 builds and 7 deploys at once and no orchestration at all (test/bench/lib/lower-bound.ts).',
+            ],
+          },
+        ],
+      };
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${stack.tail()}`);
+    } finally {
+      await stack.stop();
+    }
+  },
+};

@@ -1,0 +1,110 @@
+// Scenario 6 — unchanged redeploy: the example stack deployed (real executors), then REDEPLOYed with
+// nothing changed. How many builds and image copies actually ran (expected: none; every BUILD and
+// MIRROR_IMAGE step a cache hit), and how long it took next to the first deploy.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { control } from '@stageline/proto';
+import { deployAndWait } from '../lib/driver.ts';
+import { createExampleEnvironment, freshExampleRepo } from '../lib/example.ts';
+import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
+import type { Scenario } from '../lib/scenario.ts';
+import { startStack } from '../lib/stack.ts';
+import { summarize } from '../lib/stats.ts';
+
+const { StepKind, StepOutcome } = control;
+
+/** Steps of a kind, split by whether they did the work or found it done (CACHE_HIT). */
+function count(run: control.Deployment, kind: control.StepKind) {
+  const steps = run.services.flatMap((s) => s.steps).filter((st) => st.kind === kind);
+  const hits = steps.filter((st) => st.outcome === StepOutcome.STEP_OUTCOME_CACHE_HIT).length;
+  return { ran: steps.length - hits, cacheHits: hits };
+}
+
+export const redeploy: Scenario = {
+  name: 'redeploy',
+  title: '6. Unchanged redeploy (example stack, real executors)',
+  async run(ctx): Promise<ScenarioResult> {
+    const reps = ctx.reps ?? 2;
+    const work = mkdtempSync(join(tmpdir(), 'stageline-bench-redeploy-'));
+    const stack = await startStack({ label: 'redeploy', executor: 'real', logDir: ctx.logDir, profile: ctx.profile });
+    try {
+      const repetitions = [];
+      for (let r = 0; r < reps; r++) {
+        const nonce = randomBytes(4).toString('hex');
+        const repo = await freshExampleRepo(join(work, nonce), nonce);
+        const envId = await createExampleEnvironment(stack, 'bench', `rdp-${nonce}`, repo.gitUrl);
+        const first = await deployAndWait(stack, envId, { timeoutMs: 600_000 });
+        const again = await deployAndWait(stack, envId, { action: 'redeploy', timeoutMs: 600_000 });
+        const rep = {
+          firstMs: first.seenAt - first.requestedAt,
+          redeployMs: again.seenAt - again.requestedAt,
+          first: {
+            builds: count(first.run, StepKind.STEP_KIND_BUILD),
+            mirrors: count(first.run, StepKind.STEP_KIND_MIRROR_IMAGE),
+          },
+          redeploy: {
+            builds: count(again.run, StepKind.STEP_KIND_BUILD),
+            mirrors: count(again.run, StepKind.STEP_KIND_MIRROR_IMAGE),
+          },
+          sameVersions: first.run.services.every(
+            (s) => again.run.services.find((x) => x.serviceId === s.serviceId)?.version === s.version,
+          ),
+        };
+        repetitions.push(rep);
+        ctx.log(
+          `redeploy rep ${r + 1}/${reps}: first ${rep.firstMs} ms (${rep.first.builds.ran} build(s)), ` +
+            `redeploy ${rep.redeployMs} ms (${rep.redeploy.builds.ran} build(s), ${rep.redeploy.mirrors.ran} mirror copies)`,
+        );
+      }
+      const first = summarize(repetitions.map((x) => x.firstMs));
+      const again = summarize(repetitions.map((x) => x.redeployMs));
+      const buildsRun = summarize(repetitions.map((x) => x.redeploy.builds.ran));
+      const mirrorsRun = summarize(repetitions.map((x) => x.redeploy.mirrors.ran));
+      const ratio = summarize(repetitions.map((x) => x.redeployMs / x.firstMs));
+      return {
+        scenario: 'redeploy',
+        title: this.title,
+        parameters: { reps, example: 'deploy/examples/demo-staging.json with a never-built commit per repetition' },
+        figures: {
+          firstDeployMs: first,
+          redeployMs: again,
+          redeployBuildsRun: buildsRun,
+          redeployMirrorCopies: mirrorsRun,
+          redeployOverFirst: ratio,
+        },
+        repetitions,
+        tables: [
+          {
+            title: `${this.title}, ${reps} repetitions, REAL EXECUTORS`,
+            columns: ['', 'first DEPLOY', 'REDEPLOY (unchanged)'],
+            rows: [
+              ['wall time (request → run finished)', fmtSummary(first, 0, ' ms'), fmtSummary(again, 0, ' ms')],
+              [
+                'builds run (BUILD steps not CACHE_HIT)',
+                fmtSummary(summarize(repetitions.map((x) => x.first.builds.ran))),
+                `${fmtSummary(buildsRun)}  (expected 0)`,
+              ],
+              [
+                'image copies (MIRROR_IMAGE not CACHE_HIT)',
+                fmtSummary(summarize(repetitions.map((x) => x.first.mirrors.ran))),
+                fmtSummary(mirrorsRun),
+              ],
+              ['REDEPLOY / first', '', ratio.median.toFixed(2)],
+              ['same versions as the first deploy', '', repetitions.every((x) => x.sameVersions) ? 'yes' : 'NO'],
+            ],
+          },
+        ],
+        ...(buildsRun.max > 0
+          ? { diagnosis: ['an unchanged REDEPLOY ran a build: the cache key changed between runs'] }
+          : {}),
+      };
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${stack.tail()}`);
+    } finally {
+      await stack.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+};
