@@ -364,10 +364,16 @@ describe('deploy jobs on the local runtime (podman)', () => {
     expect(late.result.state).toBe(ServiceState.SERVICE_STATE_CANCELED);
     expect(late.result.message).toContain('revision 2 was made after');
     expect(await get(b.result.endpoints[0]!.url)).toEqual({ status: 200, body: 'new job' });
-    expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([
+    // Revision 1 was stuck mid-install: job B recovered it (uninstalled: it was the first) before installing.
+    expect(b.ctx.lines.some((l) => l.includes('recovered before the upgrade: revision 1 was left mid-install'))).toBe(
+      true,
+    );
+    const history = await store.history(serviceId);
+    expect(history.map((r) => [r.revision, r.status])).toEqual([
       [2, 'DEPLOYED'],
-      [1, 'SUPERSEDED'],
+      [1, 'FAILED'],
     ]);
+    expect(history[1]!.message).toBe('abandoned mid-rollout; recovered before revision 2');
   });
 
   it('applies a job delivered twice once, answering the second delivery with the recorded outcome', async () => {

@@ -110,6 +110,11 @@ export class CronScheduler {
     await Promise.all(this.#inFlight);
   }
 
+  /** Resolves once the runs this process started so far have finished. */
+  async idle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+  }
+
   /** One pass: fail runs whose process died, then claim and start every tick due now. */
   async poll(): Promise<void> {
     const { ticks, releases, log } = this.#deps;
