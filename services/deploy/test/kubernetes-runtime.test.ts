@@ -9,6 +9,7 @@ import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
 import { KubernetesRuntime } from '../src/adapters/kubernetes/helm-runtime.ts';
 import type { RuntimeContext } from '../src/app/ports.ts';
 import { renderChart } from '../src/domain/chart.ts';
+import { renderCustomChart } from '../src/domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../src/domain/failures.ts';
 import type { Release } from '../src/domain/release.ts';
 import { workloadFromJob } from '../src/domain/workload.ts';
@@ -212,6 +213,217 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(manifests.map((m) => `${m.apiVersion}/${m.kind}/${m.metadata.name}`).sort()).toEqual([
       'apps/v1/Deployment/api',
       'v1/Service/api',
+    ]);
+  });
+
+  it('recovers a release stuck in pending-upgrade (rollback to the previous helm revision) or pending-install (uninstall)', async () => {
+    const answer = (status: string, version: number) => {
+      const runner = new RecordingRunner();
+      runner.answer((command, args) =>
+        command === 'helm' && args[0] === 'status'
+          ? { exitCode: 0, stdout: JSON.stringify({ name: 'api', version, info: { status } }), stderr: '' }
+          : undefined,
+      );
+      return runner;
+    };
+    const upgrade = answer('pending-upgrade', 6);
+    const message = await new KubernetesRuntime({ runner: upgrade }).recover(
+      release({ revision: 4 }),
+      release({ revision: 3, runtimeRevision: 5 }),
+      [],
+      context(),
+    );
+    expect(message).toBe('release api was stuck in pending-upgrade: rolled back to helm revision 5');
+    expect(upgrade.calls).toEqual([
+      { command: 'helm', args: ['status', 'api', '--namespace', NS, '--kube-context', CTX, '--output', 'json'] },
+      {
+        command: 'helm',
+        args: ['rollback', 'api', '5', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      },
+    ]);
+
+    const install = answer('pending-install', 1);
+    expect(await new KubernetesRuntime({ runner: install }).recover(release(), undefined, [], context())).toContain(
+      'uninstalled',
+    );
+    expect(install.calls[1]).toEqual({
+      command: 'helm',
+      args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+    });
+
+    // Deployed, or never installed: nothing to recover, nothing run but the status.
+    const fine = answer('deployed', 3);
+    expect(await new KubernetesRuntime({ runner: fine }).recover(release(), undefined, [], context())).toBeUndefined();
+    expect(fine.calls).toHaveLength(1);
+    const absent = new RecordingRunner();
+    absent.answer(() => ({ exitCode: 1, stdout: '', stderr: 'Error: release: not found' }));
+    expect(
+      await new KubernetesRuntime({ runner: absent }).recover(release(), undefined, [], context()),
+    ).toBeUndefined();
+  });
+
+  it('runs a lifecycle job with --wait-for-jobs and reads its output.json from the pod termination message', async () => {
+    const runner = new RecordingRunner();
+    runner.answer((command, args) => {
+      if (command === 'kubectl' && args[0] === 'get') {
+        const pods = {
+          items: [
+            { status: { containerStatuses: [{ state: { terminated: { exitCode: 1, message: 'first try' } } }] } },
+            { status: { containerStatuses: [{ state: { terminated: { exitCode: 0, message: '{"API_KEY":"k"}' } } }] } },
+          ],
+        };
+        return { exitCode: 0, stdout: JSON.stringify(pods), stderr: '' };
+      }
+      return undefined;
+    });
+    const result = await new KubernetesRuntime({ runner }).apply(
+      release({ serviceName: 'migrate', kind: 'LIFECYCLE_JOB', revision: 4 }),
+      context(),
+    );
+    expect(runner.calls[0]!.args).toEqual([
+      'upgrade',
+      '--install',
+      'migrate',
+      chartPath,
+      '--namespace',
+      NS,
+      '--kube-context',
+      CTX,
+      '--create-namespace',
+      '--atomic',
+      '--wait',
+      '--wait-for-jobs',
+      '--timeout',
+      '120s',
+    ]);
+    expect(runner.calls[2]).toEqual({
+      command: 'kubectl',
+      args: [
+        'get',
+        'pods',
+        '--selector',
+        'job-name=migrate-4',
+        '--namespace',
+        NS,
+        '--context',
+        CTX,
+        '--output',
+        'json',
+      ],
+    });
+    expect(result.outputs).toEqual({ API_KEY: 'k' });
+  });
+
+  it("suspends and resumes a CronJob; scales a StatefulSet; deletes a database's claims with it", async () => {
+    const runner = new RecordingRunner();
+    const runtime = new KubernetesRuntime({ runner });
+    const target = ['--namespace', NS, '--context', CTX];
+    await runtime.stop(release({ serviceName: 'nightly', kind: 'CRON_JOB' }), context());
+    await runtime.restart(release({ serviceName: 'nightly', kind: 'CRON_JOB', status: 'STOPPED' }), context());
+    await runtime.stop(release({ serviceName: 'db', kind: 'DATABASE' }), context());
+    await runtime.remove(release({ serviceName: 'db', kind: 'DATABASE' }), context());
+    expect(runner.calls).toEqual([
+      {
+        command: 'kubectl',
+        args: ['patch', 'cronjob', 'nightly', '--type', 'merge', '--patch', '{"spec":{"suspend":true}}', ...target],
+      },
+      {
+        command: 'kubectl',
+        args: ['patch', 'cronjob', 'nightly', '--type', 'merge', '--patch', '{"spec":{"suspend":false}}', ...target],
+      },
+      { command: 'kubectl', args: ['scale', 'statefulset', 'db', '--replicas=0', ...target] },
+      {
+        command: 'helm',
+        args: ['uninstall', 'db', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      },
+      {
+        command: 'kubectl',
+        args: [
+          'delete',
+          'persistentvolumeclaim',
+          '--selector',
+          'app.kubernetes.io/instance=db',
+          '--ignore-not-found',
+          '--wait=false',
+          ...target,
+        ],
+      },
+    ]);
+  });
+
+  it('installs a custom chart from a chart repository, an OCI registry or the git repository, values after overrides', async () => {
+    const store = new FsChartStore(dir);
+    const write = async (serviceId: string, chart: control.CustomChart, version = 'tag:2', extra = {}) => {
+      const job = bus.DeployJob.fromPartial({
+        environmentId: 'env-1',
+        image: '127.0.0.1:5000/demo/staging/api:2@sha256:abc',
+        version,
+        service: {
+          id: serviceId,
+          name: 'api',
+          kind: control.ServiceKind.SERVICE_KIND_APPLICATION,
+          source: { $case: 'application', value: { gitUrl: 'file:///srv/git/api.git', ports: [] } },
+          chart,
+        },
+        ...extra,
+      });
+      return store.write({ environmentId: 'env-1', serviceId, revision: 1 }, renderCustomChart(job, 1));
+    };
+    const repo = await write('c1', {
+      source: { $case: 'repository', value: { url: 'https://charts.example.com', name: 'web', version: '1.2.3' } },
+      valuesYaml: 'replicaCount: 2',
+    });
+    const oci = await write('c2', {
+      source: { $case: 'repository', value: { url: 'oci://registry.example.com/charts', name: 'web', version: '' } },
+      valuesYaml: '',
+    });
+    const git = await write(
+      'c3',
+      { source: { $case: 'path', value: 'deploy/chart' }, valuesYaml: '' },
+      `commit:${'f'.repeat(40)}`,
+    );
+    const runner = new RecordingRunner();
+    const runtime = new KubernetesRuntime({ runner, charts: store });
+    const values = (p: string) => [
+      '--values',
+      path.join(p, 'values-overrides.yaml'),
+      '--values',
+      path.join(p, 'values-stageline.yaml'),
+    ];
+    const tail = [
+      '--namespace',
+      NS,
+      '--kube-context',
+      CTX,
+      '--create-namespace',
+      '--atomic',
+      '--wait',
+      '--timeout',
+      '120s',
+    ];
+    for (const chart of [repo, oci, git]) {
+      await runtime.apply(release({ chartPath: chart, kind: 'CUSTOM_CHART' }), context());
+    }
+    const upgrades = runner.calls.filter((c) => c.command === 'helm' && c.args[0] === 'upgrade').map((c) => c.args);
+    expect(upgrades).toEqual([
+      [
+        'upgrade',
+        '--install',
+        'api',
+        'web',
+        '--repo',
+        'https://charts.example.com',
+        '--version',
+        '1.2.3',
+        ...values(repo),
+        ...tail,
+      ],
+      ['upgrade', '--install', 'api', 'oci://registry.example.com/charts/web', ...values(oci), ...tail],
+      ['upgrade', '--install', 'api', path.join(git, 'source', 'deploy/chart'), ...values(git), ...tail],
+    ]);
+    expect(runner.calls.filter((c) => c.command === 'git').map((c) => c.args)).toEqual([
+      ['clone', '--quiet', '--no-checkout', '--', 'file:///srv/git/api.git', path.join(git, 'source')],
+      ['-C', path.join(git, 'source'), 'checkout', '--quiet', '--detach', 'f'.repeat(40)],
     ]);
   });
 });
