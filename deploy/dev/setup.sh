@@ -45,6 +45,8 @@ if ! answers 4222; then
 fi
 answers 5432 || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
 answers 4222 || { log "NATS does not answer on 127.0.0.1:4222"; exit 1; }
+# The server MANAGED databases are created on: a cluster of its own on 5433 that podman workloads reach.
+bash "$STAGELINE_ROOT/deploy/dev/managed-postgres.sh" start
 
 # --- dependencies ----------------------------------------------------------------------------
 pnpm install --frozen-lockfile --reporter=silent
