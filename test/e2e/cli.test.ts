@@ -438,6 +438,13 @@ services:
     expect(rollback.code).toBe(0);
     expect(rollback.stdout).toMatch(/rollback demo\/tour: run \S+ SUCCEEDED/);
     expect(rollback.stdout).toMatch(/web +DEPLOYED/);
+
+    // One service at a given version (deploy's --version, not the program's).
+    const one = await cli(['deploy', 'demo/tour', '--service', 'web', '--version', 'tag:1.36', '--watch']);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(/deploy demo\/tour \(web\): run \S+ SUCCEEDED/);
+    const version = await cli(['--version']);
+    expect(version.stdout).toBe('0.1.0\n');
   });
 
   it('Ctrl-C stops watching, not the run; cancel --watch exits 0 once the run is CANCELED', async () => {

@@ -76,7 +76,6 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
   program
     .description('Drive Stageline from a terminal: environments as code, deploys with a live view, logs, history.')
-    .version(VERSION, '-V, --version')
     .option(
       '--address <host:port>',
       'control gRPC address (env STAGELINE_ADDRESS, config "address"; default 127.0.0.1:50051)',
@@ -94,6 +93,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   program.addHelpText(
     'after',
     `
+stageline --version prints the version.
 Environments are named project/name (or just name, with --project or a default project), or by id.
 Exit codes: 0 success; 1 a watched run did not succeed, or diff found changes; 2 usage or file errors;
 3 the server refused or could not be reached; 130 interrupted.
@@ -365,6 +365,13 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
       }),
     );
 
+  // Not commander's .version(): its --version would shadow `deploy --version <version>`.
+  const withValue = new Set(['--address', '--build-address', '--project', '-e', '--env', '-o', '--output']);
+  const bare = argv.filter((a, i) => !withValue.has(a) && !withValue.has(argv[i - 1] ?? '') && !a.includes('='));
+  if (bare.length === 1 && (bare[0] === '--version' || bare[0] === '-V')) {
+    io.stdout.write(`${VERSION}\n`);
+    return EXIT.OK;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {

@@ -40,8 +40,9 @@ async function report(
   environment: string,
   watch: boolean | undefined,
   wanted: control.DeploymentStatus = control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+  serviceNames?: string[],
 ): Promise<void> {
-  const title = runTitle(deployment, environment);
+  const title = runTitle(deployment, environment, serviceNames);
   if (!watch) {
     ctx.emit({ deployment: control.Deployment.toJSON(deployment) }, () => {
       const queued = deployment.status === control.DeploymentStatus.DEPLOYMENT_STATUS_QUEUED;
@@ -69,9 +70,11 @@ export async function actionCommand(ctx: Context, verb: ActionVerb, ref: string 
     throw new UsageError('--version needs --service: a version names one service');
   }
   let deployment: control.Deployment | undefined;
+  let serviceNames: string[] | undefined;
   if (opts.service !== undefined) {
     if (verb === 'redeploy') throw new UsageError('redeploy applies to a whole environment: use deploy --service');
     const service = await ctx.service(environmentId, opts.service);
+    serviceNames = [service.name];
     const request = { environmentId, serviceId: service.id, version: opts.version ?? '', requester, forceBuild };
     const c = ctx.clients.deployments;
     deployment = (
@@ -94,7 +97,14 @@ export async function actionCommand(ctx: Context, verb: ActionVerb, ref: string 
     const method = `${verb}Environment` as const;
     deployment = (await callUnary(c, method, request)).deployment;
   }
-  await report(ctx, deployment!, envName(environment), opts.watch);
+  await report(
+    ctx,
+    deployment!,
+    envName(environment),
+    opts.watch,
+    control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+    serviceNames,
+  );
 }
 
 export async function rollbackCommand(ctx: Context, ref: string | undefined, opts: { to: string; watch?: boolean }) {

@@ -347,5 +347,10 @@ export function summaryLines(run: control.Deployment, context: RunContext, paint
   return out;
 }
 
-export const runTitle = (d: control.Deployment, environment: string) =>
-  `${actionName(d.action).toLowerCase()} ${environment}${d.serviceIds.length > 0 ? ` (${d.services.map((s) => s.name).join(', ')})` : ''}`;
+/** "deploy demo/staging", or "deploy demo/staging (api)" for a service-level run. */
+export function runTitle(d: control.Deployment, environment: string, serviceNames?: string[]): string {
+  if (d.serviceIds.length === 0) return `${actionName(d.action).toLowerCase()} ${environment}`;
+  // A queued run lists no services yet: the caller may know their names.
+  const names = d.services.length > 0 ? d.services.map((s) => s.name) : (serviceNames ?? d.serviceIds);
+  return `${actionName(d.action).toLowerCase()} ${environment} (${names.join(', ')})`;
+}
