@@ -38,7 +38,10 @@ running() { as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 case "$CMD" in
   start)
     mkdir -p "$DIR"
-    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$DIR"; fi
+    if [ "$(id -u)" -eq 0 ]; then
+      chown postgres:postgres "$DIR"
+      runuser -u postgres -- test -x "$DIR" || { log "the postgres user cannot reach $DIR (a parent directory is private)"; exit 1; }
+    fi
     if [ ! -f "$DATA/PG_VERSION" ]; then
       log "initdb $DATA"
       as_owner "$BIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C --no-instructions >/dev/null

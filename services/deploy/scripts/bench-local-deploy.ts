@@ -10,7 +10,7 @@ import { bus, control } from '@stageline/proto';
 import { freshDatabase } from '@stageline/testkit';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
-import { PgHostPorts, PgReleaseStore } from '../src/adapters/db/release-store.ts';
+import { PgCredentialStore, PgHostPorts, PgReleaseStore } from '../src/adapters/db/release-store.ts';
 import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
 import { LocalRuntime } from '../src/adapters/podman/local-runtime.ts';
 import { Podman } from '../src/adapters/podman/podman.ts';
@@ -34,6 +34,7 @@ const local = new LocalRuntime({
 const deps = {
   releases: new PgReleaseStore({ db }),
   charts,
+  credentials: new PgCredentialStore({ db }),
   runtime: (name: string) => (name === 'local' ? local : undefined),
   serialize: keyedSerializer(),
   now: () => new Date(),
