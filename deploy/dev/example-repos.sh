@@ -6,7 +6,7 @@
 #   bash deploy/dev/example-repos.sh       create the repositories, or add a commit where the files changed
 #
 # <repos> is /var/lib/stageline/repos (STAGELINE_EXAMPLE_REPOS overrides it): a fixed path, because the
-# example files are fixed text that every tool (apply-example.ts, `stageline apply`) reads as they are.
+# example files are fixed text that every tool (`stageline apply`, the benchmarks) reads as they are.
 # Commits have a fixed author and date, so the same files always make the same commit: a second run
 # changes nothing, and a second `npm run demo` finds the image of that commit in the mirror (cache hit).
 set -euo pipefail
