@@ -20,3 +20,6 @@ export STAGELINE_STATE="${STAGELINE_STATE:-$STAGELINE_ROOT/.stageline}"
 export CONTAINERS_CONF="$STAGELINE_ROOT/deploy/dev/containers.conf"
 # Local registries (mirror 127.0.0.1:5000, external 127.0.0.1:5001) speak plain HTTP: registries.conf says so, for those two only.
 export CONTAINERS_REGISTRIES_CONF="$STAGELINE_ROOT/deploy/dev/registries.conf"
+# MANAGED databases go to the PostgreSQL cluster setup.sh starts on 5433 (deploy/dev/managed-postgres.sh),
+# unless another server is given.
+export MANAGED_POSTGRES_URL="${MANAGED_POSTGRES_URL:-postgres://postgres@127.0.0.1:5433/postgres}"

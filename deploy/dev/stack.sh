@@ -51,8 +51,6 @@ targets() {
 
 up() {
   mkdir -p "$LOG_DIR" "$RUN_DIR"
-  # MANAGED databases go to the server setup.sh starts (deploy/dev/managed-postgres.sh).
-  export MANAGED_POSTGRES_URL="${MANAGED_POSTGRES_URL:-$(bash deploy/dev/managed-postgres.sh url)}"
   local name pid log
   for name in "${SERVICES[@]}"; do
     if pid="$(running_pid "$name")"; then

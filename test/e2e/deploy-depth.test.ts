@@ -239,7 +239,7 @@ describe('deploy service in depth', () => {
         {
           key: 'EXAMPLE_SCRIPT',
           value:
-            'echo "issuing a key for $STAGELINE_JOB_EVENT"; echo \'{"API_KEY":"key-from-the-job"}\' > /stageline/output/output.json',
+            'echo "issuing a key for $STAGELINE_JOB_EVENT with database ${DB_DATABASE:-none}"; echo \'{"API_KEY":"key-from-the-job"}\' > /stageline/output/output.json',
           secret: false,
         },
       ],
@@ -334,6 +334,18 @@ describe('deploy service in depth', () => {
     expect(stateName(onDelete.status)).toBe('DEPLOYED');
     expect(onDelete.steps.map((s) => control.stepKindToJSON(s.kind))).toContain('STEP_KIND_EXECUTING');
     expect(stateName(byName(deleted.final).db!.status)).toBe('DELETED');
+    // Run before stage 0 goes (reverse order), it still had the database's connection details.
+    const jobLines = await new Promise<string[]>((resolve, reject) => {
+      const lines: string[] = [];
+      const call = stack.deployments.streamLogs({ deploymentId: deleted.final.id, serviceId: job.id, follow: false });
+      call.on('data', (m: control.StreamLogsResponse) => {
+        if (m.line) lines.push(m.line.message);
+      });
+      call.on('end', () => resolve(lines));
+      call.on('error', reject);
+    });
+    const database = dbUrl.pathname.slice(1);
+    expect(jobLines.some((l) => l.includes(`keys | issuing a key for DELETE with database ${database}`))).toBe(true);
     const admin = new pg.Client({ connectionString: stackEnv.MANAGED_POSTGRES_URL });
     await admin.connect();
     try {
@@ -343,7 +355,6 @@ describe('deploy service in depth', () => {
       await admin.end();
     }
     void db;
-    void job;
   }, 600_000);
 
   it('a cron job runs exactly once per tick with two deploy processes, for real, its runs and logs visible', async () => {

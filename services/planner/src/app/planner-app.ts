@@ -495,7 +495,12 @@ export class PlannerApp {
         runtime: environment.runtime,
         namespace: environment.settings?.namespace ?? '',
         kubernetesContext: environment.settings?.kubernetesContext ?? '',
-        injectedEnv: injectedEnv(state, d.serviceId, persisted),
+        injectedEnv:
+          run.deploy?.trigger !== undefined
+            ? // A job run for STOP or DELETE walks the stages in reverse, before the earlier ones go: it
+              // gets what the other services produced when they last deployed (a database's URL, say).
+              Object.assign({}, ...[...persisted].filter(([id]) => id !== d.serviceId).map(([, o]) => o))
+            : injectedEnv(state, d.serviceId, persisted),
         ...(run.deploy?.trigger !== undefined ? { trigger: actionValue(run.deploy.trigger) } : {}),
       });
       enqueue(em, {
