@@ -55,6 +55,17 @@ export interface CpuSample {
   seconds: Map<string, number>;
 }
 
+/** CPU seconds the whole machine has been busy (all cores, /proc/stat): others' work shows up here too. */
+export function machineBusySeconds(): number {
+  const first = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+  const [user, nice, system, , , irq, softirq, steal] = first.trim().split(/\s+/).slice(1).map(Number);
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / clockTicks();
+}
+
+/** The name under which samples carry the machine's total (every process, ours and others'). */
+export const MACHINE = 'machine (all processes)';
+
 export function sampleCpu(targets: readonly CpuTarget[]): CpuSample {
   const seconds = new Map<string, number>();
   for (const t of targets) {
@@ -62,6 +73,7 @@ export function sampleCpu(targets: readonly CpuTarget[]): CpuSample {
     for (const pid of t.pids()) sum += cpuSeconds(pid) ?? 0;
     seconds.set(t.name, sum);
   }
+  seconds.set(MACHINE, machineBusySeconds());
   return { at: Date.now(), seconds };
 }
 

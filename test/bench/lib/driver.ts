@@ -183,3 +183,18 @@ export const deploySteps = (run: control.Deployment) =>
   stepsOf(run, [StepKind.STEP_KIND_DEPLOYMENT, StepKind.STEP_KIND_EXECUTING]);
 
 export const ms = (d: Date | undefined): number => d?.getTime() ?? Number.NaN;
+
+/** Per service, the time spent in each step kind (ms), e.g. { api: { BUILD: 1200, DEPLOYMENT: 900 } }. */
+export function stepBreakdown(run: control.Deployment): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const s of run.services) {
+    const steps: Record<string, number> = {};
+    for (const st of s.steps) {
+      if (!st.startedAt || !st.finishedAt) continue;
+      const kind = control.stepKindToJSON(st.kind).replace('STEP_KIND_', '');
+      steps[kind] = (steps[kind] ?? 0) + (st.finishedAt.getTime() - st.startedAt.getTime());
+    }
+    out[s.name] = steps;
+  }
+  return out;
+}

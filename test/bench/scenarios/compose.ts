@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { control } from '@stageline/proto';
-import { buildSteps, deployAndWait, deploySteps } from '../lib/driver.ts';
+import { buildSteps, deployAndWait, deploySteps, stepBreakdown } from '../lib/driver.ts';
 import { composeFile, createExampleEnvironment, freshExampleRepo, httpServices } from '../lib/example.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
@@ -72,6 +72,8 @@ interface ComposeRep {
   stagelineWarmBuildsRun: number;
   stagelineColdSteps: StepTotals;
   stagelineWarmSteps: StepTotals;
+  stagelineColdByService: Record<string, Record<string, number>>;
+  stagelineWarmByService: Record<string, Record<string, number>>;
 }
 
 interface ComposeProject {
@@ -157,6 +159,8 @@ export const compose: Scenario = {
           stagelineWarmBuildsRun: built(warm.run),
           stagelineColdSteps: stepTotals(cold.run),
           stagelineWarmSteps: stepTotals(warm.run),
+          stagelineColdByService: stepBreakdown(cold.run),
+          stagelineWarmByService: stepBreakdown(warm.run),
         });
       }
       const f = (k: 'stagelineColdMs' | 'stagelineWarmMs' | 'composeColdMs' | 'composeWarmMs') =>

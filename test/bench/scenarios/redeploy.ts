@@ -6,12 +6,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { control } from '@stageline/proto';
-import { deployAndWait } from '../lib/driver.ts';
+import { deployAndWait, stepBreakdown } from '../lib/driver.ts';
 import { createExampleEnvironment, freshExampleRepo } from '../lib/example.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { startStack } from '../lib/stack.ts';
-import { summarize } from '../lib/stats.ts';
+import { median, summarize } from '../lib/stats.ts';
 
 const { StepKind, StepOutcome } = control;
 
@@ -20,6 +20,26 @@ function count(run: control.Deployment, kind: control.StepKind) {
   const steps = run.services.flatMap((s) => s.steps).filter((st) => st.kind === kind);
   const hits = steps.filter((st) => st.outcome === StepOutcome.STEP_OUTCOME_CACHE_HIT).length;
   return { ran: steps.length - hits, cacheHits: hits };
+}
+
+/** One row per service and step kind: median ms in the first deploy and in the redeploy. */
+function stepRows(
+  reps: { firstSteps: Record<string, Record<string, number>>; redeploySteps: Record<string, Record<string, number>> }[],
+): string[][] {
+  const rows: string[][] = [];
+  const services = Object.keys(reps[0]?.firstSteps ?? {});
+  for (const service of services) {
+    const kinds = new Set([
+      ...Object.keys(reps[0]!.firstSteps[service] ?? {}),
+      ...Object.keys(reps[0]!.redeploySteps[service] ?? {}),
+    ]);
+    for (const kind of kinds) {
+      const med = (pick: (r: (typeof reps)[number]) => Record<string, Record<string, number>>) =>
+        median(reps.map((r) => pick(r)[service]?.[kind] ?? 0)).toFixed(0);
+      rows.push([`  ${service}: ${kind} (ms)`, med((r) => r.firstSteps), med((r) => r.redeploySteps)]);
+    }
+  }
+  return rows;
 }
 
 export const redeploy: Scenario = {
@@ -48,6 +68,8 @@ export const redeploy: Scenario = {
             builds: count(again.run, StepKind.STEP_KIND_BUILD),
             mirrors: count(again.run, StepKind.STEP_KIND_MIRROR_IMAGE),
           },
+          firstSteps: stepBreakdown(first.run),
+          redeploySteps: stepBreakdown(again.run),
           sameVersions: first.run.services.every(
             (s) => again.run.services.find((x) => x.serviceId === s.serviceId)?.version === s.version,
           ),
@@ -91,6 +113,7 @@ export const redeploy: Scenario = {
                 fmtSummary(summarize(repetitions.map((x) => x.first.mirrors.ran))),
                 fmtSummary(mirrorsRun),
               ],
+              ...stepRows(repetitions),
               ['REDEPLOY / first', '', ratio.median.toFixed(2)],
               ['same versions as the first deploy', '', repetitions.every((x) => x.sameVersions) ? 'yes' : 'NO'],
             ],

@@ -1,7 +1,7 @@
 // Scenario 4 — worker scaling: builds of 200 ms (noop) with 1, 2 and 4 build worker processes and a
 // queue deep enough to fill them (more environments than 7-slot processes, each with more than 7
 // services to build): builds per second, and the efficiency against the ideal 7 × N / 0.2 s.
-import { cpuBetween, sampleCpu } from '../lib/cpu.ts';
+import { cpuBetween, MACHINE, sampleCpu } from '../lib/cpu.ts';
 import { buildSteps, createEnvironment, deployAndWait, getRun, pool, requestRun } from '../lib/driver.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import { type Scenario, scaled } from '../lib/scenario.ts';
@@ -80,6 +80,7 @@ export const scaling: Scenario = {
           maxConcurrentBuilds: summarize(reps_.map((r) => r.maxConcurrentBuilds)),
           plannerCores: summarize(reps_.map((r) => r.cpu.planner?.cores ?? 0)),
           buildCores: summarize(reps_.map((r) => r.cpu.build?.cores ?? 0)),
+          machineCores: summarize(reps_.map((r) => r.cpu[MACHINE]?.cores ?? 0)),
           repetitions: reps_,
         });
       }
@@ -105,6 +106,7 @@ export const scaling: Scenario = {
               'max builds at once',
               'planner cores',
               'build cores',
+              'machine cores (all processes)',
             ],
             rows: results.map((r) => [
               r.workers,
@@ -114,6 +116,7 @@ export const scaling: Scenario = {
               fmtSummary(r.maxConcurrentBuilds),
               r.plannerCores.median.toFixed(2),
               r.buildCores.median.toFixed(2),
+              r.machineCores.median.toFixed(2),
             ]),
             notes: [
               'builds / s: build (mirror) steps finished ÷ first build start → last build end, over all runs of a round.',
