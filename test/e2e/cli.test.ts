@@ -135,11 +135,13 @@ describe('stageline CLI against a running stack', () => {
     expect(first.stdout).toContain('+ created environment demo/staging (runtime local)');
     expect(first.stdout).toContain('+ created stage "frontend"');
     expect(first.stdout).toMatch(/\+ added [A-Z]+ service api to stage "DEFAULT [A-Z]+"/);
-    expect(first.stdout).toContain('5 changes applied.');
+    expect(first.stdout).toContain('+ added DATABASE service db to stage "DEFAULT DATABASE"');
+    expect(first.stdout).toContain('+ added LIFECYCLE_JOB service bootstrap to stage "DEFAULT JOB"');
+    expect(first.stdout).toContain('7 changes applied.');
 
     const env = (await environmentNamed('staging'))!;
     const { services } = await callUnary(stack.environments, 'listServices', { environmentId: env.id });
-    expect(services.map((s) => s.name).sort()).toEqual(['api', 'web', 'worker']);
+    expect(services.map((s) => s.name).sort()).toEqual(['api', 'bootstrap', 'db', 'web', 'worker']);
     const { pipeline } = await callUnary(stack.pipelines, 'getPipeline', { environmentId: env.id });
     expect(pipeline!.stages.map((s) => s.name)).toEqual([
       'DEFAULT DATABASE',
@@ -265,7 +267,9 @@ services:
     const { services } = await callUnary(stack.environments, 'listServices', { environmentId: env.id });
     expect(services.map((s) => [s.name, s.skipped]).sort()).toEqual([
       ['api', false],
+      ['bootstrap', false],
       ['cache', true],
+      ['db', false],
       ['web', false],
     ]);
   });
@@ -310,7 +314,7 @@ services:
     expect(result.stdout).not.toMatch(CONTROL);
     const [progress = '', summary = ''] = result.stdout.split('\n\n');
     for (const line of progress.split('\n'))
-      expect(line).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (run|stage|api|worker|web) /);
+      expect(line).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (run|stage|db|bootstrap|api|worker|web) /);
     expect(progress).toMatch(/web step DEPLOYMENT SUCCESS in \d+\.\ds/);
     expect(summary).toMatch(/^deploy demo\/live: run \S+ SUCCEEDED in /);
     expect(summary).toMatch(
