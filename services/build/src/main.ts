@@ -1,9 +1,9 @@
-// Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
+// Wiring only: config → logger → connections → servers; runService drains them on SIGTERM/SIGINT.
 import { Bus, startWorker } from '@stageline/bus';
 import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
-import { createLogger } from '@stageline/log';
 import { bus as busv1 } from '@stageline/proto';
+import { runService } from '@stageline/service';
 import { BuildahBuilder } from './adapters/builder/buildah.ts';
 import { BuildStore } from './adapters/db/build-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -16,53 +16,16 @@ import { noopBuildJob, noopBuildSettings } from './adapters/noop-executor.ts';
 import { loadCredentials } from './adapters/registry/auth-file.ts';
 import { RegistryClient } from './adapters/registry/client.ts';
 import { type BuildJobDeps, handleBuildJob } from './app/build-job.ts';
-import { type BuildConfig, ConfigError, loadConfig } from './config.ts';
+import { loadConfig } from './config.ts';
 
 const SERVICE = 'build';
 
-let config: BuildConfig;
-try {
-  config = loadConfig(process.env);
-} catch (e) {
-  if (!(e instanceof ConfigError)) throw e;
-  console.error(`${SERVICE}: invalid configuration: ${e.message}`);
-  process.exit(2);
-}
-
-const log = createLogger({ service: SERVICE, level: config.logLevel });
-
-// What is open so far, closed in reverse order: a signal or a failure during start-up closes only that.
-const closers: Array<{ name: string; close: () => Promise<void> }> = [];
-let stopping: Promise<void> | undefined;
-
-function stop(reason: string, exitCode: number): Promise<void> {
-  stopping ??= (async () => {
-    log.info({ reason }, 'shutting down');
-    let code = exitCode;
-    for (const { name, close } of closers.toReversed()) {
-      try {
-        await close();
-      } catch (err) {
-        log.error({ err, name }, 'error while closing');
-        code = code === 0 ? 1 : code;
-      }
-    }
-    log.info({ exitCode: code }, 'stopped');
-    process.exit(code);
-  })();
-  return stopping;
-}
-
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => void stop(signal, 0));
-}
-
-try {
+await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
   const noop = noopBuildSettings(process.env);
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
-  closers.push({ name: 'bus', close: () => bus.close() });
+  onClose('bus', () => bus.close());
   await bus.ensureStreams();
 
   const db = await openDatabase({
@@ -72,7 +35,7 @@ try {
     migrations,
     log,
   });
-  closers.push({ name: 'database', close: () => db.close() });
+  onClose('database', () => db.close());
 
   let credentials: Awaited<ReturnType<typeof loadCredentials>>;
   try {
@@ -128,17 +91,14 @@ try {
     handle: (job, ctx) => (noop ? noopBuildJob(noop, job, ctx) : handleBuildJob(jobDeps, job, ctx)),
   });
   // Stopped first on shutdown: jobs in flight are handed back for another process to redo.
-  closers.push({ name: 'worker', close: () => worker.stop() });
+  onClose('worker', () => worker.stop());
 
   const server = await startGrpcServer({ address: config.grpcListen, services: [buildService({ builds, log })], log });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
-  closers.push({ name: 'grpc', close: () => server.shutdown() });
+  onClose('grpc', () => server.shutdown());
 
   log.info(
     { grpc: server.address, busPrefix: config.busPrefix, mirrorRegistry: config.mirrorRegistry },
     `${SERVICE} started`,
   );
-} catch (err) {
-  log.fatal({ err }, `${SERVICE} failed to start`);
-  await stop('start-up failed', 1);
-}
+});
