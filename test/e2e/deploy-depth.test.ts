@@ -239,6 +239,7 @@ describe('deploy service in depth', () => {
         {
           key: 'EXAMPLE_SCRIPT',
           value:
+            // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion for the job, not a template
             'echo "issuing a key for $STAGELINE_JOB_EVENT with database ${DB_DATABASE:-none}"; echo \'{"API_KEY":"key-from-the-job"}\' > /stageline/output/output.json',
           secret: false,
         },
