@@ -3,6 +3,7 @@
 import { callUnary } from '@stageline/grpc';
 import { control } from '@stageline/proto';
 import type { BenchStack } from './stack.ts';
+import { unionLength } from './stats.ts';
 
 export const EXAMPLE_IMAGE = process.env.EXAMPLE_IMAGE ?? '127.0.0.1:5001/examples/busybox:1.36';
 
@@ -197,4 +198,13 @@ export function stepBreakdown(run: control.Deployment): Record<string, Record<st
     out[s.name] = steps;
   }
   return out;
+}
+
+/**
+ * The share of a run (created → finished, planner clock) during which no work step was running anywhere:
+ * queueing for a worker, dispatch, reports, stage hand-overs — the time Stageline itself takes.
+ */
+export function orchestrationShare(run: control.Deployment): number {
+  const wall = ms(run.finishedAt) - ms(run.createdAt);
+  return wall > 0 ? (wall - unionLength(workSteps(run))) / wall : Number.NaN;
 }

@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { control } from '@stageline/proto';
-import { buildSteps, deployAndWait, deploySteps, stepBreakdown } from '../lib/driver.ts';
+import { buildSteps, deployAndWait, deploySteps, orchestrationShare, stepBreakdown } from '../lib/driver.ts';
 import { composeFile, createExampleEnvironment, freshExampleRepo, httpServices } from '../lib/example.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { startStack } from '../lib/stack.ts';
-import { summarize } from '../lib/stats.ts';
+import { median, summarize } from '../lib/stats.ts';
 
 const run = promisify(execFile);
 
@@ -72,6 +72,8 @@ interface ComposeRep {
   stagelineWarmBuildsRun: number;
   stagelineColdSteps: StepTotals;
   stagelineWarmSteps: StepTotals;
+  stagelineColdOrchestration: number;
+  stagelineWarmOrchestration: number;
   stagelineColdByService: Record<string, Record<string, number>>;
   stagelineWarmByService: Record<string, Record<string, number>>;
 }
@@ -159,6 +161,8 @@ export const compose: Scenario = {
           stagelineWarmBuildsRun: built(warm.run),
           stagelineColdSteps: stepTotals(cold.run),
           stagelineWarmSteps: stepTotals(warm.run),
+          stagelineColdOrchestration: orchestrationShare(cold.run),
+          stagelineWarmOrchestration: orchestrationShare(warm.run),
           stagelineColdByService: stepBreakdown(cold.run),
           stagelineWarmByService: stepBreakdown(warm.run),
         });
@@ -197,6 +201,12 @@ export const compose: Scenario = {
                 fmtSummary(sw, 0, ' ms'),
                 fmtSummary(cw, 0, ' ms'),
                 (sw.median / cw.median).toFixed(2),
+              ],
+              [
+                'Stageline orchestration share cold / warm',
+                `${(median(repetitions.map((x) => x.stagelineColdOrchestration)) * 100).toFixed(1)}% / ${(median(repetitions.map((x) => x.stagelineWarmOrchestration)) * 100).toFixed(1)}%`,
+                '',
+                '',
               ],
             ],
             notes: [

@@ -100,7 +100,20 @@ export const overhead: Scenario = {
       const cpuSeconds = Object.fromEntries(
         cpuNames.map((n) => [n, summarize(repetitions.map((r) => r.cpu[n]?.seconds ?? 0))]),
       );
+      const med = (pick: (r: OverheadRep) => number) => summarize(repetitions.map(pick)).median;
+      const per = (x: number) => (x / services).toFixed(1);
+      const diagnosis = [
+        `per service (a mirror job and a deploy job): ${per(med((r) => r.db?.commits ?? Number.NaN))} PostgreSQL ` +
+          `commits, ${per(med((r) => r.runEvents))} run events of ${(med((r) => r.runEventBytes / r.runEvents) / 1024).toFixed(1)} KiB ` +
+          `(each carries the whole run), and CPU ms: planner ${per(med((r) => (r.cpu.planner?.seconds ?? 0) * 1000))}, ` +
+          `postgres ${per(med((r) => (r.cpu.postgres?.seconds ?? 0) * 1000))}, control ${per(med((r) => (r.cpu.control?.seconds ?? 0) * 1000))}, ` +
+          `nats ${per(med((r) => (r.cpu['nats-server']?.seconds ?? 0) * 1000))}, workers ` +
+          `${per(med((r) => ((r.cpu.build?.seconds ?? 0) + (r.cpu.deploy?.seconds ?? 0)) * 1000))}.`,
+        `stage transitions (p50 ${quantile(allTransitions, 0.5).toFixed(0)} ms) are the planner catching up: the last ` +
+          'deploy of a stage reports while earlier reports still queue in front of it (results are applied one at a time).',
+      ];
       return {
+        diagnosis,
         scenario: 'overhead',
         title: this.title,
         parameters: { services, stages, reps, executor: 'noop (0 ms)', jobsPerRun: services * 2 },

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { control } from '@stageline/proto';
-import { deployAndWait, stepBreakdown } from '../lib/driver.ts';
+import { deployAndWait, orchestrationShare, stepBreakdown } from '../lib/driver.ts';
 import { createExampleEnvironment, freshExampleRepo } from '../lib/example.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
@@ -68,6 +68,8 @@ export const redeploy: Scenario = {
             builds: count(again.run, StepKind.STEP_KIND_BUILD),
             mirrors: count(again.run, StepKind.STEP_KIND_MIRROR_IMAGE),
           },
+          firstOrchestration: orchestrationShare(first.run),
+          redeployOrchestration: orchestrationShare(again.run),
           firstSteps: stepBreakdown(first.run),
           redeploySteps: stepBreakdown(again.run),
           sameVersions: first.run.services.every(
@@ -112,6 +114,11 @@ export const redeploy: Scenario = {
                 'image copies (MIRROR_IMAGE not CACHE_HIT)',
                 fmtSummary(summarize(repetitions.map((x) => x.first.mirrors.ran))),
                 fmtSummary(mirrorsRun),
+              ],
+              [
+                'orchestration share (no work step running)',
+                `${(median(repetitions.map((x) => x.firstOrchestration)) * 100).toFixed(1)}%`,
+                `${(median(repetitions.map((x) => x.redeployOrchestration)) * 100).toFixed(1)}%`,
               ],
               ...stepRows(repetitions),
               ['REDEPLOY / first', '', ratio.median.toFixed(2)],

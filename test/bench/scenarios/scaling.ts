@@ -1,6 +1,7 @@
 // Scenario 4 — worker scaling: builds of 200 ms (noop) with 1, 2 and 4 build worker processes and a
 // queue deep enough to fill them (more environments than 7-slot processes, each with more than 7
 // services to build): builds per second, and the efficiency against the ideal 7 × N / 0.2 s.
+import { cpus } from 'node:os';
 import { cpuBetween, MACHINE, sampleCpu } from '../lib/cpu.ts';
 import { buildSteps, createEnvironment, deployAndWait, getRun, pool, requestRun } from '../lib/driver.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
@@ -84,7 +85,18 @@ export const scaling: Scenario = {
           repetitions: reps_,
         });
       }
+      const diagnosis = results
+        .filter((r) => r.efficiency.median < 0.8)
+        .map(
+          (r) =>
+            `${r.workers} build process(es): ${(r.efficiency.median * 100).toFixed(0)}% of ${r.ideal} builds/s with at most ` +
+            `${r.maxConcurrentBuilds.median} of ${SLOTS * r.workers} slots busy at once; the build processes used ` +
+            `${r.buildCores.median.toFixed(2)} cores, the planner ${r.plannerCores.median.toFixed(2)}, the machine ` +
+            `${r.machineCores.median.toFixed(2)} of ${cpus().length}: builds wait for the planner to apply reports ` +
+            '(3 events per build, 3 per deploy, one transaction each, one at a time) and dispatch the next job.',
+        );
       return {
+        diagnosis,
         scenario: 'scaling',
         title: this.title,
         parameters: { environments: envCount, servicesPerEnvironment: servicesPerEnv, buildMs: BUILD_MS, reps },

@@ -1,7 +1,8 @@
 // Scenario 2 — throughput: many environments deploying at once, noop executors that take 0 ms, with
 // one and then two processes of each worker service: service-deploys finished per second, and the CPU
 // each service used for them.
-import { cpuBetween, sampleCpu } from '../lib/cpu.ts';
+import { cpus } from 'node:os';
+import { cpuBetween, MACHINE, sampleCpu } from '../lib/cpu.ts';
 import { assertSucceeded, createEnvironment, deployAndWait, getRun, ms, pool, requestRun } from '../lib/driver.ts';
 import { activityBetween, dbActivity } from '../lib/pg.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
@@ -122,7 +123,20 @@ export const throughput: Scenario = {
       }
 
       const names = Object.keys(results[0]!.cpuCores);
+      const diagnosis: string[] = [];
+      const [one, two] = results;
+      if (one && two && two.serviceDeploysPerSecond.median < 1.2 * one.serviceDeploysPerSecond.median) {
+        const workerCores = (r: ConfigResult) => (r.cpuCores.build?.median ?? 0) + (r.cpuCores.deploy?.median ?? 0);
+        diagnosis.push(
+          `a second process of each worker did not raise throughput (${one.serviceDeploysPerSecond.median.toFixed(1)} → ` +
+            `${two.serviceDeploysPerSecond.median.toFixed(1)} service-deploys/s): the workers were nearly idle ` +
+            `(${workerCores(one).toFixed(2)} cores), the planner applied every job event one at a time with ` +
+            `${one.dbCommitsPerServiceDeploy.median.toFixed(0)} PostgreSQL commits per service-deploy, and the machine was ` +
+            `at ${(one.cpuCores[MACHINE]?.median ?? 0).toFixed(2)} of ${cpus().length} cores.`,
+        );
+      }
       return {
+        diagnosis,
         scenario: 'throughput',
         title: this.title,
         parameters: { environments: envCount, servicesPerEnvironment: SERVICES_PER_ENV, reps, executor: 'noop (0 ms)' },
