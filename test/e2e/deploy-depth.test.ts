@@ -318,6 +318,18 @@ describe('deploy service in depth', () => {
     expect((await asApp((c) => c.query('select body from notes'))).rows).toEqual([{ body: 'kept' }]);
     expect(new URL(await get(`${byName(again.final).api!.endpoints[0]!.url}/url.txt`)).password).toBe(dbUrl.password);
 
+    // ROLLBACK to the first run: the managed database is part of it (kept as it is), nothing is built.
+    const { deployment: rollback } = await callUnary(stack.deployments, 'rollbackEnvironment', {
+      environmentId: env,
+      toDeploymentId: deployed.final.id,
+      requester: 'e2e',
+    });
+    const back = await watchToEnd(stack, rollback!.id, 240_000);
+    expect(runStatusName(back.final.status), back.final.message).toBe('SUCCEEDED');
+    expect(stateName(byName(back.final).db!.status)).toBe('DEPLOYED');
+    expect(stepsOf(back.final, StepKind.STEP_KIND_MIRROR_IMAGE)).toEqual([]);
+    expect((await asApp((c) => c.query('select body from notes'))).rows).toEqual([{ body: 'kept' }]);
+
     const deleted = await watchToEnd(
       stack,
       (

@@ -422,7 +422,12 @@ export class PlannerApp {
       const target = await em.findOne(DeploymentRow, { id: row.toDeploymentId });
       request.rollbackTo = Object.fromEntries(
         (target?.state?.services ?? [])
-          .filter((s) => s.status === 'DEPLOYED' && s.image !== '')
+          // No image: a managed database (nothing to pull), or a past revision the deploy service keeps.
+          .filter(
+            (s) =>
+              s.status === 'DEPLOYED' &&
+              (s.image !== '' || (s.kind === 'DATABASE' && s.build === null) || s.version.startsWith('revision:')),
+          )
           .map((s) => [s.serviceId, { version: s.version, image: s.image }]),
       );
     }
