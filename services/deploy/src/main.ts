@@ -1,4 +1,4 @@
-// Wiring only: config → logger → connections → servers, and a graceful drain on SIGTERM/SIGINT.
+// Wiring only: config → logger → connections → servers; runService drains them on SIGTERM/SIGINT.
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -6,8 +6,8 @@ import path from 'node:path';
 import { Bus, isWorkerStopping, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
-import { createLogger } from '@stageline/log';
 import { bus as busv1 } from '@stageline/proto';
+import { runService } from '@stageline/service';
 import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -25,57 +25,20 @@ import { CronScheduler } from './app/cron-scheduler.ts';
 import { type DeployJobDeps, handleDeployJob } from './app/deploy-job.ts';
 import { keyedSerializer } from './app/keyed-serializer.ts';
 import type { Runtime } from './app/ports.ts';
-import { ConfigError, type DeployConfig, loadConfig } from './config.ts';
+import { loadConfig } from './config.ts';
 
 const SERVICE = 'deploy';
 
-let config: DeployConfig;
-try {
-  config = loadConfig(process.env);
-} catch (e) {
-  if (!(e instanceof ConfigError)) throw e;
-  console.error(`${SERVICE}: invalid configuration: ${e.message}`);
-  process.exit(2);
-}
-
-const log = createLogger({ service: SERVICE, level: config.logLevel });
-
-// What is open so far, closed in reverse order: a signal or a failure during start-up closes only that.
-const closers: Array<{ name: string; close: () => Promise<void> }> = [];
-let stopping: Promise<void> | undefined;
-
-function stop(reason: string, exitCode: number): Promise<void> {
-  stopping ??= (async () => {
-    log.info({ reason }, 'shutting down');
-    let code = exitCode;
-    for (const { name, close } of closers.toReversed()) {
-      try {
-        await close();
-      } catch (err) {
-        log.error({ err, name }, 'error while closing');
-        code = code === 0 ? 1 : code;
-      }
-    }
-    log.info({ exitCode: code }, 'stopped');
-    process.exit(code);
-  })();
-  return stopping;
-}
-
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => void stop(signal, 0));
-}
-
-try {
+await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
   const noop = noopDeploySettings(process.env);
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
-  closers.push({ name: 'bus', close: () => bus.close() });
+  onClose('bus', () => bus.close());
   await bus.ensureStreams();
 
   const db = await openDatabase({ url: config.databaseUrl, schema: SERVICE, entities, migrations, log });
-  closers.push({ name: 'database', close: () => db.close() });
+  onClose('database', () => db.close());
 
   const releases = new PgReleaseStore({ db });
   const charts = new FsChartStore(path.join(config.stateDir, 'charts'));
@@ -120,7 +83,7 @@ try {
     log,
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
-  closers.push({ name: 'grpc', close: () => server.shutdown() });
+  onClose('grpc', () => server.shutdown());
 
   // Last to start, first to stop: jobs in flight at shutdown are handed back for another process.
   const worker = await startWorker<busv1.DeployJob>({
@@ -139,7 +102,7 @@ try {
     }),
     handle: (job, ctx) => (noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx)),
   });
-  closers.push({ name: 'worker', close: () => worker.stop() });
+  onClose('worker', () => worker.stop());
 
   // Cron jobs of the local runtime (DESIGN.md §4): every process polls; a tick is claimed in PostgreSQL.
   if (config.cron && !noop) {
@@ -166,11 +129,8 @@ try {
       pollMs: config.cronPollMs,
     });
     scheduler.start();
-    closers.push({ name: 'cron', close: () => scheduler.stop() });
+    onClose('cron', () => scheduler.stop());
   }
 
   log.info({ grpc: server.address, busPrefix: config.busPrefix }, `${SERVICE} started`);
-} catch (err) {
-  log.fatal({ err }, `${SERVICE} failed to start`);
-  await stop('start-up failed', 1);
-}
+});
