@@ -128,10 +128,18 @@ export class Podman {
 
   async kubePlay(file: string, network: string, alias: string, signal?: AbortSignal): Promise<void> {
     // --replace: an update is a recreate on local (DESIGN.md §4); alias: other services reach it by name.
-    await this.run(
-      ['kube', 'play', '--replace', '--start=true', '--network', `${network}:alias=${alias}`, file],
-      signal !== undefined ? { signal } : {},
-    );
+    const argv = ['kube', 'play', '--replace', '--start=true', '--network', `${network}:alias=${alias}`, file];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.run(argv, signal !== undefined ? { signal } : {});
+        return;
+      } catch (e) {
+        // podman 4.3 sometimes fails to remove the old container's shm mount while it is being torn
+        // down ("unlinkat …/userdata/shm: device or resource busy"); a moment later it succeeds.
+        if (attempt >= 3 || signal?.aborted || !(e instanceof Error && /resource busy/.test(e.message))) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      }
+    }
   }
 
   /** Published ports of a pod: "<containerPort>/<protocol>" → "<hostIP>:<hostPort>" for each binding. */
