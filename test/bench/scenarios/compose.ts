@@ -111,7 +111,7 @@ export const compose: Scenario = {
     if (!(await podmanComposeAvailable())) {
       throw new Error('podman-compose is not installed (setup.sh installs it: apt-get install podman-compose)');
     }
-    const reps = ctx.reps ?? 2;
+    const reps = ctx.reps ?? 3;
     const work = mkdtempSync(join(tmpdir(), 'stageline-bench-compose-'));
     const stack = await startStack({ label: 'compose', executor: 'real', logDir: ctx.logDir, profile: ctx.profile });
     const projects: ComposeProject[] = [];

@@ -31,7 +31,7 @@ export const overhead: Scenario = {
   async run(ctx): Promise<ScenarioResult> {
     const services = scaled(100, ctx.scale, 8);
     const stages = 4;
-    const reps = ctx.reps ?? 3;
+    const reps = ctx.reps ?? 5;
     const stack = await startStack({
       label: 'overhead',
       executor: 'noop',

@@ -46,7 +46,7 @@ export const redeploy: Scenario = {
   name: 'redeploy',
   title: '6. Unchanged redeploy (example stack, real executors)',
   async run(ctx): Promise<ScenarioResult> {
-    const reps = ctx.reps ?? 2;
+    const reps = ctx.reps ?? 3;
     const work = mkdtempSync(join(tmpdir(), 'stageline-bench-redeploy-'));
     const stack = await startStack({ label: 'redeploy', executor: 'real', logDir: ctx.logDir, profile: ctx.profile });
     try {

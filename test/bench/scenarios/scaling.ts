@@ -21,7 +21,7 @@ export const scaling: Scenario = {
     // that keeps the queue full while runs finish and start.
     const envCount = scaled(8, ctx.scale, 4);
     const servicesPerEnv = scaled(14, ctx.scale, 8);
-    const reps = ctx.reps ?? 2;
+    const reps = ctx.reps ?? 3;
     const stack = await startStack({
       label: 'scaling',
       executor: 'noop',

@@ -70,11 +70,16 @@ export const throughput: Scenario = {
       await deployAndWait(stack, envs[0]!.id);
       const deploysPerRound = envCount * SERVICES_PER_ENV;
 
-      const configs = [1, 2];
+      // Worker processes of each kind per configuration, in order (BENCH_THROUGHPUT_WORKERS=2,1 reverses them).
+      const configs = (process.env.BENCH_THROUGHPUT_WORKERS ?? '1,2').split(',').map(Number);
       const results: ConfigResult[] = [];
       for (const workers of configs) {
-        while (stack.procs.filter((p) => p.name === 'build').length < workers) await stack.spawnWorker('build');
-        while (stack.procs.filter((p) => p.name === 'deploy').length < workers) await stack.spawnWorker('deploy');
+        for (const kind of ['build', 'deploy'] as const) {
+          while (stack.procs.filter((p) => p.name === kind).length < workers) await stack.spawnWorker(kind);
+          while (stack.procs.filter((p) => p.name === kind).length > workers) {
+            await stack.stopProc(stack.procs.filter((p) => p.name === kind).at(-1)!);
+          }
+        }
         const rounds: Round[] = [];
         for (let r = 0; r < reps; r++) {
           const db0 = await dbActivity(stack.databaseUrl);
