@@ -109,8 +109,8 @@ export const overhead: Scenario = {
           `postgres ${per(med((r) => (r.cpu.postgres?.seconds ?? 0) * 1000))}, control ${per(med((r) => (r.cpu.control?.seconds ?? 0) * 1000))}, ` +
           `nats ${per(med((r) => (r.cpu['nats-server']?.seconds ?? 0) * 1000))}, workers ` +
           `${per(med((r) => ((r.cpu.build?.seconds ?? 0) + (r.cpu.deploy?.seconds ?? 0)) * 1000))}.`,
-        `stage transitions (p50 ${quantile(allTransitions, 0.5).toFixed(0)} ms) are the planner catching up: the last ` +
-          'deploy of a stage reports while earlier reports still queue in front of it (results are applied one at a time).',
+        `stage transitions (p50 ${quantile(allTransitions, 0.5).toFixed(0)} ms): with 0 ms jobs, the time the planner ` +
+          "takes to work through the reports queued in front of the last deploy's JobFinished, then dispatch the next stage.",
       ];
       return {
         diagnosis,

@@ -92,8 +92,8 @@ export const scaling: Scenario = {
             `${r.workers} build process(es): ${(r.efficiency.median * 100).toFixed(0)}% of ${r.ideal} builds/s with at most ` +
             `${r.maxConcurrentBuilds.median} of ${SLOTS * r.workers} slots busy at once; the build processes used ` +
             `${r.buildCores.median.toFixed(2)} cores, the planner ${r.plannerCores.median.toFixed(2)}, the machine ` +
-            `${r.machineCores.median.toFixed(2)} of ${cpus().length}: builds wait for the planner to apply reports ` +
-            '(3 events per build, 3 per deploy, one transaction each, one at a time) and dispatch the next job.',
+            `${r.machineCores.median.toFixed(2)} of ${cpus().length}: slots wait for the planner, which applies three reports ` +
+            'per build and three per deploy before it dispatches the next job.',
         );
       return {
         diagnosis,

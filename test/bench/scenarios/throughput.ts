@@ -135,7 +135,7 @@ export const throughput: Scenario = {
         diagnosis.push(
           `a second process of each worker did not raise throughput (${one.serviceDeploysPerSecond.median.toFixed(1)} → ` +
             `${two.serviceDeploysPerSecond.median.toFixed(1)} service-deploys/s): the workers were nearly idle ` +
-            `(${workerCores(one).toFixed(2)} cores), the planner applied every job event one at a time with ` +
+            `(${workerCores(one).toFixed(2)} cores), the planner used ${(one.cpuCores.planner?.median ?? 0).toFixed(2)} cores with ` +
             `${one.dbCommitsPerServiceDeploy.median.toFixed(0)} PostgreSQL commits per service-deploy, and the machine was ` +
             `at ${(one.cpuCores[MACHINE]?.median ?? 0).toFixed(2)} of ${cpus().length} cores.`,
         );
