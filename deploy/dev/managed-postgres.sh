@@ -37,6 +37,12 @@ running() { as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
 case "$CMD" in
   start)
+    # Another checkout's (or an earlier run's) managed-database server already answers on the port: reuse
+    # it, as setup.sh reuses PostgreSQL and NATS, rather than fail to bind a second one.
+    if ! running && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      log "a server already answers on 127.0.0.1:$PORT: reusing it"
+      exit 0
+    fi
     mkdir -p "$DIR"
     if [ "$(id -u)" -eq 0 ]; then
       chown postgres:postgres "$DIR"
