@@ -7,7 +7,7 @@ import { type ResolvedServer, resolveRegistry } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient, type RepositoryRef, sha256Digest } from '../src/adapters/registry/client.ts';
 import { MEDIA_TYPES } from '../src/adapters/registry/manifest.ts';
-import { mirrorImage } from '../src/adapters/registry/mirror.ts';
+import { type MirrorProgress, mirrorImage } from '../src/adapters/registry/mirror.ts';
 import { type ImageReference, parseReference } from '../src/adapters/registry/reference.ts';
 import {
   pushImage,
@@ -237,7 +237,84 @@ describe('cross-repository mounts', () => {
     expect((error as Error).message).toMatch(/does not match its digest/);
     expect(await client.blobExists(target, claimed)).toBe(false);
   });
+
+  it('reads a blob again when the source cuts its answer short (empty, or failing mid-stream)', async () => {
+    const source = ref(external, 'flaky', '1');
+    const pushed = await pushImage(client, source, '1', { layers: [150 * 1024] });
+    const layer = pushed.blobs[1]!; // [0] is the config
+    // The network between Stageline and the source, not the registry, misbehaves: the first GET of the
+    // layer answers 200 with no bytes, the second fails half-way, the third is left alone.
+    let gets = 0;
+    const flaky = new RegistryClient({
+      chunkSize: CHUNK,
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        if (init?.method !== 'GET' || !String(input).endsWith(`/blobs/${layer}`)) return response;
+        gets++;
+        if (gets === 1) {
+          await response.body?.cancel();
+          return new Response(new Uint8Array(0), { status: 200 });
+        }
+        if (gets === 2) return new Response(failingAfter(response.body!, CHUNK + 10), { status: 200 });
+        return response;
+      },
+    });
+    const events: MirrorProgress[] = [];
+    const result = await mirrorImage(flaky, source, ref(mirror, 'flaky/copy', '1'), {
+      onProgress: (e) => events.push(e),
+    });
+    expect(result.digest).toBe(pushed.digest);
+    expect(gets).toBe(3);
+    const retries = events.filter((e) => e.type === 'retry');
+    expect(retries.map((e) => e.attempt)).toEqual([1, 2]);
+    expect(retries[0]!.reason).toMatch(/got 0 bytes/);
+    expect(retries[1]!.reason).toMatch(/reading blob .* from its source failed/);
+    const raw = await fetch(`${mirrorServer.url}/v2/${prefix}/flaky/copy/blobs/${layer}`);
+    expect(sha256Digest(new Uint8Array(await raw.arrayBuffer()))).toBe(layer);
+  });
+
+  it('gives up after three reads that do not verify, and commits nothing', async () => {
+    const source = ref(external, 'corrupt', '1');
+    const pushed = await pushImage(client, source, '1', { layers: [4000] });
+    const layer = pushed.blobs[1]!; // [0] is the config
+    const corrupt = new RegistryClient({
+      chunkSize: CHUNK,
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        if (init?.method !== 'GET' || !String(input).endsWith(`/blobs/${layer}`)) return response;
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        bytes[0] = bytes[0]! ^ 0xff;
+        return new Response(bytes, { status: 200 });
+      },
+    });
+    const destination = ref(mirror, 'corrupt/copy', '1');
+    const error = await mirrorImage(corrupt, source, destination).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DomainError);
+    expect((error as Error).message).toMatch(/does not match its digest .* the source sent something else/);
+    expect(await client.blobExists(destination, layer)).toBe(false);
+    expect(await client.headManifest(destination)).toBeUndefined();
+  });
 });
+
+/** A stream that passes `limit` bytes of `body` through, then fails as a cut connection does. */
+function failingAfter(body: ReadableStream<Uint8Array>, limit: number): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let passed = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (passed >= limit) {
+        await reader.cancel();
+        controller.error(new TypeError('terminated'));
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) return controller.close();
+      const piece = value.subarray(0, Math.min(value.length, limit - passed));
+      passed += piece.length;
+      controller.enqueue(piece);
+    },
+  });
+}
 
 describe('authentication', () => {
   it('answers a bearer challenge with a token for the scopes asked (credentials sent to the realm only)', async () => {

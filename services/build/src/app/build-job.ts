@@ -72,6 +72,8 @@ function progressLine(event: MirrorProgress): string | undefined {
       return undefined;
     case 'bytes':
       return undefined;
+    case 'retry':
+      return `blob ${short(event.digest)}: reading it again (attempt ${event.attempt + 1}): ${event.reason}`;
   }
 }
 

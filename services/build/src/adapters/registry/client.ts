@@ -142,6 +142,18 @@ interface RegistryAuthState {
   tokens: Map<string, { token: string; expiresAt: number }>;
 }
 
+/**
+ * What the source sent was not the blob asked for: its stream failed mid-way, or its bytes hash to
+ * another digest. Nothing was committed; reading the source again may well succeed (a proxy or a
+ * registry that cut the response short), so callers that can re-read retry it.
+ */
+export class BlobContentError extends DomainError {
+  constructor(message: string, cause?: unknown) {
+    super('UNAVAILABLE', message, cause === undefined ? { retryable: true } : { retryable: true, cause });
+    this.name = 'BlobContentError';
+  }
+}
+
 export class RegistryClient {
   readonly #insecure: ReadonlySet<string>;
   readonly #credentials: CredentialsLookup;
@@ -396,9 +408,11 @@ export class RegistryClient {
       options.onChunk?.(sent);
     };
 
+    let received = 0;
     try {
-      for await (const piece of iterate(content)) {
+      for await (const piece of sourceOf(content, digest)) {
         hash.update(piece);
+        received += piece.length;
         let offset = 0;
         while (offset < piece.length) {
           const n = Math.min(chunkSize - filled, piece.length - offset);
@@ -411,9 +425,8 @@ export class RegistryClient {
       await flush();
       const actual = `${digest.slice(0, digest.indexOf(':'))}:${hash.digest('hex')}`;
       if (actual !== digest) {
-        throw new DomainError(
-          'FAILED_PRECONDITION',
-          `blob content does not match its digest ${digest} (got ${actual}): the source sent something else`,
+        throw new BlobContentError(
+          `blob content does not match its digest ${digest} (got ${received} bytes hashing to ${actual}): the source sent something else`,
         );
       }
       const commit = new URL(url);
@@ -651,12 +664,28 @@ function notFoundAsUndefined(error: unknown): undefined {
   throw error;
 }
 
-async function* iterate(
+/** The content to upload; a failure of the source stream itself becomes a BlobContentError. */
+async function* sourceOf(
   content: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array,
+  digest: string,
 ): AsyncIterable<Uint8Array> {
   if (content instanceof Uint8Array) {
     yield content;
     return;
   }
-  yield* content as AsyncIterable<Uint8Array>;
+  const iterator = (content as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<Uint8Array>;
+    try {
+      next = await iterator.next();
+    } catch (error) {
+      if (error instanceof DomainError || (error instanceof Error && error.name === 'AbortError')) throw error;
+      throw new BlobContentError(
+        `reading blob ${digest} from its source failed (${error instanceof Error ? error.message : String(error)})`,
+        error,
+      );
+    }
+    if (next.done === true) return;
+    yield next.value;
+  }
 }

@@ -2,18 +2,28 @@
 // single manifest or an index with every manifest it lists, blobs checked first, mounted when a
 // repository of the destination registry has them, streamed across registries otherwise.
 import { DomainError } from '@stageline/errors';
-import { imageNotFound, type ManifestHead, type RegistryClient, type RepositoryRef } from './client.ts';
+import {
+  BlobContentError,
+  imageNotFound,
+  type ManifestHead,
+  type RegistryClient,
+  type RepositoryRef,
+} from './client.ts';
 import { type Descriptor, isManifestMediaType, platformLabel } from './manifest.ts';
 import { formatReference, type ImageReference } from './reference.ts';
 
 export type BlobAction = 'exists' | 'mounted' | 'copied';
+
+/** Reads of one blob from the source before a copy gives up on content that does not verify. */
+const BLOB_READ_ATTEMPTS = 3;
 
 export type MirrorProgress =
   | { type: 'resolved'; source: string; digest: string; mediaType: string }
   | { type: 'cache-hit'; destination: string; digest: string }
   | { type: 'manifest'; digest: string; mediaType: string; platform?: string | undefined; action: 'exists' | 'copied' }
   | { type: 'blob'; digest: string; size: number; action: BlobAction; from?: string | undefined }
-  | { type: 'bytes'; digest: string; sent: number; size: number };
+  | { type: 'bytes'; digest: string; sent: number; size: number }
+  | { type: 'retry'; digest: string; attempt: number; reason: string };
 
 export interface MirrorOptions {
   signal?: AbortSignal | undefined;
@@ -234,12 +244,24 @@ class TreeCopier {
       uploadUrl = mount.uploadUrl;
       break;
     }
-    const { stream } = await client.getBlob(this.#src, blob.digest, signal);
-    await client.uploadBlob(dst, blob.digest, stream, {
-      signal,
-      uploadUrl,
-      onChunk: (sent) => this.#options.onProgress?.({ type: 'bytes', digest: blob.digest, sent, size: blob.size }),
-    });
+    for (let attempt = 1; ; attempt++) {
+      const { stream } = await client.getBlob(this.#src, blob.digest, signal);
+      try {
+        await client.uploadBlob(dst, blob.digest, stream, {
+          signal,
+          uploadUrl,
+          onChunk: (sent) => this.#options.onProgress?.({ type: 'bytes', digest: blob.digest, sent, size: blob.size }),
+        });
+        break;
+      } catch (error) {
+        // The source cut its answer short or sent other bytes: nothing was committed, read it again.
+        if (!(error instanceof BlobContentError) || attempt >= BLOB_READ_ATTEMPTS || signal?.aborted === true) {
+          throw error;
+        }
+        this.#options.onProgress?.({ type: 'retry', digest: blob.digest, attempt, reason: error.message });
+        uploadUrl = undefined; // the failed upload's session was cancelled
+      }
+    }
     this.bytesCopied += blob.size;
     report('copied');
   }
