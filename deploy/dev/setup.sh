@@ -11,10 +11,12 @@ answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # --- system packages -------------------------------------------------------------------------
+# catatonit: podman builds its pod infra (pause) image from it; apt only recommends it, and
+# recommends are not installed here.
 need=()
 for pair in git:git podman:podman buildah:buildah skopeo:skopeo runc:runc \
             busybox:busybox-static docker-registry:docker-registry protoc:protobuf-compiler \
-            podman-compose:podman-compose; do
+            podman-compose:podman-compose catatonit:catatonit; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # The Python client e2e test (test/e2e/python) runs Debian's python3 with its grpcio and protobuf;
