@@ -57,13 +57,14 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     throw new Error(`GIT_CREDENTIALS_FILE: ${e instanceof Error ? e.message : String(e)}`);
   }
   const builds = new BuildStore(db);
+  const git = new GitClient({ workDir: config.workDir, credentials: gitCredentials, sshProgram: config.gitSshProgram });
   const locks = await BuildLocks.open(bus, { ttlMs: config.buildLockTtlMs, log: log.child({ component: 'locks' }) });
   const jobDeps: BuildJobDeps = {
     registry,
     mirrorRegistry: config.mirrorRegistry,
     mirrors: new MirrorStore(db),
     git: {
-      git: new GitClient({ workDir: config.workDir, credentials: gitCredentials, sshProgram: config.gitSshProgram }),
+      git,
       builder: new BuildahBuilder({ authFile: config.registryAuthFile, insecureRegistries: config.insecureRegistries }),
       registry,
       mirrorRegistry: config.mirrorRegistry,
@@ -93,7 +94,23 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   // Stopped first on shutdown: jobs in flight are handed back for another process to redo.
   onClose('worker', () => worker.stop());
 
-  const server = await startGrpcServer({ address: config.grpcListen, services: [buildService({ builds, log })], log });
+  const server = await startGrpcServer({
+    address: config.grpcListen,
+    services: [
+      buildService({
+        builds,
+        log,
+        predict: {
+          git,
+          registry,
+          mirrorRegistry: config.mirrorRegistry,
+          builds,
+          workDir: config.workDir,
+        },
+      }),
+    ],
+    log,
+  });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
 

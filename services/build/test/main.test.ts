@@ -2,8 +2,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, isServiceError, waitForServing } from '@stageline/grpc';
-import { build } from '@stageline/proto';
+import { callUnary, fieldOf, isServiceError, waitForServing } from '@stageline/grpc';
+import { build, bus } from '@stageline/proto';
 import { dropBusPrefix, useIsolatedEnvironment } from '@stageline/testkit';
 import { describe, expect, it } from 'vitest';
 
@@ -68,6 +68,16 @@ describe(`${SERVICE} main`, () => {
           (e: unknown) => e,
         );
         expect(isServiceError(missing) && missing.code).toBe(grpc.status.NOT_FOUND);
+        // PredictBuilds refuses a job it cannot read, naming it; an empty request predicts nothing.
+        const badKind = await callUnary(client, 'predictBuilds', {
+          jobs: [bus.BuildJob.fromPartial({ jobId: 'j1', service: { id: 's1' } })],
+        }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isServiceError(badKind) && badKind.code).toBe(grpc.status.INVALID_ARGUMENT);
+        expect(isServiceError(badKind) && fieldOf(badKind)).toBe('jobs[0].kind');
+        expect((await callUnary(client, 'predictBuilds', { jobs: [] })).predictions).toEqual([]);
       } finally {
         client.close();
       }

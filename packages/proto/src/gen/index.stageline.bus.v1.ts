@@ -5,6 +5,6 @@
 
 /* eslint-disable */
 
-export * from "./stageline/bus/v1/events.ts";
 export * from "./stageline/bus/v1/jobs.ts";
+export * from "./stageline/bus/v1/events.ts";
 export * from "./stageline/bus/v1/requests.ts";

@@ -5,9 +5,9 @@
 
 /* eslint-disable */
 
-export * as build from "./index.stageline.build.ts";
 export * as control from "./index.stageline.control.ts";
 export * as bus from "./index.stageline.bus.ts";
+export * as build from "./index.stageline.build.ts";
 export * as deploy from "./index.stageline.deploy.ts";
 export * as planner from "./index.stageline.planner.ts";
 export * as snapshot from "./index.stageline.snapshot.ts";

@@ -16,11 +16,26 @@ import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
 import { type Builder, BuildFailure } from '../adapters/builder/builder.ts';
 import type { BuildStore } from '../adapters/db/build-store.ts';
-import { describeRef, type GitClient, GitError, gitRefFor, parseGitUrl } from '../adapters/git/git.ts';
+import {
+  describeRef,
+  type FetchedCommit,
+  type GitClient,
+  GitError,
+  type GitRef,
+  gitRefFor,
+  parseGitUrl,
+} from '../adapters/git/git.ts';
 import type { AcquireOptions, HeldLock } from '../adapters/nats/build-lock.ts';
 import type { RegistryClient } from '../adapters/registry/client.ts';
 import { formatReference, type ImageReference } from '../adapters/registry/reference.ts';
-import { type BuildArgValue, buildRepository, cacheKey, imageTag, keyInputs } from '../domain/cache-key.ts';
+import {
+  type BuildArgValue,
+  buildRepository,
+  cacheKey,
+  imageTag,
+  type KeyInput,
+  keyInputs,
+} from '../domain/cache-key.ts';
 import { declaredArgs } from '../domain/dockerfile.ts';
 import { type Redact, redactor } from '../domain/redact.ts';
 import { compareWithPrevious, explanationLines } from './explain.ts';
@@ -47,7 +62,7 @@ export interface GitBuildDeps {
   now?: () => Date;
 }
 
-function applicationOf(service: control.Service | undefined): control.ApplicationSource | undefined {
+export function applicationOf(service: control.Service | undefined): control.ApplicationSource | undefined {
   const source = service?.source;
   if (source?.$case === 'application') return source.value;
   if (source?.$case === 'job' && source.value.from?.$case === 'application') return source.value.from.value;
@@ -100,7 +115,7 @@ class Steps {
 }
 
 /** The image the mirror holds under `ref`, if complete (its manifest and every blob it names). */
-async function inMirror(
+export async function inMirror(
   registry: RegistryClient,
   ref: ImageReference,
   signal: AbortSignal,
@@ -122,6 +137,68 @@ async function inMirror(
     }
   }
   return manifest.digest;
+}
+
+/** The commit a GIT build would build and the Dockerfile at it, read without checking the tree out. */
+export interface FetchedDockerfile {
+  ref: GitRef;
+  fetched: FetchedCommit;
+  commit: string;
+  /** The build context inside the repository ("" for the root). */
+  rootPath: string;
+  dockerfilePath: string;
+  dockerfile: Buffer;
+}
+
+/** GIT_CLONE's work: fetch the ref (a branch resolved to its head now) and read the Dockerfile at it. */
+export async function fetchDockerfile(
+  git: GitClient,
+  source: control.ApplicationSource,
+  version: string,
+  dir: string,
+  signal: AbortSignal,
+  onLine: (line: string) => void,
+  onRef: (ref: GitRef) => Promise<void> = async () => undefined,
+): Promise<FetchedDockerfile> {
+  const ref = gitRefFor(version, source);
+  await onRef(ref);
+  const fetched = await git.fetch({ url: source.gitUrl, ref, dir, signal, onLine });
+  const rootPath = posix.normalize(source.rootPath || '.').replace(/^\.$|^\/+|\/+$/g, '');
+  const dockerfilePath = source.dockerfilePath || 'Dockerfile';
+  const dockerfile = await git.readFile(fetched, source.gitUrl, posix.join(rootPath || '.', dockerfilePath), signal);
+  if (!dockerfile.found) throw new BuildFailure('failed', `Dockerfile: ${dockerfile.problem}`);
+  return { ref, fetched, commit: fetched.commit, rootPath, dockerfilePath, dockerfile: dockerfile.content };
+}
+
+/** The cache key of a build and the mirror image it names (DESIGN.md §3). Pure. */
+export function keyFor(
+  project: string,
+  service: control.Service,
+  source: control.ApplicationSource,
+  at: FetchedDockerfile,
+  mirrorRegistry: string,
+): { args: BuildArgValue[]; inputs: KeyInput[]; key: string; destination: ImageReference } {
+  const content = at.dockerfile.toString('utf8');
+  const declared = new Set(declaredArgs(content));
+  const args: BuildArgValue[] = service.envVars
+    .filter((e) => declared.has(e.key))
+    .map((e) => ({ name: e.key, value: e.value, secret: e.secret }));
+  const inputs = keyInputs({
+    rootPath: at.rootPath,
+    dockerfilePath: at.dockerfilePath,
+    dockerfileContent: content,
+    target: source.buildTarget,
+    args,
+    commit: at.commit,
+  });
+  const key = cacheKey(inputs);
+  const destination: ImageReference = {
+    registry: mirrorRegistry,
+    repository: buildRepository(project, source.gitUrl),
+    tag: imageTag(key),
+    digest: undefined,
+  };
+  return { args, inputs, key, destination };
 }
 
 const seconds = (from: Date, to: Date) => ((to.getTime() - from.getTime()) / 1000).toFixed(1);
@@ -170,25 +247,21 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
   }
 
   try {
-    const ref = gitRefFor(job.version, source);
     const url = shownUrl;
 
     // --- GIT_CLONE ---------------------------------------------------------------------------
     phase = 'cloning';
-    await steps.start(StepKind.STEP_KIND_GIT_CLONE, `cloning ${url} at ${describeRef(ref)}`);
-    const fetched = await deps.git.fetch({
-      url: source.gitUrl,
-      ref,
+    const at = await fetchDockerfile(
+      deps.git,
+      source,
+      job.version,
       dir,
       signal,
-      onLine: (line) => say(line, StepKind.STEP_KIND_GIT_CLONE),
-    });
-    commit = fetched.commit;
-    const rootPath = posix.normalize(source.rootPath || '.').replace(/^\.$|^\/+|\/+$/g, '');
-    const dockerfilePath = source.dockerfilePath || 'Dockerfile';
-    const dockerfileInRepo = posix.join(rootPath || '.', dockerfilePath);
-    const dockerfile = await deps.git.readFile(fetched, source.gitUrl, dockerfileInRepo, signal);
-    if (!dockerfile.found) throw new BuildFailure('failed', `Dockerfile: ${dockerfile.problem}`);
+      (line) => say(line, StepKind.STEP_KIND_GIT_CLONE),
+      (ref) => steps.start(StepKind.STEP_KIND_GIT_CLONE, `cloning ${url} at ${describeRef(ref)}`),
+    );
+    const { ref, fetched } = at;
+    commit = at.commit;
     await steps.finish(
       StepOutcome.STEP_OUTCOME_SUCCESS,
       ref.kind === 'commit' ? `commit ${commit}` : `${describeRef(ref)} is at commit ${commit}`,
@@ -196,26 +269,9 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
 
     // --- BUILD: key, explanation, cache ------------------------------------------------------
     phase = 'computing the cache key';
-    const content = dockerfile.content.toString('utf8');
-    const declared = new Set(declaredArgs(content));
-    const args: BuildArgValue[] = service.envVars
-      .filter((e) => declared.has(e.key))
-      .map((e) => ({ name: e.key, value: e.value, secret: e.secret }));
-    const inputs = keyInputs({
-      rootPath,
-      dockerfilePath,
-      dockerfileContent: content,
-      target: source.buildTarget,
-      args,
-      commit,
-    });
-    key = cacheKey(inputs);
-    const destination: ImageReference = {
-      registry: deps.mirrorRegistry,
-      repository: buildRepository(job.project, source.gitUrl),
-      tag: imageTag(key),
-      digest: undefined,
-    };
+    const keyed = keyFor(job.project, service, source, at, deps.mirrorRegistry);
+    const { args, inputs, destination } = keyed;
+    key = keyed.key;
     const target = formatReference(destination);
     await steps.start(StepKind.STEP_KIND_BUILD, `cache key ${key}: ${target}`);
     await deps.builds.recordKey({ key, repository: destination.repository, tag: destination.tag!, inputs });
@@ -276,7 +332,7 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
       });
       // The builder reads exactly the Dockerfile the key hashed, never a file a symlink points at.
       const dockerfileCopy = join(dir, 'Dockerfile.stageline');
-      await writeFile(dockerfileCopy, dockerfile.content);
+      await writeFile(dockerfileCopy, at.dockerfile);
       phase = 'building';
       say(
         `${deps.builder.name}: building with ${resources.cpuMillis / 1000} CPU and ${resources.memoryMib} MiB` +
@@ -285,7 +341,7 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
       );
       const buildStarted = now();
       const built = await deps.builder.build({
-        contextDir: join(workTree, rootPath),
+        contextDir: join(workTree, at.rootPath),
         dockerfile: dockerfileCopy,
         target: source.buildTarget,
         args,

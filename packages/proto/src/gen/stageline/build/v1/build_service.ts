@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
+import { BuildJob } from "../../bus/v1/jobs.ts";
 
 export interface Build {
   id: string;
@@ -59,6 +60,30 @@ export interface ExplainBuildResponse {
   image: string;
   inputs: BuildInput[];
   previousCacheKey: string;
+}
+
+export interface PredictBuildsRequest {
+  /** The jobs the run would dispatch, as they would be dispatched. */
+  jobs: BuildJob[];
+}
+
+export interface BuildPrediction {
+  jobId: string;
+  /** The mirror already has the image: the job would copy and build nothing. */
+  cacheHit: boolean;
+  /** GIT: the key the build would have. */
+  cacheKey: string;
+  /** On a hit: the image the run would deploy, "<repository>:<tag>@<digest>". */
+  image: string;
+  /** In words: what is already there, what would be built or copied and why, or why it would fail. */
+  detail: string;
+  /** GIT: "commit:<sha>", the commit the branch is at now. */
+  resolvedVersion: string;
+}
+
+export interface PredictBuildsResponse {
+  /** One per job, in the request's order. */
+  predictions: BuildPrediction[];
 }
 
 function createBaseBuild(): Build {
@@ -767,6 +792,309 @@ export const ExplainBuildResponse: MessageFns<ExplainBuildResponse> = {
   },
 };
 
+function createBasePredictBuildsRequest(): PredictBuildsRequest {
+  return { jobs: [] };
+}
+
+export const PredictBuildsRequest: MessageFns<PredictBuildsRequest> = {
+  encode(message: PredictBuildsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.jobs) {
+      BuildJob.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PredictBuildsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePredictBuildsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobs.push(BuildJob.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PredictBuildsRequest {
+    return { jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => BuildJob.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: PredictBuildsRequest): unknown {
+    const obj: any = {};
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => BuildJob.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PredictBuildsRequest>, I>>(base?: I): PredictBuildsRequest {
+    return PredictBuildsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PredictBuildsRequest>, I>>(object: I): PredictBuildsRequest {
+    const message = createBasePredictBuildsRequest();
+    message.jobs = object.jobs?.map((e) => BuildJob.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBuildPrediction(): BuildPrediction {
+  return { jobId: "", cacheHit: false, cacheKey: "", image: "", detail: "", resolvedVersion: "" };
+}
+
+export const BuildPrediction: MessageFns<BuildPrediction> = {
+  encode(message: BuildPrediction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.cacheHit !== false) {
+      writer.uint32(16).bool(message.cacheHit);
+    }
+    if (message.cacheKey !== "") {
+      writer.uint32(26).string(message.cacheKey);
+    }
+    if (message.image !== "") {
+      writer.uint32(34).string(message.image);
+    }
+    if (message.detail !== "") {
+      writer.uint32(42).string(message.detail);
+    }
+    if (message.resolvedVersion !== "") {
+      writer.uint32(50).string(message.resolvedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildPrediction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildPrediction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cacheHit = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cacheKey = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.resolvedVersion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildPrediction {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      cacheHit: isSet(object.cacheHit)
+        ? globalThis.Boolean(object.cacheHit)
+        : isSet(object.cache_hit)
+        ? globalThis.Boolean(object.cache_hit)
+        : false,
+      cacheKey: isSet(object.cacheKey)
+        ? globalThis.String(object.cacheKey)
+        : isSet(object.cache_key)
+        ? globalThis.String(object.cache_key)
+        : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      resolvedVersion: isSet(object.resolvedVersion)
+        ? globalThis.String(object.resolvedVersion)
+        : isSet(object.resolved_version)
+        ? globalThis.String(object.resolved_version)
+        : "",
+    };
+  },
+
+  toJSON(message: BuildPrediction): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.cacheHit !== false) {
+      obj.cacheHit = message.cacheHit;
+    }
+    if (message.cacheKey !== "") {
+      obj.cacheKey = message.cacheKey;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.resolvedVersion !== "") {
+      obj.resolvedVersion = message.resolvedVersion;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildPrediction>, I>>(base?: I): BuildPrediction {
+    return BuildPrediction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildPrediction>, I>>(object: I): BuildPrediction {
+    const message = createBaseBuildPrediction();
+    message.jobId = object.jobId ?? "";
+    message.cacheHit = object.cacheHit ?? false;
+    message.cacheKey = object.cacheKey ?? "";
+    message.image = object.image ?? "";
+    message.detail = object.detail ?? "";
+    message.resolvedVersion = object.resolvedVersion ?? "";
+    return message;
+  },
+};
+
+function createBasePredictBuildsResponse(): PredictBuildsResponse {
+  return { predictions: [] };
+}
+
+export const PredictBuildsResponse: MessageFns<PredictBuildsResponse> = {
+  encode(message: PredictBuildsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.predictions) {
+      BuildPrediction.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PredictBuildsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePredictBuildsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.predictions.push(BuildPrediction.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PredictBuildsResponse {
+    return {
+      predictions: globalThis.Array.isArray(object?.predictions)
+        ? object.predictions.map((e: any) => BuildPrediction.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PredictBuildsResponse): unknown {
+    const obj: any = {};
+    if (message.predictions?.length) {
+      obj.predictions = message.predictions.map((e) => BuildPrediction.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PredictBuildsResponse>, I>>(base?: I): PredictBuildsResponse {
+    return PredictBuildsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PredictBuildsResponse>, I>>(object: I): PredictBuildsResponse {
+    const message = createBasePredictBuildsResponse();
+    message.predictions = object.predictions?.map((e) => BuildPrediction.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Internal: builds, their cache keys and why they were (not) rebuilt. */
 export type BuildServiceService = typeof BuildServiceService;
 export const BuildServiceService = {
@@ -789,11 +1117,30 @@ export const BuildServiceService = {
       Buffer.from(ExplainBuildResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExplainBuildResponse => ExplainBuildResponse.decode(value),
   },
+  /**
+   * A dry run of build and mirror jobs (the planner's PlanDeployment): whether each would be a cache
+   * hit, and why not. Nothing is built, pushed or recorded.
+   */
+  predictBuilds: {
+    path: "/stageline.build.v1.BuildService/PredictBuilds" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PredictBuildsRequest): Buffer => Buffer.from(PredictBuildsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PredictBuildsRequest => PredictBuildsRequest.decode(value),
+    responseSerialize: (value: PredictBuildsResponse): Buffer =>
+      Buffer.from(PredictBuildsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PredictBuildsResponse => PredictBuildsResponse.decode(value),
+  },
 } as const;
 
 export interface BuildServiceServer extends UntypedServiceImplementation {
   getBuild: handleUnaryCall<GetBuildRequest, GetBuildResponse>;
   explainBuild: handleUnaryCall<ExplainBuildRequest, ExplainBuildResponse>;
+  /**
+   * A dry run of build and mirror jobs (the planner's PlanDeployment): whether each would be a cache
+   * hit, and why not. Nothing is built, pushed or recorded.
+   */
+  predictBuilds: handleUnaryCall<PredictBuildsRequest, PredictBuildsResponse>;
 }
 
 export interface BuildServiceClient extends Client {
@@ -826,6 +1173,25 @@ export interface BuildServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExplainBuildResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A dry run of build and mirror jobs (the planner's PlanDeployment): whether each would be a cache
+   * hit, and why not. Nothing is built, pushed or recorded.
+   */
+  predictBuilds(
+    request: PredictBuildsRequest,
+    callback: (error: ServiceError | null, response: PredictBuildsResponse) => void,
+  ): ClientUnaryCall;
+  predictBuilds(
+    request: PredictBuildsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PredictBuildsResponse) => void,
+  ): ClientUnaryCall;
+  predictBuilds(
+    request: PredictBuildsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PredictBuildsResponse) => void,
   ): ClientUnaryCall;
 }
 
