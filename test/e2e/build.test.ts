@@ -231,6 +231,18 @@ async function deployEnv(
 const serviceRun = (d: control.Deployment, name: string) => d.services.find((s) => s.name === name)!;
 const lastStep = (s: control.ServiceRun, kind: control.StepKind) => s.steps.findLast((st) => st.kind === kind);
 
+/** PlanDeployment of a DEPLOY: the dry run, with the build service's cache predictions. */
+async function plan(environmentId: string): Promise<control.Deployment> {
+  const { deployment } = await callUnary(
+    stack.deployments,
+    'planDeployment',
+    control.PlanDeploymentRequest.fromPartial({ environmentId, action: control.Action.ACTION_DEPLOY }),
+  );
+  expect(runStatusName(deployment!.status)).toBe('PLANNED');
+  return deployment!;
+}
+const plannedStep = (d: control.Deployment, kind: control.StepKind) => lastStep(serviceRun(d, 'api'), kind)!;
+
 async function logsOf(deploymentId: string, serviceId: string): Promise<control.LogLine[]> {
   const lines: control.LogLine[] = [];
   await new Promise<void>((resolve, reject) => {
@@ -310,6 +322,12 @@ describe('git applications', () => {
       'image says: built for https://one.example',
     );
 
+    // The dry run predicts it: a cache hit with the same key, at the commit the branch is at.
+    const p2 = await plan(environmentId);
+    expect(plannedStep(p2, StepKind.STEP_KIND_BUILD).outcome).toBe(StepOutcome.STEP_OUTCOME_CACHE_HIT);
+    expect(plannedStep(p2, StepKind.STEP_KIND_BUILD).message).toContain(`predicted cache hit: key ${key1}`);
+    expect(plannedStep(p2, StepKind.STEP_KIND_GIT_CLONE).message).toBe(`would clone commit ${first}`);
+
     // A variable the Dockerfile does not declare as ARG: still a cache hit.
     const update = async (env: Record<string, string>) => {
       await callUnary(
@@ -330,12 +348,19 @@ describe('git applications', () => {
 
     // An ARG's value: rebuilt, and the explanation names it — in ExplainBuild and in the run log.
     await update({ API_URL: 'https://two.example', LOG_LEVEL: 'debug' });
+    const p4 = await plan(environmentId);
+    const predicted4 = plannedStep(p4, StepKind.STEP_KIND_BUILD);
+    expect(predicted4.outcome).toBe(StepOutcome.STEP_OUTCOME_UNSPECIFIED);
+    expect(predicted4.message).toContain(
+      'would build: ARG `API_URL` differs: `https://one.example` → `https://two.example`',
+    );
     const run4 = await deployEnv(environmentId);
     expect(lastStep(serviceRun(run4, 'api'), StepKind.STEP_KIND_BUILD)!.outcome).toBe(StepOutcome.STEP_OUTCOME_SUCCESS);
     expect(await bodyOf(run4, 'api')).toBe('built for https://two.example');
     const why = await explain(api.id, run4.id);
     expect(why.previousCacheKey).toBe(key1);
     expect(why.cacheKey).not.toBe(key1);
+    expect(predicted4.message).toContain(`key ${why.cacheKey}: would build`);
     const changed = why.inputs.filter((i) => i.changed);
     expect(changed.map((i) => i.name)).toEqual(['arg:API_URL']);
     expect(changed[0]!.detail).toContain('ARG `API_URL` differs: `https://one.example` → `https://two.example`');
@@ -343,6 +368,12 @@ describe('git applications', () => {
 
     // A new commit: rebuilt, explained as such, and recorded.
     const second = repo.commit({ Dockerfile: APP, 'NOTES.md': 'second commit\n' });
+    const p5 = await plan(environmentId);
+    expect(plannedStep(p5, StepKind.STEP_KIND_GIT_CLONE).message).toBe(`would clone commit ${second}`);
+    expect(plannedStep(p5, StepKind.STEP_KIND_BUILD).message).toContain(
+      `would build: new commit: \`${first.slice(0, 12)}\` → \`${second.slice(0, 12)}\``,
+    );
+    expect(plannedStep(p5, StepKind.STEP_KIND_BUILD).outcome).toBe(StepOutcome.STEP_OUTCOME_UNSPECIFIED);
     const run5 = await deployEnv(environmentId);
     expect(serviceRun(run5, 'api').version).toBe(`commit:${second}`);
     expect(lastStep(serviceRun(run5, 'api'), StepKind.STEP_KIND_BUILD)!.outcome).toBe(StepOutcome.STEP_OUTCOME_SUCCESS);

@@ -19,6 +19,7 @@ import {
 
 const stack = useStack({ env: { WORKER_ACK_WAIT_MS: '5000' } });
 const { ServiceKind } = control;
+const [EXAMPLE_REPO = '', EXAMPLE_TAG = ''] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/);
 
 interface Spec {
   name: string;
@@ -291,5 +292,47 @@ describe('pipeline engine', () => {
     const next = (await watchToEnd(stack, second.deployment!.id)).final;
     expect(runStatusName(next.status)).toBe('SUCCEEDED');
     expect(stateName(byName(next).slow!.status)).toBe('SKIPPED');
+  });
+
+  it('a plan marks an image the mirror already holds as a predicted cache hit', async () => {
+    const { environment } = await createEnvironment(stack, 'predicting');
+    const environmentId = environment!.id;
+    await callUnary(
+      stack.environments,
+      'addService',
+      control.AddServiceRequest.fromPartial({
+        environmentId,
+        service: {
+          name: 'box',
+          kind: ServiceKind.SERVICE_KIND_CONTAINER,
+          source: { $case: 'container', value: { image: EXAMPLE_REPO, tag: EXAMPLE_TAG, ports: [] } },
+        },
+      }),
+    );
+    const mirrorStep = async () => {
+      const { deployment } = await callUnary(
+        stack.deployments,
+        'planDeployment',
+        control.PlanDeploymentRequest.fromPartial({ environmentId, action: control.Action.ACTION_DEPLOY }),
+      );
+      return deployment!.services[0]!.steps.find((s) => s.kind === control.StepKind.STEP_KIND_MIRROR_IMAGE)!;
+    };
+    const before = await mirrorStep();
+    expect(before.outcome).toBe(control.StepOutcome.STEP_OUTCOME_UNSPECIFIED);
+    expect(before.message).toMatch(
+      new RegExp(`^would copy ${EXAMPLE_REPO}:${EXAMPLE_TAG} \\(sha256:[0-9a-f]{64}\\) to `),
+    );
+
+    const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      environmentId,
+      requester: 'e2e',
+      forceBuild: false,
+    });
+    const { final } = await watchToEnd(stack, deployment!.id, 120_000);
+    expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+
+    const after = await mirrorStep();
+    expect(after.outcome).toBe(control.StepOutcome.STEP_OUTCOME_CACHE_HIT);
+    expect(after.message).toMatch(/^predicted cache hit: the mirror already has \S+ at sha256:[0-9a-f]{64}$/);
   });
 });

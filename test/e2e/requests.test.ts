@@ -191,6 +191,10 @@ describe('requests and runs', () => {
       ['db', ['STEP_KIND_MIRROR_IMAGE', 'STEP_KIND_DEPLOYMENT']],
       ['web', ['STEP_KIND_MIRROR_IMAGE', 'STEP_KIND_DEPLOYMENT']],
     ]);
+    // No build service runs here: the plan says it could not predict, and is a plan all the same.
+    for (const s of deployment!.services) {
+      expect(s.steps[0]!.message).toMatch(/^no cache prediction \(build: /);
+    }
     const list = await callUnary(stack.deployments, 'listDeployments', {
       environmentId: envId,
       pageSize: 10,

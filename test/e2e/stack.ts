@@ -101,6 +101,7 @@ export function useStack(options: StackOptions = {}) {
     LOG_LEVEL: process.env.STACK_LOG_LEVEL ?? 'info',
     STAGELINE_STATE: stateDir,
     STAGELINE_CONTROL_ADDRESS: addresses.control,
+    STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
     ...options.env,
   });

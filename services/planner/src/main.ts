@@ -3,6 +3,7 @@ import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { runService } from '@stageline/service';
+import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
@@ -31,6 +32,8 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
 
   const control = snapshotClient(config.controlAddress);
   onClose('control client', () => control.close());
+  const builds = buildPredictor(config.buildAddress);
+  onClose('build client', () => builds.close());
 
   const app = new PlannerApp({
     db,
@@ -38,6 +41,7 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     snapshot: (id) => control.get(id),
     publishCancel: (deploymentId) => publishCancel(bus, deploymentId),
     onCommit: () => relay.kick(),
+    predictBuilds: (jobs) => builds.predict(jobs),
     log,
   });
   const requests = await consumeRequests(bus, app);

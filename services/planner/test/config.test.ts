@@ -10,6 +10,7 @@ describe('planner config', () => {
       busPrefix: 'stageline',
       logLevel: 'info',
       controlAddress: '127.0.0.1:50051',
+      buildAddress: '127.0.0.1:50053',
     });
   });
 
@@ -21,6 +22,7 @@ describe('planner config', () => {
       ['DATABASE_URL', 'mysql://db/stageline'],
       ['STAGELINE_BUS_PREFIX', 'has.dots'],
       ['LOG_LEVEL', 'loud'],
+      ['STAGELINE_BUILD_ADDRESS', 'build'],
     ];
     for (const [variable, value] of cases) {
       let caught: unknown;

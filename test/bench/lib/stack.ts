@@ -272,6 +272,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     STAGELINE_STATE: stateDir,
     STAGELINE_CONTROL_ADDRESS: addresses.control,
+    STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
     ...executorEnv,
     ...options.env,

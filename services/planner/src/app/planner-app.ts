@@ -2,7 +2,7 @@ import type { Subjects } from '@stageline/bus';
 import { type Database, type EntityManager, enqueue, newId } from '@stageline/db';
 import { DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
-import { bus, control, type snapshot } from '@stageline/proto';
+import { type build, bus, control, type snapshot } from '@stageline/proto';
 import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
@@ -32,6 +32,11 @@ export interface PlannerAppDeps {
   publishCancel(deploymentId: string): void;
   /** Wakes the outbox relay after a commit. */
   onCommit(): void;
+  /**
+   * The build service's dry run of build and mirror jobs (BuildService/PredictBuilds): a plan marks
+   * predicted cache hits with it. Optional: without it (or when it fails) a plan says so and goes on.
+   */
+  predictBuilds?(jobs: bus.BuildJob[]): Promise<build.BuildPrediction[]>;
   log: Logger;
   now?: () => number;
 }
@@ -371,10 +376,60 @@ export class PlannerApp {
       status: 'PLANNED',
       services: state.services.map((s) => ({ ...s, steps: predictSteps(s) })),
     };
+    await this.#predictBuilds(fake, predicted, snap);
     return deploymentView({ ...fake, state: predicted });
   }
 
   // --- internals ------------------------------------------------------------------------------
+
+  /**
+   * Asks the build service what each build or mirror of a plan would do and writes it into the
+   * planned steps: CACHE_HIT where the mirror already has the image, otherwise why it would work.
+   */
+  async #predictBuilds(run: { id: string; environmentId: string }, state: RunState, snap: Snapshot): Promise<void> {
+    const planned = state.services.filter((s) => s.build !== null);
+    if (planned.length === 0) return;
+    const stepOf = (s: ServiceRun) =>
+      s.steps.find((st) => st.kind === (s.build?.what === 'GIT' ? 'BUILD' : 'MIRROR_IMAGE'));
+    const jobs = planned.map((s) =>
+      buildJobOf({
+        jobId: newId(),
+        deploymentId: run.id,
+        environmentId: run.environmentId,
+        environment: snap.environment,
+        service: snap.services.find((x) => x.id === s.serviceId)!,
+        version: s.version,
+        attempt: 1,
+        what: s.build?.what === 'GIT' ? 'GIT' : 'MIRROR',
+        forceBuild: state.forceBuild,
+      }),
+    );
+    let predictions: build.BuildPrediction[];
+    try {
+      if (this.#deps.predictBuilds === undefined) throw new Error('no build service to ask');
+      predictions = await this.#deps.predictBuilds(jobs);
+    } catch (e) {
+      this.#deps.log.warn({ err: e, environmentId: run.environmentId }, 'could not predict builds for a plan');
+      const why = e instanceof Error ? e.message : String(e);
+      for (const s of planned) {
+        const step = stepOf(s);
+        if (step !== undefined) step.message = `no cache prediction (${why})`;
+      }
+      return;
+    }
+    const byJob = new Map(predictions.map((p) => [p.jobId, p]));
+    planned.forEach((s, i) => {
+      const p = byJob.get(jobs[i]!.jobId);
+      const step = stepOf(s);
+      if (p === undefined || step === undefined) return;
+      step.message = p.cacheHit ? `predicted cache hit: ${p.detail}` : p.detail;
+      if (p.cacheHit) step.outcome = 'CACHE_HIT';
+      const clone = s.steps.find((st) => st.kind === 'GIT_CLONE');
+      if (clone !== undefined && p.resolvedVersion.startsWith('commit:')) {
+        clone.message = `would clone commit ${p.resolvedVersion.slice('commit:'.length)}`;
+      }
+    });
+  }
 
   async #snapshot(environmentId: string): Promise<Snapshot> {
     const snap = await this.#deps.snapshot(environmentId);
@@ -479,11 +534,11 @@ export class PlannerApp {
       attempt: d.attempt,
     };
     if (d.role === 'build') {
-      const job = bus.BuildJob.fromPartial({
+      const job = buildJobOf({
         ...common,
-        kind: d.what === 'GIT' ? bus.BuildKind.BUILD_KIND_GIT : bus.BuildKind.BUILD_KIND_MIRROR,
+        environment,
+        what: d.what === 'GIT' ? 'GIT' : 'MIRROR',
         forceBuild: state.forceBuild,
-        mirrorMode: environment.settings?.mirrorMode ?? control.MirrorMode.MIRROR_MODE_SERVICE,
       });
       enqueue(em, {
         id: newId(),
@@ -686,6 +741,33 @@ function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
 }
 
 /** The steps a plan expects, without times: what would mirror, build, deploy. */
+/** A build or mirror job as the planner dispatches it (and as a plan asks the build service about it). */
+function buildJobOf(j: {
+  jobId: string;
+  deploymentId: string;
+  environmentId: string;
+  environment: control.Environment;
+  service: control.Service;
+  version: string;
+  attempt: number;
+  what: 'GIT' | 'MIRROR';
+  forceBuild: boolean;
+}): bus.BuildJob {
+  return bus.BuildJob.fromPartial({
+    jobId: j.jobId,
+    deploymentId: j.deploymentId,
+    environmentId: j.environmentId,
+    project: j.environment.project,
+    environmentName: j.environment.name,
+    service: j.service,
+    version: j.version,
+    attempt: j.attempt,
+    kind: j.what === 'GIT' ? bus.BuildKind.BUILD_KIND_GIT : bus.BuildKind.BUILD_KIND_MIRROR,
+    forceBuild: j.forceBuild,
+    mirrorMode: j.environment.settings?.mirrorMode ?? control.MirrorMode.MIRROR_MODE_SERVICE,
+  });
+}
+
 function predictSteps(s: ServiceRun): RunState['services'][number]['steps'] {
   const steps: RunState['services'][number]['steps'] = [];
   const at = { startedAt: 0, finishedAt: null, outcome: null, message: '' } as const;

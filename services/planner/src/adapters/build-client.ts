@@ -1,0 +1,23 @@
+import * as grpc from '@grpc/grpc-js';
+import { callUnary, domainErrorFromGrpc } from '@stageline/grpc';
+import { build, type bus } from '@stageline/proto';
+
+/** The build service's dry run (BuildService/PredictBuilds), as a plan needs it. */
+export function buildPredictor(address: string): {
+  predict(jobs: bus.BuildJob[]): Promise<build.BuildPrediction[]>;
+  close(): void;
+} {
+  const client = new build.BuildServiceClient(address, grpc.credentials.createInsecure());
+  return {
+    async predict(jobs) {
+      try {
+        // The build service gives up on a job after 60 s itself; this leaves room for its answer.
+        const { predictions } = await callUnary(client, 'predictBuilds', { jobs }, { deadlineMs: 70_000 });
+        return predictions;
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'build');
+      }
+    },
+    close: () => client.close(),
+  };
+}
