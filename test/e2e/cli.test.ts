@@ -419,6 +419,15 @@ services:
     expect((await cli(['deploy', 'demo/tour', '--watch'])).code).toBe(0);
     const firstRun = JSON.parse((await cli(['history', 'demo/tour', '-o', 'json'])).stdout).deployments[0].id as string;
 
+    // Deployed and unchanged: the plan predicts that nothing would be built or copied.
+    const again = await cli(['plan', 'demo/tour']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/api +clone → build \(cache hit\) → deploy/);
+    expect(again.stdout).toMatch(/web +mirror \(cache hit\) → deploy/);
+    expect(again.stdout).toMatch(
+      /builds and mirrors:\n(.*\n)* +api +predicted cache hit: key [0-9a-f]{64}: the mirror already has /,
+    );
+
     const skip = await cli(['service', 'skip', 'worker', '-e', 'demo/tour']);
     expect(skip.code).toBe(0);
     expect(skip.stdout).toContain('service worker is skipped');

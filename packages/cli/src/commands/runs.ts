@@ -235,6 +235,17 @@ export async function planCommand(
       }
     }
     ctx.out(...table(rows));
+    // What the build service predicted for each build and mirror: a cache hit, or why it would work.
+    const predictions = run.services.flatMap((s) =>
+      s.steps
+        .filter(
+          (st) =>
+            (st.kind === control.StepKind.STEP_KIND_BUILD || st.kind === control.StepKind.STEP_KIND_MIRROR_IMAGE) &&
+            st.message !== '',
+        )
+        .map((st) => [`  ${s.name}`, ctx.paint('dim', st.message)]),
+    );
+    if (predictions.length > 0) ctx.out('', ctx.paint('bold', 'builds and mirrors:'), ...table(predictions));
     if (action === A.ACTION_STOP || action === A.ACTION_DELETE)
       ctx.out('', ctx.paint('dim', 'stages run in reverse order.'));
   });
