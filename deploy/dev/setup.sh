@@ -19,6 +19,11 @@ for pair in git:git podman:podman buildah:buildah skopeo:skopeo runc:runc \
             podman-compose:podman-compose catatonit:catatonit; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# Container networking with DNS between the services of an environment (deploy/dev/containers.conf
+# names netavark): podman only recommends it, and its binaries are not on PATH.
+for pkg in netavark aardvark-dns; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
 # The Python client e2e test (test/e2e/python) runs Debian's python3 with its grpcio and protobuf;
 # protoc's well-known types (timestamp.proto) come with libprotobuf-dev, only a recommend of protoc.
 /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 || need+=(python3-grpcio python3-protobuf)
