@@ -228,15 +228,33 @@ export class PlannerApp {
   // --- job results ----------------------------------------------------------------------------
 
   async onJobEvent(event: bus.JobEvent): Promise<void> {
-    const fact = toFact(event, this.#now());
-    if (!fact || !UUID.test(event.deploymentId)) return;
-    const existing = await this.#deps.db.em().findOne(DeploymentRow, { id: event.deploymentId });
+    await this.onJobEvents([event]);
+  }
+
+  /**
+   * Events of one run, in stream order, applied in one transaction: every fact folded into the run
+   * state, then one scheduling step and one run event — what applying them one by one would decide,
+   * for one write instead of one per event. Events of other runs are ignored (callers group by run).
+   */
+  async onJobEvents(events: readonly bus.JobEvent[]): Promise<void> {
+    const deploymentId = events[0]?.deploymentId ?? '';
+    if (!UUID.test(deploymentId)) return;
+    const now = this.#now();
+    const facts = events
+      .filter((e) => e.deploymentId === deploymentId)
+      .map((e) => toFact(e, now))
+      .filter((f) => f !== undefined);
+    if (facts.length === 0) return;
+    // Only the environment (for its lane): the whole row is read again under the lock.
+    const existing = await this.#deps.db
+      .em()
+      .findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] });
     if (!existing) return;
     let finished = false;
     await this.#inLane(existing.environmentId, async (em) => {
-      const row = await em.findOneOrFail(DeploymentRow, { id: event.deploymentId });
+      const row = await em.findOneOrFail(DeploymentRow, { id: deploymentId });
       if (!row.state) return;
-      const next = applyJobFact(row.state, fact);
+      const next = facts.reduce(applyJobFact, row.state);
       if (next === row.state) return;
       finished = await this.#apply(em, row, next);
       await this.#runEvent(em, row);
@@ -639,19 +657,32 @@ export class PlannerApp {
     });
   }
 
-  async #environmentStatus(em: EntityManager, environmentId: string): Promise<control.EnvironmentStatus> {
+  async #stateOf(em: EntityManager, deploymentId: string): Promise<RunState | null> {
+    const rows = await em.execute<{ state: RunState | string | null }[]>('select state from deployment where id = ?', [
+      deploymentId,
+    ]);
+    const state = rows[0]?.state ?? null;
+    return typeof state === 'string' ? (JSON.parse(state) as RunState) : state;
+  }
+
+  async #environmentStatus(
+    em: EntityManager,
+    environmentId: string,
+    current?: DeploymentRow,
+  ): Promise<control.EnvironmentStatus> {
     const S = control.EnvironmentStatus;
     const lane = await em.execute<{ deleted: boolean }[]>('select deleted from lane where environment_id = ?', [
       environmentId,
     ]);
     if (lane[0]?.deleted) return S.ENVIRONMENT_STATUS_DELETED;
-    const open = await em.find(
-      DeploymentRow,
-      { environmentId, status: { $in: OPEN } },
-      { orderBy: { createdAt: 'asc' } },
+    // Ids and statuses only: the open runs' whole state (and snapshot) is read for at most one of them.
+    const open = await em.execute<{ id: string; status: string; action: string }[]>(
+      `select id, status, action from deployment where environment_id = ? and status in (${OPEN.map(() => '?').join(', ')})
+        order by created_at, id`,
+      [environmentId, ...OPEN],
     );
     const active = open.find((r) => ACTIVE.includes(r.status));
-    if (active?.state) {
+    if (active !== undefined) {
       switch (active.action) {
         case 'STOP':
           return S.ENVIRONMENT_STATUS_STOPPING;
@@ -659,10 +690,13 @@ export class PlannerApp {
           return S.ENVIRONMENT_STATUS_RESTARTING;
         case 'DELETE':
           return S.ENVIRONMENT_STATUS_DELETING;
-        default:
-          return active.state.services.some((s) => s.status === 'BUILDING' || s.status === 'MIRRORING')
+        default: {
+          const state = current?.id === active.id ? current.state : await this.#stateOf(em, active.id);
+          if (state == null) break;
+          return state.services.some((s) => s.status === 'BUILDING' || s.status === 'MIRRORING')
             ? S.ENVIRONMENT_STATUS_BUILDING
             : S.ENVIRONMENT_STATUS_DEPLOYING;
+        }
       }
     }
     if (open.length > 0) return S.ENVIRONMENT_STATUS_QUEUED;
@@ -683,7 +717,7 @@ export class PlannerApp {
       eventId,
       occurredAt: new Date(this.#now()),
       deployment,
-      environmentStatus: await this.#environmentStatus(em, row.environmentId),
+      environmentStatus: await this.#environmentStatus(em, row.environmentId, row),
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
