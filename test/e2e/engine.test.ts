@@ -295,7 +295,8 @@ describe('pipeline engine', () => {
   });
 
   it('a plan marks an image the mirror already holds as a predicted cache hit', async () => {
-    const { environment } = await createEnvironment(stack, 'predicting');
+    // A name of its own: the mirror registry outlives test runs, and would already hold a fixed one.
+    const { environment } = await createEnvironment(stack, `predicting-${Date.now().toString(36)}`);
     const environmentId = environment!.id;
     await callUnary(
       stack.environments,

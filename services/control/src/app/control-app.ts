@@ -296,6 +296,12 @@ export class ControlApp {
       ] as control.DeploymentStatus[]
     ).includes(deployment.status);
     const S = control.ServiceState;
+    // Most events of a run change nothing here (services change only when it ends): one cheap read
+    // instead of locking and loading the whole environment for every step of every service.
+    if (!finished) {
+      if (status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) return;
+      if ((await this.#deps.store.status(deployment.environmentId)) === status) return;
+    }
     try {
       await this.#deps.store.update(deployment.environmentId, (current) => {
         const services = current.services.map((s) => {

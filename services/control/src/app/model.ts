@@ -67,6 +67,8 @@ export interface EnvironmentStore {
    * events atomically. Nothing is written when `change` throws or reports no events.
    */
   update<T>(environmentId: string, change: (current: EnvironmentAggregate) => Change<T>): Promise<T>;
+  /** The environment's status alone (a cheap read, no lock); undefined when absent. */
+  status(environmentId: string): Promise<control.EnvironmentStatus | undefined>;
 }
 
 export interface Clock {

@@ -157,6 +157,14 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return result;
   }
 
+  async status(environmentId: string): Promise<control.EnvironmentStatus | undefined> {
+    if (!UUID.test(environmentId)) return undefined;
+    const row = await this.#deps.db
+      .em()
+      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true });
+    return row?.status as control.EnvironmentStatus | undefined;
+  }
+
   async #load(em: EntityManager, environmentId: string, lock: boolean): Promise<Rows> {
     // A malformed id cannot name anything; PostgreSQL would reject it as a uuid.
     if (!UUID.test(environmentId)) throw notFound('environment', environmentId, 'environment_id');
