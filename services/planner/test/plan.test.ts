@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ActionName, EnvironmentFacts, RunRequest, ServiceFacts } from '../src/domain/model.ts';
-import { planRun } from '../src/domain/plan.ts';
+import { expectedDurations, planRun } from '../src/domain/plan.ts';
 import { advance, applyJobFact, requestCancel } from '../src/domain/schedule.ts';
 
 const deployed = { hasResources: true, stopped: false, version: 'tag:v1', image: 'mirror/x:v1@sha256:1' };
@@ -331,6 +331,68 @@ describe('lifecycle and cron jobs (DESIGN.md §4)', () => {
     expect(planRun('r', env([cron]), req('STOP')).services[0]).toMatchObject({
       status: 'STOP_QUEUED',
       deploy: { what: 'STOP' },
+    });
+  });
+});
+
+describe('dispatch order: the longest jobs first', () => {
+  const dispatched = (decisions: ReturnType<typeof advance>['decisions']) =>
+    decisions.flatMap((d) => (d.type === 'dispatch' ? [d.serviceId] : []));
+
+  it('fills the slots with a stage’s longest builds and deploys, known from earlier runs; unknown last', () => {
+    const facts = env(
+      [
+        svc('short', 0, { expectedMs: { build: 100, deploy: 100 } }),
+        svc('unknown', 0),
+        svc('long', 0, { expectedMs: { build: 900, deploy: 50 } }),
+        svc('middle', 0, { expectedMs: { build: 500, deploy: 700 } }),
+      ],
+      { maxParallelBuilds: 2, maxParallelDeploys: 1 },
+    );
+    let { state, decisions } = advance(planRun('r', facts, req('DEPLOY')), 0);
+    expect(dispatched(decisions)).toEqual(['long', 'middle']);
+    const finish = (jobId: string) =>
+      applyJobFact(state, {
+        type: 'jobFinished',
+        jobId,
+        sequence: 1,
+        succeeded: true,
+        state: 'MIRRORING',
+        message: '',
+        image: 'mirror/x@sha256:2',
+        endpoints: [],
+        at: 1,
+      });
+    state = finish('r:long:build:1');
+    state = finish('r:middle:build:1');
+    ({ state, decisions } = advance(state, 1));
+    // Two build slots free: the short one, then the one never seen; one deploy slot: the longer deploy.
+    expect(dispatched(decisions)).toEqual(['short', 'unknown', 'middle']);
+  });
+
+  it('learns durations from earlier runs, the newest first, without the queueing before the work', () => {
+    const step = (kind: string, startedAt: number, finishedAt: number | null) => ({
+      kind: kind as never,
+      startedAt,
+      finishedAt,
+      outcome: null,
+      message: '',
+    });
+    const run = (steps: Record<string, ReturnType<typeof step>[]>) => ({
+      services: Object.entries(steps).map(([id, st]) => ({ serviceId: id, steps: st }) as never),
+    });
+    const newest = run({
+      api: [step('BUILD_QUEUEING', 0, 50), step('GIT_CLONE', 50, 150), step('BUILD', 150, 1150)],
+      web: [step('MIRROR_IMAGE', 0, 30), step('DEPLOYMENT_QUEUEING', 30, 40), step('DEPLOYMENT', 40, 2040)],
+    });
+    const older = run({
+      api: [step('BUILD', 0, 9999), step('DEPLOYMENT', 0, 800)],
+      web: [step('DEPLOYMENT', 0, 5)],
+      gone: [step('DEPLOYMENT', 0, null)],
+    });
+    expect(Object.fromEntries(expectedDurations([newest, older]))).toEqual({
+      api: { build: 1100, deploy: 800 },
+      web: { build: 30, deploy: 2000 },
     });
   });
 });

@@ -17,6 +17,10 @@ const serviceArb = (stageCount: number) =>
     build: fc.constantFrom<ServiceFacts['build']>('GIT', 'MIRROR', null),
     hasResources: fc.boolean(),
     stopped: fc.boolean(),
+    // Durations from earlier runs change the dispatch order, never the rules.
+    expectedMs: fc.option(fc.record({ build: fc.nat(5000), deploy: fc.nat(5000) }, { requiredKeys: [] }), {
+      nil: undefined,
+    }),
   });
 
 const envArb: fc.Arbitrary<EnvironmentFacts> = fc.integer({ min: 1, max: 5 }).chain((stageCount) =>
@@ -39,6 +43,7 @@ const envArb: fc.Arbitrary<EnvironmentFacts> = fc.integer({ min: 1, max: 5 }).ch
         build: s.build,
         configuredVersion: 'v1',
         current: { hasResources: s.hasResources, stopped: s.hasResources && s.stopped, version: 'v0', image: 'img:v0' },
+        ...(s.expectedMs !== undefined ? { expectedMs: s.expectedMs } : {}),
       })),
       ...limits,
     })),

@@ -17,20 +17,26 @@ interface Sim extends JobTimes {
 export type Policy = 'PIPELINED' | 'STRICT';
 
 /**
- * The makespan of the planner's policy: builds of any stage in (stage, service) order within the build
- * limit; a stage's deploys, in service order, once every earlier stage is done (PIPELINED) or once every
- * build is done as well (STRICT); a service deploys only after its own build.
+ * The makespan of a dispatch policy: builds of any stage in stage order within the build limit; a
+ * stage's deploys once every earlier stage is done (PIPELINED) or once every build is done as well
+ * (STRICT); a service deploys only after its own build. Within a stage, `longest-first` (what the
+ * planner does once it knows the durations from an earlier run) starts the longest builds and the
+ * longest deploys first; `service` (its order on a first run) goes in service order.
  */
 export function simulatePolicy(
   input: LowerBoundInput,
   mode: Policy,
-  order: 'service' | 'longest-first' = 'service',
+  order: 'service' | 'longest-first' = 'longest-first',
 ): number {
   const jobs: Sim[] = input.stages.flatMap((stage, s) =>
     stage.map((j) => ({ ...j, stage: s, buildPhase: 'PENDING', buildEnd: 0, deployPhase: 'PENDING', deployEnd: 0 })),
   );
-  // The alternative policy: within a stage, the longest build+deploy first (LPT), stages still in order.
-  if (order === 'longest-first') jobs.sort((a, b) => a.stage - b.stage || b.build + b.deploy - (a.build + a.deploy));
+  const byBuild = [...jobs];
+  const byDeploy = [...jobs];
+  if (order === 'longest-first') {
+    byBuild.sort((a, b) => a.stage - b.stage || b.build - a.build);
+    byDeploy.sort((a, b) => a.stage - b.stage || b.deploy - a.deploy);
+  }
   let now = 0;
   for (;;) {
     // Finish what ends now.
@@ -41,7 +47,7 @@ export function simulatePolicy(
     if (jobs.every((j) => j.deployPhase === 'DONE')) return now;
     // Start what may start now, as `advance` does.
     let builds = jobs.filter((j) => j.buildPhase === 'RUNNING').length;
-    for (const j of jobs) {
+    for (const j of byBuild) {
       if (builds >= input.maxBuilds) break;
       if (j.buildPhase !== 'PENDING') continue;
       j.buildPhase = 'RUNNING';
@@ -52,7 +58,7 @@ export function simulatePolicy(
     if (mode === 'PIPELINED' || buildsDone) {
       let deploys = jobs.filter((j) => j.deployPhase === 'RUNNING').length;
       for (let s = 0; s < input.stages.length; s++) {
-        const members = jobs.filter((j) => j.stage === s);
+        const members = byDeploy.filter((j) => j.stage === s);
         if (members.every((j) => j.deployPhase === 'DONE')) continue;
         for (const j of members) {
           if (deploys >= input.maxDeploys) break;

@@ -6,7 +6,7 @@ import { type build, bus, control, type snapshot } from '@stageline/proto';
 import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
-import { planRun } from '../domain/plan.ts';
+import { expectedDurations, planRun } from '../domain/plan.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import {
   actionName,
@@ -479,7 +479,18 @@ export class PlannerApp {
     const statuses = await em.find(ServiceStatusRow, { environmentId: snap.environment.id });
     const current = new Map<string, CurrentRow>(statuses.map((s) => [s.serviceId, s]));
     const facts = factsFrom(snap as snapshot.GetEnvironmentSnapshotResponse, current);
+    // The environment's last few finished runs: how long each service's build and deploy took.
+    const history = await em.execute<{ state: RunState | string }[]>(
+      `select state from deployment where environment_id = ? and finished_at is not null and state is not null
+        order by finished_at desc limit 5`,
+      [snap.environment.id],
+    );
+    const expected = expectedDurations(
+      history.map((h) => (typeof h.state === 'string' ? (JSON.parse(h.state) as RunState) : h.state)),
+    );
     for (const f of facts.services) {
+      const known = expected.get(f.id);
+      if (known !== undefined) f.expectedMs = known;
       const source = snap.services.find((x) => x.id === f.id)?.source;
       if (f.kind === 'LIFECYCLE_JOB' && source?.$case === 'job') {
         f.runsOn = { deploy: source.value.onDeploy, stop: source.value.onStop, delete: source.value.onDelete };

@@ -59,6 +59,14 @@ export interface ServiceFacts {
   current: CurrentState;
   /** LIFECYCLE_JOB: the environment events it runs on (absent: DEPLOY only). */
   runsOn?: { deploy: boolean; stop: boolean; delete: boolean };
+  /** How long its build and deploy took in an earlier run (absent: unknown). */
+  expectedMs?: ExpectedMs;
+}
+
+/** Durations from earlier runs: a stage's longest jobs are dispatched first. */
+export interface ExpectedMs {
+  build?: number;
+  deploy?: number;
 }
 
 export interface CurrentState {
@@ -134,6 +142,8 @@ export interface ServiceRun {
   endpoints: { port: number; url: string }[];
   /** Values this service's deploy produced for later stages (job outputs, database connection details). */
   outputs: Record<string, string>;
+  /** From earlier runs; absent in runs planned before it existed. */
+  expectedMs?: ExpectedMs;
 }
 
 export interface StageRun {

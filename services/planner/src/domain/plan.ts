@@ -1,4 +1,13 @@
-import type { EnvironmentFacts, JobSlot, RunRequest, RunState, ServiceFacts, ServiceRun, StageRun } from './model.ts';
+import type {
+  EnvironmentFacts,
+  ExpectedMs,
+  JobSlot,
+  RunRequest,
+  RunState,
+  ServiceFacts,
+  ServiceRun,
+  StageRun,
+} from './model.ts';
 
 // A request and the environment's facts become a run: which services take part, what each must do
 // (build or mirror, then deploy / stop / restart / delete), and which are skipped and why.
@@ -157,6 +166,7 @@ export function planRun(id: string, env: EnvironmentFacts, req: RunRequest): Run
       message: work.message,
       endpoints: [],
       outputs: {},
+      ...(s.expectedMs !== undefined ? { expectedMs: s.expectedMs } : {}),
     };
   });
   const inRun = new Set(services.map((s) => s.stageId));
@@ -185,4 +195,33 @@ export function planRun(id: string, env: EnvironmentFacts, req: RunRequest): Run
     startedAt: null,
     finishedAt: null,
   };
+}
+
+const BUILD_STEPS: ReadonlySet<string> = new Set(['GIT_CLONE', 'BUILD', 'MIRROR_IMAGE']);
+const DEPLOY_STEPS: ReadonlySet<string> = new Set(['DEPLOYMENT', 'EXECUTING']);
+
+/**
+ * How long each service's build and deploy took, from earlier runs (newest first): the most recent
+ * run in which that work finished, its steps' time without the queueing before them.
+ */
+export function expectedDurations(runs: readonly Pick<RunState, 'services'>[]): Map<string, ExpectedMs> {
+  const out = new Map<string, ExpectedMs>();
+  for (const run of runs) {
+    for (const s of run.services) {
+      const known = out.get(s.serviceId) ?? {};
+      const spent = (kinds: ReadonlySet<string>): number | undefined => {
+        const done = s.steps.filter((st) => kinds.has(st.kind) && st.finishedAt !== null);
+        return done.length === 0 ? undefined : done.reduce((ms, st) => ms + ((st.finishedAt ?? 0) - st.startedAt), 0);
+      };
+      const build = known.build ?? spent(BUILD_STEPS);
+      const deploy = known.deploy ?? spent(DEPLOY_STEPS);
+      if (build !== undefined || deploy !== undefined) {
+        out.set(s.serviceId, {
+          ...(build !== undefined ? { build } : {}),
+          ...(deploy !== undefined ? { deploy } : {}),
+        });
+      }
+    }
+  }
+  return out;
 }

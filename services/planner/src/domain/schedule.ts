@@ -137,6 +137,11 @@ function finalize(state: RunState, now: number): RunState {
  * STRICT: every build first. Either way a stage's deploys start only when every earlier stage (in
  * execution order) is DONE or SKIPPED, and a service deploys only after its own build.
  */
+/** Sort order of two expected durations: longer first, unknown after every known one. */
+function longestFirst(a: number | undefined, b: number | undefined): number {
+  return (b ?? -1) - (a ?? -1);
+}
+
 export function advance(input: RunState, now: number): { state: RunState; decisions: Decision[] } {
   if (isTerminalRun(input.status) || input.status === 'PLANNED' || input.status === 'QUEUED') {
     return { state: input, decisions: [] };
@@ -146,10 +151,17 @@ export function advance(input: RunState, now: number): { state: RunState; decisi
   const stopping = state.cancelRequested || state.services.some((s) => s.failed);
 
   if (!stopping) {
+    // Stage by stage; within a stage the longest jobs first (known from earlier runs; unknown last,
+    // then pipeline order): whole jobs divide over the slots with the least time left at the end.
     const rank = new Map(state.executionOrder.map((id, i) => [id, i]));
     const ordered = state.services
       .map((s, index) => ({ s, index }))
-      .sort((a, b) => (rank.get(a.s.stageId) ?? 0) - (rank.get(b.s.stageId) ?? 0) || a.index - b.index);
+      .sort(
+        (a, b) =>
+          (rank.get(a.s.stageId) ?? 0) - (rank.get(b.s.stageId) ?? 0) ||
+          longestFirst(a.s.expectedMs?.build, b.s.expectedMs?.build) ||
+          a.index - b.index,
+      );
     const services = [...state.services];
     let { builds, deploys } = countInFlight(state);
 
@@ -166,7 +178,10 @@ export function advance(input: RunState, now: number): { state: RunState; decisi
     const buildsDone = services.every((s) => s.build === null || s.build.phase === 'DONE');
     if (state.mode === 'PIPELINED' || buildsDone) {
       for (const stageId of state.executionOrder) {
-        const members = services.map((s, index) => ({ s, index })).filter(({ s }) => s.stageId === stageId);
+        const members = services
+          .map((s, index) => ({ s, index }))
+          .filter(({ s }) => s.stageId === stageId)
+          .sort((a, b) => longestFirst(a.s.expectedMs?.deploy, b.s.expectedMs?.deploy) || a.index - b.index);
         if (stageComplete(members.map((m) => m.s))) continue;
         for (const { s, index } of members) {
           if (deploys >= state.maxDeploys) break;
