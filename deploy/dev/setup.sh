@@ -37,6 +37,16 @@ if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
 
+# --- the stack's gRPC ports ---------------------------------------------------------------------
+# 50051-50054 lie in the kernel's ephemeral range: an outgoing connection (to PostgreSQL, say) can
+# take one as its source port, and the service that listens there then fails with EADDRINUSE.
+# Reserve them; best effort, a sandbox may refuse the sysctl.
+reserved="$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true)"
+if ! grep -q '50051-50054' <<<"$reserved"; then
+  as_root sysctl -q -w "net.ipv4.ip_local_reserved_ports=${reserved:+$reserved,}50051-50054" >/dev/null 2>&1 ||
+    log "could not reserve ports 50051-50054 (sysctl refused); a service may rarely find its port taken"
+fi
+
 # --- PostgreSQL and NATS: reuse what answers, else start our own --------------------------------
 if ! answers 5432; then
   log "starting PostgreSQL"
