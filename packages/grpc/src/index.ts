@@ -22,7 +22,9 @@ export {
   domainErrorFromGrpc,
   FIELD_METADATA_KEY,
   fieldOf,
+  fieldViolationsOf,
   type GrpcStatus,
   isServiceError,
+  STATUS_DETAILS_KEY,
   toGrpcStatus,
 } from './status.ts';

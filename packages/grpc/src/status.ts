@@ -1,10 +1,124 @@
 // Errors as data across the gRPC boundary: DomainError → status (server side) and back (client side).
 import { randomUUID } from 'node:crypto';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { DomainError, type ErrorCode, isDomainError } from '@stageline/errors';
 
 /** Trailing metadata key carrying the request field at fault (proto snake_case path). */
 export const FIELD_METADATA_KEY = 'stageline-field';
+
+/**
+ * gRPC's rich error model: a binary `google.rpc.Status` whose details name the field at fault in the
+ * standard way, read by any language's client libraries (Python's `grpc_status`, Go's `status.Details`):
+ * `google.rpc.BadRequest` for INVALID_ARGUMENT, `google.rpc.PreconditionFailure` (type `FIELD`) for
+ * FAILED_PRECONDITION. `stageline-field` stays for clients that read plain trailers.
+ */
+export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
+const BAD_REQUEST = 'type.googleapis.com/google.rpc.BadRequest';
+const PRECONDITION_FAILURE = 'type.googleapis.com/google.rpc.PreconditionFailure';
+
+/** google.rpc.Status { code = 1; message = 2; details = 3 (google.protobuf.Any { type_url = 1; value = 2 }) }. */
+function statusDetails(code: grpc.status, message: string, detail: { typeUrl: string; value: Uint8Array }): Buffer {
+  const any = new BinaryWriter()
+    .tag(1, WireType.LengthDelimited)
+    .string(detail.typeUrl)
+    .tag(2, WireType.LengthDelimited)
+    .bytes(detail.value)
+    .finish();
+  const status = new BinaryWriter()
+    .tag(1, WireType.Varint)
+    .int32(code)
+    .tag(2, WireType.LengthDelimited)
+    .string(message)
+    .tag(3, WireType.LengthDelimited)
+    .bytes(any)
+    .finish();
+  return Buffer.from(status);
+}
+
+/** The field at fault in the detail its status code calls for (see STATUS_DETAILS_KEY). */
+function fieldDetail(code: grpc.status, field: string, description: string) {
+  if (code === grpc.status.INVALID_ARGUMENT) {
+    // BadRequest { repeated FieldViolation field_violations = 1 { field = 1; description = 2 } }
+    const violation = new BinaryWriter()
+      .tag(1, WireType.LengthDelimited)
+      .string(field)
+      .tag(2, WireType.LengthDelimited)
+      .string(description)
+      .finish();
+    return {
+      typeUrl: BAD_REQUEST,
+      value: new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(violation).finish(),
+    };
+  }
+  if (code === grpc.status.FAILED_PRECONDITION) {
+    // PreconditionFailure { repeated Violation violations = 1 { type = 1; subject = 2; description = 3 } }
+    const violation = new BinaryWriter()
+      .tag(1, WireType.LengthDelimited)
+      .string('FIELD')
+      .tag(2, WireType.LengthDelimited)
+      .string(field)
+      .tag(3, WireType.LengthDelimited)
+      .string(description)
+      .finish();
+    return {
+      typeUrl: PRECONDITION_FAILURE,
+      value: new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(violation).finish(),
+    };
+  }
+  return undefined;
+}
+
+/** Length-delimited fields of a message, by field number (the rest skipped). */
+function fieldsOf(bytes: Uint8Array): Map<number, Uint8Array[]> {
+  const out = new Map<number, Uint8Array[]>();
+  const reader = new BinaryReader(bytes);
+  while (reader.pos < reader.len) {
+    const [no, type] = reader.tag();
+    if (type !== WireType.LengthDelimited) {
+      reader.skip(type);
+      continue;
+    }
+    const list = out.get(no) ?? [];
+    list.push(reader.bytes());
+    out.set(no, list);
+  }
+  return out;
+}
+
+/**
+ * The fields a status names in its `google.rpc.Status` details (BadRequest field violations,
+ * PreconditionFailure subjects), for clients and tests; empty when it has none or they do not parse.
+ */
+export function fieldViolationsOf(e: unknown): { field: string; description: string }[] {
+  if (!isServiceError(e) || !(e.metadata instanceof grpc.Metadata)) return [];
+  const raw = e.metadata.get(STATUS_DETAILS_KEY)[0];
+  if (!(raw instanceof Buffer)) return [];
+  const text = (b: Uint8Array | undefined) => (b === undefined ? '' : new TextDecoder().decode(b));
+  try {
+    return (fieldsOf(raw).get(3) ?? []).flatMap((anyBytes) => {
+      const any = fieldsOf(anyBytes);
+      const typeUrl = text(any.get(1)?.[0]);
+      const value = any.get(2)?.[0] ?? new Uint8Array();
+      const violations = fieldsOf(value).get(1) ?? [];
+      if (typeUrl === BAD_REQUEST) {
+        return violations.map((v) => {
+          const f = fieldsOf(v);
+          return { field: text(f.get(1)?.[0]), description: text(f.get(2)?.[0]) };
+        });
+      }
+      if (typeUrl === PRECONDITION_FAILURE) {
+        return violations.map((v) => {
+          const f = fieldsOf(v);
+          return { field: text(f.get(2)?.[0]), description: text(f.get(3)?.[0]) };
+        });
+      }
+      return [];
+    });
+  } catch {
+    return [];
+  }
+}
 
 export interface GrpcStatus {
   code: grpc.status;
@@ -45,8 +159,14 @@ function codeOf(code: ErrorCode): grpc.status {
 export function toGrpcStatus(e: unknown): GrpcStatus {
   const metadata = new grpc.Metadata();
   if (isDomainError(e) && e.code !== 'INTERNAL') {
-    if (e.field !== undefined) metadata.set(FIELD_METADATA_KEY, e.field);
-    return { code: codeOf(e.code), details: e.message, metadata };
+    const code = codeOf(e.code);
+    if (e.field !== undefined) {
+      metadata.set(FIELD_METADATA_KEY, e.field);
+      const description = e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
+      const detail = fieldDetail(code, e.field, description);
+      if (detail !== undefined) metadata.set(STATUS_DETAILS_KEY, statusDetails(code, e.message, detail));
+    }
+    return { code, details: e.message, metadata };
   }
   const errorId = randomUUID();
   return { code: grpc.status.INTERNAL, details: `internal error (id ${errorId})`, metadata, errorId };

@@ -13,6 +13,7 @@ import {
   domainErrorFromGrpc,
   FIELD_METADATA_KEY,
   fieldOf,
+  fieldViolationsOf,
   type GrpcServer,
   isServiceError,
   notImplemented,
@@ -153,6 +154,10 @@ describe('gRPC server', () => {
     expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err.details).toBe('request.environment_id: must name an existing environment');
     expect(fieldOf(err)).toBe('request.environment_id');
+    // The same field in gRPC's standard rich error model (google.rpc.Status with a BadRequest).
+    expect(fieldViolationsOf(err)).toEqual([
+      { field: 'request.environment_id', description: 'must name an existing environment' },
+    ]);
     expect(lines.some((l) => l.level === 'debug' && l.code === 'INVALID_ARGUMENT')).toBe(true);
 
     // A caller can rethrow it as a DomainError without doubling the field prefix.
@@ -173,6 +178,8 @@ describe('gRPC server', () => {
     );
     expect(refused.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(fieldOf(refused)).toBe('environment_id');
+    expect(fieldViolationsOf(refused).map((v) => v.field)).toEqual(['environment_id']);
+    expect(fieldViolationsOf(missing)).toEqual([]);
     expect(lines.some((l) => l.level === 'info' && l.code === 'FAILED_PRECONDITION')).toBe(true);
   });
 
