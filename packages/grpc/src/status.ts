@@ -14,59 +14,53 @@ export const FIELD_METADATA_KEY = 'stageline-field';
  * FAILED_PRECONDITION. `stageline-field` stays for clients that read plain trailers.
  */
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
-const BAD_REQUEST = 'type.googleapis.com/google.rpc.BadRequest';
-const PRECONDITION_FAILURE = 'type.googleapis.com/google.rpc.PreconditionFailure';
 
-/** google.rpc.Status { code = 1; message = 2; details = 3 (google.protobuf.Any { type_url = 1; value = 2 }) }. */
-function statusDetails(code: grpc.status, message: string, detail: { typeUrl: string; value: Uint8Array }): Buffer {
-  const any = new BinaryWriter()
-    .tag(1, WireType.LengthDelimited)
-    .string(detail.typeUrl)
-    .tag(2, WireType.LengthDelimited)
-    .bytes(detail.value)
-    .finish();
-  const status = new BinaryWriter()
-    .tag(1, WireType.Varint)
-    .int32(code)
-    .tag(2, WireType.LengthDelimited)
-    .string(message)
-    .tag(3, WireType.LengthDelimited)
-    .bytes(any)
-    .finish();
-  return Buffer.from(status);
+/**
+ * The detail message for a field at fault, per status code: its type URL and how one violation is
+ * written (field number → value): `BadRequest.FieldViolation { field = 1; description = 2 }`,
+ * `PreconditionFailure.Violation { type = 1; subject = 2; description = 3 }`. Both messages hold their
+ * violations in field 1.
+ */
+const FIELD_DETAILS = new Map<grpc.status, { typeUrl: string; field: number; description: number; type?: number }>([
+  [grpc.status.INVALID_ARGUMENT, { typeUrl: 'type.googleapis.com/google.rpc.BadRequest', field: 1, description: 2 }],
+  [
+    grpc.status.FAILED_PRECONDITION,
+    { typeUrl: 'type.googleapis.com/google.rpc.PreconditionFailure', type: 1, field: 2, description: 3 },
+  ],
+]);
+
+/** A message of length-delimited fields (strings or nested messages), written in the order given. */
+function message(fields: Array<[number, string | Uint8Array]>): Uint8Array {
+  const writer = new BinaryWriter();
+  for (const [no, value] of fields) {
+    writer.tag(no, WireType.LengthDelimited);
+    if (typeof value === 'string') writer.string(value);
+    else writer.bytes(value);
+  }
+  return writer.finish();
 }
 
-/** The field at fault in the detail its status code calls for (see STATUS_DETAILS_KEY). */
-function fieldDetail(code: grpc.status, field: string, description: string) {
-  if (code === grpc.status.INVALID_ARGUMENT) {
-    // BadRequest { repeated FieldViolation field_violations = 1 { field = 1; description = 2 } }
-    const violation = new BinaryWriter()
-      .tag(1, WireType.LengthDelimited)
-      .string(field)
-      .tag(2, WireType.LengthDelimited)
-      .string(description)
-      .finish();
-    return {
-      typeUrl: BAD_REQUEST,
-      value: new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(violation).finish(),
-    };
-  }
-  if (code === grpc.status.FAILED_PRECONDITION) {
-    // PreconditionFailure { repeated Violation violations = 1 { type = 1; subject = 2; description = 3 } }
-    const violation = new BinaryWriter()
-      .tag(1, WireType.LengthDelimited)
-      .string('FIELD')
-      .tag(2, WireType.LengthDelimited)
-      .string(field)
-      .tag(3, WireType.LengthDelimited)
-      .string(description)
-      .finish();
-    return {
-      typeUrl: PRECONDITION_FAILURE,
-      value: new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(violation).finish(),
-    };
-  }
-  return undefined;
+/** google.rpc.Status { code = 1; message = 2; details = 3 (google.protobuf.Any { type_url = 1; value = 2 }) }. */
+function statusDetails(code: grpc.status, text: string, field: string, description: string): Buffer | undefined {
+  const detail = FIELD_DETAILS.get(code);
+  if (detail === undefined) return undefined;
+  const violation = message([
+    ...(detail.type !== undefined ? [[detail.type, 'FIELD'] as [number, string]] : []),
+    [detail.field, field],
+    [detail.description, description],
+  ]);
+  const any = message([
+    [1, detail.typeUrl],
+    [2, message([[1, violation]])],
+  ]);
+  const status = new BinaryWriter().tag(1, WireType.Varint).int32(code).finish();
+  return Buffer.concat([
+    status,
+    message([
+      [2, text],
+      [3, any],
+    ]),
+  ]);
 }
 
 /** Length-delimited fields of a message, by field number (the rest skipped). */
@@ -79,9 +73,7 @@ function fieldsOf(bytes: Uint8Array): Map<number, Uint8Array[]> {
       reader.skip(type);
       continue;
     }
-    const list = out.get(no) ?? [];
-    list.push(reader.bytes());
-    out.set(no, list);
+    out.set(no, [...(out.get(no) ?? []), reader.bytes()]);
   }
   return out;
 }
@@ -99,21 +91,12 @@ export function fieldViolationsOf(e: unknown): { field: string; description: str
     return (fieldsOf(raw).get(3) ?? []).flatMap((anyBytes) => {
       const any = fieldsOf(anyBytes);
       const typeUrl = text(any.get(1)?.[0]);
-      const value = any.get(2)?.[0] ?? new Uint8Array();
-      const violations = fieldsOf(value).get(1) ?? [];
-      if (typeUrl === BAD_REQUEST) {
-        return violations.map((v) => {
-          const f = fieldsOf(v);
-          return { field: text(f.get(1)?.[0]), description: text(f.get(2)?.[0]) };
-        });
-      }
-      if (typeUrl === PRECONDITION_FAILURE) {
-        return violations.map((v) => {
-          const f = fieldsOf(v);
-          return { field: text(f.get(2)?.[0]), description: text(f.get(3)?.[0]) };
-        });
-      }
-      return [];
+      const detail = [...FIELD_DETAILS.values()].find((d) => d.typeUrl === typeUrl);
+      if (detail === undefined) return [];
+      return (fieldsOf(any.get(2)?.[0] ?? new Uint8Array()).get(1) ?? []).map((v) => {
+        const f = fieldsOf(v);
+        return { field: text(f.get(detail.field)?.[0]), description: text(f.get(detail.description)?.[0]) };
+      });
     });
   } catch {
     return [];
@@ -163,8 +146,8 @@ export function toGrpcStatus(e: unknown): GrpcStatus {
     if (e.field !== undefined) {
       metadata.set(FIELD_METADATA_KEY, e.field);
       const description = e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
-      const detail = fieldDetail(code, e.field, description);
-      if (detail !== undefined) metadata.set(STATUS_DETAILS_KEY, statusDetails(code, e.message, detail));
+      const details = statusDetails(code, e.message, e.field, description);
+      if (details !== undefined) metadata.set(STATUS_DETAILS_KEY, details);
     }
     return { code, details: e.message, metadata };
   }

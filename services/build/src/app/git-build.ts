@@ -150,24 +150,30 @@ export interface FetchedDockerfile {
   dockerfile: Buffer;
 }
 
-/** GIT_CLONE's work: fetch the ref (a branch resolved to its head now) and read the Dockerfile at it. */
+/** GIT_CLONE's work: fetch `ref` (a branch resolved to its head now) and read the Dockerfile at it. */
 export async function fetchDockerfile(
   git: GitClient,
   source: control.ApplicationSource,
-  version: string,
+  ref: GitRef,
   dir: string,
   signal: AbortSignal,
   onLine: (line: string) => void,
-  onRef: (ref: GitRef) => Promise<void> = async () => undefined,
 ): Promise<FetchedDockerfile> {
-  const ref = gitRefFor(version, source);
-  await onRef(ref);
   const fetched = await git.fetch({ url: source.gitUrl, ref, dir, signal, onLine });
   const rootPath = posix.normalize(source.rootPath || '.').replace(/^\.$|^\/+|\/+$/g, '');
   const dockerfilePath = source.dockerfilePath || 'Dockerfile';
   const dockerfile = await git.readFile(fetched, source.gitUrl, posix.join(rootPath || '.', dockerfilePath), signal);
   if (!dockerfile.found) throw new BuildFailure('failed', `Dockerfile: ${dockerfile.problem}`);
   return { ref, fetched, commit: fetched.commit, rootPath, dockerfilePath, dockerfile: dockerfile.content };
+}
+
+/** Hides what a build job must never show: the service's secret values and the repository's credentials. */
+export function jobRedactor(git: GitClient, service: control.Service | undefined): Redact {
+  const source = applicationOf(service);
+  return redactor([
+    ...(service?.envVars ?? []).filter((e) => e.secret).map((e) => e.value),
+    ...(source === undefined ? [] : git.secretsFor(source.gitUrl)),
+  ]);
 }
 
 /** The cache key of a build and the mirror image it names (DESIGN.md §3). Pure. */
@@ -210,10 +216,7 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
   if (service === undefined || source === undefined) {
     return failed('a GIT build needs an APPLICATION service or a job built from git');
   }
-  const redact = redactor([
-    ...service.envVars.filter((e) => e.secret).map((e) => e.value),
-    ...deps.git.secretsFor(source.gitUrl),
-  ]);
+  const redact = jobRedactor(deps.git, service);
   const say = (line: string, step?: control.StepKind) => ctx.output(redact(line), step);
   const steps = new Steps(ctx, now, redact);
   const timeoutSeconds = source.buildTimeoutSeconds || DEFAULT_BUILD_TIMEOUT_SECONDS;
@@ -251,16 +254,12 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
 
     // --- GIT_CLONE ---------------------------------------------------------------------------
     phase = 'cloning';
-    const at = await fetchDockerfile(
-      deps.git,
-      source,
-      job.version,
-      dir,
-      signal,
-      (line) => say(line, StepKind.STEP_KIND_GIT_CLONE),
-      (ref) => steps.start(StepKind.STEP_KIND_GIT_CLONE, `cloning ${url} at ${describeRef(ref)}`),
+    const ref = gitRefFor(job.version, source);
+    await steps.start(StepKind.STEP_KIND_GIT_CLONE, `cloning ${url} at ${describeRef(ref)}`);
+    const at = await fetchDockerfile(deps.git, source, ref, dir, signal, (line) =>
+      say(line, StepKind.STEP_KIND_GIT_CLONE),
     );
-    const { ref, fetched } = at;
+    const { fetched } = at;
     commit = at.commit;
     await steps.finish(
       StepOutcome.STEP_OUTCOME_SUCCESS,

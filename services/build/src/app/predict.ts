@@ -14,12 +14,12 @@ import { DomainError } from '@stageline/errors';
 import { type build, bus } from '@stageline/proto';
 import { BuildFailure } from '../adapters/builder/builder.ts';
 import type { BuildStore } from '../adapters/db/build-store.ts';
-import { type GitClient, GitError } from '../adapters/git/git.ts';
+import { type GitClient, GitError, gitRefFor } from '../adapters/git/git.ts';
 import type { RegistryClient } from '../adapters/registry/client.ts';
+import { limiter } from '../adapters/registry/mirror.ts';
 import { formatReference } from '../adapters/registry/reference.ts';
 import { explainInputs } from '../domain/cache-key.ts';
-import { redactor } from '../domain/redact.ts';
-import { applicationOf, fetchDockerfile, inMirror, keyFor } from './git-build.ts';
+import { applicationOf, fetchDockerfile, inMirror, jobRedactor, keyFor } from './git-build.ts';
 import { planMirror } from './mirror-plan.ts';
 
 export interface PredictDeps {
@@ -43,13 +43,8 @@ export async function predictBuilds(
   jobs: readonly bus.BuildJob[],
   signal: AbortSignal,
 ): Promise<build.BuildPrediction[]> {
-  const out: build.BuildPrediction[] = new Array(jobs.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < jobs.length; i = next++) out[i] = await predictOne(deps, jobs[i]!, signal);
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, jobs.length) }, worker));
-  return out;
+  const limit = limiter(CONCURRENCY);
+  return Promise.all(jobs.map((job) => limit(() => predictOne(deps, job, signal))));
 }
 
 const prediction = (job: bus.BuildJob, fields: Partial<build.BuildPrediction>): build.BuildPrediction => ({
@@ -67,9 +62,7 @@ export async function predictOne(
   job: bus.BuildJob,
   signal: AbortSignal,
 ): Promise<build.BuildPrediction> {
-  const secrets = (job.service?.envVars ?? []).filter((e) => e.secret).map((e) => e.value);
-  const source = applicationOf(job.service);
-  const redact = redactor([...secrets, ...(source === undefined ? [] : deps.git.secretsFor(source.gitUrl))]);
+  const redact = jobRedactor(deps.git, job.service);
   // One slow registry or git server holds up only its own job.
   const bounded = AbortSignal.any([signal, AbortSignal.timeout(JOB_TIMEOUT_MS)]);
   try {
@@ -122,7 +115,8 @@ async function predictGit(deps: PredictDeps, job: bus.BuildJob, signal: AbortSig
   await mkdir(deps.workDir, { recursive: true });
   const dir = await mkdtemp(join(deps.workDir, 'predict-'));
   try {
-    const at = await fetchDockerfile(deps.git, source, job.version, dir, signal, () => undefined);
+    const ref = gitRefFor(job.version, source);
+    const at = await fetchDockerfile(deps.git, source, ref, dir, signal, () => undefined);
     const { inputs, key, destination } = keyFor(job.project, service, source, at, deps.mirrorRegistry);
     const target = formatReference(destination);
     const resolvedVersion = `commit:${at.commit}`;

@@ -227,10 +227,6 @@ export class PlannerApp {
 
   // --- job results ----------------------------------------------------------------------------
 
-  async onJobEvent(event: bus.JobEvent): Promise<void> {
-    await this.onJobEvents([event]);
-  }
-
   /**
    * Events of one run, in stream order, applied in one transaction: every fact folded into the run
    * state, then one scheduling step and one run event — what applying them one by one would decide,
@@ -485,9 +481,7 @@ export class PlannerApp {
         order by finished_at desc limit 5`,
       [snap.environment.id],
     );
-    const expected = expectedDurations(
-      history.map((h) => (typeof h.state === 'string' ? (JSON.parse(h.state) as RunState) : h.state)),
-    );
+    const expected = expectedDurations(history.map((h) => runStateOf(h.state)!));
     for (const f of facts.services) {
       const known = expected.get(f.id);
       if (known !== undefined) f.expectedMs = known;
@@ -672,8 +666,7 @@ export class PlannerApp {
     const rows = await em.execute<{ state: RunState | string | null }[]>('select state from deployment where id = ?', [
       deploymentId,
     ]);
-    const state = rows[0]?.state ?? null;
-    return typeof state === 'string' ? (JSON.parse(state) as RunState) : state;
+    return runStateOf(rows[0]?.state ?? null);
   }
 
   async #environmentStatus(
@@ -732,6 +725,11 @@ export class PlannerApp {
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
+}
+
+/** A run state column read with raw SQL: the driver parses json, but not every column type. */
+function runStateOf(value: RunState | string | null): RunState | null {
+  return typeof value === 'string' ? (JSON.parse(value) as RunState) : value;
 }
 
 function toFact(event: bus.JobEvent, now: number): JobFact | undefined {

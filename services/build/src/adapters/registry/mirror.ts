@@ -286,7 +286,8 @@ async function settleAll(promises: Promise<void>[], stop: (reason: unknown) => v
   if (first !== undefined) throw first.reason;
 }
 
-function limiter(max: number): <T>(work: () => Promise<T>) => Promise<T> {
+/** At most `max` of the functions it is given run at once; the rest wait in order. */
+export function limiter(max: number): <T>(work: () => Promise<T>) => Promise<T> {
   let running = 0;
   const waiting: Array<() => void> = [];
   return async <T>(work: () => Promise<T>): Promise<T> => {
