@@ -9,15 +9,20 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Action, actionFromJSON, actionToJSON } from "../../control/v1/types.ts";
 
 /**
- * Published on stageline.requests.<environment_id> by control or any tool.
- * request_id doubles as the Nats-Msg-Id: a re-publish creates nothing new.
+ * Published on stageline.requests.<environment_id> (stream STAGELINE_REQUESTS) by control or any
+ * tool; the planner consumes it. request_id doubles as the Nats-Msg-Id: a re-publish creates nothing
+ * new. It is validated like the gRPC call it mirrors (DeploymentService) and becomes a run exactly
+ * once; a request that cannot be decoded or is refused goes to the dead-letter stream with the reason
+ * (header Stageline-Dlq-Reason) and never blocks the consumer.
  */
 export interface ActionRequested {
+  /** At most 256 characters; the same id twice is one run. */
   requestId: string;
   environmentId: string;
   action: Action;
   /** Service-level actions: the targeted services; empty for the whole environment. */
   serviceIds: string[];
+  /** DEPLOY of exactly one service (see DeployServiceRequest.version). */
   version: string;
   requester: string;
   forceBuild: boolean;

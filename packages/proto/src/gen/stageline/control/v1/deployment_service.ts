@@ -24,7 +24,9 @@ import { Action, actionFromJSON, actionToJSON, Deployment, LogLine } from "./typ
 
 export interface DeployEnvironmentRequest {
   environmentId: string;
+  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
   requester: string;
+  /** Build and copy images even when the mirror already has them (DEPLOY, REDEPLOY only). */
   forceBuild: boolean;
 }
 
@@ -34,7 +36,9 @@ export interface DeployEnvironmentResponse {
 
 export interface RedeployEnvironmentRequest {
   environmentId: string;
+  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
   requester: string;
+  /** Build and copy images even when the mirror already has them (DEPLOY, REDEPLOY only). */
   forceBuild: boolean;
 }
 
@@ -44,7 +48,9 @@ export interface RedeployEnvironmentResponse {
 
 export interface StopEnvironmentRequest {
   environmentId: string;
+  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
   requester: string;
+  /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
 }
 
@@ -54,7 +60,9 @@ export interface StopEnvironmentResponse {
 
 export interface RestartEnvironmentRequest {
   environmentId: string;
+  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
   requester: string;
+  /** Ignored: RESTART builds nothing. */
   forceBuild: boolean;
 }
 
@@ -64,7 +72,9 @@ export interface RestartEnvironmentResponse {
 
 export interface DeleteEnvironmentRequest {
   environmentId: string;
+  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
   requester: string;
+  /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
 }
 
@@ -75,9 +85,13 @@ export interface DeleteEnvironmentResponse {
 export interface DeployServiceRequest {
   environmentId: string;
   serviceId: string;
-  /** commit:<sha>, tag:<tag> or revision:<n>; a bare value is a commit (APPLICATION) or a tag (CONTAINER). */
+  /**
+   * commit:<sha>, tag:<tag> or revision:<n> (that past release exactly, no build); a bare value is a
+   * commit (APPLICATION) or a tag (CONTAINER). Empty: the service's configured version.
+   */
   version: string;
   requester: string;
+  /** Build or copy the image even when the mirror already has it. */
   forceBuild: boolean;
 }
 
@@ -88,8 +102,10 @@ export interface DeployServiceResponse {
 export interface StopServiceRequest {
   environmentId: string;
   serviceId: string;
+  /** Ignored: the service's current version is the one acted on. */
   version: string;
   requester: string;
+  /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
 }
 
@@ -100,8 +116,10 @@ export interface StopServiceResponse {
 export interface RestartServiceRequest {
   environmentId: string;
   serviceId: string;
+  /** Ignored: the service's current version is the one acted on. */
   version: string;
   requester: string;
+  /** Ignored: RESTART builds nothing. */
   forceBuild: boolean;
 }
 
@@ -112,8 +130,10 @@ export interface RestartServiceResponse {
 export interface DeleteServiceRequest {
   environmentId: string;
   serviceId: string;
+  /** Ignored: the service's current version is the one acted on. */
   version: string;
   requester: string;
+  /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
 }
 
@@ -123,6 +143,7 @@ export interface DeleteServiceResponse {
 
 export interface RollbackEnvironmentRequest {
   environmentId: string;
+  /** A SUCCEEDED run of this environment. */
   toDeploymentId: string;
   requester: string;
 }
@@ -149,6 +170,7 @@ export interface GetDeploymentResponse {
 
 export interface ListDeploymentsRequest {
   environmentId: string;
+  /** Default 50, at most 500. */
   pageSize: number;
   pageToken: string;
 }
@@ -170,6 +192,10 @@ export interface StreamLogsRequest {
   deploymentId: string;
   /** Empty: every service of the run. */
   serviceId: string;
+  /**
+   * Keep streaming new lines until the run is over and all it logged was sent; otherwise end after
+   * what was logged so far.
+   */
   follow: boolean;
 }
 
@@ -180,6 +206,7 @@ export interface StreamLogsResponse {
 export interface PlanDeploymentRequest {
   environmentId: string;
   action: Action;
+  /** Empty: the whole environment. */
   serviceIds: string[];
   version: string;
   forceBuild: boolean;
@@ -3154,7 +3181,21 @@ export const PlanDeploymentResponse: MessageFns<PlanDeploymentResponse> = {
   },
 };
 
-/** Actions on environments and services, and the runs they become. */
+/**
+ * Actions on environments and services, and the runs they become. What each action does is
+ * documented on the Action enum (types.proto).
+ *
+ * Every action RPC hands the request to the planner (PlannerService/Submit, the same path as an
+ * ActionRequested published on the bus) and returns the run it became. One run per environment at a
+ * time: later requests wait as QUEUED with their queue_position (1 = next). A QUEUED request absorbs
+ * a later one of the same action, requester, version and scope (both environment-level, or both
+ * service-level: their services are united); both callers get the same run. ROLLBACK never merges.
+ *
+ * Refused with FAILED_PRECONDITION, nothing queued: any action on a DELETED environment or while a
+ * DELETE of it is queued or running; ROLLBACK to a run that did not succeed; DEPLOY, REDEPLOY or
+ * ROLLBACK of a service with its own chart (Service.chart) on the `local` runtime. INVALID_ARGUMENT
+ * names the field at fault; NOT_FOUND an unknown environment, service or run.
+ */
 export type DeploymentServiceService = typeof DeploymentServiceService;
 export const DeploymentServiceService = {
   deployEnvironment: {
@@ -3212,6 +3253,7 @@ export const DeploymentServiceService = {
       Buffer.from(DeleteEnvironmentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteEnvironmentResponse => DeleteEnvironmentResponse.decode(value),
   },
+  /** One service, skipped or not; the run lists only it and its stage. */
   deployService: {
     path: "/stageline.control.v1.DeploymentService/DeployService" as const,
     requestStream: false as const,
@@ -3263,6 +3305,12 @@ export const DeploymentServiceService = {
       Buffer.from(RollbackEnvironmentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RollbackEnvironmentResponse => RollbackEnvironmentResponse.decode(value),
   },
+  /**
+   * A QUEUED run ends CANCELED untouched. A running one goes CANCELING: nothing new starts, running
+   * builds are killed, every deploy in flight is rolled back to the service's previous revision
+   * (removed if it was the first); services already finished in the run stay as they are, the rest
+   * end CANCELED, and so does the run. A finished run is returned as it is.
+   */
   cancelDeployment: {
     path: "/stageline.control.v1.DeploymentService/CancelDeployment" as const,
     requestStream: false as const,
@@ -3318,7 +3366,10 @@ export const DeploymentServiceService = {
     responseSerialize: (value: StreamLogsResponse): Buffer => Buffer.from(StreamLogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamLogsResponse => StreamLogsResponse.decode(value),
   },
-  /** Dry run: nothing executes. */
+  /**
+   * Dry run: the run the request would become (status PLANNED, steps predicted, cache hits marked by
+   * asking the build service). Nothing is queued or executed.
+   */
   planDeployment: {
     path: "/stageline.control.v1.DeploymentService/PlanDeployment" as const,
     requestStream: false as const,
@@ -3338,11 +3389,18 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
   stopEnvironment: handleUnaryCall<StopEnvironmentRequest, StopEnvironmentResponse>;
   restartEnvironment: handleUnaryCall<RestartEnvironmentRequest, RestartEnvironmentResponse>;
   deleteEnvironment: handleUnaryCall<DeleteEnvironmentRequest, DeleteEnvironmentResponse>;
+  /** One service, skipped or not; the run lists only it and its stage. */
   deployService: handleUnaryCall<DeployServiceRequest, DeployServiceResponse>;
   stopService: handleUnaryCall<StopServiceRequest, StopServiceResponse>;
   restartService: handleUnaryCall<RestartServiceRequest, RestartServiceResponse>;
   deleteService: handleUnaryCall<DeleteServiceRequest, DeleteServiceResponse>;
   rollbackEnvironment: handleUnaryCall<RollbackEnvironmentRequest, RollbackEnvironmentResponse>;
+  /**
+   * A QUEUED run ends CANCELED untouched. A running one goes CANCELING: nothing new starts, running
+   * builds are killed, every deploy in flight is rolled back to the service's previous revision
+   * (removed if it was the first); services already finished in the run stay as they are, the rest
+   * end CANCELED, and so does the run. A finished run is returned as it is.
+   */
   cancelDeployment: handleUnaryCall<CancelDeploymentRequest, CancelDeploymentResponse>;
   getDeployment: handleUnaryCall<GetDeploymentRequest, GetDeploymentResponse>;
   /** Newest first. */
@@ -3351,7 +3409,10 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
   watchDeployment: handleServerStreamingCall<WatchDeploymentRequest, WatchDeploymentResponse>;
   /** Replays what was logged, then follows if asked. */
   streamLogs: handleServerStreamingCall<StreamLogsRequest, StreamLogsResponse>;
-  /** Dry run: nothing executes. */
+  /**
+   * Dry run: the run the request would become (status PLANNED, steps predicted, cache hits marked by
+   * asking the build service). Nothing is queued or executed.
+   */
   planDeployment: handleUnaryCall<PlanDeploymentRequest, PlanDeploymentResponse>;
 }
 
@@ -3431,6 +3492,7 @@ export interface DeploymentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteEnvironmentResponse) => void,
   ): ClientUnaryCall;
+  /** One service, skipped or not; the run lists only it and its stage. */
   deployService(
     request: DeployServiceRequest,
     callback: (error: ServiceError | null, response: DeployServiceResponse) => void,
@@ -3506,6 +3568,12 @@ export interface DeploymentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RollbackEnvironmentResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * A QUEUED run ends CANCELED untouched. A running one goes CANCELING: nothing new starts, running
+   * builds are killed, every deploy in flight is rolled back to the service's previous revision
+   * (removed if it was the first); services already finished in the run stay as they are, the rest
+   * end CANCELED, and so does the run. A finished run is returned as it is.
+   */
   cancelDeployment(
     request: CancelDeploymentRequest,
     callback: (error: ServiceError | null, response: CancelDeploymentResponse) => void,
@@ -3569,7 +3637,10 @@ export interface DeploymentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamLogsResponse>;
-  /** Dry run: nothing executes. */
+  /**
+   * Dry run: the run the request would become (status PLANNED, steps predicted, cache hits marked by
+   * asking the build service). Nothing is queued or executed.
+   */
   planDeployment(
     request: PlanDeploymentRequest,
     callback: (error: ServiceError | null, response: PlanDeploymentResponse) => void,

@@ -23,7 +23,9 @@ import { Environment, EnvironmentSettings, Pipeline, Service } from "./types.ts"
 export interface CreateEnvironmentRequest {
   project: string;
   name: string;
+  /** "local" (default) or "kubernetes". */
   runtime: string;
+  /** Absent fields take their defaults. */
   settings?: EnvironmentSettings | undefined;
 }
 
@@ -65,6 +67,7 @@ export interface UpdateEnvironmentResponse {
 
 export interface CloneEnvironmentRequest {
   sourceEnvironmentId: string;
+  /** The clone's name, in the source's project. */
   name: string;
   preview: boolean;
 }
@@ -1639,10 +1642,17 @@ export const ListServicesResponse: MessageFns<ListServicesResponse> = {
   },
 };
 
-/** Environments and their services. */
+/**
+ * Environments and their services. Every change is published as an EnvironmentEvent (stageline.bus.v1)
+ * in the same transaction. A DELETED environment refuses every change with FAILED_PRECONDITION;
+ * names already taken are ALREADY_EXISTS.
+ */
 export type EnvironmentServiceService = typeof EnvironmentServiceService;
 export const EnvironmentServiceService = {
-  /** Creates an environment with the four default stages. */
+  /**
+   * Creates an environment with four stages: DEFAULT DATABASE (0), DEFAULT JOB (1), DEFAULT CONTAINER
+   * (2) and DEFAULT APPLICATION (3), each the default stage of its kinds (see PipelineService).
+   */
   createEnvironment: {
     path: "/stageline.control.v1.EnvironmentService/CreateEnvironment" as const,
     requestStream: false as const,
@@ -1689,7 +1699,10 @@ export const EnvironmentServiceService = {
       Buffer.from(UpdateEnvironmentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateEnvironmentResponse => UpdateEnvironmentResponse.decode(value),
   },
-  /** Copies services, stages and skipped flags (not data, not runs). */
+  /**
+   * Copies services, stages and skipped flags into a new environment of the same project (not data,
+   * not runs, not a custom namespace). A preview is a clone marked preview.
+   */
   cloneEnvironment: {
     path: "/stageline.control.v1.EnvironmentService/CloneEnvironment" as const,
     requestStream: false as const,
@@ -1701,6 +1714,10 @@ export const EnvironmentServiceService = {
       Buffer.from(CloneEnvironmentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloneEnvironmentResponse => CloneEnvironmentResponse.decode(value),
   },
+  /**
+   * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
+   * service goes to service.stage_id, or to the default stage of its kind when that is empty.
+   */
   addService: {
     path: "/stageline.control.v1.EnvironmentService/AddService" as const,
     requestStream: false as const,
@@ -1710,7 +1727,11 @@ export const EnvironmentServiceService = {
     responseSerialize: (value: AddServiceResponse): Buffer => Buffer.from(AddServiceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AddServiceResponse => AddServiceResponse.decode(value),
   },
-  /** Replaces the definition of the service named by service.id. */
+  /**
+   * Replaces the definition of the service named by service.id. Its kind cannot change (remove it
+   * and add a new one), nor its stage (MoveService) or skipped flag (SetServiceSkipped). It takes
+   * effect at the service's next deploy.
+   */
   updateService: {
     path: "/stageline.control.v1.EnvironmentService/UpdateService" as const,
     requestStream: false as const,
@@ -1721,6 +1742,7 @@ export const EnvironmentServiceService = {
       Buffer.from(UpdateServiceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateServiceResponse => UpdateServiceResponse.decode(value),
   },
+  /** FAILED_PRECONDITION while the service still has resources deployed: delete it first (DeleteService). */
   removeService: {
     path: "/stageline.control.v1.EnvironmentService/RemoveService" as const,
     requestStream: false as const,
@@ -1744,24 +1766,42 @@ export const EnvironmentServiceService = {
 } as const;
 
 export interface EnvironmentServiceServer extends UntypedServiceImplementation {
-  /** Creates an environment with the four default stages. */
+  /**
+   * Creates an environment with four stages: DEFAULT DATABASE (0), DEFAULT JOB (1), DEFAULT CONTAINER
+   * (2) and DEFAULT APPLICATION (3), each the default stage of its kinds (see PipelineService).
+   */
   createEnvironment: handleUnaryCall<CreateEnvironmentRequest, CreateEnvironmentResponse>;
   getEnvironment: handleUnaryCall<GetEnvironmentRequest, GetEnvironmentResponse>;
   /** Pages through a project's environments, oldest first. */
   listEnvironments: handleUnaryCall<ListEnvironmentsRequest, ListEnvironmentsResponse>;
   /** Changes the settings present in the request; absent ones are kept. */
   updateEnvironment: handleUnaryCall<UpdateEnvironmentRequest, UpdateEnvironmentResponse>;
-  /** Copies services, stages and skipped flags (not data, not runs). */
+  /**
+   * Copies services, stages and skipped flags into a new environment of the same project (not data,
+   * not runs, not a custom namespace). A preview is a clone marked preview.
+   */
   cloneEnvironment: handleUnaryCall<CloneEnvironmentRequest, CloneEnvironmentResponse>;
+  /**
+   * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
+   * service goes to service.stage_id, or to the default stage of its kind when that is empty.
+   */
   addService: handleUnaryCall<AddServiceRequest, AddServiceResponse>;
-  /** Replaces the definition of the service named by service.id. */
+  /**
+   * Replaces the definition of the service named by service.id. Its kind cannot change (remove it
+   * and add a new one), nor its stage (MoveService) or skipped flag (SetServiceSkipped). It takes
+   * effect at the service's next deploy.
+   */
   updateService: handleUnaryCall<UpdateServiceRequest, UpdateServiceResponse>;
+  /** FAILED_PRECONDITION while the service still has resources deployed: delete it first (DeleteService). */
   removeService: handleUnaryCall<RemoveServiceRequest, RemoveServiceResponse>;
   listServices: handleUnaryCall<ListServicesRequest, ListServicesResponse>;
 }
 
 export interface EnvironmentServiceClient extends Client {
-  /** Creates an environment with the four default stages. */
+  /**
+   * Creates an environment with four stages: DEFAULT DATABASE (0), DEFAULT JOB (1), DEFAULT CONTAINER
+   * (2) and DEFAULT APPLICATION (3), each the default stage of its kinds (see PipelineService).
+   */
   createEnvironment(
     request: CreateEnvironmentRequest,
     callback: (error: ServiceError | null, response: CreateEnvironmentResponse) => void,
@@ -1824,7 +1864,10 @@ export interface EnvironmentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateEnvironmentResponse) => void,
   ): ClientUnaryCall;
-  /** Copies services, stages and skipped flags (not data, not runs). */
+  /**
+   * Copies services, stages and skipped flags into a new environment of the same project (not data,
+   * not runs, not a custom namespace). A preview is a clone marked preview.
+   */
   cloneEnvironment(
     request: CloneEnvironmentRequest,
     callback: (error: ServiceError | null, response: CloneEnvironmentResponse) => void,
@@ -1840,6 +1883,10 @@ export interface EnvironmentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloneEnvironmentResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
+   * service goes to service.stage_id, or to the default stage of its kind when that is empty.
+   */
   addService(
     request: AddServiceRequest,
     callback: (error: ServiceError | null, response: AddServiceResponse) => void,
@@ -1855,7 +1902,11 @@ export interface EnvironmentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AddServiceResponse) => void,
   ): ClientUnaryCall;
-  /** Replaces the definition of the service named by service.id. */
+  /**
+   * Replaces the definition of the service named by service.id. Its kind cannot change (remove it
+   * and add a new one), nor its stage (MoveService) or skipped flag (SetServiceSkipped). It takes
+   * effect at the service's next deploy.
+   */
   updateService(
     request: UpdateServiceRequest,
     callback: (error: ServiceError | null, response: UpdateServiceResponse) => void,
@@ -1871,6 +1922,7 @@ export interface EnvironmentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateServiceResponse) => void,
   ): ClientUnaryCall;
+  /** FAILED_PRECONDITION while the service still has resources deployed: delete it first (DeleteService). */
   removeService(
     request: RemoveServiceRequest,
     callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,

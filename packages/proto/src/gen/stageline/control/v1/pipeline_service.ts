@@ -1340,7 +1340,16 @@ export const SetServiceSkippedResponse: MessageFns<SetServiceSkippedResponse> = 
   },
 };
 
-/** The ordered stages of an environment and which service sits in which stage. */
+/**
+ * The ordered stages of an environment and which service sits in which stage. Orders stay dense
+ * (0..n-1): every change renumbers the stages after it.
+ *
+ * Each of the four stages a new environment starts with is the default stage of its kinds
+ * (DATABASE; LIFECYCLE_JOB and CRON_JOB; CONTAINER; APPLICATION), and stays so when renamed or
+ * moved. A service added without a stage goes to the default stage of its kind; if that stage was
+ * deleted, to the last stage; if the environment has no stage left, its default stage is created
+ * again.
+ */
 export type PipelineServiceService = typeof PipelineServiceService;
 export const PipelineServiceService = {
   getPipeline: {
@@ -1352,6 +1361,7 @@ export const PipelineServiceService = {
     responseSerialize: (value: GetPipelineResponse): Buffer => Buffer.from(GetPipelineResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetPipelineResponse => GetPipelineResponse.decode(value),
   },
+  /** Stage names are free text (1-64 printable characters), unique in the environment (ALREADY_EXISTS). */
   createStage: {
     path: "/stageline.control.v1.PipelineService/CreateStage" as const,
     requestStream: false as const,
@@ -1379,7 +1389,10 @@ export const PipelineServiceService = {
     responseSerialize: (value: MoveStageResponse): Buffer => Buffer.from(MoveStageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MoveStageResponse => MoveStageResponse.decode(value),
   },
-  /** A non-empty stage needs move_services_to_stage_id. */
+  /**
+   * A non-empty stage needs move_services_to_stage_id (FAILED_PRECONDITION without): its services
+   * move to that stage.
+   */
   deleteStage: {
     path: "/stageline.control.v1.PipelineService/DeleteStage" as const,
     requestStream: false as const,
@@ -1398,6 +1411,7 @@ export const PipelineServiceService = {
     responseSerialize: (value: MoveServiceResponse): Buffer => Buffer.from(MoveServiceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MoveServiceResponse => MoveServiceResponse.decode(value),
   },
+  /** A skipped service is left alone by environment-level actions except DELETE (see Service.skipped). */
   setServiceSkipped: {
     path: "/stageline.control.v1.PipelineService/SetServiceSkipped" as const,
     requestStream: false as const,
@@ -1413,12 +1427,17 @@ export const PipelineServiceService = {
 
 export interface PipelineServiceServer extends UntypedServiceImplementation {
   getPipeline: handleUnaryCall<GetPipelineRequest, GetPipelineResponse>;
+  /** Stage names are free text (1-64 printable characters), unique in the environment (ALREADY_EXISTS). */
   createStage: handleUnaryCall<CreateStageRequest, CreateStageResponse>;
   updateStage: handleUnaryCall<UpdateStageRequest, UpdateStageResponse>;
   moveStage: handleUnaryCall<MoveStageRequest, MoveStageResponse>;
-  /** A non-empty stage needs move_services_to_stage_id. */
+  /**
+   * A non-empty stage needs move_services_to_stage_id (FAILED_PRECONDITION without): its services
+   * move to that stage.
+   */
   deleteStage: handleUnaryCall<DeleteStageRequest, DeleteStageResponse>;
   moveService: handleUnaryCall<MoveServiceRequest, MoveServiceResponse>;
+  /** A skipped service is left alone by environment-level actions except DELETE (see Service.skipped). */
   setServiceSkipped: handleUnaryCall<SetServiceSkippedRequest, SetServiceSkippedResponse>;
 }
 
@@ -1438,6 +1457,7 @@ export interface PipelineServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetPipelineResponse) => void,
   ): ClientUnaryCall;
+  /** Stage names are free text (1-64 printable characters), unique in the environment (ALREADY_EXISTS). */
   createStage(
     request: CreateStageRequest,
     callback: (error: ServiceError | null, response: CreateStageResponse) => void,
@@ -1483,7 +1503,10 @@ export interface PipelineServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MoveStageResponse) => void,
   ): ClientUnaryCall;
-  /** A non-empty stage needs move_services_to_stage_id. */
+  /**
+   * A non-empty stage needs move_services_to_stage_id (FAILED_PRECONDITION without): its services
+   * move to that stage.
+   */
   deleteStage(
     request: DeleteStageRequest,
     callback: (error: ServiceError | null, response: DeleteStageResponse) => void,
@@ -1514,6 +1537,7 @@ export interface PipelineServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MoveServiceResponse) => void,
   ): ClientUnaryCall;
+  /** A skipped service is left alone by environment-level actions except DELETE (see Service.skipped). */
   setServiceSkipped(
     request: SetServiceSkippedRequest,
     callback: (error: ServiceError | null, response: SetServiceSkippedResponse) => void,

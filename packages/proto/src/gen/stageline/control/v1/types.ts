@@ -8,12 +8,34 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
 
+/**
+ * What a service is, and so how it is built and deployed. A service added without a stage goes to the
+ * default stage of its kind (see PipelineService).
+ */
 export const ServiceKind = {
   SERVICE_KIND_UNSPECIFIED: 0,
+  /**
+   * SERVICE_KIND_DATABASE - A database (DatabaseSource): CONTAINER mode runs the engine's image with a volume; MANAGED mode
+   * creates a database and a role on a configured PostgreSQL server. Default stage "DEFAULT DATABASE".
+   */
   SERVICE_KIND_DATABASE: 1,
+  /**
+   * SERVICE_KIND_LIFECYCLE_JOB - A job run to completion on the environment's DEPLOY, STOP and/or DELETE (JobSource.on_*); what it
+   * writes as a JSON object to /stageline/output/output.json becomes environment variables of the
+   * services in later stages. Default stage "DEFAULT JOB".
+   */
   SERVICE_KIND_LIFECYCLE_JOB: 2,
+  /** SERVICE_KIND_CRON_JOB - A job run on a 5-field cron schedule, read as UTC (JobSource.schedule). Default stage "DEFAULT JOB". */
   SERVICE_KIND_CRON_JOB: 3,
+  /**
+   * SERVICE_KIND_CONTAINER - A pre-built image (ContainerSource), copied into the mirror registry before it deploys: deploys
+   * pull only from the mirror. Default stage "DEFAULT CONTAINER".
+   */
   SERVICE_KIND_CONTAINER: 4,
+  /**
+   * SERVICE_KIND_APPLICATION - A git repository with a Dockerfile (ApplicationSource), built into the mirror registry before it
+   * deploys. Default stage "DEFAULT APPLICATION".
+   */
   SERVICE_KIND_APPLICATION: 5,
   UNRECOGNIZED: -1,
 } as const;
@@ -77,13 +99,51 @@ export function serviceKindToJSON(object: ServiceKind): string {
   }
 }
 
+/**
+ * What a run does. Every action request becomes a run (Deployment) that waits its turn behind the
+ * environment's other runs (see DeploymentService). Environment-level DEPLOY, REDEPLOY, STOP and
+ * RESTART leave skipped services alone (SKIPPED in the run); environment DELETE removes them too;
+ * service-level actions act on the named service, skipped or not, and the run lists only that service
+ * and its stage. Lifecycle jobs run only on the events they are configured for (JobSource.on_*).
+ * Cancelling a run is not an action: see DeploymentService.CancelDeployment.
+ */
 export const Action = {
   ACTION_UNSPECIFIED: 0,
+  /**
+   * ACTION_DEPLOY - Each service at its configured version (the branch's head, the configured tag), or at `version`
+   * for a service-level DEPLOY: builds APPLICATION services and mirrors images where the mirror lacks
+   * them (force_build builds and copies anyway), then deploys stage by stage, lower order first. A
+   * `revision:<n>` version redeploys that past release exactly, without building.
+   */
   ACTION_DEPLOY: 1,
+  /**
+   * ACTION_REDEPLOY - Each service again at the version it runs now (its configured version if never deployed), with
+   * its current configuration; the build cache skips the build unless its inputs changed. Stage by
+   * stage, like DEPLOY: every service is re-applied, even an unchanged one.
+   */
   ACTION_REDEPLOY: 2,
+  /**
+   * ACTION_STOP - Scale to zero, stage by stage in reverse order; volumes and data are kept, cron jobs suspended.
+   * Services already stopped or never deployed are SKIPPED.
+   */
   ACTION_STOP: 3,
+  /**
+   * ACTION_RESTART - Rolling restart (a recreate on `local`) in stage order, no build; a stopped service starts again,
+   * a suspended cron job resumes. Services never deployed are SKIPPED ("never deployed").
+   */
   ACTION_RESTART: 4,
+  /**
+   * ACTION_DELETE - Uninstall and remove data, stage by stage in reverse order. Environment level: every service,
+   * skipped ones included; once it succeeds the environment is DELETED and every later request for it
+   * is refused. A failed DELETE keeps the environment, with status DELETE_ERROR.
+   */
   ACTION_DELETE: 5,
+  /**
+   * ACTION_ROLLBACK - Environment level only (to_deployment_id): every service of a past SUCCEEDED run is deployed again
+   * at the version and image it had after that run, through the normal pipeline, without building
+   * (the images come from the mirror). Skipped services stay untouched; services added since that run
+   * are SKIPPED; removed ones are not recreated. Never merged with another queued request.
+   */
   ACTION_ROLLBACK: 6,
   UNRECOGNIZED: -1,
 } as const;
@@ -153,14 +213,26 @@ export function actionToJSON(object: Action): string {
   }
 }
 
+/** A run's status. */
 export const DeploymentStatus = {
   DEPLOYMENT_STATUS_UNSPECIFIED: 0,
+  /** DEPLOYMENT_STATUS_PLANNED - A dry run (PlanDeployment): nothing was queued or executed. */
   DEPLOYMENT_STATUS_PLANNED: 1,
+  /** DEPLOYMENT_STATUS_QUEUED - Waiting behind the environment's current run; queue_position 1 is next. */
   DEPLOYMENT_STATUS_QUEUED: 2,
   DEPLOYMENT_STATUS_RUNNING: 3,
+  /** DEPLOYMENT_STATUS_SUCCEEDED - Final: every service of the run did its work or was skipped. */
   DEPLOYMENT_STATUS_SUCCEEDED: 4,
+  /**
+   * DEPLOYMENT_STATUS_FAILED - Final, fail-fast: at the first error no new step starts anywhere in the run and steps in flight
+   * finish; every service whose work did not finish ends CANCELED (built but not deployed included).
+   * The failing service's stage is ERROR, completed stages DONE, every other stage CANCELED — so a
+   * build error in a later stage can leave an earlier stage partly deployed in PIPELINED mode.
+   */
   DEPLOYMENT_STATUS_FAILED: 5,
+  /** DEPLOYMENT_STATUS_CANCELING - Cancel asked while it ran: its jobs in flight are being stopped and rolled back. */
   DEPLOYMENT_STATUS_CANCELING: 6,
+  /** DEPLOYMENT_STATUS_CANCELED - Final: canceled (see DeploymentService.CancelDeployment). */
   DEPLOYMENT_STATUS_CANCELED: 7,
   UNRECOGNIZED: -1,
 } as const;
@@ -236,6 +308,13 @@ export function deploymentStatusToJSON(object: DeploymentStatus): string {
   }
 }
 
+/**
+ * A service's state in a run (ServiceRun.status), and after it. Waiting: QUEUED (deploy, redeploy,
+ * rollback, restart), STOP_QUEUED, DELETE_QUEUED. Working: BUILDING (git build), MIRRORING (image
+ * copy), DEPLOYING, EXECUTING (a lifecycle job running), STOPPING, RESTARTING, DELETING. Done:
+ * DEPLOYED (a job: exited 0), STOPPED, RESTARTED, DELETED. Failed: BUILD_ERROR, DEPLOYMENT_ERROR
+ * (a job: exited non-zero or ran too long), STOP_ERROR, RESTART_ERROR, DELETE_ERROR.
+ */
 export const ServiceState = {
   SERVICE_STATE_UNSPECIFIED: 0,
   SERVICE_STATE_QUEUED: 1,
@@ -257,8 +336,11 @@ export const ServiceState = {
   SERVICE_STATE_DELETED: 17,
   SERVICE_STATE_DELETE_ERROR: 18,
   SERVICE_STATE_EXECUTING: 19,
+  /** SERVICE_STATE_CANCELING - Its job was told to stop (the run is being canceled). */
   SERVICE_STATE_CANCELING: 20,
+  /** SERVICE_STATE_CANCELED - Its work in this run did not finish: the run was canceled or failed elsewhere first. */
   SERVICE_STATE_CANCELED: 21,
+  /** SERVICE_STATE_SKIPPED - Not touched by this run; ServiceRun.message says why ("skipped", "never deployed", …). */
   SERVICE_STATE_SKIPPED: 22,
   UNRECOGNIZED: -1,
 } as const;
@@ -424,13 +506,19 @@ export function serviceStateToJSON(object: ServiceState): string {
   }
 }
 
+/** A stage's status in a run. */
 export const StageStatus = {
   STAGE_STATUS_UNSPECIFIED: 0,
   STAGE_STATUS_QUEUED: 1,
+  /** STAGE_STATUS_ONGOING - At least one of its services has started. */
   STAGE_STATUS_ONGOING: 2,
+  /** STAGE_STATUS_DONE - Every service of it did its work in this run (or was skipped). */
   STAGE_STATUS_DONE: 3,
+  /** STAGE_STATUS_ERROR - One of its services failed. */
   STAGE_STATUS_ERROR: 4,
+  /** STAGE_STATUS_SKIPPED - All of its services were skipped, or it has none. */
   STAGE_STATUS_SKIPPED: 5,
+  /** STAGE_STATUS_CANCELED - The run stopped (failure elsewhere, or cancel) before this stage's work was done. */
   STAGE_STATUS_CANCELED: 6,
   UNRECOGNIZED: -1,
 } as const;
@@ -500,17 +588,21 @@ export function stageStatusToJSON(object: StageStatus): string {
   }
 }
 
+/** The steps of a service's work in a run, each with its start, end and outcome. */
 export const StepKind = {
   STEP_KIND_UNSPECIFIED: 0,
   STEP_KIND_GIT_CLONE: 1,
+  /** STEP_KIND_BUILD_QUEUEING - Dispatched, waiting for a free build worker slot. */
   STEP_KIND_BUILD_QUEUEING: 2,
   STEP_KIND_BUILD: 3,
   STEP_KIND_MIRROR_IMAGE: 4,
+  /** STEP_KIND_DEPLOYMENT_QUEUEING - Dispatched, waiting for a free deploy worker slot. */
   STEP_KIND_DEPLOYMENT_QUEUEING: 5,
   STEP_KIND_DEPLOYMENT: 6,
   STEP_KIND_STOP: 7,
   STEP_KIND_RESTART: 8,
   STEP_KIND_DELETE: 9,
+  /** STEP_KIND_EXECUTING - A lifecycle job running: it runs to completion, it does not serve. */
   STEP_KIND_EXECUTING: 10,
   UNRECOGNIZED: -1,
 } as const;
@@ -604,12 +696,13 @@ export function stepKindToJSON(object: StepKind): string {
   }
 }
 
-/** A BUILD or MIRROR_IMAGE step that found its image already in the mirror is CACHE_HIT. */
 export const StepOutcome = {
   STEP_OUTCOME_UNSPECIFIED: 0,
   STEP_OUTCOME_SUCCESS: 1,
   STEP_OUTCOME_ERROR: 2,
+  /** STEP_OUTCOME_CACHE_HIT - A BUILD or MIRROR_IMAGE step that found its image already in the mirror: nothing was built or copied. */
   STEP_OUTCOME_CACHE_HIT: 3,
+  /** STEP_OUTCOME_SKIPPED - Part of the contract; no step reports it today. */
   STEP_OUTCOME_SKIPPED: 4,
   STEP_OUTCOME_CANCELED: 5,
   UNRECOGNIZED: -1,
@@ -674,6 +767,14 @@ export function stepOutcomeToJSON(object: StepOutcome): string {
   }
 }
 
+/**
+ * Derived by the planner on every change of a run. While a run is active: STOPPING, RESTARTING or
+ * DELETING by its action, otherwise BUILDING while a service builds or mirrors, else DEPLOYING.
+ * QUEUED while runs wait and none is active. Otherwise from the services' last states: DELETE_ERROR,
+ * then STOP_ERROR, then any other error as DEPLOYMENT_ERROR; NEVER_DEPLOYED when no service has
+ * resources; STOPPED when every one that has is stopped; else DEPLOYED. DELETED after a successful
+ * environment DELETE (final).
+ */
 export const EnvironmentStatus = {
   ENVIRONMENT_STATUS_UNSPECIFIED: 0,
   ENVIRONMENT_STATUS_NEVER_DEPLOYED: 1,
@@ -799,6 +900,10 @@ export function environmentStatusToJSON(object: EnvironmentStatus): string {
   }
 }
 
+/**
+ * When a run's builds may start. Either way a stage deploys only once every earlier stage (in the
+ * run's order) is DONE or SKIPPED, and a service deploys only after its own build.
+ */
 export const SchedulingMode = {
   SCHEDULING_MODE_UNSPECIFIED: 0,
   /** SCHEDULING_MODE_PIPELINED - Builds and mirrors of later stages may start while earlier stages deploy (default). */
@@ -849,11 +954,16 @@ export function schedulingModeToJSON(object: SchedulingMode): string {
   }
 }
 
+/**
+ * Where external images (CONTAINER services, CONTAINER-mode databases, jobs from an image) go in
+ * the mirror registry. Images built from git always go to one repository per git repository, tagged
+ * with the build's cache key, so identical builds are shared across services and environments.
+ */
 export const MirrorMode = {
   MIRROR_MODE_UNSPECIFIED: 0,
   /** MIRROR_MODE_SERVICE - <project>/<env>/<service>:<tag> (default). */
   MIRROR_MODE_SERVICE: 1,
-  /** MIRROR_MODE_SHARED - Shared by source reference. */
+  /** MIRROR_MODE_SHARED - Shared by source reference: <project>/shared/<source registry>/<source repository>:<tag>. */
   MIRROR_MODE_SHARED: 2,
   UNRECOGNIZED: -1,
 } as const;
@@ -963,7 +1073,12 @@ export function databaseEngineToJSON(object: DatabaseEngine): string {
 
 export const DatabaseMode = {
   DATABASE_MODE_UNSPECIFIED: 0,
+  /** DATABASE_MODE_CONTAINER - The engine's image (DatabaseSource.image), with a volume that STOP keeps and DELETE removes. */
   DATABASE_MODE_CONTAINER: 1,
+  /**
+   * DATABASE_MODE_MANAGED - POSTGRESQL only: a database and a role on the PostgreSQL server the deploy service is configured
+   * with; DELETE drops both.
+   */
   DATABASE_MODE_MANAGED: 2,
   UNRECOGNIZED: -1,
 } as const;
@@ -1060,13 +1175,21 @@ export function deploymentStrategyTypeToJSON(object: DeploymentStrategyType): st
   }
 }
 
+/** A named set of services, their pipeline of stages, and the runtime they are deployed to. */
 export interface Environment {
   id: string;
+  /** A DNS label: lowercase letters, digits and "-", at most 63. */
   project: string;
+  /** A DNS label, unique in its project. */
   name: string;
-  /** "local" (podman, the default) or "kubernetes". */
+  /**
+   * "local" (podman on this machine, the default) or "kubernetes" (helm into settings.namespace with
+   * settings.kubernetes_context).
+   */
   runtime: string;
+  /** A clone marked preview (CloneEnvironment). */
   preview: boolean;
+  /** The environment it was cloned from, if any. */
   clonedFromId: string;
   settings?: EnvironmentSettings | undefined;
   status: EnvironmentStatus;
@@ -1079,32 +1202,42 @@ export interface Environment {
  * responses always carry every field.
  */
 export interface EnvironmentSettings {
-  /** 1..7, default 7. */
+  /** Builds and mirrors of one run in flight at once: 1..7, default 7 (0 or above 7 is INVALID_ARGUMENT). */
   maxParallelBuilds?:
     | number
     | undefined;
-  /** 1..7, default 7. */
+  /** Deploys (including stops, restarts, deletes and job runs) of one run in flight at once: 1..7, default 7. */
   maxParallelDeploys?: number | undefined;
   schedulingMode: SchedulingMode;
   mirrorMode: MirrorMode;
+  /** `kubernetes` runtime: the kubeconfig context to deploy with. */
   kubernetesContext?:
     | string
     | undefined;
-  /** Default <project>-<name>. */
+  /**
+   * `kubernetes` runtime: a DNS label; default <project>-<name> (cut to 63 characters). A clone gets
+   * its own default, never its source's namespace.
+   */
   namespace?: string | undefined;
 }
 
+/** An environment's stages in run order. Orders stay dense (0..n-1) through every change. */
 export interface Pipeline {
   environmentId: string;
   /** In order: stages[i].order == i. */
   stages: Stage[];
 }
 
+/**
+ * A step of the pipeline: its services deploy together, after the stages before it (STOP and
+ * DELETE walk the stages in reverse).
+ */
 export interface Stage {
   id: string;
   /** Free text, 1-64 printable characters, unique in its environment. */
   name: string;
   description: string;
+  /** Lower runs first. */
   order: number;
   serviceIds: string[];
 }
@@ -1115,8 +1248,12 @@ export interface Service {
   /** A DNS label, unique in its environment. */
   name: string;
   kind: ServiceKind;
-  /** Empty on AddService: the default stage of the service's kind. */
+  /** Empty on AddService: the default stage of the service's kind (see PipelineService). */
   stageId: string;
+  /**
+   * Environment-level DEPLOY, REDEPLOY, STOP, RESTART and ROLLBACK leave it alone; environment
+   * DELETE and service-level actions do not. Clones inherit it. Changed with SetServiceSkipped.
+   */
   skipped: boolean;
   /**
    * Must match kind: DATABASE -> database, LIFECYCLE_JOB and CRON_JOB -> job,
@@ -1128,10 +1265,13 @@ export interface Service {
     | { $case: "database"; value: DatabaseSource }
     | { $case: "job"; value: JobSource }
     | undefined;
-  /** Default 4000 millicpu / 4096 MiB. */
+  /**
+   * What one build of it may use, enforced by the builder as cgroup limits: default 4000 millicpu and
+   * 4096 MiB. A build over its memory fails with BUILD_ERROR saying so.
+   */
   buildResources?: BuildResources | undefined;
   envVars: EnvVar[];
-  /** Default 300. */
+  /** How long a deploy waits for the service to become ready before it fails: 1..3600, default 300. */
   readinessTimeoutSeconds: number;
   /** Output only. */
   endpoints: Endpoint[];
@@ -1149,7 +1289,8 @@ export interface Service {
     | undefined;
   /**
    * CONTAINER and APPLICATION: how an update replaces the running version. Absent: RollingUpdate,
-   * max surge and max unavailable 25%. (On `local` every update is a recreate, DESIGN.md §4.)
+   * max surge and max unavailable 25%. Applies on `kubernetes`: `local` (podman kube play --replace)
+   * recreates the pod on every update, and re-applies the previous revision if the new one fails.
    */
   strategy?:
     | DeploymentStrategy
@@ -1223,7 +1364,9 @@ export interface ExecProbe {
 }
 
 export interface BuildResources {
+  /** 100..64000; 0: the default, 4000. */
   cpuMillis: number;
+  /** 128..262144; 0: the default, 4096. */
   memoryMib: number;
 }
 
@@ -1247,14 +1390,16 @@ export interface ApplicationSource {
   /** Relative to root_path, default "Dockerfile". */
   dockerfilePath: string;
   buildTarget: string;
-  /** Default 1800. */
+  /** A build running longer fails with BUILD_ERROR: 30..21600, default 1800. */
   buildTimeoutSeconds: number;
   ports: Port[];
 }
 
 export interface DatabaseSource {
   engine: DatabaseEngine;
+  /** The engine's version (the image tag in CONTAINER mode); empty: a default per engine. */
   version: string;
+  /** Default CONTAINER. */
   mode: DatabaseMode;
   /** CONTAINER mode only: an image reference (default: the engine's official image). */
   image: string;
@@ -1267,11 +1412,16 @@ export interface JobSource {
     | undefined;
   /** CRON_JOB only: a standard 5-field cron expression. */
   schedule: string;
-  /** LIFECYCLE_JOB only: the events it runs on (at least one). */
+  /**
+   * LIFECYCLE_JOB only: the environment actions it runs on (at least one), at its stage's turn; it is
+   * SKIPPED otherwise and never runs on RESTART. On STOP or DELETE it runs the image it last ran (or
+   * builds its configured version if it never ran). DELETE removes what an earlier run of it left, also
+   * when it does not run on DELETE.
+   */
   onDeploy: boolean;
   onStop: boolean;
   onDelete: boolean;
-  /** Default 300. */
+  /** A run taking longer is killed and fails: 1..86400, default 300. */
   maxDurationSeconds: number;
   /** Retries after a failed execution, 0-10. */
   maxRetries: number;
@@ -1279,6 +1429,10 @@ export interface JobSource {
 
 export interface Port {
   port: number;
+  /**
+   * Reachable from outside the environment: on `local`, a host port on 127.0.0.1 chosen by Stageline
+   * and reported in Service.endpoints. Other services reach every port by the service's name.
+   */
   public: boolean;
 }
 
@@ -1287,13 +1441,21 @@ export interface Endpoint {
   url: string;
 }
 
-/** Secret values are write-only: reads return them empty. */
+/**
+ * Secret values are write-only: reads return them empty, and an UpdateService that sends one back
+ * empty keeps the stored value. An UpdateService whose definition is unchanged, secret values
+ * included, changes nothing and emits no event.
+ */
 export interface EnvVar {
   key: string;
   value: string;
   secret: boolean;
 }
 
+/**
+ * A run: one execution of one action on an environment or on chosen services, with its stage runs,
+ * service runs and their steps. History keeps every run.
+ */
 export interface Deployment {
   id: string;
   environmentId: string;
@@ -1311,6 +1473,7 @@ export interface Deployment {
     | undefined;
   /** Service-level actions: the services it targets. */
   serviceIds: string[];
+  /** Service-level DEPLOY: the version asked for (see DeployServiceRequest.version). */
   version: string;
   forceBuild: boolean;
   /** ROLLBACK only. */

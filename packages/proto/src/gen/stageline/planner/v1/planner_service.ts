@@ -681,7 +681,11 @@ export const ListDeploymentsResponse: MessageFns<ListDeploymentsResponse> = {
 /** Internal: the request queue and the runs. Control's run RPCs are served through it. */
 export type PlannerServiceService = typeof PlannerServiceService;
 export const PlannerServiceService = {
-  /** The same code path as an ActionRequested consumed from the bus. */
+  /**
+   * The same code path as an ActionRequested consumed from the bus: queues (or merges) the request
+   * and returns its run, or refuses it (the rules are on DeploymentService). A request_id seen
+   * before returns the run it became.
+   */
   submit: {
     path: "/stageline.planner.v1.PlannerService/Submit" as const,
     requestStream: false as const,
@@ -725,7 +729,11 @@ export const PlannerServiceService = {
 } as const;
 
 export interface PlannerServiceServer extends UntypedServiceImplementation {
-  /** The same code path as an ActionRequested consumed from the bus. */
+  /**
+   * The same code path as an ActionRequested consumed from the bus: queues (or merges) the request
+   * and returns its run, or refuses it (the rules are on DeploymentService). A request_id seen
+   * before returns the run it became.
+   */
   submit: handleUnaryCall<SubmitRequest, SubmitResponse>;
   /** Dry run: what would mirror, build, deploy, be skipped. */
   plan: handleUnaryCall<PlanRequest, PlanResponse>;
@@ -734,7 +742,11 @@ export interface PlannerServiceServer extends UntypedServiceImplementation {
 }
 
 export interface PlannerServiceClient extends Client {
-  /** The same code path as an ActionRequested consumed from the bus. */
+  /**
+   * The same code path as an ActionRequested consumed from the bus: queues (or merges) the request
+   * and returns its run, or refuses it (the rules are on DeploymentService). A request_id seen
+   * before returns the run it became.
+   */
   submit(
     request: SubmitRequest,
     callback: (error: ServiceError | null, response: SubmitResponse) => void,
