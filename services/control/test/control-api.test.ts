@@ -85,9 +85,9 @@ describe('environments and their pipeline over gRPC', () => {
     const { environment, pipeline } = await create('production');
     const envId = environment!.id;
     const stageIds = pipeline!.stages.map((s) => s.id);
-    const added = Object.fromEntries(
-      await Promise.all(Object.entries(servicesOfEachKind).map(async ([k, s]) => [k, await add(envId, s)] as const)),
-    );
+    // One after another: services of a stage are listed in the order they were added.
+    const added: Record<string, control.Service> = {};
+    for (const [k, s] of Object.entries(servicesOfEachKind)) added[k] = await add(envId, s);
     expect(added.db!.stageId).toBe(stageIds[0]);
     expect(added.migrate!.stageId).toBe(stageIds[1]);
     expect(added.nightly!.stageId).toBe(stageIds[1]);

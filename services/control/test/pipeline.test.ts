@@ -12,6 +12,7 @@ import {
   type PipelineModel,
   placeService,
   removeService,
+  servicePositions,
   servicesOf,
   updateStage,
 } from '../src/domain/pipeline.ts';
@@ -100,6 +101,42 @@ describe('pipeline model', () => {
     expect(servicesOf(m, 's3').map((s) => s.id)).toEqual(['db']);
     expect(m.stages).toHaveLength(3);
   });
+
+  it("keeps each stage's services in order: added last, moved last, a deleted stage's after the target's", () => {
+    let m = initialPipeline(ids('s'));
+    const add = (id: string, kind: KindName, stageId = '') => {
+      m = placeService(m, { id, kind }, stageId, ids('x'));
+    };
+    const inStage = (stageId: string) => servicesOf(m, stageId).map((s) => s.id);
+    // Added in an order that is neither alphabetical nor grouped by stage.
+    add('z-web', 'CONTAINER');
+    add('m-migrate', 'LIFECYCLE_JOB');
+    add('a-app', 'APPLICATION', 's3');
+    add('q-nightly', 'CRON_JOB');
+    add('b-db', 'DATABASE');
+    add('c-cache', 'DATABASE');
+    expect(inStage('s2')).toEqual(['m-migrate', 'q-nightly']);
+    expect(inStage('s3')).toEqual(['z-web', 'a-app']);
+
+    // Moved to another stage: last there; moved to its own stage: unchanged (the same value).
+    m = moveService(m, 'm-migrate', 's3');
+    expect(inStage('s3')).toEqual(['z-web', 'a-app', 'm-migrate']);
+    expect(inStage('s2')).toEqual(['q-nightly']);
+    expect(moveService(m, 'z-web', 's3')).toBe(m);
+
+    // A deleted stage's services go after the target's own, in the order they had.
+    m = deleteStage(m, 's1', 's3');
+    expect(inStage('s3')).toEqual(['z-web', 'a-app', 'm-migrate', 'b-db', 'c-cache']);
+    m = removeService(m, 'a-app');
+    expect(inStage('s3')).toEqual(['z-web', 'm-migrate', 'b-db', 'c-cache']);
+    expect(Object.fromEntries(servicePositions(m))).toEqual({
+      'q-nightly': 0,
+      'z-web': 0,
+      'm-migrate': 1,
+      'b-db': 2,
+      'c-cache': 3,
+    });
+  });
 });
 
 // Operations drawn at random, each referring to stages and services by index so that most hit
@@ -125,9 +162,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('removeService' as const), service: small }),
 );
 
+const stageIdAt = (m: PipelineModel, i: number) => m.stages[i % Math.max(1, m.stages.length)]?.id ?? 'missing';
+const serviceIdAt = (m: PipelineModel, i: number) => m.services[i % Math.max(1, m.services.length)]?.id ?? 'missing';
+
 function apply(m: PipelineModel, o: Op, newId: () => string): PipelineModel {
-  const stageId = (i: number) => m.stages[i % Math.max(1, m.stages.length)]?.id ?? 'missing';
-  const serviceId = (i: number) => m.services[i % Math.max(1, m.services.length)]?.id ?? 'missing';
+  const stageId = (i: number) => stageIdAt(m, i);
+  const serviceId = (i: number) => serviceIdAt(m, i);
   switch (o.op) {
     case 'create':
       return createStage(m, { id: newId(), name: `stage ${o.name}`, description: '', position: o.position });
@@ -170,6 +210,70 @@ describe('pipeline model invariants (property)', () => {
           const perStage = m.stages.flatMap((s) => servicesOf(m, s.id).map((v) => v.id));
           expect(new Set(perStage).size).toBe(perStage.length);
           expect(perStage.length).toBe(services);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  // A reference kept apart from the model: each stage's services as a plain list, updated by the rule
+  // alone (a service enters a stage last; one that stays in its stage keeps its place).
+  it("keeps each stage's services in the order the rule gives, with dense positions", () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
+        const newId = ids('id');
+        let m = initialPipeline(newId);
+        let expected = new Map(m.stages.map((s) => [s.id, [] as string[]]));
+        for (const o of ops) {
+          const before = m;
+          try {
+            m = apply(m, o, newId);
+          } catch {
+            continue;
+          }
+          const next = new Map([...expected].map(([k, v]) => [k, [...v]]));
+          const without = (id: string) => {
+            for (const [stage, list] of next)
+              next.set(
+                stage,
+                list.filter((x) => x !== id),
+              );
+          };
+          switch (o.op) {
+            case 'add': {
+              const added = m.services.find((s) => !before.services.some((b) => b.id === s.id))!;
+              if (!next.has(added.stageId)) next.set(added.stageId, []);
+              next.get(added.stageId)!.push(added.id);
+              break;
+            }
+            case 'moveService': {
+              const id = serviceIdAt(before, o.service);
+              const to = stageIdAt(before, o.stage);
+              if (!next.get(to)!.includes(id)) {
+                without(id);
+                next.get(to)!.push(id);
+              }
+              break;
+            }
+            case 'delete': {
+              const deleted = stageIdAt(before, o.stage);
+              const moved = next.get(deleted)!;
+              next.delete(deleted);
+              if (o.target !== undefined) next.get(stageIdAt(before, o.target))!.push(...moved);
+              break;
+            }
+            case 'removeService':
+              without(serviceIdAt(before, o.service));
+              break;
+            default:
+              for (const s of m.stages) if (!next.has(s.id)) next.set(s.id, []);
+          }
+          expected = next;
+          expect(new Map(m.stages.map((s) => [s.id, servicesOf(m, s.id).map((v) => v.id)]))).toEqual(expected);
+          const positions = servicePositions(m);
+          for (const list of expected.values()) {
+            expect(list.map((id) => positions.get(id))).toEqual([...list.keys()]);
+          }
         }
       }),
       { numRuns: 300 },

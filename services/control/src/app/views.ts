@@ -65,7 +65,7 @@ export function serviceView(aggregate: EnvironmentAggregate, service: ServiceRec
   };
 }
 
-/** Services in pipeline order: by stage, then by when they were added. */
+/** Services in pipeline order: by stage, then by their position within it. */
 export function servicesInOrder(aggregate: EnvironmentAggregate): ServiceRecord[] {
   const byId = new Map(aggregate.services.map((s) => [s.id, s]));
   return aggregate.pipeline.stages.flatMap((stage) =>

@@ -3,8 +3,10 @@ import { DEFAULT_SLOTS, type DefaultSlot, defaultSlotOf, defaultStageName, type 
 import { checkDescription, checkStageName } from './names.ts';
 
 // The pipeline of one environment as a value: stages in order (a stage's order is its index,
-// so orders are dense by construction) and where each service sits. Every operation returns a
-// new value or throws a DomainError; persistence reconciles the result (adapters/db).
+// so orders are dense by construction) and where each service sits, in order within its stage (a
+// service's position is its index among its stage's services in `services`, so positions are dense
+// by construction too). Every operation returns a new value or throws a DomainError; persistence
+// reconciles the result (adapters/db).
 
 export interface StageModel {
   readonly id: string;
@@ -22,6 +24,7 @@ export interface PlacedService {
 
 export interface PipelineModel {
   readonly stages: readonly StageModel[];
+  /** Services of one stage appear in their order in that stage; services of different stages may interleave. */
   readonly services: readonly PlacedService[];
 }
 
@@ -46,8 +49,21 @@ export function stageIndex(model: PipelineModel, stageId: string, field = 'stage
   return index;
 }
 
+/** The services of a stage, in their order in it. */
 export function servicesOf(model: PipelineModel, stageId: string): PlacedService[] {
   return model.services.filter((s) => s.stageId === stageId);
+}
+
+/** Each service's 0-based position within its stage (dense per stage), by service id. */
+export function servicePositions(model: PipelineModel): Map<string, number> {
+  const next = new Map<string, number>();
+  const positions = new Map<string, number>();
+  for (const s of model.services) {
+    const position = next.get(s.stageId) ?? 0;
+    positions.set(s.id, position);
+    next.set(s.stageId, position + 1);
+  }
+  return positions;
 }
 
 function checkStageFields(model: PipelineModel, name: string, description: string, exceptId?: string): void {
@@ -124,23 +140,30 @@ export function deleteStage(model: PipelineModel, stageId: string, moveServicesT
       'move_services_to_stage_id',
     );
   }
+  // The deleted stage's services go after the target's own, in the order they had.
   return {
     stages: model.stages.filter((s) => s.id !== stageId),
-    services: model.services.map((s) =>
-      s.stageId === stageId && target !== undefined ? { ...s, stageId: target } : s,
-    ),
+    services: [
+      ...model.services.filter((s) => s.stageId !== stageId),
+      ...(target === undefined ? [] : occupants.map((s) => ({ ...s, stageId: target }))),
+    ],
   };
 }
 
+/** Puts a service last in another stage; moving it to the stage it is in leaves it where it is. */
 export function moveService(model: PipelineModel, serviceId: string, stageId: string): PipelineModel {
-  if (!model.services.some((s) => s.id === serviceId)) throw notFound('service', serviceId, 'service_id');
+  const service = model.services.find((s) => s.id === serviceId);
+  if (!service) throw notFound('service', serviceId, 'service_id');
   stageIndex(model, stageId);
-  return { ...model, services: model.services.map((s) => (s.id === serviceId ? { ...s, stageId } : s)) };
+  if (service.stageId === stageId) return model;
+  return { ...model, services: [...model.services.filter((s) => s.id !== serviceId), { ...service, stageId }] };
 }
 
 /**
- * Where a new service goes: the stage asked for, else the default stage of its kind, else the last
- * stage; with no stage at all, its default stage is created again (DESIGN.md §1).
+ * Where a new service goes: the stage asked for, else the stage that is the default for its kind
+ * (wherever that stage now sits and whatever it is now called), else the last stage; when the
+ * environment has no stage left at all, the default stage of its kind is created again for it.
+ * Either way it goes last in that stage.
  */
 export function placeService(
   model: PipelineModel,

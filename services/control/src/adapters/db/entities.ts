@@ -47,6 +47,8 @@ const ServiceSchema = defineEntity({
     id: p.uuid().primary(),
     environmentId: p.uuid(),
     stageId: p.uuid(),
+    /** 0-based place within its stage, dense per stage. */
+    position: p.integer(),
     name: p.text(),
     kind: p.text(),
     skipped: p.boolean(),

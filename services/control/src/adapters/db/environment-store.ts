@@ -14,6 +14,7 @@ import type {
 import type { Runtime } from '../../domain/environment.ts';
 import type { DefaultSlot } from '../../domain/kinds.ts';
 import { EnvStatus, type KindName } from '../../domain/kinds.ts';
+import { servicePositions } from '../../domain/pipeline.ts';
 import { EnvironmentRow, ServiceRow, StageRow } from './entities.ts';
 
 // EnvironmentStore on PostgreSQL: an aggregate is the environment row, its stages and its services;
@@ -176,7 +177,8 @@ export class PgEnvironmentStore implements EnvironmentStore {
     if (!environment) throw notFound('environment', environmentId, 'environment_id');
     const [stages, services] = await Promise.all([
       em.find(StageRow, { environmentId }, { orderBy: { position: 'asc' } }),
-      em.find(ServiceRow, { environmentId }, { orderBy: { id: 'asc' } }),
+      // Each stage's services in their order in it: the order the pipeline model reads positions from.
+      em.find(ServiceRow, { environmentId }, { orderBy: { position: 'asc', id: 'asc' } }),
     ]);
     return { environment, stages, services };
   }
@@ -197,10 +199,12 @@ export class PgEnvironmentStore implements EnvironmentStore {
     });
 
     const placement = new Map(next.pipeline.services.map((s) => [s.id, s.stageId]));
+    const positions = servicePositions(next.pipeline);
     const services = new Map(rows.services.map((s) => [s.id, s]));
     for (const service of next.services) {
       const fields = {
         stageId: placement.get(service.id)!,
+        position: positions.get(service.id)!,
         name: service.definition.name,
         kind: service.definition.kind,
         skipped: service.skipped,

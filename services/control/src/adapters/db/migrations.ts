@@ -49,4 +49,17 @@ export const migrations: DbMigration[] = [
     `create index service_environment_idx on service (environment_id, id)`,
     `create index stage_environment_idx on stage (environment_id, position)`,
   ]),
+  // A service's place within its stage, dense per stage. Existing rows keep the order they were
+  // listed in until now: by id (UUIDv7, so creation order) within each stage.
+  sqlMigration('control-0002-service-position', [
+    `alter table service add column position integer`,
+    `update service set position = ranked.position
+       from (select id, (row_number() over (partition by stage_id order by id) - 1)::integer as position
+               from service) as ranked
+      where service.id = ranked.id`,
+    `alter table service alter column position set not null`,
+    `alter table service add constraint service_position_check check (position >= 0)`,
+    // Moving a service renumbers others in the same transaction: check at commit, not per row.
+    `alter table service add constraint service_position_key unique (stage_id, position) deferrable initially deferred`,
+  ]),
 ];
