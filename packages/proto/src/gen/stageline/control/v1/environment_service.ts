@@ -1716,7 +1716,7 @@ export const EnvironmentServiceService = {
   },
   /**
    * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
-   * service goes to service.stage_id, or to the default stage of its kind when that is empty.
+   * service goes last in service.stage_id, or in the default stage of its kind when that is empty.
    */
   addService: {
     path: "/stageline.control.v1.EnvironmentService/AddService" as const,
@@ -1783,7 +1783,7 @@ export interface EnvironmentServiceServer extends UntypedServiceImplementation {
   cloneEnvironment: handleUnaryCall<CloneEnvironmentRequest, CloneEnvironmentResponse>;
   /**
    * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
-   * service goes to service.stage_id, or to the default stage of its kind when that is empty.
+   * service goes last in service.stage_id, or in the default stage of its kind when that is empty.
    */
   addService: handleUnaryCall<AddServiceRequest, AddServiceResponse>;
   /**
@@ -1885,7 +1885,7 @@ export interface EnvironmentServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
-   * service goes to service.stage_id, or to the default stage of its kind when that is empty.
+   * service goes last in service.stage_id, or in the default stage of its kind when that is empty.
    */
   addService(
     request: AddServiceRequest,

@@ -1348,7 +1348,7 @@ export const SetServiceSkippedResponse: MessageFns<SetServiceSkippedResponse> = 
  * (DATABASE; LIFECYCLE_JOB and CRON_JOB; CONTAINER; APPLICATION), and stays so when renamed or
  * moved. A service added without a stage goes to the default stage of its kind; if that stage was
  * deleted, to the last stage; if the environment has no stage left, its default stage is created
- * again.
+ * again. Within a stage, services keep their order: one added or moved in goes last.
  */
 export type PipelineServiceService = typeof PipelineServiceService;
 export const PipelineServiceService = {
@@ -1391,7 +1391,7 @@ export const PipelineServiceService = {
   },
   /**
    * A non-empty stage needs move_services_to_stage_id (FAILED_PRECONDITION without): its services
-   * move to that stage.
+   * follow that stage's own, in the order they had.
    */
   deleteStage: {
     path: "/stageline.control.v1.PipelineService/DeleteStage" as const,
@@ -1402,6 +1402,7 @@ export const PipelineServiceService = {
     responseSerialize: (value: DeleteStageResponse): Buffer => Buffer.from(DeleteStageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteStageResponse => DeleteStageResponse.decode(value),
   },
+  /** Puts the service last in the stage; moving it to the stage it is in leaves it where it is. */
   moveService: {
     path: "/stageline.control.v1.PipelineService/MoveService" as const,
     requestStream: false as const,
@@ -1433,9 +1434,10 @@ export interface PipelineServiceServer extends UntypedServiceImplementation {
   moveStage: handleUnaryCall<MoveStageRequest, MoveStageResponse>;
   /**
    * A non-empty stage needs move_services_to_stage_id (FAILED_PRECONDITION without): its services
-   * move to that stage.
+   * follow that stage's own, in the order they had.
    */
   deleteStage: handleUnaryCall<DeleteStageRequest, DeleteStageResponse>;
+  /** Puts the service last in the stage; moving it to the stage it is in leaves it where it is. */
   moveService: handleUnaryCall<MoveServiceRequest, MoveServiceResponse>;
   /** A skipped service is left alone by environment-level actions except DELETE (see Service.skipped). */
   setServiceSkipped: handleUnaryCall<SetServiceSkippedRequest, SetServiceSkippedResponse>;
@@ -1505,7 +1507,7 @@ export interface PipelineServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * A non-empty stage needs move_services_to_stage_id (FAILED_PRECONDITION without): its services
-   * move to that stage.
+   * follow that stage's own, in the order they had.
    */
   deleteStage(
     request: DeleteStageRequest,
@@ -1522,6 +1524,7 @@ export interface PipelineServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteStageResponse) => void,
   ): ClientUnaryCall;
+  /** Puts the service last in the stage; moving it to the stage it is in leaves it where it is. */
   moveService(
     request: MoveServiceRequest,
     callback: (error: ServiceError | null, response: MoveServiceResponse) => void,

@@ -1239,6 +1239,7 @@ export interface Stage {
   description: string;
   /** Lower runs first. */
   order: number;
+  /** In their order in the stage. */
   serviceIds: string[];
 }
 
