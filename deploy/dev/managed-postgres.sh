@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A PostgreSQL server for MANAGED databases (DESIGN.md §4): a cluster of its own, never the machine's
-# PostgreSQL on 5432. It listens on every interface (listen_addresses = '*') so that workloads reach it
-# through host.containers.internal (their podman network's gateway, which exists only while a container
-# is attached), and pg_hba lets the podman networks (10.88.0.0/16, 10.89.0.0/16) in with a password; the
-# administrator (postgres) connects without one from 127.0.0.1 only.
+# A PostgreSQL server for MANAGED databases (services/deploy/README.md): a cluster of its own, never the
+# machine's PostgreSQL on 5432. It listens on every interface (listen_addresses = '*') so that workloads
+# reach it through host.containers.internal (their podman network's gateway, which exists only while a
+# container is attached), and pg_hba lets the podman networks (10.88.0.0/16, 10.89.0.0/16) in with a
+# password; the administrator (postgres) connects without one from 127.0.0.1 only.
 #
 #   bash deploy/dev/managed-postgres.sh start [DIR] [PORT]   initdb on first use, start unless running
 #   bash deploy/dev/managed-postgres.sh stop  [DIR]

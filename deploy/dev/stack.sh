@@ -6,8 +6,9 @@
 #   bash deploy/dev/stack.sh status   pid and gRPC health of each
 #
 # Listen addresses: CONTROL_GRPC_LISTEN, PLANNER_GRPC_LISTEN, BUILD_GRPC_LISTEN, DEPLOY_GRPC_LISTEN
-# (defaults from DESIGN.md §7). NATS_URL, DATABASE_URL, STAGELINE_BUS_PREFIX and LOG_LEVEL are passed
-# through to every service. Logs: $STAGELINE_STATE/logs/<name>.log; pids: $STAGELINE_STATE/run/<name>.pid.
+# (default 127.0.0.1:50051 to :50054, in that order). NATS_URL, DATABASE_URL, STAGELINE_BUS_PREFIX and
+# LOG_LEVEL are passed through to every service. Logs: $STAGELINE_STATE/logs/<name>.log; pids:
+# $STAGELINE_STATE/run/<name>.pid.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STAGELINE_ROOT"

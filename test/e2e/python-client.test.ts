@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { useStack } from './stack.ts';
 
 // The public API from another language: a Python client that knows only the protos (compiled here
-// with protoc) and DESIGN.md's appendix names drives control end to end (issue 2, point 5).
+// with protoc) drives control end to end (issue 2, point 5).
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -106,7 +106,7 @@ describe('requests and runs', () => {
     expect(after.deployments).toHaveLength(1);
   });
 
-  it('refuses what DESIGN.md §1 refuses, naming the field', async () => {
+  it('refuses what DeploymentService documents, naming the field', async () => {
     const { envId, web } = await envWithServices('refusals');
     const { deployment: stop } = await callUnary(stack.deployments, 'stopEnvironment', {
       environmentId: envId,

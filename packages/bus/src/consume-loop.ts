@@ -1,6 +1,6 @@
 // A pull loop with N slots. The process never holds more than `slots` unacknowledged messages:
 // each pull asks for exactly the free slots, and the next pull waits for a slot to free. The
-// consumer's max_ack_pending is only the fleet-wide ceiling (TOOLCHAIN.md, NATS section).
+// consumer's max_ack_pending is only the fleet-wide ceiling: NATS applies it to all processes together.
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { type MsgHdrs, headers as natsHeaders } from '@nats-io/transport-node';
 import type { Logger } from '@stageline/log';

@@ -5,7 +5,7 @@ import { invalidArgument } from '@stageline/errors';
 import { jetStreamErrorCode, toDomainError } from './jetstream-errors.ts';
 import type { Subjects } from './subjects.ts';
 
-/** Slots per worker process (DESIGN.md §2). */
+/** Slots per worker process: each process holds at most this many jobs, so adding a process adds slots. */
 export const DEFAULT_SLOTS = 7;
 /** The largest number of processes expected on one consumer; sizes `max_ack_pending`. */
 export const DEFAULT_EXPECTED_PROCESSES = 16;

@@ -1,4 +1,5 @@
-// @stageline/bus: the NATS JetStream layer of every Stageline service (DESIGN.md §6).
+// @stageline/bus: the NATS JetStream layer of every Stageline service. Its subjects and streams, who
+// publishes and who consumes them: the root README.md.
 export type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 export type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 export {

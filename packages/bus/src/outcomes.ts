@@ -1,4 +1,6 @@
-// What a handler's result or failure means for its message: errors as data (STYLE.md).
+// What a handler's result or failure means for its message. Errors are data (DomainError with a code
+// and `retryable`), so one function decides for every handler: worth retrying → nak with a delay, not
+// → dead letter.
 import { DomainError, type ErrorCode } from '@stageline/errors';
 
 /** Acknowledge: done (also what a handler resolving with nothing means). */

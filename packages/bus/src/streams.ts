@@ -1,4 +1,5 @@
-// Streams as code (DESIGN.md §6). `ensureStreams` converges the server on these configs at start.
+// Streams as code (listed in the root README.md). `ensureStreams` converges the server on these configs
+// at start.
 import type { JetStreamManager, StreamConfig, StreamInfo } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import { jetStreamErrorCode, toDomainError } from './jetstream-errors.ts';

@@ -1,5 +1,6 @@
 // Every subject, stream name and durable consumer name Stageline uses on NATS is derived here,
-// from one prefix, so that tests and several installations can share a server (DESIGN.md §6).
+// from one prefix, so that tests and several installations can share a server without taking each
+// other's messages.
 import { invalidArgument } from '@stageline/errors';
 
 export const DEFAULT_BUS_PREFIX = 'stageline';

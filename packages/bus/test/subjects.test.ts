@@ -13,7 +13,7 @@ const fieldOf = (fn: () => unknown): { code: string; field: string | undefined }
 };
 
 describe('createSubjects', () => {
-  it('builds the DESIGN.md §6 subjects and stream names for the default prefix', () => {
+  it('builds the documented subjects and stream names for the default prefix', () => {
     const s = createSubjects();
     expect(s.prefix).toBe('stageline');
     expect(s.streamPrefix).toBe('STAGELINE');

@@ -3,7 +3,7 @@ import { createLogger, type Logger } from '@stageline/log';
 import pg from 'pg';
 import { defineEntity, p } from '../src/index.ts';
 
-/** The test server (DESIGN.md §8: an explicit DATABASE_URL first, else the standard local port). */
+/** The test server: an explicit DATABASE_URL first, else the standard local port (as the test kit does). */
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 export const silentLog: Logger = createLogger({ service: 'db-test', level: 'silent' });

@@ -70,7 +70,7 @@ export interface CommonConfig {
   grpcListen: string;
   natsUrl: string;
   databaseUrl: string;
-  /** Prefix of every subject, stream and durable (DESIGN.md §6). */
+  /** Prefix of every subject, stream and durable: installations and tests can share a NATS server. */
   busPrefix: string;
   logLevel: string;
 }

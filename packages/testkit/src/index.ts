@@ -1,4 +1,5 @@
-// @stageline/testkit: how every Stageline test finds real servers (DESIGN.md §8) and isolates itself.
+// @stageline/testkit: how every Stageline test finds real servers (in the order of its README) and
+// isolates itself.
 export {
   type EnsureLocalImageOptions,
   ensureLocalImage,

@@ -120,7 +120,7 @@ const fromBinary: Strategy = async (env) => {
 };
 
 /**
- * A NATS server with JetStream, found in DESIGN.md §8's order: NATS_URL → 127.0.0.1:4222 (if it
+ * A NATS server with JetStream, found in RESOLUTION_ORDER: NATS_URL → 127.0.0.1:4222 (if it
  * speaks NATS with JetStream) → a testcontainers container from the locally built image → nats-server
  * from PATH with -js on a port of its choosing and a temporary store. Memoized per process (see ResolveOptions).
  */

@@ -130,7 +130,7 @@ const fromBinary: Strategy = async (env) => {
 };
 
 /**
- * A PostgreSQL server, found in DESIGN.md §8's order: DATABASE_URL → 127.0.0.1:5432 as user postgres
+ * A PostgreSQL server, found in RESOLUTION_ORDER: DATABASE_URL → 127.0.0.1:5432 as user postgres
  * (if a connection and `SELECT 1` work) → a testcontainers container from the image the kit builds out
  * of this machine's PostgreSQL installation → a throwaway cluster from initdb/pg_ctl on a free port in
  * a temp dir. Except for 'env', the URL names the `postgres` database as user postgres (trust auth);

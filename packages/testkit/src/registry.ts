@@ -136,7 +136,7 @@ const fromBinary: Strategy = async (env) => {
 };
 
 /**
- * An OCI distribution registry (plain HTTP), found in DESIGN.md §8's order: REGISTRY_URL (`host:port` or
+ * An OCI distribution registry (plain HTTP), found in RESOLUTION_ORDER: REGISTRY_URL (`host:port` or
  * a URL) → the mirror on 127.0.0.1:5000 if it answers GET /v2/ → (no container: its image cannot be
  * pulled) → `docker-registry serve` from apt on a free port with a temporary storage directory (stop()
  * kills it and removes the directory). `url` is `http://host:port`; `new URL(url).host` is the name

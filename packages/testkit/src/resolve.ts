@@ -1,6 +1,6 @@
 import { errorMessage } from './proc.ts';
 
-/** How a server was found: DESIGN.md §8's order. */
+/** How a server was found, in the order tried: explicit URL, standard local port, container, binary. */
 export type ServerSource = 'env' | 'local' | 'container' | 'binary';
 
 export const RESOLUTION_ORDER: readonly ServerSource[] = ['env', 'local', 'container', 'binary'];

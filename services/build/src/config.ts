@@ -6,7 +6,7 @@ import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, inte
 export { ConfigError } from '@stageline/service';
 
 export interface BuildConfig extends CommonConfig {
-  /** host:port of the mirror registry every mirrored and built image goes to (DESIGN.md §3). */
+  /** host:port of the mirror registry every mirrored and built image goes to; deploys pull only from it. */
   mirrorRegistry: string;
   /**
    * Registries spoken to in plain HTTP besides loopback ones (the mirror on 127.0.0.1 already is),

@@ -1,4 +1,5 @@
-// The cache key's inputs and explanations (DESIGN.md §3), the Dockerfile's declared ARGs, redaction.
+// The cache key's inputs and explanations (services/build/README.md), the Dockerfile's declared ARGs,
+// redaction.
 import { describe, expect, it } from 'vitest';
 import {
   buildRepository,

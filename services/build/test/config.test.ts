@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
 describe('build config', () => {
-  it('has working defaults (DESIGN.md §7)', () => {
+  it('has working defaults (the table in its README)', () => {
     expect(loadConfig({})).toEqual({
       grpcListen: '127.0.0.1:50053',
       natsUrl: 'nats://127.0.0.1:4222',

@@ -7,7 +7,7 @@ export { ConfigError } from '@stageline/service';
 export interface DeployConfig extends CommonConfig {
   /** Local state: chart directories under `charts/`, podman kube play inputs under `local/`. Absolute. */
   stateDir: string;
-  /** Deploy jobs this process runs at once (DESIGN.md §2: 7). */
+  /** Deploy jobs this process runs at once (default 7): every process adds its own slots. */
   slots: number;
   /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
   workerAckWaitMs: number;
@@ -36,7 +36,7 @@ const DEFAULTS = {
   KUBECTL: 'kubectl',
   GIT: 'git',
   MANAGED_POSTGRES_URL: '',
-  // Where workloads reach a server on the host (podman's name for the network gateway, DESIGN.md §4).
+  // Where workloads reach a server on the host (podman's name for the network gateway).
   MANAGED_POSTGRES_HOST: 'host.containers.internal',
   MANAGED_POSTGRES_PORT: '',
   DEPLOY_CRON: 'true',

@@ -104,7 +104,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   });
   onClose('worker', () => worker.stop());
 
-  // Cron jobs of the local runtime (DESIGN.md §4): every process polls; a tick is claimed in PostgreSQL.
+  // Cron jobs of the local runtime: every process polls; a tick is claimed in PostgreSQL, so it runs once.
   if (config.cron && !noop) {
     const clockFile = config.cronClockFile;
     const scheduler = new CronScheduler({

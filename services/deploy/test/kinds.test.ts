@@ -184,7 +184,7 @@ describe('every generated manifest validates against the Kubernetes schemas', ()
   });
 });
 
-describe('strategies (DESIGN.md §4)', () => {
+describe('strategies (Service.strategy)', () => {
   it('RollingUpdate by default with 25%/25%, configurable as counts or percentages; Recreate', () => {
     const strategy = (s?: control.DeploymentStrategy) =>
       byKind(

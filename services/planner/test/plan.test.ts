@@ -42,7 +42,7 @@ const req = (action: ActionName, extra: Partial<RunRequest> = {}): RunRequest =>
 const summary = (services: { name: string; status: string; message: string }[]) =>
   services.map((s) => [s.name, s.status, s.message]);
 
-describe('planning a run (DESIGN.md §1)', () => {
+describe('planning a run (the Action enum in types.proto)', () => {
   const services = [svc('a', 0), svc('b', 1, { skipped: true }), svc('c', 2, { current: never })];
 
   it('environment DEPLOY skips skipped services; DELETE takes them too', () => {
@@ -100,7 +100,7 @@ describe('planning a run (DESIGN.md §1)', () => {
   });
 });
 
-describe('failure and cancel (DESIGN.md §1)', () => {
+describe('failure and cancel (DEPLOYMENT_STATUS_FAILED, CancelDeployment)', () => {
   const finish = (state: ReturnType<typeof planRun>, jobId: string, succeeded: boolean, seq = 1) =>
     applyJobFact(state, {
       type: 'jobFinished',
@@ -212,7 +212,7 @@ describe('values for later stages', () => {
   });
 });
 
-describe('lifecycle and cron jobs (DESIGN.md §4)', () => {
+describe('lifecycle and cron jobs (JobSource.on_*)', () => {
   const job = (id: string, stage: number, on: { deploy: boolean; stop: boolean; delete: boolean }, extra = {}) =>
     svc(id, stage, { kind: 'LIFECYCLE_JOB', runsOn: on, ...extra });
   const slotOf = (run: ReturnType<typeof planRun>, id: string) => run.services.find((s) => s.serviceId === id)!;

@@ -1,5 +1,5 @@
-// The shortest a run could possibly take with the slot limits (DESIGN.md §2: at most 7 builds and 7
-// deploys of a run at once), with orchestration taking no time at all. A lower bound, not an optimum:
+// The shortest a run could possibly take with the slot limits (root README.md, "Limits": at most 7 builds
+// and 7 deploys of a run at once), with orchestration taking no time at all. A lower bound, not an optimum:
 // a makespan close to it is near-perfect scheduling; far above it, time is lost somewhere.
 
 export interface JobTimes {

@@ -1,4 +1,4 @@
-"""A Stageline control client in Python, written only against the protos and DESIGN.md's appendix names.
+"""A Stageline control client in Python, written only against the protos (proto/stageline/control/v1).
 
 Usage: control_client.py <control address>, with PYTHONPATH holding `protoc --python_out` output for
 proto/stageline/control/v1 (no grpc_tools: calls go through grpcio's generic API, with the method

@@ -42,7 +42,7 @@ export interface Plan {
   stageOrder: string[];
 }
 
-/** The four stages a new environment starts with (DESIGN.md §1). */
+/** The four stages a new environment starts with (EnvironmentService/CreateEnvironment). */
 export const DEFAULT_STAGES = ['DEFAULT DATABASE', 'DEFAULT JOB', 'DEFAULT CONTAINER', 'DEFAULT APPLICATION'];
 
 const settingLabels: Record<keyof ResolvedSettings, (v: never) => string> = {

@@ -1,4 +1,4 @@
-// GIT build jobs (APPLICATION services, jobs built from git), DESIGN.md §3:
+// GIT build jobs (APPLICATION services, jobs built from git; services/build/README.md):
 //
 //   GIT_CLONE  fetch the commit (a branch or tag resolved to its head now, reported back so the run
 //              records it) and read the Dockerfile at it;
@@ -176,7 +176,7 @@ export function jobRedactor(git: GitClient, service: control.Service | undefined
   ]);
 }
 
-/** The cache key of a build and the mirror image it names (DESIGN.md §3). Pure. */
+/** The cache key of a build and the mirror image it names (one repository per git repository). Pure. */
 export function keyFor(
   project: string,
   service: control.Service,

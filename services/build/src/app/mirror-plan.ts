@@ -1,5 +1,5 @@
-// What a mirror job copies where (DESIGN.md §3): the source image a service runs, and its name in the
-// mirror — per service (`<project>/<env>/<service>:<tag>`, the default) or shared by source
+// What a mirror job copies where (services/build/README.md): the source image a service runs, and its name
+// in the mirror — per service (`<project>/<env>/<service>:<tag>`, the default) or shared by source
 // (`<project>/shared/<source registry>/<source repository>:<tag>`).
 import { invalidArgument } from '@stageline/errors';
 import { type bus, control } from '@stageline/proto';

@@ -1,7 +1,7 @@
-// The cache key of a git build (DESIGN.md §3): SHA-256 over the build context's root path, the
-// Dockerfile's path and content, the target, the values of only those environment variables the
-// Dockerfile declares with ARG, and the commit. Every input is kept with its digest so that a hit or a
-// rebuild can be explained later, input by input. Pure: no I/O.
+// The cache key of a git build: SHA-256 over the build context's root path, the Dockerfile's path and
+// content, the target, the values of only those environment variables the Dockerfile declares with ARG, and
+// the commit. Every input is kept with its digest so that a hit or a rebuild can be explained later, input
+// by input. Pure: no I/O.
 import { createHash } from 'node:crypto';
 
 export interface BuildArgValue {

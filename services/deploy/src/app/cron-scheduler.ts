@@ -1,7 +1,8 @@
-// Cron jobs on the `local` runtime (DESIGN.md §4): the deploy service runs them on schedule itself. Every
-// deploy process polls the live schedules; a due tick is claimed with a unique (service, tick) row, so it
-// runs exactly once across processes, and since claims and schedules live in PostgreSQL, a restart picks
-// up where the fleet was. Runs and their logs are kept per tick (ReleaseService/ListCronRuns).
+// Cron jobs on the `local` runtime (podman kube play runs no CronJob): the deploy service runs them on
+// schedule itself. Every deploy process polls the live schedules; a due tick is claimed with a unique
+// (service, tick) row, so it runs exactly once across processes, and since claims and schedules live in
+// PostgreSQL, a restart picks up where the fleet was. Runs and their logs are kept per tick
+// (ReleaseService/ListCronRuns).
 import type { Logger } from '@stageline/log';
 import { CRON_STARTING_DEADLINE_SECONDS } from '../domain/chart.ts';
 import { CronError, dueTick, parseCron } from '../domain/cron.ts';

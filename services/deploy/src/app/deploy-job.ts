@@ -1,6 +1,6 @@
-// The deploy job (DESIGN.md §1, §4): DEPLOY (also REDEPLOY and ROLLBACK: apply this image and configuration),
-// STOP, RESTART, DELETE of one service. Every step is reported; the outcome is recorded by job id, so a
-// redelivered job answers the same outcome without touching the runtime again.
+// The deploy job (services/deploy/README.md): DEPLOY (also REDEPLOY and ROLLBACK: apply this image and
+// configuration), STOP, RESTART, DELETE of one service. Every step is reported; the outcome is recorded by
+// job id, so a redelivered job answers the same outcome without touching the runtime again.
 import { randomBytes } from 'node:crypto';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
@@ -313,7 +313,7 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepare
 
 async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
   const isLifecycle = job.service?.kind === control.ServiceKind.SERVICE_KIND_LIFECYCLE_JOB;
-  // A lifecycle job's step is EXECUTING (DESIGN.md §1): it runs, it does not serve.
+  // A lifecycle job's step is EXECUTING: it runs to completion, it does not serve.
   const step = new StepReporter(deps, ctx, isLifecycle ? StepKind.STEP_KIND_EXECUTING : StepKind.STEP_KIND_DEPLOYMENT);
   const trigger = job.trigger !== Action.ACTION_UNSPECIFIED ? job.trigger : Action.ACTION_DEPLOY;
   const event = trigger === Action.ACTION_STOP ? 'STOP' : trigger === Action.ACTION_DELETE ? 'DELETE' : 'DEPLOY';
@@ -479,7 +479,7 @@ function managedServer(deps: DeployJobDeps): ManagedDatabases {
   return deps.managed;
 }
 
-/** A database and its role on the configured server (DESIGN.md §4); its connection details are outputs. */
+/** A database and its role on the configured server (MANAGED mode); its connection details are outputs. */
 async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
   const step = new StepReporter(deps, ctx, StepKind.STEP_KIND_DEPLOYMENT);
   await step.start('provisioning a managed PostgreSQL database');

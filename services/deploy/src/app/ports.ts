@@ -28,8 +28,8 @@ export interface ApplyResult {
 }
 
 /**
- * A runtime target (DESIGN.md §4). Every method is idempotent: applying or removing twice leaves the
- * same state. Failures throw RolloutError (a human message: "container exited with code 3: …",
+ * A runtime target (`local` or `kubernetes`). Every method is idempotent: applying or removing twice
+ * leaves the same state. Failures throw RolloutError (a human message: "container exited with code 3: …",
  * "not ready after 30s"); a cancel throws RolloutCanceled.
  */
 export interface Runtime {
@@ -64,7 +64,7 @@ export interface CredentialStore {
   remove(serviceId: string): Promise<void>;
 }
 
-/** Databases on a configured PostgreSQL server (DESIGN.md §4: MANAGED mode). */
+/** Databases on a configured PostgreSQL server (MANAGED mode). */
 export interface ManagedDatabases {
   /** Where workloads reach the server. */
   readonly endpoint: { host: string; port: number };

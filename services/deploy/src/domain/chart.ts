@@ -1,5 +1,5 @@
-// Chart generation (DESIGN.md §4): a real Helm chart directory whose templates are fully rendered, so
-// `helm` installs it as it is (no Helm binary here to render) and the local runtime reads the same manifests.
+// Chart generation: a real Helm chart directory whose templates are fully rendered, so `helm` installs it
+// as it is (no Helm binary here to render) and the local runtime reads the same manifests.
 import { createHash } from 'node:crypto';
 import { invalidArgument } from '@stageline/errors';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -309,7 +309,7 @@ export function renderManifests(w: Workload, revision = 1): Manifest[] {
         metadata: { name: w.name, labels, annotations: { [ANNOTATIONS.maxRetries]: String(w.job?.maxRetries ?? 0) } },
         spec: {
           schedule: w.job?.schedule ?? '',
-          // DESIGN.md §4: the same 5-field schedule everywhere; the local scheduler reads it as UTC too.
+          // The same 5-field schedule on every runtime: the local scheduler reads it as UTC too.
           timeZone: 'Etc/UTC',
           concurrencyPolicy: 'Allow',
           suspend: false,

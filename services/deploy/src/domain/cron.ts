@@ -1,5 +1,5 @@
-// Standard 5-field cron schedules (minute resolution, as Kubernetes CronJob; DESIGN.md §4), read as UTC:
-// which minutes a schedule fires at, and which tick is due now.
+// Standard 5-field cron schedules (minute resolution, as Kubernetes CronJob), read as UTC: which minutes a
+// schedule fires at, and which tick is due now.
 
 const MACROS: Record<string, string> = {
   '@yearly': '0 0 1 1 *',

@@ -1,4 +1,4 @@
-// A service's own Helm chart (DESIGN.md §4, "unless the service names its own chart"): what the release
+// A service's own Helm chart (Service.chart), used instead of the generated one: what the release
 // directory records about it, and the values Stageline adds. Only the kubernetes runtime can render it.
 import { createHash } from 'node:crypto';
 import { invalidArgument } from '@stageline/errors';

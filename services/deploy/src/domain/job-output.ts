@@ -1,5 +1,5 @@
-// A job's output (DESIGN.md §4): the JSON object it writes to /stageline/output/output.json, whose values
-// become environment variables of the services in later stages.
+// A job's output: the JSON object it writes to /stageline/output/output.json, whose values become
+// environment variables of the services in later stages.
 import { RolloutError } from './failures.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -1,6 +1,7 @@
 // Translation of a chart's manifests for `podman kube play` 4.3, which runs only Pods, Deployments and
-// PersistentVolumeClaims (DESIGN.md §4): ConfigMap/Secret values become the container's environment,
-// the Service becomes the environment network's alias plus published host ports, PVCs named volumes.
+// PersistentVolumeClaims (it ignores the rest without error): ConfigMap/Secret values become the
+// container's environment, the Service becomes the environment network's alias plus published host ports,
+// PVCs named volumes.
 import { stringify } from 'yaml';
 import { ANNOTATIONS, LABELS, type Manifest } from './chart.ts';
 import { localNetworkName, localPodName, localVolumeName, localWorkloadName } from './names.ts';

@@ -53,7 +53,7 @@ export function helmReleaseName(serviceName: string): string {
   return `${head}-${hash}`;
 }
 
-/** DESIGN.md §1: the namespace defaults to `<project>-<name>`, made a DNS label. */
+/** The namespace defaults to `<project>-<name>` (EnvironmentSettings.namespace), made a DNS label. */
 export function defaultNamespace(project: string, environmentName: string): string {
   const raw = `${project}-${environmentName}`
     .toLowerCase()

@@ -1,4 +1,4 @@
-// Releases: each service's revision history (DESIGN.md §5, schema `deploy`).
+// Releases: each service's revision history (schema `deploy`, owned by this service alone).
 
 /**
  * DEPLOYING: being applied (a crashed worker leaves it; the redelivered job resumes it).

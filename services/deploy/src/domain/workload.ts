@@ -21,7 +21,7 @@ export interface JobSpec {
   event: 'DEPLOY' | 'STOP' | 'DELETE';
 }
 
-/** Where a job writes the JSON object whose values become variables of later stages (DESIGN.md §4). */
+/** Where a job writes the JSON object whose values become variables of later stages. */
 export const JOB_OUTPUT_DIR = '/stageline/output';
 export const JOB_OUTPUT_FILE = `${JOB_OUTPUT_DIR}/output.json`;
 
@@ -145,7 +145,7 @@ export function outputPrefix(serviceName: string): string {
 }
 
 /**
- * Connection details as variables for later stages (DESIGN.md §4): `<PREFIX>_HOST`, `_PORT`, `_USER`,
+ * Connection details as variables for later stages: `<PREFIX>_HOST`, `_PORT`, `_USER`,
  * `_PASSWORD`, `_DATABASE`, `_URL` — they reach the later services through their Secret.
  */
 export function connectionOutputs(
@@ -250,7 +250,7 @@ function probeOf(service: control.Service, ports: readonly WorkloadPort[]): Prob
       }
       return { type: 'exec', command: [...probe.value.command] };
     default:
-      // DESIGN.md: absent → TCP on the first port, or "running" without ports.
+      // Absent (Service.health_check): TCP on the first port, or "running" without ports.
       return firstPort === undefined ? undefined : { type: 'tcp', port: firstPort };
   }
 }

@@ -47,7 +47,7 @@ const ACTIVE = ['RUNNING', 'CANCELING'];
 
 /**
  * A service naming its own Helm chart that this request would deploy on the `local` runtime, which
- * cannot render charts (DESIGN.md §4): its name, so the request is refused before anything starts.
+ * has no helm to render charts: its name, so the request is refused before anything starts.
  */
 function customChartOnLocal(snap: Snapshot, action: string, serviceIds: readonly string[]): string | undefined {
   if (snap.environment.runtime === 'kubernetes') return undefined;

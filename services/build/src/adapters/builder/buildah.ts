@@ -4,7 +4,7 @@
 //   (or of another one sharing a base) reuses unchanged steps.
 // - `--isolation oci --runtime runc --cgroup-manager cgroupfs` with `--cpu-period/--cpu-quota` and
 //   `--memory/--memory-swap`: the limits become real cgroup limits (chroot isolation ignores them, and
-//   crun fails on RUN with cgroup v1 hybrid; TOOLCHAIN.md).
+//   crun fails on RUN with cgroup v1 hybrid, as on the development and CI machines).
 // - Build args: `--build-arg NAME` without a value, the value in buildah's environment, so no value
 //   (secret or not) ever shows in `ps`.
 // - Built first, pushed after: a build interrupted before its push leaves nothing in the mirror, and a

@@ -357,7 +357,7 @@ export function gitRefFor(version: string, source: { commit: string; branch: str
       field: 'version',
     });
   }
-  // A bare value means a commit for APPLICATION (DESIGN.md §1).
+  // A bare value means a commit for APPLICATION (a tag for CONTAINER; DeployServiceRequest.version).
   if (v !== '') return commitRef(v);
   if (source.commit !== '') return commitRef(source.commit);
   return branchRef(source.branch === '' ? 'main' : source.branch);

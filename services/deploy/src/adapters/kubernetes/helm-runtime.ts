@@ -1,5 +1,6 @@
-// The `kubernetes` runtime (DESIGN.md §4): the generated chart through helm into the environment's
-// namespace with its kubeconfig context; kubectl for stop and restart. Readiness is helm's --wait.
+// The `kubernetes` runtime (services/deploy/README.md): the generated chart through helm into the
+// environment's namespace with its kubeconfig context; kubectl for stop and restart. Readiness is helm's
+// --wait.
 import path from 'node:path';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
 import { jobName } from '../../domain/chart.ts';

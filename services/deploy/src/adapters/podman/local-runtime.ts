@@ -1,6 +1,6 @@
-// The `local` runtime (DESIGN.md §4): podman `kube play` of the chart's Deployment, translated; the
-// environment's podman network; public ports on 127.0.0.1; readiness probed by us, since podman's
-// healthchecks need systemd timers.
+// The `local` runtime (services/deploy/README.md): podman `kube play` of the chart's Deployment,
+// translated; the environment's podman network; public ports on 127.0.0.1; readiness probed by us, since
+// podman's healthchecks need systemd timers.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -87,7 +87,8 @@ export class LocalRuntime implements Runtime {
       return { endpoints: [], hostPorts: [], digest: '', runtimeRevision: 0, outputs: run.outputs };
     }
     if (kind === 'cron') {
-      // The deploy service's scheduler runs it (DESIGN.md §4); the image is pulled now, so a tick starts fast.
+      // The deploy service's scheduler runs it (podman kube play runs no CronJob); the image is pulled now,
+      // so a tick starts fast.
       const plan = this.#jobPlan(release, manifests, 'check');
       await podman.ensureNetwork(plan.network, { [LABELS.environmentId]: release.environmentId });
       await this.#ensureImage(plan.image, ctx);
@@ -207,8 +208,8 @@ export class LocalRuntime implements Runtime {
       await this.#removeWorkload(stuck[0]!, ctx);
       return `revision ${revisions} was left mid-install by a stopped worker: uninstalled`;
     }
-    // Every local update recreates the pod (DESIGN.md §4): applying the next revision replaces whatever
-    // the stuck one left, and a failure of it re-applies `previous`.
+    // Every local update recreates the pod (kube play --replace): applying the next revision replaces
+    // whatever the stuck one left, and a failure of it re-applies `previous`.
     return `revision ${revisions} was left mid-rollout by a stopped worker: replaced by revision ${next.revision}, revision ${previous.revision} is what a failure returns to`;
   }
 

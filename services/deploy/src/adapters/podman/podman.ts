@@ -127,7 +127,8 @@ export class Podman {
   }
 
   async kubePlay(file: string, network: string, alias: string, signal?: AbortSignal): Promise<void> {
-    // --replace: an update is a recreate on local (DESIGN.md §4); alias: other services reach it by name.
+    // --replace: an update is a recreate on local (kube play has no rolling update); alias: other services
+    // reach it by name.
     const argv = ['kube', 'play', '--replace', '--start=true', '--network', `${network}:alias=${alias}`, file];
     for (let attempt = 1; ; attempt++) {
       try {

@@ -1,5 +1,5 @@
-// MANAGED databases (DESIGN.md §4): a role and a database on a configured PostgreSQL server, the way a
-// cloud-managed database is provisioned. Names and passwords are never interpolated unquoted.
+// MANAGED databases: a role and a database on a configured PostgreSQL server, the way a cloud-managed
+// database is provisioned. Names and passwords are never interpolated unquoted.
 import { DomainError } from '@stageline/errors';
 import pg from 'pg';
 import type { ManagedDatabases } from '../../app/ports.ts';

@@ -15,7 +15,7 @@ export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consum
       } catch (e) {
         return outcome.reject(`undecodable ActionRequested: ${e instanceof Error ? e.message : String(e)}`);
       }
-      // The Nats-Msg-Id is the request id (DESIGN.md §6): a re-publish maps to the same run.
+      // The Nats-Msg-Id is the request id (ActionRequested.request_id): a re-publish maps to the same run.
       const requestId = request.requestId || message.msgId || '';
       const environmentId = message.subject.split('.').at(-1) ?? '';
       if (request.environmentId !== '' && request.environmentId !== environmentId) {
