@@ -7,7 +7,7 @@ cd "$STAGELINE_ROOT"
 bash deploy/dev/setup.sh
 bash deploy/dev/stack.sh up
 
-stageline() { node packages/cli/src/main.ts "$@"; }
+stageline() { bash deploy/dev/stageline "$@"; }
 
 echo
 echo "\$ stageline apply -f deploy/examples/demo-staging.yaml"

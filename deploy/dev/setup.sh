@@ -45,6 +45,8 @@ REQUIREMENTS=(
   "busybox                             | busybox-static    | the example image's only binary (nothing can be pulled here)"
   "docker-registry                     | docker-registry   | the mirror (127.0.0.1:5000) and the stand-in external registry (127.0.0.1:5001)"
   "curl                                | curl              | set-up, the self-check and the demo ask registries and services over HTTP"
+  "openssl                             | openssl           | set-up makes the local CA, the services' certificates and the first admin token"
+  "flock                               | util-linux        | set-up and test runs make credentials one at a time"
   "initdb                              | postgresql        | the PostgreSQL cluster MANAGED databases are created on (port 5433)"
   "protoc                              | protobuf-compiler | the Python client e2e test compiles the protos"
   "/usr/include/google/protobuf/timestamp.proto | libprotobuf-dev | protoc's well-known types (only a recommend of protoc)"
@@ -129,6 +131,8 @@ pnpm install --frozen-lockfile --reporter=silent
 bash "$STAGELINE_ROOT/deploy/dev/registry.sh" up >&2
 bash "$STAGELINE_ROOT/deploy/dev/example-images.sh" >&2
 bash "$STAGELINE_ROOT/deploy/dev/example-repos.sh" >&2
+# TLS for every gRPC server, mutual TLS between services, and the first admin token (the CLI's default).
+bash "$STAGELINE_ROOT/deploy/dev/credentials.sh" "$STAGELINE_STATE"
 
 # --- self-check ------------------------------------------------------------------------------------
 # What a deploy and a build do first, done once here, so that a missing program fails set-up with

@@ -7,8 +7,9 @@
 #
 # Listen addresses: CONTROL_GRPC_LISTEN, PLANNER_GRPC_LISTEN, BUILD_GRPC_LISTEN, DEPLOY_GRPC_LISTEN
 # (default 127.0.0.1:50051 to :50054, in that order). NATS_URL, DATABASE_URL, STAGELINE_BUS_PREFIX and
-# LOG_LEVEL are passed through to every service. Logs: $STAGELINE_STATE/logs/<name>.log; pids:
-# $STAGELINE_STATE/run/<name>.pid.
+# LOG_LEVEL are passed through to every service; TLS files come from $STAGELINE_STATE/tls
+# (STAGELINE_TLS_DIR), the first admin token from $STAGELINE_STATE/admin.token (setup.sh makes both).
+# Logs: $STAGELINE_STATE/logs/<name>.log; pids: $STAGELINE_STATE/run/<name>.pid.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STAGELINE_ROOT"
@@ -66,7 +67,8 @@ up() {
     printf '=== stack.sh: starting %s at %s\n' "$name" "$(date -Is)" >>"$log"
     # setsid: its own session, so a Ctrl-C in this terminal or its closing never reaches it.
     # Not a job-control shell, so setsid execs in place and $! is node's own pid.
-    GRPC_LISTEN="$(address_of "$name")" setsid nohup node "$(entry_of "$name")" >>"$log" 2>&1 </dev/null &
+    GRPC_LISTEN="$(address_of "$name")" STAGELINE_TLS_DIR="${STAGELINE_TLS_DIR:-$STAGELINE_STATE/tls}" \
+      STAGELINE_ADMIN_TOKEN_FILE="${STAGELINE_ADMIN_TOKEN_FILE:-$STAGELINE_STATE/admin.token}" setsid nohup node "$(entry_of "$name")" >>"$log" 2>&1 </dev/null &
     echo $! >"$(pid_file "$name")"
     echo "stack: started $name (pid $!)"
   done

@@ -51,6 +51,8 @@ if (!stateDir) {
   process.exit(2);
 }
 const logPath = (name: string): string => join(stateDir, 'logs', `${name}.log`);
+// Health takes no token, but TLS: the servers' certificates chain to the stack's CA.
+const security = { ca: join(process.env.STAGELINE_TLS_DIR ?? join(stateDir, 'tls'), 'ca.pem') };
 
 function pidOf(name: string): number | undefined {
   try {
@@ -97,7 +99,7 @@ async function waitOne(target: Target, timeoutMs: number): Promise<string | unde
     }, 200);
     timer.unref();
   });
-  const healthy = waitForServing(target.address, { timeoutMs, service: healthServiceOf(target.name) }).then(
+  const healthy = waitForServing(target.address, { security, timeoutMs, service: healthServiceOf(target.name) }).then(
     () => undefined,
     (e: unknown) => (e instanceof Error ? e.message : String(e)),
   );
@@ -125,6 +127,7 @@ async function main(): Promise<number> {
     for (const target of targets) {
       const pid = pidOf(target.name);
       const health = await checkHealth(target.address, {
+        security,
         service: healthServiceOf(target.name),
         deadlineMs: 1000,
       }).catch(describeFailure);

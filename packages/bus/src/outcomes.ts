@@ -61,6 +61,9 @@ export function outcomeForError(
     case 'NOT_FOUND':
     case 'ALREADY_EXISTS':
     case 'FAILED_PRECONDITION':
+    // Whoever sent it may not: sending it again changes nothing.
+    case 'UNAUTHENTICATED':
+    case 'PERMISSION_DENIED':
     // A dependency is down: retry unless the thrower said it is permanent.
     case 'UNAVAILABLE':
     // Our own bug: retrying rarely helps, so only when explicitly marked retryable.

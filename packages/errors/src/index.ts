@@ -6,6 +6,10 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'FAILED_PRECONDITION'
+  /** No credential, or one that is unknown, revoked or expired. */
+  | 'UNAUTHENTICATED'
+  /** A known caller without the role, project or identity the operation needs. */
+  | 'PERMISSION_DENIED'
   | 'UNAVAILABLE'
   | 'INTERNAL';
 

@@ -1,6 +1,7 @@
 // Client-side helpers: promises over ts-proto's callback clients, and health checks.
 import * as grpc from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
+import { type ClientSecurity, connect } from './security.ts';
 
 export interface CallOptions {
   /** Per-call deadline; default 30 s so that a wedged peer never hangs a caller forever. */
@@ -59,9 +60,9 @@ const HealthClient = grpc.makeGenericClientConstructor(healthServiceDefinition, 
 /** One Health/Check; rejects with the ServiceError (NOT_FOUND for an unknown service, UNAVAILABLE when down). */
 export async function checkHealth(
   address: string,
-  options: { service?: string; deadlineMs?: number } = {},
+  options: { security: ClientSecurity; service?: string; deadlineMs?: number },
 ): Promise<HealthStatus> {
-  const client = new HealthClient(address, grpc.credentials.createInsecure());
+  const client = connect(HealthClient, address, options.security);
   try {
     const response = await callUnary(
       client,
@@ -76,6 +77,8 @@ export async function checkHealth(
 }
 
 export interface WaitForServingOptions {
+  /** TLS to the server (health takes no token, but only TLS). */
+  security: ClientSecurity;
   timeoutMs: number;
   /** A full service name; default '' (the server as a whole). */
   service?: string;
@@ -87,7 +90,7 @@ export interface WaitForServingOptions {
 export async function waitForServing(address: string, options: WaitForServingOptions): Promise<void> {
   const service = options.service ?? '';
   const deadline = Date.now() + options.timeoutMs;
-  const client = new HealthClient(address, grpc.credentials.createInsecure());
+  const client = connect(HealthClient, address, options.security);
   let last = 'no answer yet';
   try {
     for (;;) {

@@ -19,6 +19,24 @@ export {
   startGrpcServer,
 } from './server.ts';
 export {
+  type Access,
+  authorize,
+  type Channel,
+  type ClientSecurity,
+  clientChannel,
+  connect,
+  describePrincipal,
+  type Principal,
+  principalOf,
+  type Role,
+  roleAllows,
+  SERVICE_ORGANIZATION,
+  serviceIdentityOf,
+  serverCredentials,
+  type TlsFiles,
+  type TokenVerifier,
+} from './security.ts';
+export {
   domainErrorFromGrpc,
   FIELD_METADATA_KEY,
   fieldOf,

@@ -8,18 +8,38 @@ import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '@stageline/log';
 import { descriptorSetPath } from '@stageline/proto';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { toGrpcStatus } from './status.ts';
+import {
+  type Access,
+  authorize,
+  rememberPrincipal,
+  serverCredentials,
+  type TlsFiles,
+  type TokenVerifier,
+} from './security.ts';
 
 export interface GrpcServiceRegistration {
   /** A grpc-js service definition, e.g. ts-proto's `planner.PlannerServiceService`. */
   // biome-ignore lint/suspicious/noExplicitAny: grpc-js's own type for "any service"
   definition: grpc.ServiceDefinition<any>;
   implementation: grpc.UntypedServiceImplementation;
+  /** Who may call it: nothing is served without saying (health and reflection stay open). */
+  access: Access;
 }
 
 export interface StartGrpcServerOptions {
   /** host:port to listen on; port 0 picks a free port (read it back from `GrpcServer.address`). */
   address: string;
   services: GrpcServiceRegistration[];
+  /** This server's certificate, key and the CA client certificates must chain to. */
+  tls: TlsFiles;
+  /**
+   * `required` for internal servers (only Stageline's services call them); `optional` for a server
+   * that also takes users, who come with a token instead of a certificate.
+   */
+  clientCertificate: 'required' | 'optional';
+  /** How bearer tokens are checked; without it every token is refused. */
+  verifyToken?: TokenVerifier;
   log: Logger;
   /** How long `shutdown()` lets in-flight calls finish before cutting them; default 5000 ms. */
   shutdownGraceMs?: number;
@@ -62,9 +82,9 @@ function reflectionPackage(): protoLoader.PackageDefinition {
   return { ...reflection, ...health, ...ours };
 }
 
-function bind(server: grpc.Server, address: string): Promise<number> {
+function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) =>
+    server.bindAsync(address, credentials, (error, port) =>
       error
         ? reject(new Error(`gRPC server cannot listen on ${address}: ${error.message}`, { cause: error }))
         : resolve(port),
@@ -77,13 +97,65 @@ function withPort(address: string, port: number): string {
   return `${colon < 0 ? address : address.slice(0, colon)}:${port}`;
 }
 
+/** Every method authorizes its caller before its handler runs, and remembers who it was (`principalOf`). */
+function guarded(
+  // biome-ignore lint/suspicious/noExplicitAny: grpc-js's own type for "any service"
+  definition: grpc.ServiceDefinition<any>,
+  implementation: grpc.UntypedServiceImplementation,
+  access: Access,
+  options: StartGrpcServerOptions,
+): grpc.UntypedServiceImplementation {
+  const service = serviceNameOf(definition);
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const handler = implementation[name];
+    if (handler === undefined) continue;
+    const check = (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) =>
+      authorize(call, { service, name }, access, options.verifyToken).then((principal) => {
+        rememberPrincipal(call, principal);
+      });
+    const refuse = (path: string, e: unknown) => {
+      const status = toGrpcStatus(e);
+      options.log.info({ method: path, code: grpc.status[status.code], details: status.details }, 'grpc call refused');
+      return status;
+    };
+    if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported`);
+    if (method.responseStream) {
+      const h = handler as grpc.handleServerStreamingCall<unknown, unknown>;
+      out[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+        check(call).then(
+          () => h(call),
+          (e: unknown) => {
+            const { code, details, metadata } = refuse(call.getPath(), e);
+            call.emit('error', { code, details, metadata });
+          },
+        );
+      }) as grpc.handleServerStreamingCall<unknown, unknown>;
+    } else {
+      const h = handler as grpc.handleUnaryCall<unknown, unknown>;
+      out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        check(call).then(
+          () => h(call, callback),
+          (e: unknown) => {
+            const { code, details, metadata } = refuse(call.getPath(), e);
+            callback({ code, details, metadata });
+          },
+        );
+      }) as grpc.handleUnaryCall<unknown, unknown>;
+    }
+  }
+  return out;
+}
+
 export async function startGrpcServer(options: StartGrpcServerOptions): Promise<GrpcServer> {
   const { log } = options;
   const graceMs = options.shutdownGraceMs ?? 5000;
   const server = new grpc.Server();
 
   const serviceNames = options.services.map(({ definition }) => serviceNameOf(definition));
-  for (const { definition, implementation } of options.services) server.addService(definition, implementation);
+  for (const { definition, implementation, access } of options.services) {
+    server.addService(definition, guarded(definition, implementation, access, options));
+  }
 
   // Every name starts NOT_SERVING so that a health check racing the bind never sees SERVING early.
   const health = new HealthImplementation(
@@ -94,7 +166,7 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
     services: [...serviceNames, HEALTH_SERVICE, ...REFLECTION_SERVICES],
   }).addToServer(server);
 
-  const port = await bind(server, options.address);
+  const port = await bind(server, options.address, serverCredentials(options.tls, options.clientCertificate));
   const address = withPort(options.address, port);
 
   const setServing = (serving: boolean): void => {

@@ -122,6 +122,10 @@ function codeOf(code: ErrorCode): grpc.status {
       return grpc.status.ALREADY_EXISTS;
     case 'FAILED_PRECONDITION':
       return grpc.status.FAILED_PRECONDITION;
+    case 'UNAUTHENTICATED':
+      return grpc.status.UNAUTHENTICATED;
+    case 'PERMISSION_DENIED':
+      return grpc.status.PERMISSION_DENIED;
     case 'UNAVAILABLE':
       return grpc.status.UNAVAILABLE;
     case 'INTERNAL':
@@ -188,6 +192,10 @@ export function domainErrorFromGrpc(e: unknown, what = 'upstream call'): DomainE
       return new DomainError('ALREADY_EXISTS', details, options);
     case grpc.status.FAILED_PRECONDITION:
       return new DomainError('FAILED_PRECONDITION', details, options);
+    case grpc.status.UNAUTHENTICATED:
+      return new DomainError('UNAUTHENTICATED', `${what}: ${details}`, options);
+    case grpc.status.PERMISSION_DENIED:
+      return new DomainError('PERMISSION_DENIED', `${what}: ${details}`, options);
     case grpc.status.UNAVAILABLE:
     case grpc.status.DEADLINE_EXCEEDED:
     case grpc.status.RESOURCE_EXHAUSTED:

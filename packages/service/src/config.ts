@@ -73,9 +73,37 @@ export interface CommonConfig {
   /** Prefix of every subject, stream and durable: installations and tests can share a NATS server. */
   busPrefix: string;
   logLevel: string;
+  /** PEM files: the CA, and this service's certificate and key (its identity to the others). */
+  tls: { ca: string; cert: string; key: string };
 }
 
-export function commonConfig(env: Env, grpcListen: string): CommonConfig {
+/**
+ * TLS is not optional: `STAGELINE_TLS_DIR` holds `ca.pem`, `<identity>.pem` and `<identity>-key.pem`
+ * (what `deploy/dev/tls.sh` writes), and `STAGELINE_TLS_CA`, `STAGELINE_TLS_CERT`, `STAGELINE_TLS_KEY`
+ * name files one by one (a production install's mounted secret), each overriding the directory.
+ */
+export function tlsConfig(env: Env, identity: string): { ca: string; cert: string; key: string } {
+  const dir = env.STAGELINE_TLS_DIR?.trim();
+  const file = (name: string, inDir: string): string => {
+    const value = env[name]?.trim();
+    if (value !== undefined && value !== '') return value;
+    if (dir === undefined || dir === '') {
+      throw new ConfigError(
+        name,
+        `TLS is required: set STAGELINE_TLS_DIR (a directory with ca.pem, ${identity}.pem and ${identity}-key.pem) or STAGELINE_TLS_CA, STAGELINE_TLS_CERT and STAGELINE_TLS_KEY`,
+      );
+    }
+    return `${dir.replace(/\/+$/, '')}/${inDir}`;
+  };
+  return {
+    ca: file('STAGELINE_TLS_CA', 'ca.pem'),
+    cert: file('STAGELINE_TLS_CERT', `${identity}.pem`),
+    key: file('STAGELINE_TLS_KEY', `${identity}-key.pem`),
+  };
+}
+
+/** `identity`: the service's name, which its certificate carries as CN (control, planner, build, deploy). */
+export function commonConfig(env: Env, grpcListen: string, identity: string): CommonConfig {
   const read = envReader(env, {
     GRPC_LISTEN: grpcListen,
     NATS_URL: 'nats://127.0.0.1:4222',
@@ -89,5 +117,6 @@ export function commonConfig(env: Env, grpcListen: string): CommonConfig {
     databaseUrl: url('DATABASE_URL', read('DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix: busPrefix('STAGELINE_BUS_PREFIX', read('STAGELINE_BUS_PREFIX')),
     logLevel: logLevel('LOG_LEVEL', read('LOG_LEVEL')),
+    tls: tlsConfig(env, identity),
   };
 }

@@ -9,6 +9,7 @@ export {
   integer,
   LOG_LEVELS,
   logLevel,
+  tlsConfig,
   url,
 } from './config.ts';
 export { runService, type ServiceContext } from './main.ts';

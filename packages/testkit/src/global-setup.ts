@@ -6,11 +6,14 @@ import { ensureLocalImage, type LocalImageKind } from './images.ts';
 import { containerToolEnv } from './paths.ts';
 import { ensurePodmanSocket } from './podman.ts';
 import { findPostgresBin } from './postgres-bin.ts';
+import { ensureTestSecurity } from './security.ts';
 import { errorMessage, run, which } from './proc.ts';
 
 export async function setup(): Promise<void> {
   // Forked test workers inherit this, so their containers carry a label the teardown can find.
   process.env.STAGELINE_TESTKIT_SESSION ??= `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  // TLS certificates and the admin token every test's servers and clients use.
+  ensureTestSecurity();
   if (which('podman') === undefined) return; // no engine: container strategies fall through to binaries
   try {
     await ensurePodmanSocket();

@@ -21,4 +21,5 @@ export { type EnsurePodmanSocketOptions, ensurePodmanSocket, pingDockerSocket, p
 export { POSTGRES_LOCAL_PORT, resolvePostgres } from './postgres.ts';
 export { REGISTRY_LOCAL_PORT, registryAnswers, resolveRegistry } from './registry.ts';
 export { RESOLUTION_ORDER, type ResolvedServer, type ResolveOptions, type ServerSource } from './resolve.ts';
+export { ensureTestSecurity, type ServiceIdentity, type TestSecurity, testSecurity } from './security.ts';
 export { type IsolatedEnvironment, useIsolatedEnvironment } from './vitest.ts';

@@ -51,7 +51,7 @@ function registryHost(name: string, value: string): string {
 export function loadConfig(env: Env): BuildConfig {
   const read = envReader(env, DEFAULTS);
   return {
-    ...commonConfig(env, '127.0.0.1:50053'),
+    ...commonConfig(env, '127.0.0.1:50053', 'build'),
     mirrorRegistry: registryHost('MIRROR_REGISTRY', read('MIRROR_REGISTRY')),
     insecureRegistries: read('REGISTRY_INSECURE_HOSTS')
       .split(',')

@@ -1,15 +1,18 @@
-import * as grpc from '@grpc/grpc-js';
+import { readFile } from 'node:fs/promises';
 import { Bus } from '@stageline/bus';
 import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
-import { startGrpcServer } from '@stageline/grpc';
+import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { planner as plannerv1 } from '@stageline/proto';
+import { build as buildv1, planner as plannerv1 } from '@stageline/proto';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
+import { PgTokenStore } from './adapters/db/token-store.ts';
+import { accessService, Scope } from './adapters/grpc/access.ts';
 import { deploymentService } from './adapters/grpc/deployments.ts';
 import { controlServices } from './adapters/grpc/handlers.ts';
 import { followRuns } from './adapters/nats/runs.ts';
+import { AccessApp } from './app/access-app.ts';
 import { ControlApp } from './app/control-app.ts';
 import type { ControlConfig } from './config.ts';
 
@@ -38,12 +41,34 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   });
   relay.start();
   const store = new PgEnvironmentStore({ db, subjects: bus.subjects, onCommit: () => relay.kick() });
-  const app = new ControlApp({ store, newId, clock: { now: () => new Date() } });
-  const planner = new plannerv1.PlannerServiceClient(config.plannerAddress, grpc.credentials.createInsecure());
+  const clock = { now: () => new Date() };
+  const app = new ControlApp({ store, newId, clock });
+  const access = new AccessApp({ tokens: new PgTokenStore(db), newId, clock });
+  if (config.adminTokenFile !== '') {
+    const token = (await readFile(config.adminTokenFile, 'utf8')).trim();
+    const outcome = await access.ensureBootstrapToken(token);
+    if (outcome === 'revoked') log.warn({ file: config.adminTokenFile }, 'the bootstrap admin token was revoked: not restored');
+    else log.info({ file: config.adminTokenFile, outcome }, 'bootstrap admin token');
+  }
+  // Mutual TLS: control's certificate is its identity to the planner and the build service.
+  const asControl = { ca: config.tls.ca, identity: config.tls };
+  const planner = connect(plannerv1.PlannerServiceClient, config.plannerAddress, asControl);
+  const build = connect(buildv1.BuildServiceClient, config.buildAddress, asControl);
   const runs = await followRuns(bus, app);
+  const scope = new Scope((id) => app.projectOf(id));
+  const services = async (environmentId: string) =>
+    (await app.listServices({ environmentId })).services.map((s) => s.id);
   const server = await startGrpcServer({
     address: config.grpcListen,
-    services: [...controlServices(app, log), deploymentService({ planner, bus, log })],
+    services: [
+      ...controlServices(app, scope, log),
+      deploymentService({ planner, build, scope, services, bus, log }),
+      accessService(access, log),
+    ],
+    tls: config.tls,
+    // Users come with tokens; the planner comes with its certificate (SnapshotService).
+    clientCertificate: 'optional',
+    verifyToken: (token) => access.verify(token),
     log,
   });
   log.info({ address: server.address }, 'control serving');
@@ -54,6 +79,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
       server.setServing(false);
       await server.shutdown();
       planner.close();
+      build.close();
       await runs.stop();
       await relay.stop();
       await db.close();

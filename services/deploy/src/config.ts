@@ -47,7 +47,7 @@ const DEFAULTS = {
 /** Throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env): DeployConfig {
   const read = envReader(env, DEFAULTS);
-  const common = commonConfig(env, '127.0.0.1:50054');
+  const common = commonConfig(env, '127.0.0.1:50054', 'deploy');
   const slots = integer('DEPLOY_SLOTS', read('DEPLOY_SLOTS'), 1, 64);
   const ackWait = integer('WORKER_ACK_WAIT_MS', read('WORKER_ACK_WAIT_MS'), 1000, 3_600_000);
   const binaries = {

@@ -80,6 +80,8 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   const server = await startGrpcServer({
     address: config.grpcListen,
     services: [releaseService({ releases, cronRuns: cronTicks }, log)],
+    tls: config.tls,
+    clientCertificate: 'required',
     log,
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.

@@ -17,7 +17,7 @@ export function loadConfig(env: Env): PlannerConfig {
     STAGELINE_BUILD_ADDRESS: '127.0.0.1:50053',
   });
   return {
-    ...commonConfig(env, '127.0.0.1:50052'),
+    ...commonConfig(env, '127.0.0.1:50052', 'planner'),
     controlAddress: hostPort('STAGELINE_CONTROL_ADDRESS', read('STAGELINE_CONTROL_ADDRESS')),
     buildAddress: hostPort('STAGELINE_BUILD_ADDRESS', read('STAGELINE_BUILD_ADDRESS')),
   };

@@ -30,9 +30,11 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   relay.start();
   onClose('outbox relay', () => relay.stop());
 
-  const control = snapshotClient(config.controlAddress);
+  // Mutual TLS: the planner's certificate is its identity to control and build.
+  const asPlanner = { ca: config.tls.ca, identity: config.tls };
+  const control = snapshotClient(config.controlAddress, asPlanner);
   onClose('control client', () => control.close());
-  const builds = buildPredictor(config.buildAddress);
+  const builds = buildPredictor(config.buildAddress, asPlanner);
   onClose('build client', () => builds.close());
 
   const app = new PlannerApp({
@@ -51,7 +53,13 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   // Runs queued before a restart start now.
   void app.kickAll();
 
-  const server = await startGrpcServer({ address: config.grpcListen, services: [plannerService(app, log)], log });
+  const server = await startGrpcServer({
+    address: config.grpcListen,
+    services: [plannerService(app, log)],
+    tls: config.tls,
+    clientCertificate: 'required',
+    log,
+  });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
   log.info({ grpc: server.address, busPrefix: config.busPrefix }, 'planner started');

@@ -100,15 +100,25 @@ export class ControlApp {
     return { environment, pipeline };
   }
 
+  /** The project of an environment, undefined when there is none (for access checks). */
+  projectOf(environmentId: string): Promise<string | undefined> {
+    return this.#deps.store.project(environmentId);
+  }
+
   async getEnvironment(req: control.GetEnvironmentRequest): Promise<control.GetEnvironmentResponse> {
     const aggregate = await this.#deps.store.get(requireId('environment_id', req.environmentId));
     return { environment: environmentView(aggregate.environment), pipeline: pipelineView(aggregate) };
   }
 
-  async listEnvironments(req: control.ListEnvironmentsRequest): Promise<control.ListEnvironmentsResponse> {
+  /** `visible`: the projects the caller may see (undefined: all), as `visibleProjects` decides. */
+  async listEnvironments(
+    req: control.ListEnvironmentsRequest,
+    visible: readonly string[] | undefined = req.project === '' ? undefined : [req.project],
+  ): Promise<control.ListEnvironmentsResponse> {
     if (req.project !== '') checkProject(req.project);
     if (req.pageSize > MAX_PAGE_SIZE) throw invalidArgument('page_size', `must be at most ${MAX_PAGE_SIZE}`);
-    const page = await this.#deps.store.list(req.project, req.pageSize || DEFAULT_PAGE_SIZE, req.pageToken);
+    if (visible?.length === 0) return { environments: [], nextPageToken: '' };
+    const page = await this.#deps.store.list(visible, req.pageSize || DEFAULT_PAGE_SIZE, req.pageToken);
     return { environments: page.items.map(environmentView), nextPageToken: page.nextPageToken };
   }
 

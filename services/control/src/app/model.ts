@@ -60,8 +60,8 @@ export interface EnvironmentStore {
   insert(aggregate: EnvironmentAggregate, events: EnvironmentEventBody[]): Promise<void>;
   /** NOT_FOUND when absent. */
   get(environmentId: string): Promise<EnvironmentAggregate>;
-  /** Oldest first. */
-  list(project: string, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>>;
+  /** Oldest first; `projects` undefined: every project. */
+  list(projects: readonly string[] | undefined, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>>;
   /**
    * Loads the aggregate under a row lock, applies `change`, and writes the difference and the
    * events atomically. Nothing is written when `change` throws or reports no events.
@@ -69,6 +69,8 @@ export interface EnvironmentStore {
   update<T>(environmentId: string, change: (current: EnvironmentAggregate) => Change<T>): Promise<T>;
   /** The environment's status alone (a cheap read, no lock); undefined when absent. */
   status(environmentId: string): Promise<control.EnvironmentStatus | undefined>;
+  /** The environment's project alone (a cheap read, no lock); undefined when absent. */
+  project(environmentId: string): Promise<string | undefined>;
 }
 
 export interface Clock {

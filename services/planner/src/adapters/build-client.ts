@@ -1,13 +1,15 @@
-import * as grpc from '@grpc/grpc-js';
-import { callUnary, domainErrorFromGrpc } from '@stageline/grpc';
+import { type ClientSecurity, callUnary, connect, domainErrorFromGrpc } from '@stageline/grpc';
 import { build, type bus } from '@stageline/proto';
 
 /** The build service's dry run (BuildService/PredictBuilds), as a plan needs it. */
-export function buildPredictor(address: string): {
+export function buildPredictor(
+  address: string,
+  security: ClientSecurity,
+): {
   predict(jobs: bus.BuildJob[]): Promise<build.BuildPrediction[]>;
   close(): void;
 } {
-  const client = new build.BuildServiceClient(address, grpc.credentials.createInsecure());
+  const client = connect(build.BuildServiceClient, address, security);
   return {
     async predict(jobs) {
       try {

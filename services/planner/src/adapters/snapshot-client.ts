@@ -1,13 +1,15 @@
-import * as grpc from '@grpc/grpc-js';
-import { callUnary, domainErrorFromGrpc } from '@stageline/grpc';
+import { type ClientSecurity, callUnary, connect, domainErrorFromGrpc } from '@stageline/grpc';
 import { snapshot } from '@stageline/proto';
 
 /** Control's SnapshotService, as the planner needs it. */
-export function snapshotClient(address: string): {
+export function snapshotClient(
+  address: string,
+  security: ClientSecurity,
+): {
   get(environmentId: string): Promise<snapshot.GetEnvironmentSnapshotResponse>;
   close(): void;
 } {
-  const client = new snapshot.SnapshotServiceClient(address, grpc.credentials.createInsecure());
+  const client = connect(snapshot.SnapshotServiceClient, address, security);
   return {
     async get(environmentId) {
       try {

@@ -83,5 +83,6 @@ export function buildService(deps: BuildServiceDeps): GrpcServiceRegistration {
       });
     }),
   };
-  return { definition: build.BuildServiceService, implementation };
+  // Plans ask for predictions (the planner); users read builds through control's public API.
+  return { definition: build.BuildServiceService, implementation, access: { services: ['planner', 'control'] } };
 }

@@ -121,7 +121,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return toAggregate(await this.#load(this.#deps.db.em(), environmentId, false));
   }
 
-  async list(project: string, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>> {
+  async list(projects: readonly string[] | undefined, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>> {
     let after: string | undefined;
     if (pageToken !== '') {
       after = Buffer.from(pageToken, 'base64url').toString();
@@ -129,7 +129,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
     }
     const where = {
       status: { $ne: EnvStatus.DELETED },
-      ...(project !== '' ? { project } : {}),
+      ...(projects !== undefined ? { project: { $in: [...projects] } } : {}),
       ...(after !== undefined ? { id: { $gt: after } } : {}),
     };
     const rows = await this.#deps.db.em().find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 });
@@ -164,6 +164,14 @@ export class PgEnvironmentStore implements EnvironmentStore {
       .em()
       .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true });
     return row?.status as control.EnvironmentStatus | undefined;
+  }
+
+  async project(environmentId: string): Promise<string | undefined> {
+    if (!UUID.test(environmentId)) return undefined;
+    const row = await this.#deps.db
+      .em()
+      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true });
+    return row?.project;
   }
 
   async #load(em: EntityManager, environmentId: string, lock: boolean): Promise<Rows> {

@@ -62,4 +62,19 @@ export const migrations: DbMigration[] = [
     // Moving a service renumbers others in the same transaction: check at commit, not per row.
     `alter table service add constraint service_position_key unique (stage_id, position) deferrable initially deferred`,
   ]),
+  // API tokens: the SHA-256 of the secret only. A name is unique among tokens not revoked.
+  sqlMigration('control-0003-api-tokens', [
+    `create table api_token (
+      id uuid primary key,
+      name text not null,
+      role text not null check (role in ('ROLE_VIEWER', 'ROLE_DEPLOYER', 'ROLE_ADMIN')),
+      projects text[] not null default '{}',
+      secret_hash text not null,
+      created_at timestamptz not null,
+      expires_at timestamptz null,
+      revoked_at timestamptz null,
+      created_by text not null
+    )`,
+    `create unique index api_token_live_name_key on api_token (name) where revoked_at is null`,
+  ]),
 ];

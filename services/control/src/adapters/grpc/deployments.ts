@@ -4,7 +4,9 @@ import { newId } from '@stageline/db';
 import { invalidArgument, notFound } from '@stageline/errors';
 import { callUnary, domainErrorFromGrpc, type GrpcServiceRegistration, serverStream, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { bus as busv1, control, type planner } from '@stageline/proto';
+import { type build, bus as busv1, control, type planner } from '@stageline/proto';
+import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
+import { callerOf, type Scope } from './access.ts';
 
 // DeploymentService: every action becomes an ActionRequested handed to the planner over gRPC
 // (PlannerService/Submit — the same path as a request consumed from the bus); runs are read back
@@ -12,6 +14,11 @@ import { bus as busv1, control, type planner } from '@stageline/proto';
 
 export interface DeploymentDeps {
   planner: planner.PlannerServiceClient;
+  /** BuildService, for ExplainBuild (users never reach it directly). */
+  build: build.BuildServiceClient;
+  scope: Scope;
+  /** The ids of an environment's services (ExplainBuild takes only those). */
+  services: (environmentId: string) => Promise<string[]>;
   bus: Bus;
   log: Logger;
 }
@@ -26,12 +33,26 @@ const isTerminal = (d: control.Deployment | undefined) => d !== undefined && TER
 export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration {
   const { log } = deps;
 
-  async function submit(request: Partial<busv1.ActionRequested>): Promise<{ deployment: control.Deployment }> {
+  /**
+   * The run's requester is who the server authenticated; a name the client sends is kept only as
+   * "on behalf of" it, never as the identity.
+   */
+  function requesterOf(call: object, claimed: string | undefined): string {
+    const actor = actorOf(callerOf(call));
+    const onBehalfOf = (claimed ?? '').replace(/[^\x20-\x7e]/g, '').trim().slice(0, 128);
+    return onBehalfOf === '' ? actor : `${actor} on behalf of ${onBehalfOf}`;
+  }
+
+  async function submit(
+    call: object,
+    request: Partial<busv1.ActionRequested>,
+  ): Promise<{ deployment: control.Deployment }> {
     if (!request.environmentId) throw invalidArgument('environment_id', 'is required');
+    await deps.scope.environment(call, request.environmentId);
     const full = busv1.ActionRequested.fromPartial({
       ...request,
       requestId: newId(),
-      requester: request.requester || 'anonymous',
+      requester: requesterOf(call, request.requester),
     });
     try {
       const { deployment } = await callUnary(deps.planner, 'submit', { request: full });
@@ -41,13 +62,18 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     }
   }
 
-  const env = (action: control.Action) => (req: { environmentId: string; requester: string; forceBuild: boolean }) =>
-    submit({ environmentId: req.environmentId, action, requester: req.requester, forceBuild: req.forceBuild });
+  const env =
+    (action: control.Action) =>
+    (req: { environmentId: string; requester: string; forceBuild: boolean }, call: object) =>
+      submit(call, { environmentId: req.environmentId, action, requester: req.requester, forceBuild: req.forceBuild });
   const svc =
     (action: control.Action) =>
-    (req: { environmentId: string; serviceId: string; version: string; requester: string; forceBuild: boolean }) => {
+    (
+      req: { environmentId: string; serviceId: string; version: string; requester: string; forceBuild: boolean },
+      call: object,
+    ) => {
       if (req.serviceId === '') throw invalidArgument('service_id', 'is required');
-      return submit({
+      return submit(call, {
         environmentId: req.environmentId,
         action,
         serviceIds: [req.serviceId],
@@ -57,14 +83,21 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       });
     };
 
-  async function get(deploymentId: string): Promise<control.Deployment> {
+  /** A run, if the caller may see its environment (NOT_FOUND otherwise, as if it did not exist). */
+  async function get(call: object, deploymentId: string): Promise<control.Deployment> {
     if (deploymentId === '') throw invalidArgument('deployment_id', 'is required');
+    let deployment: control.Deployment;
     try {
-      const { deployment } = await callUnary(deps.planner, 'getDeployment', { deploymentId });
-      return deployment!;
+      deployment = (await callUnary(deps.planner, 'getDeployment', { deploymentId })).deployment!;
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
     }
+    try {
+      await deps.scope.environment(call, deployment.environmentId);
+    } catch {
+      throw notFound('deployment', deploymentId, 'deployment_id');
+    }
+    return deployment;
   }
 
   /** An ephemeral consumer on one stream and subject filter, read in order without acks. */
@@ -95,31 +128,33 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     stopService: unary(log, svc(A.ACTION_STOP)),
     restartService: unary(log, svc(A.ACTION_RESTART)),
     deleteService: unary(log, svc(A.ACTION_DELETE)),
-    rollbackEnvironment: unary(log, (req) => {
+    rollbackEnvironment: unary(log, (req, call) => {
       if (req.toDeploymentId === '') throw invalidArgument('to_deployment_id', 'is required');
-      return submit({
+      return submit(call, {
         environmentId: req.environmentId,
         action: A.ACTION_ROLLBACK,
         toDeploymentId: req.toDeploymentId,
         requester: req.requester,
       });
     }),
-    cancelDeployment: unary(log, async (req) => {
-      const current = await get(req.deploymentId);
-      return submit({ environmentId: current.environmentId, cancelDeploymentId: req.deploymentId });
+    cancelDeployment: unary(log, async (req, call) => {
+      const current = await get(call, req.deploymentId);
+      return submit(call, { environmentId: current.environmentId, cancelDeploymentId: req.deploymentId });
     }),
-    getDeployment: unary(log, async (req) => ({ deployment: await get(req.deploymentId) })),
-    listDeployments: unary(log, async (req) => {
+    getDeployment: unary(log, async (req, call) => ({ deployment: await get(call, req.deploymentId) })),
+    listDeployments: unary(log, async (req, call) => {
       if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
+      await deps.scope.environment(call, req.environmentId);
       try {
         return await callUnary(deps.planner, 'listDeployments', req);
       } catch (e) {
         throw domainErrorFromGrpc(e, 'planner');
       }
     }),
-    planDeployment: unary(log, async (req) => {
+    planDeployment: unary(log, async (req, call) => {
       if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
       if (req.action === A.ACTION_UNSPECIFIED) throw invalidArgument('action', 'is required');
+      await deps.scope.environment(call, req.environmentId);
       try {
         const { deployment } = await callUnary(deps.planner, 'plan', {
           request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }),
@@ -130,8 +165,27 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       }
     }),
 
+    explainBuild: unary(log, async (req, call) => {
+      if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
+      if (req.serviceId === '') throw invalidArgument('service_id', 'is required');
+      await deps.scope.environment(call, req.environmentId);
+      const services = await deps.services(req.environmentId);
+      if (!services.includes(req.serviceId)) throw notFound('service', req.serviceId, 'service_id');
+      if (req.deploymentId !== undefined && (await get(call, req.deploymentId)).environmentId !== req.environmentId) {
+        throw notFound('deployment', req.deploymentId, 'deployment_id');
+      }
+      try {
+        return await callUnary(deps.build, 'explainBuild', {
+          serviceId: req.serviceId,
+          ...(req.deploymentId !== undefined ? { deploymentId: req.deploymentId } : {}),
+        });
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'build');
+      }
+    }),
+
     watchDeployment: serverStream(log, async (req, call) => {
-      const first = await get(req.deploymentId);
+      const first = await get(call, req.deploymentId);
       // The run's own event subject replays its latest state, then every change, in order.
       const filter = deps.bus.subjects.runEvents(first.environmentId, first.id);
       const r = await reader(deps.bus.subjects.streams.events, filter, 'last_per_subject');
@@ -158,7 +212,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     }),
 
     streamLogs: serverStream(log, async (req, call) => {
-      const run = await get(req.deploymentId);
+      const run = await get(call, req.deploymentId);
       if (req.serviceId !== '' && !run.services.some((s) => s.serviceId === req.serviceId)) {
         throw notFound('service', req.serviceId, 'service_id');
       }
@@ -182,7 +236,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
             if (record.line) call.write({ line: record.line });
           }
           // Following ends once the run is over and everything it logged has been sent.
-          if (req.follow && got === 0 && isTerminal(await get(run.id))) {
+          if (req.follow && got === 0 && isTerminal(await get(call, run.id))) {
             const tail = await r.consumer.info();
             if (tail.num_pending === 0) return;
           }
@@ -195,5 +249,6 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
   return {
     definition: control.DeploymentServiceService,
     implementation: implementation as unknown as grpc.UntypedServiceImplementation,
+    access: { roles: METHOD_ROLES['stageline.control.v1.DeploymentService'] ?? {} },
   };
 }

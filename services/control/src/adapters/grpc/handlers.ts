@@ -3,36 +3,57 @@ import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { control, snapshot } from '@stageline/proto';
 import type { ControlApp } from '../../app/control-app.ts';
+import { METHOD_ROLES } from '../../domain/access.ts';
+import type { Scope } from './access.ts';
 
-// gRPC → use cases: nothing but wiring. Errors are mapped by @stageline/grpc's `unary`.
+// gRPC → use cases: nothing but wiring, and each caller's project scope. Roles were checked by the
+// server before any handler runs; errors are mapped by @stageline/grpc's `unary`.
 
-export function controlServices(app: ControlApp, log: Logger): GrpcServiceRegistration[] {
+const roles = (service: string) => ({ roles: METHOD_ROLES[service] ?? {} });
+
+export function controlServices(app: ControlApp, scope: Scope, log: Logger): GrpcServiceRegistration[] {
+  const inEnv = <R extends { environmentId: string }, T>(f: (req: R) => Promise<T>) =>
+    unary(log, async (req: R, call: object) => {
+      await scope.environment(call, req.environmentId);
+      return f(req);
+    });
   const environments: control.EnvironmentServiceServer = {
-    createEnvironment: unary(log, (req) => app.createEnvironment(req)),
-    getEnvironment: unary(log, (req) => app.getEnvironment(req)),
-    listEnvironments: unary(log, (req) => app.listEnvironments(req)),
-    updateEnvironment: unary(log, (req) => app.updateEnvironment(req)),
-    cloneEnvironment: unary(log, (req) => app.cloneEnvironment(req)),
-    addService: unary(log, (req) => app.addService(req)),
-    updateService: unary(log, (req) => app.updateService(req)),
-    removeService: unary(log, (req) => app.removeService(req)),
-    listServices: unary(log, (req) => app.listServices(req)),
+    createEnvironment: unary(log, (req, call) => {
+      scope.project(call, req.project);
+      return app.createEnvironment(req);
+    }),
+    getEnvironment: inEnv((req) => app.getEnvironment(req)),
+    listEnvironments: unary(log, (req, call) => app.listEnvironments(req, scope.visible(call, req.project))),
+    updateEnvironment: inEnv((req) => app.updateEnvironment(req)),
+    cloneEnvironment: unary(log, async (req, call) => {
+      await scope.environment(call, req.sourceEnvironmentId, 'source_environment_id');
+      return app.cloneEnvironment(req);
+    }),
+    addService: inEnv((req) => app.addService(req)),
+    updateService: inEnv((req) => app.updateService(req)),
+    removeService: inEnv((req) => app.removeService(req)),
+    listServices: inEnv((req) => app.listServices(req)),
   };
   const pipelines: control.PipelineServiceServer = {
-    getPipeline: unary(log, (req) => app.getPipeline(req)),
-    createStage: unary(log, (req) => app.createStage(req)),
-    updateStage: unary(log, (req) => app.updateStage(req)),
-    moveStage: unary(log, (req) => app.moveStage(req)),
-    deleteStage: unary(log, (req) => app.deleteStage(req)),
-    moveService: unary(log, (req) => app.moveService(req)),
-    setServiceSkipped: unary(log, (req) => app.setServiceSkipped(req)),
+    getPipeline: inEnv((req) => app.getPipeline(req)),
+    createStage: inEnv((req) => app.createStage(req)),
+    updateStage: inEnv((req) => app.updateStage(req)),
+    moveStage: inEnv((req) => app.moveStage(req)),
+    deleteStage: inEnv((req) => app.deleteStage(req)),
+    moveService: inEnv((req) => app.moveService(req)),
+    setServiceSkipped: inEnv((req) => app.setServiceSkipped(req)),
   };
   return [
     {
       definition: control.EnvironmentServiceService,
       implementation: environments as grpc.UntypedServiceImplementation,
+      access: roles('stageline.control.v1.EnvironmentService'),
     },
-    { definition: control.PipelineServiceService, implementation: pipelines as grpc.UntypedServiceImplementation },
+    {
+      definition: control.PipelineServiceService,
+      implementation: pipelines as grpc.UntypedServiceImplementation,
+      access: roles('stageline.control.v1.PipelineService'),
+    },
     {
       definition: snapshot.SnapshotServiceService,
       implementation: {
@@ -40,6 +61,8 @@ export function controlServices(app: ControlApp, log: Logger): GrpcServiceRegist
           app.snapshot(req.environmentId),
         ),
       } as grpc.UntypedServiceImplementation,
+      // Secret values in clear: the planner alone, never a token, whatever its role.
+      access: { services: ['planner'] },
     },
   ];
 }

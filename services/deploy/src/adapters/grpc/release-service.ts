@@ -54,5 +54,7 @@ export function releaseService(deps: ReleaseQueriesDeps, log: Logger): GrpcServi
   return {
     definition: deploy.ReleaseServiceService,
     implementation: implementation as grpc.UntypedServiceImplementation,
+    // Release history and cron runs reach users through control's public API.
+    access: { services: ['control'] },
   };
 }

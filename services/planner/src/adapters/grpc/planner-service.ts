@@ -20,5 +20,7 @@ export function plannerService(app: PlannerApp, log: Logger): GrpcServiceRegistr
   return {
     definition: planner.PlannerServiceService,
     implementation: implementation as unknown as grpc.UntypedServiceImplementation,
+    // Control is the planner's only caller: users act through control's public API.
+    access: { services: ['control'] },
   };
 }

@@ -217,6 +217,34 @@ export interface PlanDeploymentResponse {
   deployment?: Deployment | undefined;
 }
 
+export interface ExplainBuildRequest {
+  environmentId: string;
+  /** An APPLICATION of the environment. */
+  serviceId: string;
+  /** A run of the environment; absent: the service's latest build. */
+  deploymentId?: string | undefined;
+}
+
+export interface ExplainBuildResponse {
+  cacheKey: string;
+  /** The image the build produced (or the cache hit reused). */
+  image: string;
+  inputs: BuildInput[];
+  /** Empty: the service's first build. */
+  previousCacheKey: string;
+}
+
+/** One input of a build's cache key. */
+export interface BuildInput {
+  /** e.g. "commit", "dockerfile", "build_arg:API_URL". */
+  name: string;
+  digest: string;
+  /** Differs from the previous build's. */
+  changed: boolean;
+  /** Human-readable, e.g. "ARG API_URL differs". */
+  detail: string;
+}
+
 function createBaseDeployEnvironmentRequest(): DeployEnvironmentRequest {
   return { environmentId: "", requester: "", forceBuild: false };
 }
@@ -3181,6 +3209,361 @@ export const PlanDeploymentResponse: MessageFns<PlanDeploymentResponse> = {
   },
 };
 
+function createBaseExplainBuildRequest(): ExplainBuildRequest {
+  return { environmentId: "", serviceId: "", deploymentId: undefined };
+}
+
+export const ExplainBuildRequest: MessageFns<ExplainBuildRequest> = {
+  encode(message: ExplainBuildRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(18).string(message.serviceId);
+    }
+    if (message.deploymentId !== undefined) {
+      writer.uint32(26).string(message.deploymentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainBuildRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainBuildRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deploymentId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainBuildRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      deploymentId: isSet(object.deploymentId)
+        ? globalThis.String(object.deploymentId)
+        : isSet(object.deployment_id)
+        ? globalThis.String(object.deployment_id)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExplainBuildRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.deploymentId !== undefined) {
+      obj.deploymentId = message.deploymentId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExplainBuildRequest>, I>>(base?: I): ExplainBuildRequest {
+    return ExplainBuildRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainBuildRequest>, I>>(object: I): ExplainBuildRequest {
+    const message = createBaseExplainBuildRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.serviceId = object.serviceId ?? "";
+    message.deploymentId = object.deploymentId ?? undefined;
+    return message;
+  },
+};
+
+function createBaseExplainBuildResponse(): ExplainBuildResponse {
+  return { cacheKey: "", image: "", inputs: [], previousCacheKey: "" };
+}
+
+export const ExplainBuildResponse: MessageFns<ExplainBuildResponse> = {
+  encode(message: ExplainBuildResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cacheKey !== "") {
+      writer.uint32(10).string(message.cacheKey);
+    }
+    if (message.image !== "") {
+      writer.uint32(18).string(message.image);
+    }
+    for (const v of message.inputs) {
+      BuildInput.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.previousCacheKey !== "") {
+      writer.uint32(34).string(message.previousCacheKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainBuildResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainBuildResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cacheKey = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inputs.push(BuildInput.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.previousCacheKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainBuildResponse {
+    return {
+      cacheKey: isSet(object.cacheKey)
+        ? globalThis.String(object.cacheKey)
+        : isSet(object.cache_key)
+        ? globalThis.String(object.cache_key)
+        : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      inputs: globalThis.Array.isArray(object?.inputs) ? object.inputs.map((e: any) => BuildInput.fromJSON(e)) : [],
+      previousCacheKey: isSet(object.previousCacheKey)
+        ? globalThis.String(object.previousCacheKey)
+        : isSet(object.previous_cache_key)
+        ? globalThis.String(object.previous_cache_key)
+        : "",
+    };
+  },
+
+  toJSON(message: ExplainBuildResponse): unknown {
+    const obj: any = {};
+    if (message.cacheKey !== "") {
+      obj.cacheKey = message.cacheKey;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.inputs?.length) {
+      obj.inputs = message.inputs.map((e) => BuildInput.toJSON(e));
+    }
+    if (message.previousCacheKey !== "") {
+      obj.previousCacheKey = message.previousCacheKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExplainBuildResponse>, I>>(base?: I): ExplainBuildResponse {
+    return ExplainBuildResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainBuildResponse>, I>>(object: I): ExplainBuildResponse {
+    const message = createBaseExplainBuildResponse();
+    message.cacheKey = object.cacheKey ?? "";
+    message.image = object.image ?? "";
+    message.inputs = object.inputs?.map((e) => BuildInput.fromPartial(e)) || [];
+    message.previousCacheKey = object.previousCacheKey ?? "";
+    return message;
+  },
+};
+
+function createBaseBuildInput(): BuildInput {
+  return { name: "", digest: "", changed: false, detail: "" };
+}
+
+export const BuildInput: MessageFns<BuildInput> = {
+  encode(message: BuildInput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    if (message.changed !== false) {
+      writer.uint32(24).bool(message.changed);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildInput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildInput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildInput {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: BuildInput): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildInput>, I>>(base?: I): BuildInput {
+    return BuildInput.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildInput>, I>>(object: I): BuildInput {
+    const message = createBaseBuildInput();
+    message.name = object.name ?? "";
+    message.digest = object.digest ?? "";
+    message.changed = object.changed ?? false;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
 /**
  * Actions on environments and services, and the runs they become. What each action does is
  * documented on the Action enum (types.proto).
@@ -3381,6 +3764,20 @@ export const DeploymentServiceService = {
       Buffer.from(PlanDeploymentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PlanDeploymentResponse => PlanDeploymentResponse.decode(value),
   },
+  /**
+   * Why an APPLICATION was rebuilt or not: its cache key, the previous build's, and which inputs
+   * changed. The build service answers; this is its public face (BuildService is internal).
+   */
+  explainBuild: {
+    path: "/stageline.control.v1.DeploymentService/ExplainBuild" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExplainBuildRequest): Buffer => Buffer.from(ExplainBuildRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExplainBuildRequest => ExplainBuildRequest.decode(value),
+    responseSerialize: (value: ExplainBuildResponse): Buffer =>
+      Buffer.from(ExplainBuildResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExplainBuildResponse => ExplainBuildResponse.decode(value),
+  },
 } as const;
 
 export interface DeploymentServiceServer extends UntypedServiceImplementation {
@@ -3414,6 +3811,11 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
    * asking the build service). Nothing is queued or executed.
    */
   planDeployment: handleUnaryCall<PlanDeploymentRequest, PlanDeploymentResponse>;
+  /**
+   * Why an APPLICATION was rebuilt or not: its cache key, the previous build's, and which inputs
+   * changed. The build service answers; this is its public face (BuildService is internal).
+   */
+  explainBuild: handleUnaryCall<ExplainBuildRequest, ExplainBuildResponse>;
 }
 
 export interface DeploymentServiceClient extends Client {
@@ -3655,6 +4057,25 @@ export interface DeploymentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PlanDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Why an APPLICATION was rebuilt or not: its cache key, the previous build's, and which inputs
+   * changed. The build service answers; this is its public face (BuildService is internal).
+   */
+  explainBuild(
+    request: ExplainBuildRequest,
+    callback: (error: ServiceError | null, response: ExplainBuildResponse) => void,
+  ): ClientUnaryCall;
+  explainBuild(
+    request: ExplainBuildRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExplainBuildResponse) => void,
+  ): ClientUnaryCall;
+  explainBuild(
+    request: ExplainBuildRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExplainBuildResponse) => void,
   ): ClientUnaryCall;
 }
 
