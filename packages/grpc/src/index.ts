@@ -12,13 +12,6 @@ export {
 } from './client.ts';
 export { notImplemented, serverStream, unary } from './handlers.ts';
 export {
-  type GrpcServer,
-  type GrpcServiceRegistration,
-  type StartGrpcServerOptions,
-  serviceNameOf,
-  startGrpcServer,
-} from './server.ts';
-export {
   type Access,
   authorize,
   type Channel,
@@ -31,11 +24,18 @@ export {
   type Role,
   roleAllows,
   SERVICE_ORGANIZATION,
-  serviceIdentityOf,
   serverCredentials,
+  serviceIdentityOf,
   type TlsFiles,
   type TokenVerifier,
 } from './security.ts';
+export {
+  type GrpcServer,
+  type GrpcServiceRegistration,
+  type StartGrpcServerOptions,
+  serviceNameOf,
+  startGrpcServer,
+} from './server.ts';
 export {
   domainErrorFromGrpc,
   FIELD_METADATA_KEY,

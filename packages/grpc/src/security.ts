@@ -74,7 +74,8 @@ function bearerOf(metadata: grpc.Metadata): string | undefined {
 /** Decides one call: the principal, or UNAUTHENTICATED / PERMISSION_DENIED naming what was missing. */
 export async function authorize(
   call: { metadata: grpc.Metadata; getAuthContext(): AuthContext | null },
-  method: { service: string; name: string },
+  /** `name`: the implementation's key (lowerCamel), which `roles` uses; `rpc`: the proto's name, for messages. */
+  method: { service: string; name: string; rpc: string },
   access: Access,
   verifyToken: TokenVerifier | undefined,
 ): Promise<Principal> {
@@ -82,23 +83,24 @@ export async function authorize(
   if (service !== undefined && access.services?.includes(service)) return { kind: 'service', service };
   const needed = access.roles?.[method.name];
   const token = bearerOf(call.metadata);
+  const refusedIdentity = () =>
+    permissionDenied(`${method.service}/${method.rpc} does not accept the service identity "${service}"`);
+  if (needed === undefined) {
+    if (service !== undefined) throw refusedIdentity();
+    if (token !== undefined)
+      throw permissionDenied(`${method.service}/${method.rpc} is internal: no token may call it`);
+    throw unauthenticated(`${method.service} is internal: it takes only Stageline's own services (mutual TLS)`);
+  }
   if (token === undefined) {
-    if (service !== undefined) {
-      throw permissionDenied(`${method.service} does not accept the service identity "${service}"`);
-    }
-    throw unauthenticated(
-      needed === undefined
-        ? `${method.service} is internal: it takes only Stageline's own services (mutual TLS)`
-        : 'a token is required: send "authorization: Bearer <token>"',
-    );
+    if (service !== undefined) throw refusedIdentity();
+    throw unauthenticated('a token is required: send "authorization: Bearer <token>"');
   }
   const principal = verifyToken === undefined ? undefined : await verifyToken(token);
   if (principal === undefined) throw unauthenticated('the token is unknown, revoked or expired');
-  if (needed === undefined) {
-    throw permissionDenied(`${method.service}/${method.name} is internal: no token may call it`);
-  }
   if (!roleAllows(principal.role, needed)) {
-    throw permissionDenied(`${method.service}/${method.name} needs ${needed}; the token "${principal.tokenName}" has ${principal.role}`);
+    throw permissionDenied(
+      `${method.service}/${method.rpc} needs ${needed}; the token "${principal.tokenName}" has ${principal.role}`,
+    );
   }
   return principal;
 }
@@ -125,17 +127,21 @@ function read(path: string, what: string): Buffer {
 }
 
 /**
- * Server credentials: TLS with this process's certificate; client certificates are asked for and
- * verified against the CA (`required`: a client without one is refused at the handshake; otherwise
- * it may come with a token instead). Plaintext is never accepted.
+ * Server credentials: TLS with this process's certificate. Client certificates are asked for and
+ * verified against the CA, but not required at the handshake: health must stay open to probes and
+ * users come with tokens instead — every other method refuses a caller it cannot place (`authorize`).
+ * Plaintext is never accepted.
  */
-export function serverCredentials(tls: TlsFiles, clientCertificate: 'required' | 'optional'): grpc.ServerCredentials {
+export function serverCredentials(tls: TlsFiles): grpc.ServerCredentials {
   const identity = new grpc.experimental.FileWatcherCertificateProvider({
     certificateFile: tls.cert,
     privateKeyFile: tls.key,
     refreshIntervalMs: 60_000,
   });
-  const ca = new grpc.experimental.FileWatcherCertificateProvider({ caCertificateFile: tls.ca, refreshIntervalMs: 60_000 });
+  const ca = new grpc.experimental.FileWatcherCertificateProvider({
+    caCertificateFile: tls.ca,
+    refreshIntervalMs: 60_000,
+  });
   // Read once now so that a missing or unreadable file fails start-up with its name, not the first handshake.
   for (const [path, what] of [
     [tls.ca, 'CA certificate'],
@@ -144,7 +150,7 @@ export function serverCredentials(tls: TlsFiles, clientCertificate: 'required' |
   ] as const)
     read(path, what);
   // grpc-js names these parameters the other way round; positionally: identity, CA, require.
-  return grpc.experimental.createCertificateProviderServerCredentials(identity, ca, clientCertificate === 'required');
+  return grpc.experimental.createCertificateProviderServerCredentials(identity, ca, false);
 }
 
 /**

@@ -8,7 +8,6 @@ import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '@stageline/log';
 import { descriptorSetPath } from '@stageline/proto';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { toGrpcStatus } from './status.ts';
 import {
   type Access,
   authorize,
@@ -17,6 +16,7 @@ import {
   type TlsFiles,
   type TokenVerifier,
 } from './security.ts';
+import { toGrpcStatus } from './status.ts';
 
 export interface GrpcServiceRegistration {
   /** A grpc-js service definition, e.g. ts-proto's `planner.PlannerServiceService`. */
@@ -33,11 +33,6 @@ export interface StartGrpcServerOptions {
   services: GrpcServiceRegistration[];
   /** This server's certificate, key and the CA client certificates must chain to. */
   tls: TlsFiles;
-  /**
-   * `required` for internal servers (only Stageline's services call them); `optional` for a server
-   * that also takes users, who come with a token instead of a certificate.
-   */
-  clientCertificate: 'required' | 'optional';
   /** How bearer tokens are checked; without it every token is refused. */
   verifyToken?: TokenVerifier;
   log: Logger;
@@ -111,7 +106,12 @@ function guarded(
     const handler = implementation[name];
     if (handler === undefined) continue;
     const check = (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) =>
-      authorize(call, { service, name }, access, options.verifyToken).then((principal) => {
+      authorize(
+        call,
+        { service, name, rpc: method.path.slice(method.path.lastIndexOf('/') + 1) },
+        access,
+        options.verifyToken,
+      ).then((principal) => {
         rememberPrincipal(call, principal);
       });
     const refuse = (path: string, e: unknown) => {
@@ -166,7 +166,7 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
     services: [...serviceNames, HEALTH_SERVICE, ...REFLECTION_SERVICES],
   }).addToServer(server);
 
-  const port = await bind(server, options.address, serverCredentials(options.tls, options.clientCertificate));
+  const port = await bind(server, options.address, serverCredentials(options.tls));
   const address = withPort(options.address, port);
 
   const setServing = (serving: boolean): void => {

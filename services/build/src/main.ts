@@ -110,7 +110,6 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       }),
     ],
     tls: config.tls,
-    clientCertificate: 'required',
     log,
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.

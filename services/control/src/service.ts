@@ -47,7 +47,8 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   if (config.adminTokenFile !== '') {
     const token = (await readFile(config.adminTokenFile, 'utf8')).trim();
     const outcome = await access.ensureBootstrapToken(token);
-    if (outcome === 'revoked') log.warn({ file: config.adminTokenFile }, 'the bootstrap admin token was revoked: not restored');
+    if (outcome === 'revoked')
+      log.warn({ file: config.adminTokenFile }, 'the bootstrap admin token was revoked: not restored');
     else log.info({ file: config.adminTokenFile, outcome }, 'bootstrap admin token');
   }
   // Mutual TLS: control's certificate is its identity to the planner and the build service.
@@ -66,8 +67,6 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
       accessService(access, log),
     ],
     tls: config.tls,
-    // Users come with tokens; the planner comes with its certificate (SnapshotService).
-    clientCertificate: 'optional',
     verifyToken: (token) => access.verify(token),
     log,
   });

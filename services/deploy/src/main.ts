@@ -81,7 +81,6 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     address: config.grpcListen,
     services: [releaseService({ releases, cronRuns: cronTicks }, log)],
     tls: config.tls,
-    clientCertificate: 'required',
     log,
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.

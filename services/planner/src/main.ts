@@ -57,7 +57,6 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     address: config.grpcListen,
     services: [plannerService(app, log)],
     tls: config.tls,
-    clientCertificate: 'required',
     log,
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.

@@ -121,7 +121,11 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return toAggregate(await this.#load(this.#deps.db.em(), environmentId, false));
   }
 
-  async list(projects: readonly string[] | undefined, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>> {
+  async list(
+    projects: readonly string[] | undefined,
+    pageSize: number,
+    pageToken: string,
+  ): Promise<Page<EnvironmentRecord>> {
     let after: string | undefined;
     if (pageToken !== '') {
       after = Buffer.from(pageToken, 'base64url').toString();

@@ -60,7 +60,8 @@ export class PgTokenStore {
           ],
         );
     } catch (e) {
-      if (isUniqueViolation(e)) throw alreadyExists('name', `a token named ${JSON.stringify(token.name)} already exists`);
+      if (isUniqueViolation(e))
+        throw alreadyExists('name', `a token named ${JSON.stringify(token.name)} already exists`);
       throw e;
     }
   }
@@ -80,7 +81,9 @@ export class PgTokenStore {
 
   /** Newest first. */
   async list(): Promise<TokenRecord[]> {
-    const rows = await this.#db.em().execute<Row[]>(`select ${COLUMNS} from api_token order by created_at desc, id desc`);
+    const rows = await this.#db
+      .em()
+      .execute<Row[]>(`select ${COLUMNS} from api_token order by created_at desc, id desc`);
     return rows.map(toRecord);
   }
 

@@ -39,7 +39,10 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
    */
   function requesterOf(call: object, claimed: string | undefined): string {
     const actor = actorOf(callerOf(call));
-    const onBehalfOf = (claimed ?? '').replace(/[^\x20-\x7e]/g, '').trim().slice(0, 128);
+    const onBehalfOf = (claimed ?? '')
+      .replace(/[^\x20-\x7e]/g, '')
+      .trim()
+      .slice(0, 128);
     return onBehalfOf === '' ? actor : `${actor} on behalf of ${onBehalfOf}`;
   }
 
