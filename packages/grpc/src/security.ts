@@ -133,24 +133,22 @@ function read(path: string, what: string): Buffer {
  * Plaintext is never accepted.
  */
 export function serverCredentials(tls: TlsFiles): grpc.ServerCredentials {
-  const identity = new grpc.experimental.FileWatcherCertificateProvider({
-    certificateFile: tls.cert,
-    privateKeyFile: tls.key,
-    refreshIntervalMs: 60_000,
-  });
-  const ca = new grpc.experimental.FileWatcherCertificateProvider({
-    caCertificateFile: tls.ca,
-    refreshIntervalMs: 60_000,
-  });
-  // Read once now so that a missing or unreadable file fails start-up with its name, not the first handshake.
-  for (const [path, what] of [
-    [tls.ca, 'CA certificate'],
-    [tls.cert, 'certificate'],
-    [tls.key, 'private key'],
-  ] as const)
-    read(path, what);
+  // Read now, synchronously: a missing file fails start-up with its name, and the very first
+  // handshake finds the certificates ready (grpc-js's file watcher loads them asynchronously, and
+  // a client arriving first was cut off). Handed over in a microtask: grpc-js registers the server's
+  // watcher only after it asks the provider, so an answer given at once would be lost. Rotating
+  // certificates means restarting the process.
+  const ca = read(tls.ca, 'CA certificate');
+  const certificate = read(tls.cert, 'certificate');
+  const privateKey = read(tls.key, 'private key');
+  const provider: grpc.experimental.CertificateProvider = {
+    addCaCertificateListener: (listener) => queueMicrotask(() => listener({ caCertificate: ca })),
+    removeCaCertificateListener: () => {},
+    addIdentityCertificateListener: (listener) => queueMicrotask(() => listener({ certificate, privateKey })),
+    removeIdentityCertificateListener: () => {},
+  };
   // grpc-js names these parameters the other way round; positionally: identity, CA, require.
-  return grpc.experimental.createCertificateProviderServerCredentials(identity, ca, false);
+  return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
 }
 
 /**
