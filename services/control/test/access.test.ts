@@ -19,6 +19,7 @@ import {
   visibleProjects,
 } from '../src/domain/access.ts';
 import { type RunningControl, startControl } from '../src/service.ts';
+import { environmentEvents } from './harness.ts';
 
 const security = testSecurity();
 
@@ -263,6 +264,24 @@ describe('control access', () => {
       alpha.id,
     );
     expect((await create(scoped, 'alpha', 'two')).environment?.project).toBe('alpha');
+  });
+
+  it('every model change is recorded as the token that made it (EnvironmentEvent.actor)', async () => {
+    const token = await tokenFor('release-bot', control.Role.ROLE_ADMIN);
+    const id = parseToken(token)!.id;
+    const environment = (await create(token, 'audit', 'one')).environment!;
+    const pipelines = client(control.PipelineServiceClient, security.user(token));
+    await callUnary(pipelines, 'createStage', {
+      environmentId: environment.id,
+      name: 'extra',
+      position: 0,
+      description: '',
+    });
+    const events = await environmentEvents(env.natsUrl, env.busPrefix, environment.id, 2);
+    expect(events.map((e) => [e.event?.$case, e.actor])).toEqual([
+      ['environmentCreated', `token:release-bot (${id})`],
+      ['stageCreated', `token:release-bot (${id})`],
+    ]);
   });
 
   it('SnapshotService (secret values in clear) answers the planner only — never a token, whatever its role', async () => {

@@ -47,9 +47,17 @@ function assertServiceNameFree(aggregate: EnvironmentAggregate, name: string, ex
 
 export class ControlApp {
   readonly #deps: ControlAppDeps;
+  readonly #actor: string;
 
-  constructor(deps: ControlAppDeps) {
+  /** `actor`: who every change made through this instance is recorded as (see `as`). */
+  constructor(deps: ControlAppDeps, actor = 'system') {
     this.#deps = deps;
+    this.#actor = actor;
+  }
+
+  /** The same use cases, acting as `actor` (`token:<name> (<id>)`, `service:<name>`): the audit trail. */
+  as(actor: string): ControlApp {
+    return new ControlApp(this.#deps, actor);
   }
 
   /** Stamps the environment's updatedAt on every change that emits events. */
@@ -59,13 +67,17 @@ export class ControlApp {
 
   #change<T>(environmentId: string, f: (a: EnvironmentAggregate) => Change<T>): Promise<T> {
     requireId('environment_id', environmentId);
-    return this.#deps.store.update(environmentId, (current) => {
-      if (current.environment.status === EnvStatus.DELETED) {
-        throw failedPrecondition('the environment is deleted');
-      }
-      const change = f(current);
-      return change.events.length === 0 ? change : { ...change, next: this.#touch(change.next) };
-    });
+    return this.#deps.store.update(
+      environmentId,
+      (current) => {
+        if (current.environment.status === EnvStatus.DELETED) {
+          throw failedPrecondition('the environment is deleted');
+        }
+        const change = f(current);
+        return change.events.length === 0 ? change : { ...change, next: this.#touch(change.next) };
+      },
+      this.#actor,
+    );
   }
 
   // --- environments -----------------------------------------------------------------------------
@@ -94,7 +106,7 @@ export class ControlApp {
     };
     const environment = environmentView(aggregate.environment);
     const pipeline = pipelineView(aggregate);
-    await this.#deps.store.insert(aggregate, [
+    await this.#deps.store.insert(aggregate, this.#actor, [
       { $case: 'environmentCreated', value: { environment, pipeline, services: [] } },
     ]);
     return { environment, pipeline };
@@ -174,7 +186,7 @@ export class ControlApp {
     const environment = environmentView(aggregate.environment);
     const pipeline = pipelineView(aggregate);
     const services = servicesInOrder(aggregate).map((s) => serviceView(aggregate, s));
-    await this.#deps.store.insert(aggregate, [
+    await this.#deps.store.insert(aggregate, this.#actor, [
       { $case: 'environmentCreated', value: { environment, pipeline, services } },
     ]);
     return { environment, pipeline };
@@ -313,35 +325,40 @@ export class ControlApp {
       if ((await this.#deps.store.status(deployment.environmentId)) === status) return;
     }
     try {
-      await this.#deps.store.update(deployment.environmentId, (current) => {
-        const services = current.services.map((s) => {
-          const run = finished ? deployment.services.find((r) => r.serviceId === s.id) : undefined;
-          if (!run) return s;
-          switch (run.status) {
-            case S.SERVICE_STATE_DEPLOYED:
-            case S.SERVICE_STATE_RESTARTED:
-            case S.SERVICE_STATE_STOPPED:
-            case S.SERVICE_STATE_DEPLOYMENT_ERROR:
-              return run.status === S.SERVICE_STATE_DEPLOYED
-                ? { ...s, hasResources: true, endpoints: run.endpoints }
-                : { ...s, hasResources: true };
-            case S.SERVICE_STATE_DELETED:
-              return { ...s, hasResources: false, endpoints: [] };
-            default:
-              return s;
+      await this.#deps.store.update(
+        deployment.environmentId,
+        (current) => {
+          const services = current.services.map((s) => {
+            const run = finished ? deployment.services.find((r) => r.serviceId === s.id) : undefined;
+            if (!run) return s;
+            switch (run.status) {
+              case S.SERVICE_STATE_DEPLOYED:
+              case S.SERVICE_STATE_RESTARTED:
+              case S.SERVICE_STATE_STOPPED:
+              case S.SERVICE_STATE_DEPLOYMENT_ERROR:
+                return run.status === S.SERVICE_STATE_DEPLOYED
+                  ? { ...s, hasResources: true, endpoints: run.endpoints }
+                  : { ...s, hasResources: true };
+              case S.SERVICE_STATE_DELETED:
+                return { ...s, hasResources: false, endpoints: [] };
+              default:
+                return s;
+            }
+          });
+          const changed = !sameValue(services, current.services) || status !== current.environment.status;
+          if (!changed || status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) {
+            return { next: current, events: [], result: undefined };
           }
-        });
-        const changed = !sameValue(services, current.services) || status !== current.environment.status;
-        if (!changed || status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) {
-          return { next: current, events: [], result: undefined };
-        }
-        const next = { ...current, services, environment: { ...current.environment, status } };
-        const events: EnvironmentEventBody[] =
-          status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED
-            ? [{ $case: 'environmentRemoved', value: { environmentId: current.environment.id } }]
-            : [{ $case: 'environmentUpdated', value: { environment: environmentView(next.environment) } }];
-        return { next, events, result: undefined };
-      });
+          const next = { ...current, services, environment: { ...current.environment, status } };
+          const events: EnvironmentEventBody[] =
+            status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED
+              ? [{ $case: 'environmentRemoved', value: { environmentId: current.environment.id } }]
+              : [{ $case: 'environmentUpdated', value: { environment: environmentView(next.environment) } }];
+          return { next, events, result: undefined };
+          // What a run changes here is recorded as the run's doing; the run names who asked for it.
+        },
+        `run:${deployment.id}`,
+      );
     } catch (e) {
       // An environment removed from under a run has nothing left to record.
       if (e instanceof DomainError && e.code === 'NOT_FOUND') return;

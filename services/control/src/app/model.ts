@@ -57,16 +57,16 @@ export interface Page<T> {
 /** Persistence of environments (adapters/db implements it on PostgreSQL). */
 export interface EnvironmentStore {
   /** Inserts a new aggregate with its events. ALREADY_EXISTS when (project, name) is taken. */
-  insert(aggregate: EnvironmentAggregate, events: EnvironmentEventBody[]): Promise<void>;
+  insert(aggregate: EnvironmentAggregate, actor: string, events: EnvironmentEventBody[]): Promise<void>;
   /** NOT_FOUND when absent. */
   get(environmentId: string): Promise<EnvironmentAggregate>;
   /** Oldest first; `projects` undefined: every project. */
   list(projects: readonly string[] | undefined, pageSize: number, pageToken: string): Promise<Page<EnvironmentRecord>>;
   /**
    * Loads the aggregate under a row lock, applies `change`, and writes the difference and the
-   * events atomically. Nothing is written when `change` throws or reports no events.
+   * events atomically, each event naming `actor` (who made the change). Nothing is written when `change` throws or reports no events.
    */
-  update<T>(environmentId: string, change: (current: EnvironmentAggregate) => Change<T>): Promise<T>;
+  update<T>(environmentId: string, change: (current: EnvironmentAggregate) => Change<T>, actor: string): Promise<T>;
   /** The environment's status alone (a cheap read, no lock); undefined when absent. */
   status(environmentId: string): Promise<control.EnvironmentStatus | undefined>;
   /** The environment's project alone (a cheap read, no lock); undefined when absent. */

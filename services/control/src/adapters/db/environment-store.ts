@@ -97,13 +97,13 @@ export class PgEnvironmentStore implements EnvironmentStore {
     this.#deps = deps;
   }
 
-  async insert(aggregate: EnvironmentAggregate, events: EnvironmentEventBody[]): Promise<void> {
+  async insert(aggregate: EnvironmentAggregate, actor: string, events: EnvironmentEventBody[]): Promise<void> {
     const env = aggregate.environment;
     try {
       await this.#deps.db.em().transactional(async (tx) => {
         tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
         this.#writeChildren(tx, aggregate, { stages: [], services: [] });
-        this.#enqueue(tx, env.id, events);
+        this.#enqueue(tx, env.id, events, actor);
       });
     } catch (e) {
       if (isUniqueViolation(e, 'environment_project_name_key')) {
@@ -145,7 +145,11 @@ export class PgEnvironmentStore implements EnvironmentStore {
     };
   }
 
-  async update<T>(environmentId: string, change: (current: EnvironmentAggregate) => Change<T>): Promise<T> {
+  async update<T>(
+    environmentId: string,
+    change: (current: EnvironmentAggregate) => Change<T>,
+    actor: string,
+  ): Promise<T> {
     let written = false;
     const result = await this.#deps.db.em().transactional(async (tx) => {
       const rows = await this.#load(tx, environmentId, true);
@@ -153,7 +157,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
       if (c.events.length > 0) {
         tx.assign(rows.environment, environmentFields(c.next.environment));
         this.#writeChildren(tx, c.next, rows);
-        this.#enqueue(tx, environmentId, c.events);
+        this.#enqueue(tx, environmentId, c.events, actor);
         written = true;
       }
       return c.result;
@@ -240,7 +244,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
     for (const row of stages.values()) em.remove(row);
   }
 
-  #enqueue(em: EntityManager, environmentId: string, events: EnvironmentEventBody[]): void {
+  #enqueue(em: EntityManager, environmentId: string, events: EnvironmentEventBody[], actor: string): void {
     const subject = this.#deps.subjects.environmentEvents(environmentId);
     for (const event of events) {
       const id = newId();
@@ -248,6 +252,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
         eventId: id,
         environmentId,
         occurredAt: new Date(),
+        actor,
         event,
       }).finish();
       enqueue(em, { id, subject, payload, headers: { 'Stageline-Event-Type': event.$case } });

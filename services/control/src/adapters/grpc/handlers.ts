@@ -3,7 +3,7 @@ import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { control, snapshot } from '@stageline/proto';
 import type { ControlApp } from '../../app/control-app.ts';
-import { METHOD_ROLES } from '../../domain/access.ts';
+import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
 import type { Scope } from './access.ts';
 
 // gRPC → use cases: nothing but wiring, and each caller's project scope. Roles were checked by the
@@ -12,36 +12,36 @@ import type { Scope } from './access.ts';
 const roles = (service: string) => ({ roles: METHOD_ROLES[service] ?? {} });
 
 export function controlServices(app: ControlApp, scope: Scope, log: Logger): GrpcServiceRegistration[] {
-  const inEnv = <R extends { environmentId: string }, T>(f: (req: R) => Promise<T>) =>
+  // Each use case runs as the caller: every change it makes names them (EnvironmentEvent.actor).
+  const inEnv = <R extends { environmentId: string }, T>(f: (req: R, as: ControlApp) => Promise<T>) =>
     unary(log, async (req: R, call: object) => {
-      await scope.environment(call, req.environmentId);
-      return f(req);
+      const caller = await scope.environment(call, req.environmentId);
+      return f(req, app.as(actorOf(caller)));
     });
   const environments: control.EnvironmentServiceServer = {
-    createEnvironment: unary(log, (req, call) => {
-      scope.project(call, req.project);
-      return app.createEnvironment(req);
-    }),
+    createEnvironment: unary(log, (req, call) =>
+      app.as(actorOf(scope.project(call, req.project))).createEnvironment(req),
+    ),
     getEnvironment: inEnv((req) => app.getEnvironment(req)),
     listEnvironments: unary(log, (req, call) => app.listEnvironments(req, scope.visible(call, req.project))),
-    updateEnvironment: inEnv((req) => app.updateEnvironment(req)),
+    updateEnvironment: inEnv((req, as) => as.updateEnvironment(req)),
     cloneEnvironment: unary(log, async (req, call) => {
-      await scope.environment(call, req.sourceEnvironmentId, 'source_environment_id');
-      return app.cloneEnvironment(req);
+      const caller = await scope.environment(call, req.sourceEnvironmentId, 'source_environment_id');
+      return app.as(actorOf(caller)).cloneEnvironment(req);
     }),
-    addService: inEnv((req) => app.addService(req)),
-    updateService: inEnv((req) => app.updateService(req)),
-    removeService: inEnv((req) => app.removeService(req)),
+    addService: inEnv((req, as) => as.addService(req)),
+    updateService: inEnv((req, as) => as.updateService(req)),
+    removeService: inEnv((req, as) => as.removeService(req)),
     listServices: inEnv((req) => app.listServices(req)),
   };
   const pipelines: control.PipelineServiceServer = {
     getPipeline: inEnv((req) => app.getPipeline(req)),
-    createStage: inEnv((req) => app.createStage(req)),
-    updateStage: inEnv((req) => app.updateStage(req)),
-    moveStage: inEnv((req) => app.moveStage(req)),
-    deleteStage: inEnv((req) => app.deleteStage(req)),
-    moveService: inEnv((req) => app.moveService(req)),
-    setServiceSkipped: inEnv((req) => app.setServiceSkipped(req)),
+    createStage: inEnv((req, as) => as.createStage(req)),
+    updateStage: inEnv((req, as) => as.updateStage(req)),
+    moveStage: inEnv((req, as) => as.moveStage(req)),
+    deleteStage: inEnv((req, as) => as.deleteStage(req)),
+    moveService: inEnv((req, as) => as.moveService(req)),
+    setServiceSkipped: inEnv((req, as) => as.setServiceSkipped(req)),
   };
   return [
     {

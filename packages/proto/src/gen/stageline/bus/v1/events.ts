@@ -26,7 +26,15 @@ import {
 export interface EnvironmentEvent {
   eventId: string;
   environmentId: string;
-  occurredAt?: Date | undefined;
+  occurredAt?:
+    | Date
+    | undefined;
+  /**
+   * Who made the change, as control authenticated them: `token:<name> (<id>)` or `service:<name>`;
+   * `run:<deployment id>` for what a run's end records (endpoints, status). Never a name the client
+   * claimed.
+   */
+  actor: string;
   event?:
     | { $case: "environmentCreated"; value: EnvironmentCreated }
     | { $case: "environmentUpdated"; value: EnvironmentUpdated }
@@ -126,7 +134,7 @@ export interface LogRecord {
 }
 
 function createBaseEnvironmentEvent(): EnvironmentEvent {
-  return { eventId: "", environmentId: "", occurredAt: undefined, event: undefined };
+  return { eventId: "", environmentId: "", occurredAt: undefined, actor: "", event: undefined };
 }
 
 export const EnvironmentEvent: MessageFns<EnvironmentEvent> = {
@@ -139,6 +147,9 @@ export const EnvironmentEvent: MessageFns<EnvironmentEvent> = {
     }
     if (message.occurredAt !== undefined) {
       Timestamp.encode(toTimestamp(message.occurredAt), writer.uint32(26).fork()).join();
+    }
+    if (message.actor !== "") {
+      writer.uint32(34).string(message.actor);
     }
     switch (message.event?.$case) {
       case "environmentCreated":
@@ -216,6 +227,14 @@ export const EnvironmentEvent: MessageFns<EnvironmentEvent> = {
             }
 
             message.occurredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actor = reader.string();
             continue;
           }
           case 10: {
@@ -346,6 +365,7 @@ export const EnvironmentEvent: MessageFns<EnvironmentEvent> = {
         : isSet(object.occurred_at)
         ? fromJsonTimestamp(object.occurred_at)
         : undefined,
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
       event: isSet(object.environmentCreated)
         ? { $case: "environmentCreated", value: EnvironmentCreated.fromJSON(object.environmentCreated) }
         : isSet(object.environment_created)
@@ -409,6 +429,9 @@ export const EnvironmentEvent: MessageFns<EnvironmentEvent> = {
     if (message.occurredAt !== undefined) {
       obj.occurredAt = message.occurredAt.toISOString();
     }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
     if (message.event?.$case === "environmentCreated") {
       obj.environmentCreated = EnvironmentCreated.toJSON(message.event.value);
     } else if (message.event?.$case === "environmentUpdated") {
@@ -445,6 +468,7 @@ export const EnvironmentEvent: MessageFns<EnvironmentEvent> = {
     message.eventId = object.eventId ?? "";
     message.environmentId = object.environmentId ?? "";
     message.occurredAt = object.occurredAt ?? undefined;
+    message.actor = object.actor ?? "";
     switch (object.event?.$case) {
       case "environmentCreated": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
