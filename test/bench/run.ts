@@ -11,6 +11,7 @@ import { profilesIn, renderProfile, summarizeProfile } from './lib/profile.ts';
 import { type BenchReport, renderTable } from './lib/report.ts';
 import type { Scenario } from './lib/scenario.ts';
 import { ROOT, type ServiceName } from './lib/stack.ts';
+import { auth } from './scenarios/auth.ts';
 import { compose } from './scenarios/compose.ts';
 import { makespan } from './scenarios/makespan.ts';
 import { overhead } from './scenarios/overhead.ts';
@@ -18,7 +19,7 @@ import { redeploy } from './scenarios/redeploy.ts';
 import { scaling } from './scenarios/scaling.ts';
 import { throughput } from './scenarios/throughput.ts';
 
-const SCENARIOS: Scenario[] = [overhead, throughput, makespan, scaling, compose, redeploy];
+const SCENARIOS: Scenario[] = [overhead, throughput, makespan, scaling, compose, redeploy, auth];
 const ALIASES: Record<string, string> = {
   '1': 'overhead',
   '2': 'throughput',
@@ -26,6 +27,7 @@ const ALIASES: Record<string, string> = {
   '4': 'scaling',
   '5': 'compose',
   '6': 'redeploy',
+  '7': 'auth',
 };
 
 function usage(): never {

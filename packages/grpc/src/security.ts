@@ -79,30 +79,27 @@ export async function authorize(
   access: Access,
   verifyToken: TokenVerifier | undefined,
 ): Promise<Principal> {
-  const service = serviceIdentityOf(call);
-  if (service !== undefined && access.services?.includes(service)) return { kind: 'service', service };
   const needed = access.roles?.[method.name];
   const token = bearerOf(call.metadata);
-  const refusedIdentity = () =>
-    permissionDenied(`${method.service}/${method.rpc} does not accept the service identity "${service}"`);
-  if (needed === undefined) {
-    if (service !== undefined) throw refusedIdentity();
-    if (token !== undefined)
-      throw permissionDenied(`${method.service}/${method.rpc} is internal: no token may call it`);
-    throw unauthenticated(`${method.service} is internal: it takes only Stageline's own services (mutual TLS)`);
+  // The common public call first: a token for a method that takes tokens (no certificate to parse).
+  if (needed !== undefined && token !== undefined) {
+    const principal = verifyToken === undefined ? undefined : await verifyToken(token);
+    if (principal === undefined) throw unauthenticated('the token is unknown, revoked or expired');
+    if (!roleAllows(principal.role, needed)) {
+      throw permissionDenied(
+        `${method.service}/${method.rpc} needs ${needed}; the token "${principal.tokenName}" has ${principal.role}`,
+      );
+    }
+    return principal;
   }
-  if (token === undefined) {
-    if (service !== undefined) throw refusedIdentity();
-    throw unauthenticated('a token is required: send "authorization: Bearer <token>"');
+  const service = serviceIdentityOf(call);
+  if (service !== undefined && access.services?.includes(service)) return { kind: 'service', service };
+  if (service !== undefined) {
+    throw permissionDenied(`${method.service}/${method.rpc} does not accept the service identity "${service}"`);
   }
-  const principal = verifyToken === undefined ? undefined : await verifyToken(token);
-  if (principal === undefined) throw unauthenticated('the token is unknown, revoked or expired');
-  if (!roleAllows(principal.role, needed)) {
-    throw permissionDenied(
-      `${method.service}/${method.rpc} needs ${needed}; the token "${principal.tokenName}" has ${principal.role}`,
-    );
-  }
-  return principal;
+  if (needed !== undefined) throw unauthenticated('a token is required: send "authorization: Bearer <token>"');
+  if (token !== undefined) throw permissionDenied(`${method.service}/${method.rpc} is internal: no token may call it`);
+  throw unauthenticated(`${method.service} is internal: it takes only Stageline's own services (mutual TLS)`);
 }
 
 const principals = new WeakMap<object, Principal>();
