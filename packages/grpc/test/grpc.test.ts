@@ -6,10 +6,13 @@ import * as protoLoader from '@grpc/proto-loader';
 import { DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import { createLogger } from '@stageline/log';
 import { control, planner } from '@stageline/proto';
+import { testSecurity } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   callUnary,
   checkHealth,
+  clientChannel,
+  connect,
   domainErrorFromGrpc,
   FIELD_METADATA_KEY,
   fieldOf,
@@ -17,12 +20,25 @@ import {
   type GrpcServer,
   isServiceError,
   notImplemented,
+  type Principal,
   serverStream,
   startGrpcServer,
   toGrpcStatus,
   unary,
   waitForServing,
 } from '../src/index.ts';
+
+// Every server here is what production runs: TLS with a service certificate from the test CA.
+// PlannerService takes the `control` identity (mutual TLS); DeploymentService takes a bearer token,
+// which this stub maps to a viewer (the real verifier is control's token store).
+const security = testSecurity();
+const TEST_TOKEN = 'stl_grpc-test_token';
+const verifyToken = async (token: string): Promise<Extract<Principal, { kind: 'token' }> | undefined> =>
+  token === TEST_TOKEN
+    ? { kind: 'token', tokenId: 'grpc-test', tokenName: 'grpc-test', role: 'ROLE_VIEWER', projects: [] }
+    : undefined;
+const tls = security.files('control');
+const health = { ca: security.ca };
 
 function captureLogger() {
   const lines: Array<Record<string, unknown>> = [];
@@ -82,6 +98,8 @@ describe('gRPC server', () => {
     server = await startGrpcServer({
       address: '127.0.0.1:0',
       log,
+      tls,
+      verifyToken,
       services: [
         {
           definition: planner.PlannerServiceService,
@@ -102,6 +120,7 @@ describe('gRPC server', () => {
               throw new Error('connection to postgres://admin:hunter2@db failed');
             }),
           } satisfies planner.PlannerServiceServer,
+          access: { services: ['control'] },
         },
         {
           definition: control.DeploymentServiceService,
@@ -116,11 +135,12 @@ describe('gRPC server', () => {
               },
             ),
           },
+          access: { roles: { watchDeployment: 'ROLE_VIEWER', getDeployment: 'ROLE_VIEWER' } },
         },
       ],
     });
-    plannerClient = new planner.PlannerServiceClient(server.address, grpc.credentials.createInsecure());
-    deploymentClient = new control.DeploymentServiceClient(server.address, grpc.credentials.createInsecure());
+    plannerClient = connect(planner.PlannerServiceClient, server.address, security.service('control'));
+    deploymentClient = connect(control.DeploymentServiceClient, server.address, security.user(TEST_TOKEN));
   });
 
   afterAll(async () => {
@@ -241,13 +261,22 @@ describe('gRPC server', () => {
     const loaded = grpc.loadPackageDefinition(definition) as unknown as {
       grpc: {
         reflection: {
-          v1alpha: { ServerReflection: new (address: string, creds: grpc.ChannelCredentials) => ReflectionClient };
+          v1alpha: {
+            ServerReflection: new (
+              address: string,
+              creds: grpc.ChannelCredentials,
+              options?: grpc.ClientOptions,
+            ) => ReflectionClient;
+          };
         };
       };
     };
+    // Reflection stays open like health: TLS, no token.
+    const channel = clientChannel(server.address, health);
     const client = new loaded.grpc.reflection.v1alpha.ServerReflection(
       server.address,
-      grpc.credentials.createInsecure(),
+      channel.credentials,
+      channel.options,
     );
     // The same exchange grpcurl does for `list` and `describe`.
     const exchange = (requests: object[]) =>
@@ -286,22 +315,32 @@ describe('gRPC server', () => {
   });
 
   it('reports health per service and overall, and NOT_SERVING after setServing(false)', async () => {
-    expect(await checkHealth(server.address)).toBe('SERVING');
-    expect(await checkHealth(server.address, { service: 'stageline.planner.v1.PlannerService' })).toBe('SERVING');
-    await waitForServing(server.address, { timeoutMs: 5000, service: 'stageline.control.v1.DeploymentService' });
+    expect(await checkHealth(server.address, { security: health })).toBe('SERVING');
+    expect(
+      await checkHealth(server.address, { security: health, service: 'stageline.planner.v1.PlannerService' }),
+    ).toBe('SERVING');
+    await waitForServing(server.address, {
+      security: health,
+      timeoutMs: 5000,
+      service: 'stageline.control.v1.DeploymentService',
+    });
 
-    const unknown = await rejection(checkHealth(server.address, { service: 'stageline.nope.v1.Nope' }));
+    const unknown = await rejection(
+      checkHealth(server.address, { security: health, service: 'stageline.nope.v1.Nope' }),
+    );
     expect(unknown.code).toBe(grpc.status.NOT_FOUND);
 
     server.setServing(false);
     try {
-      expect(await checkHealth(server.address)).toBe('NOT_SERVING');
-      expect(await checkHealth(server.address, { service: 'stageline.planner.v1.PlannerService' })).toBe('NOT_SERVING');
-      await expect(waitForServing(server.address, { timeoutMs: 300 })).rejects.toThrow(/NOT_SERVING/);
+      expect(await checkHealth(server.address, { security: health })).toBe('NOT_SERVING');
+      expect(
+        await checkHealth(server.address, { security: health, service: 'stageline.planner.v1.PlannerService' }),
+      ).toBe('NOT_SERVING');
+      await expect(waitForServing(server.address, { security: health, timeoutMs: 300 })).rejects.toThrow(/NOT_SERVING/);
     } finally {
       server.setServing(true);
     }
-    expect(await checkHealth(server.address)).toBe('SERVING');
+    expect(await checkHealth(server.address, { security: health })).toBe('SERVING');
   });
 });
 
@@ -311,21 +350,27 @@ describe('shutdown', () => {
     const server = await startGrpcServer({
       address: '127.0.0.1:0',
       log,
+      tls,
       services: [
-        { definition: planner.PlannerServiceService, implementation: notImplemented(planner.PlannerServiceService) },
+        {
+          definition: planner.PlannerServiceService,
+          implementation: notImplemented(planner.PlannerServiceService),
+          access: { services: ['control'] },
+        },
       ],
     });
-    await waitForServing(server.address, { timeoutMs: 5000 });
+    await waitForServing(server.address, { security: health, timeoutMs: 5000 });
     await Promise.all([server.shutdown(), server.shutdown()]);
-    const err = await rejection(checkHealth(server.address));
+    const err = await rejection(checkHealth(server.address, { security: health }));
     expect(err.code).toBe(grpc.status.UNAVAILABLE);
   });
 
   it('fails with a clear message when the address is taken', async () => {
     const { log } = captureLogger();
-    const first = await startGrpcServer({ address: '127.0.0.1:0', log, services: [] });
+    const options = { log, tls, services: [] };
+    const first = await startGrpcServer({ address: '127.0.0.1:0', ...options });
     try {
-      await expect(startGrpcServer({ address: first.address, log, services: [] })).rejects.toThrow(
+      await expect(startGrpcServer({ address: first.address, ...options })).rejects.toThrow(
         new RegExp(`cannot listen on ${first.address}`),
       );
     } finally {

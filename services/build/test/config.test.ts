@@ -3,14 +3,22 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
+// TLS has no default: every case brings the directory of the certificates.
+const TLS = { STAGELINE_TLS_DIR: '/etc/stageline/tls' };
+
 describe('build config', () => {
   it('has working defaults (the table in its README)', () => {
-    expect(loadConfig({})).toEqual({
+    expect(loadConfig(TLS)).toEqual({
       grpcListen: '127.0.0.1:50053',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
       logLevel: 'info',
+      tls: {
+        ca: '/etc/stageline/tls/ca.pem',
+        cert: '/etc/stageline/tls/build.pem',
+        key: '/etc/stageline/tls/build-key.pem',
+      },
       mirrorRegistry: '127.0.0.1:5000',
       insecureRegistries: [],
       registryAuthFile: undefined,
@@ -23,10 +31,10 @@ describe('build config', () => {
   });
 
   it('keeps clones under the state directory, or where BUILD_WORK_DIR says', () => {
-    expect(loadConfig({ STAGELINE_STATE: '/var/lib/stageline' }).workDir).toBe('/var/lib/stageline/build');
-    expect(loadConfig({ BUILD_WORK_DIR: '/srv/builds' }).workDir).toBe('/srv/builds');
-    expect(() => loadConfig({ BUILD_WORK_DIR: 'relative' })).toThrow(/BUILD_WORK_DIR/);
-    expect(() => loadConfig({ BUILD_LOCK_TTL_MS: '10' })).toThrow(/BUILD_LOCK_TTL_MS/);
+    expect(loadConfig({ ...TLS, STAGELINE_STATE: '/var/lib/stageline' }).workDir).toBe('/var/lib/stageline/build');
+    expect(loadConfig({ ...TLS, BUILD_WORK_DIR: '/srv/builds' }).workDir).toBe('/srv/builds');
+    expect(() => loadConfig({ ...TLS, BUILD_WORK_DIR: 'relative' })).toThrow(/BUILD_WORK_DIR/);
+    expect(() => loadConfig({ ...TLS, BUILD_LOCK_TTL_MS: '10' })).toThrow(/BUILD_LOCK_TTL_MS/);
   });
 
   it('names the variable at fault', () => {
@@ -44,7 +52,7 @@ describe('build config', () => {
     for (const [variable, value] of cases) {
       let caught: unknown;
       try {
-        loadConfig({ [variable]: value });
+        loadConfig({ ...TLS, [variable]: value });
       } catch (e) {
         caught = e;
       }
@@ -54,14 +62,20 @@ describe('build config', () => {
     }
   });
 
+  it('refuses to start without TLS, naming the variable to set', () => {
+    expect(() => loadConfig({})).toThrow(ConfigError);
+    expect(() => loadConfig({})).toThrow(/^STAGELINE_TLS_CA: TLS is required: set STAGELINE_TLS_DIR .*build\.pem/);
+  });
+
   it('never echoes a database URL, which may carry a password', () => {
-    expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).toThrow(ConfigError);
-    expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).not.toThrow(/s3cret/);
-    expect(() => loadConfig({ DATABASE_URL: 'mysql://user:s3cret@db/x' })).not.toThrow(/s3cret/);
+    expect(() => loadConfig({ ...TLS, DATABASE_URL: 'postgres//user:s3cret@db' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...TLS, DATABASE_URL: 'postgres//user:s3cret@db' })).not.toThrow(/s3cret/);
+    expect(() => loadConfig({ ...TLS, DATABASE_URL: 'mysql://user:s3cret@db/x' })).not.toThrow(/s3cret/);
   });
 
   it('reads the mirror registry and the extra insecure registries', () => {
     const config = loadConfig({
+      ...TLS,
       MIRROR_REGISTRY: 'registry.lan:5000',
       REGISTRY_INSECURE_HOSTS: ' a.lan:5000 , b.lan ',
     });
@@ -70,6 +84,6 @@ describe('build config', () => {
   });
 
   it('accepts port 0 and IPv6 listen addresses', () => {
-    expect(loadConfig({ GRPC_LISTEN: '[::1]:0' }).grpcListen).toBe('[::1]:0');
+    expect(loadConfig({ ...TLS, GRPC_LISTEN: '[::1]:0' }).grpcListen).toBe('[::1]:0');
   });
 });

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Bus } from '@stageline/bus';
 import { bus as busv1, control } from '@stageline/proto';
-import { type ResolvedServer, resolveRegistry, useIsolatedEnvironment } from '@stageline/testkit';
+import { type ResolvedServer, resolveRegistry, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../src/adapters/registry/client.ts';
 import { pushImage, silentLog, uniqueName } from './support.ts';
@@ -31,6 +31,8 @@ beforeAll(async () => {
     env: {
       ...process.env,
       ...isolated.env,
+      // Its certificate and the CA (STAGELINE_TLS_DIR): no service starts without TLS.
+      ...testSecurity().env,
       GRPC_LISTEN: '127.0.0.1:0',
       MIRROR_REGISTRY: new URL(mirrorServer.url).host,
       LOG_LEVEL: 'info',

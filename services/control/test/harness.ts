@@ -1,14 +1,18 @@
-import * as grpc from '@grpc/grpc-js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { connect as connectGrpc } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { bus, control } from '@stageline/proto';
-import { useIsolatedEnvironment } from '@stageline/testkit';
+import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
 import { type RunningControl, startControl } from '../src/service.ts';
 
-/** A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients. */
+/**
+ * A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients: TLS and
+ * the admin token, the way every user reaches it (control makes the token live at start).
+ */
 export function useControl() {
+  const security = testSecurity();
   const env = useIsolatedEnvironment();
   let running: RunningControl | undefined;
   const clients: {
@@ -23,14 +27,16 @@ export function useControl() {
         databaseUrl: env.databaseUrl,
         busPrefix: env.busPrefix,
         logLevel: 'silent',
-        // No planner in these tests: the environment model needs none.
+        // No planner nor build service in these tests: the environment model needs neither.
         plannerAddress: '127.0.0.1:1',
+        buildAddress: '127.0.0.1:1',
+        tls: security.files('control'),
+        adminTokenFile: security.adminTokenFile,
       },
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );
-    const creds = grpc.credentials.createInsecure();
-    clients.environments = new control.EnvironmentServiceClient(running.address, creds);
-    clients.pipelines = new control.PipelineServiceClient(running.address, creds);
+    clients.environments = connectGrpc(control.EnvironmentServiceClient, running.address, security.user());
+    clients.pipelines = connectGrpc(control.PipelineServiceClient, running.address, security.user());
   });
   afterAll(async () => {
     clients.environments?.close();

@@ -1,9 +1,8 @@
-import * as grpc from '@grpc/grpc-js';
 import { type Database, openDatabase } from '@stageline/db';
-import { callUnary } from '@stageline/grpc';
+import { callUnary, connect } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { control } from '@stageline/proto';
-import { useIsolatedEnvironment } from '@stageline/testkit';
+import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrations } from '../src/adapters/db/migrations.ts';
 import { normalizeDefinition } from '../src/domain/service-spec.ts';
@@ -13,6 +12,7 @@ import { type RunningControl, startControl } from '../src/service.ts';
 // order they were listed in until then (by id), so nothing moves when control is upgraded.
 
 const env = useIsolatedEnvironment();
+const security = testSecurity();
 const log = createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' });
 const uuid = (n: number) => `0196f000-0000-7000-8000-${n.toString(16).padStart(12, '0')}`;
 
@@ -96,13 +96,16 @@ describe('migration control-0002-service-position', () => {
         busPrefix: env.busPrefix,
         logLevel: 'silent',
         plannerAddress: '127.0.0.1:1',
+        buildAddress: '127.0.0.1:1',
+        tls: security.files('control'),
+        adminTokenFile: security.adminTokenFile,
       },
       log,
     );
-    const creds = grpc.credentials.createInsecure();
+    // TLS and the admin token, as every user.
     client = {
-      environments: new control.EnvironmentServiceClient(running.address, creds),
-      pipelines: new control.PipelineServiceClient(running.address, creds),
+      environments: connect(control.EnvironmentServiceClient, running.address, security.user()),
+      pipelines: connect(control.PipelineServiceClient, running.address, security.user()),
     };
     const positions = () =>
       withDatabase(migrations, async (db) =>

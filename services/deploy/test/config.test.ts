@@ -2,14 +2,22 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
+// TLS has no default: every case brings the directory of the certificates.
+const TLS = { STAGELINE_TLS_DIR: '/etc/stageline/tls' };
+
 describe('deploy config', () => {
   it('has working defaults (the table in its README)', () => {
-    expect(loadConfig({})).toEqual({
+    expect(loadConfig(TLS)).toEqual({
       grpcListen: '127.0.0.1:50054',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
       logLevel: 'info',
+      tls: {
+        ca: '/etc/stageline/tls/ca.pem',
+        cert: '/etc/stageline/tls/deploy.pem',
+        key: '/etc/stageline/tls/deploy-key.pem',
+      },
       stateDir: path.resolve('.stageline'),
       slots: 7,
       workerAckWaitMs: 60000,
@@ -25,15 +33,16 @@ describe('deploy config', () => {
   });
 
   it('configures the managed PostgreSQL server: admin URL, and where workloads reach it', () => {
-    expect(loadConfig({ MANAGED_POSTGRES_URL: 'postgres://postgres@127.0.0.1:5433/postgres' }).managedPostgres).toEqual(
-      {
-        adminUrl: 'postgres://postgres@127.0.0.1:5433/postgres',
-        host: 'host.containers.internal',
-        port: 5433,
-      },
-    );
+    expect(
+      loadConfig({ ...TLS, MANAGED_POSTGRES_URL: 'postgres://postgres@127.0.0.1:5433/postgres' }).managedPostgres,
+    ).toEqual({
+      adminUrl: 'postgres://postgres@127.0.0.1:5433/postgres',
+      host: 'host.containers.internal',
+      port: 5433,
+    });
     expect(
       loadConfig({
+        ...TLS,
         MANAGED_POSTGRES_URL: 'postgres://postgres@db.internal/postgres',
         MANAGED_POSTGRES_HOST: 'db.example.com',
         MANAGED_POSTGRES_PORT: '6432',
@@ -60,7 +69,7 @@ describe('deploy config', () => {
     for (const [variable, value] of cases) {
       let caught: unknown;
       try {
-        loadConfig({ [variable]: value });
+        loadConfig({ ...TLS, [variable]: value });
       } catch (e) {
         caught = e;
       }
@@ -70,14 +79,21 @@ describe('deploy config', () => {
     }
   });
 
+  it('refuses to start without TLS, naming the variable to set', () => {
+    expect(() => loadConfig({})).toThrow(ConfigError);
+    expect(() => loadConfig({})).toThrow(/^STAGELINE_TLS_CA: TLS is required: set STAGELINE_TLS_DIR .*deploy\.pem/);
+  });
+
   it('never echoes a database URL, which may carry a password', () => {
-    expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).toThrow(ConfigError);
-    expect(() => loadConfig({ DATABASE_URL: 'postgres//user:s3cret@db' })).not.toThrow(/s3cret/);
-    expect(() => loadConfig({ DATABASE_URL: 'mysql://user:s3cret@db/x' })).not.toThrow(/s3cret/);
+    expect(() => loadConfig({ ...TLS, DATABASE_URL: 'postgres//user:s3cret@db' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...TLS, DATABASE_URL: 'postgres//user:s3cret@db' })).not.toThrow(/s3cret/);
+    expect(() => loadConfig({ ...TLS, DATABASE_URL: 'mysql://user:s3cret@db/x' })).not.toThrow(/s3cret/);
   });
 
   it('takes the state directory, slots and binaries from the environment', () => {
-    expect(loadConfig({ STAGELINE_STATE: '/var/lib/stageline', DEPLOY_SLOTS: '3', HELM: '/opt/helm' })).toMatchObject({
+    expect(
+      loadConfig({ ...TLS, STAGELINE_STATE: '/var/lib/stageline', DEPLOY_SLOTS: '3', HELM: '/opt/helm' }),
+    ).toMatchObject({
       stateDir: '/var/lib/stageline',
       slots: 3,
       helm: '/opt/helm',
@@ -85,6 +101,6 @@ describe('deploy config', () => {
   });
 
   it('accepts port 0 and IPv6 listen addresses', () => {
-    expect(loadConfig({ GRPC_LISTEN: '[::1]:0' }).grpcListen).toBe('[::1]:0');
+    expect(loadConfig({ ...TLS, GRPC_LISTEN: '[::1]:0' }).grpcListen).toBe('[::1]:0');
   });
 });

@@ -6,9 +6,9 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { isWorkerStopping, WorkerStopping } from '@stageline/bus';
 import { type Database, newId, openDatabase } from '@stageline/db';
-import { callUnary, isServiceError, startGrpcServer } from '@stageline/grpc';
+import { callUnary, connect, isServiceError, startGrpcServer } from '@stageline/grpc';
 import { bus, control, deploy } from '@stageline/proto';
-import { useIsolatedEnvironment } from '@stageline/testkit';
+import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
@@ -468,8 +468,15 @@ describe('deploy jobs on the local runtime (podman)', () => {
     const serviceId = newId();
     const first = await run(job(env, service(env, serviceId, { env: { GREETING: 'one' } })));
     await run(job(env, service(env, serviceId, { env: { GREETING: 'two' } })));
-    const server = await startGrpcServer({ address: '127.0.0.1:0', services: [releaseService(deps, log)], log });
-    const client = new deploy.ReleaseServiceClient(server.address, grpc.credentials.createInsecure());
+    // As deploy serves it: TLS with its certificate; only control may call ReleaseService (mutual TLS).
+    const security = testSecurity();
+    const server = await startGrpcServer({
+      address: '127.0.0.1:0',
+      services: [releaseService(deps, log)],
+      tls: security.files('deploy'),
+      log,
+    });
+    const client = connect(deploy.ReleaseServiceClient, server.address, security.service('control'));
     try {
       const list = await callUnary(client, 'listReleases', deploy.ListReleasesRequest.fromPartial({ serviceId }));
       expect(list.releases.map((r) => [r.revision, r.status])).toEqual([

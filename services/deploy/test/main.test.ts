@@ -5,13 +5,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, isServiceError, waitForServing } from '@stageline/grpc';
+import { callUnary, connect, isServiceError, waitForServing } from '@stageline/grpc';
 import { deploy } from '@stageline/proto';
-import { dropBusPrefix, useIsolatedEnvironment } from '@stageline/testkit';
+import { dropBusPrefix, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { describe, expect, it } from 'vitest';
 
 const SERVICE = 'deploy';
 const GRPC_SERVICE = 'stageline.deploy.v1.ReleaseService';
+// Its certificate and the CA, as every spawned service gets them (STAGELINE_TLS_DIR).
+const security = testSecurity();
 const entry = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
 interface Started {
@@ -24,7 +26,7 @@ interface Started {
 
 function start(env: Record<string, string>): Started {
   const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...security.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -59,9 +61,10 @@ describe(`${SERVICE} main`, () => {
     });
     try {
       const address = await service.address;
-      await waitForServing(address, { timeoutMs: 20_000, service: GRPC_SERVICE });
+      await waitForServing(address, { security: { ca: security.ca }, timeoutMs: 20_000, service: GRPC_SERVICE });
 
-      const client = new deploy.ReleaseServiceClient(address, grpc.credentials.createInsecure());
+      // An internal service: only Stageline's own services call it (mutual TLS as control).
+      const client = connect(deploy.ReleaseServiceClient, address, security.service('control'));
       try {
         // Migrated and answering from its own schema: no releases yet for a service never deployed.
         const empty = await callUnary(

@@ -2,13 +2,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, isServiceError, waitForServing } from '@stageline/grpc';
+import { callUnary, connect, isServiceError, waitForServing } from '@stageline/grpc';
 import { planner } from '@stageline/proto';
-import { dropBusPrefix, useIsolatedEnvironment } from '@stageline/testkit';
+import { dropBusPrefix, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { describe, expect, it } from 'vitest';
 
 const SERVICE = 'planner';
 const GRPC_SERVICE = 'stageline.planner.v1.PlannerService';
+// Its certificate and the CA, as every spawned service gets them (STAGELINE_TLS_DIR).
+const security = testSecurity();
 const entry = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
 interface Started {
@@ -21,7 +23,7 @@ interface Started {
 
 function start(env: Record<string, string>): Started {
   const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...security.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -50,9 +52,10 @@ describe(`${SERVICE} main`, () => {
     const service = start({ ...isolated.env, GRPC_LISTEN: '127.0.0.1:0', LOG_LEVEL: 'info' });
     try {
       const address = await service.address;
-      await waitForServing(address, { timeoutMs: 20_000, service: GRPC_SERVICE });
+      await waitForServing(address, { security: { ca: security.ca }, timeoutMs: 20_000, service: GRPC_SERVICE });
 
-      const client = new planner.PlannerServiceClient(address, grpc.credentials.createInsecure());
+      // An internal service: only Stageline's own services call it (mutual TLS as control).
+      const client = connect(planner.PlannerServiceClient, address, security.service('control'));
       try {
         const err = await callUnary(client, 'submit', planner.SubmitRequest.fromPartial({})).then(
           () => undefined,
