@@ -1,5 +1,6 @@
 // The command line: every command, its options and help, and the mapping from what went wrong to
 // an exit code. `run(argv, io)` is the whole program; main.ts only plugs in the process.
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { fieldOf, isServiceError } from '@stageline/grpc';
@@ -31,7 +32,18 @@ import {
   showCommand,
   watchCommand,
 } from './commands/runs.ts';
-import { CONFIG_KEYS, type ConfigFile, readConfig, resolveConfig, writeConfigValue } from './config.ts';
+import { tokenCreate, tokenList, tokenRevoke } from './commands/tokens.ts';
+import {
+  CONFIG_KEYS,
+  type ConfigFile,
+  configValue,
+  NO_TOKEN,
+  RETIRED_KEYS,
+  readConfig,
+  resolveConfig,
+  tokenStatus,
+  writeConfigValue,
+} from './config.ts';
 import { Context, type Format, type Io } from './context.ts';
 import { EnvironmentFileError, formatProblem } from './env-file/load.ts';
 import { EXIT, ExitCode, UsageError } from './errors.ts';
@@ -40,8 +52,11 @@ export const VERSION = '0.1.0';
 
 interface GlobalOptions {
   address?: string;
-  buildAddress?: string;
-  project?: string;
+  ca?: string;
+  token?: string;
+  tokenFile?: string;
+  /** Every --project given: the last is the default project; `token create` takes them all. */
+  project?: string[];
   env?: string;
   output: Format;
 }
@@ -57,11 +72,16 @@ function requester(): string {
 export async function run(argv: string[], io: Io): Promise<number> {
   let exitCode: number = EXIT.OK;
   let context: Context | undefined;
+  let globals: GlobalOptions | undefined;
   const program = new Command('stageline');
 
   const contextOf = (cmd: Command): Context => {
     const g = cmd.optsWithGlobals<GlobalOptions>();
-    const config = resolveConfig({ address: g.address, buildAddress: g.buildAddress, project: g.project }, io.env);
+    globals = g;
+    const config = resolveConfig(
+      { address: g.address, ca: g.ca, token: g.token, tokenFile: g.tokenFile, project: g.project?.at(-1) },
+      io.env,
+    );
     if (g.env) config.environment = g.env;
     context = new Context(io, config, g.output, requester());
     return context;
@@ -80,11 +100,20 @@ export async function run(argv: string[], io: Io): Promise<number> {
       '--address <host:port>',
       'control gRPC address (env STAGELINE_ADDRESS, config "address"; default 127.0.0.1:50051)',
     )
+    .option('--ca <file>', 'CA certificate (PEM) to verify control with (env STAGELINE_CA, config "ca")')
     .option(
-      '--build-address <host:port>',
-      'build service gRPC address for explain-build (env STAGELINE_BUILD_ADDRESS; default 127.0.0.1:50053)',
+      '--token <token>',
+      'API token sent with every call (env STAGELINE_TOKEN, config "token"; prefer a file: the command line is visible to others)',
     )
-    .option('--project <project>', 'default project for environment names without one (env STAGELINE_PROJECT)')
+    .option(
+      '--token-file <file>',
+      'file holding the API token, used when no token is given directly (env STAGELINE_TOKEN_FILE, config "tokenFile")',
+    )
+    .option(
+      '--project <project>',
+      'default project for environment names without one (env STAGELINE_PROJECT); token create: a project the token is limited to (repeatable)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
     .option('-e, --env <environment>', 'the environment: project/name, a name, or an id (env STAGELINE_ENVIRONMENT)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text'))
     .showHelpAfterError('(stageline --help lists the commands)')
@@ -95,8 +124,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
     `
 stageline --version prints the version.
 Environments are named project/name (or just name, with --project or a default project), or by id.
-Exit codes: 0 success; 1 a watched run did not succeed, or diff found changes; 2 usage or file errors;
-3 the server refused or could not be reached; 130 interrupted.
+Every call to control is TLS (verified against --ca) and carries an API token (--token or --token-file);
+stageline config view shows which are in force and where each came from.
+Exit codes: 0 success; 1 a watched run did not succeed, or diff found changes; 2 usage or file errors
+(a missing token or CA included); 3 the server refused (a token it does not accept, a role it lacks)
+or could not be reached; 130 interrupted.
 The environment file format: packages/cli/schema/environment.schema.json.`,
   );
 
@@ -309,20 +341,61 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
       ),
     );
 
+  // --- access ---
+  const token = program.command('token').description('API tokens: create, list, revoke (each needs an admin token)');
+  token
+    .command('create')
+    .argument('<name>', "letters, digits, '.', '_' and '-'; unique among tokens not revoked")
+    .requiredOption('--role <role>', 'viewer (reads), deployer (reads and actions) or admin (everything)')
+    .option('--ttl <duration>', 'how long it lives: 30d, 12h, 45m, 3600s; 0 never expires', '0')
+    .description('make a token; it is printed once, never again (stdout: the token alone)')
+    .addHelpText(
+      'after',
+      `
+--project P (repeatable) limits the token to those projects; without it, the token sees every project.
+  stageline token create ci --role deployer --project demo --ttl 30d > ci.token`,
+    )
+    .action(
+      act((ctx, name: string, opts: { role: string; ttl: string }) =>
+        tokenCreate(ctx, name, { ...opts, projects: globals?.project ?? [] }),
+      ),
+    );
+  token
+    .command('list')
+    .description('every token, newest first, revoked and expired ones included (never their secrets)')
+    .action(act((ctx) => tokenList(ctx)));
+  token
+    .command('revoke')
+    .argument('<id>', "the token's id (or the name of a token that is not revoked)")
+    .description('revoke a token: calls with it are refused from then on')
+    .action(act((ctx, id: string) => tokenRevoke(ctx, id)));
+
   // --- configuration ---
   const config = program
     .command('config')
     .description('the config file (~/.config/stageline/config.yaml, or STAGELINE_CONFIG)');
   config
     .command('view')
-    .description('the settings in force and where each comes from')
+    .description('the settings in force and where each comes from (never the token itself)')
     .action(
       act(async (ctx) => {
         const c = ctx.config;
+        const token = tokenStatus(c.token);
+        const tokenText =
+          token.from === undefined
+            ? `-  (none: ${NO_TOKEN.replace(/^no token: /, '')})`
+            : token.set
+              ? `(set)  (${token.file === undefined ? token.from : `read from ${token.file}, named by ${token.from}`})`
+              : `(not usable: ${token.problem})  (${token.from})`;
+        const caText =
+          c.ca === undefined
+            ? '-  (none: pass --ca <file>, set STAGELINE_CA, or stageline config set ca <file>)'
+            : `${c.ca.value}  (${c.ca.from})${existsSync(c.ca.value) ? '' : '  — the file does not exist'}`;
         ctx.emit(
           {
             address: c.address,
-            buildAddress: c.buildAddress,
+            ca: c.ca ?? null,
+            token,
             project: c.project ?? null,
             environment: c.environment ?? null,
             configPath: c.configPath,
@@ -331,7 +404,8 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
             ctx.out(
               `config file   ${c.configPath}`,
               `address       ${c.address.value}  (${c.address.from})`,
-              `buildAddress  ${c.buildAddress.value}  (${c.buildAddress.from})`,
+              `ca            ${caText}`,
+              `token         ${tokenText}`,
               `project       ${c.project ?? '-'}`,
               `environment   ${c.environment ?? '-'}`,
             ),
@@ -342,14 +416,17 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .command('set')
     .argument('<key>', CONFIG_KEYS.join(' | '))
     .argument('<value>')
-    .description('set a default (address, buildAddress, project, environment)')
+    .description(
+      'set a default (address, ca, token, tokenFile, project, environment); a file with a token is made 0600',
+    )
     .action(
       act(async (ctx, key: string, value: string) => {
         if (!(CONFIG_KEYS as string[]).includes(key))
           throw new UsageError(`unknown key ${key}: one of ${CONFIG_KEYS.join(', ')}`);
         readConfig(ctx.config.configPath);
-        writeConfigValue(ctx.config.configPath, key as keyof ConfigFile, value);
-        ctx.out(`${key} = ${value}  (${ctx.config.configPath})`);
+        const stored = configValue(key as keyof ConfigFile, value);
+        writeConfigValue(ctx.config.configPath, key, stored);
+        ctx.out(`${key} = ${key === 'token' ? '(set)' : stored}  (${ctx.config.configPath})`);
       }),
     );
   config
@@ -358,15 +435,25 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .description('remove a default')
     .action(
       act(async (ctx, key: string) => {
-        if (!(CONFIG_KEYS as string[]).includes(key))
+        if (!(CONFIG_KEYS as string[]).includes(key) && !(key in RETIRED_KEYS))
           throw new UsageError(`unknown key ${key}: one of ${CONFIG_KEYS.join(', ')}`);
-        writeConfigValue(ctx.config.configPath, key as keyof ConfigFile, undefined);
+        writeConfigValue(ctx.config.configPath, key, undefined);
         ctx.out(`${key} unset  (${ctx.config.configPath})`);
       }),
     );
 
   // Not commander's .version(): its --version would shadow `deploy --version <version>`.
-  const withValue = new Set(['--address', '--build-address', '--project', '-e', '--env', '-o', '--output']);
+  const withValue = new Set([
+    '--address',
+    '--ca',
+    '--token',
+    '--token-file',
+    '--project',
+    '-e',
+    '--env',
+    '-o',
+    '--output',
+  ]);
   const bare = argv.filter((a, i) => !withValue.has(a) && !withValue.has(argv[i - 1] ?? '') && !a.includes('='));
   if (bare.length === 1 && (bare[0] === '--version' || bare[0] === '-V')) {
     io.stdout.write(`${VERSION}\n`);
@@ -410,11 +497,34 @@ function report(e: unknown, io: Io, ctx: Context | undefined): number {
   if (isServiceError(e)) {
     const address = ctx?.config.address;
     if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
-      say(`stageline: cannot reach Stageline at ${address?.value ?? '?'} (${grpc.status[e.code]}: ${e.details})`);
+      const ca = ctx?.config.ca;
+      // The server answered, but its certificate did not verify against our CA.
+      const tls = ca !== undefined && /certificate|ssl|tls|handshake|altname/i.test(e.details);
+      say(
+        `stageline: ${tls ? 'no trusted TLS connection to' : 'cannot reach'} Stageline at ${address?.value ?? '?'} (${grpc.status[e.code]}: ${e.details})`,
+      );
+      if (tls) {
+        say(
+          `  the server's certificate is verified against the CA ${ca.value} (from ${ca.from}); name another with --ca, STAGELINE_CA or 'stageline config set ca FILE'.`,
+        );
+      }
       say(
         `  the address came from ${address?.from ?? '?'}; set it with --address, STAGELINE_ADDRESS or 'stageline config set address host:port'.`,
       );
-      say('  on this machine, npm run stack:up starts Stageline.');
+      if (!tls) say('  on this machine, npm run stack:up starts Stageline.');
+      return EXIT.SERVER;
+    }
+    if (e.code === grpc.status.UNAUTHENTICATED || e.code === grpc.status.PERMISSION_DENIED) {
+      const denied = e.code === grpc.status.PERMISSION_DENIED;
+      say(`stageline: ${denied ? 'permission denied' : 'not authenticated'}: ${e.details}`);
+      const token = ctx?.config.token;
+      const from =
+        token === undefined ? '' : 'file' in token ? `${token.file} (named by ${token.from})` : `${token.from}`;
+      say(
+        denied
+          ? `  the token came from ${from}; an admin can make one with the role or project needed (stageline token create NAME --role viewer|deployer|admin [--project P]).`
+          : `  the token came from ${from}; pass another with --token or --token-file (an admin makes them: stageline token create).`,
+      );
       return EXIT.SERVER;
     }
     const field = fieldOf(e);

@@ -1,25 +1,37 @@
-// Where the CLI finds Stageline: --address, then STAGELINE_ADDRESS, then the config file, then the
-// default. The config file (~/.config/stageline/config.yaml) may also name a default project and environment.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// Where the CLI finds Stageline and how it proves who it is. Each setting: its flag, then its
+// environment variable, then the config file (~/.config/stageline/config.yaml), then a default (the
+// address only: the CA and the token have none). The config file may also name a default project and
+// environment.
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { ClientSecurity } from '@stageline/grpc';
 import { isMap, LineCounter, type Node, parseDocument } from 'yaml';
 import { UsageError } from './errors.ts';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:50051';
-export const DEFAULT_BUILD_ADDRESS = '127.0.0.1:50053';
 
 export interface ConfigFile {
   /** control's gRPC address, host:port. */
   address?: string;
-  /** The build service's gRPC address (explain-build). */
-  buildAddress?: string;
+  /** The CA certificate (PEM file) control's certificate is verified against. */
+  ca?: string;
+  /** An API token (`stl_…`). The file is then written readable by its owner only. */
+  token?: string;
+  /** A file holding an API token (read and trimmed at each command). */
+  tokenFile?: string;
   /** Used when an environment is named without its project. */
   project?: string;
   /** Used when a command names no environment. */
   environment?: string;
 }
-export const CONFIG_KEYS: (keyof ConfigFile)[] = ['address', 'buildAddress', 'project', 'environment'];
+export const CONFIG_KEYS: (keyof ConfigFile)[] = ['address', 'ca', 'token', 'tokenFile', 'project', 'environment'];
+/** Settings the CLI no longer uses: ignored when read, and `config unset` still removes them. */
+export const RETIRED_KEYS: Readonly<Record<string, string>> = {
+  buildAddress: 'explain-build asks control now',
+};
+/** Settings that name files: relative paths in the config file are relative to the file itself. */
+const PATH_KEYS: (keyof ConfigFile)[] = ['ca', 'tokenFile'];
 
 export function configPath(env: NodeJS.ProcessEnv): string {
   if (env.STAGELINE_CONFIG) return env.STAGELINE_CONFIG;
@@ -43,6 +55,7 @@ export function readConfig(path: string): ConfigFile {
     const key = String((pair.key as { value?: unknown }).value);
     const value = (pair.value as { value?: unknown } | null)?.value;
     const at = lineCounter.linePos((pair.key as Node | null)?.range?.[0] ?? 0);
+    if (key in RETIRED_KEYS) continue;
     if (!(CONFIG_KEYS as string[]).includes(key)) {
       throw new UsageError(`${path}:${at.line}:${at.col}: ${key}: is not a known setting (${CONFIG_KEYS.join(', ')})`);
     }
@@ -52,12 +65,22 @@ export function readConfig(path: string): ConfigFile {
   return out;
 }
 
-export function writeConfigValue(path: string, key: keyof ConfigFile, value: string | undefined): void {
+export function writeConfigValue(path: string, key: string, value: string | undefined): void {
   const doc = existsSync(path) ? parseDocument(readFileSync(path, 'utf8')) : parseDocument('{}');
   if (value === undefined) doc.delete(key);
   else doc.set(key, value);
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, doc.toString({ flowCollectionPadding: false }).replace(/^\{\}\n$/, ''));
+  // A file holding a token is readable by its owner only (like the dev set-up's admin.token).
+  const secret = doc.has('token');
+  writeFileSync(path, doc.toString({ flowCollectionPadding: false }).replace(/^\{\}\n$/, ''), {
+    mode: secret ? 0o600 : 0o644,
+  });
+  if (secret) chmodSync(path, 0o600);
+}
+
+/** What `config set` stores: paths absolute (a relative one would depend on where the next command runs). */
+export function configValue(key: keyof ConfigFile, value: string): string {
+  return PATH_KEYS.includes(key) ? resolve(value) : value;
 }
 
 export interface Endpoint {
@@ -66,45 +89,114 @@ export interface Endpoint {
   from: string;
 }
 
+/** The token, or the file that holds it; `from` names the flag, variable or config file. Never printed. */
+export type TokenSetting = { from: string; value: string } | { from: string; file: string };
+
 export interface ResolvedConfig {
   address: Endpoint;
-  buildAddress: Endpoint;
+  /** The CA certificate file; undefined: none was named (commands that call control then stop). */
+  ca: Endpoint | undefined;
+  token: TokenSetting | undefined;
   project: string | undefined;
   environment: string | undefined;
   configPath: string;
 }
 
-export function resolveConfig(
-  flags: { address?: string | undefined; buildAddress?: string | undefined; project?: string | undefined },
-  env: NodeJS.ProcessEnv,
-): ResolvedConfig {
+export interface ConfigFlags {
+  address?: string | undefined;
+  ca?: string | undefined;
+  token?: string | undefined;
+  tokenFile?: string | undefined;
+  project?: string | undefined;
+}
+
+export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): ResolvedConfig {
   const path = configPath(env);
   const file = readConfig(path);
-  const pick = (
-    flag: string | undefined,
-    flagName: string,
-    envName: string,
-    fromFile: string | undefined,
-    fallback: string,
-  ) =>
+  const fromFile = (key: keyof ConfigFile) => {
+    const value = file[key];
+    if (!value) return undefined;
+    return PATH_KEYS.includes(key) && !isAbsolute(value) ? resolve(dirname(path), value) : value;
+  };
+  /** The first of flag, variable, config file that is set (an empty value is not). */
+  const pick = (flag: string | undefined, flagName: string, envName: string, key: keyof ConfigFile) =>
     flag
       ? { value: flag, from: flagName }
       : env[envName]
         ? { value: env[envName]!, from: envName }
-        : fromFile
-          ? { value: fromFile, from: path }
-          : { value: fallback, from: 'default' };
+        : fromFile(key)
+          ? { value: fromFile(key)!, from: path }
+          : undefined;
+  const tokenFile = pick(flags.tokenFile, '--token-file', 'STAGELINE_TOKEN_FILE', 'tokenFile');
   return {
-    address: pick(flags.address, '--address', 'STAGELINE_ADDRESS', file.address, DEFAULT_ADDRESS),
-    buildAddress: pick(
-      flags.buildAddress,
-      '--build-address',
-      'STAGELINE_BUILD_ADDRESS',
-      file.buildAddress,
-      DEFAULT_BUILD_ADDRESS,
-    ),
+    address: pick(flags.address, '--address', 'STAGELINE_ADDRESS', 'address') ?? {
+      value: DEFAULT_ADDRESS,
+      from: 'default',
+    },
+    ca: pick(flags.ca, '--ca', 'STAGELINE_CA', 'ca'),
+    // A token named directly wins over a file that holds one, wherever each was named.
+    token:
+      pick(flags.token, '--token', 'STAGELINE_TOKEN', 'token') ??
+      (tokenFile === undefined ? undefined : { file: tokenFile.value, from: tokenFile.from }),
     project: flags.project || env.STAGELINE_PROJECT || file.project || undefined,
     environment: env.STAGELINE_ENVIRONMENT || file.environment || undefined,
     configPath: path,
   };
+}
+
+export const NO_TOKEN =
+  'no token: pass --token, set STAGELINE_TOKEN, or `stageline config set token …` ' +
+  '(or name a file holding one: --token-file, STAGELINE_TOKEN_FILE, `stageline config set tokenFile …`); ' +
+  'an admin makes tokens with `stageline token create`';
+export const NO_CA =
+  'no CA certificate to verify control with: pass --ca <file>, set STAGELINE_CA, or `stageline config set ca <file>` ' +
+  '(the dev stack writes $STAGELINE_STATE/tls/ca.pem; deploy/dev/stageline uses it by default)';
+
+/** The token itself: the value, or the file's content trimmed. */
+export function tokenOf(setting: TokenSetting): string {
+  if ('value' in setting) return setting.value.trim();
+  let text: string;
+  try {
+    text = readFileSync(setting.file, 'utf8');
+  } catch (e) {
+    const reason = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+    throw new UsageError(`cannot read the token file ${setting.file} (from ${setting.from}): ${reason}`);
+  }
+  const token = text.trim();
+  if (token === '') throw new UsageError(`the token file ${setting.file} (from ${setting.from}) is empty`);
+  return token;
+}
+
+/** What `config view` may say of the token: whether one is set and where from — never its value. */
+export interface TokenStatus {
+  set: boolean;
+  /** The flag, variable or config file that named it (or its file); undefined: none did. */
+  from?: string;
+  /** The file it is read from, when a file holds it. */
+  file?: string;
+  /** Why the file named cannot give a token. */
+  problem?: string;
+}
+
+export function tokenStatus(setting: TokenSetting | undefined): TokenStatus {
+  if (setting === undefined) return { set: false };
+  if ('value' in setting) return { set: true, from: setting.from };
+  try {
+    tokenOf(setting);
+    return { set: true, from: setting.from, file: setting.file };
+  } catch (e) {
+    const problem = e instanceof Error ? e.message : String(e);
+    return { set: false, from: setting.from, file: setting.file, problem };
+  }
+}
+
+/** TLS to control with the CA, and the token on every call; a usage error naming what is missing. */
+export function securityOf(config: ResolvedConfig): ClientSecurity {
+  const missing = [config.token === undefined ? NO_TOKEN : undefined, config.ca === undefined ? NO_CA : undefined];
+  const problems = missing.filter((m) => m !== undefined);
+  if (problems.length > 0) throw new UsageError(problems.join('\nstageline: '));
+  const token = tokenOf(config.token!);
+  const ca = config.ca!;
+  if (!existsSync(ca.value)) throw new UsageError(`the CA certificate ${ca.value} (from ${ca.from}) does not exist`);
+  return { ca: ca.value, token };
 }

@@ -1,10 +1,9 @@
-// What every command gets: where to write, how to print, the gRPC clients, and how to find an
+// What every command gets: where to write, how to print, the gRPC clients (TLS and a token), and how to find an
 // environment, a stage, a service or a run by the names people type.
-import * as grpc from '@grpc/grpc-js';
-import { callUnary } from '@stageline/grpc';
-import { build, control } from '@stageline/proto';
+import { type ClientSecurity, callUnary, connect } from '@stageline/grpc';
+import { control } from '@stageline/proto';
 import { stringify as toYaml } from 'yaml';
-import type { ResolvedConfig } from './config.ts';
+import { type ResolvedConfig, securityOf } from './config.ts';
 import { UsageError } from './errors.ts';
 import { type Paint, paint } from './view/format.ts';
 
@@ -27,37 +26,46 @@ export interface Io {
 
 export type Format = 'text' | 'json' | 'yaml';
 
+/**
+ * control's clients, made on first use: TLS verified against the CA, the token on every call. A
+ * command that never calls control (config …) needs neither; one that does stops before its first
+ * call when either is missing.
+ */
 export class Clients {
   readonly #address: string;
-  readonly #buildAddress: string;
-  readonly #creds = grpc.credentials.createInsecure();
+  readonly #security: () => ClientSecurity;
+  #resolved?: ClientSecurity;
   #environments?: control.EnvironmentServiceClient;
   #pipelines?: control.PipelineServiceClient;
   #deployments?: control.DeploymentServiceClient;
-  #build?: build.BuildServiceClient;
+  #access?: control.AccessServiceClient;
 
-  constructor(address: string, buildAddress: string) {
+  constructor(address: string, security: () => ClientSecurity) {
     this.#address = address;
-    this.#buildAddress = buildAddress;
+    this.#security = security;
+  }
+  #connect<C>(Client: Parameters<typeof connect<C>>[0]): C {
+    this.#resolved ??= this.#security();
+    return connect(Client, this.#address, this.#resolved);
   }
   get environments() {
-    this.#environments ??= new control.EnvironmentServiceClient(this.#address, this.#creds);
+    this.#environments ??= this.#connect(control.EnvironmentServiceClient);
     return this.#environments;
   }
   get pipelines() {
-    this.#pipelines ??= new control.PipelineServiceClient(this.#address, this.#creds);
+    this.#pipelines ??= this.#connect(control.PipelineServiceClient);
     return this.#pipelines;
   }
   get deployments() {
-    this.#deployments ??= new control.DeploymentServiceClient(this.#address, this.#creds);
+    this.#deployments ??= this.#connect(control.DeploymentServiceClient);
     return this.#deployments;
   }
-  get build() {
-    this.#build ??= new build.BuildServiceClient(this.#buildAddress, this.#creds);
-    return this.#build;
+  get access() {
+    this.#access ??= this.#connect(control.AccessServiceClient);
+    return this.#access;
   }
   close() {
-    for (const c of [this.#environments, this.#pipelines, this.#deployments, this.#build]) c?.close();
+    for (const c of [this.#environments, this.#pipelines, this.#deployments, this.#access]) c?.close();
   }
 }
 
@@ -75,7 +83,7 @@ export class Context {
     this.io = io;
     this.config = config;
     this.format = format;
-    this.clients = new Clients(config.address.value, config.buildAddress.value);
+    this.clients = new Clients(config.address.value, () => securityOf(config));
     const color = io.stdout.isTTY === true && !io.env.NO_COLOR && io.env.TERM !== 'dumb';
     this.paint = paint(color);
     this.requester = requester;

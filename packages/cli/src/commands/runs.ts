@@ -2,7 +2,7 @@
 // show, plan, history, logs, explain-build.
 import * as grpc from '@grpc/grpc-js';
 import { callUnary, isServiceError } from '@stageline/grpc';
-import { build, control } from '@stageline/proto';
+import { control } from '@stageline/proto';
 import type { Context } from '../context.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import {
@@ -384,24 +384,33 @@ export async function explainBuildCommand(
 ) {
   const { environment } = await ctx.environment(ref);
   const service = await ctx.service(environment.id, opts.service);
-  let response: build.ExplainBuildResponse;
+  let response: control.ExplainBuildResponse;
   try {
     response = await callUnary(
-      ctx.clients.build,
+      ctx.clients.deployments,
       'explainBuild',
-      build.ExplainBuildRequest.fromPartial({ serviceId: service.id, ...(opts.run ? { deploymentId: opts.run } : {}) }),
+      control.ExplainBuildRequest.fromPartial({
+        environmentId: environment.id,
+        serviceId: service.id,
+        ...(opts.run ? { deploymentId: opts.run } : {}),
+      }),
     );
   } catch (e) {
     if (isServiceError(e) && e.code === grpc.status.UNIMPLEMENTED) {
       ctx.err(
-        `stageline: the build service at ${ctx.config.buildAddress.value} cannot explain builds yet (ExplainBuild is not implemented in this version).`,
+        `stageline: control at ${ctx.config.address.value} cannot explain builds yet (ExplainBuild is not implemented in this version).`,
         `  what ran is in the run itself: stageline logs --service ${service.name} --step build`,
       );
       throw new ExitCode(3);
     }
+    // control answered, but could not ask a build service: not a reason to doubt control's address.
+    if (isServiceError(e) && e.code === grpc.status.UNAVAILABLE && e.details.startsWith('build: ')) {
+      ctx.err(`stageline: control could not ask the build service: ${e.details.slice('build: '.length)}`);
+      throw new ExitCode(3);
+    }
     throw e;
   }
-  ctx.emit(build.ExplainBuildResponse.toJSON(response), () => {
+  ctx.emit(control.ExplainBuildResponse.toJSON(response), () => {
     ctx.out(
       `${ctx.paint('bold', service.name)} (${kindName(service.kind)}) in ${envName(environment)}`,
       `  cache key       ${response.cacheKey}`,
