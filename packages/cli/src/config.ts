@@ -127,13 +127,18 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): Resol
         : fromFile(key)
           ? { value: fromFile(key)!, from: path }
           : undefined;
-  const tokenFile = pick(flags.tokenFile, '--token-file', 'STAGELINE_TOKEN_FILE', 'tokenFile');
+  // Last resort, below the config file: the files a local install's set-up wrote, which the dev
+  // wrapper (deploy/dev/stageline) names in STAGELINE_DEFAULT_CA and STAGELINE_DEFAULT_TOKEN_FILE.
+  const fallback = (name: string) => (env[name] ? { value: env[name]!, from: name } : undefined);
+  const tokenFile =
+    pick(flags.tokenFile, '--token-file', 'STAGELINE_TOKEN_FILE', 'tokenFile') ??
+    fallback('STAGELINE_DEFAULT_TOKEN_FILE');
   return {
     address: pick(flags.address, '--address', 'STAGELINE_ADDRESS', 'address') ?? {
       value: DEFAULT_ADDRESS,
       from: 'default',
     },
-    ca: pick(flags.ca, '--ca', 'STAGELINE_CA', 'ca'),
+    ca: pick(flags.ca, '--ca', 'STAGELINE_CA', 'ca') ?? fallback('STAGELINE_DEFAULT_CA'),
     // A token named directly wins over a file that holds one, wherever each was named.
     token:
       pick(flags.token, '--token', 'STAGELINE_TOKEN', 'token') ??
