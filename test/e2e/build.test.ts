@@ -4,8 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { callUnary } from '@stageline/grpc';
+import { callUnary, connect } from '@stageline/grpc';
 import { build, control, deploy } from '@stageline/proto';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -259,7 +258,8 @@ async function logsOf(deploymentId: string, serviceId: string): Promise<control.
 /** A client of the build service process that is alive. */
 function buildClient(s: Stack): build.BuildServiceClient {
   const proc = s.procs.findLast((p) => p.name === 'build' && p.child.exitCode === null && p.child.signalCode === null)!;
-  return new build.BuildServiceClient(proc.address, grpc.credentials.createInsecure());
+  // BuildService is internal: the planner and control call it (mutual TLS, here as control).
+  return connect(build.BuildServiceClient, proc.address, s.security.service('control'));
 }
 
 async function explain(serviceId: string, deploymentId?: string): Promise<build.ExplainBuildResponse> {
@@ -401,7 +401,7 @@ describe('git applications', () => {
     const outcomes = ['left', 'right'].map((n) => lastStep(serviceRun(run, n), StepKind.STEP_KIND_BUILD)!.outcome);
     expect(outcomes.sort()).toEqual([StepOutcome.STEP_OUTCOME_SUCCESS, StepOutcome.STEP_OUTCOME_CACHE_HIT].sort());
     const deployProc = stack.procs.find((p) => p.name === 'deploy')!;
-    const releases = new deploy.ReleaseServiceClient(deployProc.address, grpc.credentials.createInsecure());
+    const releases = connect(deploy.ReleaseServiceClient, deployProc.address, stack.security.service('control'));
     try {
       const digests = await Promise.all(
         services.map(async (s) => (await callUnary(releases, 'listReleases', { serviceId: s.id })).releases[0]?.digest),

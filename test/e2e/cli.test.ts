@@ -35,11 +35,29 @@ const { Terminal } = createRequire(join(root, 'packages/cli/package.json'))('@xt
 
 const address = () => stack.procs.find((p) => p.name === 'control')!.address;
 
-/** The environment the CLI runs in: no user config file, no colour choice from the outside. */
+/**
+ * The environment the CLI runs in: no user config file, no colour choice from the outside; the test
+ * CA and the admin token, as a user of a TLS-only control names them (STAGELINE_CA, STAGELINE_TOKEN_FILE).
+ */
 function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, STAGELINE_CONFIG: join(dir, 'no-config.yaml'), ...extra };
-  for (const k of ['STAGELINE_ADDRESS', 'STAGELINE_PROJECT', 'STAGELINE_ENVIRONMENT', 'NO_COLOR']) delete env[k];
-  return env;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of [
+    'STAGELINE_ADDRESS',
+    'STAGELINE_PROJECT',
+    'STAGELINE_ENVIRONMENT',
+    'STAGELINE_TOKEN',
+    'STAGELINE_DEFAULT_CA',
+    'STAGELINE_DEFAULT_TOKEN_FILE',
+    'NO_COLOR',
+  ])
+    delete env[k];
+  return {
+    ...env,
+    STAGELINE_CONFIG: join(dir, 'no-config.yaml'),
+    STAGELINE_CA: stack.security.ca,
+    STAGELINE_TOKEN_FILE: stack.security.adminTokenFile,
+    ...extra,
+  };
 }
 
 interface Result {
@@ -506,12 +524,12 @@ services:
     expect(cancel.stdout).toMatch(new RegExp(`run ${runId} CANCELED`));
   });
 
-  it('says clearly when the build service cannot explain builds, and when Stageline is unreachable', async () => {
+  it('explain-build asks control, which asks the build service; says clearly when Stageline is unreachable', async () => {
     expect((await cli(['apply', '-f', exampleAs('explain')])).code).toBe(0);
-    // control serves no BuildService: the call answers UNIMPLEMENTED, as a build service without ExplainBuild does.
-    const explain = await cli(['explain-build', 'demo/explain', '--service', 'api', '--build-address', address()]);
+    // Through control's ExplainBuild to the build service (mutual TLS): it answers for a service never built.
+    const explain = await cli(['explain-build', 'demo/explain', '--service', 'api']);
     expect(explain.code).toBe(3);
-    expect(explain.stderr).toContain(`the build service at ${address()} cannot explain builds yet`);
+    expect(explain.stderr).toMatch(/NOT_FOUND: .*build of service "[0-9a-f-]+" not found/);
 
     const down = await cli(['env', 'list', '--address', '127.0.0.1:1']);
     expect(down.code).toBe(3);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, isServiceError } from '@stageline/grpc';
+import { callUnary, connect, isServiceError } from '@stageline/grpc';
 import { control, deploy } from '@stageline/proto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,7 +71,8 @@ const [EXAMPLE_REPO = '', EXAMPLE_TAG = ''] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/
 
 function releases(s: Stack): deploy.ReleaseServiceClient {
   const address = s.procs.find((p) => p.name === 'deploy')!.address;
-  return new deploy.ReleaseServiceClient(address, grpc.credentials.createInsecure());
+  // ReleaseService is internal: control is the one that calls it (mutual TLS).
+  return connect(deploy.ReleaseServiceClient, address, s.security.service('control'));
 }
 
 async function addService(envId: string, service: Partial<control.Service>): Promise<control.Service> {

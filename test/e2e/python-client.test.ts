@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { useStack } from './stack.ts';
 
 // The public API from another language: a Python client that knows only the protos (compiled here
-// with protoc) drives control end to end (issue 2, point 5).
+// with protoc) drives control end to end (issue 2, point 5), over TLS with an API token, as any user.
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -85,7 +85,14 @@ describe('a Python client built from the protos alone', () => {
     const pythonPath = await generatePython();
     const control = stack.procs.find((p) => p.name === 'control')!;
     const result = await run(PYTHON, [join(root, 'test/e2e/python/control_client.py'), control.address], {
-      env: { ...process.env, PYTHONPATH: pythonPath, PYTHONDONTWRITEBYTECODE: '1' },
+      env: {
+        ...process.env,
+        PYTHONPATH: pythonPath,
+        PYTHONDONTWRITEBYTECODE: '1',
+        // The CA control's certificate chains to, and the admin token (read from its file by the script).
+        STAGELINE_CA: stack.security.ca,
+        STAGELINE_TOKEN_FILE: stack.security.adminTokenFile,
+      },
       timeout: 120_000,
     }).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),

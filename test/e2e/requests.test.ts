@@ -57,7 +57,8 @@ describe('requests and runs', () => {
       ['web', 'SKIPPED', 'never deployed'],
     ]);
     expect(final.stages.map((s) => stageStatusName(s.status))).toEqual(['SKIPPED', 'SKIPPED', 'SKIPPED', 'SKIPPED']);
-    expect(final.requester).toBe('alice');
+    // The requester is who control authenticated (the admin token); the name sent is kept as "on behalf of".
+    expect(final.requester).toMatch(/^token:bootstrap-admin \([^)]+\) on behalf of alice$/);
   });
 
   it('an ActionRequested published twice with the same id becomes one run; garbage is dead-lettered', async () => {

@@ -1,5 +1,6 @@
 // The whole system for end-to-end tests: the four services as real processes (node …/main.ts), on
-// the test file's own database and bus prefix, talking over real NATS, PostgreSQL and gRPC.
+// the test file's own database and bus prefix, talking over real NATS, PostgreSQL and gRPC — TLS
+// everywhere, mutual TLS between the services, the admin token for the test's own calls to control.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -7,12 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
 import { Bus } from '@stageline/bus';
-import { callUnary, waitForServing } from '@stageline/grpc';
+import { callUnary, connect, waitForServing } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { control } from '@stageline/proto';
-import { useIsolatedEnvironment } from '@stageline/testkit';
+import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -85,6 +85,8 @@ export interface StackOptions {
 /** Starts the stack before the file's tests and stops it after. */
 export function useStack(options: StackOptions = {}) {
   const isolated = useIsolatedEnvironment();
+  // Read here, from the test's own STAGELINE_STATE (the services get a temporary one of their own).
+  const security = testSecurity();
   const procs: Proc[] = [];
   let stateDir = '';
   let addresses: Record<ServiceName, string> = { control: '', planner: '', build: '', deploy: '' };
@@ -98,6 +100,8 @@ export function useStack(options: StackOptions = {}) {
   const baseEnv = () => ({
     ...process.env,
     ...isolated.env,
+    // STAGELINE_TLS_DIR and STAGELINE_ADMIN_TOKEN_FILE: control makes the admin token live at start.
+    ...security.env,
     LOG_LEVEL: process.env.STACK_LOG_LEVEL ?? 'info',
     STAGELINE_STATE: stateDir,
     STAGELINE_CONTROL_ADDRESS: addresses.control,
@@ -123,7 +127,7 @@ export function useStack(options: StackOptions = {}) {
     procs.push(proc);
     try {
       await Promise.race([
-        waitForServing(address, { timeoutMs: 30_000 }),
+        waitForServing(address, { security: { ca: security.ca }, timeoutMs: 30_000 }),
         exited.then((code) => {
           throw new Error(`${name} exited with ${code} before serving`);
         }),
@@ -144,10 +148,10 @@ export function useStack(options: StackOptions = {}) {
       deploy: `127.0.0.1:${await freePort()}`,
     };
     await Promise.all(names.map((n) => spawnService(n, addresses[n])));
-    const creds = grpc.credentials.createInsecure();
-    clients.environments = new control.EnvironmentServiceClient(addresses.control, creds);
-    clients.pipelines = new control.PipelineServiceClient(addresses.control, creds);
-    clients.deployments = new control.DeploymentServiceClient(addresses.control, creds);
+    // control's public API: TLS and the admin token, like any user.
+    clients.environments = connect(control.EnvironmentServiceClient, addresses.control, security.user());
+    clients.pipelines = connect(control.PipelineServiceClient, addresses.control, security.user());
+    clients.deployments = connect(control.DeploymentServiceClient, addresses.control, security.user());
     bus = await Bus.connect({
       url: isolated.natsUrl,
       prefix: isolated.busPrefix,
@@ -177,6 +181,11 @@ export function useStack(options: StackOptions = {}) {
 
   return {
     isolated,
+    /**
+     * The test credentials: `security.user()` for control's public API; BuildService and
+     * ReleaseService are internal, reached as a Stageline service (`security.service('control')`).
+     */
+    security,
     get environments() {
       return clients.environments!;
     },

@@ -1,5 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
-import { callUnary } from '@stageline/grpc';
+import { callUnary, connect } from '@stageline/grpc';
 import { control, deploy } from '@stageline/proto';
 import { describe, expect, it } from 'vitest';
 import { createEnvironment, EXAMPLE_IMAGE, runStatusName, stateName, useStack, watchToEnd } from './stack.ts';
@@ -61,7 +60,8 @@ describe('a deploy worker killed while it holds jobs', () => {
     expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
     expect(final.services.map((s) => stateName(s.status))).toEqual(['DEPLOYED', 'DEPLOYED', 'DEPLOYED', 'DEPLOYED']);
 
-    const releases = new deploy.ReleaseServiceClient(second.address, grpc.credentials.createInsecure());
+    // ReleaseService is internal: control is the one that calls it (mutual TLS).
+    const releases = connect(deploy.ReleaseServiceClient, second.address, stack.security.service('control'));
     try {
       for (const serviceId of ids) {
         const list = await callUnary(releases, 'listReleases', { serviceId });

@@ -1,6 +1,7 @@
 // The whole system for one benchmark scenario: the four services as real processes (as test/e2e/stack.ts
 // starts them), on a fresh database and bus prefix of their own, talking over the machine's NATS and
-// PostgreSQL. Extra build/deploy worker processes can be added and removed while it runs.
+// PostgreSQL. Extra build/deploy worker processes can be added and removed while it runs. TLS as in
+// production: the services' certificates and the admin token come from the test credentials (testkit).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -8,9 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { callUnary, waitForServing } from '@stageline/grpc';
+import { callUnary, connect as connectGrpc, waitForServing } from '@stageline/grpc';
 import { control } from '@stageline/proto';
 import {
   dropBusPrefix,
@@ -19,6 +19,7 @@ import {
   freshDatabase,
   resolveNats,
   resolvePostgres,
+  testSecurity,
 } from '@stageline/testkit';
 import { type CpuTarget, pidsNamed } from './cpu.ts';
 
@@ -243,6 +244,8 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
   const [nats] = await Promise.all([resolveNats(), resolvePostgres()]);
   const database: FreshDatabase = await freshDatabase();
   const busPrefix = freshBusPrefix();
+  // From the bench's own STAGELINE_STATE (made there if missing); the services get a temporary one.
+  const security = testSecurity();
   const stateDir = mkdtempSync(join(tmpdir(), 'stageline-bench-'));
   const logDir = join(options.logDir, options.label);
   mkdirSync(logDir, { recursive: true });
@@ -269,6 +272,8 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     NATS_URL: nats.url,
     DATABASE_URL: database.url,
     STAGELINE_BUS_PREFIX: busPrefix,
+    // STAGELINE_TLS_DIR and STAGELINE_ADMIN_TOKEN_FILE: control makes the admin token live at start.
+    ...security.env,
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     STAGELINE_STATE: stateDir,
     STAGELINE_CONTROL_ADDRESS: addresses.control,
@@ -300,7 +305,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     procs.push(proc);
     try {
       await Promise.race([
-        waitForServing(address, { timeoutMs: 60_000 }),
+        waitForServing(address, { security: { ca: security.ca }, timeoutMs: 60_000 }),
         exited.then((code) => {
           throw new Error(`${name} exited with ${code} before serving`);
         }),
@@ -320,7 +325,8 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     if (i >= 0) procs.splice(i, 1);
   }
 
-  const creds = grpc.credentials.createInsecure();
+  // control's public API: TLS and the admin token, like any user.
+  const user = security.user();
   let nc: NatsConnection | undefined;
   const runs = new RunTracker();
   let environments: control.EnvironmentServiceClient | undefined;
@@ -352,9 +358,9 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
       starts.push(spawnService('deploy', i === 0 ? addresses.deploy : `127.0.0.1:${await freePort()}`));
     }
     await Promise.all(starts);
-    environments = new control.EnvironmentServiceClient(addresses.control, creds);
-    pipelines = new control.PipelineServiceClient(addresses.control, creds);
-    deployments = new control.DeploymentServiceClient(addresses.control, creds);
+    environments = connectGrpc(control.EnvironmentServiceClient, addresses.control, user);
+    pipelines = connectGrpc(control.PipelineServiceClient, addresses.control, user);
+    deployments = connectGrpc(control.DeploymentServiceClient, addresses.control, user);
     nc = await connect({ servers: nats.url, name: 'stageline-bench' });
     runs.start(nc, busPrefix);
   } catch (e) {

@@ -4,9 +4,14 @@ Usage: control_client.py <control address>, with PYTHONPATH holding `protoc --py
 proto/stageline/control/v1 (no grpc_tools: calls go through grpcio's generic API, with the method
 paths and message types read from the generated service descriptors).
 
+Control serves TLS only and wants a bearer token on every call: STAGELINE_CA names the CA certificate
+(PEM) its certificate is verified against, STAGELINE_TOKEN_FILE a file holding an API token (`stl_…`),
+sent as `authorization: Bearer <token>`.
+
 Prints `ok <check>` per passed check; on the first failure prints `FAIL <check>: <why>` and exits 1.
 """
 
+import os
 import sys
 import uuid
 
@@ -136,8 +141,27 @@ def stage_of(pipeline, service_id):
     return holders[0]
 
 
+def secure_channel(address):
+    """TLS verified against STAGELINE_CA, and the token of STAGELINE_TOKEN_FILE on every call."""
+    try:
+        ca_path, token_path = os.environ["STAGELINE_CA"], os.environ["STAGELINE_TOKEN_FILE"]
+    except KeyError as missing:
+        print(f"{missing.args[0]} is not set", file=sys.stderr)
+        sys.exit(2)
+    with open(ca_path, "rb") as f:
+        ca = f.read()
+    with open(token_path, encoding="utf-8") as f:
+        token = f.read().strip()
+    credentials = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(root_certificates=ca),
+        # Adds `authorization: Bearer <token>` to every call's metadata.
+        grpc.access_token_call_credentials(token),
+    )
+    return grpc.secure_channel(address, credentials)
+
+
 def main(address):
-    channel = grpc.insecure_channel(address)
+    channel = secure_channel(address)
     grpc.channel_ready_future(channel).result(timeout=TIMEOUT_SECONDS)
     envs = Service(channel, env_pb, "EnvironmentService")
     pipes = Service(channel, pipe_pb, "PipelineService")
