@@ -79,7 +79,7 @@ export interface CommonConfig {
 
 /**
  * TLS is not optional: `STAGELINE_TLS_DIR` holds `ca.pem`, `<identity>.pem` and `<identity>-key.pem`
- * (what `deploy/dev/tls.sh` writes), and `STAGELINE_TLS_CA`, `STAGELINE_TLS_CERT`, `STAGELINE_TLS_KEY`
+ * (what `deploy/dev/credentials.sh` writes), and `STAGELINE_TLS_CA`, `STAGELINE_TLS_CERT`, `STAGELINE_TLS_KEY`
  * name files one by one (a production install's mounted secret), each overriding the directory.
  */
 export function tlsConfig(env: Env, identity: string): { ca: string; cert: string; key: string } {

@@ -6,8 +6,8 @@ import { ensureLocalImage, type LocalImageKind } from './images.ts';
 import { containerToolEnv } from './paths.ts';
 import { ensurePodmanSocket } from './podman.ts';
 import { findPostgresBin } from './postgres-bin.ts';
-import { ensureTestSecurity } from './security.ts';
 import { errorMessage, run, which } from './proc.ts';
+import { ensureTestSecurity } from './security.ts';
 
 export async function setup(): Promise<void> {
   // Forked test workers inherit this, so their containers carry a label the teardown can find.

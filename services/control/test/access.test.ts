@@ -93,9 +93,14 @@ describe('tokens (pure)', () => {
 
   it('a token request names the field at fault', () => {
     const now = new Date();
-    const ok = { name: 'ci', role: 'ROLE_VIEWER', projects: [], ttlSeconds: 0 };
+    const ok: { name: string; role: string; projects: string[]; ttlSeconds: number } = {
+      name: 'ci',
+      role: 'ROLE_VIEWER',
+      projects: [],
+      ttlSeconds: 0,
+    };
     expect(checkTokenRequest(ok, now)).toEqual({ role: 'ROLE_VIEWER', expiresAt: undefined });
-    const cases: [Partial<typeof ok> & { projects?: string[] }, RegExp][] = [
+    const cases: [Partial<typeof ok>, RegExp][] = [
       [{ name: '' }, /^name:/],
       [{ name: 'a b' }, /^name:/],
       [{ role: 'ROLE_UNSPECIFIED' }, /^role:/],

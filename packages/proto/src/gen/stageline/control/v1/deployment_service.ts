@@ -24,7 +24,10 @@ import { Action, actionFromJSON, actionToJSON, Deployment, LogLine } from "./typ
 
 export interface DeployEnvironmentRequest {
   environmentId: string;
-  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
+  /**
+   * On whose behalf (free text, e.g. "cli:alice"): the run's requester is who control authenticated
+   * (`token:<name> (<id>)`), with this kept as "on behalf of" it. Requests merge only with their own.
+   */
   requester: string;
   /** Build and copy images even when the mirror already has them (DEPLOY, REDEPLOY only). */
   forceBuild: boolean;
@@ -36,7 +39,10 @@ export interface DeployEnvironmentResponse {
 
 export interface RedeployEnvironmentRequest {
   environmentId: string;
-  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
+  /**
+   * On whose behalf (free text, e.g. "cli:alice"): the run's requester is who control authenticated
+   * (`token:<name> (<id>)`), with this kept as "on behalf of" it. Requests merge only with their own.
+   */
   requester: string;
   /** Build and copy images even when the mirror already has them (DEPLOY, REDEPLOY only). */
   forceBuild: boolean;
@@ -48,7 +54,10 @@ export interface RedeployEnvironmentResponse {
 
 export interface StopEnvironmentRequest {
   environmentId: string;
-  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
+  /**
+   * On whose behalf (free text, e.g. "cli:alice"): the run's requester is who control authenticated
+   * (`token:<name> (<id>)`), with this kept as "on behalf of" it. Requests merge only with their own.
+   */
   requester: string;
   /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
@@ -60,7 +69,10 @@ export interface StopEnvironmentResponse {
 
 export interface RestartEnvironmentRequest {
   environmentId: string;
-  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
+  /**
+   * On whose behalf (free text, e.g. "cli:alice"): the run's requester is who control authenticated
+   * (`token:<name> (<id>)`), with this kept as "on behalf of" it. Requests merge only with their own.
+   */
   requester: string;
   /** Ignored: RESTART builds nothing. */
   forceBuild: boolean;
@@ -72,7 +84,10 @@ export interface RestartEnvironmentResponse {
 
 export interface DeleteEnvironmentRequest {
   environmentId: string;
-  /** Who asked (free text, shown in the run; default "anonymous"). Requests merge only with their own. */
+  /**
+   * On whose behalf (free text, e.g. "cli:alice"): the run's requester is who control authenticated
+   * (`token:<name> (<id>)`), with this kept as "on behalf of" it. Requests merge only with their own.
+   */
   requester: string;
   /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
@@ -90,6 +105,7 @@ export interface DeployServiceRequest {
    * commit (APPLICATION) or a tag (CONTAINER). Empty: the service's configured version.
    */
   version: string;
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
   requester: string;
   /** Build or copy the image even when the mirror already has it. */
   forceBuild: boolean;
@@ -104,6 +120,7 @@ export interface StopServiceRequest {
   serviceId: string;
   /** Ignored: the service's current version is the one acted on. */
   version: string;
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
   requester: string;
   /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
@@ -118,6 +135,7 @@ export interface RestartServiceRequest {
   serviceId: string;
   /** Ignored: the service's current version is the one acted on. */
   version: string;
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
   requester: string;
   /** Ignored: RESTART builds nothing. */
   forceBuild: boolean;
@@ -132,6 +150,7 @@ export interface DeleteServiceRequest {
   serviceId: string;
   /** Ignored: the service's current version is the one acted on. */
   version: string;
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
   requester: string;
   /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
@@ -145,6 +164,7 @@ export interface RollbackEnvironmentRequest {
   environmentId: string;
   /** A SUCCEEDED run of this environment. */
   toDeploymentId: string;
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
   requester: string;
 }
 
