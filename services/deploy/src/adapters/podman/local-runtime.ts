@@ -149,18 +149,21 @@ export class LocalRuntime implements Runtime {
       return this.apply(release, ctx);
     }
     const plan = await this.#plan(release);
-    const before = await podman.inspectContainer(plan.containerName);
     const since = Date.now() / 1000;
     // Stop, then start: `podman pod restart` races with restartPolicy Always and sometimes starts the
     // container twice; a stopped pod is not restarted by the policy.
     ctx.output(`podman pod stop ${pod}; podman pod start ${pod}`);
+    let stopped: Awaited<ReturnType<typeof podman.inspectContainer>>;
     try {
       await podman.stopPod(pod, STOP_TIMEOUT_SECONDS);
+      // Counted once stopped: the policy may still have restarted the container while the stop was
+      // on its way (seen on a loaded machine), and that restart is ours, not a crash.
+      stopped = await podman.inspectContainer(plan.containerName);
       await podman.startPod(pod);
     } catch (e) {
       throw new RolloutError('failed', `podman pod restart failed: ${messageOf(e)}`, { cause: e });
     }
-    await this.#waitReady(plan, ctx, { since, baselineRestarts: before?.restartCount ?? 0 });
+    await this.#waitReady(plan, ctx, { since, baselineRestarts: stopped?.restartCount ?? 0 });
     return {
       endpoints: endpointsOf(plan),
       hostPorts: plan.published.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort })),
