@@ -12,6 +12,10 @@
 #                                            identity servers read), SANs localhost, 127.0.0.1, ::1, <service>
 # STATE/admin.token                          stl_<id>_<secret> (0600): control makes it a live admin
 #                                            token at start (STAGELINE_ADMIN_TOKEN_FILE); the CLI's default
+# STATE/keys/<key id>.key, STATE/keys/active the installation's secret keys (0600, directory 0700): 32
+#                                            random bytes each, base64; `active` names the one new secret
+#                                            values are sealed under (STAGELINE_SECRET_KEY_DIR; rotated by
+#                                            `stageline admin rotate-key`, which adds keys here)
 # Certificates last 825 days; one whose CA changed or that expires within 30 days is remade.
 set -euo pipefail
 
@@ -71,4 +75,19 @@ if [ ! -s "$STATE/admin.token" ]; then
   chmod 0600 "$STATE/admin.token.tmp"
   mv "$STATE/admin.token.tmp" "$STATE/admin.token"
   log "created the first admin token $STATE/admin.token"
+fi
+
+# The first secret key (AES-256): every secret value is sealed under the active key before it is stored
+# or sent (packages/secrets).
+KEYS="$STATE/keys"
+mkdir -p "$KEYS"
+chmod 0700 "$KEYS"
+if [ ! -s "$KEYS/active" ]; then
+  id="k$(date -u +%Y%m%d%H%M%S)-$(openssl rand -hex 2)"
+  openssl rand -base64 32 >"$KEYS/$id.key"
+  chmod 0600 "$KEYS/$id.key"
+  printf '%s\n' "$id" >"$KEYS/.active.tmp"
+  chmod 0600 "$KEYS/.active.tmp"
+  mv "$KEYS/.active.tmp" "$KEYS/active"
+  log "created the first secret key $KEYS/$id.key"
 fi

@@ -1,7 +1,7 @@
 // The credentials tests use: the same files and the same path as the dev stack (TLS, service
 // certificates, an admin token), made by deploy/dev/credentials.sh — no side door production lacks.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot, stateDir } from './paths.ts';
 
@@ -15,7 +15,9 @@ export interface TestSecurity {
   /** An admin API token (control makes it live at start from `adminTokenFile`). */
   adminToken: string;
   adminTokenFile: string;
-  /** What a spawned service needs: STAGELINE_TLS_DIR and STAGELINE_ADMIN_TOKEN_FILE. */
+  /** STAGELINE_SECRET_KEY_DIR: the installation's secret keys (`<id>.key`, `active`). */
+  keyDir: string;
+  /** What a spawned service needs: STAGELINE_TLS_DIR, STAGELINE_ADMIN_TOKEN_FILE, STAGELINE_SECRET_KEY_DIR. */
   env: Record<string, string>;
   /** A user's channel: TLS and the admin token (or another token). */
   user(token?: string): { ca: string; token: string };
@@ -36,9 +38,11 @@ export function testSecurity(env: NodeJS.ProcessEnv = process.env): TestSecurity
   const state = stateDir(env);
   const tlsDir = path.join(state, 'tls');
   const adminTokenFile = path.join(state, 'admin.token');
+  const keyDir = path.join(state, 'keys');
   let adminToken: string;
   try {
     adminToken = readFileSync(adminTokenFile, 'utf8').trim();
+    if (!existsSync(path.join(keyDir, 'active'))) throw new Error('no secret key yet');
   } catch {
     // Not made yet (a test run without the global set-up, a script): make it now.
     ensureTestSecurity(env);
@@ -55,7 +59,8 @@ export function testSecurity(env: NodeJS.ProcessEnv = process.env): TestSecurity
     ca,
     adminToken,
     adminTokenFile,
-    env: { STAGELINE_TLS_DIR: tlsDir, STAGELINE_ADMIN_TOKEN_FILE: adminTokenFile },
+    keyDir,
+    env: { STAGELINE_TLS_DIR: tlsDir, STAGELINE_ADMIN_TOKEN_FILE: adminTokenFile, STAGELINE_SECRET_KEY_DIR: keyDir },
     user: (token = adminToken) => ({ ca, token }),
     service: (name) => {
       const { cert, key } = files(name);
