@@ -1,4 +1,5 @@
 // One validated configuration object from the environment; a bad value stops the start with its name.
+import type { KeySource } from '@stageline/secrets';
 import { type CommonConfig, commonConfig, type Env, envReader, hostPort } from '@stageline/service';
 
 export interface ControlConfig extends CommonConfig {
@@ -11,6 +12,8 @@ export interface ControlConfig extends CommonConfig {
    * new install (set-up writes `$STAGELINE_STATE/admin.token`). Empty: none.
    */
   adminTokenFile: string;
+  /** The secret keys; absent: from the environment (STAGELINE_SECRET_KEY_FILE, _DIR, $STAGELINE_STATE/keys). */
+  secretKeys?: KeySource;
 }
 
 export function loadConfig(env: Env = process.env): ControlConfig {

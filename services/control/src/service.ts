@@ -4,9 +4,11 @@ import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { build as buildv1, planner as plannerv1 } from '@stageline/proto';
+import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
+import { resealControlSecrets } from './adapters/db/reseal.ts';
 import { PgTokenStore } from './adapters/db/token-store.ts';
 import { accessService, Scope } from './adapters/grpc/access.ts';
 import { deploymentService } from './adapters/grpc/deployments.ts';
@@ -25,6 +27,8 @@ export interface RunningControl {
 
 /** Wires the control service: NATS, PostgreSQL (schema `control`), the outbox relay and gRPC. */
 export async function startControl(config: ControlConfig, log: Logger): Promise<RunningControl> {
+  // Before anything else: without its keys control could store no secret.
+  const secrets = KeyRing.load(config.secretKeys ?? keySourceFromEnv(process.env));
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: 'stageline-control', log });
   await bus.ensureStreams();
   const db = await openDatabase({
@@ -40,9 +44,11 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     log,
   });
   relay.start();
+  const resealed = await resealControlSecrets(db, secrets);
+  if (resealed > 0) log.info({ resealed, key: secrets.activeKeyId() }, 'secret values sealed under the active key');
   const store = new PgEnvironmentStore({ db, subjects: bus.subjects, onCommit: () => relay.kick() });
   const clock = { now: () => new Date() };
-  const app = new ControlApp({ store, newId, clock });
+  const app = new ControlApp({ store, newId, clock, secrets });
   const access = new AccessApp({ tokens: new PgTokenStore(db), newId, clock });
   if (config.adminTokenFile !== '') {
     const token = (await readFile(config.adminTokenFile, 'utf8')).trim();

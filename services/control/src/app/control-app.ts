@@ -1,5 +1,6 @@
 import { alreadyExists, DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import { control, type snapshot } from '@stageline/proto';
+import type { Secrets } from '@stageline/secrets';
 import { applySettings, checkEnvironmentName, checkProject, checkRuntime } from '../domain/environment.ts';
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
@@ -22,6 +23,8 @@ export interface ControlAppDeps {
   store: EnvironmentStore;
   newId: () => string;
   clock: Clock;
+  /** Seals secret values before they are stored (packages/secrets); the snapshot hands them on sealed. */
+  secrets: Secrets;
 }
 
 const MAX_PAGE_SIZE = 500;
@@ -177,6 +180,10 @@ export class ControlApp {
       services: source.services.map((s) => ({
         ...s,
         id: serviceIds.get(s.id)!,
+        // Its own ciphertexts: purging the source's never touches the clone's.
+        secrets: Object.fromEntries(
+          Object.entries(s.secrets).map(([k, v]) => [k, this.#deps.secrets.seal(this.#deps.secrets.open(v))]),
+        ),
         hasResources: false,
         endpoints: [],
         createdAt: now,
@@ -198,7 +205,7 @@ export class ControlApp {
     if (!req.service) throw invalidArgument('service', 'is required');
     const input = req.service;
     const definition = normalizeDefinition(input);
-    const { definition: stored, secrets } = mergeSecrets(definition, {});
+    const { definition: stored, secrets } = mergeSecrets(definition, {}, this.#deps.secrets);
     return this.#change(req.environmentId, (current) => {
       assertServiceNameFree(current, definition.name);
       const now = this.#deps.clock.now();
@@ -245,7 +252,7 @@ export class ControlApp {
         throw invalidArgument('service.stage_id', 'is changed with PipelineService/MoveService');
       }
       assertServiceNameFree(current, definition.name, existing.id);
-      const merged = mergeSecrets(definition, existing.secrets);
+      const merged = mergeSecrets(definition, existing.secrets, this.#deps.secrets);
       if (sameValue(merged.definition, existing.definition) && sameValue(merged.secrets, existing.secrets)) {
         return { next: current, events: [], result: { service: serviceView(current, existing) } };
       }
@@ -287,7 +294,7 @@ export class ControlApp {
 
   // --- for the planner ------------------------------------------------------------------------
 
-  /** The environment as a run needs it: services in pipeline order with their secret values. */
+  /** The environment as a run needs it: services in pipeline order with their secret values, sealed. */
   async snapshot(environmentId: string): Promise<snapshot.GetEnvironmentSnapshotResponse> {
     const aggregate = await this.#deps.store.get(requireId('environment_id', environmentId));
     const services = servicesInOrder(aggregate);
@@ -349,7 +356,13 @@ export class ControlApp {
           if (!changed || status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) {
             return { next: current, events: [], result: undefined };
           }
-          const next = { ...current, services, environment: { ...current.environment, status } };
+          const deleted = status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED;
+          const next = {
+            ...current,
+            // A deleted environment keeps its rows (history), not its secret values.
+            services: deleted ? services.map((s) => ({ ...s, secrets: {} })) : services,
+            environment: { ...current.environment, status },
+          };
           const events: EnvironmentEventBody[] =
             status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED
               ? [{ $case: 'environmentRemoved', value: { environmentId: current.environment.id } }]

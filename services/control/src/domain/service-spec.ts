@@ -1,5 +1,6 @@
 import { invalidArgument } from '@stageline/errors';
 import type { control } from '@stageline/proto';
+import type { Secrets } from '@stageline/secrets';
 import { DbMode, Engine, type KindName, kindName } from './kinds.ts';
 import {
   checkBranch,
@@ -345,21 +346,26 @@ export function normalizeDefinition(input: control.Service, field = 'service'): 
 }
 
 /**
- * Secret values are write-only. On update, a secret sent back empty (as every read returns it) keeps
- * its stored value; a new secret needs a value.
+ * Secret values are write-only and stored sealed (packages/secrets). On update, a secret sent back
+ * empty (as every read returns it) keeps its stored value; a new secret needs a value; a value equal
+ * to the stored one keeps its envelope, so an unchanged definition stays unchanged.
  */
 export function mergeSecrets(
   definition: ServiceDefinition,
   storedSecrets: Readonly<Record<string, string>>,
+  secrets: Secrets,
   field = 'service',
 ): { definition: ServiceDefinition; secrets: Record<string, string> } {
-  const secrets: Record<string, string> = {};
+  const sealed: Record<string, string> = {};
   const envVars = definition.envVars.map((v, i) => {
     if (!v.secret) return v;
-    const value = v.value !== '' ? v.value : storedSecrets[v.key];
-    if (value === undefined) throw invalidArgument(`${field}.env_vars[${i}].value`, `secret ${v.key} needs a value`);
-    secrets[v.key] = value;
+    const stored = storedSecrets[v.key];
+    if (v.value === '' && stored === undefined) {
+      throw invalidArgument(`${field}.env_vars[${i}].value`, `secret ${v.key} needs a value`);
+    }
+    sealed[v.key] =
+      stored !== undefined && (v.value === '' || secrets.open(stored) === v.value) ? stored : secrets.seal(v.value);
     return { ...v, value: '' };
   });
-  return { definition: { ...definition, envVars }, secrets };
+  return { definition: { ...definition, envVars }, secrets: sealed };
 }
