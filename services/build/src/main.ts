@@ -2,7 +2,8 @@
 import { Bus, startWorker } from '@stageline/bus';
 import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
-import { bus as busv1 } from '@stageline/proto';
+import { bus as busv1, control } from '@stageline/proto';
+import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
 import { runService } from '@stageline/service';
 import { BuildahBuilder } from './adapters/builder/buildah.ts';
 import { BuildStore } from './adapters/db/build-store.ts';
@@ -16,14 +17,18 @@ import { noopBuildJob, noopBuildSettings } from './adapters/noop-executor.ts';
 import { loadCredentials } from './adapters/registry/auth-file.ts';
 import { RegistryClient } from './adapters/registry/client.ts';
 import { type BuildJobDeps, handleBuildJob } from './app/build-job.ts';
+import { openBuildJob } from './app/open-job.ts';
 import { loadConfig } from './config.ts';
 
 const SERVICE = 'build';
+const BUILD_ERROR = control.ServiceState.SERVICE_STATE_BUILD_ERROR;
 
 await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
   const noop = noopBuildSettings(process.env);
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
+  // Secret env values arrive sealed; the keys open them right before a job or a prediction uses them.
+  const secrets = KeyRing.load(keySourceFromEnv(process.env));
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
@@ -89,7 +94,18 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       serviceId: job.service?.id ?? '',
       attempt: job.attempt,
     }),
-    handle: (job, ctx) => (noop ? noopBuildJob(noop, job, ctx) : handleBuildJob(jobDeps, job, ctx)),
+    handle: async (sealed, ctx) => {
+      let job: busv1.BuildJob;
+      try {
+        job = openBuildJob(secrets, sealed);
+      } catch (e) {
+        // A job this process can never run (its key is missing here): an outcome, not a redelivery.
+        const message = e instanceof Error ? e.message : String(e);
+        ctx.log.error({ err: e }, 'secret env values cannot be opened');
+        return busv1.JobFinished.fromPartial({ succeeded: false, state: BUILD_ERROR, message });
+      }
+      return noop ? noopBuildJob(noop, job, ctx) : handleBuildJob(jobDeps, job, ctx);
+    },
   });
   // Stopped first on shutdown: jobs in flight are handed back for another process to redo.
   onClose('worker', () => worker.stop());
@@ -101,6 +117,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
         builds,
         log,
         predict: {
+          open: (job) => openBuildJob(secrets, job),
           git,
           registry,
           mirrorRegistry: config.mirrorRegistry,

@@ -23,6 +23,8 @@ import { applicationOf, fetchDockerfile, inMirror, jobRedactor, keyFor } from '.
 import { planMirror } from './mirror-plan.ts';
 
 export interface PredictDeps {
+  /** Opens the job's sealed secret env values (main wires packages/secrets); absent: they are in clear. */
+  open?: (job: bus.BuildJob) => bus.BuildJob;
   git: GitClient;
   registry: RegistryClient;
   mirrorRegistry: string;
@@ -44,7 +46,19 @@ export async function predictBuilds(
   signal: AbortSignal,
 ): Promise<build.BuildPrediction[]> {
   const limit = limiter(CONCURRENCY);
-  return Promise.all(jobs.map((job) => limit(() => predictOne(deps, job, signal))));
+  return Promise.all(
+    jobs.map((sealed) =>
+      limit(async () => {
+        let job: bus.BuildJob;
+        try {
+          job = deps.open?.(sealed) ?? sealed;
+        } catch (e) {
+          return prediction(sealed, { detail: `would fail: ${e instanceof Error ? e.message : String(e)}` });
+        }
+        return predictOne(deps, job, signal);
+      }),
+    ),
+  );
 }
 
 const prediction = (job: bus.BuildJob, fields: Partial<build.BuildPrediction>): build.BuildPrediction => ({
