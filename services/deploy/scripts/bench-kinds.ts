@@ -22,7 +22,7 @@ import { PgManagedDatabases } from '../src/adapters/postgres/managed-databases.t
 import { pickFreePort } from '../src/adapters/process/free-port.ts';
 import { type DeployJobDeps, handleDeployJob } from '../src/app/deploy-job.ts';
 import { keyedSerializer } from '../src/app/keyed-serializer.ts';
-import { cleanEnvironment, log, recordingContext, runner } from '../test/support.ts';
+import { cleanEnvironment, log, recordingContext, runner, secrets } from '../test/support.ts';
 
 const run = promisify(execFile);
 const RUNS = Number(process.argv[2] ?? 5);
@@ -54,9 +54,9 @@ const local = new LocalRuntime({
   log,
 });
 const deps: DeployJobDeps = {
-  releases: new PgReleaseStore({ db }),
+  releases: new PgReleaseStore({ db, secrets }),
   charts,
-  credentials: new PgCredentialStore({ db }),
+  credentials: new PgCredentialStore({ db, secrets }),
   managed: new PgManagedDatabases({
     adminUrl: `postgres://postgres@127.0.0.1:${managedPort}/postgres`,
     endpoint: { host: 'host.containers.internal', port: managedPort },

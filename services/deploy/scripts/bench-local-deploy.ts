@@ -17,7 +17,7 @@ import { Podman } from '../src/adapters/podman/podman.ts';
 import { pickFreePort } from '../src/adapters/process/free-port.ts';
 import { handleDeployJob } from '../src/app/deploy-job.ts';
 import { keyedSerializer } from '../src/app/keyed-serializer.ts';
-import { cleanEnvironment, log, recordingContext, runner, testImage } from '../test/support.ts';
+import { cleanEnvironment, log, recordingContext, runner, secrets, testImage } from '../test/support.ts';
 
 const RUNS = 5;
 const database = await freshDatabase();
@@ -32,9 +32,9 @@ const local = new LocalRuntime({
   log,
 });
 const deps = {
-  releases: new PgReleaseStore({ db }),
+  releases: new PgReleaseStore({ db, secrets }),
   charts,
-  credentials: new PgCredentialStore({ db }),
+  credentials: new PgCredentialStore({ db, secrets }),
   runtime: (name: string) => (name === 'local' ? local : undefined),
   serialize: keyedSerializer(),
   now: () => new Date(),

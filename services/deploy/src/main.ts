@@ -7,11 +7,13 @@ import { Bus, isWorkerStopping, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { bus as busv1 } from '@stageline/proto';
+import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
 import { runService } from '@stageline/service';
 import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { PgCredentialStore, PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
+import { resealDeploySecrets } from './adapters/db/reseal.ts';
 import { FsChartStore } from './adapters/fs/chart-store.ts';
 import { releaseService } from './adapters/grpc/release-service.ts';
 import { KubernetesRuntime } from './adapters/kubernetes/helm-runtime.ts';
@@ -25,6 +27,7 @@ import { CronScheduler } from './app/cron-scheduler.ts';
 import { type DeployJobDeps, handleDeployJob } from './app/deploy-job.ts';
 import { keyedSerializer } from './app/keyed-serializer.ts';
 import type { Runtime } from './app/ports.ts';
+import { withSealedSecrets } from './app/sealed-jobs.ts';
 import { loadConfig } from './config.ts';
 
 const SERVICE = 'deploy';
@@ -33,14 +36,18 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
   const noop = noopDeploySettings(process.env);
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
+  // Secrets arrive and are stored sealed; the keys open them right before a job uses them.
+  const secrets = KeyRing.load(keySourceFromEnv(process.env));
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
 
   const db = await openDatabase({ url: config.databaseUrl, schema: SERVICE, entities, migrations, log });
   onClose('database', () => db.close());
+  const resealed = await resealDeploySecrets(db, secrets);
+  if (resealed > 0) log.info({ resealed, key: secrets.activeKeyId() }, 'secret values sealed under the active key');
 
-  const releases = new PgReleaseStore({ db });
+  const releases = new PgReleaseStore({ db, secrets });
   const charts = new FsChartStore(path.join(config.stateDir, 'charts'));
   const runner = new ProcessRunner();
   const local = new LocalRuntime({
@@ -61,7 +68,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   const jobDeps: DeployJobDeps = {
     releases,
     charts,
-    credentials: new PgCredentialStore({ db }),
+    credentials: new PgCredentialStore({ db, secrets }),
     ...(config.managedPostgres !== undefined
       ? {
           managed: new PgManagedDatabases({
@@ -101,7 +108,10 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       serviceId: job.service?.id ?? '',
       attempt: job.attempt,
     }),
-    handle: (job, ctx) => (noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx)),
+    handle: (sealed, ctx) =>
+      withSealedSecrets(secrets, sealed, (job) =>
+        noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx),
+      ),
   });
   onClose('worker', () => worker.stop());
 

@@ -21,7 +21,15 @@ import { pickFreePort } from '../src/adapters/process/free-port.ts';
 import { type DeployJobDeps, handleDeployJob } from '../src/app/deploy-job.ts';
 import { keyedSerializer } from '../src/app/keyed-serializer.ts';
 import { localContainerName, localNetworkName, localPodName } from '../src/domain/names.ts';
-import { cleanEnvironment, log, type RecordingContext, recordingContext, runner, testImage } from './support.ts';
+import {
+  cleanEnvironment,
+  log,
+  type RecordingContext,
+  recordingContext,
+  runner,
+  secrets,
+  testImage,
+} from './support.ts';
 
 const { Action, ServiceState, StepKind, StepOutcome } = control;
 
@@ -38,14 +46,14 @@ const environments: string[] = [];
 beforeAll(async () => {
   db = await openDatabase({ url: isolated.databaseUrl, schema: 'deploy', entities, migrations, log });
   stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-state-'));
-  store = new PgReleaseStore({ db });
+  store = new PgReleaseStore({ db, secrets });
   hostPorts = new PgHostPorts({ db, pickFreePort });
   const charts = new FsChartStore(path.join(stateDir, 'charts'));
   const local = new LocalRuntime({ podman, ports: hostPorts, charts, workDir: path.join(stateDir, 'local'), log });
   deps = {
     releases: store,
     charts,
-    credentials: new PgCredentialStore({ db }),
+    credentials: new PgCredentialStore({ db, secrets }),
     runtime: (name) => (name === 'local' ? local : undefined),
     serialize: keyedSerializer(),
     now: () => new Date(),

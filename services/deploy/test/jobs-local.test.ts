@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Database, newId, openDatabase } from '@stageline/db';
 import { bus, control } from '@stageline/proto';
+import { isSealed } from '@stageline/secrets';
 import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgCronTicks } from '../src/adapters/db/cron-ticks.ts';
@@ -19,7 +20,7 @@ import { CronScheduler } from '../src/app/cron-scheduler.ts';
 import { type DeployJobDeps, handleDeployJob } from '../src/app/deploy-job.ts';
 import { keyedSerializer } from '../src/app/keyed-serializer.ts';
 import { localContainerName } from '../src/domain/names.ts';
-import { cleanEnvironment, log, recordingContext, runner } from './support.ts';
+import { cleanEnvironment, log, recordingContext, runner, secrets } from './support.ts';
 
 const { Action, ServiceKind, ServiceState, StepKind, StepOutcome } = control;
 const EXAMPLE = process.env.EXAMPLE_IMAGE ?? '127.0.0.1:5001/examples/busybox:1.36';
@@ -36,7 +37,7 @@ const environments: string[] = [];
 beforeAll(async () => {
   db = await openDatabase({ url: isolated.databaseUrl, schema: 'deploy', entities, migrations, log });
   stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-jobs-'));
-  store = new PgReleaseStore({ db });
+  store = new PgReleaseStore({ db, secrets });
   const charts = new FsChartStore(path.join(stateDir, 'charts'));
   local = new LocalRuntime({
     podman,
@@ -48,7 +49,7 @@ beforeAll(async () => {
   deps = {
     releases: store,
     charts,
-    credentials: new PgCredentialStore({ db }),
+    credentials: new PgCredentialStore({ db, secrets }),
     runtime: (name) => (name === 'local' ? local : undefined),
     serialize: keyedSerializer(),
     now: () => new Date(),
@@ -263,6 +264,14 @@ describe('past revisions and databases on the local runtime', () => {
     // The image got them as its own variables.
     const envOf = (await runner.run('podman', ['exec', localContainerName(env, 'orders-db'), 'env'])).stdout;
     expect(envOf).toContain(`POSTGRES_PASSWORD=${out.ORDERS_DB_PASSWORD}`);
+    // At rest, the password and the recorded outputs are sealed (issue 20).
+    const [credential] = await db
+      .em()
+      .execute<Array<{ password: string }>>('select password from database_credential where service_id = ?', [svc.id]);
+    expect(isSealed(credential!.password)).toBe(true);
+    expect(secrets.open(credential!.password)).toBe(out.ORDERS_DB_PASSWORD);
+    const rows = JSON.stringify(await db.em().execute('select * from job_result where service_id = ?', [svc.id]));
+    expect(rows).not.toContain(out.ORDERS_DB_PASSWORD);
     const second = await run(deployJob(env, svc));
     expect(second.result.outputs).toEqual(out);
     await run(deployJob(env, svc, { action: Action.ACTION_DELETE, image: '' }));

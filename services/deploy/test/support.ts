@@ -5,10 +5,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '@stageline/log';
 import type { control } from '@stageline/proto';
+import { KeyRing } from '@stageline/secrets';
+import { testSecurity } from '@stageline/testkit';
 import type { CommandOptions, CommandResult, CommandRunner } from '../src/adapters/process/command-runner.ts';
 import { ProcessRunner } from '../src/adapters/process/command-runner.ts';
 import type { JobContext } from '../src/app/ports.ts';
 import { localNetworkName } from '../src/domain/names.ts';
+
+/** The installation's keys, as the deploy service loads them (the test kit's key directory). */
+export const secrets = KeyRing.load({ dir: testSecurity().keyDir });
 
 export const log = createLogger({ service: 'deploy-test', level: process.env.LOG_LEVEL ?? 'silent' });
 

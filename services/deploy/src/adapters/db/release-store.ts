@@ -2,6 +2,7 @@
 import { type Database, type EntityManager, isUniqueViolation, newId } from '@stageline/db';
 import { DomainError } from '@stageline/errors';
 import { bus } from '@stageline/proto';
+import { openValues, type Secrets, sealValues } from '@stageline/secrets';
 import type { CredentialStore, JobRecord, NewRelease, ReleaseChange, ReleaseStore } from '../../app/ports.ts';
 import type { Release, ReleaseStatus } from '../../domain/release.ts';
 import type { DatabaseCredentials } from '../../domain/workload.ts';
@@ -53,21 +54,27 @@ const lockService = (em: EntityManager, serviceId: string) =>
 
 export interface PgReleaseStoreDeps {
   db: Database;
+  /** Recorded outcomes keep their outputs (connection details, job outputs) sealed. */
+  secrets: Secrets;
   now?: () => Date;
 }
 
 export class PgReleaseStore implements ReleaseStore {
   readonly #db: Database;
+  readonly #secrets: Secrets;
   readonly #now: () => Date;
 
   constructor(deps: PgReleaseStoreDeps) {
     this.#db = deps.db;
+    this.#secrets = deps.secrets;
     this.#now = deps.now ?? (() => new Date());
   }
 
   async findResult(jobId: string): Promise<bus.JobFinished | undefined> {
     const row = await this.#db.em().findOne(JobResultRow, { jobId }).catch(unavailable);
-    return row === null ? undefined : bus.JobFinished.fromJSON(row.result);
+    if (row === null) return undefined;
+    const result = bus.JobFinished.fromJSON(row.result);
+    return { ...result, outputs: openValues(this.#secrets, result.outputs) };
   }
 
   async history(serviceId: string): Promise<Release[]> {
@@ -163,7 +170,10 @@ export class PgReleaseStore implements ReleaseStore {
             jobId: record.jobId,
             serviceId: record.serviceId,
             action: record.action,
-            result: bus.JobFinished.toJSON(record.result),
+            result: bus.JobFinished.toJSON({
+              ...record.result,
+              outputs: sealValues(this.#secrets, record.result.outputs),
+            }),
             createdAt: now,
           });
         }
@@ -249,6 +259,8 @@ export class PgHostPorts implements HostPortReservations {
 
 export interface PgCredentialStoreDeps {
   db: Database;
+  /** Passwords are stored sealed. */
+  secrets: Secrets;
   now?: () => Date;
 }
 
@@ -266,28 +278,31 @@ export class PgCredentialStore implements CredentialStore {
   ): Promise<DatabaseCredentials> {
     const em = this.#deps.db.em();
     const existing = await em.findOne(DatabaseCredentialRow, { serviceId }).catch(unavailable);
-    if (existing !== null)
-      return { username: existing.username, password: existing.password, database: existing.database };
+    if (existing !== null) return this.#credentials(existing);
     const made = make();
     try {
       await em.insert(DatabaseCredentialRow, {
         serviceId,
         environmentId,
         ...made,
+        password: this.#deps.secrets.seal(made.password),
         createdAt: this.#deps.now?.() ?? new Date(),
       });
       return made;
     } catch (e) {
       // Another delivery made them first: theirs are the ones.
       if (!isUniqueViolation(e)) unavailable(e);
-      const row = await this.#deps.db.em().findOneOrFail(DatabaseCredentialRow, { serviceId });
-      return { username: row.username, password: row.password, database: row.database };
+      return this.#credentials(await this.#deps.db.em().findOneOrFail(DatabaseCredentialRow, { serviceId }));
     }
+  }
+
+  #credentials(row: DatabaseCredentialRow): DatabaseCredentials {
+    return { username: row.username, password: this.#deps.secrets.open(row.password), database: row.database };
   }
 
   async get(serviceId: string): Promise<DatabaseCredentials | undefined> {
     const row = await this.#deps.db.em().findOne(DatabaseCredentialRow, { serviceId }).catch(unavailable);
-    return row === null ? undefined : { username: row.username, password: row.password, database: row.database };
+    return row === null ? undefined : this.#credentials(row);
   }
 
   async remove(serviceId: string): Promise<void> {

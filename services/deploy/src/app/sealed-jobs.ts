@@ -1,0 +1,43 @@
+// What a deploy job carries in secret travels sealed (packages/secrets): the service's secret env values
+// and the values injected from earlier stages arrive sealed and are opened right before the job runs;
+// the values a job hands to later stages (job outputs, database connection details) leave sealed.
+import { bus, control } from '@stageline/proto';
+import { openEnvVars, openValues, type Secrets, sealValues } from '@stageline/secrets';
+
+/** The job with its secrets in clear; throws naming the variable when one cannot be opened. */
+export function openDeployJob(secrets: Secrets, job: bus.DeployJob): bus.DeployJob {
+  return {
+    ...job,
+    ...(job.service !== undefined
+      ? { service: { ...job.service, envVars: openEnvVars(secrets, job.service.envVars) } }
+      : {}),
+    injectedEnv: openValues(secrets, job.injectedEnv),
+  };
+}
+
+/** The outcome with every output sealed, as it goes on the bus. */
+export function sealOutcome(secrets: Secrets, result: bus.JobFinished): bus.JobFinished {
+  return Object.keys(result.outputs).length === 0
+    ? result
+    : { ...result, outputs: sealValues(secrets, result.outputs) };
+}
+
+/** Runs `handle` on the opened job and seals what it hands on; a job whose secrets cannot be opened fails. */
+export async function withSealedSecrets(
+  secrets: Secrets,
+  job: bus.DeployJob,
+  handle: (opened: bus.DeployJob) => Promise<bus.JobFinished>,
+): Promise<bus.JobFinished> {
+  let opened: bus.DeployJob;
+  try {
+    opened = openDeployJob(secrets, job);
+  } catch (e) {
+    // A job this process can never run (its key is missing here): an outcome, not a redelivery.
+    return bus.JobFinished.fromPartial({
+      succeeded: false,
+      state: control.ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR,
+      message: `the job's secrets cannot be opened: ${e instanceof Error ? e.message : String(e)}`,
+    });
+  }
+  return sealOutcome(secrets, await handle(opened));
+}
