@@ -2,17 +2,21 @@
 import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
+import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
 import { runService } from '@stageline/service';
 import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
-import { consumeRequests, consumeResults } from './adapters/nats/consumers.ts';
+import { consumeEnvironmentEvents, consumeRequests, consumeResults } from './adapters/nats/consumers.ts';
 import { snapshotClient } from './adapters/snapshot-client.ts';
 import { PlannerApp } from './app/planner-app.ts';
+import { purgeSecrets, resealPlannerSecrets } from './app/secrets.ts';
 import { loadConfig } from './config.ts';
 
 await runService('planner', loadConfig, async ({ config, log, onClose }) => {
+  // The planner never opens a secret: it keeps them sealed and seals them again under a new key.
+  const secrets = KeyRing.load(keySourceFromEnv(process.env));
   const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: 'planner', log });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
@@ -25,6 +29,8 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     log,
   });
   onClose('database', () => db.close());
+  const resealed = await resealPlannerSecrets(db, secrets);
+  if (resealed > 0) log.info({ resealed, key: secrets.activeKeyId() }, 'secret values sealed under the active key');
 
   const relay = new OutboxRelay({ db, publish: (subject, data, opts) => bus.publish(subject, data, opts), log });
   relay.start();
@@ -50,6 +56,10 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   onClose('requests consumer', () => requests.stop());
   const results = await consumeResults(bus, app);
   onClose('results consumer', () => results.stop());
+  const environments = await consumeEnvironmentEvents(bus, (environmentId, serviceId) =>
+    purgeSecrets(db, environmentId, serviceId),
+  );
+  onClose('environment events consumer', () => environments.stop());
   // Runs queued before a restart start now.
   void app.kickAll();
 

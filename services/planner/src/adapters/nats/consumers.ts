@@ -117,3 +117,26 @@ export class RunBatches {
     }
   }
 }
+
+/** Control's model changes: a removed service or a deleted environment takes its secret values with it. */
+export async function consumeEnvironmentEvents(
+  bus: Bus,
+  purge: (environmentId: string, serviceId?: string) => Promise<unknown>,
+): Promise<Consumption> {
+  return bus.consume({
+    stream: 'events',
+    durable: 'planner-environments',
+    filterSubject: bus.subjects.filters.environmentEvents,
+    async handler(message) {
+      let event: busv1.EnvironmentEvent;
+      try {
+        event = busv1.EnvironmentEvent.decode(message.data);
+      } catch (e) {
+        return outcome.reject(`undecodable EnvironmentEvent: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (event.event?.$case === 'serviceRemoved') await purge(event.environmentId, event.event.value.serviceId);
+      if (event.event?.$case === 'environmentRemoved') await purge(event.environmentId);
+      return outcome.ack();
+    },
+  });
+}

@@ -1,0 +1,152 @@
+// Secret values in the planner's schema (issue 20): kept sealed, sealed again under a new key (also
+// values stored in clear by an older version), purged with their service or their environment.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { type Database, openDatabase } from '@stageline/db';
+import { createLogger } from '@stageline/log';
+import { isSealed, keyIdOf, memorySecrets, seal } from '@stageline/secrets';
+import { useIsolatedEnvironment } from '@stageline/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { entities } from '../src/adapters/db/entities.ts';
+import { migrations } from '../src/adapters/db/migrations.ts';
+import { purgeSecrets, resealPlannerSecrets } from '../src/app/secrets.ts';
+
+const isolated = useIsolatedEnvironment();
+let db: Database;
+const k1 = { id: 'k1', bytes: randomBytes(32) };
+const k2 = { id: 'k2', bytes: randomBytes(32) };
+
+beforeAll(async () => {
+  db = await openDatabase({
+    url: isolated.databaseUrl,
+    schema: 'planner',
+    entities,
+    migrations,
+    log: createLogger({ service: 'planner-test', level: 'silent' }),
+  });
+});
+afterAll(() => db?.close());
+
+const snapshotOf = (services: Array<{ id: string; secret: string }>) => ({
+  environment: { id: 'e' },
+  services: services.map((s) => ({
+    id: s.id,
+    name: `svc-${s.id.slice(0, 4)}`,
+    envVars: [
+      { key: 'MODE', value: 'production', secret: false },
+      { key: 'TOKEN', value: s.secret, secret: true },
+    ],
+  })),
+});
+const stateOf = (outputs: Record<string, Record<string, string>>) => ({
+  services: Object.entries(outputs).map(([serviceId, o]) => ({ serviceId, outputs: o, steps: [] })),
+});
+
+async function insertRun(environmentId: string, snapshot: unknown, state: unknown): Promise<string> {
+  const id = randomUUID();
+  await db.em().execute(
+    `insert into deployment (id, environment_id, action, status, requester, service_ids, version, force_build,
+       state, snapshot, created_at) values (?, ?, 'DEPLOY', 'SUCCEEDED', 't', '[]', '', false, ?::jsonb, ?::jsonb, now())`,
+    [id, environmentId, JSON.stringify(state), JSON.stringify(snapshot)],
+  );
+  return id;
+}
+async function insertStatus(environmentId: string, serviceId: string, outputs: Record<string, string>) {
+  await db.em().execute(
+    `insert into service_status (service_id, environment_id, has_resources, stopped, version, image, state, updated_at, outputs)
+       values (?, ?, true, false, '', '', 'DEPLOYED', now(), ?::jsonb)`,
+    [serviceId, environmentId, JSON.stringify(outputs)],
+  );
+}
+interface Stored {
+  snapshot: { services: Array<{ id: string; envVars: Array<{ key: string; value: string; secret: boolean }> }> };
+  state: { services: Array<{ serviceId: string; outputs: Record<string, string> }> };
+}
+const row = async (id: string) =>
+  (await db.em().execute<Stored[]>('select snapshot, state from deployment where id = ?', [id]))[0]!;
+const status = async (serviceId: string) =>
+  (
+    await db
+      .em()
+      .execute<Array<{ outputs: Record<string, string> }>>('select outputs from service_status where service_id = ?', [
+        serviceId,
+      ])
+  )[0];
+
+describe('secret values in the planner', () => {
+  it('are sealed again under the active key: envelopes under an older key and values an older version kept in clear', async () => {
+    const env = randomUUID();
+    const [a, b] = [randomUUID(), randomUUID()];
+    const run = await insertRun(
+      env,
+      snapshotOf([
+        { id: a, secret: seal(k1, 'tok-a') },
+        { id: b, secret: 'tok-b-in-clear' },
+      ]),
+      stateOf({ [a]: { A_URL: seal(k1, 'pg://a') }, [b]: {} }),
+    );
+    await insertStatus(env, a, { A_URL: seal(k1, 'pg://a') });
+    const secrets = memorySecrets([k1, k2], 'k2');
+    expect(await resealPlannerSecrets(db, secrets)).toBe(4);
+    const { snapshot, state } = await row(run);
+    const tokens = snapshot.services.map((s) => s.envVars[1]!.value);
+    expect(tokens.map(keyIdOf)).toEqual(['k2', 'k2']);
+    expect(tokens.map((t: string) => secrets.open(t))).toEqual(['tok-a', 'tok-b-in-clear']);
+    expect(snapshot.services[0]!.envVars[0]).toEqual({ key: 'MODE', value: 'production', secret: false });
+    expect(secrets.open(state.services[0]!.outputs.A_URL!)).toBe('pg://a');
+    expect(keyIdOf((await status(a))!.outputs.A_URL!)).toBe('k2');
+    expect(await resealPlannerSecrets(db, secrets)).toBe(0);
+  });
+
+  it('are purged for a removed service only, in every run, and its status goes', async () => {
+    const env = randomUUID();
+    const [gone, kept] = [randomUUID(), randomUUID()];
+    const runs = [
+      await insertRun(
+        env,
+        snapshotOf([
+          { id: gone, secret: seal(k2, 'x') },
+          { id: kept, secret: seal(k2, 'y') },
+        ]),
+        stateOf({ [gone]: { G: seal(k2, 'g') }, [kept]: { K: seal(k2, 'k') } }),
+      ),
+      await insertRun(
+        env,
+        snapshotOf([{ id: gone, secret: seal(k2, 'x2') }]),
+        stateOf({ [gone]: { G: seal(k2, 'g2') } }),
+      ),
+    ];
+    await insertStatus(env, gone, { G: seal(k2, 'g') });
+    await insertStatus(env, kept, { K: seal(k2, 'k') });
+    expect(await purgeSecrets(db, env, gone)).toBe(2);
+    for (const id of runs) {
+      const { snapshot, state } = await row(id);
+      const goneVars = snapshot.services.find((s) => s.id === gone)!.envVars;
+      expect(goneVars).toEqual([
+        { key: 'MODE', value: 'production', secret: false },
+        { key: 'TOKEN', value: '', secret: true },
+      ]);
+      expect(state.services.find((s) => s.serviceId === gone)!.outputs).toEqual({});
+    }
+    const first = await row(runs[0]!);
+    expect(isSealed(first.snapshot.services[1]!.envVars[1]!.value)).toBe(true);
+    expect(Object.keys(first.state.services[1]!.outputs)).toEqual(['K']);
+    expect(await status(gone)).toBeUndefined();
+    expect(Object.keys((await status(kept))!.outputs)).toEqual(['K']);
+  });
+
+  it('are purged for every service of a deleted environment, and no other environment', async () => {
+    const [env, other] = [randomUUID(), randomUUID()];
+    const s = randomUUID();
+    const run = await insertRun(
+      env,
+      snapshotOf([{ id: s, secret: seal(k2, 'x') }]),
+      stateOf({ [s]: { O: seal(k2, 'o') } }),
+    );
+    const elsewhere = await insertRun(other, snapshotOf([{ id: randomUUID(), secret: seal(k2, 'z') }]), stateOf({}));
+    await insertStatus(env, s, { O: seal(k2, 'o') });
+    await purgeSecrets(db, env);
+    expect(JSON.stringify(await row(run))).not.toContain('sl:v1:');
+    expect((await status(s))!.outputs).toEqual({});
+    expect(JSON.stringify(await row(elsewhere))).toContain('sl:v1:k2:');
+  });
+});
