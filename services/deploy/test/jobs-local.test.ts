@@ -275,6 +275,10 @@ describe('past revisions and databases on the local runtime', () => {
     const second = await run(deployJob(env, svc));
     expect(second.result.outputs).toEqual(out);
     await run(deployJob(env, svc, { action: Action.ACTION_DELETE, image: '' }));
+    // DELETE purged the password and the outputs handed on (issue 20).
+    const left = JSON.stringify(await db.em().execute('select * from job_result where service_id = ?', [svc.id]));
+    expect(left).not.toContain('sl:v1:');
+    expect(await db.em().execute('select * from database_credential where service_id = ?', [svc.id])).toEqual([]);
     const third = await run(deployJob(env, svc));
     // DELETE removed the data and with it the credentials: new ones.
     expect(third.result.outputs.ORDERS_DB_PASSWORD).not.toBe(out.ORDERS_DB_PASSWORD);

@@ -1,7 +1,7 @@
 // ReleaseStore and HostPortReservations on PostgreSQL (schema `deploy`).
 import { type Database, type EntityManager, isUniqueViolation, newId } from '@stageline/db';
 import { DomainError } from '@stageline/errors';
-import { bus } from '@stageline/proto';
+import { bus, control } from '@stageline/proto';
 import { openValues, type Secrets, sealValues } from '@stageline/secrets';
 import type { CredentialStore, JobRecord, NewRelease, ReleaseChange, ReleaseStore } from '../../app/ports.ts';
 import type { Release, ReleaseStatus } from '../../domain/release.ts';
@@ -163,6 +163,12 @@ export class PgReleaseStore implements ReleaseStore {
           if (change.digest !== undefined) row.digest = change.digest;
           if (change.runtimeRevision !== undefined) row.runtimeRevision = change.runtimeRevision;
           row.updatedAt = now;
+        }
+        // A service deleted takes the values it handed on (connection details, job outputs) with it.
+        if (record.action === control.Action.ACTION_DELETE && record.result.succeeded) {
+          await em.execute(`update job_result set result = result - 'outputs' where service_id = ?`, [
+            record.serviceId,
+          ]);
         }
         // The first recorded outcome stands: a duplicate that raced us changes nothing.
         if ((await em.findOne(JobResultRow, { jobId: record.jobId })) === null) {

@@ -1,7 +1,7 @@
 // The `local` runtime (services/deploy/README.md): podman `kube play` of the chart's Deployment,
 // translated; the environment's podman network; public ports on 127.0.0.1; readiness probed by us, since
 // podman's healthchecks need systemd timers.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@stageline/log';
@@ -51,7 +51,7 @@ export interface LocalRuntimeDeps {
   podman: Podman;
   ports: HostPortReservations;
   charts: ChartReader;
-  /** Where the kube play inputs are kept (they hold secret values: removed on DELETE). */
+  /** Where the kube play inputs are written (0600 in 0700 directories: they hold secret values; removed once podman has read them). */
   workDir: string;
   log: Logger;
 }
@@ -115,6 +115,9 @@ export class LocalRuntime implements Runtime {
     } catch (e) {
       this.#checkCanceled(ctx);
       throw new RolloutError('failed', `podman kube play failed: ${messageOf(e)}`, { cause: e });
+    } finally {
+      // It carries the secret values to podman: gone once podman has read it.
+      await rm(file, { force: true });
     }
     await this.#waitReady(plan, ctx, { since, baselineRestarts: 0 });
     return {
@@ -247,6 +250,8 @@ export class LocalRuntime implements Runtime {
         } catch (e) {
           this.#checkCanceled(ctx);
           throw new RolloutError('failed', `podman kube play failed: ${messageOf(e)}`, { cause: e });
+        } finally {
+          await rm(file, { force: true });
         }
         const exit = await this.#waitExit(plan, ctx);
         await this.#removePod(plan.podName, plan.stopTimeoutSeconds);
@@ -406,6 +411,7 @@ export class LocalRuntime implements Runtime {
   async #writeKubeYaml(release: Release, plan: LocalPlan): Promise<string> {
     const dir = path.join(this.#deps.workDir, release.environmentId, release.serviceId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(dir, 0o700); // made by an older version, perhaps wider
     const file = path.join(dir, `${release.revision}.yaml`);
     await writeFile(file, plan.kubeYaml, { mode: 0o600 });
     return file;
