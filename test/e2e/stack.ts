@@ -199,6 +199,10 @@ export function useStack(options: StackOptions = {}) {
       return bus!;
     },
     procs,
+    /** The services' STAGELINE_STATE (charts, local runtime inputs), a temporary directory of the file's. */
+    get stateDir() {
+      return stateDir;
+    },
     /** Another process of a worker service (scaling, crash tests). */
     async spawnWorker(name: 'build' | 'deploy'): Promise<Proc> {
       return spawnService(name, `127.0.0.1:${await freePort()}`);

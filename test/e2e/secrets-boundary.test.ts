@@ -1,0 +1,197 @@
+// The boundary of issue 20, tested: deploy with a known secret (and a database whose password Stageline
+// makes), then find neither in clear in Stageline's own stores — pg_dump of every schema, the NATS store
+// directory, the services' logs, the run events — while the workload does hold them (its container's
+// environment). The files that carry them to podman are gone once used; the charts are 0600 in 0700.
+import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect as connectNats } from '@nats-io/transport-node';
+import { callUnary } from '@stageline/grpc';
+import { bus as busv1, control } from '@stageline/proto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEnvironment, EXAMPLE_IMAGE, runStatusName, useStack, watchToEnd } from './stack.ts';
+
+const run = promisify(execFile);
+const SECRET = `boundary-${randomUUID()}`;
+
+// A NATS server of this file's own, so that its whole store directory is ours to search.
+const natsDir = mkdtempSync(join(tmpdir(), 'stageline-boundary-nats-'));
+const nats = spawn(
+  'nats-server',
+  ['-a', '127.0.0.1', '-p', '-1', '-js', '-sd', join(natsDir, 'jetstream'), '--ports_file_dir', natsDir],
+  { stdio: 'ignore' },
+);
+process.env.NATS_URL = await (async () => {
+  for (let i = 0; i < 600; i++) {
+    const ports = readdirSync(natsDir).find((n) => n.endsWith('.ports'));
+    if (ports !== undefined) {
+      try {
+        const url = (JSON.parse(readFileSync(join(natsDir, ports), 'utf8')) as { nats: string[] }).nats[0];
+        if (url) return url;
+      } catch {
+        // half written
+      }
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('nats-server did not start');
+})();
+
+// Registered before the stack's own: hooks after all run last first, so the services stop before it.
+afterAll(() => {
+  nats.kill('SIGTERM');
+  rmSync(natsDir, { recursive: true, force: true });
+});
+const stack = useStack();
+
+const [IMAGE, TAG] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/) as [string, string];
+
+/** Every regular file under `dir`, with its mode and its parent directory's. */
+function filesUnder(dir: string): Array<{ path: string; mode: number; dirMode: number }> {
+  const out: Array<{ path: string; mode: number; dirMode: number }> = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) out.push({ path: p, mode: statSync(p).mode & 0o777, dirMode: statSync(d).mode & 0o777 });
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Where `needles` occur in `haystack` (as text, and base64 — how a Secret manifest would carry it). */
+function found(haystack: Buffer | string, needles: readonly string[]): string[] {
+  const text = typeof haystack === 'string' ? Buffer.from(haystack) : haystack;
+  return needles.flatMap((n) =>
+    [n, Buffer.from(n).toString('base64')].filter((form) => text.includes(Buffer.from(form))).map(() => n),
+  );
+}
+
+describe('secrets never in clear in Stageline', () => {
+  it('a deploy with a known secret and a generated database password leaves them only in the workload', async () => {
+    const { environment, pipeline } = await createEnvironment(stack, 'boundary');
+    const environmentId = environment!.id;
+    const [dbStage, , containerStage] = pipeline!.stages;
+    await callUnary(
+      stack.environments,
+      'addService',
+      control.AddServiceRequest.fromPartial({
+        environmentId,
+        service: {
+          name: 'db',
+          kind: control.ServiceKind.SERVICE_KIND_DATABASE,
+          stageId: dbStage!.id,
+          source: {
+            $case: 'database',
+            value: {
+              engine: control.DatabaseEngine.DATABASE_ENGINE_POSTGRESQL,
+              mode: control.DatabaseMode.DATABASE_MODE_CONTAINER,
+              image: IMAGE,
+              version: TAG,
+            },
+          },
+          // The example image stands in for postgres: it serves on the engine's port.
+          envVars: [{ key: 'PORT', value: '5432' }],
+          readinessTimeoutSeconds: 60,
+        },
+      }),
+    );
+    await callUnary(
+      stack.environments,
+      'addService',
+      control.AddServiceRequest.fromPartial({
+        environmentId,
+        service: {
+          name: 'web',
+          kind: control.ServiceKind.SERVICE_KIND_CONTAINER,
+          stageId: containerStage!.id,
+          source: { $case: 'container', value: { image: IMAGE, tag: TAG, ports: [{ port: 8080, public: true }] } },
+          // The example image serves MESSAGE: the workload shows it holds the secret.
+          envVars: [{ key: 'MESSAGE', value: SECRET, secret: true }],
+          healthCheck: { probe: { $case: 'http', value: { path: '/', port: 8080 } }, periodSeconds: 1 },
+          readinessTimeoutSeconds: 60,
+        },
+      }),
+    );
+    const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      environmentId,
+      requester: 'e2e',
+      forceBuild: false,
+    });
+    const { final } = await watchToEnd(stack, deployment!.id, 300_000);
+    expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+
+    // The workload holds them: the secret in its environment (it serves it), the password injected.
+    const web = final.services.find((s) => s.name === 'web')!;
+    const body = await (await fetch(web.endpoints[0]!.url, { signal: AbortSignal.timeout(5_000) })).text();
+    expect(body.trim()).toBe(SECRET);
+    const pod = (
+      await run('podman', [
+        'ps',
+        '--filter',
+        `label=stageline.io/environment-id=${environmentId}`,
+        '--format',
+        '{{.Names}}',
+      ])
+    ).stdout
+      .split('\n')
+      .filter((n) => n.endsWith('-db'));
+    expect(pod.length).toBe(1);
+    const dbEnv = (await run('podman', ['exec', pod[0]!, 'env'])).stdout;
+    const password = /^POSTGRES_PASSWORD=(.+)$/m.exec(dbEnv)?.[1] ?? '';
+    expect(password.length).toBeGreaterThanOrEqual(24);
+    const needles = [SECRET, password];
+
+    // pg_dump of every schema of Stageline's database.
+    const dump = (await run('pg_dump', ['--no-owner', stack.isolated.databaseUrl], { maxBuffer: 256 * 1024 * 1024 }))
+      .stdout;
+    for (const schema of ['control', 'planner', 'build', 'deploy']) expect(dump).toContain(`CREATE SCHEMA ${schema};`);
+    expect(dump).toContain('sl:v1:'); // the secrets are there, sealed
+    expect(found(dump, needles)).toEqual([]);
+
+    // The NATS store directory: every stream's files (jobs, results, events, logs, outbox relays).
+    const natsFiles = filesUnder(join(natsDir, 'jetstream'));
+    expect(natsFiles.length).toBeGreaterThan(0);
+    const inNats = natsFiles.flatMap((f) =>
+      found(readFileSync(f.path), needles).map((n) => `${f.path}: ${n === SECRET ? 'the secret' : 'the password'}`),
+    );
+    expect(inNats).toEqual([]);
+
+    // The services' logs.
+    for (const name of ['control', 'planner', 'build', 'deploy'] as const)
+      expect(found(stack.logs(name), needles)).toEqual([]);
+
+    // The run events, and the run as the API shows it (steps, messages, log lines).
+    const nc = await connectNats({ servers: process.env.NATS_URL! });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const stream = `${stack.isolated.busPrefix.toUpperCase()}_EVENTS`;
+      const info = await jsm.streams.info(stream);
+      let runEvents = 0;
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+        const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+        if (m === null || !m.subject.includes('.events.runs.')) continue;
+        runEvents++;
+        const event = busv1.DeploymentEvent.decode(m.data);
+        expect(found(JSON.stringify(busv1.DeploymentEvent.toJSON(event)), needles)).toEqual([]);
+      }
+      expect(runEvents).toBeGreaterThan(0);
+    } finally {
+      await nc.close();
+    }
+    const shown = await callUnary(stack.deployments, 'getDeployment', { deploymentId: deployment!.id });
+    expect(found(JSON.stringify(control.GetDeploymentResponse.toJSON(shown)), needles)).toEqual([]);
+
+    // Runtime files: nothing left of what carried the secrets to podman; the charts 0600 in 0700.
+    const state = filesUnder(stack.stateDir);
+    expect(state.filter((f) => f.path.includes('/local/')).map((f) => f.path)).toEqual([]);
+    const charts = state.filter((f) => f.path.includes('/charts/'));
+    expect(charts.length).toBeGreaterThan(0);
+    for (const f of charts) expect([f.path, f.mode, f.dirMode]).toEqual([f.path, 0o600, 0o700]);
+  });
+});
