@@ -5,6 +5,7 @@ import { userInfo } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { fieldOf, isServiceError } from '@stageline/grpc';
 import { Command, CommanderError, Option } from 'commander';
+import { rotateKey } from './commands/admin.ts';
 import {
   envClone,
   envGet,
@@ -369,6 +370,12 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .argument('<id>', "the token's id (or the name of a token that is not revoked)")
     .description('revoke a token: calls with it are refused from then on')
     .action(act((ctx, id: string) => tokenRevoke(ctx, id)));
+
+  const admin = program.command('admin').description('the installation (each needs an admin token)');
+  admin
+    .command('rotate-key')
+    .description('make a new secret key the active one and seal every stored secret value again under it, online')
+    .action(act((ctx) => rotateKey(ctx)));
 
   // --- configuration ---
   const config = program

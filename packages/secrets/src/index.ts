@@ -20,3 +20,4 @@ export {
   sealEnvVars,
   sealValues,
 } from './values.ts';
+export { type KeyWatch, watchActiveKey } from './watch.ts';

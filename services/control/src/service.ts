@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { Bus } from '@stageline/bus';
 import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
+import { failedPrecondition } from '@stageline/errors';
 import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { build as buildv1, planner as plannerv1 } from '@stageline/proto';
-import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
+import { KeyRing, keySourceFromEnv, SecretError, watchActiveKey } from '@stageline/secrets';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -44,8 +45,29 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     log,
   });
   relay.start();
-  const resealed = await resealControlSecrets(db, secrets);
-  if (resealed > 0) log.info({ resealed, key: secrets.activeKeyId() }, 'secret values sealed under the active key');
+  // Sealed under the active key at start and whenever it changes (another control process rotated).
+  const reseal = async (key: string) => {
+    const resealed = await resealControlSecrets(db, secrets);
+    if (resealed > 0) log.info({ resealed, key }, 'secret values sealed under the active key');
+    return resealed;
+  };
+  const startKey = secrets.activeKeyId();
+  await reseal(startKey);
+  const keyWatch = watchActiveKey(secrets, reseal, {
+    resealedUnder: startKey,
+    onError: (err) => log.error({ err }, 'resealing secret values failed'),
+  });
+  const rotateSecretKey = async () => {
+    let keyId: string;
+    try {
+      keyId = secrets.rotate();
+    } catch (e) {
+      if (e instanceof SecretError) throw failedPrecondition(e.message);
+      throw e;
+    }
+    log.info({ key: keyId }, 'secret key rotated');
+    return { keyId, resealed: await reseal(keyId), keyIds: secrets.keyIds() };
+  };
   const store = new PgEnvironmentStore({ db, subjects: bus.subjects, onCommit: () => relay.kick() });
   const clock = { now: () => new Date() };
   const app = new ControlApp({ store, newId, clock, secrets });
@@ -70,7 +92,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     services: [
       ...controlServices(app, scope, log),
       deploymentService({ planner, build, scope, services, bus, log }),
-      accessService(access, log),
+      accessService(access, log, rotateSecretKey),
     ],
     tls: config.tls,
     verifyToken: (token) => access.verify(token),
@@ -86,6 +108,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
       planner.close();
       build.close();
       await runs.stop();
+      await keyWatch.stop();
       await relay.stop();
       await db.close();
       await bus.close();

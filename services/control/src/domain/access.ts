@@ -66,6 +66,7 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     createToken: 'ROLE_ADMIN',
     listTokens: 'ROLE_ADMIN',
     revokeToken: 'ROLE_ADMIN',
+    rotateSecretKey: 'ROLE_ADMIN',
   },
 };
 

@@ -46,11 +46,17 @@ export class Scope {
   }
 }
 
-export function accessService(app: AccessApp, log: Logger): GrpcServiceRegistration {
+/** `rotateSecretKey`: a new active secret key, control's values sealed again under it (service.ts). */
+export function accessService(
+  app: AccessApp,
+  log: Logger,
+  rotateSecretKey: () => Promise<control.RotateSecretKeyResponse>,
+): GrpcServiceRegistration {
   const implementation: control.AccessServiceServer = {
     createToken: unary(log, (req, call) => app.createToken(req, callerOf(call))),
     listTokens: unary(log, () => app.listTokens()),
     revokeToken: unary(log, (req) => app.revokeToken(req)),
+    rotateSecretKey: unary(log, () => rotateSecretKey()),
   };
   return {
     definition: control.AccessServiceService,

@@ -132,6 +132,18 @@ export interface RevokeTokenResponse {
   token?: Token | undefined;
 }
 
+export interface RotateSecretKeyRequest {
+}
+
+export interface RotateSecretKeyResponse {
+  /** The new active key's id (`k<UTC yyyymmddHHMMSS>-<4 hex>`); never the key itself. */
+  keyId: string;
+  /** Control's secret values sealed again under it. */
+  resealed: number;
+  /** The key ids still readable (the new one included), oldest first. */
+  keyIds: string[];
+}
+
 function createBaseToken(): Token {
   return {
     id: "",
@@ -813,6 +825,167 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
   },
 };
 
+function createBaseRotateSecretKeyRequest(): RotateSecretKeyRequest {
+  return {};
+}
+
+export const RotateSecretKeyRequest: MessageFns<RotateSecretKeyRequest> = {
+  encode(_: RotateSecretKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateSecretKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateSecretKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RotateSecretKeyRequest {
+    return {};
+  },
+
+  toJSON(_: RotateSecretKeyRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RotateSecretKeyRequest>, I>>(base?: I): RotateSecretKeyRequest {
+    return RotateSecretKeyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateSecretKeyRequest>, I>>(_: I): RotateSecretKeyRequest {
+    const message = createBaseRotateSecretKeyRequest();
+    return message;
+  },
+};
+
+function createBaseRotateSecretKeyResponse(): RotateSecretKeyResponse {
+  return { keyId: "", resealed: 0, keyIds: [] };
+}
+
+export const RotateSecretKeyResponse: MessageFns<RotateSecretKeyResponse> = {
+  encode(message: RotateSecretKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.resealed !== 0) {
+      writer.uint32(16).uint32(message.resealed);
+    }
+    for (const v of message.keyIds) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateSecretKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateSecretKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.resealed = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateSecretKeyResponse {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      resealed: isSet(object.resealed) ? globalThis.Number(object.resealed) : 0,
+      keyIds: globalThis.Array.isArray(object?.keyIds)
+        ? object.keyIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.key_ids)
+        ? object.key_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RotateSecretKeyResponse): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.resealed !== 0) {
+      obj.resealed = Math.round(message.resealed);
+    }
+    if (message.keyIds?.length) {
+      obj.keyIds = message.keyIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RotateSecretKeyResponse>, I>>(base?: I): RotateSecretKeyResponse {
+    return RotateSecretKeyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateSecretKeyResponse>, I>>(object: I): RotateSecretKeyResponse {
+    const message = createBaseRotateSecretKeyResponse();
+    message.keyId = object.keyId ?? "";
+    message.resealed = object.resealed ?? 0;
+    message.keyIds = object.keyIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * API tokens. Every public RPC takes `authorization: Bearer <token>` (gRPC health stays open);
  * without a token, or with one that is unknown, revoked or expired: UNAUTHENTICATED. A role or a
@@ -854,6 +1027,24 @@ export const AccessServiceService = {
     responseSerialize: (value: RevokeTokenResponse): Buffer => Buffer.from(RevokeTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RevokeTokenResponse => RevokeTokenResponse.decode(value),
   },
+  /**
+   * Makes a new secret key (AES-256) the active one in the installation's key directory and seals
+   * every stored secret value of control again under it before answering; the planner and deploy
+   * services notice the new active key within 5 s and seal theirs again (their schemas, online).
+   * Earlier keys stay readable: values sealed under them (in flight on the bus) still open.
+   * FAILED_PRECONDITION when the keys come from STAGELINE_SECRET_KEY_FILE (one key, no directory).
+   */
+  rotateSecretKey: {
+    path: "/stageline.control.v1.AccessService/RotateSecretKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateSecretKeyRequest): Buffer =>
+      Buffer.from(RotateSecretKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateSecretKeyRequest => RotateSecretKeyRequest.decode(value),
+    responseSerialize: (value: RotateSecretKeyResponse): Buffer =>
+      Buffer.from(RotateSecretKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateSecretKeyResponse => RotateSecretKeyResponse.decode(value),
+  },
 } as const;
 
 export interface AccessServiceServer extends UntypedServiceImplementation {
@@ -865,6 +1056,14 @@ export interface AccessServiceServer extends UntypedServiceImplementation {
    * Revoking a revoked token is not an error.
    */
   revokeToken: handleUnaryCall<RevokeTokenRequest, RevokeTokenResponse>;
+  /**
+   * Makes a new secret key (AES-256) the active one in the installation's key directory and seals
+   * every stored secret value of control again under it before answering; the planner and deploy
+   * services notice the new active key within 5 s and seal theirs again (their schemas, online).
+   * Earlier keys stay readable: values sealed under them (in flight on the bus) still open.
+   * FAILED_PRECONDITION when the keys come from STAGELINE_SECRET_KEY_FILE (one key, no directory).
+   */
+  rotateSecretKey: handleUnaryCall<RotateSecretKeyRequest, RotateSecretKeyResponse>;
 }
 
 export interface AccessServiceClient extends Client {
@@ -917,6 +1116,28 @@ export interface AccessServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Makes a new secret key (AES-256) the active one in the installation's key directory and seals
+   * every stored secret value of control again under it before answering; the planner and deploy
+   * services notice the new active key within 5 s and seal theirs again (their schemas, online).
+   * Earlier keys stay readable: values sealed under them (in flight on the bus) still open.
+   * FAILED_PRECONDITION when the keys come from STAGELINE_SECRET_KEY_FILE (one key, no directory).
+   */
+  rotateSecretKey(
+    request: RotateSecretKeyRequest,
+    callback: (error: ServiceError | null, response: RotateSecretKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateSecretKey(
+    request: RotateSecretKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateSecretKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateSecretKey(
+    request: RotateSecretKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateSecretKeyResponse) => void,
   ): ClientUnaryCall;
 }
 
