@@ -7,7 +7,7 @@ import { Bus, isWorkerStopping, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { bus as busv1 } from '@stageline/proto';
-import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
+import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
 import { runService } from '@stageline/service';
 import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
@@ -44,8 +44,18 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
 
   const db = await openDatabase({ url: config.databaseUrl, schema: SERVICE, entities, migrations, log });
   onClose('database', () => db.close());
-  const resealed = await resealDeploySecrets(db, secrets);
-  if (resealed > 0) log.info({ resealed, key: secrets.activeKeyId() }, 'secret values sealed under the active key');
+  // Sealed under the active key at start and within 5 s of a rotation (stageline admin rotate-key).
+  const reseal = async (key: string) => {
+    const resealed = await resealDeploySecrets(db, secrets);
+    if (resealed > 0) log.info({ resealed, key }, 'secret values sealed under the active key');
+  };
+  const startKey = secrets.activeKeyId();
+  await reseal(startKey);
+  const keyWatch = watchActiveKey(secrets, reseal, {
+    resealedUnder: startKey,
+    onError: (err) => log.error({ err }, 'resealing secret values failed'),
+  });
+  onClose('key watch', () => keyWatch.stop());
 
   const releases = new PgReleaseStore({ db, secrets });
   const charts = new FsChartStore(path.join(config.stateDir, 'charts'));

@@ -2,7 +2,7 @@
 import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
-import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
+import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
 import { runService } from '@stageline/service';
 import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
@@ -29,8 +29,18 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     log,
   });
   onClose('database', () => db.close());
-  const resealed = await resealPlannerSecrets(db, secrets);
-  if (resealed > 0) log.info({ resealed, key: secrets.activeKeyId() }, 'secret values sealed under the active key');
+  // Sealed under the active key at start and within 5 s of a rotation (stageline admin rotate-key).
+  const reseal = async (key: string) => {
+    const resealed = await resealPlannerSecrets(db, secrets);
+    if (resealed > 0) log.info({ resealed, key }, 'secret values sealed under the active key');
+  };
+  const startKey = secrets.activeKeyId();
+  await reseal(startKey);
+  const keyWatch = watchActiveKey(secrets, reseal, {
+    resealedUnder: startKey,
+    onError: (err) => log.error({ err }, 'resealing secret values failed'),
+  });
+  onClose('key watch', () => keyWatch.stop());
 
   const relay = new OutboxRelay({ db, publish: (subject, data, opts) => bus.publish(subject, data, opts), log });
   relay.start();
