@@ -83,7 +83,10 @@ export interface BuildJob {
   project: string;
   environmentName: string;
   kind: BuildKind;
-  /** The service as it was when the run started, secret env values included. */
+  /**
+   * The service as it was when the run started. Secret env values are sealed (AES-256-GCM,
+   * `sl:v1:<key id>:<data>`, packages/secrets): the worker opens them right before use.
+   */
   service?:
     | Service
     | undefined;
@@ -113,7 +116,10 @@ export interface DeployJob {
   runtime: string;
   namespace: string;
   kubernetesContext: string;
-  /** Set by earlier stages of the same run (lifecycle job outputs, database connection details). */
+  /**
+   * Set by earlier stages of the same run (lifecycle job outputs, database connection details);
+   * every value sealed like a secret env value. Secret env values of `service` are sealed too.
+   */
   injectedEnv: { [key: string]: string };
   /** The version the image was built or mirrored from (commit or tag), recorded in the release. */
   version: string;
@@ -164,7 +170,10 @@ export interface JobFinished {
   /** Builds: the image in the mirror (repository:tag@digest) and, for GIT builds, the cache key. */
   image: string;
   cacheKey: string;
-  /** Deploys: where the service answers, and values for later stages (job outputs, database URLs). */
+  /**
+   * Deploys: where the service answers, and values for later stages (job outputs, database URLs);
+   * every output value is sealed (`sl:v1:<key id>:<data>`): only a worker opens it.
+   */
   endpoints: Endpoint[];
   outputs: { [key: string]: string };
   /** Deploys: the release revision this job created, if any. */

@@ -1444,7 +1444,9 @@ export interface Endpoint {
 
 /**
  * Secret values are write-only: reads return them empty, and an UpdateService that sends one back
- * empty keeps the stored value. An UpdateService whose definition is unchanged, secret values
+ * empty keeps the stored value. They are stored and sent between Stageline's services sealed
+ * (AES-256-GCM under the installation's key) and purged when their service is removed or their
+ * environment deleted. An UpdateService whose definition is unchanged, secret values
  * included, changes nothing and emits no event.
  */
 export interface EnvVar {

@@ -29,7 +29,10 @@ export interface GetEnvironmentSnapshotResponse {
   pipeline?:
     | Pipeline
     | undefined;
-  /** In pipeline order; env var values of secrets are filled in. */
+  /**
+   * In pipeline order; env var values of secrets are filled in, sealed under the installation's key
+   * (`sl:v1:<key id>:<data>`): the planner keeps and forwards them as they are, only workers open them.
+   */
   services: Service[];
   /** Services that still have resources deployed (never deployed ones are absent). */
   deployedServiceIds: string[];
@@ -238,7 +241,7 @@ export const GetEnvironmentSnapshotResponse: MessageFns<GetEnvironmentSnapshotRe
 };
 
 /**
- * Internal, served by control: the environment as a run needs it, secret values included.
+ * Internal, served by control: the environment as a run needs it, secret values included — sealed.
  * Only Stageline's own services call it.
  */
 export type SnapshotServiceService = typeof SnapshotServiceService;
