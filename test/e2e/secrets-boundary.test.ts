@@ -239,4 +239,41 @@ describe('secrets never in clear in Stageline', () => {
     const body = await (await fetch(web.endpoints[0]!.url, { signal: AbortSignal.timeout(5_000) })).text();
     expect(body.trim()).toBe(SECRET);
   });
+
+  it('a rollback deploys the secret values its target run deployed, kept sealed in that run', async () => {
+    const environmentId = (
+      await callUnary(stack.environments, 'listEnvironments', { project: 'e2e', pageSize: 10, pageToken: '' })
+    ).environments.find((e) => e.name === 'boundary')!.id;
+    const history = await callUnary(stack.deployments, 'listDeployments', {
+      environmentId,
+      pageSize: 10,
+      pageToken: '',
+    });
+    const first = history.deployments.at(-1)!;
+    const { services } = await callUnary(stack.environments, 'listServices', { environmentId });
+    const web = services.find((s) => s.name === 'web')!;
+    const NEXT = `next-${randomUUID()}`;
+    await callUnary(stack.environments, 'updateService', {
+      environmentId,
+      service: { ...web, envVars: [{ key: 'MESSAGE', value: NEXT, secret: true }] },
+    });
+    const bodyAfter = async (deploymentId: string) => {
+      const { final } = await watchToEnd(stack, deploymentId, 300_000);
+      expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+      const url = final.services.find((s) => s.name === 'web')!.endpoints[0]!.url;
+      return (await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).text()).trim();
+    };
+    const deployed = await callUnary(stack.deployments, 'deployEnvironment', {
+      environmentId,
+      requester: 'e2e',
+      forceBuild: false,
+    });
+    expect(await bodyAfter(deployed.deployment!.id)).toBe(NEXT);
+    const rolledBack = await callUnary(stack.deployments, 'rollbackEnvironment', {
+      environmentId,
+      toDeploymentId: first.id,
+      requester: 'e2e',
+    });
+    expect(await bodyAfter(rolledBack.deployment!.id)).toBe(SECRET);
+  });
 });

@@ -8,7 +8,7 @@ import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
-import { purgeSecrets, resealPlannerSecrets } from '../src/app/secrets.ts';
+import { purgeSecrets, resealPlannerSecrets, secretsOfRun } from '../src/app/secrets.ts';
 
 const isolated = useIsolatedEnvironment();
 let db: Database;
@@ -148,5 +148,45 @@ describe('secret values in the planner', () => {
     expect(JSON.stringify(await row(run))).not.toContain('sl:v1:');
     expect((await status(s))!.outputs).toEqual({});
     expect(JSON.stringify(await row(elsewhere))).toContain('sl:v1:k2:');
+  });
+
+  it('a rollback takes the secret values its target run deployed; keys added since and purged values stay current', () => {
+    const now = [
+      {
+        id: 'a',
+        envVars: [
+          { key: 'MODE', value: 'now', secret: false },
+          { key: 'TOKEN', value: 'sealed-now', secret: true },
+          { key: 'NEW', value: 'sealed-new', secret: true },
+        ],
+      },
+      { id: 'b', envVars: [{ key: 'TOKEN', value: 'sealed-b-now', secret: true }] },
+      { id: 'c', envVars: [{ key: 'TOKEN', value: 'sealed-c-now', secret: true }] },
+    ];
+    const then = {
+      services: [
+        {
+          id: 'a',
+          envVars: [
+            { key: 'MODE', value: 'then', secret: false },
+            { key: 'TOKEN', value: 'sealed-then', secret: true },
+          ],
+        },
+        { id: 'b', envVars: [{ key: 'TOKEN', value: '', secret: true }] },
+      ],
+    };
+    expect(secretsOfRun(now, then)).toEqual([
+      {
+        id: 'a',
+        envVars: [
+          { key: 'MODE', value: 'now', secret: false },
+          { key: 'TOKEN', value: 'sealed-then', secret: true },
+          { key: 'NEW', value: 'sealed-new', secret: true },
+        ],
+      },
+      now[1],
+      now[2],
+    ]);
+    expect(secretsOfRun(now, undefined)).toEqual(now);
   });
 });

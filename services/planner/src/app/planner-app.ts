@@ -8,6 +8,7 @@ import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model
 import { isTerminalRun } from '../domain/model.ts';
 import { expectedDurations, planRun } from '../domain/plan.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
+import { secretsOfRun } from './secrets.ts';
 import {
   actionName,
   actionValue,
@@ -294,9 +295,16 @@ export class PlannerApp {
           finished = true;
         } else {
           const state = await this.#planFor(tx, row, snap);
+          // A rollback restores the secret values its target run deployed (kept sealed in its snapshot).
+          const target =
+            row.action === 'ROLLBACK' && row.toDeploymentId
+              ? (await tx.findOne(DeploymentRow, { id: row.toDeploymentId }))?.snapshot
+              : undefined;
           row.snapshot = {
             environment: control.Environment.toJSON(snap.environment),
-            services: snap.services.map((s) => control.Service.toJSON(s)),
+            services: secretsOfRun(snap.services, target as Parameters<typeof secretsOfRun>[1]).map((s) =>
+              control.Service.toJSON(s),
+            ),
           };
           row.startedAt = new Date(this.#now());
           finished = await this.#apply(tx, row, state);

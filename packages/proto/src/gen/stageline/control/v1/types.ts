@@ -140,8 +140,9 @@ export const Action = {
   ACTION_DELETE: 5,
   /**
    * ACTION_ROLLBACK - Environment level only (to_deployment_id): every service of a past SUCCEEDED run is deployed again
-   * at the version and image it had after that run, through the normal pipeline, without building
-   * (the images come from the mirror). Skipped services stay untouched; services added since that run
+   * at the version and image it had after that run, with the secret env values that run deployed
+   * (kept sealed in it; the rest of the configuration is the current one), through the normal
+   * pipeline, without building (the images come from the mirror). Skipped services stay untouched; services added since that run
    * are SKIPPED; removed ones are not recreated. Never merged with another queued request.
    */
   ACTION_ROLLBACK: 6,
