@@ -22,7 +22,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-export function useControl() {
+/** `env`: more of control's environment (a key directory of the test's own). */
+export function useControl(env: Record<string, string> = {}) {
   const isolated = useIsolatedEnvironment();
   const security = testSecurity();
   let child: ChildProcess | undefined;
@@ -42,6 +43,7 @@ export function useControl() {
         // Nothing listens there: ExplainBuild and plans are answered UNAVAILABLE by control.
         STAGELINE_PLANNER_ADDRESS: '127.0.0.1:1',
         STAGELINE_BUILD_ADDRESS: '127.0.0.1:1',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
