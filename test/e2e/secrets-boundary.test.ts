@@ -81,7 +81,7 @@ describe('secrets never in clear in Stageline', () => {
   it('a deploy with a known secret and a generated database password leaves them only in the workload', async () => {
     const { environment, pipeline } = await createEnvironment(stack, 'boundary');
     const environmentId = environment!.id;
-    const [dbStage, , containerStage] = pipeline!.stages;
+    const [dbStage, jobStage, containerStage] = pipeline!.stages;
     await callUnary(
       stack.environments,
       'addService',
@@ -103,6 +103,31 @@ describe('secrets never in clear in Stageline', () => {
           // The example image stands in for postgres: it serves on the engine's port.
           envVars: [{ key: 'PORT', value: '5432' }],
           readinessTimeoutSeconds: 60,
+        },
+      }),
+    );
+    await callUnary(
+      stack.environments,
+      'addService',
+      control.AddServiceRequest.fromPartial({
+        environmentId,
+        service: {
+          name: 'migrate',
+          kind: control.ServiceKind.SERVICE_KIND_LIFECYCLE_JOB,
+          stageId: jobStage!.id,
+          source: {
+            $case: 'job',
+            value: {
+              from: { $case: 'container', value: { image: IMAGE, tag: TAG } },
+              onDeploy: true,
+              maxDurationSeconds: 60,
+            },
+          },
+          // A workload that prints what it was given: its output is streamed and stored, redacted.
+          envVars: [
+            { key: 'EXAMPLE_SCRIPT', value: 'echo "token=$API_TOKEN"; echo "db=$DB_URL"' },
+            { key: 'API_TOKEN', value: SECRET, secret: true },
+          ],
         },
       }),
     );
@@ -191,6 +216,25 @@ describe('secrets never in clear in Stageline', () => {
     }
     const shown = await callUnary(stack.deployments, 'getDeployment', { deploymentId: deployment!.id });
     expect(found(JSON.stringify(control.GetDeploymentResponse.toJSON(shown)), needles)).toEqual([]);
+    // The job did print them: its log lines say so, redacted.
+    const migrate = final.services.find((s) => s.name === 'migrate')!;
+    const lines: string[] = [];
+    const stream = stack.deployments.streamLogs({
+      deploymentId: deployment!.id,
+      serviceId: migrate.serviceId,
+      follow: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (m: control.StreamLogsResponse) => {
+        if (m.line) lines.push(m.line.message);
+      });
+      stream.on('end', () => resolve());
+      stream.on('error', reject);
+    });
+    expect(lines).toContain('migrate | token=***');
+    // Every value injected from an earlier stage is treated as secret (it goes to the Secret, too).
+    expect(lines).toContain('migrate | db=postgresql://***:***@db:***/***');
+    expect(found(lines.join('\n'), needles)).toEqual([]);
 
     // Runtime files: nothing left of what carried the secrets to podman; the charts 0600 in 0700.
     const state = filesUnder(stack.stateDir);

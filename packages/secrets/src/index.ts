@@ -10,6 +10,7 @@ export {
   seal,
 } from './envelope.ts';
 export { KeyRing, type KeySource, keySourceFromEnv, memorySecrets, newKeyId, type Secrets } from './keyring.ts';
+export { type Redact, redactor } from './redact.ts';
 export { type ColumnSweep, resealRecord, resealValue, type SqlRun, sweepColumn } from './sweep.ts';
 export {
   openEnvVars,

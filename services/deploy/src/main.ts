@@ -118,8 +118,8 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       serviceId: job.service?.id ?? '',
       attempt: job.attempt,
     }),
-    handle: (sealed, ctx) =>
-      withSealedSecrets(secrets, sealed, (job) =>
+    handle: (sealed, workerCtx) =>
+      withSealedSecrets(secrets, sealed, workerCtx, (job, ctx) =>
         noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx),
       ),
   });

@@ -2,7 +2,8 @@
 // and the values injected from earlier stages arrive sealed and are opened right before the job runs;
 // the values a job hands to later stages (job outputs, database connection details) leave sealed.
 import { bus, control } from '@stageline/proto';
-import { openEnvVars, openValues, type Secrets, sealValues } from '@stageline/secrets';
+import { openEnvVars, openValues, type Redact, redactor, type Secrets, sealValues } from '@stageline/secrets';
+import type { JobContext } from './ports.ts';
 
 /** The job with its secrets in clear; throws naming the variable when one cannot be opened. */
 export function openDeployJob(secrets: Secrets, job: bus.DeployJob): bus.DeployJob {
@@ -22,11 +23,39 @@ export function sealOutcome(secrets: Secrets, result: bus.JobFinished): bus.JobF
     : { ...result, outputs: sealValues(secrets, result.outputs) };
 }
 
-/** Runs `handle` on the opened job and seals what it hands on; a job whose secrets cannot be opened fails. */
+/** What a job reports, with the job's secret values (and URL passwords) as "***". */
+export function redactingContext(ctx: JobContext, redact: Redact): JobContext {
+  return {
+    jobId: ctx.jobId,
+    deploymentId: ctx.deploymentId,
+    serviceId: ctx.serviceId,
+    attempt: ctx.attempt,
+    signal: ctx.signal,
+    log: ctx.log,
+    output: (message, step) => ctx.output(redact(message), step),
+    stepStarted: (kind, message) => ctx.stepStarted(kind, message === undefined ? undefined : redact(message)),
+    stepFinished: (step) => ctx.stepFinished({ ...step, message: redact(step.message) }),
+    working: () => ctx.working(),
+  };
+}
+
+/** The job's secret values in clear: its secret env values and what earlier stages injected. */
+function secretValuesOf(job: bus.DeployJob): string[] {
+  return [
+    ...(job.service?.envVars ?? []).filter((v) => v.secret).map((v) => v.value),
+    ...Object.values(job.injectedEnv),
+  ];
+}
+
+/**
+ * Runs `handle` on the opened job with a context that redacts the job's secrets from every line and
+ * step message, and seals what it hands on; a job whose secrets cannot be opened fails.
+ */
 export async function withSealedSecrets(
   secrets: Secrets,
   job: bus.DeployJob,
-  handle: (opened: bus.DeployJob) => Promise<bus.JobFinished>,
+  ctx: JobContext,
+  handle: (opened: bus.DeployJob, ctx: JobContext) => Promise<bus.JobFinished>,
 ): Promise<bus.JobFinished> {
   let opened: bus.DeployJob;
   try {
@@ -39,5 +68,7 @@ export async function withSealedSecrets(
       message: `the job's secrets cannot be opened: ${e instanceof Error ? e.message : String(e)}`,
     });
   }
-  return sealOutcome(secrets, await handle(opened));
+  const redact = redactor(secretValuesOf(opened));
+  const result = await handle(opened, redactingContext(ctx, redact));
+  return sealOutcome(secrets, { ...result, message: redact(result.message) });
 }
