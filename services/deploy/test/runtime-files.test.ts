@@ -1,5 +1,6 @@
 // The files that carry secret values to podman (issue 20): 0600 in a 0700 directory while podman reads
-// them, removed once it has. Real podman; the spy only looks at the file podman is handed.
+// them, removed once it has; what a job prints never shows them. Real podman; the spy only looks at
+// the file podman is handed.
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -116,7 +117,7 @@ describe('runtime files on the local runtime', () => {
       },
       envVars: [
         // The example image runs this script instead of serving: the job sees its secret.
-        { key: 'EXAMPLE_SCRIPT', value: 'test -n "$API_TOKEN"', secret: false },
+        { key: 'EXAMPLE_SCRIPT', value: 'test -n "$API_TOKEN" && echo "token=$API_TOKEN"', secret: false },
         { key: 'API_TOKEN', value: SECRET, secret: true },
       ],
     });
@@ -126,6 +127,8 @@ describe('runtime files on the local runtime', () => {
       const result = await handleDeployJob(deps, j, ctx);
       expect(result.succeeded, result.message).toBe(true);
       expect(ctx.lines.join('\n')).not.toContain(SECRET);
+      // What the job printed is there, its secret redacted (cron ticks run the same way).
+      if (svc === migrate) expect(ctx.lines).toContain('migrate | token=***');
     }
     expect(podman.seen.length).toBe(2);
     for (const seen of podman.seen) {

@@ -5,6 +5,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@stageline/log';
+import { redactor } from '@stageline/secrets';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
 import { LABELS, type Manifest } from '../../domain/chart.ts';
 import { lastLines, RolloutCanceled, RolloutError } from '../../domain/failures.ts';
@@ -20,6 +21,7 @@ import {
 } from '../../domain/local-plan.ts';
 import { localNetworkName, localPodName } from '../../domain/names.ts';
 import type { Endpoint, Release } from '../../domain/release.ts';
+import { secretValuesIn } from '../../domain/secret-values.ts';
 import { JOB_OUTPUT_DIR } from '../../domain/workload.ts';
 import { CommandFailed } from '../process/command-runner.ts';
 import type { ContainerState, Podman } from './podman.ts';
@@ -224,9 +226,17 @@ export class LocalRuntime implements Runtime {
    * each within its max duration; returns what it wrote to output.json. Throws RolloutError when every
    * execution failed, RolloutCanceled on cancel (its pod removed either way).
    */
-  async runJob(release: Release, runName: string, ctx: RuntimeContext, given?: Manifest[]): Promise<JobRunResult> {
+  async runJob(
+    release: Release,
+    runName: string,
+    given: RuntimeContext,
+    manifestsGiven?: Manifest[],
+  ): Promise<JobRunResult> {
     const { podman } = this.#deps;
-    const manifests = given ?? (await this.#manifests(release));
+    const manifests = manifestsGiven ?? (await this.#manifests(release));
+    // What the job prints is stored and streamed (cron ticks too): never the secrets it was given.
+    const redact = redactor(secretValuesIn(manifests));
+    const ctx: RuntimeContext = { ...given, output: (line) => given.output(redact(line)) };
     const plan = this.#jobPlan(release, manifests, runName);
     await podman.ensureNetwork(plan.network, { [LABELS.environmentId]: release.environmentId });
     await this.#ensureImage(plan.image, ctx);
@@ -271,7 +281,7 @@ export class LocalRuntime implements Runtime {
       await this.#removePod(plan.podName, plan.stopTimeoutSeconds);
       await rm(runDir, { recursive: true, force: true });
     }
-    throw new RolloutError('exited', `${last}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`, {
+    throw new RolloutError('exited', `${redact(last)}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`, {
       exitCode: lastCode,
     });
   }
