@@ -12,6 +12,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as connectNats } from '@nats-io/transport-node';
 import { callUnary, connect } from '@stageline/grpc';
 import { bus as busv1, control } from '@stageline/proto';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createEnvironment, EXAMPLE_IMAGE, runStatusName, useStack, watchToEnd } from './stack.ts';
 
@@ -319,5 +320,60 @@ describe('secrets never in clear in Stageline', () => {
       requester: 'e2e',
     });
     expect(await bodyAfter(rolledBack.deployment!.id)).toBe(SECRET);
+  });
+
+  it('deleting the environment purges its secret values, sealed ones included, from every schema', async () => {
+    const environmentId = (
+      await callUnary(stack.environments, 'listEnvironments', { project: 'e2e', pageSize: 10, pageToken: '' })
+    ).environments.find((e) => e.name === 'boundary')!.id;
+    const serviceIds = (await callUnary(stack.environments, 'listServices', { environmentId })).services.map(
+      (s) => s.id,
+    );
+    const db = new pg.Client({ connectionString: stack.isolated.databaseUrl });
+    await db.connect();
+    const sealedLeft = async () => {
+      const count = async (sql: string, params: unknown[]) => Number((await db.query(sql, params)).rows[0].n);
+      return {
+        control: await count(
+          `select count(*) as n from control.service where environment_id = $1 and secrets <> '{}'::jsonb`,
+          [environmentId],
+        ),
+        plannerRuns: await count(
+          `select count(*) as n from planner.deployment where environment_id = $1
+             and (coalesce(snapshot::text, '') like '%sl:v1:%' or coalesce(state::text, '') like '%sl:v1:%')`,
+          [environmentId],
+        ),
+        plannerStatuses: await count(
+          `select count(*) as n from planner.service_status where environment_id = $1 and outputs <> '{}'::jsonb`,
+          [environmentId],
+        ),
+        deployPasswords: await count('select count(*) as n from deploy.database_credential where environment_id = $1', [
+          environmentId,
+        ]),
+        deployOutcomes: await count(
+          `select count(*) as n from deploy.job_result where service_id = any($1) and result::text like '%sl:v1:%'`,
+          [serviceIds],
+        ),
+      };
+    };
+    try {
+      expect(Object.values(await sealedLeft()).some((n) => n > 0)).toBe(true);
+      const { deployment } = await callUnary(stack.deployments, 'deleteEnvironment', {
+        environmentId,
+        requester: 'e2e',
+        forceBuild: false,
+      });
+      const { final } = await watchToEnd(stack, deployment!.id, 300_000);
+      expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+      // Control and the planner follow the run's end and the environment's removal: soon, not at once.
+      let left = await sealedLeft();
+      for (let i = 0; i < 120 && Object.values(left).some((n) => n > 0); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        left = await sealedLeft();
+      }
+      expect(left).toEqual({ control: 0, plannerRuns: 0, plannerStatuses: 0, deployPasswords: 0, deployOutcomes: 0 });
+    } finally {
+      await db.end();
+    }
   });
 });
