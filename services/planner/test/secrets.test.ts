@@ -1,13 +1,16 @@
 // Secret values in the planner's schema (issue 20): kept sealed, sealed again under a new key (also
 // values stored in clear by an older version), purged with their service or their environment.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { Bus } from '@stageline/bus';
 import { type Database, openDatabase } from '@stageline/db';
 import { createLogger } from '@stageline/log';
+import { bus as busv1 } from '@stageline/proto';
 import { isSealed, keyIdOf, memorySecrets, seal } from '@stageline/secrets';
 import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
+import { consumeEnvironmentEvents } from '../src/adapters/nats/consumers.ts';
 import { purgeSecrets, resealPlannerSecrets, secretsOfRun } from '../src/app/secrets.ts';
 
 const isolated = useIsolatedEnvironment();
@@ -188,5 +191,40 @@ describe('secret values in the planner', () => {
       now[2],
     ]);
     expect(secretsOfRun(now, undefined)).toEqual(now);
+  });
+
+  it("follows control's events: serviceRemoved purges that service's values (real NATS, the planner's consumer)", async () => {
+    const env = randomUUID();
+    const [gone, kept] = [randomUUID(), randomUUID()];
+    const run = await insertRun(
+      env,
+      snapshotOf([
+        { id: gone, secret: seal(k2, 'x') },
+        { id: kept, secret: seal(k2, 'y') },
+      ]),
+      stateOf({}),
+    );
+    const log = createLogger({ service: 'planner-test', level: 'silent' });
+    const bus = await Bus.connect({ url: isolated.natsUrl, prefix: isolated.busPrefix, name: 'planner-test', log });
+    await bus.ensureStreams();
+    const consumer = await consumeEnvironmentEvents(bus, (environmentId, serviceId) =>
+      purgeSecrets(db, environmentId, serviceId),
+    );
+    try {
+      const event = busv1.EnvironmentEvent.fromPartial({
+        eventId: randomUUID(),
+        environmentId: env,
+        event: { $case: 'serviceRemoved', value: { serviceId: gone } },
+      });
+      await bus.publish(bus.subjects.environmentEvents(env), busv1.EnvironmentEvent.encode(event).finish());
+      const tokens = async () => (await row(run)).snapshot.services.map((s) => s.envVars[1]!.value);
+      for (let i = 0; i < 200 && (await tokens())[0] !== ''; i++) await new Promise((r) => setTimeout(r, 50));
+      const [goneToken, keptToken] = await tokens();
+      expect(goneToken).toBe('');
+      expect(isSealed(keptToken!)).toBe(true);
+    } finally {
+      await consumer.stop();
+      await bus.close();
+    }
   });
 });
