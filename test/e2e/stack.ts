@@ -12,7 +12,7 @@ import { Bus } from '@stageline/bus';
 import { callUnary, connect, waitForServing } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { control } from '@stageline/proto';
-import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
+import { type SecuredNats, startSecuredNats, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -80,6 +80,11 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Services to start; default all four. */
   services?: ServiceName[];
+  /**
+   * The authenticated bus: a nats-server of the file's own (one user per identity, no anonymous
+   * client), provisioned apart; each service connects as its own user. Default: the anonymous server.
+   */
+  securedBus?: boolean;
 }
 
 /** Starts the stack before the file's tests and stops it after. */
@@ -91,6 +96,7 @@ export function useStack(options: StackOptions = {}) {
   let stateDir = '';
   let addresses: Record<ServiceName, string> = { control: '', planner: '', build: '', deploy: '' };
   let bus: Bus | undefined;
+  let secured: SecuredNats | undefined;
   const clients: {
     environments?: control.EnvironmentServiceClient;
     pipelines?: control.PipelineServiceClient;
@@ -112,7 +118,7 @@ export function useStack(options: StackOptions = {}) {
 
   async function spawnService(name: ServiceName, address: string): Promise<Proc> {
     const child = spawn(process.execPath, [join(root, `services/${name}/src/main.ts`)], {
-      env: { ...baseEnv(), GRPC_LISTEN: address },
+      env: { ...baseEnv(), ...secured?.env(name), GRPC_LISTEN: address },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -140,6 +146,16 @@ export function useStack(options: StackOptions = {}) {
 
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'stageline-e2e-'));
+    if (options.securedBus) {
+      secured = await startSecuredNats({
+        prefix: isolated.busPrefix,
+        provision: {
+          ...(options.env?.WORKER_ACK_WAIT_MS ? { workerAckWaitMs: Number(options.env.WORKER_ACK_WAIT_MS) } : {}),
+          ...(options.env?.DEPLOY_SLOTS ? { deploySlots: Number(options.env.DEPLOY_SLOTS) } : {}),
+          ...(options.env?.BUILD_LOCK_TTL_MS ? { buildLockTtlMs: Number(options.env.BUILD_LOCK_TTL_MS) } : {}),
+        },
+      });
+    }
     const names = options.services ?? ['control', 'planner', 'build', 'deploy'];
     addresses = {
       control: `127.0.0.1:${await freePort()}`,
@@ -153,10 +169,13 @@ export function useStack(options: StackOptions = {}) {
     clients.pipelines = connect(control.PipelineServiceClient, addresses.control, security.user());
     clients.deployments = connect(control.DeploymentServiceClient, addresses.control, security.user());
     bus = await Bus.connect({
-      url: isolated.natsUrl,
+      url: secured?.url ?? isolated.natsUrl,
       prefix: isolated.busPrefix,
       name: 'e2e',
       log: createLogger({ service: 'e2e', level: 'silent' }),
+      // On the secured bus the test reads streams as the provision identity (it publishes nothing).
+      credentialsFile: secured?.credentialsFile('provision'),
+      provisioned: false,
     });
   }, 90_000);
 
@@ -175,6 +194,7 @@ export function useStack(options: StackOptions = {}) {
         clearTimeout(timer);
       }),
     );
+    await secured?.stop();
     if (process.env.STACK_KEEP_LOGS) for (const p of procs) console.log(`--- ${p.name}\n${p.output()}`);
     rmSync(stateDir, { recursive: true, force: true });
   }, 180_000);
@@ -197,6 +217,11 @@ export function useStack(options: StackOptions = {}) {
     },
     get bus() {
       return bus!;
+    },
+    /** The authenticated bus (`securedBus: true`): its URL and each identity's credentials. */
+    get securedBus() {
+      if (secured === undefined) throw new Error('useStack({ securedBus: true }) only');
+      return secured;
     },
     procs,
     /** Another process of a worker service (scaling, crash tests). */
