@@ -139,6 +139,10 @@ bash "$STAGELINE_ROOT/deploy/dev/credentials.sh" "$STAGELINE_STATE"
 # configuration of Stageline's own nats-server; stack.sh starts it and provisions the streams.
 node "$STAGELINE_ROOT/deploy/dev/nats.ts" config >/dev/null
 
+# Provisioning: Stageline's NATS started (it stays up, like PostgreSQL and the registries) and its
+# streams, consumers and buckets created as the provision identity; stack.sh up does it again.
+bash "$STAGELINE_ROOT/deploy/dev/stack.sh" provision >&2
+
 # --- self-check ------------------------------------------------------------------------------------
 # What a deploy and a build do first, done once here, so that a missing program fails set-up with
 # its name rather than a user's first run three layers down: a pod from the example image on a

@@ -192,6 +192,14 @@ down() {
 
 status() {
   mkdir -p "$RUN_DIR"
+  local pid
+  if [ "$OWN_NATS" = 0 ]; then
+    echo "bus      $NATS_URL (external)"
+  elif pid="$(nats_pid)"; then
+    echo "bus      pid $pid  $NATS_URL"
+  else
+    echo "bus      not running"
+  fi
   # shellcheck disable=SC2046
   node deploy/dev/wait-healthy.ts --status $(targets)
 }
