@@ -121,8 +121,8 @@ export class KubernetesRuntime implements Runtime {
       );
       const chartDir = path.join(checkout, custom.path);
       // The repository is the user's: helm must not read, through a link, anything outside the chart.
-      const escape = await linkLeaving(chartDir, checkout);
-      if (escape !== undefined) throw new RolloutError('failed', `custom chart ${custom.path}: ${escape}: refused`);
+      const leak = await linkLeaving(chartDir, checkout);
+      if (leak !== undefined) throw new RolloutError('failed', `custom chart ${custom.path}: ${leak}: refused`);
       return [chartDir, ...values];
     }
     const version = custom.version !== '' ? ['--version', custom.version] : [];
