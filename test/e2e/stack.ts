@@ -3,7 +3,6 @@
 // everywhere, mutual TLS between the services, the admin token for the test's own calls to control.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +11,7 @@ import { Bus } from '@stageline/bus';
 import { callUnary, connect, waitForServing } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { control } from '@stageline/proto';
-import { type SecuredNats, startSecuredNats, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
+import { freePort, type SecuredNats, startSecuredNats, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -54,17 +53,6 @@ async function removePodmanResources(envIds: string[]): Promise<void> {
   if (networks.length > 0) await podman('network', 'rm', '-f', ...networks);
   const volumes = await labelled('volume');
   if (volumes.length > 0) await podman('volume', 'rm', '-f', ...volumes);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface Proc {
