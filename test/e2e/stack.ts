@@ -101,6 +101,7 @@ export function useStack(options: StackOptions = {}) {
     STAGELINE_CONTROL_ADDRESS: addresses.control,
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
+    STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
     ...options.env,
   });
 

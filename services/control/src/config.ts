@@ -6,6 +6,8 @@ export interface ControlConfig extends CommonConfig {
   plannerAddress: string;
   /** A build service (any of them): ExplainBuild is answered there. */
   buildAddress: string;
+  /** A deploy service (any of them): release history and cron runs are read there. */
+  deployAddress: string;
   /**
    * A file holding an admin token (`stl_…`) to make live at start, once — the first credential of a
    * new install (set-up writes `$STAGELINE_STATE/admin.token`). Empty: none.
@@ -17,12 +19,14 @@ export function loadConfig(env: Env = process.env): ControlConfig {
   const read = envReader(env, {
     STAGELINE_PLANNER_ADDRESS: '127.0.0.1:50052',
     STAGELINE_BUILD_ADDRESS: '127.0.0.1:50053',
+    STAGELINE_DEPLOY_ADDRESS: '127.0.0.1:50054',
     STAGELINE_ADMIN_TOKEN_FILE: '',
   });
   return {
     ...commonConfig(env, '127.0.0.1:50051', 'control'),
     plannerAddress: hostPort('STAGELINE_PLANNER_ADDRESS', read('STAGELINE_PLANNER_ADDRESS')),
     buildAddress: hostPort('STAGELINE_BUILD_ADDRESS', read('STAGELINE_BUILD_ADDRESS')),
+    deployAddress: hostPort('STAGELINE_DEPLOY_ADDRESS', read('STAGELINE_DEPLOY_ADDRESS')),
     adminTokenFile: read('STAGELINE_ADMIN_TOKEN_FILE'),
   };
 }

@@ -3,7 +3,7 @@ import { Bus } from '@stageline/bus';
 import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { build as buildv1, planner as plannerv1 } from '@stageline/proto';
+import { build as buildv1, deploy as deployv1, planner as plannerv1 } from '@stageline/proto';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -61,6 +61,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   const asControl = { ca: config.tls.ca, identity: config.tls };
   const planner = connect(plannerv1.PlannerServiceClient, config.plannerAddress, asControl);
   const build = connect(buildv1.BuildServiceClient, config.buildAddress, asControl);
+  const releases = connect(deployv1.ReleaseServiceClient, config.deployAddress, asControl);
   const runs = await followRuns(bus, app);
   const scope = new Scope((id) => app.projectOf(id));
   const services = async (environmentId: string) =>
@@ -69,7 +70,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     address: config.grpcListen,
     services: [
       ...controlServices(app, scope, log),
-      deploymentService({ planner, build, scope, services, bus, log }),
+      deploymentService({ planner, build, releases, scope, services, bus, log }),
       accessService(access, log),
     ],
     tls: config.tls,
@@ -85,6 +86,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
       await server.shutdown();
       planner.close();
       build.close();
+      releases.close();
       await runs.stop();
       await relay.stop();
       await db.close();

@@ -5,7 +5,28 @@ import { createLogger } from '@stageline/log';
 import { bus, control } from '@stageline/proto';
 import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
+import type { ControlConfig } from '../src/config.ts';
 import { type RunningControl, startControl } from '../src/service.ts';
+
+/**
+ * Control's configuration for a test: the isolated database and bus, the test kit's TLS files and
+ * admin token, and no planner, build or deploy service (the environment model needs none).
+ */
+export function testControlConfig(env: { natsUrl: string; databaseUrl: string; busPrefix: string }): ControlConfig {
+  const security = testSecurity();
+  return {
+    grpcListen: '127.0.0.1:0',
+    natsUrl: env.natsUrl,
+    databaseUrl: env.databaseUrl,
+    busPrefix: env.busPrefix,
+    logLevel: 'silent',
+    plannerAddress: '127.0.0.1:1',
+    buildAddress: '127.0.0.1:1',
+    deployAddress: '127.0.0.1:1',
+    tls: security.files('control'),
+    adminTokenFile: security.adminTokenFile,
+  };
+}
 
 /**
  * A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients: TLS and
@@ -21,18 +42,7 @@ export function useControl() {
   } = {};
   beforeAll(async () => {
     running = await startControl(
-      {
-        grpcListen: '127.0.0.1:0',
-        natsUrl: env.natsUrl,
-        databaseUrl: env.databaseUrl,
-        busPrefix: env.busPrefix,
-        logLevel: 'silent',
-        // No planner nor build service in these tests: the environment model needs neither.
-        plannerAddress: '127.0.0.1:1',
-        buildAddress: '127.0.0.1:1',
-        tls: security.files('control'),
-        adminTokenFile: security.adminTokenFile,
-      },
+      testControlConfig(env),
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );
     clients.environments = connectGrpc(control.EnvironmentServiceClient, running.address, security.user());

@@ -268,6 +268,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     STAGELINE_CONTROL_ADDRESS: addresses.control,
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
+    STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
     ...executorEnv,
     ...options.env,
   };

@@ -50,6 +50,8 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     streamLogs: 'ROLE_VIEWER',
     planDeployment: 'ROLE_VIEWER',
     explainBuild: 'ROLE_VIEWER',
+    listReleases: 'ROLE_VIEWER',
+    listCronRuns: 'ROLE_VIEWER',
     deployEnvironment: 'ROLE_DEPLOYER',
     redeployEnvironment: 'ROLE_DEPLOYER',
     stopEnvironment: 'ROLE_DEPLOYER',

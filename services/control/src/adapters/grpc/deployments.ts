@@ -4,7 +4,7 @@ import { newId } from '@stageline/db';
 import { invalidArgument, notFound } from '@stageline/errors';
 import { callUnary, domainErrorFromGrpc, type GrpcServiceRegistration, serverStream, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { type build, bus as busv1, control, type planner } from '@stageline/proto';
+import { type build, bus as busv1, control, type deploy, type planner } from '@stageline/proto';
 import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
 import { callerOf, type Scope } from './access.ts';
 
@@ -16,6 +16,8 @@ export interface DeploymentDeps {
   planner: planner.PlannerServiceClient;
   /** BuildService, for ExplainBuild (users never reach it directly). */
   build: build.BuildServiceClient;
+  /** ReleaseService, for release history and cron runs (users never reach it directly). */
+  releases: deploy.ReleaseServiceClient;
   scope: Scope;
   /** The ids of an environment's services (ExplainBuild takes only those). */
   services: (environmentId: string) => Promise<string[]>;
@@ -85,6 +87,14 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
         forceBuild: req.forceBuild,
       });
     };
+
+  /** Checks that the service is one of the environment's, and that the caller may see the environment. */
+  async function serviceOf(call: object, environmentId: string, serviceId: string): Promise<void> {
+    if (environmentId === '') throw invalidArgument('environment_id', 'is required');
+    if (serviceId === '') throw invalidArgument('service_id', 'is required');
+    await deps.scope.environment(call, environmentId);
+    if (!(await deps.services(environmentId)).includes(serviceId)) throw notFound('service', serviceId, 'service_id');
+  }
 
   /** A run, if the caller may see its environment (NOT_FOUND otherwise, as if it did not exist). */
   async function get(call: object, deploymentId: string): Promise<control.Deployment> {
@@ -169,11 +179,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     }),
 
     explainBuild: unary(log, async (req, call) => {
-      if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
-      if (req.serviceId === '') throw invalidArgument('service_id', 'is required');
-      await deps.scope.environment(call, req.environmentId);
-      const services = await deps.services(req.environmentId);
-      if (!services.includes(req.serviceId)) throw notFound('service', req.serviceId, 'service_id');
+      await serviceOf(call, req.environmentId, req.serviceId);
       if (req.deploymentId !== undefined && (await get(call, req.deploymentId)).environmentId !== req.environmentId) {
         throw notFound('deployment', req.deploymentId, 'deployment_id');
       }
@@ -184,6 +190,24 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
         });
       } catch (e) {
         throw domainErrorFromGrpc(e, 'build');
+      }
+    }),
+
+    listReleases: unary(log, async (req, call) => {
+      await serviceOf(call, req.environmentId, req.serviceId);
+      try {
+        return await callUnary(deps.releases, 'listReleases', { serviceId: req.serviceId });
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'deploy');
+      }
+    }),
+    listCronRuns: unary(log, async (req, call) => {
+      await serviceOf(call, req.environmentId, req.serviceId);
+      if (req.limit > 500) throw invalidArgument('limit', 'must be at most 500');
+      try {
+        return await callUnary(deps.releases, 'listCronRuns', { serviceId: req.serviceId, limit: req.limit });
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'deploy');
       }
     }),
 
