@@ -13,6 +13,7 @@ import type {
   EnvironmentStore,
   ServiceRecord,
 } from './model.ts';
+import { checkLimits, snapshotOf } from './size.ts';
 import { environmentView, pipelineView, servicesInOrder, serviceView } from './views.ts';
 
 // The use cases behind EnvironmentService and PipelineService. Each validates its request, computes
@@ -183,6 +184,7 @@ export class ControlApp {
         updatedAt: now,
       })),
     };
+    checkLimits(aggregate, 'name');
     const environment = environmentView(aggregate.environment);
     const pipeline = pipelineView(aggregate);
     const services = servicesInOrder(aggregate).map((s) => serviceView(aggregate, s));
@@ -222,6 +224,7 @@ export class ControlApp {
         ),
         services: [...current.services, record],
       };
+      checkLimits(next, 'service', record.id);
       const service = serviceView(next, record);
       return {
         next,
@@ -256,6 +259,7 @@ export class ControlApp {
         updatedAt: this.#deps.clock.now(),
       };
       const next = { ...current, services: current.services.map((s) => (s.id === updated.id ? updated : s)) };
+      checkLimits(next, 'service', updated.id);
       const service = serviceView(next, updated);
       return { next, events: [{ $case: 'serviceUpdated', value: { service } }], result: { service } };
     });
@@ -289,20 +293,7 @@ export class ControlApp {
 
   /** The environment as a run needs it: services in pipeline order with their secret values. */
   async snapshot(environmentId: string): Promise<snapshot.GetEnvironmentSnapshotResponse> {
-    const aggregate = await this.#deps.store.get(requireId('environment_id', environmentId));
-    const services = servicesInOrder(aggregate);
-    return {
-      environment: environmentView(aggregate.environment),
-      pipeline: pipelineView(aggregate),
-      services: services.map((s) => {
-        const view = serviceView(aggregate, s);
-        return {
-          ...view,
-          envVars: s.definition.envVars.map((v) => (v.secret ? { ...v, value: s.secrets[v.key] ?? '' } : v)),
-        };
-      }),
-      deployedServiceIds: services.filter((s) => s.hasResources).map((s) => s.id),
-    };
+    return snapshotOf(await this.#deps.store.get(requireId('environment_id', environmentId)));
   }
 
   /**
@@ -375,6 +366,8 @@ export class ControlApp {
 
   #pipelineChange(
     environmentId: string,
+    /** The request field a refusal by the limits names; undefined: the change cannot grow the environment. */
+    field: string | undefined,
     apply: (model: pipelines.PipelineModel) => pipelines.PipelineModel,
     event: (
       next: EnvironmentAggregate,
@@ -388,6 +381,7 @@ export class ControlApp {
       if (sameValue(pipeline, pipelineView(current))) {
         return { next: current, events: [], result: { pipeline } };
       }
+      if (field !== undefined) checkLimits(next, field);
       return { next, events: [event(next, pipeline, current)], result: { pipeline } };
     });
   }
@@ -396,6 +390,7 @@ export class ControlApp {
     const id = this.#deps.newId();
     return this.#pipelineChange(
       req.environmentId,
+      'name',
       (m) => pipelines.createStage(m, { id, name: req.name, description: req.description, position: req.position }),
       (_, pipeline) => ({ $case: 'stageCreated', value: { stageId: id, pipeline } }),
     );
@@ -404,6 +399,7 @@ export class ControlApp {
   updateStage(req: control.UpdateStageRequest): Promise<control.UpdateStageResponse> {
     return this.#pipelineChange(
       req.environmentId,
+      'description',
       (m) => pipelines.updateStage(m, { stageId: req.stageId, name: req.name, description: req.description }),
       (_, pipeline) => ({ $case: 'stageUpdated', value: { stageId: req.stageId, pipeline } }),
     );
@@ -412,6 +408,7 @@ export class ControlApp {
   moveStage(req: control.MoveStageRequest): Promise<control.MoveStageResponse> {
     return this.#pipelineChange(
       req.environmentId,
+      undefined,
       (m) => pipelines.moveStage(m, req.stageId, req.position),
       (_, pipeline, before) => ({
         $case: 'stageMoved',
@@ -428,6 +425,7 @@ export class ControlApp {
   deleteStage(req: control.DeleteStageRequest): Promise<control.DeleteStageResponse> {
     return this.#pipelineChange(
       req.environmentId,
+      undefined,
       (m) => pipelines.deleteStage(m, req.stageId, req.moveServicesToStageId),
       (_, pipeline) => ({
         $case: 'stageDeleted',
@@ -440,6 +438,7 @@ export class ControlApp {
     requireId('service_id', req.serviceId);
     return this.#pipelineChange(
       req.environmentId,
+      undefined,
       (m) => pipelines.moveService(m, req.serviceId, req.stageId),
       (_, pipeline, before) => ({
         $case: 'serviceMoved',
