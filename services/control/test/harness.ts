@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { connect as connectGrpc } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { parseSourcePolicy } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
@@ -11,7 +12,7 @@ import { type RunningControl, startControl } from '../src/service.ts';
  * A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients: TLS and
  * the admin token, the way every user reaches it (control makes the token live at start).
  */
-export function useControl() {
+export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: string } = {}) {
   const security = testSecurity();
   const env = useIsolatedEnvironment();
   let running: RunningControl | undefined;
@@ -32,6 +33,8 @@ export function useControl() {
         buildAddress: '127.0.0.1:1',
         tls: security.files('control'),
         adminTokenFile: security.adminTokenFile,
+        kubeContexts: policy.kubeContexts ?? [],
+        sourcePolicy: parseSourcePolicy(policy.sourceAllow ?? ''),
       },
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );

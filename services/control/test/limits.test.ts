@@ -8,7 +8,8 @@ import { environmentEvents, useControl } from './harness.ts';
 // Sizes stay under the bus's max_payload (issue 21): what a message would carry over the limits is
 // refused with INVALID_ARGUMENT naming the field and the limit, and what is allowed reaches the bus.
 
-const ctl = useControl();
+// The dev stack's source policy: the example image's registry is allowed.
+const ctl = useControl({ sourceAllow: '127.0.0.1:5001' });
 const { ServiceKind } = control;
 const MAX_PAYLOAD = 1024 * 1024;
 

@@ -1,10 +1,18 @@
 import { alreadyExists, DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import { DENY_ALL, type SourcePolicy } from '@stageline/policy';
 import { control, type snapshot } from '@stageline/proto';
-import { applySettings, checkEnvironmentName, checkProject, checkRuntime } from '../domain/environment.ts';
+import {
+  applySettings,
+  checkEnvironmentName,
+  checkEnvironmentNamespace,
+  checkProject,
+  checkRuntime,
+} from '../domain/environment.ts';
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
 import * as pipelines from '../domain/pipeline.ts';
 import { mergeSecrets, normalizeDefinition } from '../domain/service-spec.ts';
+import { checkSources } from '../domain/sources.ts';
 import type {
   Change,
   Clock,
@@ -19,10 +27,22 @@ import { environmentView, pipelineView, servicesInOrder, serviceView } from './v
 // The use cases behind EnvironmentService and PipelineService. Each validates its request, computes
 // the next aggregate with the pure domain, and lets the store write it with its events atomically.
 
+/** What the operator allows environments to name (configuration: README, Security). */
+export interface InputPolicy {
+  /** Where git, image and chart URLs may point (STAGELINE_SOURCE_ALLOW). */
+  sources: SourcePolicy;
+  /** The kube contexts an environment may name (STAGELINE_KUBE_CONTEXTS). */
+  kubeContexts: readonly string[];
+}
+
+export const STRICTEST_POLICY: InputPolicy = { sources: DENY_ALL, kubeContexts: [] };
+
 export interface ControlAppDeps {
   store: EnvironmentStore;
   newId: () => string;
   clock: Clock;
+  /** Default: the strictest, nothing allowed beyond the rules. */
+  policy?: InputPolicy;
 }
 
 const MAX_PAGE_SIZE = 500;
@@ -56,6 +76,15 @@ export class ControlApp {
     this.#actor = actor;
   }
 
+  get #policy(): InputPolicy {
+    return this.#deps.policy ?? STRICTEST_POLICY;
+  }
+
+  /** The kube contexts the operator registered, for the admin RPC that lists them. */
+  kubeContexts(): readonly string[] {
+    return this.#policy.kubeContexts;
+  }
+
   /** The same use cases, acting as `actor` (`token:<name> (<id>)`, `service:<name>`): the audit trail. */
   as(actor: string): ControlApp {
     return new ControlApp(this.#deps, actor);
@@ -87,7 +116,8 @@ export class ControlApp {
     checkProject(req.project);
     checkEnvironmentName(req.name);
     const runtime = checkRuntime(req.runtime);
-    const settings = applySettings(req.settings);
+    const settings = applySettings(req.settings, undefined, this.#policy.kubeContexts);
+    checkEnvironmentNamespace(req.project, req.name, settings);
     const now = this.#deps.clock.now();
     const aggregate: EnvironmentAggregate = {
       environment: {
@@ -137,7 +167,8 @@ export class ControlApp {
 
   updateEnvironment(req: control.UpdateEnvironmentRequest): Promise<control.UpdateEnvironmentResponse> {
     return this.#change(req.environmentId, (current) => {
-      const settings = applySettings(req.settings, current.environment.settings);
+      const settings = applySettings(req.settings, current.environment.settings, this.#policy.kubeContexts);
+      checkEnvironmentNamespace(current.environment.project, current.environment.name, settings, 'settings.namespace');
       if (sameValue(settings, current.environment.settings)) {
         return { next: current, events: [], result: { environment: environmentView(current.environment) } };
       }
@@ -150,6 +181,9 @@ export class ControlApp {
   async cloneEnvironment(req: control.CloneEnvironmentRequest): Promise<control.CloneEnvironmentResponse> {
     const source = await this.#deps.store.get(requireId('source_environment_id', req.sourceEnvironmentId));
     checkEnvironmentName(req.name);
+    checkEnvironmentNamespace(source.environment.project, req.name, { ...source.environment.settings, namespace: '' });
+    for (const service of source.services)
+      checkSources(service.definition, this.#policy.sources, 'source_environment_id');
     const { newId } = this.#deps;
     const now = this.#deps.clock.now();
     const stageIds = new Map(source.pipeline.stages.map((s) => [s.id, newId()]));
@@ -200,6 +234,7 @@ export class ControlApp {
     if (!req.service) throw invalidArgument('service', 'is required');
     const input = req.service;
     const definition = normalizeDefinition(input);
+    checkSources(definition, this.#policy.sources);
     const { definition: stored, secrets } = mergeSecrets(definition, {});
     return this.#change(req.environmentId, (current) => {
       assertServiceNameFree(current, definition.name);
@@ -238,6 +273,7 @@ export class ControlApp {
     if (!req.service) throw invalidArgument('service', 'is required');
     const input = req.service;
     const definition = normalizeDefinition(input);
+    checkSources(definition, this.#policy.sources);
     return this.#change(req.environmentId, (current) => {
       const existing = findService(current, input.id, 'service.id');
       if (definition.kind !== existing.definition.kind) {
