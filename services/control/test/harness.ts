@@ -48,6 +48,7 @@ export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: stri
   });
   return {
     env,
+    security,
     get environments() {
       return clients.environments!;
     },

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, fieldOf, isServiceError } from '@stageline/grpc';
+import { callUnary, connect, fieldOf, isServiceError } from '@stageline/grpc';
 import { control } from '@stageline/proto';
 import { describe, expect, it } from 'vitest';
 import { type DeepPartial, useControl } from './harness.ts';
@@ -70,6 +70,26 @@ describe('namespaces', () => {
 });
 
 describe('kube contexts', () => {
+  it('an admin RPC lists the registered contexts; a viewer may not', async () => {
+    expect(await callUnary(ctl.environments, 'listKubeContexts', {})).toEqual({ contexts: ['staging-cluster'] });
+    const access = connect(control.AccessServiceClient, ctl.address, ctl.security.user());
+    const { token } = await callUnary(access, 'createToken', {
+      name: 'viewer',
+      role: control.Role.ROLE_VIEWER,
+      projects: [],
+      ttlSeconds: '0',
+    });
+    access.close();
+    const viewer = connect(control.EnvironmentServiceClient, ctl.address, ctl.security.user(token));
+    try {
+      const r = await refusal(callUnary(viewer, 'listKubeContexts', {}));
+      expect(r.code).toBe('PERMISSION_DENIED');
+      expect(r.message).toContain('needs ROLE_ADMIN');
+    } finally {
+      viewer.close();
+    }
+  });
+
   it('only a context the operator registered may be named', async () => {
     const r = await refusal(
       createEnv({ project: 'ctx', name: 'a', runtime: 'kubernetes', settings: { kubernetesContext: 'kind-admin' } }),
