@@ -279,6 +279,8 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     STAGELINE_CONTROL_ADDRESS: addresses.control,
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
+    // The dev source policy, plus the fresh example repositories the scenarios make in temporary directories.
+    STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/`,
     ...executorEnv,
     ...options.env,
   };
