@@ -3,45 +3,16 @@
 // deploys and clones, and every message they put on the bus is measured against NATS's max_payload.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { connect, type Subscription } from '@nats-io/transport-node';
 import { callUnary } from '@stageline/grpc';
 import { control } from '@stageline/proto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { MAX_PAYLOAD, useBusSizes } from './bus-sizes.ts';
 import { runStatusName, useStack, watchToEnd } from './stack.ts';
 
 const EXAMPLE = fileURLToPath(new URL('../../deploy/examples/demo-staging.json', import.meta.url));
 const DEV_POLICY = 'file:///var/lib/stageline/repos/,127.0.0.1:5001';
 const stack = useStack({ env: { STAGELINE_SOURCE_ALLOW: DEV_POLICY } });
-const MAX_PAYLOAD = 1024 * 1024;
-
-/** The largest message seen per subject family (`events.environments`, `jobs.deploy`, …). */
-const largest = new Map<string, { bytes: number; subject: string }>();
-let sub: Subscription | undefined;
-let closeNats: (() => Promise<void>) | undefined;
-
-beforeAll(async () => {
-  const nc = await connect({ servers: stack.isolated.natsUrl });
-  const prefix = stack.isolated.busPrefix;
-  sub = nc.subscribe(`${prefix}.>`);
-  void (async () => {
-    for await (const m of sub!) {
-      const parts = m.subject.slice(prefix.length + 1).split('.');
-      const family = parts.slice(0, parts[0] === 'logs' ? 1 : 2).join('.');
-      const seen = largest.get(family);
-      if (!seen || m.data.length > seen.bytes) largest.set(family, { bytes: m.data.length, subject: m.subject });
-    }
-  })();
-  closeNats = () => nc.close();
-});
-
-afterAll(async () => {
-  sub?.unsubscribe();
-  await closeNats?.();
-  const table = [...largest.entries()].sort((a, b) => b[1].bytes - a[1].bytes);
-  console.log(
-    `largest bus messages (bytes, max_payload ${MAX_PAYLOAD}):\n${table.map(([f, v]) => `  ${f}: ${v.bytes}`).join('\n')}`,
-  );
-});
+const sizes = useBusSizes(stack);
 
 async function deploy(environmentId: string) {
   const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
@@ -139,11 +110,8 @@ describe('input limits on the running stack', () => {
     await watchToEnd(stack, deployment!.id, 300_000);
 
     // Every message of both tests reached the bus, the largest well under max_payload.
-    for (let i = 0; i < 300 && (largest.get('events.environments')?.bytes ?? 0) < 4 * 100_000; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(largest.get('events.environments')?.bytes ?? 0).toBeGreaterThan(4 * 100_000);
-    expect(largest.get('jobs.deploy')?.bytes ?? 0).toBeGreaterThan(100_000);
-    for (const [family, { bytes }] of largest) expect(bytes, family).toBeLessThan(MAX_PAYLOAD * 0.6);
+    expect(await sizes.atLeast('events.environments', 4 * 100_000)).toBeGreaterThan(4 * 100_000);
+    expect(sizes.largest.get('jobs.deploy') ?? 0).toBeGreaterThan(100_000);
+    for (const [family, bytes] of sizes.largest) expect(bytes, family).toBeLessThan(MAX_PAYLOAD * 0.6);
   });
 });
