@@ -5,7 +5,6 @@
 // a custom Helm chart is refused on the local runtime before anything starts.
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { callUnary, connect, isServiceError } from '@stageline/grpc';
 import { control, deploy } from '@stageline/proto';
+import { freePort } from '@stageline/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -38,17 +38,6 @@ chmodSync(work, 0o755);
 const clockFile = join(work, 'cron-clock');
 const managedDir = join(work, 'managed-postgres');
 let managedPort = 0;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   // A server of its own, listening on every interface with pg_hba for the podman networks, as the

@@ -69,6 +69,8 @@ export interface CommonConfig {
   /** host:port the gRPC server binds (port 0: any free port). */
   grpcListen: string;
   natsUrl: string;
+  /** `STAGELINE_NATS_CREDENTIALS`: a file `{"user", "password"}`; unset: an anonymous bus that this service provisions. */
+  natsCredentialsFile?: string | undefined;
   databaseUrl: string;
   /** Prefix of every subject, stream and durable: installations and tests can share a NATS server. */
   busPrefix: string;
@@ -114,6 +116,7 @@ export function commonConfig(env: Env, grpcListen: string, identity: string): Co
   return {
     grpcListen: hostPort('GRPC_LISTEN', read('GRPC_LISTEN')),
     natsUrl: url('NATS_URL', read('NATS_URL'), ['nats:', 'tls:']),
+    natsCredentialsFile: env.STAGELINE_NATS_CREDENTIALS?.trim() || undefined,
     databaseUrl: url('DATABASE_URL', read('DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix: busPrefix('STAGELINE_BUS_PREFIX', read('STAGELINE_BUS_PREFIX')),
     logLevel: logLevel('LOG_LEVEL', read('LOG_LEVEL')),

@@ -19,7 +19,9 @@ export {
 export { NATS_LOCAL_PORT, resolveNats } from './nats.ts';
 export { type EnsurePodmanSocketOptions, ensurePodmanSocket, pingDockerSocket, podmanSocketPath } from './podman.ts';
 export { POSTGRES_LOCAL_PORT, resolvePostgres } from './postgres.ts';
+export { freePort } from './proc.ts';
 export { REGISTRY_LOCAL_PORT, registryAnswers, resolveRegistry } from './registry.ts';
 export { RESOLUTION_ORDER, type ResolvedServer, type ResolveOptions, type ServerSource } from './resolve.ts';
+export { type SecuredNats, type SecuredNatsOptions, startSecuredNats } from './secured-nats.ts';
 export { ensureTestSecurity, type ServiceIdentity, type TestSecurity, testSecurity } from './security.ts';
 export { type IsolatedEnvironment, useIsolatedEnvironment } from './vitest.ts';

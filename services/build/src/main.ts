@@ -24,7 +24,13 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
   const noop = noopBuildSettings(process.env);
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: SERVICE,
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
 

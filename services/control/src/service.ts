@@ -26,7 +26,13 @@ export interface RunningControl {
 
 /** Wires the control service: NATS, PostgreSQL (schema `control`), the outbox relay and gRPC. */
 export async function startControl(config: ControlConfig, log: Logger): Promise<RunningControl> {
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: 'stageline-control', log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: 'stageline-control',
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   await bus.ensureStreams();
   const db = await openDatabase({
     url: config.databaseUrl,

@@ -13,7 +13,13 @@ import { PlannerApp } from './app/planner-app.ts';
 import { loadConfig } from './config.ts';
 
 await runService('planner', loadConfig, async ({ config, log, onClose }) => {
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: 'planner', log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: 'planner',
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
 

@@ -4,7 +4,6 @@
 // production: the services' certificates and the admin token come from the test credentials (testkit).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { control } from '@stageline/proto';
 import {
   dropBusPrefix,
   type FreshDatabase,
+  freePort,
   freshBusPrefix,
   freshDatabase,
   resolveNats,
@@ -60,17 +60,6 @@ export interface Proc {
   address: string;
   logFile: string;
   exited: Promise<number | null>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const TERMINAL = new Set<number>([

@@ -1,8 +1,22 @@
 // The planner's two durable consumers: action requests from anyone, job events from the workers.
-import { type Bus, type Consumption, outcome } from '@stageline/bus';
+import { type Bus, type Consumption, outcome, REQUESTS_IDENTITY } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus as busv1 } from '@stageline/proto';
 import type { PlannerApp } from '../../app/planner-app.ts';
+
+/**
+ * Who published a request on the bus. NATS 2.9 cannot stamp the publishing user on a message, so the
+ * identity comes from the bus's permissions: on an authenticated bus only `requests` may publish
+ * requests. The name the request carries is kept only as "on behalf of" (as control does for tokens).
+ */
+export function busRequester(authenticated: boolean, claimed: string): string {
+  const actor = authenticated ? `bus:${REQUESTS_IDENTITY}` : 'bus:anonymous';
+  const onBehalfOf = claimed
+    .replace(/[^\x20-\x7e]/g, '')
+    .trim()
+    .slice(0, 128);
+  return onBehalfOf === '' ? actor : `${actor} on behalf of ${onBehalfOf}`;
+}
 
 export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consumption> {
   return bus.consume({
@@ -22,7 +36,12 @@ export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consum
         return outcome.reject(`environment_id ${request.environmentId} does not match the subject's ${environmentId}`);
       }
       try {
-        await app.submit({ ...request, requestId, environmentId });
+        await app.submit({
+          ...request,
+          requestId,
+          environmentId,
+          requester: busRequester(bus.user !== undefined, request.requester),
+        });
       } catch (e) {
         // Refusals (bad fields, FAILED_PRECONDITION) are final: dead-letter them with the reason.
         if (e instanceof DomainError && !e.retryable) return outcome.reject(`${e.code}: ${e.message}`);
