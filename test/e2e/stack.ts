@@ -102,6 +102,9 @@ export function useStack(options: StackOptions = {}) {
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
     STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
+    // The dev stack's source policy, plus what tests serve themselves: git repositories in temporary
+    // directories, git and registries on 127.0.0.1 (any port).
+    STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/,127.0.0.1`,
     ...options.env,
   });
 

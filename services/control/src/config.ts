@@ -1,5 +1,12 @@
 // One validated configuration object from the environment; a bad value stops the start with its name.
-import { type CommonConfig, commonConfig, type Env, envReader, hostPort } from '@stageline/service';
+import {
+  KUBE_CONTEXTS_VARIABLE,
+  parseKubeContexts,
+  parseSourcePolicy,
+  SOURCE_ALLOW_VARIABLE,
+  type SourcePolicy,
+} from '@stageline/policy';
+import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, hostPort } from '@stageline/service';
 
 export interface ControlConfig extends CommonConfig {
   /** Where the planner serves PlannerService: every action goes there. */
@@ -13,6 +20,19 @@ export interface ControlConfig extends CommonConfig {
    * new install (set-up writes `$STAGELINE_STATE/admin.token`). Empty: none.
    */
   adminTokenFile: string;
+  /** The kube contexts environments may name (STAGELINE_KUBE_CONTEXTS, as the deploy service reads it). Absent: none. */
+  kubeContexts?: string[];
+  /** Exceptions to the source policy (STAGELINE_SOURCE_ALLOW). Absent: none. */
+  sourcePolicy?: SourcePolicy;
+}
+
+/** Reads one of @stageline/policy's variables, its parse errors as ConfigError naming the variable. */
+export function policyVariable<T>(name: string, value: string, parse: (v: string) => T): T {
+  try {
+    return parse(value);
+  } catch (e) {
+    throw new ConfigError(name, e instanceof Error ? e.message : String(e));
+  }
 }
 
 export function loadConfig(env: Env = process.env): ControlConfig {
@@ -21,6 +41,8 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     STAGELINE_BUILD_ADDRESS: '127.0.0.1:50053',
     STAGELINE_DEPLOY_ADDRESS: '127.0.0.1:50054',
     STAGELINE_ADMIN_TOKEN_FILE: '',
+    [KUBE_CONTEXTS_VARIABLE]: '',
+    [SOURCE_ALLOW_VARIABLE]: '',
   });
   return {
     ...commonConfig(env, '127.0.0.1:50051', 'control'),
@@ -28,5 +50,7 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     buildAddress: hostPort('STAGELINE_BUILD_ADDRESS', read('STAGELINE_BUILD_ADDRESS')),
     deployAddress: hostPort('STAGELINE_DEPLOY_ADDRESS', read('STAGELINE_DEPLOY_ADDRESS')),
     adminTokenFile: read('STAGELINE_ADMIN_TOKEN_FILE'),
+    kubeContexts: policyVariable(KUBE_CONTEXTS_VARIABLE, read(KUBE_CONTEXTS_VARIABLE), parseKubeContexts),
+    sourcePolicy: policyVariable(SOURCE_ALLOW_VARIABLE, read(SOURCE_ALLOW_VARIABLE), parseSourcePolicy),
   };
 }

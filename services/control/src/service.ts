@@ -3,6 +3,7 @@ import { Bus } from '@stageline/bus';
 import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
+import { DENY_ALL } from '@stageline/policy';
 import { build as buildv1, deploy as deployv1, planner as plannerv1 } from '@stageline/proto';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
@@ -48,7 +49,19 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   relay.start();
   const store = new PgEnvironmentStore({ db, subjects: bus.subjects, onCommit: () => relay.kick() });
   const clock = { now: () => new Date() };
-  const app = new ControlApp({ store, newId, clock });
+  const conflicts = await store.assignNamespaces();
+  for (const c of conflicts) {
+    log.warn(
+      c,
+      'an environment from before namespaces were unique shares its namespace: change its settings.namespace',
+    );
+  }
+  const app = new ControlApp({
+    store,
+    newId,
+    clock,
+    policy: { sources: config.sourcePolicy ?? DENY_ALL, kubeContexts: config.kubeContexts ?? [] },
+  });
   const access = new AccessApp({ tokens: new PgTokenStore(db), newId, clock });
   if (config.adminTokenFile !== '') {
     const token = (await readFile(config.adminTokenFile, 'utf8')).trim();

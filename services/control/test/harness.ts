@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { connect as connectGrpc } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { parseSourcePolicy } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
@@ -12,7 +13,10 @@ import { type RunningControl, startControl } from '../src/service.ts';
  * Control's configuration for a test: the isolated database and bus, the test kit's TLS files and
  * admin token, and no planner, build or deploy service (the environment model needs none).
  */
-export function testControlConfig(env: { natsUrl: string; databaseUrl: string; busPrefix: string }): ControlConfig {
+export function testControlConfig(
+  env: { natsUrl: string; databaseUrl: string; busPrefix: string },
+  policy: { kubeContexts?: string[]; sourceAllow?: string } = {},
+): ControlConfig {
   const security = testSecurity();
   return {
     grpcListen: '127.0.0.1:0',
@@ -25,6 +29,8 @@ export function testControlConfig(env: { natsUrl: string; databaseUrl: string; b
     deployAddress: '127.0.0.1:1',
     tls: security.files('control'),
     adminTokenFile: security.adminTokenFile,
+    kubeContexts: policy.kubeContexts ?? [],
+    sourcePolicy: parseSourcePolicy(policy.sourceAllow ?? ''),
   };
 }
 
@@ -32,7 +38,7 @@ export function testControlConfig(env: { natsUrl: string; databaseUrl: string; b
  * A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients: TLS and
  * the admin token, the way every user reaches it (control makes the token live at start).
  */
-export function useControl() {
+export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: string } = {}) {
   const security = testSecurity();
   const env = useIsolatedEnvironment();
   let running: RunningControl | undefined;
@@ -42,7 +48,7 @@ export function useControl() {
   } = {};
   beforeAll(async () => {
     running = await startControl(
-      testControlConfig(env),
+      testControlConfig(env, policy),
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );
     clients.environments = connectGrpc(control.EnvironmentServiceClient, running.address, security.user());
@@ -55,6 +61,7 @@ export function useControl() {
   });
   return {
     env,
+    security,
     get environments() {
       return clients.environments!;
     },

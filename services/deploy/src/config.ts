@@ -1,5 +1,6 @@
 // The deploy service's whole configuration: read once from the environment, validated, then passed down.
 import path from 'node:path';
+import { KUBE_CONTEXTS_VARIABLE, parseKubeContexts } from '@stageline/policy';
 import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, integer, url } from '@stageline/service';
 
 export { ConfigError } from '@stageline/service';
@@ -24,6 +25,8 @@ export interface DeployConfig extends CommonConfig {
   cronPollMs: number;
   /** Tests only: a file holding the schedule clock's time (ISO 8601 or epoch ms); absent: the real clock. */
   cronClockFile: string | undefined;
+  /** The kube contexts environments may name (STAGELINE_KUBE_CONTEXTS, as control reads it); empty: none. */
+  kubeContexts: string[];
 }
 
 const DEFAULTS = {
@@ -42,6 +45,7 @@ const DEFAULTS = {
   DEPLOY_CRON: 'true',
   DEPLOY_CRON_POLL_MS: '5000',
   DEPLOY_CRON_CLOCK_FILE: '',
+  [KUBE_CONTEXTS_VARIABLE]: '',
 } as const;
 
 /** Throws ConfigError naming the first bad variable. */
@@ -78,7 +82,14 @@ export function loadConfig(env: Env): DeployConfig {
   if (cron !== 'true' && cron !== 'false') throw new ConfigError('DEPLOY_CRON', `true or false, got "${cron}"`);
   const cronPollMs = integer('DEPLOY_CRON_POLL_MS', read('DEPLOY_CRON_POLL_MS'), 50, 60_000);
   const clockFile = read('DEPLOY_CRON_CLOCK_FILE');
+  let kubeContexts: string[];
+  try {
+    kubeContexts = parseKubeContexts(read(KUBE_CONTEXTS_VARIABLE));
+  } catch (e) {
+    throw new ConfigError(KUBE_CONTEXTS_VARIABLE, e instanceof Error ? e.message : String(e));
+  }
   return {
+    kubeContexts,
     managedPostgres,
     cron: cron === 'true',
     cronPollMs,

@@ -77,6 +77,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
         }
       : {}),
     runtime: (name) => runtimes.get(name),
+    kubeContexts: config.kubeContexts,
     serialize: keyedSerializer(),
     now: () => new Date(),
     // The worker framework aborts a job's signal with this reason when the process stops (not a cancel).

@@ -1,11 +1,13 @@
 // Chart generation (pure): what a generated chart holds, without snapshots.
+
+import { helmReleaseName } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { escapeForHelm, type Manifest, renderChart, renderEscapedTemplate } from '../src/domain/chart.ts';
 import { planLocal } from '../src/domain/local-plan.ts';
-import { environmentKey, helmReleaseName, localNetworkName } from '../src/domain/names.ts';
+import { environmentKey, localNetworkName } from '../src/domain/names.ts';
 import { workloadFromJob } from '../src/domain/workload.ts';
 
 const ENV_ID = '0195f0a0-0000-7000-8000-000000000001';
@@ -109,7 +111,7 @@ describe('chart generation', () => {
     for (const m of list) {
       expect(m.metadata.labels).toMatchObject({
         'app.kubernetes.io/name': 'web',
-        'app.kubernetes.io/instance': 'web',
+        'app.kubernetes.io/instance': helmReleaseName(ENV_ID, 'web'),
         'stageline.io/environment-id': ENV_ID,
         'stageline.io/service-id': SERVICE_ID,
       });
@@ -123,7 +125,7 @@ describe('chart generation', () => {
     });
     expect(deployment.spec.selector.matchLabels).toEqual({
       'app.kubernetes.io/name': 'web',
-      'app.kubernetes.io/instance': 'web',
+      'app.kubernetes.io/instance': helmReleaseName(ENV_ID, 'web'),
     });
     expect(deployment.spec.template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
     const container = deployment.spec.template.spec.containers[0];
@@ -312,11 +314,12 @@ describe('chart generation', () => {
     );
   });
 
-  it('keeps Helm release names within 53 characters', () => {
+  it('keeps Helm release names within 53 characters, and per environment (issue 21)', () => {
     const long = 'a'.repeat(63);
-    expect(helmReleaseName('web')).toBe('web');
-    expect(helmReleaseName(long).length).toBeLessThanOrEqual(53);
-    expect(helmReleaseName(long)).not.toBe(helmReleaseName(`${'a'.repeat(62)}b`));
+    expect(helmReleaseName('env-1', 'web')).toMatch(/^web-[0-9a-f]{12}$/);
+    expect(helmReleaseName('env-1', 'web')).not.toBe(helmReleaseName('env-2', 'web'));
+    expect(helmReleaseName('env-1', long).length).toBeLessThanOrEqual(53);
+    expect(helmReleaseName('env-1', long)).not.toBe(helmReleaseName('env-1', `${'a'.repeat(62)}b`));
   });
 });
 

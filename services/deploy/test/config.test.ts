@@ -29,7 +29,15 @@ describe('deploy config', () => {
       cron: true,
       cronPollMs: 5000,
       cronClockFile: undefined,
+      kubeContexts: [],
     });
+  });
+
+  it('reads the registered kube contexts (issue 21)', () => {
+    expect(loadConfig({ ...TLS, STAGELINE_KUBE_CONTEXTS: 'prod-eu, staging' }).kubeContexts).toEqual([
+      'prod-eu',
+      'staging',
+    ]);
   });
 
   it('configures the managed PostgreSQL server: admin URL, and where workloads reach it', () => {
@@ -65,6 +73,7 @@ describe('deploy config', () => {
       ['MANAGED_POSTGRES_URL', 'mysql://db'],
       ['DEPLOY_CRON', 'yes'],
       ['DEPLOY_CRON_POLL_MS', '5'],
+      ['STAGELINE_KUBE_CONTEXTS', 'ok,-bad'],
     ];
     for (const [variable, value] of cases) {
       let caught: unknown;

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { helmReleaseName } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
@@ -18,6 +19,10 @@ import { workloadFromJob } from '../src/domain/workload.ts';
 import { RecordingRunner } from './support.ts';
 
 const NS = 'demo-staging';
+// Helm release names carry the environment (issue 21): two environments never share one.
+const API = helmReleaseName('env-1', 'api');
+const MIGRATE = helmReleaseName('env-1', 'migrate');
+const DB = helmReleaseName('env-1', 'db');
 const CTX = 'prod-cluster';
 
 let dir: string;
@@ -101,7 +106,7 @@ describe('kubernetes runtime (recorded argv)', () => {
         args: [
           'upgrade',
           '--install',
-          'api',
+          API,
           chartPath,
           '--namespace',
           NS,
@@ -116,7 +121,7 @@ describe('kubernetes runtime (recorded argv)', () => {
       },
       {
         command: 'helm',
-        args: ['history', 'api', '--namespace', NS, '--kube-context', CTX, '--max', '1', '--output', 'json'],
+        args: ['history', API, '--namespace', NS, '--kube-context', CTX, '--max', '1', '--output', 'json'],
       },
     ]);
     expect(result.runtimeRevision).toBe(5);
@@ -163,7 +168,7 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(runner.calls).toEqual([
       {
         command: 'helm',
-        args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['uninstall', API, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
     ]);
   });
@@ -176,11 +181,11 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(runner.calls).toEqual([
       {
         command: 'helm',
-        args: ['rollback', 'api', '4', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['rollback', API, '4', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
       {
         command: 'helm',
-        args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['uninstall', API, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
     ]);
   });
@@ -235,12 +240,12 @@ describe('kubernetes runtime (recorded argv)', () => {
       [],
       context(),
     );
-    expect(message).toBe('release api was stuck in pending-upgrade: rolled back to helm revision 5');
+    expect(message).toBe(`release ${API} was stuck in pending-upgrade: rolled back to helm revision 5`);
     expect(upgrade.calls).toEqual([
-      { command: 'helm', args: ['status', 'api', '--namespace', NS, '--kube-context', CTX, '--output', 'json'] },
+      { command: 'helm', args: ['status', API, '--namespace', NS, '--kube-context', CTX, '--output', 'json'] },
       {
         command: 'helm',
-        args: ['rollback', 'api', '5', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['rollback', API, '5', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
     ]);
 
@@ -250,7 +255,7 @@ describe('kubernetes runtime (recorded argv)', () => {
     );
     expect(install.calls[1]).toEqual({
       command: 'helm',
-      args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      args: ['uninstall', API, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
     });
 
     // Deployed, or never installed: nothing to recover, nothing run but the status.
@@ -285,7 +290,7 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(runner.calls[0]!.args).toEqual([
       'upgrade',
       '--install',
-      'migrate',
+      MIGRATE,
       chartPath,
       '--namespace',
       NS,
@@ -336,7 +341,7 @@ describe('kubernetes runtime (recorded argv)', () => {
       { command: 'kubectl', args: ['scale', 'statefulset', 'db', '--replicas=0', ...target] },
       {
         command: 'helm',
-        args: ['uninstall', 'db', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['uninstall', DB, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
       {
         command: 'kubectl',
@@ -344,7 +349,7 @@ describe('kubernetes runtime (recorded argv)', () => {
           'delete',
           'persistentvolumeclaim',
           '--selector',
-          'app.kubernetes.io/instance=db',
+          `app.kubernetes.io/instance=${DB}`,
           '--ignore-not-found',
           '--wait=false',
           ...target,
@@ -483,7 +488,7 @@ describe('kubernetes runtime (recorded argv)', () => {
       [
         'upgrade',
         '--install',
-        'api',
+        API,
         'web',
         '--repo',
         'https://charts.example.com',
@@ -492,8 +497,8 @@ describe('kubernetes runtime (recorded argv)', () => {
         ...values(repo),
         ...tail,
       ],
-      ['upgrade', '--install', 'api', 'oci://registry.example.com/charts/web', ...values(oci), ...tail],
-      ['upgrade', '--install', 'api', path.join(git, 'source', 'deploy/chart'), ...values(git), ...tail],
+      ['upgrade', '--install', API, 'oci://registry.example.com/charts/web', ...values(oci), ...tail],
+      ['upgrade', '--install', API, path.join(git, 'source', 'deploy/chart'), ...values(git), ...tail],
     ]);
     expect(runner.calls.filter((c) => c.command === 'git').map((c) => c.args)).toEqual([
       ['clone', '--quiet', '--no-checkout', '--', 'file:///srv/git/api.git', path.join(git, 'source')],

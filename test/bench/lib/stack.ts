@@ -269,6 +269,8 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
     STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
+    // The dev source policy, plus the fresh example repositories the scenarios make in temporary directories.
+    STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/`,
     ...executorEnv,
     ...options.env,
   };

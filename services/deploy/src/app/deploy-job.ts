@@ -3,12 +3,13 @@
 // job id, so a redelivered job answers the same outcome without touching the runtime again.
 import { randomBytes } from 'node:crypto';
 import { DomainError } from '@stageline/errors';
+import { checkKubeContext, checkNamespace, resolveNamespace } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import { parse, stringify } from 'yaml';
 import { type Chart, renderChart, templateContent, templateFileOf } from '../domain/chart.ts';
 import { renderCustomChart } from '../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../domain/failures.ts';
-import { defaultNamespace, environmentKey } from '../domain/names.ts';
+import { environmentKey } from '../domain/names.ts';
 import { isJobKind, isLive, liveRelease, type Release, type ReleaseKind } from '../domain/release.ts';
 import {
   connectionOutputs,
@@ -39,6 +40,8 @@ export interface DeployJobDeps {
   managed?: ManagedDatabases;
   /** The runtime a job names ("local" or "kubernetes"); undefined for one this process does not run. */
   runtime(name: string): Runtime | undefined;
+  /** The kube contexts the operator registered (STAGELINE_KUBE_CONTEXTS); absent: none. */
+  kubeContexts?: readonly string[];
   /** Serializes jobs of one service inside this process (a redelivery racing its original). */
   serialize<T>(key: string, work: () => Promise<T>): Promise<T>;
   now(): Date;
@@ -115,7 +118,20 @@ function rollbackContext(deps: DeployJobDeps, ctx: JobContext, step: StepReporte
 }
 
 function namespaceOf(job: bus.DeployJob): string {
-  return job.namespace !== '' ? job.namespace : defaultNamespace(job.project, job.environmentName);
+  return resolveNamespace(job.project, job.environmentName, job.namespace);
+}
+
+/**
+ * Defence in depth behind control's checks at input: a kubernetes deploy goes only into a namespace the
+ * rule allows, with a context the operator registered (STAGELINE_KUBE_CONTEXTS of this service).
+ */
+function checkTarget(deps: DeployJobDeps, job: bus.DeployJob, runtime: Runtime): void {
+  if (runtime.name !== 'kubernetes') return;
+  const namespace = namespaceOf(job);
+  const bad = checkNamespace(namespace);
+  if (bad !== undefined) throw new RolloutError('failed', `namespace ${namespace}: ${bad}`);
+  const unregistered = checkKubeContext(deps.kubeContexts ?? [], job.kubernetesContext);
+  if (unregistered !== undefined) throw new RolloutError('failed', unregistered);
 }
 
 function runtimeOf(deps: DeployJobDeps, name: string): Runtime {
@@ -328,6 +344,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
       throw new RolloutError('failed', 'a DEPLOY job needs the image from the mirror');
     }
     runtime = runtimeOf(deps, job.runtime);
+    checkTarget(deps, job, runtime);
     prepared = await prepare(deps, job);
     if (prepared.kind === 'CUSTOM_CHART' && runtime.name !== 'kubernetes') {
       throw new RolloutError(

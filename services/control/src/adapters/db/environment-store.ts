@@ -2,6 +2,7 @@ import { LockMode } from '@mikro-orm/core';
 import type { Subjects } from '@stageline/bus';
 import { type Database, type EntityManager, enqueue, isUniqueViolation, newId } from '@stageline/db';
 import { alreadyExists, invalidArgument, notFound } from '@stageline/errors';
+import { resolveNamespace } from '@stageline/policy';
 import { bus, type control } from '@stageline/proto';
 import type {
   Change,
@@ -84,6 +85,7 @@ function environmentFields(env: EnvironmentRecord) {
     preview: env.preview,
     clonedFromId: env.clonedFromId === '' ? null : env.clonedFromId,
     settings: env.settings,
+    namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
     status: env.status,
     createdAt: env.createdAt,
     updatedAt: env.updatedAt,
@@ -112,9 +114,51 @@ export class PgEnvironmentStore implements EnvironmentStore {
           `an environment named ${JSON.stringify(env.name)} already exists in project ${JSON.stringify(env.project)}`,
         );
       }
-      throw e;
+      throw await this.#namespaceTaken(e, env);
     }
     this.#deps.onCommit();
+  }
+
+  /** ALREADY_EXISTS naming the environment that holds `env`'s namespace, when `e` is that; else `e`. */
+  async #namespaceTaken(e: unknown, env: EnvironmentRecord): Promise<unknown> {
+    if (!isUniqueViolation(e, 'environment_namespace_key')) return e;
+    const namespace = resolveNamespace(env.project, env.name, env.settings.namespace);
+    const holder = await this.#deps.db
+      .em()
+      .findOne(
+        EnvironmentRow,
+        { namespace, status: { $ne: EnvStatus.DELETED }, id: { $ne: env.id } },
+        { fields: ['id', 'project', 'name'], disableIdentityMap: true },
+      );
+    const other = holder ? `environment ${holder.project}/${holder.name} (${holder.id})` : 'another environment';
+    return alreadyExists(
+      env.settings.namespace !== '' ? 'settings.namespace' : 'name',
+      `namespace ${JSON.stringify(namespace)} is already the namespace of ${other}`,
+    );
+  }
+
+  /**
+   * Gives every live environment without a recorded namespace (rows from before it was recorded) its
+   * resolved one, oldest first; returns those that could not have it because another holds it.
+   */
+  async assignNamespaces(): Promise<{ id: string; project: string; name: string; namespace: string }[]> {
+    const em = this.#deps.db.em();
+    const rows = await em.find(
+      EnvironmentRow,
+      { namespace: null, status: { $ne: EnvStatus.DELETED } },
+      { orderBy: { id: 'asc' }, disableIdentityMap: true },
+    );
+    const conflicts: { id: string; project: string; name: string; namespace: string }[] = [];
+    for (const row of rows) {
+      const namespace = resolveNamespace(row.project, row.name, row.settings.namespace);
+      try {
+        await em.nativeUpdate(EnvironmentRow, { id: row.id, namespace: null }, { namespace });
+      } catch (e) {
+        if (!isUniqueViolation(e, 'environment_namespace_key')) throw e;
+        conflicts.push({ id: row.id, project: row.project, name: row.name, namespace });
+      }
+    }
+    return conflicts;
   }
 
   async get(environmentId: string): Promise<EnvironmentAggregate> {
@@ -151,17 +195,24 @@ export class PgEnvironmentStore implements EnvironmentStore {
     actor: string,
   ): Promise<T> {
     let written = false;
-    const result = await this.#deps.db.em().transactional(async (tx) => {
-      const rows = await this.#load(tx, environmentId, true);
-      const c = change(toAggregate(rows));
-      if (c.events.length > 0) {
-        tx.assign(rows.environment, environmentFields(c.next.environment));
-        this.#writeChildren(tx, c.next, rows);
-        this.#enqueue(tx, environmentId, c.events, actor);
-        written = true;
-      }
-      return c.result;
-    });
+    let next: EnvironmentRecord | undefined;
+    const result = await this.#deps.db
+      .em()
+      .transactional(async (tx) => {
+        const rows = await this.#load(tx, environmentId, true);
+        const c = change(toAggregate(rows));
+        if (c.events.length > 0) {
+          next = c.next.environment;
+          tx.assign(rows.environment, environmentFields(c.next.environment));
+          this.#writeChildren(tx, c.next, rows);
+          this.#enqueue(tx, environmentId, c.events, actor);
+          written = true;
+        }
+        return c.result;
+      })
+      .catch(async (e: unknown) => {
+        throw next === undefined ? e : await this.#namespaceTaken(e, next);
+      });
     if (written) this.#deps.onCommit();
     return result;
   }

@@ -3,12 +3,12 @@
 // --wait.
 import { readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import { helmReleaseName } from '@stageline/policy';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
 import { jobName } from '../../domain/chart.ts';
 import { type CustomChartRef, VALUES_OVERRIDES_FILE, VALUES_STAGELINE_FILE } from '../../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../../domain/failures.ts';
 import { parseJobOutput } from '../../domain/job-output.ts';
-import { helmReleaseName } from '../../domain/names.ts';
 import type { Release } from '../../domain/release.ts';
 import type { CommandResult, CommandRunner } from '../process/command-runner.ts';
 
@@ -134,7 +134,7 @@ export class KubernetesRuntime implements Runtime {
   }
 
   async apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
-    const name = helmReleaseName(release.serviceName);
+    const name = helmReleaseName(release.environmentId, release.serviceName);
     const isJob = release.kind === 'LIFECYCLE_JOB';
     await this.#run(
       this.#helm,
@@ -209,7 +209,7 @@ export class KubernetesRuntime implements Runtime {
     ctx: RuntimeContext,
   ): Promise<string | undefined> {
     // Helm itself knows: whatever Stageline recorded, a pending status blocks the next upgrade.
-    const name = helmReleaseName(next.serviceName);
+    const name = helmReleaseName(next.environmentId, next.serviceName);
     const args = ['status', name, ...this.#helmTarget(next), '--output', 'json'];
     ctx.output(`${this.#helm} ${args.join(' ')}`);
     const result = await this.#runner.run(this.#helm, args, { signal: ctx.signal });
@@ -264,7 +264,7 @@ export class KubernetesRuntime implements Runtime {
       return [
         'deployment,statefulset',
         '--selector',
-        `app.kubernetes.io/instance=${helmReleaseName(release.serviceName)}`,
+        `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`,
       ];
     }
     return [release.kind === 'DATABASE' ? 'statefulset' : 'deployment', release.serviceName];
@@ -349,7 +349,7 @@ export class KubernetesRuntime implements Runtime {
           'delete',
           'persistentvolumeclaim',
           '--selector',
-          `app.kubernetes.io/instance=${helmReleaseName(release.serviceName)}`,
+          `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`,
           '--ignore-not-found',
           '--wait=false',
           ...this.#kubectlTarget(release),
@@ -361,7 +361,7 @@ export class KubernetesRuntime implements Runtime {
   }
 
   async #uninstall(release: Release, ctx: RuntimeContext): Promise<void> {
-    const name = helmReleaseName(release.serviceName);
+    const name = helmReleaseName(release.environmentId, release.serviceName);
     const args = ['uninstall', name, ...this.#helmTarget(release), '--wait', '--timeout', this.#timeout(release)];
     ctx.output(`${this.#helm} ${args.join(' ')}`);
     const result = await this.#runner.run(this.#helm, args, { signal: ctx.signal, onLine: (l) => ctx.output(l) });
@@ -376,7 +376,7 @@ export class KubernetesRuntime implements Runtime {
       await this.#uninstall(failed, ctx);
       return;
     }
-    const name = helmReleaseName(previous.serviceName);
+    const name = helmReleaseName(previous.environmentId, previous.serviceName);
     await this.#run(
       this.#helm,
       [
