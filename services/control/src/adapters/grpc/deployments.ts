@@ -8,6 +8,12 @@ import { type build, bus as busv1, control, type planner } from '@stageline/prot
 import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
 import { callerOf, type Scope } from './access.ts';
 
+/**
+ * A planner or build service restarting is retried (the gRPC retry policy) for a few seconds: long
+ * enough for a restart, short enough that the client, waiting on us, is told UNAVAILABLE in time.
+ */
+const BETWEEN_SERVICES = { retry: { withinMs: 8_000 } } as const;
+
 // DeploymentService: every action becomes an ActionRequested handed to the planner over gRPC
 // (PlannerService/Submit — the same path as a request consumed from the bus); runs are read back
 // from the planner, followed through the run events, and their logs read from the logs stream.
@@ -58,7 +64,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       requester: requesterOf(call, request.requester),
     });
     try {
-      const { deployment } = await callUnary(deps.planner, 'submit', { request: full });
+      const { deployment } = await callUnary(deps.planner, 'submit', { request: full }, BETWEEN_SERVICES);
       return { deployment: deployment! };
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
@@ -91,7 +97,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     if (deploymentId === '') throw invalidArgument('deployment_id', 'is required');
     let deployment: control.Deployment;
     try {
-      deployment = (await callUnary(deps.planner, 'getDeployment', { deploymentId })).deployment!;
+      deployment = (await callUnary(deps.planner, 'getDeployment', { deploymentId }, BETWEEN_SERVICES)).deployment!;
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
     }
@@ -149,7 +155,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
       await deps.scope.environment(call, req.environmentId);
       try {
-        return await callUnary(deps.planner, 'listDeployments', req);
+        return await callUnary(deps.planner, 'listDeployments', req, BETWEEN_SERVICES);
       } catch (e) {
         throw domainErrorFromGrpc(e, 'planner');
       }
@@ -159,9 +165,12 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       if (req.action === A.ACTION_UNSPECIFIED) throw invalidArgument('action', 'is required');
       await deps.scope.environment(call, req.environmentId);
       try {
-        const { deployment } = await callUnary(deps.planner, 'plan', {
-          request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }),
-        });
+        const { deployment } = await callUnary(
+          deps.planner,
+          'plan',
+          { request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }) },
+          BETWEEN_SERVICES,
+        );
         return { deployment: deployment! };
       } catch (e) {
         throw domainErrorFromGrpc(e, 'planner');
@@ -178,10 +187,15 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
         throw notFound('deployment', req.deploymentId, 'deployment_id');
       }
       try {
-        return await callUnary(deps.build, 'explainBuild', {
-          serviceId: req.serviceId,
-          ...(req.deploymentId !== undefined ? { deploymentId: req.deploymentId } : {}),
-        });
+        return await callUnary(
+          deps.build,
+          'explainBuild',
+          {
+            serviceId: req.serviceId,
+            ...(req.deploymentId !== undefined ? { deploymentId: req.deploymentId } : {}),
+          },
+          BETWEEN_SERVICES,
+        );
       } catch (e) {
         throw domainErrorFromGrpc(e, 'build');
       }
