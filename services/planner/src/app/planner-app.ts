@@ -200,7 +200,9 @@ export class PlannerApp {
 
   async cancel(deploymentId: string): Promise<control.Deployment> {
     if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
-    const existing = await this.#deps.db.em().findOne(DeploymentRow, { id: deploymentId });
+    const existing = await this.#deps.db.retry('reading a run', (em) =>
+      em.findOne(DeploymentRow, { id: deploymentId }),
+    );
     if (!existing) throw notFound('deployment', deploymentId, 'deployment_id');
     let cancelJobs = false;
     let finished = false;
@@ -242,9 +244,9 @@ export class PlannerApp {
       .filter((f) => f !== undefined);
     if (facts.length === 0) return;
     // Only the environment (for its lane): the whole row is read again under the lock.
-    const existing = await this.#deps.db
-      .em()
-      .findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] });
+    const existing = await this.#deps.db.retry("reading a run's environment", (em) =>
+      em.findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] }),
+    );
     if (!existing) return;
     let finished = false;
     await this.#inLane(existing.environmentId, async (em) => {
@@ -264,13 +266,14 @@ export class PlannerApp {
   /** Starts the environment's next queued run if none is running. Safe to call any time, any number of times. */
   async kick(environmentId: string): Promise<void> {
     for (;;) {
-      const em = this.#deps.db.em();
-      if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return;
-      const next = await em.findOne(
-        DeploymentRow,
-        { environmentId, status: 'QUEUED' },
-        { orderBy: { createdAt: 'asc', id: 'asc' } },
-      );
+      const next = await this.#deps.db.retry("reading an environment's queue", async (em) => {
+        if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return null;
+        return em.findOne(
+          DeploymentRow,
+          { environmentId, status: 'QUEUED' },
+          { orderBy: { createdAt: 'asc', id: 'asc' } },
+        );
+      });
       if (!next) return;
       let snap: Snapshot | undefined;
       try {
@@ -310,7 +313,9 @@ export class PlannerApp {
 
   /** Every environment with queued work: called at start, so a crash between two runs loses nothing. */
   async kickAll(): Promise<void> {
-    const rows = await this.#deps.db.em().find(DeploymentRow, { status: 'QUEUED' }, { fields: ['environmentId'] });
+    const rows = await this.#deps.db.retry('reading queued runs', (em) =>
+      em.find(DeploymentRow, { status: 'QUEUED' }, { fields: ['environmentId'] }),
+    );
     for (const environmentId of new Set(rows.map((r) => r.environmentId))) {
       await this.kick(environmentId).catch((e: unknown) =>
         this.#deps.log.warn({ err: e, environmentId }, 'could not start a queued run'),
@@ -322,10 +327,12 @@ export class PlannerApp {
 
   async getDeployment(deploymentId: string): Promise<control.Deployment> {
     if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
-    const em = this.#deps.db.em();
-    const row = await em.findOne(DeploymentRow, { id: deploymentId });
-    if (!row) throw notFound('deployment', deploymentId, 'deployment_id');
-    return deploymentView(row, await this.#queuePosition(em, row));
+    const view = await this.#deps.db.retry('reading a run', async (em) => {
+      const row = await em.findOne(DeploymentRow, { id: deploymentId });
+      return row ? deploymentView(row, await this.#queuePosition(em, row)) : undefined;
+    });
+    if (!view) throw notFound('deployment', deploymentId, 'deployment_id');
+    return view;
   }
 
   async listDeployments(req: {
@@ -341,15 +348,19 @@ export class PlannerApp {
       before = Buffer.from(req.pageToken, 'base64url').toString();
       if (!UUID.test(before)) throw invalidArgument('page_token', 'is not a token from a previous page');
     }
-    const em = this.#deps.db.em();
-    // Ids are time-ordered (UUIDv7): newest first by id.
-    const rows = await em.find(
-      DeploymentRow,
-      { environmentId: req.environmentId, ...(before ? { id: { $lt: before } } : {}) },
-      { orderBy: { id: 'desc' }, limit: size + 1 },
-    );
+    const { rows, deployments } = await this.#deps.db.retry('listing runs', async (em) => {
+      // Ids are time-ordered (UUIDv7): newest first by id.
+      const found = await em.find(
+        DeploymentRow,
+        { environmentId: req.environmentId, ...(before ? { id: { $lt: before } } : {}) },
+        { orderBy: { id: 'desc' }, limit: size + 1 },
+      );
+      const views = await Promise.all(
+        found.slice(0, size).map(async (r) => deploymentView(r, await this.#queuePosition(em, r))),
+      );
+      return { rows: found, deployments: views };
+    });
     const page = rows.slice(0, size);
-    const deployments = await Promise.all(page.map(async (r) => deploymentView(r, await this.#queuePosition(em, r))));
     return {
       deployments,
       nextPageToken: rows.length > size ? Buffer.from(page.at(-1)!.id).toString('base64url') : '',
@@ -452,19 +463,23 @@ export class PlannerApp {
   }
 
   async #byRequestId(requestId: string): Promise<control.Deployment | undefined> {
-    const key = await this.#deps.db.em().findOne(RequestKeyRow, { requestId });
+    const key = await this.#deps.db.retry('reading a request key', (em) => em.findOne(RequestKeyRow, { requestId }));
     return key ? this.getDeployment(key.deploymentId) : undefined;
   }
 
   async #inLane<T>(environmentId: string, fn: (em: EntityManager, deleted: boolean) => Promise<T>): Promise<T> {
-    return this.#deps.db.em().transactional(async (em) => {
-      await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
-      const rows = await em.execute<{ deleted: boolean }[]>(
-        'select deleted from lane where environment_id = ? for update',
-        [environmentId],
-      );
-      return fn(em, rows[0]?.deleted ?? false);
-    });
+    // A lost connection runs the whole transaction again on what it reads then: facts are applied by
+    // sequence, requests by request id, runs started by status, so a commit that did happen is not redone.
+    return this.#deps.db.retry("changing an environment's runs", (outer) =>
+      outer.transactional(async (em) => {
+        await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
+        const rows = await em.execute<{ deleted: boolean }[]>(
+          'select deleted from lane where environment_id = ? for update',
+          [environmentId],
+        );
+        return fn(em, rows[0]?.deleted ?? false);
+      }),
+    );
   }
 
   async #planFor(

@@ -100,11 +100,15 @@ export class PgEnvironmentStore implements EnvironmentStore {
   async insert(aggregate: EnvironmentAggregate, actor: string, events: EnvironmentEventBody[]): Promise<void> {
     const env = aggregate.environment;
     try {
-      await this.#deps.db.em().transactional(async (tx) => {
-        tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
-        this.#writeChildren(tx, aggregate, { stages: [], services: [] });
-        this.#enqueue(tx, env.id, events, actor);
-      });
+      await this.#deps.db.retry('creating an environment', (em) =>
+        em.transactional(async (tx) => {
+          // A retry after a commit whose answer was lost finds its own row: done.
+          if ((await tx.findOne(EnvironmentRow, { id: env.id })) !== null) return;
+          tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
+          this.#writeChildren(tx, aggregate, { stages: [], services: [] });
+          this.#enqueue(tx, env.id, events, actor);
+        }),
+      );
     } catch (e) {
       if (isUniqueViolation(e, 'environment_project_name_key')) {
         throw alreadyExists(
@@ -118,7 +122,9 @@ export class PgEnvironmentStore implements EnvironmentStore {
   }
 
   async get(environmentId: string): Promise<EnvironmentAggregate> {
-    return toAggregate(await this.#load(this.#deps.db.em(), environmentId, false));
+    return toAggregate(
+      await this.#deps.db.retry('reading an environment', (em) => this.#load(em, environmentId, false)),
+    );
   }
 
   async list(
@@ -136,7 +142,9 @@ export class PgEnvironmentStore implements EnvironmentStore {
       ...(projects !== undefined ? { project: { $in: [...projects] } } : {}),
       ...(after !== undefined ? { id: { $gt: after } } : {}),
     };
-    const rows = await this.#deps.db.em().find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 });
+    const rows = await this.#deps.db.retry('listing environments', (em) =>
+      em.find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 }),
+    );
     const items = rows.slice(0, pageSize).map(toRecord);
     const last = items.at(-1);
     return {
@@ -151,34 +159,37 @@ export class PgEnvironmentStore implements EnvironmentStore {
     actor: string,
   ): Promise<T> {
     let written = false;
-    const result = await this.#deps.db.em().transactional(async (tx) => {
-      const rows = await this.#load(tx, environmentId, true);
-      const c = change(toAggregate(rows));
-      if (c.events.length > 0) {
-        tx.assign(rows.environment, environmentFields(c.next.environment));
-        this.#writeChildren(tx, c.next, rows);
-        this.#enqueue(tx, environmentId, c.events, actor);
-        written = true;
-      }
-      return c.result;
-    });
+    // The change is decided again on what a retry reads: it never applies to a stale environment.
+    const result = await this.#deps.db.retry('changing an environment', (em) =>
+      em.transactional(async (tx) => {
+        const rows = await this.#load(tx, environmentId, true);
+        const c = change(toAggregate(rows));
+        if (c.events.length > 0) {
+          tx.assign(rows.environment, environmentFields(c.next.environment));
+          this.#writeChildren(tx, c.next, rows);
+          this.#enqueue(tx, environmentId, c.events, actor);
+          written = true;
+        }
+        return c.result;
+      }),
+    );
     if (written) this.#deps.onCommit();
     return result;
   }
 
   async status(environmentId: string): Promise<control.EnvironmentStatus | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db
-      .em()
-      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true });
+    const row = await this.#deps.db.retry("reading an environment's status", (em) =>
+      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true }),
+    );
     return row?.status as control.EnvironmentStatus | undefined;
   }
 
   async project(environmentId: string): Promise<string | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db
-      .em()
-      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true });
+    const row = await this.#deps.db.retry("reading an environment's project", (em) =>
+      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true }),
+    );
     return row?.project;
   }
 
