@@ -55,6 +55,7 @@ export {
 } from './subjects.ts';
 export {
   cancelSubject,
+  DEFAULT_WORKER_ACK_WAIT_MS,
   isWorkerStopping,
   type JobContext,
   type JobIdentity,

@@ -40,7 +40,7 @@ export interface WorkerOptions<J> {
   slots?: number;
   /** Default `<role>-workers`. */
   durable?: string;
-  /** Default 60 s; the heartbeat keeps long jobs alive. */
+  /** Default `DEFAULT_WORKER_ACK_WAIT_MS`; the heartbeat keeps long jobs alive. */
   ackWaitMs?: number;
   /** Default 5. */
   maxDeliver?: number;
@@ -82,13 +82,21 @@ const FAILED_STATE: Record<WorkerRole, control.ServiceState> = {
   deploy: 7 satisfies control.ServiceState, // DEPLOYMENT_ERROR
 };
 
+/**
+ * How long a job may go without a heartbeat before JetStream hands it to another worker: 6 s. The
+ * worker sends one every third of it (2 s), so a job whose worker lives is never taken over (two
+ * heartbeats may be lost), and one whose worker died moves on within 6 s, picked up at once by a
+ * waiting pull of another worker.
+ */
+export const DEFAULT_WORKER_ACK_WAIT_MS = 6_000;
+
 /** Event sequences grow across redeliveries, so the planner can drop a stale delivery's events. */
 const SEQUENCE_STRIDE = 1_000_000;
 
 export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker> {
   const { bus, role } = options;
   const log = options.log.child({ component: 'worker', role });
-  const ackWaitMs = options.ackWaitMs ?? 60_000;
+  const ackWaitMs = options.ackWaitMs ?? DEFAULT_WORKER_ACK_WAIT_MS;
   const kv = await new Kvm(bus.js).create(`${bus.subjects.streamPrefix}_${role}_job_results`, {
     // A day is far longer than any redelivery window; the bucket never grows without bound.
     ttl: 24 * 3600 * 1000,

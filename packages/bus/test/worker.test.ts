@@ -1,7 +1,7 @@
 import { bus as busv1, control } from '@stageline/proto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Bus, type JobContext, publishCancel, startWorker, type Worker } from '../src/index.ts';
-import { connectBus, deletePrefixStreams, eventually, randomId, randomPrefix } from './support.ts';
+import { connectBus, deletePrefixStreams, eventually, randomId, randomPrefix, silentLog } from './support.ts';
 
 const prefix = randomPrefix();
 let bus: Bus;
@@ -147,5 +147,79 @@ describe('worker framework', () => {
     const letter = (await bus.jsm.streams.getMessage(bus.subjects.streams.dlq, { seq: info.state.last_seq }))!;
     expect(letter.subject).toBe(bus.subjects.dlq(subject));
     expect(letter.header.get('Stageline-Dlq-Reason')).toMatch(/undecodable build job/);
+  });
+
+  it("moves a dead worker's job on to another worker, with the default ack wait", async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    // The worker that dies: its own connection, closed under it without a word (as kill -9 would).
+    const doomed = await connectBus(prefix, 'doomed-worker');
+    let markStarted = () => {};
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const dying = await startWorker({
+      bus: doomed,
+      role: 'build',
+      log: silentLog,
+      slots: 1,
+      durable: 'build-workers',
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async (_j, ctx) => {
+        markStarted();
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+        return busv1.JobFinished.fromPartial({ succeeded: false, message: 'stopped' });
+      },
+    });
+    try {
+      await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'orphan'), {
+        msgId: `${deploymentId}-orphan`,
+      });
+      await started;
+      await doomed.nc.close();
+      await start(async () => busv1.JobFinished.fromPartial({ succeeded: true, image: 'mirror/web@sha256:2' }));
+      // A deadline for progress: with the old 60 s ack wait this times out; heartbeats-only keeps 6 s.
+      await eventually(
+        async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+        'the orphaned job finished by another worker',
+        30_000,
+      );
+      const finished = (await events(deploymentId)).filter((e) => e.event?.$case === 'jobFinished');
+      expect(finished).toHaveLength(1);
+      expect(finished[0]?.event).toMatchObject({ value: { succeeded: true, image: 'mirror/web@sha256:2' } });
+    } finally {
+      await dying.stop().catch(() => undefined);
+    }
+  });
+
+  it('never takes a slow job from a worker that lives: its heartbeats keep it', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    let calls = 0;
+    const w = await startWorker({
+      bus,
+      role: 'build',
+      log: silentLog,
+      slots: 2,
+      durable: 'build-workers',
+      // Short, so that the job outlasts several ack waits.
+      ackWaitMs: 1_500,
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async () => {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+        return busv1.JobFinished.fromPartial({ succeeded: true });
+      },
+    });
+    workers.push(w);
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'slow'), {
+      msgId: `${deploymentId}-slow`,
+    });
+    await eventually(
+      async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+      'the slow job finished',
+      30_000,
+    );
+    expect(calls).toBe(1);
   });
 });

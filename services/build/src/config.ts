@@ -31,7 +31,8 @@ const DEFAULTS = {
   MIRROR_REGISTRY: '127.0.0.1:5000',
   REGISTRY_INSECURE_HOSTS: '',
   REGISTRY_AUTH_FILE: '',
-  WORKER_ACK_WAIT_MS: '60000',
+  // A dead worker's job moves on within 6 s; heartbeats every 2 s keep a live one's (packages/bus).
+  WORKER_ACK_WAIT_MS: '6000',
   BUILD_WORK_DIR: '',
   GIT_CREDENTIALS_FILE: '',
   GIT_SSH_PROGRAM: 'ssh',

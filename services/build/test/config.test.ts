@@ -22,7 +22,7 @@ describe('build config', () => {
       mirrorRegistry: '127.0.0.1:5000',
       insecureRegistries: [],
       registryAuthFile: undefined,
-      workerAckWaitMs: 60000,
+      workerAckWaitMs: 6000,
       workDir: join(tmpdir(), 'stageline-build'),
       gitCredentialsFile: undefined,
       gitSshProgram: 'ssh',

@@ -30,7 +30,8 @@ const DEFAULTS = {
   // env.sh sets it to <repo>/.stageline; a bare process keeps its state next to where it runs.
   STAGELINE_STATE: '.stageline',
   DEPLOY_SLOTS: '7',
-  WORKER_ACK_WAIT_MS: '60000',
+  // A dead worker's job moves on within 6 s; heartbeats every 2 s keep a live one's (packages/bus).
+  WORKER_ACK_WAIT_MS: '6000',
   PODMAN: 'podman',
   HELM: 'helm',
   KUBECTL: 'kubectl',

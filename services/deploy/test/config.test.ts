@@ -20,7 +20,7 @@ describe('deploy config', () => {
       },
       stateDir: path.resolve('.stageline'),
       slots: 7,
-      workerAckWaitMs: 60000,
+      workerAckWaitMs: 6000,
       podman: 'podman',
       helm: 'helm',
       kubectl: 'kubectl',
