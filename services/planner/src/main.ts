@@ -7,7 +7,7 @@ import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
-import { consumeRequests, consumeResults } from './adapters/nats/consumers.ts';
+import { consumeJobDeadLetters, consumeRequests, consumeResults } from './adapters/nats/consumers.ts';
 import { snapshotClient } from './adapters/snapshot-client.ts';
 import { PlannerApp } from './app/planner-app.ts';
 import { loadConfig } from './config.ts';
@@ -50,6 +50,9 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   onClose('requests consumer', () => requests.stop());
   const results = await consumeResults(bus, app);
   onClose('results consumer', () => results.stop());
+  // A job a worker gave up on fails its service, so its run never hangs.
+  const deadLetters = await consumeJobDeadLetters(bus, app);
+  onClose('dead letters consumer', () => deadLetters.stop());
   // Runs queued before a restart start now.
   void app.kickAll();
 
