@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Bus } from '@stageline/bus';
 import { newId } from '@stageline/db';
-import { invalidArgument, notFound } from '@stageline/errors';
+import { DomainError, invalidArgument, notFound, RetriesExhausted, retrying } from '@stageline/errors';
 import { callUnary, domainErrorFromGrpc, type GrpcServiceRegistration, serverStream, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { type build, bus as busv1, control, type planner } from '@stageline/proto';
@@ -109,16 +109,31 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     return deployment;
   }
 
-  /** An ephemeral consumer on one stream and subject filter, read in order without acks. */
+  /**
+   * An ephemeral consumer on one stream and subject filter, read in order without acks. While the bus
+   * reconnects (NATS restarting) it is tried again for a few seconds; then UNAVAILABLE, never INTERNAL.
+   */
   async function reader(stream: string, filter: string, deliver: 'all' | 'last_per_subject') {
-    const info = await deps.bus.jsm.consumers.add(stream, {
-      filter_subject: filter,
-      deliver_policy: deliver as never,
-      ack_policy: 'none' as never,
-      // Gone on its own if the client disappears without us noticing.
-      inactive_threshold: 60_000_000_000,
+    const open = async () => {
+      const created = await deps.bus.jsm.consumers.add(stream, {
+        filter_subject: filter,
+        deliver_policy: deliver as never,
+        ack_policy: 'none' as never,
+        // Gone on its own if the client disappears without us noticing.
+        inactive_threshold: 60_000_000_000,
+      });
+      return { info: created, consumer: await deps.bus.js.consumers.get(stream, created.name) };
+    };
+    const { info, consumer } = await retrying(open, {
+      what: `reading ${stream}`,
+      policy: { baseMs: 100, maxMs: 1_000, deadlineMs: 10_000 },
+      // The server refusing (an API error, with a code) is an answer; a lost connection is not.
+      isTransient: (e) => typeof (e as { code?: unknown }).code !== 'number',
+    }).catch((e: unknown) => {
+      throw new DomainError('UNAVAILABLE', `the bus is unavailable: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e instanceof RetriesExhausted ? e.cause : e,
+      });
     });
-    const consumer = await deps.bus.js.consumers.get(stream, info.name);
     return {
       pending: info.num_pending,
       consumer,
