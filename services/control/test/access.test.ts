@@ -139,6 +139,7 @@ describe('control access', () => {
     running = await startControl(
       {
         grpcListen: '127.0.0.1:0',
+        healthListen: '127.0.0.1:0',
         natsUrl: env.natsUrl,
         databaseUrl: env.databaseUrl,
         busPrefix: env.busPrefix,

@@ -23,6 +23,7 @@ export function useControl() {
     running = await startControl(
       {
         grpcListen: '127.0.0.1:0',
+        healthListen: '127.0.0.1:0',
         natsUrl: env.natsUrl,
         databaseUrl: env.databaseUrl,
         busPrefix: env.busPrefix,

@@ -91,6 +91,7 @@ describe('migration control-0002-service-position', () => {
     running = await startControl(
       {
         grpcListen: '127.0.0.1:0',
+        healthListen: '127.0.0.1:0',
         natsUrl: env.natsUrl,
         databaseUrl: env.databaseUrl,
         busPrefix: env.busPrefix,

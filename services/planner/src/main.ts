@@ -2,7 +2,7 @@
 import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
-import { runService } from '@stageline/service';
+import { busAnswers, runService, startHealth } from '@stageline/service';
 import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -64,5 +64,13 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
+    log,
+  });
+  onClose('health', () => health.close());
   log.info({ grpc: server.address, busPrefix: config.busPrefix }, 'planner started');
 });
