@@ -44,6 +44,8 @@ export interface WorkerOptions<J> {
   ackWaitMs?: number;
   /** Default 5. */
   maxDeliver?: number;
+  /** How long `stop()` lets jobs in flight finish before handing them back. Default 0: at once. */
+  drainGraceMs?: number;
   /** Decodes a job; throwing dead-letters it with the reason. */
   decode(data: Uint8Array): J;
   identify(job: J): JobIdentity;
@@ -51,7 +53,12 @@ export interface WorkerOptions<J> {
 }
 
 export interface Worker {
-  stop(): Promise<void>;
+  /**
+   * Drains: stops taking jobs at once, lets the jobs it holds finish for `graceMs` (default the
+   * options' `drainGraceMs`), then aborts what is left with WorkerStopping — handlers hand those back
+   * (nothing recorded) for another worker. Resolves once every job is finished or handed back.
+   */
+  stop(graceMs?: number): Promise<void>;
   /** Jobs running in this process now. */
   inFlight(): number;
 }
@@ -225,10 +232,23 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
 
   return {
     inFlight: () => consumption.inFlight(),
-    async stop() {
-      stopping.abort();
-      await consumption.stop();
-      cancels.unsubscribe();
+    async stop(graceMs = options.drainGraceMs ?? 0) {
+      // Stops pulling now; resolves when the handlers in flight have settled their messages.
+      const drained = consumption.stop();
+      const held = consumption.inFlight();
+      if (held > 0) log.info({ jobs: held, graceMs }, 'worker draining: jobs in flight may finish');
+      const handBack = setTimeout(() => {
+        if (consumption.inFlight() > 0)
+          log.info({ jobs: consumption.inFlight() }, 'drain grace over: handing jobs back');
+        stopping.abort();
+      }, graceMs);
+      try {
+        await drained;
+      } finally {
+        clearTimeout(handBack);
+        stopping.abort();
+        cancels.unsubscribe();
+      }
     },
   };
 }

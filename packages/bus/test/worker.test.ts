@@ -222,4 +222,55 @@ describe('worker framework', () => {
     );
     expect(calls).toBe(1);
   });
+
+  it('drains on stop: takes no new job, lets the one it holds finish within the grace', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    let markStarted = () => {};
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const handled: string[] = [];
+    const w = await startWorker({
+      bus,
+      role: 'build',
+      log: silentLog,
+      slots: 1,
+      durable: 'build-workers',
+      drainGraceMs: 20_000,
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async (j, ctx) => {
+        handled.push(j.jobId);
+        markStarted();
+        // Finishes unless its worker gives up on it first.
+        const aborted = new Promise<boolean>((resolve) => ctx.signal.addEventListener('abort', () => resolve(true)));
+        const done = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_500));
+        if (await Promise.race([aborted, done])) {
+          return busv1.JobFinished.fromPartial({ succeeded: false, message: 'handed back' });
+        }
+        return busv1.JobFinished.fromPartial({ succeeded: true, image: 'mirror/web@sha256:3' });
+      },
+    });
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'held'), {
+      msgId: `${deploymentId}-held`,
+    });
+    await started;
+    const stopped = w.stop();
+    // Published while draining: not taken by this worker.
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'next'), {
+      msgId: `${deploymentId}-next`,
+    });
+    await stopped;
+    const finished = (await events(deploymentId)).filter((e) => e.event?.$case === 'jobFinished');
+    expect(finished.map((e) => e.jobId)).toEqual(['held']);
+    expect(finished[0]?.event).toMatchObject({ value: { succeeded: true, image: 'mirror/web@sha256:3' } });
+    expect(handled).toEqual(['held']);
+    // The job published during the drain waits for the next worker.
+    await start(async () => busv1.JobFinished.fromPartial({ succeeded: true }));
+    await eventually(
+      async () => (await events(deploymentId)).some((e) => e.jobId === 'next' && e.event?.$case === 'jobFinished'),
+      'the next job taken by the next worker',
+      30_000,
+    );
+  });
 });

@@ -80,6 +80,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     role: 'build',
     slots: 7,
     ackWaitMs: config.workerAckWaitMs,
+    drainGraceMs: config.workerDrainGraceMs,
     durable: 'build-workers',
     log,
     decode: (data) => busv1.BuildJob.decode(data),

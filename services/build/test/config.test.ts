@@ -24,6 +24,7 @@ describe('build config', () => {
       insecureRegistries: [],
       registryAuthFile: undefined,
       workerAckWaitMs: 6000,
+      workerDrainGraceMs: 8000,
       workDir: join(tmpdir(), 'stageline-build'),
       gitCredentialsFile: undefined,
       gitSshProgram: 'ssh',

@@ -100,6 +100,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     role: 'deploy',
     slots: config.slots,
     ackWaitMs: config.workerAckWaitMs,
+    drainGraceMs: config.workerDrainGraceMs,
     durable: 'deploy-workers',
     log,
     decode: (data) => busv1.DeployJob.decode(data),

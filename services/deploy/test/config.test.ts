@@ -22,6 +22,7 @@ describe('deploy config', () => {
       stateDir: path.resolve('.stageline'),
       slots: 7,
       workerAckWaitMs: 6000,
+      workerDrainGraceMs: 8000,
       podman: 'podman',
       helm: 'helm',
       kubectl: 'kubectl',
