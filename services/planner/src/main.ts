@@ -55,6 +55,13 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   onClose('dead letters consumer', () => deadLetters.stop());
   // Runs queued before a restart start now.
   void app.kickAll();
+  // No run hangs: jobs past their deadline fail their service (app/deadlines.ts).
+  const limits = { queueMs: config.jobQueueLimitMs, graceMs: config.jobDeadlineGraceMs };
+  const sweep = setInterval(
+    () => void app.expireOverdueJobs(limits).catch((e: unknown) => log.warn({ err: e }, 'deadline sweep failed')),
+    Math.min(30_000, Math.max(1_000, Math.floor(limits.queueMs / 3))),
+  );
+  onClose('deadline sweep', () => clearInterval(sweep));
 
   const server = await startGrpcServer({
     address: config.grpcListen,

@@ -20,6 +20,8 @@ describe('planner config', () => {
       },
       controlAddress: '127.0.0.1:50051',
       buildAddress: '127.0.0.1:50053',
+      jobQueueLimitMs: 1_800_000,
+      jobDeadlineGraceMs: 300_000,
     });
   });
 

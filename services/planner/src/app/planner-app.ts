@@ -8,6 +8,7 @@ import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model
 import { isTerminalRun } from '../domain/model.ts';
 import { expectedDurations, planRun } from '../domain/plan.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
+import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import {
   actionName,
   actionValue,
@@ -259,6 +260,47 @@ export class PlannerApp {
     });
     this.#deps.onCommit();
     if (finished) await this.kick(existing.environmentId);
+  }
+
+  /**
+   * No run hangs: every job of a running run that is past its deadline (app/deadlines.ts) gets a failed
+   * result with the reason, and its run goes on by the failure rules. Safe to call any time (a late
+   * worker's result for such a job changes nothing). Returns how many jobs were failed.
+   */
+  async expireOverdueJobs(limits?: DeadlineLimits): Promise<number> {
+    const rows = await this.#deps.db.retry('reading running runs', (em) =>
+      em.find(DeploymentRow, { status: { $in: ACTIVE } }),
+    );
+    let failed = 0;
+    for (const row of rows) {
+      if (!row.state) continue;
+      const services = (row.snapshot as { services?: { id?: string }[] } | null)?.services ?? [];
+      const serviceOf = (id: string) => {
+        const json = services.find((s) => s.id === id);
+        return json === undefined ? undefined : control.Service.fromJSON(json);
+      };
+      const overdue = overdueJobs(row.state, serviceOf, this.#now(), limits);
+      if (overdue.length === 0) continue;
+      for (const o of overdue) {
+        this.#deps.log.warn({ deploymentId: row.id, ...o }, 'job past its deadline: its service fails');
+      }
+      await this.onJobEvents(
+        overdue.map((o) =>
+          bus.JobEvent.fromPartial({
+            jobId: o.jobId,
+            deploymentId: row.id,
+            serviceId: o.serviceId,
+            sequence: PLANNER_FAILURE_SEQUENCE,
+            event: {
+              $case: 'jobFinished',
+              value: bus.JobFinished.fromPartial({ succeeded: false, message: o.reason }),
+            },
+          }),
+        ),
+      );
+      failed += overdue.length;
+    }
+    return failed;
   }
 
   // --- the queue ------------------------------------------------------------------------------

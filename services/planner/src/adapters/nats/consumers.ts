@@ -2,6 +2,7 @@
 import { type Bus, type Consumption, HEADERS, outcome } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus as busv1 } from '@stageline/proto';
+import { PLANNER_FAILURE_SEQUENCE } from '../../app/deadlines.ts';
 import type { PlannerApp } from '../../app/planner-app.ts';
 
 export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consumption> {
@@ -57,12 +58,6 @@ export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consump
 }
 
 /**
- * The sequence of the failure a dead letter stands for: above every sequence a worker's deliveries use
- * (delivery × 1 000 000 + n), so it is never taken for a stale event — and it is the job's last word.
- */
-export const DEAD_LETTER_SEQUENCE = 0xffff_0000;
-
-/**
  * A job a worker gave up on (dead-lettered after its last delivery, or refused) would leave its run
  * RUNNING forever: its service fails instead, with the dead letter's reason, and the run goes on by the
  * failure rules. The dead letter is the job's own payload, so the job, run and service are known.
@@ -98,7 +93,7 @@ export async function consumeJobDeadLetters(bus: Bus, app: PlannerApp): Promise<
           jobId: job.jobId,
           deploymentId: job.deploymentId,
           serviceId: job.service?.id ?? '',
-          sequence: DEAD_LETTER_SEQUENCE,
+          sequence: PLANNER_FAILURE_SEQUENCE,
           event: {
             $case: 'jobFinished',
             // No state: the planner takes the error state of what the job was (BUILD_ERROR, STOP_ERROR, …).
