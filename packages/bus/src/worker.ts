@@ -71,6 +71,19 @@ export class WorkerStopping extends Error {
   }
 }
 
+/**
+ * The abort reason of a stale copy of a job: a newer delivery of it took the job's lease (this worker
+ * was paused past its ack wait and the job went to another). Like a stop, it touches nothing more and
+ * records nothing: the live copy does the job.
+ */
+export class LeaseLost extends WorkerStopping {
+  constructor() {
+    super();
+    this.name = 'LeaseLost';
+    this.message = 'a newer delivery of the job holds its lease: this copy stops';
+  }
+}
+
 /** True when a job's signal was aborted because its worker is stopping: hand the job back, don't fail it. */
 export const isWorkerStopping = (reason: unknown): boolean => reason instanceof WorkerStopping;
 
@@ -109,6 +122,30 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     ttl: 24 * 3600 * 1000,
     history: 1,
   });
+  const leaseValue = (n: number) => new TextEncoder().encode(String(n));
+  const leaseOf = (value: Uint8Array | undefined) => Number(new TextDecoder().decode(value ?? new Uint8Array())) || 0;
+  /** Takes the job's lease for delivery `mine`; false when a newer delivery already holds it. */
+  async function takeLease(key: string, mine: number): Promise<boolean> {
+    for (let tries = 0; tries < 5; tries++) {
+      const entry = await kv.get(key);
+      const current = entry?.operation === 'PUT' ? leaseOf(entry.value) : 0;
+      if (current > mine) return false;
+      if (current === mine) return true;
+      try {
+        if (entry === null) await kv.create(key, leaseValue(mine));
+        else await kv.update(key, leaseValue(mine), entry.revision);
+        return true;
+      } catch {
+        // Another delivery wrote it between our read and our write: look again.
+      }
+    }
+    throw new DomainError('UNAVAILABLE', `could not take the lease of job ${key}`);
+  }
+  /** Whether delivery `mine` still holds the job's lease (no newer delivery took it). */
+  async function holdsLease(key: string, mine: number): Promise<boolean> {
+    const entry = await kv.get(key);
+    return (entry?.operation === 'PUT' ? leaseOf(entry.value) : 0) <= mine;
+  }
   const running = new Map<string, Set<AbortController>>();
   const stopping = new AbortController();
 
@@ -141,8 +178,24 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     }
     const jobLog = log.child({ jobId: id.jobId, deploymentId: id.deploymentId, serviceId: id.serviceId });
     const kvKey = Buffer.from(id.jobId).toString('base64url');
+    // One live copy: each delivery takes the job's lease; a copy whose lease a newer delivery took stops
+    // and reports nothing (fence before every report and before the result is recorded).
+    const lease = `lease.${kvKey}`;
+    const mine = message.deliveryCount;
+    if (!(await takeLease(lease, mine))) {
+      jobLog.info({ delivery: mine }, 'a newer delivery of this job holds its lease: leaving this one alone');
+      return outcome.leave('a newer delivery of the job holds its lease');
+    }
+    let lost = false;
+    const fence = async () => {
+      if (lost || !(await holdsLease(lease, mine))) {
+        lost = true;
+        throw new LeaseLost();
+      }
+    };
     let sequence = message.deliveryCount * SEQUENCE_STRIDE;
     const emit = async (event: busv1.JobEvent['event']) => {
+      await fence();
       sequence++;
       const data = busv1.JobEvent.encode({ ...id, sequence, event }).finish();
       // Unique per delivery of the job message: a re-reported result must not be taken for a duplicate.
@@ -166,7 +219,26 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     const set = running.get(id.deploymentId) ?? new Set<AbortController>();
     running.set(id.deploymentId, set);
     set.add(controller);
-    const heartbeat = setInterval(() => message.working(), Math.max(1_000, Math.floor(ackWaitMs / 3)));
+    const heartbeat = setInterval(
+      () => {
+        if (lost) return;
+        message.working();
+        // A worker that was paused finds out here that its job moved on, and stops it.
+        void holdsLease(lease, mine).then(
+          (holds) => {
+            if (holds || lost) return;
+            lost = true;
+            jobLog.warn(
+              { delivery: mine },
+              'the job moved on to a newer delivery while this worker was paused: stopping',
+            );
+            controller.abort(new LeaseLost());
+          },
+          () => undefined, // the bus is away: the next beat asks again
+        );
+      },
+      Math.max(1_000, Math.floor(ackWaitMs / 3)),
+    );
     // Log lines keep their order: each publish waits for the previous one.
     let logChain: Promise<unknown> = Promise.resolve();
     const logSubject = bus.subjects.logs(id.deploymentId, id.serviceId);
@@ -194,6 +266,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     try {
       finished = await options.handle(job, ctx);
     } catch (e) {
+      if (lost || e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
       if (stopping.signal.aborted || (e instanceof DomainError && e.retryable)) {
         // Someone else (or later) should do it: let JetStream redeliver.
         throw e;
@@ -211,12 +284,19 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       if (set.size === 0) running.delete(id.deploymentId);
       await logChain;
     }
+    if (lost) return outcome.leave('a newer delivery of the job holds its lease');
     if (stopping.signal.aborted && !finished.succeeded) {
       // Interrupted by our own shutdown, not by the run: hand the job to another process.
       throw new DomainError('UNAVAILABLE', 'worker stopping');
     }
-    await emit({ $case: 'jobFinished', value: finished });
-    await kv.put(kvKey, busv1.JobFinished.encode(finished).finish());
+    try {
+      await emit({ $case: 'jobFinished', value: finished });
+      await fence();
+      await kv.put(kvKey, busv1.JobFinished.encode(finished).finish());
+    } catch (e) {
+      if (e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
+      throw e;
+    }
     return outcome.ack();
   }
 

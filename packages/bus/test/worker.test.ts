@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { bus as busv1, control } from '@stageline/proto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Bus, type JobContext, publishCancel, startWorker, type Worker } from '../src/index.ts';
-import { connectBus, deletePrefixStreams, eventually, randomId, randomPrefix, silentLog } from './support.ts';
+import { connectBus, deletePrefixStreams, eventually, NATS_URL, randomId, randomPrefix, silentLog } from './support.ts';
 
 const prefix = randomPrefix();
 let bus: Bus;
@@ -272,5 +274,43 @@ describe('worker framework', () => {
       'the next job taken by the next worker',
       30_000,
     );
+  });
+
+  it('keeps one live copy: a worker frozen past its ack wait, then thawed, stops and reports nothing', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    const script = fileURLToPath(new URL('./fixtures/slow-worker.ts', import.meta.url));
+    const frozen = spawn(process.execPath, [script], {
+      env: { ...process.env, NATS_URL, BUS_PREFIX: prefix, SLOW_MS: '4000' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((resolve) => frozen.once('exit', resolve));
+    try {
+      await new Promise<void>((resolve) => frozen.stdout?.on('data', (c: Buffer) => c.includes('ready') && resolve()));
+      await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'contested'), {
+        msgId: `${deploymentId}-contested`,
+      });
+      await eventually(async () => (await events(deploymentId)).length >= 1, 'the slow worker started the job');
+      // Frozen: no heartbeat; after the ack wait (6 s) the job goes to the worker started now.
+      frozen.kill('SIGSTOP');
+      await start(async () => busv1.JobFinished.fromPartial({ succeeded: true, image: 'live' }));
+      await eventually(
+        async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+        'the live copy finished the job',
+        30_000,
+      );
+      // Thawed: its job's 4 s are long over, so without the lease it would report its step and result now.
+      frozen.kill('SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      const all = await events(deploymentId);
+      const finished = all.filter((e) => e.event?.$case === 'jobFinished');
+      expect(finished).toHaveLength(1);
+      expect(finished[0]?.event).toMatchObject({ value: { image: 'live' } });
+      // The frozen copy's only report is the step it started before it froze.
+      expect(all.filter((e) => e.sequence < 2_000_000).map((e) => e.event?.$case)).toEqual(['stepStarted']);
+    } finally {
+      frozen.kill('SIGCONT');
+      frozen.kill('SIGKILL');
+      await exited;
+    }
   });
 });
