@@ -28,6 +28,11 @@ export interface JobContext extends JobIdentity {
   stepFinished(step: control.Step): Promise<void>;
   /** Heartbeat for long jobs; the framework also sends one every third of ack_wait. */
   working(): void;
+  /**
+   * Throws LeaseLost when a newer delivery of this job holds its lease (this copy was paused past its
+   * ack wait): call it right before an effect that must happen once, such as recording the outcome.
+   */
+  fence(): Promise<void>;
 }
 
 export type WorkerRole = 'build' | 'deploy';
@@ -260,6 +265,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
         emit({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
       stepFinished: (step) => emit({ $case: 'stepFinished', value: { step } }),
       working: () => message.working(),
+      fence,
     };
 
     let finished: busv1.JobFinished;
