@@ -127,18 +127,25 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     ttl: 24 * 3600 * 1000,
     history: 1,
   });
-  const leaseValue = (n: number) => new TextEncoder().encode(String(n));
-  const leaseOf = (value: Uint8Array | undefined) => Number(new TextDecoder().decode(value ?? new Uint8Array())) || 0;
-  /** Takes the job's lease for delivery `mine`; false when a newer delivery already holds it. */
-  async function takeLease(key: string, mine: number): Promise<boolean> {
+  // A lease is `<stream sequence>.<delivery count>`: deliveries of one job message supersede each
+  // other by count; a job published again (another stream message) takes the lease outright.
+  type Lease = { seq: number; delivery: number };
+  const leaseText = (l: Lease) => new TextEncoder().encode(`${l.seq}.${l.delivery}`);
+  const leaseOf = (entry: { operation: string; value: Uint8Array } | null): Lease | undefined => {
+    if (entry?.operation !== 'PUT') return undefined;
+    const [seq, delivery] = new TextDecoder().decode(entry.value).split('.').map(Number);
+    return seq === undefined || delivery === undefined ? undefined : { seq, delivery };
+  };
+  /** Takes the job's lease for this delivery; false when a newer delivery of the same message holds it. */
+  async function takeLease(key: string, mine: Lease): Promise<boolean> {
     for (let tries = 0; tries < 5; tries++) {
       const entry = await kv.get(key);
-      const current = entry?.operation === 'PUT' ? leaseOf(entry.value) : 0;
-      if (current > mine) return false;
-      if (current === mine) return true;
+      const current = leaseOf(entry);
+      if (current?.seq === mine.seq && current.delivery > mine.delivery) return false;
+      if (current?.seq === mine.seq && current.delivery === mine.delivery) return true;
       try {
-        if (entry === null) await kv.create(key, leaseValue(mine));
-        else await kv.update(key, leaseValue(mine), entry.revision);
+        if (entry === null) await kv.create(key, leaseText(mine));
+        else await kv.update(key, leaseText(mine), entry.revision);
         return true;
       } catch {
         // Another delivery wrote it between our read and our write: look again.
@@ -146,10 +153,10 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     }
     throw new DomainError('UNAVAILABLE', `could not take the lease of job ${key}`);
   }
-  /** Whether delivery `mine` still holds the job's lease (no newer delivery took it). */
-  async function holdsLease(key: string, mine: number): Promise<boolean> {
-    const entry = await kv.get(key);
-    return (entry?.operation === 'PUT' ? leaseOf(entry.value) : 0) <= mine;
+  /** Whether this delivery still holds the job's lease (no other delivery took it since). */
+  async function holdsLease(key: string, mine: Lease): Promise<boolean> {
+    const current = leaseOf(await kv.get(key));
+    return current === undefined || (current.seq === mine.seq && current.delivery === mine.delivery);
   }
   const running = new Map<string, Set<AbortController>>();
   const stopping = new AbortController();
@@ -186,9 +193,9 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     // One live copy: each delivery takes the job's lease; a copy whose lease a newer delivery took stops
     // and reports nothing (fence before every report and before the result is recorded).
     const lease = `lease.${kvKey}`;
-    const mine = message.deliveryCount;
+    const mine = { seq: message.streamSequence, delivery: message.deliveryCount };
     if (!(await takeLease(lease, mine))) {
-      jobLog.info({ delivery: mine }, 'a newer delivery of this job holds its lease: leaving this one alone');
+      jobLog.info({ lease: mine }, 'a newer delivery of this job holds its lease: leaving this one alone');
       return outcome.leave('a newer delivery of the job holds its lease');
     }
     let lost = false;
@@ -233,10 +240,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
           (holds) => {
             if (holds || lost) return;
             lost = true;
-            jobLog.warn(
-              { delivery: mine },
-              'the job moved on to a newer delivery while this worker was paused: stopping',
-            );
+            jobLog.warn({ lease: mine }, 'the job moved on to a newer delivery while this worker was paused: stopping');
             controller.abort(new LeaseLost());
           },
           () => undefined, // the bus is away: the next beat asks again
