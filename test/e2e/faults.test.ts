@@ -3,6 +3,10 @@
 // never the machine's shared 5432 and 4222, which other tests use. Each fault must end the run the way
 // the workload decides (SUCCEEDED here), never FAILED because Stageline's database or bus blinked.
 // The time from the fault to the run's end is printed (`fault figure: …`), not asserted.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { callUnary } from '@stageline/grpc';
 import { control } from '@stageline/proto';
 import { type FaultServer, startOwnNats, startOwnPostgres } from '@stageline/testkit';
@@ -23,10 +27,13 @@ const nats: FaultServer = await startOwnNats();
 process.env.DATABASE_URL = postgres.url;
 process.env.NATS_URL = nats.url;
 
+const scratch = mkdtempSync(join(tmpdir(), 'stageline-faults-'));
+
 // Registered before the stack's own hooks, so it runs after them (afterAll hooks run in reverse).
 afterAll(async () => {
   await postgres.destroy();
   await nats.destroy();
+  rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
 // Default worker settings (no WORKER_ACK_WAIT_MS): the defaults are what is measured.
@@ -127,6 +134,69 @@ describe('faults of Stageline itself, mid-run', () => {
     await stack.spawnWorker('deploy');
     const { final } = await watchToEnd(stack, id, 300_000);
     figure('deploy worker kill -9, restarted after 2 s', faultAt, final);
+    expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+  });
+
+  it('the build worker killed (kill -9) mid-build and restarted 2 s later: the build moves on, the run succeeds', async () => {
+    // A git application whose build has a slow step (a label unique to this run defeats buildah's cache).
+    const git = (args: string[], cwd?: string) =>
+      execFileSync('git', args, {
+        cwd,
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 'f',
+          GIT_AUTHOR_EMAIL: 'f@x.invalid',
+          GIT_COMMITTER_NAME: 'f',
+          GIT_COMMITTER_EMAIL: 'f@x.invalid',
+          GIT_CONFIG_NOSYSTEM: '1',
+        },
+      });
+    const bare = join(scratch, 'slow.git');
+    const work = join(scratch, 'work');
+    git(['init', '--quiet', '--bare', '--initial-branch=main', bare]);
+    git(['init', '--quiet', '--initial-branch=main', work]);
+    writeFileSync(
+      join(work, 'Dockerfile'),
+      `FROM ${EXAMPLE_IMAGE}\nLABEL stageline.faults.run=${Date.now().toString(36)}\nRUN echo slow-build-started && sleep 4 && echo slow-build-done\n`,
+    );
+    git(['add', '-A'], work);
+    git(['commit', '--quiet', '-m', 'slow'], work);
+    git(['push', '--quiet', bare, 'HEAD:refs/heads/main'], work);
+
+    const { environment, pipeline } = await createEnvironment(stack, 'build-kill');
+    await callUnary(
+      stack.environments,
+      'addService',
+      control.AddServiceRequest.fromPartial({
+        environmentId: environment!.id,
+        service: {
+          name: 'slow',
+          kind: control.ServiceKind.SERVICE_KIND_APPLICATION,
+          stageId: pipeline!.stages[3]!.id,
+          source: { $case: 'application', value: { gitUrl: `file://${bare}`, branch: 'main' } },
+        },
+      }),
+    );
+    const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      environmentId: environment!.id,
+      requester: 'faults',
+      forceBuild: false,
+    });
+    const id = deployment!.id;
+    for (let i = 0; i < 1200; i++) {
+      const d = (await callUnary(stack.deployments, 'getDeployment', { deploymentId: id })).deployment!;
+      if (d.services.some((s) => s.steps.some((st) => st.kind === control.StepKind.STEP_KIND_BUILD))) break;
+      await sleep(100);
+    }
+    const worker = stack.procs.find((p) => p.name === 'build' && p.child.exitCode === null)!;
+    const faultAt = Date.now();
+    worker.child.kill('SIGKILL');
+    await worker.exited;
+    await sleep(2_000);
+    await stack.spawnWorker('build');
+    const { final } = await watchToEnd(stack, id, 300_000);
+    figure('build worker kill -9 mid-build, restarted after 2 s', faultAt, final);
     expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
   });
 });
