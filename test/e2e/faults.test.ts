@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { callUnary } from '@stageline/grpc';
-import { control } from '@stageline/proto';
+import { callUnary, connect } from '@stageline/grpc';
+import { control, deploy } from '@stageline/proto';
 import { type FaultServer, startOwnNats, startOwnPostgres } from '@stageline/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -126,7 +126,9 @@ describe('faults of Stageline itself, mid-run', () => {
   it('the deploy worker killed (kill -9) and restarted 2 s later: its jobs move on, the run succeeds', async () => {
     const envId = await environment(stack, 'worker-kill', 2, 3);
     const id = await deployUntilDeploying(stack, envId);
-    const worker = stack.procs.find((p) => p.name === 'deploy' && p.child.exitCode === null)!;
+    const worker = stack.procs.find(
+      (p) => p.name === 'deploy' && p.child.exitCode === null && p.child.signalCode === null,
+    )!;
     const faultAt = Date.now();
     worker.child.kill('SIGKILL');
     await worker.exited;
@@ -189,7 +191,9 @@ describe('faults of Stageline itself, mid-run', () => {
       if (d.services.some((s) => s.steps.some((st) => st.kind === control.StepKind.STEP_KIND_BUILD))) break;
       await sleep(100);
     }
-    const worker = stack.procs.find((p) => p.name === 'build' && p.child.exitCode === null)!;
+    const worker = stack.procs.find(
+      (p) => p.name === 'build' && p.child.exitCode === null && p.child.signalCode === null,
+    )!;
     const faultAt = Date.now();
     worker.child.kill('SIGKILL');
     await worker.exited;
@@ -198,5 +202,41 @@ describe('faults of Stageline itself, mid-run', () => {
     const { final } = await watchToEnd(stack, id, 300_000);
     figure('build worker kill -9 mid-build, restarted after 2 s', faultAt, final);
     expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+  });
+
+  it('the deploy worker frozen (SIGSTOP) past its ack wait, then thawed: one live copy, one release per service', async () => {
+    const envId = await environment(stack, 'worker-freeze', 2, 3);
+    const ids = (await callUnary(stack.environments, 'listServices', { environmentId: envId })).services.map(
+      (s) => s.id,
+    );
+    // The first stage's job is on the only deploy worker; then a second one starts, and the first freezes.
+    const frozen = stack.procs.find(
+      (p) => p.name === 'deploy' && p.child.exitCode === null && p.child.signalCode === null,
+    )!;
+    const id = await deployUntilDeploying(stack, envId);
+    const second = await stack.spawnWorker('deploy');
+    const faultAt = Date.now();
+    frozen.child.kill('SIGSTOP');
+    try {
+      const { final } = await watchToEnd(stack, id, 300_000);
+      figure('deploy worker frozen (SIGSTOP), another worker running', faultAt, final);
+      expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+    // Thawed: it finds the jobs' leases taken at its next heartbeat or report, and records nothing.
+    await sleep(8_000);
+    const releases = connect(deploy.ReleaseServiceClient, second.address, stack.security.service('control'));
+    try {
+      for (const serviceId of ids) {
+        const list = await callUnary(releases, 'listReleases', { serviceId });
+        expect(
+          list.releases.filter((r) => r.status === 'DEPLOYED'),
+          JSON.stringify(list.releases),
+        ).toHaveLength(1);
+      }
+    } finally {
+      releases.close();
+    }
   });
 });
