@@ -12,7 +12,8 @@
 # its store in $STAGELINE_STATE/nats/store; each service gets STAGELINE_NATS_CREDENTIALS, its own
 # user's file. With NATS_URL set, that server is used instead (its users must be the same files).
 # Listen addresses: CONTROL_GRPC_LISTEN, PLANNER_GRPC_LISTEN, BUILD_GRPC_LISTEN, DEPLOY_GRPC_LISTEN
-# (default 127.0.0.1:50051 to :50054, in that order). DATABASE_URL, STAGELINE_BUS_PREFIX and
+# (default 127.0.0.1:50051 to :50054, in that order); plaintext HTTP probe ports (/livez, /readyz):
+# CONTROL_HEALTH_LISTEN, … (default: the gRPC port + 100, :50151 to :50154). DATABASE_URL, STAGELINE_BUS_PREFIX and
 # LOG_LEVEL are passed through to every service; TLS files come from $STAGELINE_STATE/tls
 # (STAGELINE_TLS_DIR), the first admin token from $STAGELINE_STATE/admin.token (setup.sh makes both).
 # Logs: $STAGELINE_STATE/logs/<name>.log; pids: $STAGELINE_STATE/run/<name>.pid.
@@ -40,6 +41,13 @@ address_of() {
     deploy) echo "${DEPLOY_GRPC_LISTEN:-127.0.0.1:50054}" ;;
     *) echo "unknown service $1" >&2; return 1 ;;
   esac
+}
+
+# Empty: the service's default, beside its gRPC port (port + 100).
+health_of() {
+  local var
+  var="$(echo "$1" | tr '[:lower:]' '[:upper:]')_HEALTH_LISTEN"
+  echo "${!var:-}"
 }
 
 entry_of() { echo "services/$1/src/main.ts"; }
@@ -138,7 +146,8 @@ up() {
     printf '=== stack.sh: starting %s at %s\n' "$name" "$(date -Is)" >>"$log"
     # setsid: its own session, so a Ctrl-C in this terminal or its closing never reaches it.
     # Not a job-control shell, so setsid execs in place and $! is node's own pid.
-    GRPC_LISTEN="$(address_of "$name")" STAGELINE_NATS_CREDENTIALS="$NATS_USERS/$name.json" STAGELINE_TLS_DIR="${STAGELINE_TLS_DIR:-$STAGELINE_STATE/tls}" \
+    GRPC_LISTEN="$(address_of "$name")" HEALTH_LISTEN="$(health_of "$name")" STAGELINE_NATS_CREDENTIALS="$NATS_USERS/$name.json" \
+      STAGELINE_TLS_DIR="${STAGELINE_TLS_DIR:-$STAGELINE_STATE/tls}" \
       STAGELINE_ADMIN_TOKEN_FILE="${STAGELINE_ADMIN_TOKEN_FILE:-$STAGELINE_STATE/admin.token}" setsid nohup node "$(entry_of "$name")" >>"$log" 2>&1 </dev/null &
     echo $! >"$(pid_file "$name")"
     echo "stack: started $name (pid $!)"

@@ -110,7 +110,8 @@ export function useStack(options: StackOptions = {}) {
 
   async function spawnService(name: ServiceName, address: string): Promise<Proc> {
     const child = spawn(process.execPath, [join(root, `services/${name}/src/main.ts`)], {
-      env: { ...baseEnv(), ...secured?.env(name), GRPC_LISTEN: address },
+      // The probe port on a free port too (by default it sits beside gRPC, +100, which may be taken).
+      env: { HEALTH_LISTEN: '127.0.0.1:0', ...baseEnv(), ...secured?.env(name), GRPC_LISTEN: address },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

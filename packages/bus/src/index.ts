@@ -39,6 +39,7 @@ export {
   type AckOutcome,
   DEFAULT_RETRY_DELAY,
   type HandlerOutcome,
+  type LeaveOutcome,
   outcome,
   outcomeForError,
   type RejectOutcome,
@@ -78,9 +79,11 @@ export {
 } from './subjects.ts';
 export {
   cancelSubject,
+  DEFAULT_WORKER_ACK_WAIT_MS,
   isWorkerStopping,
   type JobContext,
   type JobIdentity,
+  LeaseLost,
   publishCancel,
   startWorker,
   type Worker,

@@ -11,6 +11,7 @@ import type { Bus, ConsumerOptions } from './bus.ts';
 import { differs } from './consumers.ts';
 import { jetStreamErrorCode, toDomainError } from './jetstream-errors.ts';
 import { STREAM_KEYS, type StreamKey, type Subjects } from './subjects.ts';
+import { DEFAULT_WORKER_ACK_WAIT_MS } from './worker.ts';
 
 /** What the services' own settings change in the provisioned objects (same variables, same defaults). */
 export interface ProvisionSettings {
@@ -23,7 +24,8 @@ export interface ProvisionSettings {
 }
 
 export const DEFAULT_PROVISION_SETTINGS: Readonly<ProvisionSettings> = {
-  workerAckWaitMs: 60_000,
+  // The workers' own default: provisioned consumers must match what the workers ask for.
+  workerAckWaitMs: DEFAULT_WORKER_ACK_WAIT_MS,
   deploySlots: 7,
   buildLockTtlMs: 30_000,
 };

@@ -26,6 +26,7 @@ export function useControl() {
         ...isolated.env,
         ...security.env,
         GRPC_LISTEN: address,
+        HEALTH_LISTEN: '127.0.0.1:0',
         LOG_LEVEL: process.env.CONTROL_LOG_LEVEL ?? 'warn',
         // Nothing listens there: ExplainBuild and plans are answered UNAVAILABLE by control.
         STAGELINE_PLANNER_ADDRESS: '127.0.0.1:1',

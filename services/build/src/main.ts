@@ -3,7 +3,7 @@ import { Bus, startWorker } from '@stageline/bus';
 import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { bus as busv1 } from '@stageline/proto';
-import { runService } from '@stageline/service';
+import { busAnswers, runService, startHealth } from '@stageline/service';
 import { BuildahBuilder } from './adapters/builder/buildah.ts';
 import { BuildStore } from './adapters/db/build-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -86,6 +86,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     role: 'build',
     slots: 7,
     ackWaitMs: config.workerAckWaitMs,
+    drainGraceMs: config.workerDrainGraceMs,
     durable: 'build-workers',
     log,
     decode: (data) => busv1.BuildJob.decode(data),
@@ -120,6 +121,14 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
+    log,
+  });
+  onClose('health', () => health.close());
 
   log.info(
     { grpc: server.address, busPrefix: config.busPrefix, mirrorRegistry: config.mirrorRegistry },

@@ -5,6 +5,7 @@ import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { DENY_ALL } from '@stageline/policy';
 import { build as buildv1, deploy as deployv1, planner as plannerv1 } from '@stageline/proto';
+import { busAnswers, startHealth } from '@stageline/service';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -90,11 +91,19 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     verifyToken: (token) => access.verify(token),
     log,
   });
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
+    log,
+  });
   log.info({ address: server.address }, 'control serving');
 
   return {
     address: server.address,
     async stop() {
+      await health.close();
       server.setServing(false);
       await server.shutdown();
       planner.close();

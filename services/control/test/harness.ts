@@ -20,6 +20,7 @@ export function testControlConfig(
   const security = testSecurity();
   return {
     grpcListen: '127.0.0.1:0',
+    healthListen: '127.0.0.1:0',
     natsUrl: env.natsUrl,
     databaseUrl: env.databaseUrl,
     busPrefix: env.busPrefix,

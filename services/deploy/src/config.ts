@@ -12,6 +12,8 @@ export interface DeployConfig extends CommonConfig {
   slots: number;
   /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
   workerAckWaitMs: number;
+  /** On SIGTERM, how long jobs in flight may finish before they are handed back to another worker. */
+  workerDrainGraceMs: number;
   /** Binaries of the runtimes (looked up on PATH unless absolute). */
   podman: string;
   helm: string;
@@ -33,7 +35,10 @@ const DEFAULTS = {
   // env.sh sets it to <repo>/.stageline; a bare process keeps its state next to where it runs.
   STAGELINE_STATE: '.stageline',
   DEPLOY_SLOTS: '7',
-  WORKER_ACK_WAIT_MS: '60000',
+  // A dead worker's job moves on within 6 s; heartbeats every 2 s keep a live one's (packages/bus).
+  WORKER_ACK_WAIT_MS: '6000',
+  // Below stack.sh's 10 s before SIGKILL: what does not finish by then is handed back, never lost.
+  WORKER_DRAIN_GRACE_MS: '8000',
   PODMAN: 'podman',
   HELM: 'helm',
   KUBECTL: 'kubectl',
@@ -98,6 +103,7 @@ export function loadConfig(env: Env): DeployConfig {
     stateDir: path.resolve(read('STAGELINE_STATE')),
     slots,
     workerAckWaitMs: ackWait,
+    workerDrainGraceMs: integer('WORKER_DRAIN_GRACE_MS', read('WORKER_DRAIN_GRACE_MS'), 0, 3_600_000),
     ...binaries,
   };
 }

@@ -9,6 +9,7 @@ describe('deploy config', () => {
   it('has working defaults (the table in its README)', () => {
     expect(loadConfig(TLS)).toEqual({
       grpcListen: '127.0.0.1:50054',
+      healthListen: '127.0.0.1:50154',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
@@ -20,7 +21,8 @@ describe('deploy config', () => {
       },
       stateDir: path.resolve('.stageline'),
       slots: 7,
-      workerAckWaitMs: 60000,
+      workerAckWaitMs: 6000,
+      workerDrainGraceMs: 8000,
       podman: 'podman',
       helm: 'helm',
       kubectl: 'kubectl',

@@ -288,7 +288,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
         ]
       : [];
     const child = spawn(process.execPath, [...nodeArgs, join(ROOT, `services/${name}/src/main.ts`)], {
-      env: { ...env, ...options.serviceEnv?.[name], GRPC_LISTEN: address },
+      env: { HEALTH_LISTEN: '127.0.0.1:0', ...env, ...options.serviceEnv?.[name], GRPC_LISTEN: address },
       stdio: ['ignore', fd, fd],
     });
     closeSync(fd);

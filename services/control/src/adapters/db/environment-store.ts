@@ -102,11 +102,15 @@ export class PgEnvironmentStore implements EnvironmentStore {
   async insert(aggregate: EnvironmentAggregate, actor: string, events: EnvironmentEventBody[]): Promise<void> {
     const env = aggregate.environment;
     try {
-      await this.#deps.db.em().transactional(async (tx) => {
-        tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
-        this.#writeChildren(tx, aggregate, { stages: [], services: [] });
-        this.#enqueue(tx, env.id, events, actor);
-      });
+      await this.#deps.db.retry('creating an environment', (em) =>
+        em.transactional(async (tx) => {
+          // A retry after a commit whose answer was lost finds its own row: done.
+          if ((await tx.findOne(EnvironmentRow, { id: env.id })) !== null) return;
+          tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
+          this.#writeChildren(tx, aggregate, { stages: [], services: [] });
+          this.#enqueue(tx, env.id, events, actor);
+        }),
+      );
     } catch (e) {
       if (isUniqueViolation(e, 'environment_project_name_key')) {
         throw alreadyExists(
@@ -162,7 +166,9 @@ export class PgEnvironmentStore implements EnvironmentStore {
   }
 
   async get(environmentId: string): Promise<EnvironmentAggregate> {
-    return toAggregate(await this.#load(this.#deps.db.em(), environmentId, false));
+    return toAggregate(
+      await this.#deps.db.retry('reading an environment', (em) => this.#load(em, environmentId, false)),
+    );
   }
 
   async list(
@@ -180,7 +186,9 @@ export class PgEnvironmentStore implements EnvironmentStore {
       ...(projects !== undefined ? { project: { $in: [...projects] } } : {}),
       ...(after !== undefined ? { id: { $gt: after } } : {}),
     };
-    const rows = await this.#deps.db.em().find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 });
+    const rows = await this.#deps.db.retry('listing environments', (em) =>
+      em.find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 }),
+    );
     const items = rows.slice(0, pageSize).map(toRecord);
     const last = items.at(-1);
     return {
@@ -196,20 +204,22 @@ export class PgEnvironmentStore implements EnvironmentStore {
   ): Promise<T> {
     let written = false;
     let next: EnvironmentRecord | undefined;
+    // The change is decided again on what a retry reads: it never applies to a stale environment.
     const result = await this.#deps.db
-      .em()
-      .transactional(async (tx) => {
-        const rows = await this.#load(tx, environmentId, true);
-        const c = change(toAggregate(rows));
-        if (c.events.length > 0) {
-          next = c.next.environment;
-          tx.assign(rows.environment, environmentFields(c.next.environment));
-          this.#writeChildren(tx, c.next, rows);
-          this.#enqueue(tx, environmentId, c.events, actor);
-          written = true;
-        }
-        return c.result;
-      })
+      .retry('changing an environment', (em) =>
+        em.transactional(async (tx) => {
+          const rows = await this.#load(tx, environmentId, true);
+          const c = change(toAggregate(rows));
+          if (c.events.length > 0) {
+            next = c.next.environment;
+            tx.assign(rows.environment, environmentFields(c.next.environment));
+            this.#writeChildren(tx, c.next, rows);
+            this.#enqueue(tx, environmentId, c.events, actor);
+            written = true;
+          }
+          return c.result;
+        }),
+      )
       .catch(async (e: unknown) => {
         throw next === undefined ? e : await this.#namespaceTaken(e, next);
       });
@@ -219,17 +229,17 @@ export class PgEnvironmentStore implements EnvironmentStore {
 
   async status(environmentId: string): Promise<control.EnvironmentStatus | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db
-      .em()
-      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true });
+    const row = await this.#deps.db.retry("reading an environment's status", (em) =>
+      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true }),
+    );
     return row?.status as control.EnvironmentStatus | undefined;
   }
 
   async project(environmentId: string): Promise<string | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db
-      .em()
-      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true });
+    const row = await this.#deps.db.retry("reading an environment's project", (em) =>
+      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true }),
+    );
     return row?.project;
   }
 

@@ -1,7 +1,8 @@
 // The planner's two durable consumers: action requests from anyone, job events from the workers.
-import { type Bus, type Consumption, outcome, REQUESTS_IDENTITY } from '@stageline/bus';
+import { type Bus, type Consumption, HEADERS, outcome, REQUESTS_IDENTITY } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus as busv1 } from '@stageline/proto';
+import { PLANNER_FAILURE_SEQUENCE } from '../../app/deadlines.ts';
 import type { PlannerApp } from '../../app/planner-app.ts';
 
 /**
@@ -70,6 +71,58 @@ export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consump
       }
       // Queued before the first await: the consume loop hands messages over in stream order.
       await batches.add(event);
+      return outcome.ack();
+    },
+  });
+}
+
+/**
+ * A job a worker gave up on (dead-lettered after its last delivery, or refused) would leave its run
+ * RUNNING forever: its service fails instead, with the dead letter's reason, and the run goes on by the
+ * failure rules. The dead letter is the job's own payload, so the job, run and service are known.
+ */
+export async function consumeJobDeadLetters(bus: Bus, app: PlannerApp): Promise<Consumption> {
+  const jobs = `${bus.prefix}.jobs.`;
+  return bus.consume({
+    stream: 'dlq',
+    durable: 'planner-job-dead-letters',
+    filterSubject: `${bus.prefix}.dlq.${bus.prefix}.jobs.>`,
+    async handler(message) {
+      const original = message.headers.has(HEADERS.dlqSubject) ? message.headers.get(HEADERS.dlqSubject) : '';
+      const reason = message.headers.has(HEADERS.dlqReason) ? message.headers.get(HEADERS.dlqReason) : 'dead-lettered';
+      let job: busv1.BuildJob | busv1.DeployJob;
+      let role: 'build' | 'deploy';
+      try {
+        if (original.startsWith(`${jobs}build.`)) {
+          job = busv1.BuildJob.decode(message.data);
+          role = 'build';
+        } else if (original.startsWith(`${jobs}deploy.`)) {
+          job = busv1.DeployJob.decode(message.data);
+          role = 'deploy';
+        } else {
+          return outcome.ack();
+        }
+      } catch {
+        // An undecodable job names no run: there is nothing to fail.
+        return outcome.ack();
+      }
+      if (job.jobId === '' || job.deploymentId === '') return outcome.ack();
+      await app.onJobEvents([
+        busv1.JobEvent.fromPartial({
+          jobId: job.jobId,
+          deploymentId: job.deploymentId,
+          serviceId: job.service?.id ?? '',
+          sequence: PLANNER_FAILURE_SEQUENCE,
+          event: {
+            $case: 'jobFinished',
+            // No state: the planner takes the error state of what the job was (BUILD_ERROR, STOP_ERROR, …).
+            value: busv1.JobFinished.fromPartial({
+              succeeded: false,
+              message: `the ${role} worker gave up on the job: ${reason}`,
+            }),
+          },
+        }),
+      ]);
       return outcome.ack();
     },
   });
