@@ -23,3 +23,6 @@ export CONTAINERS_REGISTRIES_CONF="$STAGELINE_ROOT/deploy/dev/registries.conf"
 # MANAGED databases go to the PostgreSQL cluster setup.sh starts on 5433 (deploy/dev/managed-postgres.sh),
 # unless another server is given.
 export MANAGED_POSTGRES_URL="${MANAGED_POSTGRES_URL:-postgres://postgres@127.0.0.1:5433/postgres}"
+# The source policy's exceptions for the dev stack (README, Security): the example's git repositories
+# and the stand-in external registry. Nothing else on this host or its networks may be named.
+export STAGELINE_SOURCE_ALLOW="${STAGELINE_SOURCE_ALLOW-file:///var/lib/stageline/repos/,127.0.0.1:5001}"

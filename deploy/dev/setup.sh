@@ -44,6 +44,7 @@ REQUIREMENTS=(
   "skopeo                              | skopeo            | set-up asks the registry whether the example image is current"
   "busybox                             | busybox-static    | the example image's only binary (nothing can be pulled here)"
   "docker-registry                     | docker-registry   | the mirror (127.0.0.1:5000) and the stand-in external registry (127.0.0.1:5001)"
+  "nats-server                         | nats-server       | Stageline's own authenticated bus (127.0.0.1:4223) that stack.sh starts; the tests' servers"
   "curl                                | curl              | set-up, the self-check and the demo ask registries and services over HTTP"
   "openssl                             | openssl           | set-up makes the local CA, the services' certificates and the first admin token"
   "flock                               | util-linux        | set-up and test runs make credentials one at a time"
@@ -82,7 +83,6 @@ install_requirements() {
     [ -n "$pkg" ] && need+=("$pkg")
   done < <(missing_requirements)
   answers 5432 || { command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql); }
-  answers 4222 || { command -v nats-server >/dev/null 2>&1 || need+=(nats-server); }
   [ ${#need[@]} -gt 0 ] || return 0
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
   if [ "$INSTALL" = 0 ]; then
@@ -107,6 +107,8 @@ if ! grep -q '50051-50054' <<<"$reserved"; then
 fi
 
 # --- PostgreSQL and NATS: reuse what answers, else start our own --------------------------------
+# The anonymous NATS on 4222 is for the tests only (the test kit's first choice); the stack runs its
+# own authenticated server on 4223 (stack.sh, configured below).
 if ! answers 5432; then
   log "starting PostgreSQL"
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
@@ -114,9 +116,9 @@ if ! answers 5432; then
 fi
 if ! answers 4222; then
   log "starting NATS with JetStream"
-  mkdir -p "$STAGELINE_STATE/nats"
+  mkdir -p "$STAGELINE_STATE/nats-tests"
   start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
-    -a 127.0.0.1 -p 4222 -js -sd "$STAGELINE_STATE/nats" -l "$STAGELINE_STATE/nats.log"
+    -a 127.0.0.1 -p 4222 -js -sd "$STAGELINE_STATE/nats-tests" -l "$STAGELINE_STATE/nats-tests.log"
   for _ in $(seq 1 50); do answers 4222 && break; sleep 0.2; done
 fi
 answers 5432 || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
@@ -133,6 +135,13 @@ bash "$STAGELINE_ROOT/deploy/dev/example-images.sh" >&2
 bash "$STAGELINE_ROOT/deploy/dev/example-repos.sh" >&2
 # TLS for every gRPC server, mutual TLS between services, and the first admin token (the CLI's default).
 bash "$STAGELINE_ROOT/deploy/dev/credentials.sh" "$STAGELINE_STATE"
+# The bus's users (one per identity, $STAGELINE_STATE/nats/users/<identity>.json, 0600) and the
+# configuration of Stageline's own nats-server; stack.sh starts it and provisions the streams.
+node "$STAGELINE_ROOT/deploy/dev/nats.ts" config >/dev/null
+
+# Provisioning: Stageline's NATS started (it stays up, like PostgreSQL and the registries) and its
+# streams, consumers and buckets created as the provision identity; stack.sh up does it again.
+bash "$STAGELINE_ROOT/deploy/dev/stack.sh" provision >&2
 
 # --- self-check ------------------------------------------------------------------------------------
 # What a deploy and a build do first, done once here, so that a missing program fails set-up with

@@ -362,6 +362,11 @@ services:
     expect(parse(pipeline.stdout)).toEqual(
       control.GetPipelineResponse.toJSON(await callUnary(stack.pipelines, 'getPipeline', { environmentId: env.id })),
     );
+    // Release history, through control's public face (the deploy service's ReleaseService is internal).
+    const releases = await cli(['releases', 'demo/live', '--service', 'web']);
+    expect(releases.code, releases.stderr).toBe(0);
+    expect(releases.stdout).toMatch(/^REVISION\s+STATUS/m);
+    expect(releases.stdout).toMatch(new RegExp(`^1\\s+DEPLOYED\\s+.*${runId}`, 'm'));
   });
 
   it('a failing run exits 1 and shows the failing step with its last log lines', async () => {

@@ -5,26 +5,17 @@
 // a custom Helm chart is refused on the local runtime before anything starts.
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, connect, isServiceError } from '@stageline/grpc';
-import { control, deploy } from '@stageline/proto';
+import { callUnary, isServiceError } from '@stageline/grpc';
+import { control } from '@stageline/proto';
+import { freePort } from '@stageline/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createEnvironment,
-  EXAMPLE_IMAGE,
-  runStatusName,
-  type Stack,
-  stateName,
-  stepsOf,
-  useStack,
-  watchToEnd,
-} from './stack.ts';
+import { createEnvironment, EXAMPLE_IMAGE, runStatusName, stateName, stepsOf, useStack, watchToEnd } from './stack.ts';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -38,17 +29,6 @@ chmodSync(work, 0o755);
 const clockFile = join(work, 'cron-clock');
 const managedDir = join(work, 'managed-postgres');
 let managedPort = 0;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   // A server of its own, listening on every interface with pg_hba for the podman networks, as the
@@ -68,12 +48,6 @@ afterAll(async () => {
 }, 60_000);
 
 const [EXAMPLE_REPO = '', EXAMPLE_TAG = ''] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/);
-
-function releases(s: Stack): deploy.ReleaseServiceClient {
-  const address = s.procs.find((p) => p.name === 'deploy')!.address;
-  // ReleaseService is internal: control is the one that calls it (mutual TLS).
-  return connect(deploy.ReleaseServiceClient, address, s.security.service('control'));
-}
 
 async function addService(envId: string, service: Partial<control.Service>): Promise<control.Service> {
   const { service: added } = await callUnary(
@@ -153,9 +127,9 @@ describe('deploy service in depth', () => {
     expect(failed.message).toMatch(/^not ready after 3s: .*rolled back: revision 1 serves again/);
     expect(await get(url)).toBe('revision one');
 
-    const client = releases(stack);
-    try {
-      const list = await callUnary(client, 'listReleases', { serviceId: web.id });
+    // Through control's public face, with a token: ReleaseService itself is internal.
+    {
+      const list = await callUnary(stack.deployments, 'listReleases', { environmentId: env, serviceId: web.id });
       expect(list.releases.map((r) => [r.revision, r.status])).toEqual([
         [2, 'FAILED'],
         [1, 'DEPLOYED'],
@@ -168,8 +142,6 @@ describe('deploy service in depth', () => {
         expect(r.chart).not.toBe('');
         expect(r.createdAt).toBeInstanceOf(Date);
       }
-    } finally {
-      client.close();
     }
   }, 240_000);
 
@@ -392,8 +364,8 @@ describe('deploy service in depth', () => {
     expect(runStatusName(deployed.final.status), deployed.final.message).toBe('SUCCEEDED');
     expect(byName(deployed.final).ticker!.message).toContain('scheduled: "* * * * *" (UTC)');
 
-    const client = releases(stack);
-    const runs = async () => (await callUnary(client, 'listCronRuns', { serviceId: cron.id, limit: 10 })).runs;
+    const runs = async () =>
+      (await callUnary(stack.deployments, 'listCronRuns', { environmentId: env, serviceId: cron.id, limit: 10 })).runs;
     const claimed = () =>
       stack
         .logs('deploy')
@@ -406,24 +378,20 @@ describe('deploy service in depth', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
     };
-    try {
-      // Drive the schedule's clock: the next minute after the deploy, then the one after.
-      const first = Math.ceil((Date.now() + 1_000) / 60_000) * 60_000;
-      writeFileSync(clockFile, String(first + 2_000));
-      const one = await waitForRuns(1);
-      writeFileSync(clockFile, String(first + 60_000 + 2_000));
-      const two = await waitForRuns(2);
-      expect(one).toHaveLength(1);
-      expect(two.map((r) => r.scheduledAt!.getTime())).toEqual([first + 60_000, first]);
-      for (const r of two) {
-        expect(r).toMatchObject({ status: 'SUCCEEDED', exitCode: 0, revision: 1 });
-        expect(r.log.some((l) => l.includes('ticker | cron job ran'))).toBe(true);
-      }
-      // Each tick was claimed, and so run, by exactly one of the two processes.
-      expect(claimed()).toBe(2);
-    } finally {
-      client.close();
+    // Drive the schedule's clock: the next minute after the deploy, then the one after.
+    const first = Math.ceil((Date.now() + 1_000) / 60_000) * 60_000;
+    writeFileSync(clockFile, String(first + 2_000));
+    const one = await waitForRuns(1);
+    writeFileSync(clockFile, String(first + 60_000 + 2_000));
+    const two = await waitForRuns(2);
+    expect(one).toHaveLength(1);
+    expect(two.map((r) => r.scheduledAt!.getTime())).toEqual([first + 60_000, first]);
+    for (const r of two) {
+      expect(r).toMatchObject({ status: 'SUCCEEDED', exitCode: 0, revision: 1 });
+      expect(r.log.some((l) => l.includes('ticker | cron job ran'))).toBe(true);
     }
+    // Each tick was claimed, and so run, by exactly one of the two processes.
+    expect(claimed()).toBe(2);
   }, 240_000);
 
   it('a custom Helm chart on the local runtime is refused before anything starts', async () => {

@@ -84,7 +84,8 @@ describe('requests and runs', () => {
       if (runs.length === 0) await new Promise((r) => setTimeout(r, 100));
     }
     const { final } = await watchToEnd(stack, runs[0]!.id);
-    expect(final.requester).toBe('release-bot');
+    // From the bus the requester is the bus identity (anonymous here); the name sent is "on behalf of".
+    expect(final.requester).toBe('bus:anonymous on behalf of release-bot');
     expect(final.services.every((s) => s.message === 'never deployed')).toBe(true);
 
     const dlq = stack.bus.subjects.streams.dlq;

@@ -3,7 +3,6 @@
 // everywhere, mutual TLS between the services, the admin token for the test's own calls to control.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +11,7 @@ import { Bus } from '@stageline/bus';
 import { callUnary, connect, waitForServing } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { control } from '@stageline/proto';
-import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
+import { freePort, type SecuredNats, startSecuredNats, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -56,17 +55,6 @@ async function removePodmanResources(envIds: string[]): Promise<void> {
   if (volumes.length > 0) await podman('volume', 'rm', '-f', ...volumes);
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 export interface Proc {
   name: string;
   child: ChildProcess;
@@ -80,6 +68,11 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Services to start; default all four. */
   services?: ServiceName[];
+  /**
+   * The authenticated bus: a nats-server of the file's own (one user per identity, no anonymous
+   * client), provisioned apart; each service connects as its own user. Default: the anonymous server.
+   */
+  securedBus?: boolean;
 }
 
 /** Starts the stack before the file's tests and stops it after. */
@@ -91,6 +84,7 @@ export function useStack(options: StackOptions = {}) {
   let stateDir = '';
   let addresses: Record<ServiceName, string> = { control: '', planner: '', build: '', deploy: '' };
   let bus: Bus | undefined;
+  let secured: SecuredNats | undefined;
   const clients: {
     environments?: control.EnvironmentServiceClient;
     pipelines?: control.PipelineServiceClient;
@@ -107,12 +101,17 @@ export function useStack(options: StackOptions = {}) {
     STAGELINE_CONTROL_ADDRESS: addresses.control,
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
+    STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
+    // The dev stack's source policy, plus what tests serve themselves: git repositories in temporary
+    // directories, git and registries on 127.0.0.1 (any port).
+    STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/,127.0.0.1`,
     ...options.env,
   });
 
   async function spawnService(name: ServiceName, address: string): Promise<Proc> {
     const child = spawn(process.execPath, [join(root, `services/${name}/src/main.ts`)], {
-      env: { ...baseEnv(), GRPC_LISTEN: address },
+      // The probe port on a free port too (by default it sits beside gRPC, +100, which may be taken).
+      env: { HEALTH_LISTEN: '127.0.0.1:0', ...baseEnv(), ...secured?.env(name), GRPC_LISTEN: address },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -140,6 +139,16 @@ export function useStack(options: StackOptions = {}) {
 
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'stageline-e2e-'));
+    if (options.securedBus) {
+      secured = await startSecuredNats({
+        prefix: isolated.busPrefix,
+        provision: {
+          ...(options.env?.WORKER_ACK_WAIT_MS ? { workerAckWaitMs: Number(options.env.WORKER_ACK_WAIT_MS) } : {}),
+          ...(options.env?.DEPLOY_SLOTS ? { deploySlots: Number(options.env.DEPLOY_SLOTS) } : {}),
+          ...(options.env?.BUILD_LOCK_TTL_MS ? { buildLockTtlMs: Number(options.env.BUILD_LOCK_TTL_MS) } : {}),
+        },
+      });
+    }
     const names = options.services ?? ['control', 'planner', 'build', 'deploy'];
     addresses = {
       control: `127.0.0.1:${await freePort()}`,
@@ -153,10 +162,13 @@ export function useStack(options: StackOptions = {}) {
     clients.pipelines = connect(control.PipelineServiceClient, addresses.control, security.user());
     clients.deployments = connect(control.DeploymentServiceClient, addresses.control, security.user());
     bus = await Bus.connect({
-      url: isolated.natsUrl,
+      url: secured?.url ?? isolated.natsUrl,
       prefix: isolated.busPrefix,
       name: 'e2e',
       log: createLogger({ service: 'e2e', level: 'silent' }),
+      // On the secured bus the test reads streams as the provision identity (it publishes nothing).
+      credentialsFile: secured?.credentialsFile('provision'),
+      provisioned: false,
     });
   }, 90_000);
 
@@ -175,6 +187,7 @@ export function useStack(options: StackOptions = {}) {
         clearTimeout(timer);
       }),
     );
+    await secured?.stop();
     if (process.env.STACK_KEEP_LOGS) for (const p of procs) console.log(`--- ${p.name}\n${p.output()}`);
     rmSync(stateDir, { recursive: true, force: true });
   }, 180_000);
@@ -197,6 +210,11 @@ export function useStack(options: StackOptions = {}) {
     },
     get bus() {
       return bus!;
+    },
+    /** The authenticated bus (`securedBus: true`): its URL and each identity's credentials. */
+    get securedBus() {
+      if (secured === undefined) throw new Error('useStack({ securedBus: true }) only');
+      return secured;
     },
     procs,
     /** The services' STAGELINE_STATE (charts, local runtime inputs), a temporary directory of the file's. */

@@ -1,5 +1,6 @@
 // The connection every Stageline service holds: publish, streams/consumers as code, consume loops.
 import {
+  type ConsumerConfig,
   type ConsumerInfo,
   type JetStreamClient,
   type JetStreamManager,
@@ -11,6 +12,7 @@ import {
 import { connect, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { invalidArgument } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
+import { type BusCredentials, inboxPrefixFor, readBusCredentials } from './auth.ts';
 import { ConsumeLoop, type Consumption, type MessageHandler } from './consume-loop.ts';
 import {
   type ConsumerSettings,
@@ -24,6 +26,7 @@ import {
 import { HEADERS, headerValue, toNatsHeaders } from './headers.ts';
 import { toDomainError } from './jetstream-errors.ts';
 import { DEFAULT_RETRY_DELAY, type RetryDelay } from './outcomes.ts';
+import { lookupConsumer, lookupStreams } from './provision.ts';
 import { ensureStreams, type StreamLimits } from './streams.ts';
 import { busPrefixFromEnv, createSubjects, type StreamKey, type Subjects, validateSubject } from './subjects.ts';
 
@@ -41,6 +44,17 @@ export interface BusConnectOptions {
   waitOnFirstConnect?: boolean;
   /** Overrides for stream limits (max ages, log bytes, duplicate window, replicas). */
   streamLimits?: Partial<StreamLimits>;
+  /**
+   * An authenticated bus: `{"user", "password"}` read from this file (`STAGELINE_NATS_CREDENTIALS`),
+   * replies on the user's own inbox prefix, and `provisioned` unless said otherwise.
+   */
+  credentialsFile?: string | undefined;
+  credentials?: BusCredentials | undefined;
+  /**
+   * Streams, consumers and buckets are provisioned apart (provision.ts): only look them up, never
+   * create or change them. Default: true with credentials, false without.
+   */
+  provisioned?: boolean;
 }
 
 export interface PublishOptions {
@@ -94,16 +108,21 @@ interface BusParts {
   subjects: Subjects;
   log: Logger;
   streamLimits: Partial<StreamLimits>;
+  provisioned: boolean;
+  user: string | undefined;
 }
 
 export class Bus {
   readonly subjects: Subjects;
   readonly prefix: string;
+  /** The bus user this connection authenticated as; undefined on an anonymous bus. */
+  readonly user: string | undefined;
   readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #log: Logger;
   readonly #streamLimits: Partial<StreamLimits>;
+  readonly #provisioned: boolean;
   readonly #loops = new Set<ConsumeLoop>();
   #closing: Promise<void> | undefined;
 
@@ -115,6 +134,8 @@ export class Bus {
     this.prefix = parts.subjects.prefix;
     this.#log = parts.log;
     this.#streamLimits = parts.streamLimits;
+    this.#provisioned = parts.provisioned;
+    this.user = parts.user;
   }
 
   static async connect(options: BusConnectOptions): Promise<Bus> {
@@ -122,11 +143,18 @@ export class Bus {
     const subjects = createSubjects(options.prefix ?? busPrefixFromEnv());
     const log = options.log.child({ component: 'bus', busPrefix: subjects.prefix });
     const servers = typeof options.url === 'string' ? options.url : [...options.url];
+    const credentials =
+      options.credentials ??
+      (options.credentialsFile === undefined ? undefined : await readBusCredentials(options.credentialsFile));
+    const provisioned = options.provisioned ?? credentials !== undefined;
     let nc: NatsConnection;
     try {
       nc = await connect({
         servers,
         name: options.name,
+        ...(credentials === undefined
+          ? {}
+          : { user: credentials.user, pass: credentials.password, inboxPrefix: inboxPrefixFor(credentials.user) }),
         maxReconnectAttempts: -1,
         reconnectTimeWait: options.reconnectTimeWaitMs ?? 2_000,
         waitOnFirstConnect: options.waitOnFirstConnect ?? false,
@@ -144,8 +172,10 @@ export class Bus {
         subjects,
         log,
         streamLimits: options.streamLimits ?? {},
+        provisioned,
+        user: credentials?.user,
       });
-      log.info({ server: nc.getServer(), name: options.name }, 'bus connected');
+      log.info({ server: nc.getServer(), name: options.name, user: credentials?.user, provisioned }, 'bus connected');
       return bus;
     } catch (e) {
       await nc.close();
@@ -164,14 +194,24 @@ export class Bus {
     return this.#jsm;
   }
 
-  /** Create or update all seven streams; idempotent, safe from several processes at once. */
+  /**
+   * Create or update all seven streams; idempotent, safe from several processes at once. On a
+   * provisioned bus, only looks them up (a missing one is FAILED_PRECONDITION).
+   */
   async ensureStreams(): Promise<Record<StreamKey, StreamInfo>> {
+    if (this.#provisioned) return await lookupStreams(this.#jsm, this.subjects);
     return await ensureStreams(this.#jsm, this.subjects, this.#streamLimits);
   }
 
-  /** Create or update the durable pull consumer described by `options`; idempotent. */
+  /** Create or update the durable pull consumer described by `options`; idempotent. Provisioned: look it up. */
   async ensureConsumer(options: ConsumerOptions): Promise<ConsumerInfo> {
-    return await ensureConsumer(this.#jsm, this.subjects.streams[options.stream], this.#consumerConfig(options));
+    return await this.#ensureConsumer(this.subjects.streams[options.stream], this.#consumerConfig(options));
+  }
+
+  #ensureConsumer(stream: string, config: Partial<ConsumerConfig>): Promise<ConsumerInfo> {
+    return this.#provisioned
+      ? lookupConsumer(this.#jsm, stream, config, this.#log)
+      : ensureConsumer(this.#jsm, stream, config);
   }
 
   async publish(subject: string, data: Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
@@ -219,13 +259,13 @@ export class Bus {
     const config = this.#consumerConfig(options);
     const consumerName = config.durable_name ?? '';
     // Fail fast on a bad config at start; afterwards the loop re-ensures it if it disappears.
-    await ensureConsumer(this.#jsm, stream, config);
+    await this.#ensureConsumer(stream, config);
     let ensured = true;
     const loop = new ConsumeLoop(
       {
         openConsumer: async () => {
           // Reopening after a failure: the consumer may have been deleted under us.
-          if (!ensured) await ensureConsumer(this.#jsm, stream, config);
+          if (!ensured) await this.#ensureConsumer(stream, config);
           ensured = false;
           return await this.#js.consumers.get(stream, consumerName);
         },

@@ -72,7 +72,8 @@ const isOutcome = (v: unknown): v is HandlerOutcome =>
   typeof v === 'object' &&
   (('ack' in v && (v as { ack: unknown }).ack === true) ||
     ('retry' in v && typeof (v as { retry: { delayMs?: unknown } }).retry?.delayMs === 'number') ||
-    ('reject' in v && typeof (v as { reject: { reason?: unknown } }).reject?.reason === 'string'));
+    ('reject' in v && typeof (v as { reject: { reason?: unknown } }).reject?.reason === 'string') ||
+    ('leave' in v && typeof (v as { leave: { reason?: unknown } }).leave?.reason === 'string'));
 
 export class ConsumeLoop implements Consumption {
   readonly consumer: string;
@@ -201,6 +202,10 @@ export class ConsumeLoop implements Consumption {
     if ('ack' in decided) {
       const confirmed = await m.ackAck().catch(() => false);
       if (!confirmed) log.warn('bus ack not confirmed; the message may be redelivered');
+      return;
+    }
+    if ('leave' in decided) {
+      log.info({ reason: decided.leave.reason }, 'bus message left alone: a newer delivery of it is live');
       return;
     }
     if ('retry' in decided) {

@@ -93,7 +93,7 @@ async function infoOrNull(jsm: JetStreamManager, stream: string, name: string): 
 }
 
 // Fields we own; anything else (e.g. server defaults) is left alone so repeated starts change nothing.
-function differs(current: ConsumerConfig, wanted: Partial<ConsumerConfig>): boolean {
+export function differs(current: ConsumerConfig, wanted: Partial<ConsumerConfig>): boolean {
   const backoff = (v: readonly number[] | undefined) => JSON.stringify(v ?? []);
   return (
     (wanted.backoff === undefined ? current.ack_wait !== wanted.ack_wait : false) ||

@@ -3,6 +3,16 @@
 export type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 export type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 export {
+  BUS_IDENTITIES,
+  type BusCredentials,
+  type BusIdentity,
+  type BusPermissions,
+  busPermissions,
+  inboxPrefixFor,
+  REQUESTS_IDENTITY,
+  readBusCredentials,
+} from './auth.ts';
+export {
   Bus,
   type BusConnectOptions,
   type ConsumeOptions,
@@ -23,10 +33,13 @@ export {
   redeliveryBackoffMs,
 } from './consumers.ts';
 export { HEADERS } from './headers.ts';
+export { type NatsServerConfigOptions, natsServerConfig, STAGELINE_ACCOUNT } from './nats-config.ts';
+export { busUserFile, ensureBusUsers, writeNatsServerConfig } from './nats-files.ts';
 export {
   type AckOutcome,
   DEFAULT_RETRY_DELAY,
   type HandlerOutcome,
+  type LeaveOutcome,
   outcome,
   outcomeForError,
   type RejectOutcome,
@@ -34,6 +47,17 @@ export {
   type RetryOutcome,
   retryDelayMs,
 } from './outcomes.ts';
+export {
+  type BucketKey,
+  bucketNames,
+  DEFAULT_PROVISION_SETTINGS,
+  type DurableName,
+  durableConsumers,
+  PROVISION_HINT,
+  type ProvisionSettings,
+  type ProvisionSummary,
+  provisionBus,
+} from './provision.ts';
 export {
   DEFAULT_STREAM_LIMITS,
   ensureStreams,
@@ -55,9 +79,11 @@ export {
 } from './subjects.ts';
 export {
   cancelSubject,
+  DEFAULT_WORKER_ACK_WAIT_MS,
   isWorkerStopping,
   type JobContext,
   type JobIdentity,
+  LeaseLost,
   publishCancel,
   startWorker,
   type Worker,

@@ -15,12 +15,20 @@ export interface RetryOutcome {
 export interface RejectOutcome {
   readonly reject: { readonly reason: string };
 }
-export type HandlerOutcome = AckOutcome | RetryOutcome | RejectOutcome;
+/**
+ * Neither: this delivery is stale — a newer delivery of the same message is live elsewhere (a paused
+ * worker resumed after its ack wait). Acking or naking it could settle or redeliver the live copy's.
+ */
+export interface LeaveOutcome {
+  readonly leave: { readonly reason: string };
+}
+export type HandlerOutcome = AckOutcome | RetryOutcome | RejectOutcome | LeaveOutcome;
 
 export const outcome = {
   ack: (): AckOutcome => ({ ack: true }),
   retry: (delayMs: number): RetryOutcome => ({ retry: { delayMs } }),
   reject: (reason: string): RejectOutcome => ({ reject: { reason } }),
+  leave: (reason: string): LeaveOutcome => ({ leave: { reason } }),
 } as const;
 
 export interface RetryDelay {

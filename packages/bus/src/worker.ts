@@ -28,6 +28,11 @@ export interface JobContext extends JobIdentity {
   stepFinished(step: control.Step): Promise<void>;
   /** Heartbeat for long jobs; the framework also sends one every third of ack_wait. */
   working(): void;
+  /**
+   * Throws LeaseLost when a newer delivery of this job holds its lease (this copy was paused past its
+   * ack wait): call it right before an effect that must happen once, such as recording the outcome.
+   */
+  fence(): Promise<void>;
 }
 
 export type WorkerRole = 'build' | 'deploy';
@@ -40,10 +45,12 @@ export interface WorkerOptions<J> {
   slots?: number;
   /** Default `<role>-workers`. */
   durable?: string;
-  /** Default 60 s; the heartbeat keeps long jobs alive. */
+  /** Default `DEFAULT_WORKER_ACK_WAIT_MS`; the heartbeat keeps long jobs alive. */
   ackWaitMs?: number;
   /** Default 5. */
   maxDeliver?: number;
+  /** How long `stop()` lets jobs in flight finish before handing them back. Default 0: at once. */
+  drainGraceMs?: number;
   /** Decodes a job; throwing dead-letters it with the reason. */
   decode(data: Uint8Array): J;
   identify(job: J): JobIdentity;
@@ -51,7 +58,12 @@ export interface WorkerOptions<J> {
 }
 
 export interface Worker {
-  stop(): Promise<void>;
+  /**
+   * Drains: stops taking jobs at once, lets the jobs it holds finish for `graceMs` (default the
+   * options' `drainGraceMs`), then aborts what is left with WorkerStopping — handlers hand those back
+   * (nothing recorded) for another worker. Resolves once every job is finished or handed back.
+   */
+  stop(graceMs?: number): Promise<void>;
   /** Jobs running in this process now. */
   inFlight(): number;
 }
@@ -61,6 +73,19 @@ export class WorkerStopping extends Error {
   constructor() {
     super('worker stopping');
     this.name = 'WorkerStopping';
+  }
+}
+
+/**
+ * The abort reason of a stale copy of a job: a newer delivery of it took the job's lease (this worker
+ * was paused past its ack wait and the job went to another). Like a stop, it touches nothing more and
+ * records nothing: the live copy does the job.
+ */
+export class LeaseLost extends WorkerStopping {
+  constructor() {
+    super();
+    this.name = 'LeaseLost';
+    this.message = 'a newer delivery of the job holds its lease: this copy stops';
   }
 }
 
@@ -82,18 +107,57 @@ const FAILED_STATE: Record<WorkerRole, control.ServiceState> = {
   deploy: 7 satisfies control.ServiceState, // DEPLOYMENT_ERROR
 };
 
+/**
+ * How long a job may go without a heartbeat before JetStream hands it to another worker: 6 s. The
+ * worker sends one every third of it (2 s), so a job whose worker lives is never taken over (two
+ * heartbeats may be lost), and one whose worker died moves on within 6 s, picked up at once by a
+ * waiting pull of another worker.
+ */
+export const DEFAULT_WORKER_ACK_WAIT_MS = 6_000;
+
 /** Event sequences grow across redeliveries, so the planner can drop a stale delivery's events. */
 const SEQUENCE_STRIDE = 1_000_000;
 
 export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker> {
   const { bus, role } = options;
   const log = options.log.child({ component: 'worker', role });
-  const ackWaitMs = options.ackWaitMs ?? 60_000;
+  const ackWaitMs = options.ackWaitMs ?? DEFAULT_WORKER_ACK_WAIT_MS;
   const kv = await new Kvm(bus.js).create(`${bus.subjects.streamPrefix}_${role}_job_results`, {
     // A day is far longer than any redelivery window; the bucket never grows without bound.
     ttl: 24 * 3600 * 1000,
     history: 1,
   });
+  // A lease is `<stream sequence>.<delivery count>`: deliveries of one job message supersede each
+  // other by count; a job published again (another stream message) takes the lease outright.
+  type Lease = { seq: number; delivery: number };
+  const leaseText = (l: Lease) => new TextEncoder().encode(`${l.seq}.${l.delivery}`);
+  const leaseOf = (entry: { operation: string; value: Uint8Array } | null): Lease | undefined => {
+    if (entry?.operation !== 'PUT') return undefined;
+    const [seq, delivery] = new TextDecoder().decode(entry.value).split('.').map(Number);
+    return seq === undefined || delivery === undefined ? undefined : { seq, delivery };
+  };
+  /** Takes the job's lease for this delivery; false when a newer delivery of the same message holds it. */
+  async function takeLease(key: string, mine: Lease): Promise<boolean> {
+    for (let tries = 0; tries < 5; tries++) {
+      const entry = await kv.get(key);
+      const current = leaseOf(entry);
+      if (current?.seq === mine.seq && current.delivery > mine.delivery) return false;
+      if (current?.seq === mine.seq && current.delivery === mine.delivery) return true;
+      try {
+        if (entry === null) await kv.create(key, leaseText(mine));
+        else await kv.update(key, leaseText(mine), entry.revision);
+        return true;
+      } catch {
+        // Another delivery wrote it between our read and our write: look again.
+      }
+    }
+    throw new DomainError('UNAVAILABLE', `could not take the lease of job ${key}`);
+  }
+  /** Whether this delivery still holds the job's lease (no other delivery took it since). */
+  async function holdsLease(key: string, mine: Lease): Promise<boolean> {
+    const current = leaseOf(await kv.get(key));
+    return current === undefined || (current.seq === mine.seq && current.delivery === mine.delivery);
+  }
   const running = new Map<string, Set<AbortController>>();
   const stopping = new AbortController();
 
@@ -126,8 +190,24 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     }
     const jobLog = log.child({ jobId: id.jobId, deploymentId: id.deploymentId, serviceId: id.serviceId });
     const kvKey = Buffer.from(id.jobId).toString('base64url');
+    // One live copy: each delivery takes the job's lease; a copy whose lease a newer delivery took stops
+    // and reports nothing (fence before every report and before the result is recorded).
+    const lease = `lease.${kvKey}`;
+    const mine = { seq: message.streamSequence, delivery: message.deliveryCount };
+    if (!(await takeLease(lease, mine))) {
+      jobLog.info({ lease: mine }, 'a newer delivery of this job holds its lease: leaving this one alone');
+      return outcome.leave('a newer delivery of the job holds its lease');
+    }
+    let lost = false;
+    const fence = async () => {
+      if (lost || !(await holdsLease(lease, mine))) {
+        lost = true;
+        throw new LeaseLost();
+      }
+    };
     let sequence = message.deliveryCount * SEQUENCE_STRIDE;
     const emit = async (event: busv1.JobEvent['event']) => {
+      await fence();
       sequence++;
       const data = busv1.JobEvent.encode({ ...id, sequence, event }).finish();
       // Unique per delivery of the job message: a re-reported result must not be taken for a duplicate.
@@ -151,7 +231,23 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     const set = running.get(id.deploymentId) ?? new Set<AbortController>();
     running.set(id.deploymentId, set);
     set.add(controller);
-    const heartbeat = setInterval(() => message.working(), Math.max(1_000, Math.floor(ackWaitMs / 3)));
+    const heartbeat = setInterval(
+      () => {
+        if (lost) return;
+        message.working();
+        // A worker that was paused finds out here that its job moved on, and stops it.
+        void holdsLease(lease, mine).then(
+          (holds) => {
+            if (holds || lost) return;
+            lost = true;
+            jobLog.warn({ lease: mine }, 'the job moved on to a newer delivery while this worker was paused: stopping');
+            controller.abort(new LeaseLost());
+          },
+          () => undefined, // the bus is away: the next beat asks again
+        );
+      },
+      Math.max(1_000, Math.floor(ackWaitMs / 3)),
+    );
     // Log lines keep their order: each publish waits for the previous one.
     let logChain: Promise<unknown> = Promise.resolve();
     const logSubject = bus.subjects.logs(id.deploymentId, id.serviceId);
@@ -173,12 +269,14 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
         emit({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
       stepFinished: (step) => emit({ $case: 'stepFinished', value: { step } }),
       working: () => message.working(),
+      fence,
     };
 
     let finished: busv1.JobFinished;
     try {
       finished = await options.handle(job, ctx);
     } catch (e) {
+      if (lost || e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
       if (stopping.signal.aborted || (e instanceof DomainError && e.retryable)) {
         // Someone else (or later) should do it: let JetStream redeliver.
         throw e;
@@ -196,12 +294,19 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       if (set.size === 0) running.delete(id.deploymentId);
       await logChain;
     }
+    if (lost) return outcome.leave('a newer delivery of the job holds its lease');
     if (stopping.signal.aborted && !finished.succeeded) {
       // Interrupted by our own shutdown, not by the run: hand the job to another process.
       throw new DomainError('UNAVAILABLE', 'worker stopping');
     }
-    await emit({ $case: 'jobFinished', value: finished });
-    await kv.put(kvKey, busv1.JobFinished.encode(finished).finish());
+    try {
+      await emit({ $case: 'jobFinished', value: finished });
+      await fence();
+      await kv.put(kvKey, busv1.JobFinished.encode(finished).finish());
+    } catch (e) {
+      if (e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
+      throw e;
+    }
     return outcome.ack();
   }
 
@@ -217,10 +322,23 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
 
   return {
     inFlight: () => consumption.inFlight(),
-    async stop() {
-      stopping.abort();
-      await consumption.stop();
-      cancels.unsubscribe();
+    async stop(graceMs = options.drainGraceMs ?? 0) {
+      // Stops pulling now; resolves when the handlers in flight have settled their messages.
+      const drained = consumption.stop();
+      const held = consumption.inFlight();
+      if (held > 0) log.info({ jobs: held, graceMs }, 'worker draining: jobs in flight may finish');
+      const handBack = setTimeout(() => {
+        if (consumption.inFlight() > 0)
+          log.info({ jobs: consumption.inFlight() }, 'drain grace over: handing jobs back');
+        stopping.abort();
+      }, graceMs);
+      try {
+        await drained;
+      } finally {
+        clearTimeout(handBack);
+        stopping.abort();
+        cancels.unsubscribe();
+      }
     },
   };
 }

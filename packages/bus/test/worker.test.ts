@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { bus as busv1, control } from '@stageline/proto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Bus, type JobContext, publishCancel, startWorker, type Worker } from '../src/index.ts';
-import { connectBus, deletePrefixStreams, eventually, randomId, randomPrefix } from './support.ts';
+import { connectBus, deletePrefixStreams, eventually, NATS_URL, randomId, randomPrefix, silentLog } from './support.ts';
 
 const prefix = randomPrefix();
 let bus: Bus;
@@ -147,5 +149,168 @@ describe('worker framework', () => {
     const letter = (await bus.jsm.streams.getMessage(bus.subjects.streams.dlq, { seq: info.state.last_seq }))!;
     expect(letter.subject).toBe(bus.subjects.dlq(subject));
     expect(letter.header.get('Stageline-Dlq-Reason')).toMatch(/undecodable build job/);
+  });
+
+  it("moves a dead worker's job on to another worker, with the default ack wait", async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    // The worker that dies: its own connection, closed under it without a word (as kill -9 would).
+    const doomed = await connectBus(prefix, 'doomed-worker');
+    let markStarted = () => {};
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const dying = await startWorker({
+      bus: doomed,
+      role: 'build',
+      log: silentLog,
+      slots: 1,
+      durable: 'build-workers',
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async (_j, ctx) => {
+        markStarted();
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+        return busv1.JobFinished.fromPartial({ succeeded: false, message: 'stopped' });
+      },
+    });
+    try {
+      await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'orphan'), {
+        msgId: `${deploymentId}-orphan`,
+      });
+      await started;
+      await doomed.nc.close();
+      await start(async () => busv1.JobFinished.fromPartial({ succeeded: true, image: 'mirror/web@sha256:2' }));
+      // A deadline for progress: with the old 60 s ack wait this times out; heartbeats-only keeps 6 s.
+      await eventually(
+        async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+        'the orphaned job finished by another worker',
+        30_000,
+      );
+      const finished = (await events(deploymentId)).filter((e) => e.event?.$case === 'jobFinished');
+      expect(finished).toHaveLength(1);
+      expect(finished[0]?.event).toMatchObject({ value: { succeeded: true, image: 'mirror/web@sha256:2' } });
+    } finally {
+      await dying.stop().catch(() => undefined);
+    }
+  });
+
+  it('never takes a slow job from a worker that lives: its heartbeats keep it', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    let calls = 0;
+    const w = await startWorker({
+      bus,
+      role: 'build',
+      log: silentLog,
+      slots: 2,
+      durable: 'build-workers',
+      // Short, so that the job outlasts several ack waits.
+      ackWaitMs: 1_500,
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async () => {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+        return busv1.JobFinished.fromPartial({ succeeded: true });
+      },
+    });
+    workers.push(w);
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'slow'), {
+      msgId: `${deploymentId}-slow`,
+    });
+    await eventually(
+      async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+      'the slow job finished',
+      30_000,
+    );
+    expect(calls).toBe(1);
+  });
+
+  it('drains on stop: takes no new job, lets the one it holds finish within the grace', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    let markStarted = () => {};
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const handled: string[] = [];
+    const w = await startWorker({
+      bus,
+      role: 'build',
+      log: silentLog,
+      slots: 1,
+      durable: 'build-workers',
+      drainGraceMs: 20_000,
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async (j, ctx) => {
+        handled.push(j.jobId);
+        markStarted();
+        // Finishes unless its worker gives up on it first.
+        const aborted = new Promise<boolean>((resolve) => ctx.signal.addEventListener('abort', () => resolve(true)));
+        const done = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_500));
+        if (await Promise.race([aborted, done])) {
+          return busv1.JobFinished.fromPartial({ succeeded: false, message: 'handed back' });
+        }
+        return busv1.JobFinished.fromPartial({ succeeded: true, image: 'mirror/web@sha256:3' });
+      },
+    });
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'held'), {
+      msgId: `${deploymentId}-held`,
+    });
+    await started;
+    const stopped = w.stop();
+    // Published while draining: not taken by this worker.
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'next'), {
+      msgId: `${deploymentId}-next`,
+    });
+    await stopped;
+    const finished = (await events(deploymentId)).filter((e) => e.event?.$case === 'jobFinished');
+    expect(finished.map((e) => e.jobId)).toEqual(['held']);
+    expect(finished[0]?.event).toMatchObject({ value: { succeeded: true, image: 'mirror/web@sha256:3' } });
+    expect(handled).toEqual(['held']);
+    // The job published during the drain waits for the next worker.
+    await start(async () => busv1.JobFinished.fromPartial({ succeeded: true }));
+    await eventually(
+      async () => (await events(deploymentId)).some((e) => e.jobId === 'next' && e.event?.$case === 'jobFinished'),
+      'the next job taken by the next worker',
+      30_000,
+    );
+  });
+
+  it('keeps one live copy: a worker frozen past its ack wait, then thawed, stops and reports nothing', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    const script = fileURLToPath(new URL('./fixtures/slow-worker.ts', import.meta.url));
+    const frozen = spawn(process.execPath, [script], {
+      env: { ...process.env, NATS_URL, BUS_PREFIX: prefix, SLOW_MS: '4000' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((resolve) => frozen.once('exit', resolve));
+    try {
+      await new Promise<void>((resolve) => frozen.stdout?.on('data', (c: Buffer) => c.includes('ready') && resolve()));
+      await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'contested'), {
+        msgId: `${deploymentId}-contested`,
+      });
+      await eventually(async () => (await events(deploymentId)).length >= 1, 'the slow worker started the job');
+      // Frozen: no heartbeat; after the ack wait (6 s) the job goes to the worker started now.
+      frozen.kill('SIGSTOP');
+      await start(async () => busv1.JobFinished.fromPartial({ succeeded: true, image: 'live' }));
+      await eventually(
+        async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+        'the live copy finished the job',
+        30_000,
+      );
+      // Thawed: its job's 4 s are long over, so without the lease it would report its step and result now.
+      frozen.kill('SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      const all = await events(deploymentId);
+      const finished = all.filter((e) => e.event?.$case === 'jobFinished');
+      expect(finished).toHaveLength(1);
+      expect(finished[0]?.event).toMatchObject({ value: { image: 'live' } });
+      // The frozen copy's only report is the step it started before it froze.
+      expect(all.filter((e) => e.sequence < 2_000_000).map((e) => e.event?.$case)).toEqual(['stepStarted']);
+    } finally {
+      frozen.kill('SIGCONT');
+      frozen.kill('SIGKILL');
+      await exited;
+    }
   });
 });

@@ -25,10 +25,12 @@ import {
   type ActionVerb,
   actionCommand,
   cancelCommand,
+  cronRunsCommand,
   explainBuildCommand,
   historyCommand,
   logsCommand,
   planCommand,
+  releasesCommand,
   rollbackCommand,
   showCommand,
   watchCommand,
@@ -317,6 +319,24 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .option('--limit <n>', 'how many runs, newest first', '20')
     .description('past runs, newest first')
     .action(act((ctx, ref: string | undefined, opts: { limit: string }) => historyCommand(ctx, ref, opts)));
+  program
+    .command('releases')
+    .argument('[environment]')
+    .requiredOption('--service <service>', 'a service of the environment')
+    .description("a service's release history, newest first: revision, status, version, image, the run")
+    .action(act((ctx, ref: string | undefined, opts: { service: string }) => releasesCommand(ctx, ref, opts)));
+  program
+    .command('cron-runs')
+    .argument('[environment]')
+    .requiredOption('--service <service>', 'a CRON_JOB of the environment')
+    .option('--limit <n>', 'how many runs, newest first', '20')
+    .option('--log', "each run's log lines too", false)
+    .description("a cron job's runs on the local runtime, newest first")
+    .action(
+      act((ctx, ref: string | undefined, opts: { service: string; limit: string; log?: boolean }) =>
+        cronRunsCommand(ctx, ref, opts),
+      ),
+    );
   program
     .command('logs')
     .argument('[environment]')

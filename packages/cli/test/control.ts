@@ -3,24 +3,12 @@
 // its file (testkit's testSecurity: the dev set-up's files, no side door), on this file's own
 // database and bus prefix. No planner or build service: what needs them is refused by control itself.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { waitForServing } from '@stageline/grpc';
-import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
+import { freePort, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
 
 const main = fileURLToPath(new URL('../../../services/control/src/main.ts', import.meta.url));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** `env`: more of control's environment (a key directory of the test's own). */
 export function useControl(env: Record<string, string> = {}) {
@@ -39,6 +27,7 @@ export function useControl(env: Record<string, string> = {}) {
         ...isolated.env,
         ...security.env,
         GRPC_LISTEN: address,
+        HEALTH_LISTEN: '127.0.0.1:0',
         LOG_LEVEL: process.env.CONTROL_LOG_LEVEL ?? 'warn',
         // Nothing listens there: ExplainBuild and plans are answered UNAVAILABLE by control.
         STAGELINE_PLANNER_ADDRESS: '127.0.0.1:1',

@@ -1,11 +1,15 @@
 import type { AnyEntity, EntityClass, EntitySchema } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { type EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { RetryPolicy } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
+import type { Pool } from 'pg';
 import { assertSchemaName, connectCreatingDatabase, ensureSchema, LOCK_MIGRATE, lockKey } from './admin.ts';
 import { type DbMigration, toMigrationsList } from './migrations.ts';
 import { PinoOrmLogger } from './orm-logger.ts';
 import { OutboxMessage } from './outbox.ts';
+import { guardPool } from './pool-guard.ts';
+import { withDbRetry } from './retry.ts';
 
 export type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 
@@ -26,12 +30,23 @@ export interface OpenDatabaseOptions {
   poolMax?: number;
   /** Shown in pg_stat_activity (default `stageline-<schema>`). */
   applicationName?: string;
+  /** How `Database.retry` retries transient faults (default `DEFAULT_DB_RETRY`: about 30 s). */
+  retry?: Partial<RetryPolicy>;
 }
 
 export interface Database {
   readonly orm: MikroORM;
   /** A fresh EntityManager fork: one per unit of work (request, message, loop turn). */
   em(): EntityManager;
+  /**
+   * Runs a unit of work under the database retry policy (`withDbRetry`): a lost connection, a restart
+   * of the server, a serialization failure are retried with backoff inside the deadline, each attempt
+   * with a fresh EntityManager; past it, a DomainError UNAVAILABLE naming `what`. The work must be safe
+   * to run again (a read, or a whole transaction that looks before it writes).
+   */
+  retry<T>(what: string, work: (em: EntityManager) => Promise<T>): Promise<T>;
+  /** `select 1` within `timeoutMs` (default 2 s): false when the database cannot answer. Never throws. */
+  ping(timeoutMs?: number): Promise<boolean>;
   /** Closes the pool. Idempotent. */
   close(): Promise<void>;
   readonly url: string;
@@ -69,7 +84,12 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       ensureDatabase: false,
       pool: { max: options.poolMax ?? 10 },
       // pg Pool options: every connection resolves unqualified names in the service's schema first.
-      driverOptions: { options: `-c search_path=${schema},public`, application_name: applicationName },
+      driverOptions: {
+        options: `-c search_path=${schema},public`,
+        application_name: applicationName,
+        // A connection lost mid-transaction goes back to the pool (pool-guard.ts).
+        onPoolCreated: (pool: Pool) => guardPool(pool),
+      },
       migrations: {
         migrationsList: toMigrationsList(options.migrations, schema),
         tableName: MIGRATIONS_TABLE,
@@ -94,6 +114,13 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     return {
       orm: opened,
       em: () => opened.em.fork(),
+      retry: (what, work) =>
+        withDbRetry(() => work(opened.em.fork()), {
+          what: `${schema}: ${what}`,
+          log: dbLog,
+          ...(options.retry !== undefined ? { policy: options.retry } : {}),
+        }),
+      ping: (timeoutMs = 2_000) => ping(opened, timeoutMs),
       close: () => {
         closed ??= opened.close();
         return closed;
@@ -108,5 +135,25 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   } finally {
     // Ending the session also releases the lock if we failed before unlocking.
     await admin.end().catch(() => {});
+  }
+}
+
+async function ping(orm: MikroORM, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    return await Promise.race([
+      orm.em
+        .fork()
+        .execute('select 1')
+        .then(() => true),
+      timeout,
+    ]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -13,3 +13,4 @@ export { idTime, newId } from './ids.ts';
 export { type DbMigration, type SqlRunner, sqlMigration } from './migrations.ts';
 export { enqueue, OUTBOX_TABLE, type OutboxEntry, OutboxMessage, outboxMigration } from './outbox.ts';
 export { type OutboxPublish, OutboxRelay, type OutboxRelayOptions } from './outbox-relay.ts';
+export { type DbRetryOptions, DEFAULT_DB_RETRY, isTransientDbError, withDbRetry } from './retry.ts';

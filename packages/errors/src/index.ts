@@ -45,3 +45,5 @@ export const failedPrecondition = (message: string, field?: string): DomainError
   new DomainError('FAILED_PRECONDITION', message, field === undefined ? {} : { field });
 
 export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;
+
+export { backoffMs, RetriesExhausted, type RetryOptions, type RetryPolicy, retrying } from './retry.ts';

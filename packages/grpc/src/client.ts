@@ -1,12 +1,39 @@
 // Client-side helpers: promises over ts-proto's callback clients, and health checks.
 import * as grpc from '@grpc/grpc-js';
+import { RetriesExhausted, type RetryPolicy, retrying } from '@stageline/errors';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import { type ClientSecurity, connect } from './security.ts';
 
 export interface CallOptions {
-  /** Per-call deadline; default 30 s so that a wedged peer never hangs a caller forever. */
+  /** Per-call deadline, retries included; default 30 s so that a wedged peer never hangs a caller forever. */
   deadlineMs?: number;
   metadata?: grpc.Metadata;
+  /**
+   * The gRPC retry policy between services (`GRPC_RETRY`): a status in `RETRYABLE_CODES` is tried again
+   * with backoff and jitter for `withinMs` (default: until the deadline). Off by default: a person at a
+   * terminal is better told at once that a server cannot be reached.
+   */
+  retry?: boolean | (Partial<Pick<RetryPolicy, 'baseMs' | 'maxMs'>> & { withinMs?: number });
+}
+
+/**
+ * Statuses a call is tried again on: UNAVAILABLE (the server is down, restarting or unreachable, or one
+ * of its own dependencies is — Stageline's servers say so with UNAVAILABLE). Every other status is an
+ * answer. Stageline's RPCs that change something are idempotent (requests carry their id), so a retry
+ * of a call whose answer was lost changes nothing.
+ */
+export const RETRYABLE_CODES: ReadonlySet<grpc.status> = new Set([grpc.status.UNAVAILABLE]);
+
+/** Backoff of the gRPC retry policy; the deadline is each call's own. */
+export const GRPC_RETRY: Pick<RetryPolicy, 'baseMs' | 'maxMs'> = { baseMs: 100, maxMs: 2_000 };
+
+/** True for a ServiceError whose status is in RETRYABLE_CODES. */
+export function isRetryableGrpcError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  const details = (e as { details?: unknown } | null)?.details;
+  if (typeof code !== 'number' || !RETRYABLE_CODES.has(code) || typeof details !== 'string') return false;
+  // A certificate the peer will not take is UNAVAILABLE too, but no retry mends it.
+  return !/certificate|self[- ]signed|handshake|wrong version number|alert/i.test(details);
 }
 
 type UnaryMethod<Req, Res> = (
@@ -31,21 +58,33 @@ const DEFAULT_DEADLINE_MS = 30_000;
  * `await callUnary(client, 'submit', request)`: rejects with the grpc.ServiceError
  * (read the field at fault with `fieldOf`, or rethrow it as a DomainError with `domainErrorFromGrpc`).
  */
-export function callUnary<C extends grpc.Client, M extends UnaryMethodName<C>>(
+export async function callUnary<C extends grpc.Client, M extends UnaryMethodName<C>>(
   client: C,
   method: M,
   request: RequestOf<C, M>,
   options: CallOptions = {},
 ): Promise<ResponseOf<C, M>> {
   const fn = client[method] as unknown as UnaryMethod<RequestOf<C, M>, ResponseOf<C, M>>;
-  const callOptions: Partial<grpc.CallOptions> = {
-    deadline: Date.now() + (options.deadlineMs ?? DEFAULT_DEADLINE_MS),
-  };
-  return new Promise((resolve, reject) => {
-    fn.call(client, request, options.metadata ?? new grpc.Metadata(), callOptions, (error, response) =>
-      error ? reject(error) : resolve(response),
-    );
-  });
+  const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const deadline = Date.now() + deadlineMs;
+  const once = (): Promise<ResponseOf<C, M>> =>
+    new Promise((resolve, reject) => {
+      fn.call(client, request, options.metadata ?? new grpc.Metadata(), { deadline }, (error, response) =>
+        error ? reject(error) : resolve(response),
+      );
+    });
+  if (options.retry === undefined || options.retry === false) return once();
+  const { withinMs, ...backoff } = options.retry === true ? {} : options.retry;
+  try {
+    return await retrying(once, {
+      what: String(method),
+      policy: { ...GRPC_RETRY, ...backoff, deadlineMs: Math.min(withinMs ?? deadlineMs, deadlineMs) },
+      isTransient: isRetryableGrpcError,
+    });
+  } catch (e) {
+    // The caller sees the last status as it was (UNAVAILABLE and its details): retries are invisible.
+    throw e instanceof RetriesExhausted ? e.cause : e;
+  }
 }
 
 export type HealthStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';

@@ -68,7 +68,14 @@ export function busPrefix(name: string, value: string): string {
 export interface CommonConfig {
   /** host:port the gRPC server binds (port 0: any free port). */
   grpcListen: string;
+  /**
+   * host:port of the plaintext HTTP probe port (/livez, /readyz). Default: the gRPC host, its port + 100
+   * (50051 → 50151), or any free port when the gRPC port is 0.
+   */
+  healthListen: string;
   natsUrl: string;
+  /** `STAGELINE_NATS_CREDENTIALS`: a file `{"user", "password"}`; unset: an anonymous bus that this service provisions. */
+  natsCredentialsFile?: string | undefined;
   databaseUrl: string;
   /** Prefix of every subject, stream and durable: installations and tests can share a NATS server. */
   busPrefix: string;
@@ -111,12 +118,23 @@ export function commonConfig(env: Env, grpcListen: string, identity: string): Co
     STAGELINE_BUS_PREFIX: 'stageline',
     LOG_LEVEL: 'info',
   });
+  const grpc = hostPort('GRPC_LISTEN', read('GRPC_LISTEN'));
+  const health = env.HEALTH_LISTEN?.trim();
   return {
-    grpcListen: hostPort('GRPC_LISTEN', read('GRPC_LISTEN')),
+    grpcListen: grpc,
+    healthListen: hostPort('HEALTH_LISTEN', health === undefined || health === '' ? healthBeside(grpc) : health),
     natsUrl: url('NATS_URL', read('NATS_URL'), ['nats:', 'tls:']),
+    natsCredentialsFile: env.STAGELINE_NATS_CREDENTIALS?.trim() || undefined,
     databaseUrl: url('DATABASE_URL', read('DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix: busPrefix('STAGELINE_BUS_PREFIX', read('STAGELINE_BUS_PREFIX')),
     logLevel: logLevel('LOG_LEVEL', read('LOG_LEVEL')),
     tls: tlsConfig(env, identity),
   };
+}
+
+/** The default probe port: beside the gRPC one (port + 100), or a free one when gRPC takes a free one. */
+function healthBeside(grpcListen: string): string {
+  const colon = grpcListen.lastIndexOf(':');
+  const port = Number(grpcListen.slice(colon + 1));
+  return `${grpcListen.slice(0, colon)}:${port === 0 ? 0 : port + 100 > 65535 ? 0 : port + 100}`;
 }

@@ -12,4 +12,5 @@ export {
   tlsConfig,
   url,
 } from './config.ts';
+export { busAnswers, type Check, type Health, type HealthOptions, startHealth } from './health.ts';
 export { runService, type ServiceContext } from './main.ts';

@@ -8,6 +8,7 @@ describe('service configuration', () => {
   it('has working defaults', () => {
     expect(commonConfig(TLS, '127.0.0.1:50059', 'planner')).toEqual({
       grpcListen: '127.0.0.1:50059',
+      healthListen: '127.0.0.1:50159',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',

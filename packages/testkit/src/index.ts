@@ -1,5 +1,7 @@
 // @stageline/testkit: how every Stageline test finds real servers (in the order of its README) and
 // isolates itself.
+
+export { type FaultServer, startOwnNats, startOwnPostgres } from './faults.ts';
 export {
   type EnsureLocalImageOptions,
   ensureLocalImage,
@@ -19,7 +21,9 @@ export {
 export { NATS_LOCAL_PORT, resolveNats } from './nats.ts';
 export { type EnsurePodmanSocketOptions, ensurePodmanSocket, pingDockerSocket, podmanSocketPath } from './podman.ts';
 export { POSTGRES_LOCAL_PORT, resolvePostgres } from './postgres.ts';
+export { freePort } from './proc.ts';
 export { REGISTRY_LOCAL_PORT, registryAnswers, resolveRegistry } from './registry.ts';
 export { RESOLUTION_ORDER, type ResolvedServer, type ResolveOptions, type ServerSource } from './resolve.ts';
+export { type SecuredNats, type SecuredNatsOptions, startSecuredNats } from './secured-nats.ts';
 export { ensureTestSecurity, type ServiceIdentity, type TestSecurity, testSecurity } from './security.ts';
 export { type IsolatedEnvironment, useIsolatedEnvironment } from './vitest.ts';

@@ -17,6 +17,8 @@ export interface BuildConfig extends CommonConfig {
   registryAuthFile: string | undefined;
   /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
   workerAckWaitMs: number;
+  /** On SIGTERM, how long jobs in flight may finish before they are handed back to another worker. */
+  workerDrainGraceMs: number;
   /** Scratch space for clones (one directory per job, removed after it). */
   workDir: string;
   /** JSON file of git credentials by URL prefix (adapters/git/credentials.ts); none by default. */
@@ -31,7 +33,10 @@ const DEFAULTS = {
   MIRROR_REGISTRY: '127.0.0.1:5000',
   REGISTRY_INSECURE_HOSTS: '',
   REGISTRY_AUTH_FILE: '',
-  WORKER_ACK_WAIT_MS: '60000',
+  // A dead worker's job moves on within 6 s; heartbeats every 2 s keep a live one's (packages/bus).
+  WORKER_ACK_WAIT_MS: '6000',
+  // Below stack.sh's 10 s before SIGKILL: what does not finish by then is handed back, never lost.
+  WORKER_DRAIN_GRACE_MS: '8000',
   BUILD_WORK_DIR: '',
   GIT_CREDENTIALS_FILE: '',
   GIT_SSH_PROGRAM: 'ssh',
@@ -60,6 +65,7 @@ export function loadConfig(env: Env): BuildConfig {
       .map((h) => registryHost('REGISTRY_INSECURE_HOSTS', h)),
     registryAuthFile: read('REGISTRY_AUTH_FILE') || undefined,
     workerAckWaitMs: integer('WORKER_ACK_WAIT_MS', read('WORKER_ACK_WAIT_MS'), 1000, 3_600_000),
+    workerDrainGraceMs: integer('WORKER_DRAIN_GRACE_MS', read('WORKER_DRAIN_GRACE_MS'), 0, 3_600_000),
     workDir: workDir(env),
     gitCredentialsFile: read('GIT_CREDENTIALS_FILE') || undefined,
     gitSshProgram: read('GIT_SSH_PROGRAM'),

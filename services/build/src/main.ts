@@ -4,7 +4,7 @@ import { OutboxMessage, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { bus as busv1, control } from '@stageline/proto';
 import { KeyRing, keySourceFromEnv } from '@stageline/secrets';
-import { runService } from '@stageline/service';
+import { busAnswers, runService, startHealth } from '@stageline/service';
 import { BuildahBuilder } from './adapters/builder/buildah.ts';
 import { BuildStore } from './adapters/db/build-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -29,7 +29,13 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
   // Secret env values arrive sealed; the keys open them right before a job or a prediction uses them.
   const secrets = KeyRing.load(keySourceFromEnv(process.env));
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: SERVICE,
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
 
@@ -85,6 +91,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     role: 'build',
     slots: 7,
     ackWaitMs: config.workerAckWaitMs,
+    drainGraceMs: config.workerDrainGraceMs,
     durable: 'build-workers',
     log,
     decode: (data) => busv1.BuildJob.decode(data),
@@ -131,6 +138,14 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
+    log,
+  });
+  onClose('health', () => health.close());
 
   log.info(
     { grpc: server.address, busPrefix: config.busPrefix, mirrorRegistry: config.mirrorRegistry },

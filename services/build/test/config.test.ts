@@ -10,6 +10,7 @@ describe('build config', () => {
   it('has working defaults (the table in its README)', () => {
     expect(loadConfig(TLS)).toEqual({
       grpcListen: '127.0.0.1:50053',
+      healthListen: '127.0.0.1:50153',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
@@ -22,7 +23,8 @@ describe('build config', () => {
       mirrorRegistry: '127.0.0.1:5000',
       insecureRegistries: [],
       registryAuthFile: undefined,
-      workerAckWaitMs: 60000,
+      workerAckWaitMs: 6000,
+      workerDrainGraceMs: 8000,
       workDir: join(tmpdir(), 'stageline-build'),
       gitCredentialsFile: undefined,
       gitSshProgram: 'ssh',

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Bus, WorkerStopping } from '@stageline/bus';
 import { type Database, openDatabase } from '@stageline/db';
 import { bus, control } from '@stageline/proto';
-import { resolveRegistry, useIsolatedEnvironment } from '@stageline/testkit';
+import { resolveRegistry, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildahBuilder } from '../src/adapters/builder/buildah.ts';
 import { BuildStore } from '../src/adapters/db/build-store.ts';
@@ -269,6 +269,29 @@ describe('identical builds in flight', () => {
 });
 
 describe('failures', () => {
+  it("a RUN step reads none of Stageline's state: no token, no key, no worker variable", async () => {
+    const security = testSecurity();
+    const key = security.files('build').key;
+    const before = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = 'postgres://worker:worker-only-password@db/stageline';
+    try {
+      const nosy = createRepo(scratch, 'nosy');
+      nosy.commit({
+        Dockerfile:
+          `${FROM}\nRUN echo "probe token=$(cat ${security.adminTokenFile} 2>/dev/null || echo unreadable)` +
+          ` key=$(cat ${key} 2>/dev/null || echo unreadable) db=[\${DATABASE_URL:-unset}]"\n`,
+      });
+      const { result, log } = await run(gitJob(appService(uniqueName('svc-'), { url: nosy.url })));
+      expect(result.succeeded).toBe(true);
+      expect(log).toContain('probe token=unreadable key=unreadable db=[unset]');
+      expect(log).not.toContain(security.adminToken);
+      expect(log).not.toContain('worker-only-password');
+    } finally {
+      if (before === undefined) delete process.env.DATABASE_URL;
+      else process.env.DATABASE_URL = before;
+    }
+  });
+
   it('a failing Dockerfile: BUILD_ERROR, and the log holds the failing line', async () => {
     const broken = createRepo(scratch, 'broken');
     broken.commit({ Dockerfile: `${FROM}\nRUN echo before-the-failure && exit 3\n` });

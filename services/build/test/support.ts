@@ -317,6 +317,8 @@ export function recordingContext(signal: AbortSignal = new AbortController().sig
     working() {
       ctx.heartbeats++;
     },
+    // One delivery only here: the lease is always this copy's.
+    fence: async () => {},
   };
   return ctx;
 }

@@ -1,12 +1,21 @@
 // One validated configuration object from the environment; a bad value stops the start with its name.
+import {
+  KUBE_CONTEXTS_VARIABLE,
+  parseKubeContexts,
+  parseSourcePolicy,
+  SOURCE_ALLOW_VARIABLE,
+  type SourcePolicy,
+} from '@stageline/policy';
 import type { KeySource } from '@stageline/secrets';
-import { type CommonConfig, commonConfig, type Env, envReader, hostPort } from '@stageline/service';
+import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, hostPort } from '@stageline/service';
 
 export interface ControlConfig extends CommonConfig {
   /** Where the planner serves PlannerService: every action goes there. */
   plannerAddress: string;
   /** A build service (any of them): ExplainBuild is answered there. */
   buildAddress: string;
+  /** A deploy service (any of them): release history and cron runs are read there. */
+  deployAddress: string;
   /**
    * A file holding an admin token (`stl_…`) to make live at start, once — the first credential of a
    * new install (set-up writes `$STAGELINE_STATE/admin.token`). Empty: none.
@@ -14,18 +23,37 @@ export interface ControlConfig extends CommonConfig {
   adminTokenFile: string;
   /** The secret keys; absent: from the environment (STAGELINE_SECRET_KEY_FILE, _DIR, $STAGELINE_STATE/keys). */
   secretKeys?: KeySource;
+  /** The kube contexts environments may name (STAGELINE_KUBE_CONTEXTS, as the deploy service reads it). Absent: none. */
+  kubeContexts?: string[];
+  /** Exceptions to the source policy (STAGELINE_SOURCE_ALLOW). Absent: none. */
+  sourcePolicy?: SourcePolicy;
+}
+
+/** Reads one of @stageline/policy's variables, its parse errors as ConfigError naming the variable. */
+export function policyVariable<T>(name: string, value: string, parse: (v: string) => T): T {
+  try {
+    return parse(value);
+  } catch (e) {
+    throw new ConfigError(name, e instanceof Error ? e.message : String(e));
+  }
 }
 
 export function loadConfig(env: Env = process.env): ControlConfig {
   const read = envReader(env, {
     STAGELINE_PLANNER_ADDRESS: '127.0.0.1:50052',
     STAGELINE_BUILD_ADDRESS: '127.0.0.1:50053',
+    STAGELINE_DEPLOY_ADDRESS: '127.0.0.1:50054',
     STAGELINE_ADMIN_TOKEN_FILE: '',
+    [KUBE_CONTEXTS_VARIABLE]: '',
+    [SOURCE_ALLOW_VARIABLE]: '',
   });
   return {
     ...commonConfig(env, '127.0.0.1:50051', 'control'),
     plannerAddress: hostPort('STAGELINE_PLANNER_ADDRESS', read('STAGELINE_PLANNER_ADDRESS')),
     buildAddress: hostPort('STAGELINE_BUILD_ADDRESS', read('STAGELINE_BUILD_ADDRESS')),
+    deployAddress: hostPort('STAGELINE_DEPLOY_ADDRESS', read('STAGELINE_DEPLOY_ADDRESS')),
     adminTokenFile: read('STAGELINE_ADMIN_TOKEN_FILE'),
+    kubeContexts: policyVariable(KUBE_CONTEXTS_VARIABLE, read(KUBE_CONTEXTS_VARIABLE), parseKubeContexts),
+    sourcePolicy: policyVariable(SOURCE_ALLOW_VARIABLE, read(SOURCE_ALLOW_VARIABLE), parseSourcePolicy),
   };
 }

@@ -4,8 +4,10 @@ import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { failedPrecondition } from '@stageline/errors';
 import { connect, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { build as buildv1, planner as plannerv1 } from '@stageline/proto';
+import { DENY_ALL } from '@stageline/policy';
+import { build as buildv1, deploy as deployv1, planner as plannerv1 } from '@stageline/proto';
 import { KeyRing, keySourceFromEnv, SecretError, watchActiveKey } from '@stageline/secrets';
+import { busAnswers, startHealth } from '@stageline/service';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -30,7 +32,13 @@ export interface RunningControl {
 export async function startControl(config: ControlConfig, log: Logger): Promise<RunningControl> {
   // Before anything else: without its keys control could store no secret.
   const secrets = KeyRing.load(config.secretKeys ?? keySourceFromEnv(process.env));
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: 'stageline-control', log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: 'stageline-control',
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   await bus.ensureStreams();
   const db = await openDatabase({
     url: config.databaseUrl,
@@ -70,7 +78,20 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   };
   const store = new PgEnvironmentStore({ db, subjects: bus.subjects, onCommit: () => relay.kick() });
   const clock = { now: () => new Date() };
-  const app = new ControlApp({ store, newId, clock, secrets });
+  const conflicts = await store.assignNamespaces();
+  for (const c of conflicts) {
+    log.warn(
+      c,
+      'an environment from before namespaces were unique shares its namespace: change its settings.namespace',
+    );
+  }
+  const app = new ControlApp({
+    store,
+    newId,
+    clock,
+    secrets,
+    policy: { sources: config.sourcePolicy ?? DENY_ALL, kubeContexts: config.kubeContexts ?? [] },
+  });
   const access = new AccessApp({ tokens: new PgTokenStore(db), newId, clock });
   if (config.adminTokenFile !== '') {
     const token = (await readFile(config.adminTokenFile, 'utf8')).trim();
@@ -83,6 +104,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   const asControl = { ca: config.tls.ca, identity: config.tls };
   const planner = connect(plannerv1.PlannerServiceClient, config.plannerAddress, asControl);
   const build = connect(buildv1.BuildServiceClient, config.buildAddress, asControl);
+  const releases = connect(deployv1.ReleaseServiceClient, config.deployAddress, asControl);
   const runs = await followRuns(bus, app);
   const scope = new Scope((id) => app.projectOf(id));
   const services = async (environmentId: string) =>
@@ -91,11 +113,18 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     address: config.grpcListen,
     services: [
       ...controlServices(app, scope, log),
-      deploymentService({ planner, build, scope, services, bus, log }),
+      deploymentService({ planner, build, releases, scope, services, bus, log }),
       accessService(access, log, rotateSecretKey),
     ],
     tls: config.tls,
     verifyToken: (token) => access.verify(token),
+    log,
+  });
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
     log,
   });
   log.info({ address: server.address }, 'control serving');
@@ -103,10 +132,12 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   return {
     address: server.address,
     async stop() {
+      await health.close();
       server.setServing(false);
       await server.shutdown();
       planner.close();
       build.close();
+      releases.close();
       await runs.stop();
       await keyWatch.stop();
       await relay.stop();

@@ -19,7 +19,7 @@ import {
   visibleProjects,
 } from '../src/domain/access.ts';
 import { type RunningControl, startControl } from '../src/service.ts';
-import { environmentEvents } from './harness.ts';
+import { environmentEvents, testControlConfig } from './harness.ts';
 
 const security = testSecurity();
 
@@ -137,18 +137,7 @@ describe('control access', () => {
 
   beforeAll(async () => {
     running = await startControl(
-      {
-        grpcListen: '127.0.0.1:0',
-        natsUrl: env.natsUrl,
-        databaseUrl: env.databaseUrl,
-        busPrefix: env.busPrefix,
-        logLevel: 'silent',
-        // No planner nor build service: these tests need neither.
-        plannerAddress: '127.0.0.1:1',
-        buildAddress: '127.0.0.1:1',
-        tls: security.files('control'),
-        adminTokenFile: security.adminTokenFile,
-      },
+      testControlConfig(env),
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );
   });

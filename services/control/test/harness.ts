@@ -2,17 +2,45 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { connect as connectGrpc } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
+import { parseSourcePolicy } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import type { KeySource } from '@stageline/secrets';
 import { testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll } from 'vitest';
+import type { ControlConfig } from '../src/config.ts';
 import { type RunningControl, startControl } from '../src/service.ts';
+
+/**
+ * Control's configuration for a test: the isolated database and bus, the test kit's TLS files and
+ * admin token, and no planner, build or deploy service (the environment model needs none).
+ */
+export function testControlConfig(
+  env: { natsUrl: string; databaseUrl: string; busPrefix: string },
+  policy: { kubeContexts?: string[]; sourceAllow?: string } = {},
+): ControlConfig {
+  const security = testSecurity();
+  return {
+    grpcListen: '127.0.0.1:0',
+    healthListen: '127.0.0.1:0',
+    natsUrl: env.natsUrl,
+    databaseUrl: env.databaseUrl,
+    busPrefix: env.busPrefix,
+    logLevel: 'silent',
+    plannerAddress: '127.0.0.1:1',
+    buildAddress: '127.0.0.1:1',
+    deployAddress: '127.0.0.1:1',
+    tls: security.files('control'),
+    adminTokenFile: security.adminTokenFile,
+    kubeContexts: policy.kubeContexts ?? [],
+    sourcePolicy: parseSourcePolicy(policy.sourceAllow ?? ''),
+  };
+}
 
 /**
  * A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients: TLS and
  * the admin token, the way every user reaches it (control makes the token live at start).
  */
-export function useControl(options: { secretKeys?: KeySource } = {}) {
+export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: string; secretKeys?: KeySource } = {}) {
   const security = testSecurity();
   const env = useIsolatedEnvironment();
   let running: RunningControl | undefined;
@@ -23,17 +51,8 @@ export function useControl(options: { secretKeys?: KeySource } = {}) {
   beforeAll(async () => {
     running = await startControl(
       {
-        grpcListen: '127.0.0.1:0',
-        natsUrl: env.natsUrl,
-        databaseUrl: env.databaseUrl,
-        busPrefix: env.busPrefix,
-        logLevel: 'silent',
-        // No planner nor build service in these tests: the environment model needs neither.
-        plannerAddress: '127.0.0.1:1',
-        buildAddress: '127.0.0.1:1',
-        tls: security.files('control'),
-        adminTokenFile: security.adminTokenFile,
-        ...(options.secretKeys !== undefined ? { secretKeys: options.secretKeys } : {}),
+        ...testControlConfig(env, policy),
+        ...(policy.secretKeys !== undefined ? { secretKeys: policy.secretKeys } : {}),
       },
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );
@@ -47,6 +66,7 @@ export function useControl(options: { secretKeys?: KeySource } = {}) {
   });
   return {
     env,
+    security,
     get environments() {
       return clients.environments!;
     },

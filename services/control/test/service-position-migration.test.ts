@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { migrations } from '../src/adapters/db/migrations.ts';
 import { normalizeDefinition } from '../src/domain/service-spec.ts';
 import { type RunningControl, startControl } from '../src/service.ts';
+import { testControlConfig } from './harness.ts';
 
 // Rows written before services had a position get one from the migration: within each stage, the
 // order they were listed in until then (by id), so nothing moves when control is upgraded.
@@ -88,20 +89,7 @@ describe('migration control-0002-service-position', () => {
       }
     });
 
-    running = await startControl(
-      {
-        grpcListen: '127.0.0.1:0',
-        natsUrl: env.natsUrl,
-        databaseUrl: env.databaseUrl,
-        busPrefix: env.busPrefix,
-        logLevel: 'silent',
-        plannerAddress: '127.0.0.1:1',
-        buildAddress: '127.0.0.1:1',
-        tls: security.files('control'),
-        adminTokenFile: security.adminTokenFile,
-      },
-      log,
-    );
+    running = await startControl(testControlConfig(env), log);
     // TLS and the admin token, as every user.
     client = {
       environments: connect(control.EnvironmentServiceClient, running.address, security.user()),

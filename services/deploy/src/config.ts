@@ -1,5 +1,6 @@
 // The deploy service's whole configuration: read once from the environment, validated, then passed down.
 import path from 'node:path';
+import { KUBE_CONTEXTS_VARIABLE, parseKubeContexts } from '@stageline/policy';
 import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, integer, url } from '@stageline/service';
 
 export { ConfigError } from '@stageline/service';
@@ -11,6 +12,8 @@ export interface DeployConfig extends CommonConfig {
   slots: number;
   /** How long a job may go without a heartbeat before JetStream hands it to another worker. */
   workerAckWaitMs: number;
+  /** On SIGTERM, how long jobs in flight may finish before they are handed back to another worker. */
+  workerDrainGraceMs: number;
   /** Binaries of the runtimes (looked up on PATH unless absolute). */
   podman: string;
   helm: string;
@@ -24,13 +27,18 @@ export interface DeployConfig extends CommonConfig {
   cronPollMs: number;
   /** Tests only: a file holding the schedule clock's time (ISO 8601 or epoch ms); absent: the real clock. */
   cronClockFile: string | undefined;
+  /** The kube contexts environments may name (STAGELINE_KUBE_CONTEXTS, as control reads it); empty: none. */
+  kubeContexts: string[];
 }
 
 const DEFAULTS = {
   // env.sh sets it to <repo>/.stageline; a bare process keeps its state next to where it runs.
   STAGELINE_STATE: '.stageline',
   DEPLOY_SLOTS: '7',
-  WORKER_ACK_WAIT_MS: '60000',
+  // A dead worker's job moves on within 6 s; heartbeats every 2 s keep a live one's (packages/bus).
+  WORKER_ACK_WAIT_MS: '6000',
+  // Below stack.sh's 10 s before SIGKILL: what does not finish by then is handed back, never lost.
+  WORKER_DRAIN_GRACE_MS: '8000',
   PODMAN: 'podman',
   HELM: 'helm',
   KUBECTL: 'kubectl',
@@ -42,6 +50,7 @@ const DEFAULTS = {
   DEPLOY_CRON: 'true',
   DEPLOY_CRON_POLL_MS: '5000',
   DEPLOY_CRON_CLOCK_FILE: '',
+  [KUBE_CONTEXTS_VARIABLE]: '',
 } as const;
 
 /** Throws ConfigError naming the first bad variable. */
@@ -78,7 +87,14 @@ export function loadConfig(env: Env): DeployConfig {
   if (cron !== 'true' && cron !== 'false') throw new ConfigError('DEPLOY_CRON', `true or false, got "${cron}"`);
   const cronPollMs = integer('DEPLOY_CRON_POLL_MS', read('DEPLOY_CRON_POLL_MS'), 50, 60_000);
   const clockFile = read('DEPLOY_CRON_CLOCK_FILE');
+  let kubeContexts: string[];
+  try {
+    kubeContexts = parseKubeContexts(read(KUBE_CONTEXTS_VARIABLE));
+  } catch (e) {
+    throw new ConfigError(KUBE_CONTEXTS_VARIABLE, e instanceof Error ? e.message : String(e));
+  }
   return {
+    kubeContexts,
     managedPostgres,
     cron: cron === 'true',
     cronPollMs,
@@ -87,6 +103,7 @@ export function loadConfig(env: Env): DeployConfig {
     stateDir: path.resolve(read('STAGELINE_STATE')),
     slots,
     workerAckWaitMs: ackWait,
+    workerDrainGraceMs: integer('WORKER_DRAIN_GRACE_MS', read('WORKER_DRAIN_GRACE_MS'), 0, 3_600_000),
     ...binaries,
   };
 }

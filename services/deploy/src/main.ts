@@ -8,7 +8,7 @@ import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { bus as busv1 } from '@stageline/proto';
 import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
-import { runService } from '@stageline/service';
+import { busAnswers, runService, startHealth } from '@stageline/service';
 import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
@@ -38,7 +38,13 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
   // Secrets arrive and are stored sealed; the keys open them right before a job uses them.
   const secrets = KeyRing.load(keySourceFromEnv(process.env));
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: SERVICE, log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: SERVICE,
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
 
@@ -88,6 +94,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
         }
       : {}),
     runtime: (name) => runtimes.get(name),
+    kubeContexts: config.kubeContexts,
     serialize: keyedSerializer(),
     now: () => new Date(),
     // The worker framework aborts a job's signal with this reason when the process stops (not a cancel).
@@ -102,6 +109,14 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
+    log,
+  });
+  onClose('health', () => health.close());
 
   // Last to start, first to stop: jobs in flight at shutdown are handed back for another process.
   const worker = await startWorker<busv1.DeployJob>({
@@ -109,6 +124,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     role: 'deploy',
     slots: config.slots,
     ackWaitMs: config.workerAckWaitMs,
+    drainGraceMs: config.workerDrainGraceMs,
     durable: 'deploy-workers',
     log,
     decode: (data) => busv1.DeployJob.decode(data),

@@ -1,10 +1,13 @@
 // Chart generation (pure): what a generated chart holds, without snapshots.
+
+import { helmReleaseName } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
-import { type Manifest, renderChart } from '../src/domain/chart.ts';
+import { escapeForHelm, type Manifest, renderChart, renderEscapedTemplate } from '../src/domain/chart.ts';
 import { planLocal } from '../src/domain/local-plan.ts';
-import { environmentKey, helmReleaseName, localNetworkName } from '../src/domain/names.ts';
+import { environmentKey, localNetworkName } from '../src/domain/names.ts';
 import { workloadFromJob } from '../src/domain/workload.ts';
 
 const ENV_ID = '0195f0a0-0000-7000-8000-000000000001';
@@ -51,10 +54,11 @@ function files(chart: ReturnType<typeof renderChart>): Map<string, string> {
   return new Map(chart.files.map((f) => [f.path, f.content]));
 }
 
+/** The manifests as Helm would install them: each template rendered (our escapes only), then parsed. */
 function manifests(chart: ReturnType<typeof renderChart>): Manifest[] {
   return chart.files
     .filter((f) => f.path.startsWith('templates/'))
-    .flatMap((f) => parseAllDocuments(f.content).map((d) => d.toJS() as Manifest));
+    .flatMap((f) => parseAllDocuments(renderEscapedTemplate(f.path, f.content)).map((d) => d.toJS() as Manifest));
 }
 
 // Manifests are read as untyped trees: the assertions are the schema.
@@ -94,9 +98,11 @@ describe('chart generation', () => {
       ],
       resources: { requests: { cpu: expect.any(String), memory: expect.any(String) } },
     });
-    // Secret values stay out of values.yaml; templates carry no Helm directives (fully rendered).
+    // Secret values stay out of values.yaml; templates carry no Helm directive but the `{{` escape.
     expect(f.get('values.yaml')).not.toContain('s3cret-value');
-    for (const [path, content] of f) if (path.startsWith('templates/')) expect(content).not.toContain('{{');
+    for (const [path, content] of f) {
+      if (path.startsWith('templates/')) expect(content.replaceAll('{{"{{"}}', '')).not.toContain('{{');
+    }
   });
 
   it('renders Deployment, Service, ConfigMap and Secret with the labels and the service name', () => {
@@ -105,7 +111,7 @@ describe('chart generation', () => {
     for (const m of list) {
       expect(m.metadata.labels).toMatchObject({
         'app.kubernetes.io/name': 'web',
-        'app.kubernetes.io/instance': 'web',
+        'app.kubernetes.io/instance': helmReleaseName(ENV_ID, 'web'),
         'stageline.io/environment-id': ENV_ID,
         'stageline.io/service-id': SERVICE_ID,
       });
@@ -119,7 +125,7 @@ describe('chart generation', () => {
     });
     expect(deployment.spec.selector.matchLabels).toEqual({
       'app.kubernetes.io/name': 'web',
-      'app.kubernetes.io/instance': 'web',
+      'app.kubernetes.io/instance': helmReleaseName(ENV_ID, 'web'),
     });
     expect(deployment.spec.template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
     const container = deployment.spec.template.spec.containers[0];
@@ -308,11 +314,12 @@ describe('chart generation', () => {
     );
   });
 
-  it('keeps Helm release names within 53 characters', () => {
+  it('keeps Helm release names within 53 characters, and per environment (issue 21)', () => {
     const long = 'a'.repeat(63);
-    expect(helmReleaseName('web')).toBe('web');
-    expect(helmReleaseName(long).length).toBeLessThanOrEqual(53);
-    expect(helmReleaseName(long)).not.toBe(helmReleaseName(`${'a'.repeat(62)}b`));
+    expect(helmReleaseName('env-1', 'web')).toMatch(/^web-[0-9a-f]{12}$/);
+    expect(helmReleaseName('env-1', 'web')).not.toBe(helmReleaseName('env-2', 'web'));
+    expect(helmReleaseName('env-1', long).length).toBeLessThanOrEqual(53);
+    expect(helmReleaseName('env-1', long)).not.toBe(helmReleaseName('env-1', `${'a'.repeat(62)}b`));
   });
 });
 
@@ -345,5 +352,50 @@ describe('local translation for podman kube play', () => {
     expect(plan.probe).toEqual({ type: 'tcp', port: 8080 });
     expect(plan.published).toEqual([{ containerPort: 8080, hostPort: 41234 }]);
     expect(plan.readinessTimeoutSeconds).toBe(300);
+  });
+});
+
+describe('no user string is ever evaluated by Helm', () => {
+  const LOOKUP = '{{ lookup "v1" "Secret" "kube-system" "" }}';
+  const payloads = [LOOKUP, '{{', '}}', '{{- .Values -}}', '{{"{{"}}', `a ${LOOKUP} b {{ {{`];
+
+  it('every `{{` of a template is the escape action; Helm renders back exactly the text', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('{', '}', '"', '-', 'a', ' ', '/', '*') }), (text) => {
+        const escaped = escapeForHelm(text);
+        expect(escaped.replaceAll('{{"{{"}}', '')).not.toContain('{{');
+        expect(renderEscapedTemplate('t.yaml', escaped)).toBe(text);
+      }),
+      { numRuns: 500 },
+    );
+    expect(() => renderEscapedTemplate('t.yaml', `x: ${LOOKUP}`)).toThrow(/t.yaml: a template action other than/);
+  });
+
+  it('user strings in every free-text field reach the manifests literally, and templates hold no other action', () => {
+    for (const payload of payloads) {
+      const service = {
+        envVars: [
+          { key: 'PLAIN', value: payload, secret: false },
+          { key: 'SECRET', value: payload, secret: true },
+        ],
+        healthCheck: {
+          probe: { $case: 'exec' as const, value: { command: ['sh', '-c', payload] } },
+          initialDelaySeconds: 0,
+          periodSeconds: 0,
+        },
+      };
+      const chart = renderChart(workloadFromJob(job(service)), 1);
+      for (const f of chart.files.filter((x) => x.path.startsWith('templates/'))) {
+        expect(f.content.replaceAll('{{"{{"}}', ''), f.path).not.toContain('{{');
+      }
+      const list = manifests(chart);
+      expect(byKind(list, 'ConfigMap').data.PLAIN).toBe(payload);
+      const secret = byKind(list, 'Secret');
+      const secretValue =
+        secret.stringData?.SECRET ?? Buffer.from(String(secret.data?.SECRET ?? ''), 'base64').toString('utf8');
+      expect(secretValue).toBe(payload);
+      const container = byKind(list, 'Deployment').spec.template.spec.containers[0];
+      expect(container.readinessProbe.exec.command).toEqual(['sh', '-c', payload]);
+    }
   });
 });

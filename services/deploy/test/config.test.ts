@@ -9,6 +9,7 @@ describe('deploy config', () => {
   it('has working defaults (the table in its README)', () => {
     expect(loadConfig(TLS)).toEqual({
       grpcListen: '127.0.0.1:50054',
+      healthListen: '127.0.0.1:50154',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
@@ -20,7 +21,8 @@ describe('deploy config', () => {
       },
       stateDir: path.resolve('.stageline'),
       slots: 7,
-      workerAckWaitMs: 60000,
+      workerAckWaitMs: 6000,
+      workerDrainGraceMs: 8000,
       podman: 'podman',
       helm: 'helm',
       kubectl: 'kubectl',
@@ -29,7 +31,15 @@ describe('deploy config', () => {
       cron: true,
       cronPollMs: 5000,
       cronClockFile: undefined,
+      kubeContexts: [],
     });
+  });
+
+  it('reads the registered kube contexts (issue 21)', () => {
+    expect(loadConfig({ ...TLS, STAGELINE_KUBE_CONTEXTS: 'prod-eu, staging' }).kubeContexts).toEqual([
+      'prod-eu',
+      'staging',
+    ]);
   });
 
   it('configures the managed PostgreSQL server: admin URL, and where workloads reach it', () => {
@@ -65,6 +75,7 @@ describe('deploy config', () => {
       ['MANAGED_POSTGRES_URL', 'mysql://db'],
       ['DEPLOY_CRON', 'yes'],
       ['DEPLOY_CRON_POLL_MS', '5'],
+      ['STAGELINE_KUBE_CONTEXTS', 'ok,-bad'],
     ];
     for (const [variable, value] of cases) {
       let caught: unknown;

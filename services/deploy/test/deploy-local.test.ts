@@ -149,6 +149,20 @@ async function containerState(environmentId: string, name = 'web') {
 }
 
 describe('deploy jobs on the local runtime (podman)', () => {
+  it('deploys a user string Helm would evaluate literally: the template holds the escape, the container the text', async () => {
+    const env = newEnvironment();
+    const serviceId = newId();
+    const payload = '{{ lookup "v1" "Secret" "kube-system" "" }} and a lone {{';
+    const deployed = await run(job(env, service(env, serviceId, { env: { GREETING: payload } })));
+    expect(deployed.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED });
+    expect(await get(deployed.result.endpoints[0]!.url)).toEqual({ status: 200, body: payload });
+    const release = (await store.history(serviceId))[0]!;
+    const files = (await deps.charts.read(release.chartPath))!;
+    const configMap = files.find((f) => f.path === 'templates/configmap.yaml')!.content;
+    expect(configMap).toContain('{{"{{"}} lookup');
+    expect(configMap.replaceAll('{{"{{"}}', '')).not.toContain('{{');
+  });
+
   it('deploys, answers HTTP on its endpoint, and redeploys a changed env var as a new revision', async () => {
     const env = newEnvironment();
     const serviceId = newId();

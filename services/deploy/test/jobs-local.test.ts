@@ -1,6 +1,6 @@
 // Lifecycle jobs, cron jobs, container databases and past revisions on the local runtime: real podman, real
 // PostgreSQL, the busybox example image (its EXAMPLE_SCRIPT runs as a job).
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type Database, newId, openDatabase } from '@stageline/db';
@@ -194,6 +194,24 @@ describe('lifecycle jobs on the local runtime', () => {
     const { result } = await run(deployJob(env, svc));
     expect(result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR);
     expect(result.message).toContain('output.json must hold a JSON object');
+  });
+
+  it('an output.json that is a symbolic link is refused, never followed to a file of the host', async () => {
+    const hostDir = await mkdtemp(path.join(os.tmpdir(), 'host-secret-'));
+    const hostFile = path.join(hostDir, 'secret.json');
+    await writeFile(hostFile, '{"STOLEN":"host-secret"}');
+    const env = newEnvironment();
+    const svc = jobService(
+      env,
+      'linker',
+      ServiceKind.SERVICE_KIND_LIFECYCLE_JOB,
+      `ln -s ${hostFile} /stageline/output/output.json`,
+    );
+    const { result } = await run(deployJob(env, svc));
+    expect(result.state).toBe(ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR);
+    expect(result.message).toContain('output.json is a symbolic link: refused');
+    expect(JSON.stringify(result)).not.toContain('host-secret');
+    await rm(hostDir, { recursive: true, force: true });
   });
 });
 

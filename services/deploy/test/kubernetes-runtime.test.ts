@@ -1,12 +1,15 @@
 // The kubernetes runtime through a recording CommandRunner (Helm and Kubernetes cannot run here):
 // the exact argv, namespace and context of every operation, and how results are read.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { helmReleaseName } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsChartStore } from '../src/adapters/fs/chart-store.ts';
 import { KubernetesRuntime } from '../src/adapters/kubernetes/helm-runtime.ts';
+import { ProcessRunner } from '../src/adapters/process/command-runner.ts';
 import type { RuntimeContext } from '../src/app/ports.ts';
 import { renderChart } from '../src/domain/chart.ts';
 import { renderCustomChart } from '../src/domain/custom-chart.ts';
@@ -16,6 +19,10 @@ import { workloadFromJob } from '../src/domain/workload.ts';
 import { RecordingRunner } from './support.ts';
 
 const NS = 'demo-staging';
+// Helm release names carry the environment (issue 21): two environments never share one.
+const API = helmReleaseName('env-1', 'api');
+const MIGRATE = helmReleaseName('env-1', 'migrate');
+const DB = helmReleaseName('env-1', 'db');
 const CTX = 'prod-cluster';
 
 let dir: string;
@@ -99,7 +106,7 @@ describe('kubernetes runtime (recorded argv)', () => {
         args: [
           'upgrade',
           '--install',
-          'api',
+          API,
           chartPath,
           '--namespace',
           NS,
@@ -114,7 +121,7 @@ describe('kubernetes runtime (recorded argv)', () => {
       },
       {
         command: 'helm',
-        args: ['history', 'api', '--namespace', NS, '--kube-context', CTX, '--max', '1', '--output', 'json'],
+        args: ['history', API, '--namespace', NS, '--kube-context', CTX, '--max', '1', '--output', 'json'],
       },
     ]);
     expect(result.runtimeRevision).toBe(5);
@@ -161,7 +168,7 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(runner.calls).toEqual([
       {
         command: 'helm',
-        args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['uninstall', API, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
     ]);
   });
@@ -174,11 +181,11 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(runner.calls).toEqual([
       {
         command: 'helm',
-        args: ['rollback', 'api', '4', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['rollback', API, '4', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
       {
         command: 'helm',
-        args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['uninstall', API, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
     ]);
   });
@@ -233,12 +240,12 @@ describe('kubernetes runtime (recorded argv)', () => {
       [],
       context(),
     );
-    expect(message).toBe('release api was stuck in pending-upgrade: rolled back to helm revision 5');
+    expect(message).toBe(`release ${API} was stuck in pending-upgrade: rolled back to helm revision 5`);
     expect(upgrade.calls).toEqual([
-      { command: 'helm', args: ['status', 'api', '--namespace', NS, '--kube-context', CTX, '--output', 'json'] },
+      { command: 'helm', args: ['status', API, '--namespace', NS, '--kube-context', CTX, '--output', 'json'] },
       {
         command: 'helm',
-        args: ['rollback', 'api', '5', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['rollback', API, '5', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
     ]);
 
@@ -248,7 +255,7 @@ describe('kubernetes runtime (recorded argv)', () => {
     );
     expect(install.calls[1]).toEqual({
       command: 'helm',
-      args: ['uninstall', 'api', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+      args: ['uninstall', API, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
     });
 
     // Deployed, or never installed: nothing to recover, nothing run but the status.
@@ -283,7 +290,7 @@ describe('kubernetes runtime (recorded argv)', () => {
     expect(runner.calls[0]!.args).toEqual([
       'upgrade',
       '--install',
-      'migrate',
+      MIGRATE,
       chartPath,
       '--namespace',
       NS,
@@ -334,7 +341,7 @@ describe('kubernetes runtime (recorded argv)', () => {
       { command: 'kubectl', args: ['scale', 'statefulset', 'db', '--replicas=0', ...target] },
       {
         command: 'helm',
-        args: ['uninstall', 'db', '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
+        args: ['uninstall', DB, '--namespace', NS, '--kube-context', CTX, '--wait', '--timeout', '120s'],
       },
       {
         command: 'kubectl',
@@ -342,13 +349,85 @@ describe('kubernetes runtime (recorded argv)', () => {
           'delete',
           'persistentvolumeclaim',
           '--selector',
-          'app.kubernetes.io/instance=db',
+          `app.kubernetes.io/instance=${DB}`,
           '--ignore-not-found',
           '--wait=false',
           ...target,
         ],
       },
     ]);
+  });
+
+  it('refuses a custom chart from git whose symbolic links leave the chart; links inside it are fine', async () => {
+    const store = new FsChartStore(dir);
+    const secretFile = path.join(dir, 'worker-secret.txt');
+    await writeFile(secretFile, 'the worker host only');
+    const git = (cwd: string, ...args: string[]) =>
+      execFileSync('git', args, {
+        cwd,
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 't',
+          GIT_AUTHOR_EMAIL: 't@t',
+          GIT_COMMITTER_NAME: 't',
+          GIT_COMMITTER_EMAIL: 't@t',
+        },
+      })
+        .toString()
+        .trim();
+    /** A repository with deploy/chart, plus the links `links` (path in the chart → target); its commit. */
+    const repoWith = async (name: string, links: Record<string, string>) => {
+      const repo = path.join(dir, name);
+      await mkdir(path.join(repo, 'deploy/chart/templates'), { recursive: true });
+      await writeFile(path.join(repo, 'deploy/chart/Chart.yaml'), 'apiVersion: v2\nname: web\nversion: 1.0.0\n');
+      await writeFile(path.join(repo, 'deploy/chart/templates/cm.yaml'), 'kind: ConfigMap\n');
+      for (const [at, target] of Object.entries(links)) await symlink(target, path.join(repo, 'deploy/chart', at));
+      git(repo, 'init', '-q', '--initial-branch=main');
+      git(repo, 'add', '-A');
+      git(repo, 'commit', '-q', '-m', 'chart');
+      return { url: `file://${repo}`, commit: git(repo, 'rev-parse', 'HEAD') };
+    };
+    // Real git, recorded helm: whatever reaches `helm upgrade` is what helm would read.
+    const recorder = new RecordingRunner();
+    const real = new ProcessRunner();
+    const runner = {
+      run: (command: string, args: readonly string[], options?: Parameters<ProcessRunner['run']>[2]) =>
+        command === 'git' ? real.run(command, args, options) : recorder.run(command, args, options),
+    };
+    const runtime = new KubernetesRuntime({ runner, charts: store });
+    const install = async (serviceId: string, repo: { url: string; commit: string }) => {
+      const job = bus.DeployJob.fromPartial({
+        environmentId: 'env-1',
+        image: '127.0.0.1:5000/demo/staging/api:2@sha256:abc',
+        version: `commit:${repo.commit}`,
+        service: {
+          id: serviceId,
+          name: 'api',
+          kind: control.ServiceKind.SERVICE_KIND_APPLICATION,
+          source: { $case: 'application', value: { gitUrl: repo.url, ports: [] } },
+          chart: { source: { $case: 'path', value: 'deploy/chart' }, valuesYaml: '' },
+        },
+      });
+      const chartPath = await store.write(
+        { environmentId: 'env-1', serviceId, revision: 1 },
+        renderCustomChart(job, 1),
+      );
+      return runtime.apply(release({ chartPath, kind: 'CUSTOM_CHART' }), context());
+    };
+
+    const leaking = await repoWith('leaking', { 'templates/secret.yaml': secretFile });
+    await expect(install('s1', leaking)).rejects.toThrow(
+      /custom chart deploy\/chart: templates\/secret.yaml is a symbolic link leaving the chart: refused/,
+    );
+    const climbing = await repoWith('climbing', { 'templates/up.yaml': '../../../outside.yaml' });
+    await expect(install('s2', climbing)).rejects.toThrow(
+      /templates\/up.yaml is a symbolic link (leaving the chart|to nothing)/,
+    );
+    expect(recorder.calls.filter((c) => c.command === 'helm')).toEqual([]);
+
+    const tidy = await repoWith('tidy', { 'templates/same.yaml': 'cm.yaml' });
+    await install('s3', tidy);
+    expect(recorder.calls.some((c) => c.command === 'helm' && c.args[0] === 'upgrade')).toBe(true);
   });
 
   it('installs a custom chart from a chart repository, an OCI registry or the git repository, values after overrides', async () => {
@@ -409,7 +488,7 @@ describe('kubernetes runtime (recorded argv)', () => {
       [
         'upgrade',
         '--install',
-        'api',
+        API,
         'web',
         '--repo',
         'https://charts.example.com',
@@ -418,8 +497,8 @@ describe('kubernetes runtime (recorded argv)', () => {
         ...values(repo),
         ...tail,
       ],
-      ['upgrade', '--install', 'api', 'oci://registry.example.com/charts/web', ...values(oci), ...tail],
-      ['upgrade', '--install', 'api', path.join(git, 'source', 'deploy/chart'), ...values(git), ...tail],
+      ['upgrade', '--install', API, 'oci://registry.example.com/charts/web', ...values(oci), ...tail],
+      ['upgrade', '--install', API, path.join(git, 'source', 'deploy/chart'), ...values(git), ...tail],
     ]);
     expect(runner.calls.filter((c) => c.command === 'git').map((c) => c.args)).toEqual([
       ['clone', '--quiet', '--no-checkout', '--', 'file:///srv/git/api.git', path.join(git, 'source')],

@@ -3,12 +3,17 @@ import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
-import { runService } from '@stageline/service';
+import { busAnswers, runService, startHealth } from '@stageline/service';
 import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
-import { consumeEnvironmentEvents, consumeRequests, consumeResults } from './adapters/nats/consumers.ts';
+import {
+  consumeEnvironmentEvents,
+  consumeJobDeadLetters,
+  consumeRequests,
+  consumeResults,
+} from './adapters/nats/consumers.ts';
 import { snapshotClient } from './adapters/snapshot-client.ts';
 import { PlannerApp } from './app/planner-app.ts';
 import { purgeSecrets, resealPlannerSecrets } from './app/secrets.ts';
@@ -17,7 +22,13 @@ import { loadConfig } from './config.ts';
 await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   // The planner never opens a secret: it keeps them sealed and seals them again under a new key.
   const secrets = KeyRing.load(keySourceFromEnv(process.env));
-  const bus = await Bus.connect({ url: config.natsUrl, prefix: config.busPrefix, name: 'planner', log });
+  const bus = await Bus.connect({
+    url: config.natsUrl,
+    prefix: config.busPrefix,
+    name: 'planner',
+    log,
+    credentialsFile: config.natsCredentialsFile,
+  });
   onClose('bus', () => bus.close());
   await bus.ensureStreams();
 
@@ -70,8 +81,18 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     purgeSecrets(db, environmentId, serviceId),
   );
   onClose('environment events consumer', () => environments.stop());
+  // A job a worker gave up on fails its service, so its run never hangs.
+  const deadLetters = await consumeJobDeadLetters(bus, app);
+  onClose('dead letters consumer', () => deadLetters.stop());
   // Runs queued before a restart start now.
   void app.kickAll();
+  // No run hangs: jobs past their deadline fail their service (app/deadlines.ts).
+  const limits = { queueMs: config.jobQueueLimitMs, graceMs: config.jobDeadlineGraceMs };
+  const sweep = setInterval(
+    () => void app.expireOverdueJobs(limits).catch((e: unknown) => log.warn({ err: e }, 'deadline sweep failed')),
+    Math.min(30_000, Math.max(1_000, Math.floor(limits.queueMs / 3))),
+  );
+  onClose('deadline sweep', () => clearInterval(sweep));
 
   const server = await startGrpcServer({
     address: config.grpcListen,
@@ -81,5 +102,13 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   });
   // shutdown() flips health to NOT_SERVING first, then drains in-flight calls.
   onClose('grpc', () => server.shutdown());
+  // Health means ready: NOT_SERVING (and /readyz 503) while the database or the bus does not answer.
+  const health = await startHealth({
+    listen: config.healthListen,
+    checks: { database: () => db.ping(), bus: busAnswers(bus.nc) },
+    onChange: (ready) => server.setServing(ready),
+    log,
+  });
+  onClose('health', () => health.close());
   log.info({ grpc: server.address, busPrefix: config.busPrefix }, 'planner started');
 });

@@ -8,6 +8,7 @@ describe('planner config', () => {
   it('has working defaults (the table in its README)', () => {
     expect(loadConfig(TLS)).toEqual({
       grpcListen: '127.0.0.1:50052',
+      healthListen: '127.0.0.1:50152',
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/stageline',
       busPrefix: 'stageline',
@@ -19,6 +20,8 @@ describe('planner config', () => {
       },
       controlAddress: '127.0.0.1:50051',
       buildAddress: '127.0.0.1:50053',
+      jobQueueLimitMs: 1_800_000,
+      jobDeadlineGraceMs: 300_000,
     });
   });
 

@@ -4,7 +4,6 @@
 // production: the services' certificates and the admin token come from the test credentials (testkit).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { control } from '@stageline/proto';
 import {
   dropBusPrefix,
   type FreshDatabase,
+  freePort,
   freshBusPrefix,
   freshDatabase,
   resolveNats,
@@ -60,17 +60,6 @@ export interface Proc {
   address: string;
   logFile: string;
   exited: Promise<number | null>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const TERMINAL = new Set<number>([
@@ -279,6 +268,9 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     STAGELINE_CONTROL_ADDRESS: addresses.control,
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
+    STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
+    // The dev source policy, plus the fresh example repositories the scenarios make in temporary directories.
+    STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/`,
     ...executorEnv,
     ...options.env,
   };
@@ -296,7 +288,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
         ]
       : [];
     const child = spawn(process.execPath, [...nodeArgs, join(ROOT, `services/${name}/src/main.ts`)], {
-      env: { ...env, ...options.serviceEnv?.[name], GRPC_LISTEN: address },
+      env: { HEALTH_LISTEN: '127.0.0.1:0', ...env, ...options.serviceEnv?.[name], GRPC_LISTEN: address },
       stdio: ['ignore', fd, fd],
     });
     closeSync(fd);

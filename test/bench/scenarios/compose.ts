@@ -6,11 +6,11 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { control } from '@stageline/proto';
+import { freePort } from '@stageline/testkit';
 import { buildSteps, deployAndWait, deploySteps, orchestrationShare, stepBreakdown } from '../lib/driver.ts';
 import { composeFile, createExampleEnvironment, freshExampleRepo, httpServices } from '../lib/example.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
@@ -19,17 +19,6 @@ import { startStack } from '../lib/stack.ts';
 import { median, summarize } from '../lib/stats.ts';
 
 const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Resolves once every URL answers 200, polling every 100 ms. */
 async function waitForHttp(urls: string[], timeoutMs: number): Promise<void> {

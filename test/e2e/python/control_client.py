@@ -183,7 +183,8 @@ def main(address):
         expect_equal((s.max_parallel_builds, s.max_parallel_deploys), (7, 7), "default parallelism")
         expect_equal(s.scheduling_mode, t.SCHEDULING_MODE_PIPELINED, "default scheduling_mode")
         expect_equal(s.mirror_mode, t.MIRROR_MODE_SERVICE, "default mirror_mode")
-        expect_equal(s.namespace, f"{project}-staging", "default namespace")
+        # The one namespace rule: the project's "-" doubled, so that the join is injective.
+        expect_equal(s.namespace, f"{project.replace('-', '--')}-staging", "default namespace")
 
     with Check("CreateEnvironment creates the four default stages in order"):
         pipeline = created.pipeline
@@ -405,7 +406,7 @@ def main(address):
             (3, t.SCHEDULING_MODE_STRICT),
             "inherited settings",
         )
-        expect_equal(c.settings.namespace, f"{project}-pr-42", "the clone's own default namespace")
+        expect_equal(c.settings.namespace, f"{project.replace('-', '--')}-pr-42", "the clone's own default namespace")
         expect_dense(clone.pipeline, c.id)
         expect_equal(stage_names(clone.pipeline), stage_names(source.pipeline), "stages")
         source_stage_ids = {s.id for s in source.pipeline.stages}

@@ -293,6 +293,61 @@ export async function historyCommand(ctx: Context, ref: string | undefined, opts
   });
 }
 
+/** A service's releases, newest first (control's ListReleases; the deploy service answers). */
+export async function releasesCommand(ctx: Context, ref: string | undefined, opts: { service: string }) {
+  const { environment } = await ctx.environment(ref);
+  const service = await ctx.service(environment.id, opts.service);
+  const response = await callUnary(ctx.clients.deployments, 'listReleases', {
+    environmentId: environment.id,
+    serviceId: service.id,
+  });
+  ctx.emit(control.ListReleasesResponse.toJSON(response), () => {
+    if (response.releases.length === 0) {
+      ctx.out(`${service.name} in ${envName(environment)} has no releases yet.`);
+      return;
+    }
+    const rows = [['REVISION', 'STATUS', 'VERSION', 'IMAGE', 'RUN', 'CREATED'].map((h) => ctx.paint('dim', h))];
+    for (const r of response.releases) {
+      rows.push([String(r.revision), r.status, r.version, r.image, r.deploymentId, localTime(r.createdAt)]);
+    }
+    ctx.out(...table(rows));
+    const failed = response.releases.filter((r) => r.message !== '');
+    for (const r of failed.slice(0, 3)) ctx.out(ctx.paint('dim', `  revision ${r.revision}: ${r.message}`));
+  });
+}
+
+/** A CRON_JOB's runs on the local runtime, newest first, with their last log lines (--log). */
+export async function cronRunsCommand(
+  ctx: Context,
+  ref: string | undefined,
+  opts: { service: string; limit: string; log?: boolean },
+) {
+  const { environment } = await ctx.environment(ref);
+  const service = await ctx.service(environment.id, opts.service);
+  const limit = Number(opts.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new UsageError('--limit must be 1 to 500');
+  const response = await callUnary(ctx.clients.deployments, 'listCronRuns', {
+    environmentId: environment.id,
+    serviceId: service.id,
+    limit,
+  });
+  ctx.emit(control.ListCronRunsResponse.toJSON(response), () => {
+    if (response.runs.length === 0) {
+      ctx.out(`${service.name} in ${envName(environment)} has not run yet.`);
+      return;
+    }
+    const rows = [['SCHEDULED', 'STATUS', 'EXIT', 'REVISION', 'MESSAGE'].map((h) => ctx.paint('dim', h))];
+    for (const r of response.runs) {
+      rows.push([localTime(r.scheduledAt), r.status, String(r.exitCode), String(r.revision), r.message]);
+    }
+    ctx.out(...table(rows));
+    if (opts.log === true) {
+      for (const r of response.runs)
+        ctx.out('', ctx.paint('bold', localTime(r.scheduledAt)), ...r.log.map((l) => `  ${l}`));
+    }
+  });
+}
+
 const STEP_KINDS = Object.values(control.StepKind).filter(
   (k) => typeof k === 'number' && k !== 0,
 ) as control.StepKind[];

@@ -1,5 +1,6 @@
 // The environment file's shape (what the schema allows) and the desired state it describes, in the
 // API's own messages, with the server's defaults filled in so that it compares with what the server reads back.
+import { defaultNamespace } from '@stageline/policy';
 import { control } from '@stageline/proto';
 import { EnvironmentFileError, type FieldPath, type FileProblem, type LoadedFile } from './load.ts';
 
@@ -119,9 +120,8 @@ export interface DesiredEnvironment {
   source: LoadedFile;
 }
 
-export function defaultNamespace(project: string, name: string): string {
-  return `${project}-${name}`.slice(0, 63).replace(/-+$/, '');
-}
+// The server's rule, from the one place it lives.
+export { defaultNamespace };
 
 const prefixed = (prefix: string, value: string | undefined) => (value === undefined ? undefined : `${prefix}${value}`);
 

@@ -1,11 +1,19 @@
 import { alreadyExists, DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import { DENY_ALL, type SourcePolicy } from '@stageline/policy';
 import { control, type snapshot } from '@stageline/proto';
 import type { Secrets } from '@stageline/secrets';
-import { applySettings, checkEnvironmentName, checkProject, checkRuntime } from '../domain/environment.ts';
+import {
+  applySettings,
+  checkEnvironmentName,
+  checkEnvironmentNamespace,
+  checkProject,
+  checkRuntime,
+} from '../domain/environment.ts';
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
 import * as pipelines from '../domain/pipeline.ts';
 import { mergeSecrets, normalizeDefinition } from '../domain/service-spec.ts';
+import { checkSources } from '../domain/sources.ts';
 import type {
   Change,
   Clock,
@@ -14,10 +22,21 @@ import type {
   EnvironmentStore,
   ServiceRecord,
 } from './model.ts';
+import { checkLimits, snapshotOf } from './size.ts';
 import { environmentView, pipelineView, servicesInOrder, serviceView } from './views.ts';
 
 // The use cases behind EnvironmentService and PipelineService. Each validates its request, computes
 // the next aggregate with the pure domain, and lets the store write it with its events atomically.
+
+/** What the operator allows environments to name (configuration: README, Security). */
+export interface InputPolicy {
+  /** Where git, image and chart URLs may point (STAGELINE_SOURCE_ALLOW). */
+  sources: SourcePolicy;
+  /** The kube contexts an environment may name (STAGELINE_KUBE_CONTEXTS). */
+  kubeContexts: readonly string[];
+}
+
+export const STRICTEST_POLICY: InputPolicy = { sources: DENY_ALL, kubeContexts: [] };
 
 export interface ControlAppDeps {
   store: EnvironmentStore;
@@ -25,6 +44,8 @@ export interface ControlAppDeps {
   clock: Clock;
   /** Seals secret values before they are stored (packages/secrets); the snapshot hands them on sealed. */
   secrets: Secrets;
+  /** Default: the strictest, nothing allowed beyond the rules. */
+  policy?: InputPolicy;
 }
 
 const MAX_PAGE_SIZE = 500;
@@ -58,6 +79,15 @@ export class ControlApp {
     this.#actor = actor;
   }
 
+  get #policy(): InputPolicy {
+    return this.#deps.policy ?? STRICTEST_POLICY;
+  }
+
+  /** The kube contexts the operator registered, for the admin RPC that lists them. */
+  kubeContexts(): readonly string[] {
+    return this.#policy.kubeContexts;
+  }
+
   /** The same use cases, acting as `actor` (`token:<name> (<id>)`, `service:<name>`): the audit trail. */
   as(actor: string): ControlApp {
     return new ControlApp(this.#deps, actor);
@@ -89,7 +119,8 @@ export class ControlApp {
     checkProject(req.project);
     checkEnvironmentName(req.name);
     const runtime = checkRuntime(req.runtime);
-    const settings = applySettings(req.settings);
+    const settings = applySettings(req.settings, undefined, this.#policy.kubeContexts);
+    checkEnvironmentNamespace(req.project, req.name, settings);
     const now = this.#deps.clock.now();
     const aggregate: EnvironmentAggregate = {
       environment: {
@@ -139,7 +170,8 @@ export class ControlApp {
 
   updateEnvironment(req: control.UpdateEnvironmentRequest): Promise<control.UpdateEnvironmentResponse> {
     return this.#change(req.environmentId, (current) => {
-      const settings = applySettings(req.settings, current.environment.settings);
+      const settings = applySettings(req.settings, current.environment.settings, this.#policy.kubeContexts);
+      checkEnvironmentNamespace(current.environment.project, current.environment.name, settings, 'settings.namespace');
       if (sameValue(settings, current.environment.settings)) {
         return { next: current, events: [], result: { environment: environmentView(current.environment) } };
       }
@@ -152,6 +184,9 @@ export class ControlApp {
   async cloneEnvironment(req: control.CloneEnvironmentRequest): Promise<control.CloneEnvironmentResponse> {
     const source = await this.#deps.store.get(requireId('source_environment_id', req.sourceEnvironmentId));
     checkEnvironmentName(req.name);
+    checkEnvironmentNamespace(source.environment.project, req.name, { ...source.environment.settings, namespace: '' });
+    for (const service of source.services)
+      checkSources(service.definition, this.#policy.sources, 'source_environment_id');
     const { newId } = this.#deps;
     const now = this.#deps.clock.now();
     const stageIds = new Map(source.pipeline.stages.map((s) => [s.id, newId()]));
@@ -190,6 +225,7 @@ export class ControlApp {
         updatedAt: now,
       })),
     };
+    checkLimits(aggregate, 'name');
     const environment = environmentView(aggregate.environment);
     const pipeline = pipelineView(aggregate);
     const services = servicesInOrder(aggregate).map((s) => serviceView(aggregate, s));
@@ -205,6 +241,7 @@ export class ControlApp {
     if (!req.service) throw invalidArgument('service', 'is required');
     const input = req.service;
     const definition = normalizeDefinition(input);
+    checkSources(definition, this.#policy.sources);
     const { definition: stored, secrets } = mergeSecrets(definition, {}, this.#deps.secrets);
     return this.#change(req.environmentId, (current) => {
       assertServiceNameFree(current, definition.name);
@@ -229,6 +266,7 @@ export class ControlApp {
         ),
         services: [...current.services, record],
       };
+      checkLimits(next, 'service', record.id);
       const service = serviceView(next, record);
       return {
         next,
@@ -242,6 +280,7 @@ export class ControlApp {
     if (!req.service) throw invalidArgument('service', 'is required');
     const input = req.service;
     const definition = normalizeDefinition(input);
+    checkSources(definition, this.#policy.sources);
     return this.#change(req.environmentId, (current) => {
       const existing = findService(current, input.id, 'service.id');
       if (definition.kind !== existing.definition.kind) {
@@ -263,6 +302,7 @@ export class ControlApp {
         updatedAt: this.#deps.clock.now(),
       };
       const next = { ...current, services: current.services.map((s) => (s.id === updated.id ? updated : s)) };
+      checkLimits(next, 'service', updated.id);
       const service = serviceView(next, updated);
       return { next, events: [{ $case: 'serviceUpdated', value: { service } }], result: { service } };
     });
@@ -296,20 +336,7 @@ export class ControlApp {
 
   /** The environment as a run needs it: services in pipeline order with their secret values, sealed. */
   async snapshot(environmentId: string): Promise<snapshot.GetEnvironmentSnapshotResponse> {
-    const aggregate = await this.#deps.store.get(requireId('environment_id', environmentId));
-    const services = servicesInOrder(aggregate);
-    return {
-      environment: environmentView(aggregate.environment),
-      pipeline: pipelineView(aggregate),
-      services: services.map((s) => {
-        const view = serviceView(aggregate, s);
-        return {
-          ...view,
-          envVars: s.definition.envVars.map((v) => (v.secret ? { ...v, value: s.secrets[v.key] ?? '' } : v)),
-        };
-      }),
-      deployedServiceIds: services.filter((s) => s.hasResources).map((s) => s.id),
-    };
+    return snapshotOf(await this.#deps.store.get(requireId('environment_id', environmentId)));
   }
 
   /**
@@ -388,6 +415,8 @@ export class ControlApp {
 
   #pipelineChange(
     environmentId: string,
+    /** The request field a refusal by the limits names; undefined: the change cannot grow the environment. */
+    field: string | undefined,
     apply: (model: pipelines.PipelineModel) => pipelines.PipelineModel,
     event: (
       next: EnvironmentAggregate,
@@ -401,6 +430,7 @@ export class ControlApp {
       if (sameValue(pipeline, pipelineView(current))) {
         return { next: current, events: [], result: { pipeline } };
       }
+      if (field !== undefined) checkLimits(next, field);
       return { next, events: [event(next, pipeline, current)], result: { pipeline } };
     });
   }
@@ -409,6 +439,7 @@ export class ControlApp {
     const id = this.#deps.newId();
     return this.#pipelineChange(
       req.environmentId,
+      'name',
       (m) => pipelines.createStage(m, { id, name: req.name, description: req.description, position: req.position }),
       (_, pipeline) => ({ $case: 'stageCreated', value: { stageId: id, pipeline } }),
     );
@@ -417,6 +448,7 @@ export class ControlApp {
   updateStage(req: control.UpdateStageRequest): Promise<control.UpdateStageResponse> {
     return this.#pipelineChange(
       req.environmentId,
+      'description',
       (m) => pipelines.updateStage(m, { stageId: req.stageId, name: req.name, description: req.description }),
       (_, pipeline) => ({ $case: 'stageUpdated', value: { stageId: req.stageId, pipeline } }),
     );
@@ -425,6 +457,7 @@ export class ControlApp {
   moveStage(req: control.MoveStageRequest): Promise<control.MoveStageResponse> {
     return this.#pipelineChange(
       req.environmentId,
+      undefined,
       (m) => pipelines.moveStage(m, req.stageId, req.position),
       (_, pipeline, before) => ({
         $case: 'stageMoved',
@@ -441,6 +474,7 @@ export class ControlApp {
   deleteStage(req: control.DeleteStageRequest): Promise<control.DeleteStageResponse> {
     return this.#pipelineChange(
       req.environmentId,
+      undefined,
       (m) => pipelines.deleteStage(m, req.stageId, req.moveServicesToStageId),
       (_, pipeline) => ({
         $case: 'stageDeleted',
@@ -453,6 +487,7 @@ export class ControlApp {
     requireId('service_id', req.serviceId);
     return this.#pipelineChange(
       req.environmentId,
+      undefined,
       (m) => pipelines.moveService(m, req.serviceId, req.stageId),
       (_, pipeline, before) => ({
         $case: 'serviceMoved',

@@ -1,5 +1,5 @@
+import { resolveNamespace } from '@stageline/policy';
 import type { control } from '@stageline/proto';
-import { defaultNamespace } from '../domain/environment.ts';
 import { Kind } from '../domain/kinds.ts';
 import { servicesOf } from '../domain/pipeline.ts';
 import type { EnvironmentAggregate, EnvironmentRecord, ServiceRecord } from './model.ts';
@@ -20,7 +20,7 @@ export function environmentView(env: EnvironmentRecord): control.Environment {
       schedulingMode: env.settings.schedulingMode,
       mirrorMode: env.settings.mirrorMode,
       kubernetesContext: env.settings.kubernetesContext,
-      namespace: env.settings.namespace || defaultNamespace(env.project, env.name),
+      namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
     },
     status: env.status,
     createdAt: env.createdAt,

@@ -33,6 +33,8 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     addService: 'ROLE_ADMIN',
     updateService: 'ROLE_ADMIN',
     removeService: 'ROLE_ADMIN',
+    // Operator configuration: which clusters an environment may reach.
+    listKubeContexts: 'ROLE_ADMIN',
   },
   'stageline.control.v1.PipelineService': {
     getPipeline: 'ROLE_VIEWER',
@@ -50,6 +52,8 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     streamLogs: 'ROLE_VIEWER',
     planDeployment: 'ROLE_VIEWER',
     explainBuild: 'ROLE_VIEWER',
+    listReleases: 'ROLE_VIEWER',
+    listCronRuns: 'ROLE_VIEWER',
     deployEnvironment: 'ROLE_DEPLOYER',
     redeployEnvironment: 'ROLE_DEPLOYER',
     stopEnvironment: 'ROLE_DEPLOYER',

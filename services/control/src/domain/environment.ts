@@ -1,4 +1,5 @@
-import { invalidArgument } from '@stageline/errors';
+import { failedPrecondition, invalidArgument } from '@stageline/errors';
+import { checkKubeContext, checkNamespace, defaultNamespace } from '@stageline/policy';
 import type { control } from '@stageline/proto';
 import { Mirror, Scheduling } from './kinds.ts';
 import { checkDnsLabel } from './names.ts';
@@ -54,11 +55,13 @@ const DEFAULT_SETTINGS: Settings = {
 
 /**
  * Applies the fields present in `input` over `current` (defaults on create). Absent optional fields
- * and UNSPECIFIED enums keep the current value.
+ * and UNSPECIFIED enums keep the current value. `kubeContexts`: the contexts the operator registered
+ * (a context not among them is FAILED_PRECONDITION).
  */
 export function applySettings(
   input: control.EnvironmentSettings | undefined,
   current: Settings = DEFAULT_SETTINGS,
+  kubeContexts: readonly string[] = [],
 ): Settings {
   if (input === undefined) return current;
   const field = (name: string) => `settings.${name}`;
@@ -76,9 +79,13 @@ export function applySettings(
       'must be a kubeconfig context name (no blanks, not starting with "-")',
     );
   }
+  if (kubernetesContext !== current.kubernetesContext) {
+    const unregistered = checkKubeContext(kubeContexts, kubernetesContext);
+    if (unregistered) throw failedPrecondition(unregistered, field('kubernetes_context'));
+  }
   const namespace = input.namespace ?? current.namespace;
   if (namespace !== '') {
-    const error = checkDnsLabel(namespace);
+    const error = checkNamespace(namespace);
     if (error) throw invalidArgument(field('namespace'), error);
   }
   return {
@@ -95,7 +102,14 @@ export function applySettings(
   };
 }
 
-export function defaultNamespace(project: string, name: string): string {
-  // Both are DNS labels; their join can exceed 63 characters, so keep it a label.
-  return `${project}-${name}`.slice(0, 63).replace(/-+$/, '');
+/**
+ * An environment named `project/name` with `settings` may exist: its namespace (the default one when
+ * none is set) is not reserved. `field`: the request field that names the environment.
+ */
+export function checkEnvironmentNamespace(project: string, name: string, settings: Settings, field = 'name'): void {
+  if (settings.namespace !== '') return;
+  const namespace = defaultNamespace(project, name);
+  const error = checkNamespace(namespace);
+  if (error)
+    throw invalidArgument(field, `its default namespace ${namespace} cannot be used: ${error}; set settings.namespace`);
 }

@@ -2,6 +2,7 @@ import { invalidArgument } from '@stageline/errors';
 import type { control } from '@stageline/proto';
 import type { Secrets } from '@stageline/secrets';
 import { DbMode, Engine, type KindName, kindName } from './kinds.ts';
+import { checkAtMost, kib, LIMITS } from './limits.ts';
 import {
   checkBranch,
   checkBuildTarget,
@@ -24,7 +25,6 @@ export const DEFAULT_BUILD_RESOURCES = { cpuMillis: 4000, memoryMib: 4096 } as c
 export const DEFAULT_READINESS_TIMEOUT_SECONDS = 300;
 export const DEFAULT_BUILD_TIMEOUT_SECONDS = 1800;
 export const DEFAULT_JOB_MAX_DURATION_SECONDS = 300;
-const MAX_ENV_VALUE_BYTES = 32 * 1024;
 
 export const DEFAULT_DATABASE_VERSION: Record<number, string> = {
   [Engine.POSTGRESQL]: '16',
@@ -58,6 +58,7 @@ function checkRange(field: string, value: number, min: number, max: number): voi
 }
 
 function ports(field: string, list: readonly control.Port[]): control.Port[] {
+  checkAtMost(field, 'the number of ports', list.length, LIMITS.portsPerService);
   const seen = new Set<number>();
   return list.map((p, i) => {
     checkRange(`${field}[${i}].port`, p.port, 1, 65535);
@@ -179,6 +180,7 @@ function healthCheck(field: string, input: control.HealthCheck): control.HealthC
     case 'exec': {
       const command = input.probe.value.command;
       if (command.length === 0 || command[0] === '') throw invalidArgument(`${field}.exec.command`, 'is required');
+      checkAtMost(`${field}.exec.command`, 'the number of arguments', command.length, LIMITS.execArgs);
       if (command.some((a) => a.includes('\0'))) throw invalidArgument(`${field}.exec.command`, 'must not contain NUL');
       probe = { $case: 'exec', value: { command: [...command] } };
       break;
@@ -273,9 +275,13 @@ function customChart(field: string, kind: KindName, input: control.CustomChart):
     case undefined:
       throw invalidArgument(`${field}.path`, 'set path (in the git repository) or repository');
   }
-  if (Buffer.byteLength(input.valuesYaml) > MAX_ENV_VALUE_BYTES * 4) {
-    throw invalidArgument(`${field}.values_yaml`, 'must be at most 128 KiB');
-  }
+  checkAtMost(
+    `${field}.values_yaml`,
+    'its size',
+    Buffer.byteLength(input.valuesYaml),
+    LIMITS.chartValuesBytes,
+    'bytes',
+  );
   if (input.valuesYaml.includes('\0')) throw invalidArgument(`${field}.values_yaml`, 'must not contain NUL');
   return { source, valuesYaml: input.valuesYaml };
 }
@@ -323,15 +329,24 @@ export function normalizeDefinition(input: control.Service, field = 'service'): 
   const readiness = input.readinessTimeoutSeconds || DEFAULT_READINESS_TIMEOUT_SECONDS;
   checkRange(`${field}.readiness_timeout_seconds`, readiness, 1, 3600);
   const keys = new Set<string>();
+  checkAtMost(`${field}.env_vars`, 'the number of env vars', input.envVars.length, LIMITS.envVarsPerService);
   const envVars = input.envVars.map((v, i) => {
     check(`${field}.env_vars[${i}].key`, checkEnvKey(v.key));
     if (keys.has(v.key)) throw invalidArgument(`${field}.env_vars[${i}].key`, `${v.key} is set twice`);
     keys.add(v.key);
-    if (Buffer.byteLength(v.value) > MAX_ENV_VALUE_BYTES)
-      throw invalidArgument(`${field}.env_vars[${i}].value`, 'must be at most 32 KiB');
+    if (Buffer.byteLength(v.value) > LIMITS.envValueBytes)
+      throw invalidArgument(`${field}.env_vars[${i}].value`, `must be at most ${kib(LIMITS.envValueBytes)}`);
     if (v.value.includes('\0')) throw invalidArgument(`${field}.env_vars[${i}].value`, 'must not contain NUL');
     return { key: v.key, value: v.value, secret: v.secret };
   });
+  const envBytes = envVars.reduce((sum, v) => sum + v.key.length + Buffer.byteLength(v.value), 0);
+  checkAtMost(
+    `${field}.env_vars`,
+    'the size of all env vars (keys and values)',
+    envBytes,
+    LIMITS.envVarsBytesPerService,
+    'bytes',
+  );
   return {
     name: input.name,
     kind,

@@ -3,8 +3,9 @@
 // the planner's scheduling is exercised exactly while nothing runs. No release is recorded. Selected
 // only by STAGELINE_EXECUTOR=noop; never the default.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isWorkerStopping, type JobContext } from '@stageline/bus';
+import { isWorkerStopping } from '@stageline/bus';
 import { bus, control } from '@stageline/proto';
+import type { JobContext } from '../app/ports.ts';
 
 export interface NoopDeploySettings {
   /** Duration of every deploy job, ms. */

@@ -3,12 +3,13 @@
 // job id, so a redelivered job answers the same outcome without touching the runtime again.
 import { randomBytes } from 'node:crypto';
 import { DomainError } from '@stageline/errors';
+import { checkKubeContext, checkNamespace, resolveNamespace } from '@stageline/policy';
 import { bus, control } from '@stageline/proto';
 import { parse, stringify } from 'yaml';
 import { type Chart, renderChart, templateContent, templateFileOf } from '../domain/chart.ts';
 import { renderCustomChart } from '../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../domain/failures.ts';
-import { defaultNamespace, environmentKey } from '../domain/names.ts';
+import { environmentKey } from '../domain/names.ts';
 import { isJobKind, isLive, liveRelease, type Release, type ReleaseKind } from '../domain/release.ts';
 import {
   connectionOutputs,
@@ -39,6 +40,8 @@ export interface DeployJobDeps {
   managed?: ManagedDatabases;
   /** The runtime a job names ("local" or "kubernetes"); undefined for one this process does not run. */
   runtime(name: string): Runtime | undefined;
+  /** The kube contexts the operator registered (STAGELINE_KUBE_CONTEXTS); absent: none. */
+  kubeContexts?: readonly string[];
   /** Serializes jobs of one service inside this process (a redelivery racing its original). */
   serialize<T>(key: string, work: () => Promise<T>): Promise<T>;
   now(): Date;
@@ -115,7 +118,20 @@ function rollbackContext(deps: DeployJobDeps, ctx: JobContext, step: StepReporte
 }
 
 function namespaceOf(job: bus.DeployJob): string {
-  return job.namespace !== '' ? job.namespace : defaultNamespace(job.project, job.environmentName);
+  return resolveNamespace(job.project, job.environmentName, job.namespace);
+}
+
+/**
+ * Defence in depth behind control's checks at input: a kubernetes deploy goes only into a namespace the
+ * rule allows, with a context the operator registered (STAGELINE_KUBE_CONTEXTS of this service).
+ */
+function checkTarget(deps: DeployJobDeps, job: bus.DeployJob, runtime: Runtime): void {
+  if (runtime.name !== 'kubernetes') return;
+  const namespace = namespaceOf(job);
+  const bad = checkNamespace(namespace);
+  if (bad !== undefined) throw new RolloutError('failed', `namespace ${namespace}: ${bad}`);
+  const unregistered = checkKubeContext(deps.kubeContexts ?? [], job.kubernetesContext);
+  if (unregistered !== undefined) throw new RolloutError('failed', unregistered);
 }
 
 function runtimeOf(deps: DeployJobDeps, name: string): Runtime {
@@ -156,10 +172,13 @@ export async function handleDeployJob(
 
 async function record(
   deps: DeployJobDeps,
+  ctx: JobContext,
   job: bus.DeployJob,
   result: bus.JobFinished,
   changes: readonly ReleaseChange[],
 ): Promise<bus.JobFinished> {
+  // One live copy: a copy of the job whose worker was paused past its ack wait records nothing.
+  await ctx.fence?.();
   await deps.releases.finish(
     { jobId: job.jobId, serviceId: job.service?.id ?? '', action: job.action, result },
     changes,
@@ -328,6 +347,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
       throw new RolloutError('failed', 'a DEPLOY job needs the image from the mirror');
     }
     runtime = runtimeOf(deps, job.runtime);
+    checkTarget(deps, job, runtime);
     prepared = await prepare(deps, job);
     if (prepared.kind === 'CUSTOM_CHART' && runtime.name !== 'kubernetes') {
       throw new RolloutError(
@@ -340,7 +360,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     // A job we can never run: an outcome, not a redelivery.
     const message = errorMessage(e);
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
   }
   const service = job.service!;
 
@@ -367,7 +387,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
   if (newer !== undefined) {
     const message = `not applied: revision ${newer.revision} was made after this job's revision ${release.revision}`;
     await step.end(StepOutcome.STEP_OUTCOME_CANCELED, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_CANCELED, message), [
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_CANCELED, message), [
       ...(release.status === 'DEPLOYING' ? [{ id: release.id, status: 'SUPERSEDED' as const, message }] : []),
     ]);
   }
@@ -445,7 +465,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
       revision: current.revision,
       outputs,
     });
-    await record(deps, job, result, changes);
+    await record(deps, ctx, job, result, changes);
     await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
     return result;
   } catch (e) {
@@ -461,7 +481,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     const result = canceled
       ? finished(false, ServiceState.SERVICE_STATE_CANCELED, message, { revision: current.revision })
       : finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message, { revision: current.revision });
-    await record(deps, job, result, [{ id: current.id, status: canceled ? 'ROLLED_BACK' : 'FAILED', message }]);
+    await record(deps, ctx, job, result, [{ id: current.id, status: canceled ? 'ROLLED_BACK' : 'FAILED', message }]);
     await step.end(canceled ? StepOutcome.STEP_OUTCOME_CANCELED : StepOutcome.STEP_OUTCOME_ERROR, message);
     return result;
   }
@@ -490,7 +510,7 @@ async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobCo
   } catch (e) {
     const message = errorMessage(e);
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
   }
   const credentials = await databaseCredentials(deps, job);
   const release = await deps.releases.begin({
@@ -519,6 +539,7 @@ async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobCo
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
     return record(
       deps,
+      ctx,
       job,
       finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message, { revision: release.revision }),
       [{ id: release.id, status: 'FAILED', message }],
@@ -528,7 +549,7 @@ async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobCo
   const outputs = connectionOutputs(service.name, engine, { host, port }, credentials);
   const message = `revision ${release.revision}: database ${credentials.database} ready on ${host}:${port}`;
   const result = finished(true, ServiceState.SERVICE_STATE_DEPLOYED, message, { revision: release.revision, outputs });
-  await record(deps, job, result, [
+  await record(deps, ctx, job, result, [
     { id: release.id, status: 'DEPLOYED', message },
     ...history
       .filter((r) => r.id !== release.id && (isLive(r.status) || r.status === 'DEPLOYING'))
@@ -554,11 +575,11 @@ async function keepManaged(
       : 'a managed database has nothing to restart: it is served by its server';
   await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
   if (what === 'STOP') {
-    return record(deps, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), [
+    return record(deps, ctx, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), [
       ...(live !== undefined ? [{ id: live.id, status: 'STOPPED' as const }] : []),
     ]);
   }
-  return record(deps, job, finished(true, ServiceState.SERVICE_STATE_RESTARTED, message), [
+  return record(deps, ctx, job, finished(true, ServiceState.SERVICE_STATE_RESTARTED, message), [
     ...(live !== undefined ? [{ id: live.id, status: 'DEPLOYED' as const }] : []),
   ]);
 }
@@ -580,12 +601,13 @@ async function dropManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobCont
     if (isRetryable(e)) throw e;
     const message = `delete failed: ${errorMessage(e)}`;
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DELETE_ERROR, message), []);
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_DELETE_ERROR, message), []);
   }
   const message =
     credentials !== undefined ? `database ${credentials.database} dropped` : 'deleted (nothing was provisioned)';
   const result = await record(
     deps,
+    ctx,
     job,
     finished(true, ServiceState.SERVICE_STATE_DELETED, message),
     all
@@ -642,7 +664,7 @@ async function stop(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): P
     const message =
       live === undefined ? 'never deployed: nothing to stop' : `revision ${live.revision} already stopped`;
     await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
-    return record(deps, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), []);
+    return record(deps, ctx, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), []);
   }
   try {
     // A stop is short and leaves a consistent state: it finishes even when the run is canceled meanwhile.
@@ -651,10 +673,10 @@ async function stop(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): P
     if (isRetryable(e)) throw e;
     const message = `stop failed: ${errorMessage(e)}`;
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_STOP_ERROR, message), []);
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_STOP_ERROR, message), []);
   }
   const message = `revision ${live.revision} stopped (scaled to zero, data kept)`;
-  const result = await record(deps, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), [
+  const result = await record(deps, ctx, job, finished(true, ServiceState.SERVICE_STATE_STOPPED, message), [
     { id: live.id, status: 'STOPPED', endpoints: [] },
   ]);
   await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
@@ -668,7 +690,7 @@ async function restart(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext)
   if (live === undefined) {
     const message = 'never deployed: nothing to restart';
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_RESTART_ERROR, message), []);
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_RESTART_ERROR, message), []);
   }
   try {
     const applied = await runtimeOf(deps, live.runtime).restart(live, runtimeContext(ctx, step));
@@ -677,7 +699,7 @@ async function restart(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext)
       endpoints: applied.endpoints.map((e) => control.Endpoint.fromPartial(e)),
       revision: live.revision,
     });
-    await record(deps, job, result, [
+    await record(deps, ctx, job, result, [
       { id: live.id, status: 'DEPLOYED', endpoints: applied.endpoints, hostPorts: applied.hostPorts },
     ]);
     await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
@@ -689,7 +711,7 @@ async function restart(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext)
     const message = canceled ? 'restart canceled' : `restart failed: ${errorMessage(e)}`;
     const state = canceled ? ServiceState.SERVICE_STATE_CANCELED : ServiceState.SERVICE_STATE_RESTART_ERROR;
     await step.end(canceled ? StepOutcome.STEP_OUTCOME_CANCELED : StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, state, message, { revision: live.revision }), []);
+    return record(deps, ctx, job, finished(false, state, message, { revision: live.revision }), []);
   }
 }
 
@@ -742,12 +764,13 @@ async function remove(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     if (isRetryable(e)) throw e;
     const message = `delete failed: ${errorMessage(e)}`;
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
-    return record(deps, job, finished(false, ServiceState.SERVICE_STATE_DELETE_ERROR, message), []);
+    return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_DELETE_ERROR, message), []);
   }
   const message =
     live !== undefined ? `revision ${live.revision} deleted with its data` : 'deleted (nothing was deployed)';
   const result = await record(
     deps,
+    ctx,
     job,
     finished(true, ServiceState.SERVICE_STATE_DELETED, message),
     all

@@ -145,4 +145,6 @@ export interface JobContext {
   stepStarted(kind: control.StepKind, message?: string): Promise<void>;
   stepFinished(step: control.Step): Promise<void>;
   working(): void;
+  /** Throws when a newer delivery of this job is live (this copy is stale): before recording an outcome. */
+  fence?(): Promise<void>;
 }

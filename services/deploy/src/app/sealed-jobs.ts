@@ -36,6 +36,8 @@ export function redactingContext(ctx: JobContext, redact: Redact): JobContext {
     stepStarted: (kind, message) => ctx.stepStarted(kind, message === undefined ? undefined : redact(message)),
     stepFinished: (step) => ctx.stepFinished({ ...step, message: redact(step.message) }),
     working: () => ctx.working(),
+    // The lease check of this delivery: wrapping must never lose it.
+    ...(ctx.fence !== undefined ? { fence: () => ctx.fence!() } : {}),
   };
 }
 

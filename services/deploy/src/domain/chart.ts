@@ -379,9 +379,40 @@ export function templateFileOf(kind: string): string {
   return path;
 }
 
-/** A template file's content: the header, then the object. */
+// Helm runs every file under templates/ through Go's text/template, so a user's string holding `{{`
+// (an env value `{{ lookup "v1" "Secret" "kube-system" "" }}` would read the cluster's secrets with
+// the deploy worker's credentials; a lone `{{` breaks the install) must never reach it as an action.
+// Every `{{` of a rendered template is written as the action `{{"{{"}}`, which prints `{{`: Helm turns
+// the file back into exactly the text we rendered, and nothing else is ever an action.
+const OPEN = '{{';
+const ESCAPED_OPEN = '{{"{{"}}';
+
+/** What Helm's template engine turns back into `text`: every `{{` written as `{{"{{"}}`. */
+export function escapeForHelm(text: string): string {
+  return text.replaceAll(OPEN, ESCAPED_OPEN);
+}
+
+/**
+ * What Helm renders from a template file Stageline wrote: each `{{"{{"}}` action prints `{{`. Any
+ * other action means the file was not written by `escapeForHelm` (or was altered): refused, never run.
+ */
+export function renderEscapedTemplate(file: string, text: string): string {
+  let out = '';
+  let at = 0;
+  for (;;) {
+    const next = text.indexOf(OPEN, at);
+    if (next === -1) return out + text.slice(at);
+    if (!text.startsWith(ESCAPED_OPEN, next)) {
+      throw new Error(`${file}: a template action other than Stageline's escape at offset ${next}: refusing it`);
+    }
+    out += text.slice(at, next) + OPEN;
+    at = next + ESCAPED_OPEN.length;
+  }
+}
+
+/** A template file's content: the header, then the object, with every `{{` escaped for Helm. */
 export function templateContent(manifest: unknown): string {
-  return TEMPLATE_HEADER + yaml(manifest);
+  return escapeForHelm(TEMPLATE_HEADER + yaml(manifest));
 }
 
 /** SHA-256 over the templates' paths and contents, in path order. */

@@ -42,23 +42,4 @@ export function localVolumeName(environmentId: string, claimName: string): strin
   return `${claimName}-${environmentKey(environmentId)}`;
 }
 
-// Helm refuses release names longer than 53 characters.
-const HELM_RELEASE_MAX = 53;
-
-/** The Helm release name of a service: its name, or a shortened one with a hash when Helm's limit needs it. */
-export function helmReleaseName(serviceName: string): string {
-  if (serviceName.length <= HELM_RELEASE_MAX) return serviceName;
-  const hash = createHash('sha256').update(serviceName).digest('hex').slice(0, 8);
-  const head = serviceName.slice(0, HELM_RELEASE_MAX - hash.length - 1).replace(/-+$/, '');
-  return `${head}-${hash}`;
-}
-
-/** The namespace defaults to `<project>-<name>` (EnvironmentSettings.namespace), made a DNS label. */
-export function defaultNamespace(project: string, environmentName: string): string {
-  const raw = `${project}-${environmentName}`
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/-+/g, '-');
-  const trimmed = raw.replace(/^-+/, '').slice(0, 63).replace(/-+$/, '');
-  return trimmed === '' ? 'default' : trimmed;
-}
+// The namespace rule and Helm release names live in @stageline/policy, shared with control.

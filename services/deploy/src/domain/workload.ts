@@ -1,9 +1,11 @@
 // What one service runs as, derived from a deploy job: the single input of chart generation.
+
 import { invalidArgument } from '@stageline/errors';
+import { helmReleaseName } from '@stageline/policy';
 import type { bus } from '@stageline/proto';
 import { control } from '@stageline/proto';
 import { parseCron } from './cron.ts';
-import { helmReleaseName, isDnsLabel } from './names.ts';
+import { isDnsLabel } from './names.ts';
 
 export type WorkloadKind = 'CONTAINER' | 'APPLICATION' | 'DATABASE' | 'LIFECYCLE_JOB' | 'CRON_JOB';
 
@@ -371,7 +373,7 @@ export function workloadFromJob(job: bus.DeployJob, extras: WorkloadExtras = {})
     project: job.project,
     serviceId: service.id,
     name: service.name,
-    releaseName: helmReleaseName(service.name),
+    releaseName: helmReleaseName(job.environmentId, service.name),
     kind,
     image: job.image.trim(),
     version: job.version,

@@ -14,7 +14,12 @@ export function buildPredictor(
     async predict(jobs) {
       try {
         // The build service gives up on a job after 60 s itself; this leaves room for its answer.
-        const { predictions } = await callUnary(client, 'predictBuilds', { jobs }, { deadlineMs: 70_000 });
+        const { predictions } = await callUnary(
+          client,
+          'predictBuilds',
+          { jobs },
+          { deadlineMs: 70_000, retry: { withinMs: 10_000 } },
+        );
         return predictions;
       } catch (e) {
         throw domainErrorFromGrpc(e, 'build');

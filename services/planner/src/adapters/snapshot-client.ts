@@ -13,7 +13,12 @@ export function snapshotClient(
   return {
     async get(environmentId) {
       try {
-        return await callUnary(client, 'getEnvironmentSnapshot', { environmentId }, { deadlineMs: 10_000 });
+        return await callUnary(
+          client,
+          'getEnvironmentSnapshot',
+          { environmentId },
+          { deadlineMs: 20_000, retry: true },
+        );
       } catch (e) {
         throw domainErrorFromGrpc(e, 'control');
       }

@@ -8,6 +8,7 @@ import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model
 import { isTerminalRun } from '../domain/model.ts';
 import { expectedDurations, planRun } from '../domain/plan.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
+import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { secretsOfRun } from './secrets.ts';
 import {
   actionName,
@@ -201,7 +202,9 @@ export class PlannerApp {
 
   async cancel(deploymentId: string): Promise<control.Deployment> {
     if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
-    const existing = await this.#deps.db.em().findOne(DeploymentRow, { id: deploymentId });
+    const existing = await this.#deps.db.retry('reading a run', (em) =>
+      em.findOne(DeploymentRow, { id: deploymentId }),
+    );
     if (!existing) throw notFound('deployment', deploymentId, 'deployment_id');
     let cancelJobs = false;
     let finished = false;
@@ -243,9 +246,9 @@ export class PlannerApp {
       .filter((f) => f !== undefined);
     if (facts.length === 0) return;
     // Only the environment (for its lane): the whole row is read again under the lock.
-    const existing = await this.#deps.db
-      .em()
-      .findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] });
+    const existing = await this.#deps.db.retry("reading a run's environment", (em) =>
+      em.findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] }),
+    );
     if (!existing) return;
     let finished = false;
     await this.#inLane(existing.environmentId, async (em) => {
@@ -260,18 +263,60 @@ export class PlannerApp {
     if (finished) await this.kick(existing.environmentId);
   }
 
+  /**
+   * No run hangs: every job of a running run that is past its deadline (app/deadlines.ts) gets a failed
+   * result with the reason, and its run goes on by the failure rules. Safe to call any time (a late
+   * worker's result for such a job changes nothing). Returns how many jobs were failed.
+   */
+  async expireOverdueJobs(limits?: DeadlineLimits): Promise<number> {
+    const rows = await this.#deps.db.retry('reading running runs', (em) =>
+      em.find(DeploymentRow, { status: { $in: ACTIVE } }),
+    );
+    let failed = 0;
+    for (const row of rows) {
+      if (!row.state) continue;
+      const services = (row.snapshot as { services?: { id?: string }[] } | null)?.services ?? [];
+      const serviceOf = (id: string) => {
+        const json = services.find((s) => s.id === id);
+        return json === undefined ? undefined : control.Service.fromJSON(json);
+      };
+      const overdue = overdueJobs(row.state, serviceOf, this.#now(), limits);
+      if (overdue.length === 0) continue;
+      for (const o of overdue) {
+        this.#deps.log.warn({ deploymentId: row.id, ...o }, 'job past its deadline: its service fails');
+      }
+      await this.onJobEvents(
+        overdue.map((o) =>
+          bus.JobEvent.fromPartial({
+            jobId: o.jobId,
+            deploymentId: row.id,
+            serviceId: o.serviceId,
+            sequence: PLANNER_FAILURE_SEQUENCE,
+            event: {
+              $case: 'jobFinished',
+              value: bus.JobFinished.fromPartial({ succeeded: false, message: o.reason }),
+            },
+          }),
+        ),
+      );
+      failed += overdue.length;
+    }
+    return failed;
+  }
+
   // --- the queue ------------------------------------------------------------------------------
 
   /** Starts the environment's next queued run if none is running. Safe to call any time, any number of times. */
   async kick(environmentId: string): Promise<void> {
     for (;;) {
-      const em = this.#deps.db.em();
-      if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return;
-      const next = await em.findOne(
-        DeploymentRow,
-        { environmentId, status: 'QUEUED' },
-        { orderBy: { createdAt: 'asc', id: 'asc' } },
-      );
+      const next = await this.#deps.db.retry("reading an environment's queue", async (em) => {
+        if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return null;
+        return em.findOne(
+          DeploymentRow,
+          { environmentId, status: 'QUEUED' },
+          { orderBy: { createdAt: 'asc', id: 'asc' } },
+        );
+      });
       if (!next) return;
       let snap: Snapshot | undefined;
       try {
@@ -318,7 +363,9 @@ export class PlannerApp {
 
   /** Every environment with queued work: called at start, so a crash between two runs loses nothing. */
   async kickAll(): Promise<void> {
-    const rows = await this.#deps.db.em().find(DeploymentRow, { status: 'QUEUED' }, { fields: ['environmentId'] });
+    const rows = await this.#deps.db.retry('reading queued runs', (em) =>
+      em.find(DeploymentRow, { status: 'QUEUED' }, { fields: ['environmentId'] }),
+    );
     for (const environmentId of new Set(rows.map((r) => r.environmentId))) {
       await this.kick(environmentId).catch((e: unknown) =>
         this.#deps.log.warn({ err: e, environmentId }, 'could not start a queued run'),
@@ -330,10 +377,12 @@ export class PlannerApp {
 
   async getDeployment(deploymentId: string): Promise<control.Deployment> {
     if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
-    const em = this.#deps.db.em();
-    const row = await em.findOne(DeploymentRow, { id: deploymentId });
-    if (!row) throw notFound('deployment', deploymentId, 'deployment_id');
-    return deploymentView(row, await this.#queuePosition(em, row));
+    const view = await this.#deps.db.retry('reading a run', async (em) => {
+      const row = await em.findOne(DeploymentRow, { id: deploymentId });
+      return row ? deploymentView(row, await this.#queuePosition(em, row)) : undefined;
+    });
+    if (!view) throw notFound('deployment', deploymentId, 'deployment_id');
+    return view;
   }
 
   async listDeployments(req: {
@@ -349,15 +398,19 @@ export class PlannerApp {
       before = Buffer.from(req.pageToken, 'base64url').toString();
       if (!UUID.test(before)) throw invalidArgument('page_token', 'is not a token from a previous page');
     }
-    const em = this.#deps.db.em();
-    // Ids are time-ordered (UUIDv7): newest first by id.
-    const rows = await em.find(
-      DeploymentRow,
-      { environmentId: req.environmentId, ...(before ? { id: { $lt: before } } : {}) },
-      { orderBy: { id: 'desc' }, limit: size + 1 },
-    );
+    const { rows, deployments } = await this.#deps.db.retry('listing runs', async (em) => {
+      // Ids are time-ordered (UUIDv7): newest first by id.
+      const found = await em.find(
+        DeploymentRow,
+        { environmentId: req.environmentId, ...(before ? { id: { $lt: before } } : {}) },
+        { orderBy: { id: 'desc' }, limit: size + 1 },
+      );
+      const views = await Promise.all(
+        found.slice(0, size).map(async (r) => deploymentView(r, await this.#queuePosition(em, r))),
+      );
+      return { rows: found, deployments: views };
+    });
     const page = rows.slice(0, size);
-    const deployments = await Promise.all(page.map(async (r) => deploymentView(r, await this.#queuePosition(em, r))));
     return {
       deployments,
       nextPageToken: rows.length > size ? Buffer.from(page.at(-1)!.id).toString('base64url') : '',
@@ -460,19 +513,23 @@ export class PlannerApp {
   }
 
   async #byRequestId(requestId: string): Promise<control.Deployment | undefined> {
-    const key = await this.#deps.db.em().findOne(RequestKeyRow, { requestId });
+    const key = await this.#deps.db.retry('reading a request key', (em) => em.findOne(RequestKeyRow, { requestId }));
     return key ? this.getDeployment(key.deploymentId) : undefined;
   }
 
   async #inLane<T>(environmentId: string, fn: (em: EntityManager, deleted: boolean) => Promise<T>): Promise<T> {
-    return this.#deps.db.em().transactional(async (em) => {
-      await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
-      const rows = await em.execute<{ deleted: boolean }[]>(
-        'select deleted from lane where environment_id = ? for update',
-        [environmentId],
-      );
-      return fn(em, rows[0]?.deleted ?? false);
-    });
+    // A lost connection runs the whole transaction again on what it reads then: facts are applied by
+    // sequence, requests by request id, runs started by status, so a commit that did happen is not redone.
+    return this.#deps.db.retry("changing an environment's runs", (outer) =>
+      outer.transactional(async (em) => {
+        await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
+        const rows = await em.execute<{ deleted: boolean }[]>(
+          'select deleted from lane where environment_id = ? for update',
+          [environmentId],
+        );
+        return fn(em, rows[0]?.deleted ?? false);
+      }),
+    );
   }
 
   async #planFor(

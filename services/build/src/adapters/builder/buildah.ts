@@ -12,7 +12,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { baseEnvironment, runProcess } from '../process.ts';
+import { minimalEnvironment, runProcess } from '@stageline/exec';
 import { isLoopbackHost } from '../registry/reference.ts';
 import { type Builder, BuildFailure, type BuildSpec, type BuiltImage } from './builder.ts';
 
@@ -25,28 +25,6 @@ export interface BuildahOptions {
   insecureRegistries?: readonly string[];
   env?: Readonly<Record<string, string | undefined>>;
 }
-
-/** What buildah may inherit from this process's environment. */
-const PASS_THROUGH = [
-  'PATH',
-  'HOME',
-  'LANG',
-  'TMPDIR',
-  'XDG_RUNTIME_DIR',
-  'CONTAINERS_CONF',
-  'CONTAINERS_REGISTRIES_CONF',
-  'CONTAINERS_STORAGE_CONF',
-  'BUILDAH_LAYERS',
-  'BUILDAH_ISOLATION',
-  'STORAGE_DRIVER',
-  'STORAGE_OPTS',
-  'HTTP_PROXY',
-  'HTTPS_PROXY',
-  'NO_PROXY',
-  'http_proxy',
-  'https_proxy',
-  'no_proxy',
-];
 
 /** Names a build arg cannot take through the environment without changing how buildah itself runs. */
 const RESERVED = /^(LD_|BUILDAH_|CONTAINERS_|STORAGE_|REGISTRY_|XDG_|GO)/;
@@ -66,7 +44,7 @@ export class BuildahBuilder implements Builder {
   }
 
   async build(spec: BuildSpec): Promise<BuiltImage> {
-    const base = baseEnvironment(this.#options.env ?? process.env, PASS_THROUGH);
+    const base = minimalEnvironment(this.#options.env ?? process.env);
     const env: Record<string, string> = { ...base };
     const args = [
       'bud',

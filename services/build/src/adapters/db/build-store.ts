@@ -75,6 +75,12 @@ export class BuildStore {
     this.#db = db;
   }
 
+  /** One statement under the database retry policy: every statement here is safe to run again. */
+  #execute<T = Record<string, unknown>[]>(sql: string, params: unknown[] = []): Promise<T> {
+    const what = `build store: ${sql.trim().split(/\s+/).slice(0, 3).join(' ')}`;
+    return this.#db.retry(what, (em) => em.execute(sql, params) as Promise<T>);
+  }
+
   async start(build: {
     jobId: string;
     deploymentId: string;
@@ -84,9 +90,10 @@ export class BuildStore {
     gitUrl: string;
   }): Promise<string> {
     const id = newId();
-    await this.#db.em().execute(
+    await this.#execute(
       `insert into build (id, job_id, deployment_id, environment_id, service_id, attempt, git_url, status)
-         values (?, ?, ?, ?, ?, ?, ?, 'RUNNING')`,
+         values (?, ?, ?, ?, ?, ?, ?, 'RUNNING')
+         on conflict (id) do nothing`,
       [id, build.jobId, build.deploymentId, build.environmentId, build.serviceId, build.attempt, build.gitUrl],
     );
     return id;
@@ -94,45 +101,38 @@ export class BuildStore {
 
   /** Stores a key's inputs; the same key again changes nothing (its inputs are the same by definition). */
   async recordKey(entry: { key: string; repository: string; tag: string; inputs: KeyInput[] }): Promise<void> {
-    await this.#db
-      .em()
-      .execute(
-        `insert into cache_key (key, repository, tag, inputs) values (?, ?, ?, ?::jsonb) on conflict (key) do nothing`,
-        [entry.key, entry.repository, entry.tag, JSON.stringify(entry.inputs)],
-      );
+    await this.#execute(
+      `insert into cache_key (key, repository, tag, inputs) values (?, ?, ?, ?::jsonb) on conflict (key) do nothing`,
+      [entry.key, entry.repository, entry.tag, JSON.stringify(entry.inputs)],
+    );
   }
 
   async keyed(id: string, commit: string, cacheKey: string): Promise<void> {
-    await this.#db.em().execute('update build set commit = ?, cache_key = ? where id = ?', [commit, cacheKey, id]);
+    await this.#execute('update build set commit = ?, cache_key = ? where id = ?', [commit, cacheKey, id]);
   }
 
   async committed(id: string, commit: string): Promise<void> {
-    await this.#db.em().execute('update build set commit = ? where id = ?', [commit, id]);
+    await this.#execute('update build set commit = ? where id = ?', [commit, id]);
   }
 
   async finish(
     id: string,
     outcome: { status: Exclude<BuildStatus, 'RUNNING'>; message: string; image?: string; cacheHit?: boolean },
   ): Promise<void> {
-    await this.#db
-      .em()
-      .execute(`update build set status = ?, message = ?, image = ?, cache_hit = ?, finished_at = now() where id = ?`, [
-        outcome.status,
-        outcome.message,
-        outcome.image ?? '',
-        outcome.cacheHit ?? false,
-        id,
-      ]);
+    await this.#execute(
+      `update build set status = ?, message = ?, image = ?, cache_hit = ?, finished_at = now() where id = ?`,
+      [outcome.status, outcome.message, outcome.image ?? '', outcome.cacheHit ?? false, id],
+    );
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
-    const rows = await this.#db.em().execute<BuildRow[]>('select * from build where id = ?', [id]);
+    const rows = await this.#execute<BuildRow[]>('select * from build where id = ?', [id]);
     return rows[0] === undefined ? undefined : toRecord(rows[0]);
   }
 
   /** The service's latest keyed build, in one deployment if given. */
   async latestFor(serviceId: string, deploymentId?: string): Promise<BuildRecord | undefined> {
-    const rows = await this.#db.em().execute<BuildRow[]>(
+    const rows = await this.#execute<BuildRow[]>(
       `select * from build where service_id = ? and cache_key is not null ${deploymentId === undefined ? '' : 'and deployment_id = ?'}
           order by started_at desc, id desc limit 1`,
       deploymentId === undefined ? [serviceId] : [serviceId, deploymentId],
@@ -145,7 +145,7 @@ export class BuildStore {
    * started before `before` (a retry of the same run is not a "previous build").
    */
   async previousFor(serviceId: string, before: { id: string; deploymentId: string; startedAt: Date }) {
-    const rows = await this.#db.em().execute<BuildRow[]>(
+    const rows = await this.#execute<BuildRow[]>(
       `select * from build
         where service_id = ? and status = 'SUCCEEDED' and cache_key is not null
           and deployment_id <> ? and id <> ? and started_at <= ?
@@ -156,11 +156,9 @@ export class BuildStore {
   }
 
   async key(key: string): Promise<CacheKeyRecord | undefined> {
-    const rows = await this.#db
-      .em()
-      .execute<
-        Array<{ key: string; repository: string; tag: string; inputs: KeyInput[] | string; created_at: Date | string }>
-      >('select * from cache_key where key = ?', [key]);
+    const rows = await this.#execute<
+      Array<{ key: string; repository: string; tag: string; inputs: KeyInput[] | string; created_at: Date | string }>
+    >('select * from cache_key where key = ?', [key]);
     const r = rows[0];
     if (r === undefined) return undefined;
     return {

@@ -26,9 +26,15 @@ export class MirrorStore {
     this.#db = db;
   }
 
+  /** One statement under the database retry policy: every statement here is safe to run again. */
+  #execute<T = Record<string, unknown>[]>(sql: string, params: unknown[] = []): Promise<T> {
+    const what = `mirror store: ${sql.trim().split(/\s+/).slice(0, 3).join(' ')}`;
+    return this.#db.retry(what, (em) => em.execute(sql, params) as Promise<T>);
+  }
+
   /** Records that the mirror holds `destinationRef` at `digest`; recording it again changes nothing. */
   async record(entry: MirrorEntry): Promise<void> {
-    await this.#db.em().execute(
+    await this.#execute(
       `insert into mirror_entry
            (id, source_ref, source_repository, source_digest, destination_ref, destination_repository, digest)
          values (?, ?, ?, ?, ?, ?, ?)
@@ -50,7 +56,7 @@ export class MirrorStore {
    * places where its blobs (shared base layers included) can be mounted from instead of copied.
    */
   async repositoriesMirroredFrom(sourceRepository: string, limit = 5): Promise<string[]> {
-    const rows = await this.#db.em().execute<Array<{ destination_repository: string }>>(
+    const rows = await this.#execute<Array<{ destination_repository: string }>>(
       `select destination_repository from mirror_entry
         where source_repository = ?
         group by destination_repository
@@ -62,7 +68,7 @@ export class MirrorStore {
   }
 
   async findByDestination(destinationRef: string): Promise<StoredMirrorEntry[]> {
-    const rows = await this.#db.em().execute<
+    const rows = await this.#execute<
       Array<{
         id: string;
         source_ref: string;

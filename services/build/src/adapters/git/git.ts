@@ -9,8 +9,8 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DomainError, invalidArgument } from '@stageline/errors';
+import { minimalEnvironment, type RunOptions, type RunResult, runProcess } from '@stageline/exec';
 import { type Redact, redactor } from '../../domain/redact.ts';
-import { baseEnvironment, type RunOptions, type RunResult, runProcess } from '../process.ts';
 import type { GitCredentials, GitCredentialsLookup } from './credentials.ts';
 
 export type GitRef =
@@ -45,23 +45,6 @@ export interface FetchedCommit {
 }
 
 export type FileAtCommit = { found: true; content: Buffer } | { found: false; problem: string };
-
-/** What tools may inherit from this process's environment. */
-const PASS_THROUGH = [
-  'PATH',
-  'HOME',
-  'LANG',
-  'TMPDIR',
-  'SSH_AUTH_SOCK',
-  'GIT_SSL_CAINFO',
-  'GIT_SSL_CAPATH',
-  'HTTP_PROXY',
-  'HTTPS_PROXY',
-  'NO_PROXY',
-  'http_proxy',
-  'https_proxy',
-  'no_proxy',
-];
 
 const ASKPASS = `#!/bin/sh
 # Stageline's GIT_ASKPASS: answers git's prompts from the environment git was started with.
@@ -166,7 +149,7 @@ export class GitClient {
   }
 
   async #env(parsed: ParsedGitUrl, rawUrl: string): Promise<{ env: Record<string, string>; config: string[] }> {
-    const env = baseEnvironment(this.#options.env ?? process.env, PASS_THROUGH);
+    const env = minimalEnvironment(this.#options.env ?? process.env);
     env.LANG = 'C';
     env.GIT_TERMINAL_PROMPT = '0';
     // No ext:: or fd:: transports, whatever a URL or a redirect asks for.

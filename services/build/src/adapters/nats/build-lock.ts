@@ -83,10 +83,23 @@ export class BuildLocks {
       } catch (e) {
         if (!heldElsewhere(e)) throw e;
       }
+      const current = await this.#kv.get(key).catch(() => null);
+      const holder = current?.value ? new TextDecoder().decode(current.value) : '';
+      if (current?.operation === 'PUT' && holder === options.holder) {
+        // An earlier delivery of this very job holds it: its worker died (or, paused, has lost the job's
+        // lease and stops). Take the lock over now rather than waiting out its lease.
+        try {
+          const revision = await this.#kv.update(key, new TextEncoder().encode(options.holder), current.revision);
+          this.#options.log.info({ key, holder }, 'build lock taken over from an earlier delivery of the same job');
+          return { lock: this.#held(key, revision, options.holder), waited };
+        } catch (e) {
+          if (!heldElsewhere(e)) throw e;
+          continue;
+        }
+      }
       if (!waited) {
         waited = true;
-        const current = await this.#kv.get(key).catch(() => null);
-        options.onWait?.(current?.value ? new TextDecoder().decode(current.value) : 'another build');
+        options.onWait?.(holder || 'another build');
       }
       await sleep(this.#options.pollMs ?? 250, options.signal);
     }

@@ -17,6 +17,8 @@ const EnvironmentSchema = defineEntity({
     preview: p.boolean(),
     clonedFromId: p.uuid().nullable(),
     settings: p.json<Settings>(),
+    /** The resolved namespace (unique among live environments); null for rows not yet assigned one. */
+    namespace: p.text().nullable(),
     status: p.integer(),
     createdAt: p.datetime(),
     updatedAt: p.datetime(),

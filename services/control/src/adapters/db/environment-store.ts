@@ -2,6 +2,7 @@ import { LockMode } from '@mikro-orm/core';
 import type { Subjects } from '@stageline/bus';
 import { type Database, type EntityManager, enqueue, isUniqueViolation, newId } from '@stageline/db';
 import { alreadyExists, invalidArgument, notFound } from '@stageline/errors';
+import { resolveNamespace } from '@stageline/policy';
 import { bus, type control } from '@stageline/proto';
 import type {
   Change,
@@ -84,6 +85,7 @@ function environmentFields(env: EnvironmentRecord) {
     preview: env.preview,
     clonedFromId: env.clonedFromId === '' ? null : env.clonedFromId,
     settings: env.settings,
+    namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
     status: env.status,
     createdAt: env.createdAt,
     updatedAt: env.updatedAt,
@@ -100,11 +102,15 @@ export class PgEnvironmentStore implements EnvironmentStore {
   async insert(aggregate: EnvironmentAggregate, actor: string, events: EnvironmentEventBody[]): Promise<void> {
     const env = aggregate.environment;
     try {
-      await this.#deps.db.em().transactional(async (tx) => {
-        tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
-        this.#writeChildren(tx, aggregate, { stages: [], services: [] });
-        this.#enqueue(tx, env.id, events, actor);
-      });
+      await this.#deps.db.retry('creating an environment', (em) =>
+        em.transactional(async (tx) => {
+          // A retry after a commit whose answer was lost finds its own row: done.
+          if ((await tx.findOne(EnvironmentRow, { id: env.id })) !== null) return;
+          tx.create(EnvironmentRow, { id: env.id, ...environmentFields(env) });
+          this.#writeChildren(tx, aggregate, { stages: [], services: [] });
+          this.#enqueue(tx, env.id, events, actor);
+        }),
+      );
     } catch (e) {
       if (isUniqueViolation(e, 'environment_project_name_key')) {
         throw alreadyExists(
@@ -112,13 +118,57 @@ export class PgEnvironmentStore implements EnvironmentStore {
           `an environment named ${JSON.stringify(env.name)} already exists in project ${JSON.stringify(env.project)}`,
         );
       }
-      throw e;
+      throw await this.#namespaceTaken(e, env);
     }
     this.#deps.onCommit();
   }
 
+  /** ALREADY_EXISTS naming the environment that holds `env`'s namespace, when `e` is that; else `e`. */
+  async #namespaceTaken(e: unknown, env: EnvironmentRecord): Promise<unknown> {
+    if (!isUniqueViolation(e, 'environment_namespace_key')) return e;
+    const namespace = resolveNamespace(env.project, env.name, env.settings.namespace);
+    const holder = await this.#deps.db
+      .em()
+      .findOne(
+        EnvironmentRow,
+        { namespace, status: { $ne: EnvStatus.DELETED }, id: { $ne: env.id } },
+        { fields: ['id', 'project', 'name'], disableIdentityMap: true },
+      );
+    const other = holder ? `environment ${holder.project}/${holder.name} (${holder.id})` : 'another environment';
+    return alreadyExists(
+      env.settings.namespace !== '' ? 'settings.namespace' : 'name',
+      `namespace ${JSON.stringify(namespace)} is already the namespace of ${other}`,
+    );
+  }
+
+  /**
+   * Gives every live environment without a recorded namespace (rows from before it was recorded) its
+   * resolved one, oldest first; returns those that could not have it because another holds it.
+   */
+  async assignNamespaces(): Promise<{ id: string; project: string; name: string; namespace: string }[]> {
+    const em = this.#deps.db.em();
+    const rows = await em.find(
+      EnvironmentRow,
+      { namespace: null, status: { $ne: EnvStatus.DELETED } },
+      { orderBy: { id: 'asc' }, disableIdentityMap: true },
+    );
+    const conflicts: { id: string; project: string; name: string; namespace: string }[] = [];
+    for (const row of rows) {
+      const namespace = resolveNamespace(row.project, row.name, row.settings.namespace);
+      try {
+        await em.nativeUpdate(EnvironmentRow, { id: row.id, namespace: null }, { namespace });
+      } catch (e) {
+        if (!isUniqueViolation(e, 'environment_namespace_key')) throw e;
+        conflicts.push({ id: row.id, project: row.project, name: row.name, namespace });
+      }
+    }
+    return conflicts;
+  }
+
   async get(environmentId: string): Promise<EnvironmentAggregate> {
-    return toAggregate(await this.#load(this.#deps.db.em(), environmentId, false));
+    return toAggregate(
+      await this.#deps.db.retry('reading an environment', (em) => this.#load(em, environmentId, false)),
+    );
   }
 
   async list(
@@ -136,7 +186,9 @@ export class PgEnvironmentStore implements EnvironmentStore {
       ...(projects !== undefined ? { project: { $in: [...projects] } } : {}),
       ...(after !== undefined ? { id: { $gt: after } } : {}),
     };
-    const rows = await this.#deps.db.em().find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 });
+    const rows = await this.#deps.db.retry('listing environments', (em) =>
+      em.find(EnvironmentRow, where, { orderBy: { id: 'asc' }, limit: pageSize + 1 }),
+    );
     const items = rows.slice(0, pageSize).map(toRecord);
     const last = items.at(-1);
     return {
@@ -151,34 +203,43 @@ export class PgEnvironmentStore implements EnvironmentStore {
     actor: string,
   ): Promise<T> {
     let written = false;
-    const result = await this.#deps.db.em().transactional(async (tx) => {
-      const rows = await this.#load(tx, environmentId, true);
-      const c = change(toAggregate(rows));
-      if (c.events.length > 0) {
-        tx.assign(rows.environment, environmentFields(c.next.environment));
-        this.#writeChildren(tx, c.next, rows);
-        this.#enqueue(tx, environmentId, c.events, actor);
-        written = true;
-      }
-      return c.result;
-    });
+    let next: EnvironmentRecord | undefined;
+    // The change is decided again on what a retry reads: it never applies to a stale environment.
+    const result = await this.#deps.db
+      .retry('changing an environment', (em) =>
+        em.transactional(async (tx) => {
+          const rows = await this.#load(tx, environmentId, true);
+          const c = change(toAggregate(rows));
+          if (c.events.length > 0) {
+            next = c.next.environment;
+            tx.assign(rows.environment, environmentFields(c.next.environment));
+            this.#writeChildren(tx, c.next, rows);
+            this.#enqueue(tx, environmentId, c.events, actor);
+            written = true;
+          }
+          return c.result;
+        }),
+      )
+      .catch(async (e: unknown) => {
+        throw next === undefined ? e : await this.#namespaceTaken(e, next);
+      });
     if (written) this.#deps.onCommit();
     return result;
   }
 
   async status(environmentId: string): Promise<control.EnvironmentStatus | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db
-      .em()
-      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true });
+    const row = await this.#deps.db.retry("reading an environment's status", (em) =>
+      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true }),
+    );
     return row?.status as control.EnvironmentStatus | undefined;
   }
 
   async project(environmentId: string): Promise<string | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db
-      .em()
-      .findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true });
+    const row = await this.#deps.db.retry("reading an environment's project", (em) =>
+      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'project'], disableIdentityMap: true }),
+    );
     return row?.project;
   }
 

@@ -77,4 +77,11 @@ export const migrations: DbMigration[] = [
     )`,
     `create unique index api_token_live_name_key on api_token (name) where revoked_at is null`,
   ]),
+  // The namespace an environment deploys into (its setting, else the default rule of @stageline/policy),
+  // unique among live environments: no two environments share one (issue 21). Rows of before are
+  // filled in at start by the store (assignNamespaces), with the rule in TypeScript, its one place.
+  sqlMigration('control-0004-environment-namespace', [
+    `alter table environment add column namespace text null`,
+    `create unique index environment_namespace_key on environment (namespace) where status <> 10 and namespace is not null`,
+  ]),
 ];

@@ -1,12 +1,18 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Bus } from '@stageline/bus';
 import { newId } from '@stageline/db';
-import { invalidArgument, notFound } from '@stageline/errors';
+import { DomainError, invalidArgument, notFound, RetriesExhausted, retrying } from '@stageline/errors';
 import { callUnary, domainErrorFromGrpc, type GrpcServiceRegistration, serverStream, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
-import { type build, bus as busv1, control, type planner } from '@stageline/proto';
+import { type build, bus as busv1, control, type deploy, type planner } from '@stageline/proto';
 import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
 import { callerOf, type Scope } from './access.ts';
+
+/**
+ * A planner or build service restarting is retried (the gRPC retry policy) for a few seconds: long
+ * enough for a restart, short enough that the client, waiting on us, is told UNAVAILABLE in time.
+ */
+const BETWEEN_SERVICES = { retry: { withinMs: 8_000 } } as const;
 
 // DeploymentService: every action becomes an ActionRequested handed to the planner over gRPC
 // (PlannerService/Submit — the same path as a request consumed from the bus); runs are read back
@@ -16,6 +22,8 @@ export interface DeploymentDeps {
   planner: planner.PlannerServiceClient;
   /** BuildService, for ExplainBuild (users never reach it directly). */
   build: build.BuildServiceClient;
+  /** ReleaseService, for release history and cron runs (users never reach it directly). */
+  releases: deploy.ReleaseServiceClient;
   scope: Scope;
   /** The ids of an environment's services (ExplainBuild takes only those). */
   services: (environmentId: string) => Promise<string[]>;
@@ -58,7 +66,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       requester: requesterOf(call, request.requester),
     });
     try {
-      const { deployment } = await callUnary(deps.planner, 'submit', { request: full });
+      const { deployment } = await callUnary(deps.planner, 'submit', { request: full }, BETWEEN_SERVICES);
       return { deployment: deployment! };
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
@@ -86,12 +94,20 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       });
     };
 
+  /** Checks that the service is one of the environment's, and that the caller may see the environment. */
+  async function serviceOf(call: object, environmentId: string, serviceId: string): Promise<void> {
+    if (environmentId === '') throw invalidArgument('environment_id', 'is required');
+    if (serviceId === '') throw invalidArgument('service_id', 'is required');
+    await deps.scope.environment(call, environmentId);
+    if (!(await deps.services(environmentId)).includes(serviceId)) throw notFound('service', serviceId, 'service_id');
+  }
+
   /** A run, if the caller may see its environment (NOT_FOUND otherwise, as if it did not exist). */
   async function get(call: object, deploymentId: string): Promise<control.Deployment> {
     if (deploymentId === '') throw invalidArgument('deployment_id', 'is required');
     let deployment: control.Deployment;
     try {
-      deployment = (await callUnary(deps.planner, 'getDeployment', { deploymentId })).deployment!;
+      deployment = (await callUnary(deps.planner, 'getDeployment', { deploymentId }, BETWEEN_SERVICES)).deployment!;
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
     }
@@ -103,16 +119,31 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     return deployment;
   }
 
-  /** An ephemeral consumer on one stream and subject filter, read in order without acks. */
+  /**
+   * An ephemeral consumer on one stream and subject filter, read in order without acks. While the bus
+   * reconnects (NATS restarting) it is tried again for a few seconds; then UNAVAILABLE, never INTERNAL.
+   */
   async function reader(stream: string, filter: string, deliver: 'all' | 'last_per_subject') {
-    const info = await deps.bus.jsm.consumers.add(stream, {
-      filter_subject: filter,
-      deliver_policy: deliver as never,
-      ack_policy: 'none' as never,
-      // Gone on its own if the client disappears without us noticing.
-      inactive_threshold: 60_000_000_000,
+    const open = async () => {
+      const created = await deps.bus.jsm.consumers.add(stream, {
+        filter_subject: filter,
+        deliver_policy: deliver as never,
+        ack_policy: 'none' as never,
+        // Gone on its own if the client disappears without us noticing.
+        inactive_threshold: 60_000_000_000,
+      });
+      return { info: created, consumer: await deps.bus.js.consumers.get(stream, created.name) };
+    };
+    const { info, consumer } = await retrying(open, {
+      what: `reading ${stream}`,
+      policy: { baseMs: 100, maxMs: 1_000, deadlineMs: 10_000 },
+      // The server refusing (an API error, with a code) is an answer; a lost connection is not.
+      isTransient: (e) => typeof (e as { code?: unknown }).code !== 'number',
+    }).catch((e: unknown) => {
+      throw new DomainError('UNAVAILABLE', `the bus is unavailable: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e instanceof RetriesExhausted ? e.cause : e,
+      });
     });
-    const consumer = await deps.bus.js.consumers.get(stream, info.name);
     return {
       pending: info.num_pending,
       consumer,
@@ -149,7 +180,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
       await deps.scope.environment(call, req.environmentId);
       try {
-        return await callUnary(deps.planner, 'listDeployments', req);
+        return await callUnary(deps.planner, 'listDeployments', req, BETWEEN_SERVICES);
       } catch (e) {
         throw domainErrorFromGrpc(e, 'planner');
       }
@@ -159,9 +190,12 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       if (req.action === A.ACTION_UNSPECIFIED) throw invalidArgument('action', 'is required');
       await deps.scope.environment(call, req.environmentId);
       try {
-        const { deployment } = await callUnary(deps.planner, 'plan', {
-          request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }),
-        });
+        const { deployment } = await callUnary(
+          deps.planner,
+          'plan',
+          { request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }) },
+          BETWEEN_SERVICES,
+        );
         return { deployment: deployment! };
       } catch (e) {
         throw domainErrorFromGrpc(e, 'planner');
@@ -169,21 +203,40 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     }),
 
     explainBuild: unary(log, async (req, call) => {
-      if (req.environmentId === '') throw invalidArgument('environment_id', 'is required');
-      if (req.serviceId === '') throw invalidArgument('service_id', 'is required');
-      await deps.scope.environment(call, req.environmentId);
-      const services = await deps.services(req.environmentId);
-      if (!services.includes(req.serviceId)) throw notFound('service', req.serviceId, 'service_id');
+      await serviceOf(call, req.environmentId, req.serviceId);
       if (req.deploymentId !== undefined && (await get(call, req.deploymentId)).environmentId !== req.environmentId) {
         throw notFound('deployment', req.deploymentId, 'deployment_id');
       }
       try {
-        return await callUnary(deps.build, 'explainBuild', {
-          serviceId: req.serviceId,
-          ...(req.deploymentId !== undefined ? { deploymentId: req.deploymentId } : {}),
-        });
+        return await callUnary(
+          deps.build,
+          'explainBuild',
+          {
+            serviceId: req.serviceId,
+            ...(req.deploymentId !== undefined ? { deploymentId: req.deploymentId } : {}),
+          },
+          BETWEEN_SERVICES,
+        );
       } catch (e) {
         throw domainErrorFromGrpc(e, 'build');
+      }
+    }),
+
+    listReleases: unary(log, async (req, call) => {
+      await serviceOf(call, req.environmentId, req.serviceId);
+      try {
+        return await callUnary(deps.releases, 'listReleases', { serviceId: req.serviceId });
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'deploy');
+      }
+    }),
+    listCronRuns: unary(log, async (req, call) => {
+      await serviceOf(call, req.environmentId, req.serviceId);
+      if (req.limit > 500) throw invalidArgument('limit', 'must be at most 500');
+      try {
+        return await callUnary(deps.releases, 'listCronRuns', { serviceId: req.serviceId, limit: req.limit });
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'deploy');
       }
     }),
 

@@ -33,6 +33,7 @@ export function controlServices(app: ControlApp, scope: Scope, log: Logger): Grp
     updateService: inEnv((req, as) => as.updateService(req)),
     removeService: inEnv((req, as) => as.removeService(req)),
     listServices: inEnv((req) => app.listServices(req)),
+    listKubeContexts: unary(log, async () => ({ contexts: [...app.kubeContexts()] })),
   };
   const pipelines: control.PipelineServiceServer = {
     getPipeline: inEnv((req) => app.getPipeline(req)),

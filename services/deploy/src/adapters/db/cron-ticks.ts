@@ -3,7 +3,6 @@
 import { type Database, newId } from '@stageline/db';
 import type { CronRun, CronTickStore, TickClaim } from '../../app/cron-scheduler.ts';
 import { CronTickRow } from './entities.ts';
-import { unavailable } from './release-store.ts';
 
 function toRun(row: CronTickRow): CronRun {
   return {
@@ -31,22 +30,26 @@ export class PgCronTicks implements CronTickStore {
 
   async claim(claim: TickClaim, now: Date): Promise<string | undefined> {
     const id = newId();
-    const rows = await this.#db
-      .em()
-      .execute<Array<{ id: string }>>(
+    // Safe to run again: a retry after a lost commit finds its own row by id.
+    return this.#db.retry('claiming a cron tick', async (em) => {
+      const rows = await em.execute<Array<{ id: string }>>(
         `insert into cron_tick (id, service_id, environment_id, tick, release_id, revision, status, owner,
            started_at, heartbeat_at)
          values (?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)
          on conflict (service_id, tick) do nothing
          returning id`,
         [id, claim.serviceId, claim.environmentId, claim.tick, claim.releaseId, claim.revision, claim.owner, now, now],
-      )
-      .catch(unavailable);
-    return rows[0]?.id;
+      );
+      if (rows[0] !== undefined) return rows[0].id;
+      const mine = await em.execute<Array<{ id: string }>>('select id from cron_tick where id = ?', [id]);
+      return mine[0]?.id;
+    });
   }
 
   async heartbeat(id: string, now: Date): Promise<void> {
-    await this.#db.em().nativeUpdate(CronTickRow, { id, status: 'RUNNING' }, { heartbeatAt: now }).catch(unavailable);
+    await this.#db.retry('recording a cron heartbeat', (em) =>
+      em.nativeUpdate(CronTickRow, { id, status: 'RUNNING' }, { heartbeatAt: now }),
+    );
   }
 
   async finish(
@@ -54,16 +57,14 @@ export class PgCronTicks implements CronTickStore {
     outcome: { status: 'SUCCEEDED' | 'FAILED'; exitCode: number; message: string; log: string[] },
     now: Date,
   ): Promise<void> {
-    await this.#db
-      .em()
-      .nativeUpdate(CronTickRow, { id }, { ...outcome, finishedAt: now, heartbeatAt: now })
-      .catch(unavailable);
+    await this.#db.retry("recording a cron run's outcome", (em) =>
+      em.nativeUpdate(CronTickRow, { id }, { ...outcome, finishedAt: now, heartbeatAt: now }),
+    );
   }
 
   async failStale(staleBefore: Date, now: Date): Promise<number> {
-    return this.#db
-      .em()
-      .nativeUpdate(
+    return this.#db.retry('failing stale cron runs', (em) =>
+      em.nativeUpdate(
         CronTickRow,
         { status: 'RUNNING', heartbeatAt: { $lt: staleBefore } },
         {
@@ -72,15 +73,14 @@ export class PgCronTicks implements CronTickStore {
           message: 'interrupted: the deploy process running it stopped',
           finishedAt: now,
         },
-      )
-      .catch(unavailable);
+      ),
+    );
   }
 
   async list(serviceId: string, limit: number): Promise<CronRun[]> {
-    const rows = await this.#db
-      .em()
-      .find(CronTickRow, { serviceId }, { orderBy: { tick: 'desc' }, limit })
-      .catch(unavailable);
+    const rows = await this.#db.retry("reading a cron job's runs", (em) =>
+      em.find(CronTickRow, { serviceId }, { orderBy: { tick: 'desc' }, limit }),
+    );
     return rows.map(toRun);
   }
 }

@@ -39,15 +39,6 @@ export function toRelease(row: ReleaseRow): Release {
   };
 }
 
-/** A lost connection is worth a redelivery; anything else is a bug to report. */
-export function unavailable(e: unknown): never {
-  const code = (e as { code?: string }).code;
-  if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01' || code === '08006') {
-    throw new DomainError('UNAVAILABLE', 'the deploy database is unavailable', { cause: e });
-  }
-  throw e;
-}
-
 // Serializes revision allocation per service across processes, for the transaction's duration.
 const lockService = (em: EntityManager, serviceId: string) =>
   em.execute(`select pg_advisory_xact_lock(hashtext('deploy.release'), hashtext(?))`, [serviceId]);
@@ -71,88 +62,90 @@ export class PgReleaseStore implements ReleaseStore {
   }
 
   async findResult(jobId: string): Promise<bus.JobFinished | undefined> {
-    const row = await this.#db.em().findOne(JobResultRow, { jobId }).catch(unavailable);
+    const row = await this.#db.retry("reading a job's recorded result", (em) => em.findOne(JobResultRow, { jobId }));
     if (row === null) return undefined;
     const result = bus.JobFinished.fromJSON(row.result);
     return { ...result, outputs: openValues(this.#secrets, result.outputs) };
   }
 
   async history(serviceId: string): Promise<Release[]> {
-    const rows = await this.#db
-      .em()
-      .find(ReleaseRow, { serviceId }, { orderBy: { revision: 'desc' } })
-      .catch(unavailable);
+    const rows = await this.#db.retry("reading a service's releases", (em) =>
+      em.find(ReleaseRow, { serviceId }, { orderBy: { revision: 'desc' } }),
+    );
     return rows.map(toRelease);
   }
 
   async get(serviceId: string, revision: number): Promise<Release | undefined> {
-    const row = await this.#db.em().findOne(ReleaseRow, { serviceId, revision }).catch(unavailable);
+    const row = await this.#db.retry('reading a release', (em) => em.findOne(ReleaseRow, { serviceId, revision }));
     return row === null ? undefined : toRelease(row);
   }
 
   async begin(input: NewRelease): Promise<Release> {
-    const row = await this.#db
-      .em()
-      .transactional(async (em) => {
-        await lockService(em, input.serviceId);
-        const existing = await em.findOne(ReleaseRow, { jobId: input.jobId });
-        if (existing !== null) return existing;
-        const [last] = await em.execute<Array<{ revision: number | null }>>(
-          'select max(revision) as revision from release where service_id = ?',
-          [input.serviceId],
-        );
-        const now = this.#now();
-        return em.create(ReleaseRow, {
-          id: newId(),
-          ...input,
-          revision: (last?.revision ?? 0) + 1,
-          configHash: '',
-          chartPath: '',
-          status: 'DEPLOYING',
-          message: '',
-          hostPorts: [],
-          endpoints: [],
-          runtimeRevision: 0,
-          kind: input.kind ?? '',
-          schedule: input.schedule ?? '',
-          createdAt: now,
-          updatedAt: now,
-        });
-      })
-      .catch(async (e: unknown) => {
-        // Two deliveries of one job raced past findOne: the other one's release is ours.
-        if (isUniqueViolation(e)) {
-          const other = await this.#db.em().findOne(ReleaseRow, { jobId: input.jobId });
-          if (other !== null) return other;
-        }
-        return unavailable(e);
-      });
+    // Safe to run again: a release is found by its job id before one is made.
+    const row = await this.#db.retry('beginning a release', (outer) =>
+      outer
+        .transactional(async (em) => {
+          await lockService(em, input.serviceId);
+          const existing = await em.findOne(ReleaseRow, { jobId: input.jobId });
+          if (existing !== null) return existing;
+          const [last] = await em.execute<Array<{ revision: number | null }>>(
+            'select max(revision) as revision from release where service_id = ?',
+            [input.serviceId],
+          );
+          const now = this.#now();
+          return em.create(ReleaseRow, {
+            id: newId(),
+            ...input,
+            revision: (last?.revision ?? 0) + 1,
+            configHash: '',
+            chartPath: '',
+            status: 'DEPLOYING',
+            message: '',
+            hostPorts: [],
+            endpoints: [],
+            runtimeRevision: 0,
+            kind: input.kind ?? '',
+            schedule: input.schedule ?? '',
+            createdAt: now,
+            updatedAt: now,
+          });
+        })
+        .catch(async (e: unknown) => {
+          // Two deliveries of one job raced past findOne: the other one's release is ours.
+          if (isUniqueViolation(e)) {
+            const other = await this.#db.em().findOne(ReleaseRow, { jobId: input.jobId });
+            if (other !== null) return other;
+          }
+          throw e;
+        }),
+    );
     return toRelease(row);
   }
 
   /** Every live CRON_JOB release on a runtime (the local scheduler's schedules). */
   async liveCronJobs(runtime: string): Promise<Release[]> {
-    const rows = await this.#db
-      .em()
-      .find(ReleaseRow, { runtime, kind: 'CRON_JOB', status: 'DEPLOYED' })
-      .catch(unavailable);
+    const rows = await this.#db.retry('reading live cron jobs', (em) =>
+      em.find(ReleaseRow, { runtime, kind: 'CRON_JOB', status: 'DEPLOYED' }),
+    );
     return rows.map(toRelease);
   }
 
   async setChart(id: string, chartPath: string, configHash: string): Promise<Release> {
-    const em = this.#db.em();
-    const row = await em.findOneOrFail(ReleaseRow, { id }).catch(unavailable);
-    row.chartPath = chartPath;
-    row.configHash = configHash;
-    row.updatedAt = this.#now();
-    await em.flush().catch(unavailable);
+    const row = await this.#db.retry("recording a release's chart", async (em) => {
+      const found = await em.findOneOrFail(ReleaseRow, { id });
+      found.chartPath = chartPath;
+      found.configHash = configHash;
+      found.updatedAt = this.#now();
+      await em.flush();
+      return found;
+    });
     return toRelease(row);
   }
 
   async finish(record: JobRecord, changes: readonly ReleaseChange[]): Promise<void> {
-    await this.#db
-      .em()
-      .transactional(async (em) => {
+    // Safe to run again: the same values are written, and the first recorded result stands.
+    await this.#db.retry("recording a job's result", (outer) =>
+      outer.transactional(async (em) => {
         const now = this.#now();
         for (const change of changes) {
           const row = await em.findOneOrFail(ReleaseRow, { id: change.id });
@@ -183,8 +176,8 @@ export class PgReleaseStore implements ReleaseStore {
             createdAt: now,
           });
         }
-      })
-      .catch(unavailable);
+      }),
+    );
   }
 }
 
@@ -209,8 +202,8 @@ export class PgHostPorts implements HostPortReservations {
     environmentId: string,
     containerPorts: readonly number[],
   ): Promise<Map<number, number>> {
-    const em = this.#deps.db.em();
-    const held = await em.find(HostPortRow, { serviceId }).catch(unavailable);
+    const db = this.#deps.db;
+    const held = await db.retry("reading a service's host ports", (em) => em.find(HostPortRow, { serviceId }));
     const result = new Map<number, number>();
     for (const row of held) {
       if (containerPorts.includes(row.containerPort)) result.set(row.containerPort, row.port);
@@ -218,7 +211,9 @@ export class PgHostPorts implements HostPortReservations {
     // Ports no longer public are given back.
     const stale = held.filter((row) => !containerPorts.includes(row.containerPort));
     if (stale.length > 0) {
-      await em.nativeDelete(HostPortRow, { port: { $in: stale.map((r) => r.port) } }).catch(unavailable);
+      await db.retry('giving back host ports', (em) =>
+        em.nativeDelete(HostPortRow, { port: { $in: stale.map((r) => r.port) } }),
+      );
     }
     for (const containerPort of containerPorts) {
       if (result.has(containerPort)) continue;
@@ -231,19 +226,24 @@ export class PgHostPorts implements HostPortReservations {
     for (let attempt = 0; attempt < PICK_ATTEMPTS; attempt++) {
       const port = await this.#deps.pickFreePort();
       try {
-        await this.#deps.db.em().insert(HostPortRow, {
-          port,
-          serviceId,
-          environmentId,
-          containerPort,
-          createdAt: this.#deps.now?.() ?? new Date(),
-        });
+        await this.#deps.db.retry('reserving a host port', (em) =>
+          em.insert(HostPortRow, {
+            port,
+            serviceId,
+            environmentId,
+            containerPort,
+            createdAt: this.#deps.now?.() ?? new Date(),
+          }),
+        );
         return port;
       } catch (e) {
-        if (!isUniqueViolation(e)) unavailable(e);
+        if (!isUniqueViolation(e)) throw e;
         // Either another service holds that port (stopped, so not bound), or a concurrent delivery of this
-        // service's job reserved this container port first: then its port is ours.
-        const mine = await this.#deps.db.em().findOne(HostPortRow, { serviceId, containerPort });
+        // service's job (or our own insert, retried after its commit was lost) reserved it first: then its
+        // port is ours.
+        const mine = await this.#deps.db.retry('reading a host port', (em) =>
+          em.findOne(HostPortRow, { serviceId, containerPort }),
+        );
         if (mine !== null) return mine.port;
       }
     }
@@ -251,14 +251,18 @@ export class PgHostPorts implements HostPortReservations {
   }
 
   async releaseService(serviceId: string): Promise<void> {
-    await this.#deps.db.em().nativeDelete(HostPortRow, { serviceId }).catch(unavailable);
+    await this.#deps.db.retry("giving back a service's host ports", (em) =>
+      em.nativeDelete(HostPortRow, { serviceId }),
+    );
   }
 
   /** Every reservation of an environment (tests, and operators looking for who holds a port). */
   async ofEnvironment(
     environmentId: string,
   ): Promise<Array<{ port: number; serviceId: string; containerPort: number }>> {
-    const rows = await this.#deps.db.em().find(HostPortRow, { environmentId }, { orderBy: { port: 'asc' } });
+    const rows = await this.#deps.db.retry("reading an environment's host ports", (em) =>
+      em.find(HostPortRow, { environmentId }, { orderBy: { port: 'asc' } }),
+    );
     return rows.map((r) => ({ port: r.port, serviceId: r.serviceId, containerPort: r.containerPort }));
   }
 }
@@ -282,23 +286,32 @@ export class PgCredentialStore implements CredentialStore {
     environmentId: string,
     make: () => DatabaseCredentials,
   ): Promise<DatabaseCredentials> {
-    const em = this.#deps.db.em();
-    const existing = await em.findOne(DatabaseCredentialRow, { serviceId }).catch(unavailable);
+    const db = this.#deps.db;
+    const existing = await db.retry("reading a database's credentials", (em) =>
+      em.findOne(DatabaseCredentialRow, { serviceId }),
+    );
     if (existing !== null) return this.#credentials(existing);
     const made = make();
     try {
-      await em.insert(DatabaseCredentialRow, {
-        serviceId,
-        environmentId,
-        ...made,
-        password: this.#deps.secrets.seal(made.password),
-        createdAt: this.#deps.now?.() ?? new Date(),
-      });
+      await db.retry("recording a database's credentials", (em) =>
+        em.insert(DatabaseCredentialRow, {
+          serviceId,
+          environmentId,
+          ...made,
+          password: this.#deps.secrets.seal(made.password),
+          createdAt: this.#deps.now?.() ?? new Date(),
+        }),
+      );
       return made;
     } catch (e) {
-      // Another delivery made them first: theirs are the ones.
-      if (!isUniqueViolation(e)) unavailable(e);
-      return this.#credentials(await this.#deps.db.em().findOneOrFail(DatabaseCredentialRow, { serviceId }));
+      // Another delivery (or our own insert, retried after its commit was lost) made them first: theirs
+      // are the ones.
+      if (!isUniqueViolation(e)) throw e;
+      return this.#credentials(
+        await db.retry("reading a database's credentials", (em) =>
+          em.findOneOrFail(DatabaseCredentialRow, { serviceId }),
+        ),
+      );
     }
   }
 
@@ -307,11 +320,15 @@ export class PgCredentialStore implements CredentialStore {
   }
 
   async get(serviceId: string): Promise<DatabaseCredentials | undefined> {
-    const row = await this.#deps.db.em().findOne(DatabaseCredentialRow, { serviceId }).catch(unavailable);
+    const row = await this.#deps.db.retry("reading a database's credentials", (em) =>
+      em.findOne(DatabaseCredentialRow, { serviceId }),
+    );
     return row === null ? undefined : this.#credentials(row);
   }
 
   async remove(serviceId: string): Promise<void> {
-    await this.#deps.db.em().nativeDelete(DatabaseCredentialRow, { serviceId }).catch(unavailable);
+    await this.#deps.db.retry("forgetting a database's credentials", (em) =>
+      em.nativeDelete(DatabaseCredentialRow, { serviceId }),
+    );
   }
 }

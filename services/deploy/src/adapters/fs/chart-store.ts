@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { ChartStore } from '../../app/ports.ts';
-import type { Chart, ChartFile, Manifest } from '../../domain/chart.ts';
+import { type Chart, type ChartFile, type Manifest, renderEscapedTemplate } from '../../domain/chart.ts';
 import { CUSTOM_CHART_FILE, type CustomChartRef } from '../../domain/custom-chart.ts';
 import type { ChartReader } from '../podman/local-runtime.ts';
 
@@ -83,7 +83,9 @@ export class FsChartStore implements ChartStore, ChartReader {
     const names = (await readdir(templates)).filter((n) => n.endsWith('.yaml') || n.endsWith('.yml')).sort();
     const manifests: Manifest[] = [];
     for (const name of names) {
-      for (const doc of parseAllDocuments(await readFile(path.join(templates, name), 'utf8'))) {
+      // What helm would install: the file as its template engine renders it (only our `{{` escapes).
+      const rendered = renderEscapedTemplate(name, await readFile(path.join(templates, name), 'utf8'));
+      for (const doc of parseAllDocuments(rendered)) {
         if (doc.errors.length > 0) throw new Error(`${name}: ${doc.errors[0]?.message}`);
         const value = doc.toJS() as unknown;
         if (value !== null && typeof value === 'object') manifests.push(value as Manifest);

@@ -1,13 +1,14 @@
 // The `kubernetes` runtime (services/deploy/README.md): the generated chart through helm into the
 // environment's namespace with its kubeconfig context; kubectl for stop and restart. Readiness is helm's
 // --wait.
+import { readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import { helmReleaseName } from '@stageline/policy';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
 import { jobName } from '../../domain/chart.ts';
 import { type CustomChartRef, VALUES_OVERRIDES_FILE, VALUES_STAGELINE_FILE } from '../../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../../domain/failures.ts';
 import { parseJobOutput } from '../../domain/job-output.ts';
-import { helmReleaseName } from '../../domain/names.ts';
 import type { Release } from '../../domain/release.ts';
 import type { CommandResult, CommandRunner } from '../process/command-runner.ts';
 
@@ -118,7 +119,11 @@ export class KubernetesRuntime implements Runtime {
         ctx,
         (r) => `git checkout ${custom.commit} failed: ${detail(r)}`,
       );
-      return [path.join(checkout, custom.path), ...values];
+      const chartDir = path.join(checkout, custom.path);
+      // The repository is the user's: helm must not read, through a link, anything outside the chart.
+      const leak = await linkLeaving(chartDir, checkout);
+      if (leak !== undefined) throw new RolloutError('failed', `custom chart ${custom.path}: ${leak}: refused`);
+      return [chartDir, ...values];
     }
     const version = custom.version !== '' ? ['--version', custom.version] : [];
     if (custom.url.startsWith('oci://')) {
@@ -129,7 +134,7 @@ export class KubernetesRuntime implements Runtime {
   }
 
   async apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
-    const name = helmReleaseName(release.serviceName);
+    const name = helmReleaseName(release.environmentId, release.serviceName);
     const isJob = release.kind === 'LIFECYCLE_JOB';
     await this.#run(
       this.#helm,
@@ -204,7 +209,7 @@ export class KubernetesRuntime implements Runtime {
     ctx: RuntimeContext,
   ): Promise<string | undefined> {
     // Helm itself knows: whatever Stageline recorded, a pending status blocks the next upgrade.
-    const name = helmReleaseName(next.serviceName);
+    const name = helmReleaseName(next.environmentId, next.serviceName);
     const args = ['status', name, ...this.#helmTarget(next), '--output', 'json'];
     ctx.output(`${this.#helm} ${args.join(' ')}`);
     const result = await this.#runner.run(this.#helm, args, { signal: ctx.signal });
@@ -259,7 +264,7 @@ export class KubernetesRuntime implements Runtime {
       return [
         'deployment,statefulset',
         '--selector',
-        `app.kubernetes.io/instance=${helmReleaseName(release.serviceName)}`,
+        `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`,
       ];
     }
     return [release.kind === 'DATABASE' ? 'statefulset' : 'deployment', release.serviceName];
@@ -344,7 +349,7 @@ export class KubernetesRuntime implements Runtime {
           'delete',
           'persistentvolumeclaim',
           '--selector',
-          `app.kubernetes.io/instance=${helmReleaseName(release.serviceName)}`,
+          `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`,
           '--ignore-not-found',
           '--wait=false',
           ...this.#kubectlTarget(release),
@@ -356,7 +361,7 @@ export class KubernetesRuntime implements Runtime {
   }
 
   async #uninstall(release: Release, ctx: RuntimeContext): Promise<void> {
-    const name = helmReleaseName(release.serviceName);
+    const name = helmReleaseName(release.environmentId, release.serviceName);
     const args = ['uninstall', name, ...this.#helmTarget(release), '--wait', '--timeout', this.#timeout(release)];
     ctx.output(`${this.#helm} ${args.join(' ')}`);
     const result = await this.#runner.run(this.#helm, args, { signal: ctx.signal, onLine: (l) => ctx.output(l) });
@@ -371,7 +376,7 @@ export class KubernetesRuntime implements Runtime {
       await this.#uninstall(failed, ctx);
       return;
     }
-    const name = helmReleaseName(previous.serviceName);
+    const name = helmReleaseName(previous.environmentId, previous.serviceName);
     await this.#run(
       this.#helm,
       [
@@ -388,4 +393,44 @@ export class KubernetesRuntime implements Runtime {
       (r) => `helm rollback failed: ${detail(r)}`,
     );
   }
+}
+
+/**
+ * The first way the chart at `root` reaches outside itself through a symbolic link — the directory
+ * resolving outside `boundary` (the repository), or a link in it whose resolved target is not under
+ * the chart, or that resolves nowhere — as words; undefined when everything stays inside (or when
+ * there is no such directory).
+ */
+export async function linkLeaving(root: string, boundary: string): Promise<string | undefined> {
+  let real: string;
+  let realBoundary: string;
+  try {
+    [real, realBoundary] = await Promise.all([realpath(root), realpath(boundary)]);
+  } catch {
+    // Nothing there: helm says so itself, with its own words.
+    return undefined;
+  }
+  const under = (base: string, p: string) => p === base || p.startsWith(`${base}${path.sep}`);
+  const inside = (p: string) => under(real, p);
+  if (!under(realBoundary, real)) return 'the chart directory leaves the repository through a symbolic link';
+  const walk = async (dir: string): Promise<string | undefined> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      const shown = path.relative(root, full);
+      if (entry.isSymbolicLink()) {
+        let target: string;
+        try {
+          target = await realpath(full);
+        } catch {
+          return `${shown} is a symbolic link to nothing`;
+        }
+        if (!inside(target)) return `${shown} is a symbolic link leaving the chart`;
+      } else if (entry.isDirectory()) {
+        const found = await walk(full);
+        if (found !== undefined) return found;
+      }
+    }
+    return undefined;
+  };
+  return walk(real);
 }

@@ -1,7 +1,8 @@
 // The `local` runtime (services/deploy/README.md): podman `kube play` of the chart's Deployment,
 // translated; the environment's podman network; public ports on 127.0.0.1; readiness probed by us, since
 // podman's healthchecks need systemd timers.
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@stageline/log';
@@ -9,7 +10,7 @@ import { redactor } from '@stageline/secrets';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
 import { LABELS, type Manifest } from '../../domain/chart.ts';
 import { lastLines, RolloutCanceled, RolloutError } from '../../domain/failures.ts';
-import { parseJobOutput } from '../../domain/job-output.ts';
+import { MAX_JOB_OUTPUT_BYTES, parseJobOutput } from '../../domain/job-output.ts';
 import {
   ChartError,
   chartWorkloadKind,
@@ -266,7 +267,7 @@ export class LocalRuntime implements Runtime {
         const exit = await this.#waitExit(plan, ctx);
         await this.#removePod(plan.podName, plan.stopTimeoutSeconds);
         if (exit.code === 0) {
-          const outputs = parseJobOutput(await readFile(path.join(outputDir, 'output.json'), 'utf8').catch(() => ''));
+          const outputs = parseJobOutput(await readJobOutput(outputDir));
           const keys = Object.keys(outputs);
           ctx.output(
             `completed (exit 0)${keys.length > 0 ? `; output.json gives ${keys.join(', ')} to later stages` : ''}`,
@@ -563,4 +564,36 @@ function endpointsOf(plan: LocalPlan): Endpoint[] {
 function messageOf(e: unknown): string {
   if (e instanceof CommandFailed) return e.message;
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * A job's output.json, as the workload left it in the directory the worker made and mounted: read
+ * without following a symbolic link (the workload controls the directory's content, the worker runs
+ * as root), only if it is a regular file, and never more than the size a job output may have.
+ * '' when there is none.
+ */
+export async function readJobOutput(outputDir: string): Promise<string> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(
+      path.join(outputDir, 'output.json'),
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ENOENT') return '';
+    if (code === 'ELOOP')
+      throw new RolloutError('failed', 'output.json is a symbolic link: refused (write the file itself)');
+    throw e;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new RolloutError('failed', 'output.json is not a regular file: refused');
+    // One byte over the limit is enough for parseJobOutput to refuse it with the limit's words.
+    const buffer = Buffer.alloc(MAX_JOB_OUTPUT_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
 }

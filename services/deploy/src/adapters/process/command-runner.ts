@@ -1,5 +1,5 @@
 // Runs programs with an argv array (never a shell string): podman locally, helm and kubectl for Kubernetes.
-import { spawn } from 'node:child_process';
+import { minimalEnvironment, runProcess } from '@stageline/exec';
 
 export interface CommandResult {
   exitCode: number;
@@ -35,77 +35,36 @@ export class CommandFailed extends Error {
 
 const KILL_AFTER_MS = 5_000;
 
-function lineSplitter(emit: (line: string) => void): { push(chunk: string): void; flush(): void } {
-  let rest = '';
-  return {
-    push(chunk) {
-      rest += chunk;
-      let index = rest.indexOf('\n');
-      while (index !== -1) {
-        emit(rest.slice(0, index));
-        rest = rest.slice(index + 1);
-        index = rest.indexOf('\n');
-      }
-    },
-    flush() {
-      if (rest !== '') emit(rest);
-      rest = '';
-    },
-  };
-}
-
-/** The real runner: child_process.spawn with an argv array; output collected and handed out line by line. */
+/**
+ * The real runner: @stageline/exec's, shared with the build service — an argv array, and an
+ * environment allow-listed from this process's (never DATABASE_URL and the like); children die with
+ * the worker. Output collected and handed out line by line.
+ */
 export class ProcessRunner implements CommandRunner {
-  readonly #env: NodeJS.ProcessEnv;
+  readonly #env: Record<string, string>;
   constructor(env: NodeJS.ProcessEnv = process.env) {
-    this.#env = env;
+    this.#env = minimalEnvironment(env);
   }
 
-  run(command: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
+  async run(command: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
     const { signal, onLine } = options;
-    return new Promise<CommandResult>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const child = spawn(command, [...args], {
-        env: options.env ?? this.#env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      const out = lineSplitter((line) => onLine?.(line, 'stdout'));
-      const err = lineSplitter((line) => onLine?.(line, 'stderr'));
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        stdout += chunk;
-        out.push(chunk);
-      });
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-        stderr += chunk;
-        err.push(chunk);
-      });
-      let killTimer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => {
-        child.kill('SIGTERM');
-        killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
-        killTimer.unref();
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      child.once('error', (e) => {
-        signal?.removeEventListener('abort', onAbort);
-        reject(e);
-      });
-      child.once('close', (code, killedBy) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (killTimer !== undefined) clearTimeout(killTimer);
-        out.flush();
-        err.flush();
-        if (signal?.aborted) {
-          reject(signal.reason);
-          return;
-        }
-        resolve({ exitCode: code ?? (killedBy !== null ? 128 : 1), stdout, stderr });
-      });
+    if (signal?.aborted) throw signal.reason;
+    const result = await runProcess({
+      command,
+      args,
+      env: options.env === undefined ? this.#env : minimalEnvironment(options.env),
+      ...(signal !== undefined ? { signal } : {}),
+      ...(onLine !== undefined ? { onLine } : {}),
+      captureStdout: true,
+      stdoutLinesToo: true,
+      captureStderr: true,
+      killGraceMs: KILL_AFTER_MS,
     });
+    if (signal?.aborted) throw signal.reason;
+    return {
+      exitCode: result.code ?? (result.signal !== null ? 128 : 1),
+      stdout: result.stdout.toString('utf8'),
+      stderr: result.stderr.toString('utf8'),
+    };
   }
 }

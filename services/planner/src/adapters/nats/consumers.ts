@@ -1,8 +1,23 @@
 // The planner's two durable consumers: action requests from anyone, job events from the workers.
-import { type Bus, type Consumption, outcome } from '@stageline/bus';
+import { type Bus, type Consumption, durableConsumers, HEADERS, outcome, REQUESTS_IDENTITY } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus as busv1 } from '@stageline/proto';
+import { PLANNER_FAILURE_SEQUENCE } from '../../app/deadlines.ts';
 import type { PlannerApp } from '../../app/planner-app.ts';
+
+/**
+ * Who published a request on the bus. NATS 2.9 cannot stamp the publishing user on a message, so the
+ * identity comes from the bus's permissions: on an authenticated bus only `requests` may publish
+ * requests. The name the request carries is kept only as "on behalf of" (as control does for tokens).
+ */
+export function busRequester(authenticated: boolean, claimed: string): string {
+  const actor = authenticated ? `bus:${REQUESTS_IDENTITY}` : 'bus:anonymous';
+  const onBehalfOf = claimed
+    .replace(/[^\x20-\x7e]/g, '')
+    .trim()
+    .slice(0, 128);
+  return onBehalfOf === '' ? actor : `${actor} on behalf of ${onBehalfOf}`;
+}
 
 export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consumption> {
   return bus.consume({
@@ -22,7 +37,12 @@ export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consum
         return outcome.reject(`environment_id ${request.environmentId} does not match the subject's ${environmentId}`);
       }
       try {
-        await app.submit({ ...request, requestId, environmentId });
+        await app.submit({
+          ...request,
+          requestId,
+          environmentId,
+          requester: busRequester(bus.user !== undefined, request.requester),
+        });
       } catch (e) {
         // Refusals (bad fields, FAILED_PRECONDITION) are final: dead-letter them with the reason.
         if (e instanceof DomainError && !e.retryable) return outcome.reject(`${e.code}: ${e.message}`);
@@ -51,6 +71,58 @@ export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consump
       }
       // Queued before the first await: the consume loop hands messages over in stream order.
       await batches.add(event);
+      return outcome.ack();
+    },
+  });
+}
+
+/**
+ * A job a worker gave up on (dead-lettered after its last delivery, or refused) would leave its run
+ * RUNNING forever: its service fails instead, with the dead letter's reason, and the run goes on by the
+ * failure rules. The dead letter is the job's own payload, so the job, run and service are known.
+ */
+export async function consumeJobDeadLetters(bus: Bus, app: PlannerApp): Promise<Consumption> {
+  const jobs = `${bus.prefix}.jobs.`;
+  return bus.consume({
+    stream: 'dlq',
+    durable: 'planner-job-dead-letters',
+    filterSubject: durableConsumers(bus.subjects)['planner-job-dead-letters'].filterSubject!,
+    async handler(message) {
+      const original = message.headers.has(HEADERS.dlqSubject) ? message.headers.get(HEADERS.dlqSubject) : '';
+      const reason = message.headers.has(HEADERS.dlqReason) ? message.headers.get(HEADERS.dlqReason) : 'dead-lettered';
+      let job: busv1.BuildJob | busv1.DeployJob;
+      let role: 'build' | 'deploy';
+      try {
+        if (original.startsWith(`${jobs}build.`)) {
+          job = busv1.BuildJob.decode(message.data);
+          role = 'build';
+        } else if (original.startsWith(`${jobs}deploy.`)) {
+          job = busv1.DeployJob.decode(message.data);
+          role = 'deploy';
+        } else {
+          return outcome.ack();
+        }
+      } catch {
+        // An undecodable job names no run: there is nothing to fail.
+        return outcome.ack();
+      }
+      if (job.jobId === '' || job.deploymentId === '') return outcome.ack();
+      await app.onJobEvents([
+        busv1.JobEvent.fromPartial({
+          jobId: job.jobId,
+          deploymentId: job.deploymentId,
+          serviceId: job.service?.id ?? '',
+          sequence: PLANNER_FAILURE_SEQUENCE,
+          event: {
+            $case: 'jobFinished',
+            // No state: the planner takes the error state of what the job was (BUILD_ERROR, STOP_ERROR, …).
+            value: busv1.JobFinished.fromPartial({
+              succeeded: false,
+              message: `the ${role} worker gave up on the job: ${reason}`,
+            }),
+          },
+        }),
+      ]);
       return outcome.ack();
     },
   });

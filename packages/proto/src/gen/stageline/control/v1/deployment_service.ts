@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { CronRun, Release } from "../../deploy/v1/release_service.ts";
 import { Action, actionFromJSON, actionToJSON, Deployment, LogLine } from "./types.ts";
 
 export interface DeployEnvironmentRequest {
@@ -263,6 +264,28 @@ export interface BuildInput {
   changed: boolean;
   /** Human-readable, e.g. "ARG API_URL differs". */
   detail: string;
+}
+
+export interface ListReleasesRequest {
+  environmentId: string;
+  /** A service of the environment. */
+  serviceId: string;
+}
+
+export interface ListReleasesResponse {
+  releases: Release[];
+}
+
+export interface ListCronRunsRequest {
+  environmentId: string;
+  /** A CRON_JOB of the environment. */
+  serviceId: string;
+  /** Default 50, at most 500. */
+  limit: number;
+}
+
+export interface ListCronRunsResponse {
+  runs: CronRun[];
 }
 
 function createBaseDeployEnvironmentRequest(): DeployEnvironmentRequest {
@@ -3584,6 +3607,344 @@ export const BuildInput: MessageFns<BuildInput> = {
   },
 };
 
+function createBaseListReleasesRequest(): ListReleasesRequest {
+  return { environmentId: "", serviceId: "" };
+}
+
+export const ListReleasesRequest: MessageFns<ListReleasesRequest> = {
+  encode(message: ListReleasesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(18).string(message.serviceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListReleasesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListReleasesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListReleasesRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListReleasesRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListReleasesRequest>, I>>(base?: I): ListReleasesRequest {
+    return ListReleasesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListReleasesRequest>, I>>(object: I): ListReleasesRequest {
+    const message = createBaseListReleasesRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.serviceId = object.serviceId ?? "";
+    return message;
+  },
+};
+
+function createBaseListReleasesResponse(): ListReleasesResponse {
+  return { releases: [] };
+}
+
+export const ListReleasesResponse: MessageFns<ListReleasesResponse> = {
+  encode(message: ListReleasesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.releases) {
+      Release.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListReleasesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListReleasesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.releases.push(Release.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListReleasesResponse {
+    return {
+      releases: globalThis.Array.isArray(object?.releases) ? object.releases.map((e: any) => Release.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListReleasesResponse): unknown {
+    const obj: any = {};
+    if (message.releases?.length) {
+      obj.releases = message.releases.map((e) => Release.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListReleasesResponse>, I>>(base?: I): ListReleasesResponse {
+    return ListReleasesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListReleasesResponse>, I>>(object: I): ListReleasesResponse {
+    const message = createBaseListReleasesResponse();
+    message.releases = object.releases?.map((e) => Release.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListCronRunsRequest(): ListCronRunsRequest {
+  return { environmentId: "", serviceId: "", limit: 0 };
+}
+
+export const ListCronRunsRequest: MessageFns<ListCronRunsRequest> = {
+  encode(message: ListCronRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(18).string(message.serviceId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCronRunsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCronRunsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCronRunsRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListCronRunsRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCronRunsRequest>, I>>(base?: I): ListCronRunsRequest {
+    return ListCronRunsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCronRunsRequest>, I>>(object: I): ListCronRunsRequest {
+    const message = createBaseListCronRunsRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.serviceId = object.serviceId ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListCronRunsResponse(): ListCronRunsResponse {
+  return { runs: [] };
+}
+
+export const ListCronRunsResponse: MessageFns<ListCronRunsResponse> = {
+  encode(message: ListCronRunsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.runs) {
+      CronRun.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCronRunsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCronRunsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runs.push(CronRun.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCronRunsResponse {
+    return { runs: globalThis.Array.isArray(object?.runs) ? object.runs.map((e: any) => CronRun.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListCronRunsResponse): unknown {
+    const obj: any = {};
+    if (message.runs?.length) {
+      obj.runs = message.runs.map((e) => CronRun.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCronRunsResponse>, I>>(base?: I): ListCronRunsResponse {
+    return ListCronRunsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCronRunsResponse>, I>>(object: I): ListCronRunsResponse {
+    const message = createBaseListCronRunsResponse();
+    message.runs = object.runs?.map((e) => CronRun.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * Actions on environments and services, and the runs they become. What each action does is
  * documented on the Action enum (types.proto).
@@ -3798,6 +4159,31 @@ export const DeploymentServiceService = {
       Buffer.from(ExplainBuildResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExplainBuildResponse => ExplainBuildResponse.decode(value),
   },
+  /**
+   * A service's release history (revision, image, configuration hash, status, the run that made
+   * it), newest first. The deploy service answers; this is its public face (ReleaseService is internal).
+   */
+  listReleases: {
+    path: "/stageline.control.v1.DeploymentService/ListReleases" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListReleasesRequest): Buffer => Buffer.from(ListReleasesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListReleasesRequest => ListReleasesRequest.decode(value),
+    responseSerialize: (value: ListReleasesResponse): Buffer =>
+      Buffer.from(ListReleasesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListReleasesResponse => ListReleasesResponse.decode(value),
+  },
+  /** A CRON_JOB's runs scheduled on the `local` runtime, newest first, with their log lines. */
+  listCronRuns: {
+    path: "/stageline.control.v1.DeploymentService/ListCronRuns" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCronRunsRequest): Buffer => Buffer.from(ListCronRunsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCronRunsRequest => ListCronRunsRequest.decode(value),
+    responseSerialize: (value: ListCronRunsResponse): Buffer =>
+      Buffer.from(ListCronRunsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCronRunsResponse => ListCronRunsResponse.decode(value),
+  },
 } as const;
 
 export interface DeploymentServiceServer extends UntypedServiceImplementation {
@@ -3836,6 +4222,13 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
    * changed. The build service answers; this is its public face (BuildService is internal).
    */
   explainBuild: handleUnaryCall<ExplainBuildRequest, ExplainBuildResponse>;
+  /**
+   * A service's release history (revision, image, configuration hash, status, the run that made
+   * it), newest first. The deploy service answers; this is its public face (ReleaseService is internal).
+   */
+  listReleases: handleUnaryCall<ListReleasesRequest, ListReleasesResponse>;
+  /** A CRON_JOB's runs scheduled on the `local` runtime, newest first, with their log lines. */
+  listCronRuns: handleUnaryCall<ListCronRunsRequest, ListCronRunsResponse>;
 }
 
 export interface DeploymentServiceClient extends Client {
@@ -4096,6 +4489,41 @@ export interface DeploymentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExplainBuildResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A service's release history (revision, image, configuration hash, status, the run that made
+   * it), newest first. The deploy service answers; this is its public face (ReleaseService is internal).
+   */
+  listReleases(
+    request: ListReleasesRequest,
+    callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
+  ): ClientUnaryCall;
+  listReleases(
+    request: ListReleasesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
+  ): ClientUnaryCall;
+  listReleases(
+    request: ListReleasesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
+  ): ClientUnaryCall;
+  /** A CRON_JOB's runs scheduled on the `local` runtime, newest first, with their log lines. */
+  listCronRuns(
+    request: ListCronRunsRequest,
+    callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: ListCronRunsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: ListCronRunsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -20,6 +20,14 @@ import {
 } from "@grpc/grpc-js";
 import { Environment, EnvironmentSettings, Pipeline, Service } from "./types.ts";
 
+export interface ListKubeContextsRequest {
+}
+
+export interface ListKubeContextsResponse {
+  /** In the order the operator listed them. */
+  contexts: string[];
+}
+
 export interface CreateEnvironmentRequest {
   project: string;
   name: string;
@@ -110,6 +118,127 @@ export interface ListServicesRequest {
 export interface ListServicesResponse {
   services: Service[];
 }
+
+function createBaseListKubeContextsRequest(): ListKubeContextsRequest {
+  return {};
+}
+
+export const ListKubeContextsRequest: MessageFns<ListKubeContextsRequest> = {
+  encode(_: ListKubeContextsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListKubeContextsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListKubeContextsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListKubeContextsRequest {
+    return {};
+  },
+
+  toJSON(_: ListKubeContextsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListKubeContextsRequest>, I>>(base?: I): ListKubeContextsRequest {
+    return ListKubeContextsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListKubeContextsRequest>, I>>(_: I): ListKubeContextsRequest {
+    const message = createBaseListKubeContextsRequest();
+    return message;
+  },
+};
+
+function createBaseListKubeContextsResponse(): ListKubeContextsResponse {
+  return { contexts: [] };
+}
+
+export const ListKubeContextsResponse: MessageFns<ListKubeContextsResponse> = {
+  encode(message: ListKubeContextsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.contexts) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListKubeContextsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListKubeContextsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contexts.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListKubeContextsResponse {
+    return {
+      contexts: globalThis.Array.isArray(object?.contexts) ? object.contexts.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ListKubeContextsResponse): unknown {
+    const obj: any = {};
+    if (message.contexts?.length) {
+      obj.contexts = message.contexts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListKubeContextsResponse>, I>>(base?: I): ListKubeContextsResponse {
+    return ListKubeContextsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListKubeContextsResponse>, I>>(object: I): ListKubeContextsResponse {
+    const message = createBaseListKubeContextsResponse();
+    message.contexts = object.contexts?.map((e) => e) || [];
+    return message;
+  },
+};
 
 function createBaseCreateEnvironmentRequest(): CreateEnvironmentRequest {
   return { project: "", name: "", runtime: "", settings: undefined };
@@ -1717,6 +1846,7 @@ export const EnvironmentServiceService = {
   /**
    * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
    * service goes last in service.stage_id, or in the default stage of its kind when that is empty.
+   * Sizes are limited (see Service); URLs must pass the source policy (ApplicationSource.git_url).
    */
   addService: {
     path: "/stageline.control.v1.EnvironmentService/AddService" as const,
@@ -1763,6 +1893,21 @@ export const EnvironmentServiceService = {
       Buffer.from(ListServicesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListServicesResponse => ListServicesResponse.decode(value),
   },
+  /**
+   * The kube contexts the operator registered (STAGELINE_KUBE_CONTEXTS, read by control and by the deploy
+   * service): the only ones EnvironmentSettings.kubernetes_context may name. ROLE_ADMIN.
+   */
+  listKubeContexts: {
+    path: "/stageline.control.v1.EnvironmentService/ListKubeContexts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListKubeContextsRequest): Buffer =>
+      Buffer.from(ListKubeContextsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListKubeContextsRequest => ListKubeContextsRequest.decode(value),
+    responseSerialize: (value: ListKubeContextsResponse): Buffer =>
+      Buffer.from(ListKubeContextsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListKubeContextsResponse => ListKubeContextsResponse.decode(value),
+  },
 } as const;
 
 export interface EnvironmentServiceServer extends UntypedServiceImplementation {
@@ -1784,6 +1929,7 @@ export interface EnvironmentServiceServer extends UntypedServiceImplementation {
   /**
    * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
    * service goes last in service.stage_id, or in the default stage of its kind when that is empty.
+   * Sizes are limited (see Service); URLs must pass the source policy (ApplicationSource.git_url).
    */
   addService: handleUnaryCall<AddServiceRequest, AddServiceResponse>;
   /**
@@ -1795,6 +1941,11 @@ export interface EnvironmentServiceServer extends UntypedServiceImplementation {
   /** FAILED_PRECONDITION while the service still has resources deployed: delete it first (DeleteService). */
   removeService: handleUnaryCall<RemoveServiceRequest, RemoveServiceResponse>;
   listServices: handleUnaryCall<ListServicesRequest, ListServicesResponse>;
+  /**
+   * The kube contexts the operator registered (STAGELINE_KUBE_CONTEXTS, read by control and by the deploy
+   * service): the only ones EnvironmentSettings.kubernetes_context may name. ROLE_ADMIN.
+   */
+  listKubeContexts: handleUnaryCall<ListKubeContextsRequest, ListKubeContextsResponse>;
 }
 
 export interface EnvironmentServiceClient extends Client {
@@ -1886,6 +2037,7 @@ export interface EnvironmentServiceClient extends Client {
   /**
    * Validates every field (INVALID_ARGUMENT names the first at fault) and fills in defaults. The
    * service goes last in service.stage_id, or in the default stage of its kind when that is empty.
+   * Sizes are limited (see Service); URLs must pass the source policy (ApplicationSource.git_url).
    */
   addService(
     request: AddServiceRequest,
@@ -1952,6 +2104,25 @@ export interface EnvironmentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListServicesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The kube contexts the operator registered (STAGELINE_KUBE_CONTEXTS, read by control and by the deploy
+   * service): the only ones EnvironmentSettings.kubernetes_context may name. ROLE_ADMIN.
+   */
+  listKubeContexts(
+    request: ListKubeContextsRequest,
+    callback: (error: ServiceError | null, response: ListKubeContextsResponse) => void,
+  ): ClientUnaryCall;
+  listKubeContexts(
+    request: ListKubeContextsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListKubeContextsResponse) => void,
+  ): ClientUnaryCall;
+  listKubeContexts(
+    request: ListKubeContextsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListKubeContextsResponse) => void,
   ): ClientUnaryCall;
 }
 

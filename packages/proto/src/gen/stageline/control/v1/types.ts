@@ -1211,13 +1211,21 @@ export interface EnvironmentSettings {
   maxParallelDeploys?: number | undefined;
   schedulingMode: SchedulingMode;
   mirrorMode: MirrorMode;
-  /** `kubernetes` runtime: the kubeconfig context to deploy with. */
+  /**
+   * `kubernetes` runtime: the kubeconfig context to deploy with. Only a context the operator registered
+   * (EnvironmentService.ListKubeContexts) may be named: any other is FAILED_PRECONDITION naming it.
+   * Empty: the deploy workers' kubeconfig's current context.
+   */
   kubernetesContext?:
     | string
     | undefined;
   /**
-   * `kubernetes` runtime: a DNS label; default <project>-<name> (cut to 63 characters). A clone gets
-   * its own default, never its source's namespace.
+   * `kubernetes` runtime: a DNS label. Default: <project>-<name> with every "-" of the project doubled
+   * (`a-b/c` is `a--b-c`, `a/b-c` is `a-b-c`: no two environments get the same one); when that is over 63
+   * characters, its first 52 and 10 hex digits of a hash. Reserved namespaces (default, kube-system,
+   * kube-public, kube-node-lease, stageline, stageline-system) are INVALID_ARGUMENT; a namespace another
+   * live environment uses is ALREADY_EXISTS naming that environment. A clone gets its own default,
+   * never its source's namespace. Helm releases are named <service>-<12 hex digits of the environment>.
    */
   namespace?: string | undefined;
 }
@@ -1244,6 +1252,14 @@ export interface Stage {
   serviceIds: string[];
 }
 
+/**
+ * Sizes are limited so that every message a definition travels in stays well under the bus's
+ * max_payload (NATS: 1 MiB): one service, encoded with its secret values, at most 256 KiB (its jobs and
+ * events carry it); an environment at most 64 services, 32 stages, and 512 KiB encoded as a whole
+ * (settings, pipeline, every service with its secrets: the planner's snapshot, a clone's event). Over a
+ * limit is INVALID_ARGUMENT naming the field and the limit (`service` for the service's or the
+ * environment's size, `service.env_vars`, `service.container.ports`, …). README: "Limits".
+ */
 export interface Service {
   id: string;
   environmentId: string;
@@ -1271,7 +1287,13 @@ export interface Service {
    * What one build of it may use, enforced by the builder as cgroup limits: default 4000 millicpu and
    * 4096 MiB. A build over its memory fails with BUILD_ERROR saying so.
    */
-  buildResources?: BuildResources | undefined;
+  buildResources?:
+    | BuildResources
+    | undefined;
+  /**
+   * At most 100; keys at most 256 bytes, each value at most 32 KiB, keys and values together (secrets
+   * included) at most 128 KiB.
+   */
   envVars: EnvVar[];
   /** How long a deploy waits for the service to become ready before it fails: 1..3600, default 300. */
   readinessTimeoutSeconds: number;
@@ -1325,12 +1347,15 @@ export interface CustomChart {
     /** A chart from a chart repository (https:// index or oci://). */
     { $case: "repository"; value: ChartReference }
     | undefined;
-  /** Values overrides: a YAML mapping (helm -f). Stageline's image values are applied after it. */
+  /**
+   * Values overrides: a YAML mapping (helm -f), at most 128 KiB. Stageline's image values are applied
+   * after it.
+   */
   valuesYaml: string;
 }
 
 export interface ChartReference {
-  /** https://… chart repository, or oci://… registry path. */
+  /** https://… chart repository, or oci://… registry path; checked against the source policy. */
   url: string;
   /** The chart's name in that repository (empty for an oci:// URL naming the chart itself). */
   name: string;
@@ -1373,15 +1398,24 @@ export interface BuildResources {
 }
 
 export interface ContainerSource {
-  /** A full image reference without tag, e.g. "registry.example.com/team/api". */
+  /**
+   * A full image reference without tag, e.g. "registry.example.com/team/api". Its registry is checked
+   * against the source policy (see ApplicationSource.git_url).
+   */
   image: string;
   /** Default "latest". */
   tag: string;
+  /** At most 32. */
   ports: Port[];
 }
 
 export interface ApplicationSource {
-  /** https://, ssh://, git@host:path or file:// URL. */
+  /**
+   * https://, ssh://, git@host:path or file:// URL. Checked against the operator's source policy:
+   * file:// URLs and hosts that are loopback, link-local or private addresses are FAILED_PRECONDITION
+   * naming the field and the rule (file, loopback, link-local, private) unless the operator allows them
+   * (STAGELINE_SOURCE_ALLOW: URL prefixes and host[:port]s). Host names are judged as written.
+   */
   gitUrl: string;
   /** Default "main" when no commit is given. */
   branch: string;
@@ -1394,6 +1428,7 @@ export interface ApplicationSource {
   buildTarget: string;
   /** A build running longer fails with BUILD_ERROR: 30..21600, default 1800. */
   buildTimeoutSeconds: number;
+  /** At most 32. */
   ports: Port[];
 }
 
@@ -1403,7 +1438,10 @@ export interface DatabaseSource {
   version: string;
   /** Default CONTAINER. */
   mode: DatabaseMode;
-  /** CONTAINER mode only: an image reference (default: the engine's official image). */
+  /**
+   * CONTAINER mode only: an image reference (default: the engine's official image); its registry is
+   * checked against the source policy.
+   */
   image: string;
 }
 

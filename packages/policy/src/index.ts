@@ -1,0 +1,3 @@
+export * from './kube-contexts.ts';
+export * from './namespaces.ts';
+export * from './sources.ts';
