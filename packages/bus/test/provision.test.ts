@@ -47,7 +47,15 @@ describe('provisioning', () => {
     expect(again).toEqual(first);
     expect(first.streams).toHaveLength(7);
     expect(first.consumers.sort()).toEqual(
-      ['build-workers', 'control-runs', 'deploy-workers', 'planner-requests', 'planner-results']
+      [
+        'build-workers',
+        'control-runs',
+        'deploy-workers',
+        'planner-environments',
+        'planner-job-dead-letters',
+        'planner-requests',
+        'planner-results',
+      ]
         .map((d) => admin.subjects.consumerName(d))
         .sort(),
     );

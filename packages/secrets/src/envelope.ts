@@ -32,6 +32,16 @@ export function isSealed(value: string): boolean {
   return ENVELOPE.test(value);
 }
 
+/**
+ * The size in bytes of the value an envelope seals, read off its length (no key needed): what limits
+ * on user input count, whatever encryption adds. A value that is not an envelope counts as itself.
+ */
+export function plaintextBytes(value: string): number {
+  const m = ENVELOPE.exec(value);
+  if (m === null) return Buffer.byteLength(value);
+  return Math.max(0, Buffer.from(m[2]!, 'base64url').length - IV_BYTES - TAG_BYTES);
+}
+
 /** The key id an envelope names; throws SecretError for anything that is not an envelope. */
 export function keyIdOf(envelope: string): string {
   const m = ENVELOPE.exec(envelope);

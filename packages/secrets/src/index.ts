@@ -5,6 +5,7 @@ export {
   KEY_ID,
   keyIdOf,
   open,
+  plaintextBytes,
   SecretError,
   type SecretKey,
   seal,

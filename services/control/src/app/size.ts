@@ -1,4 +1,5 @@
 import { snapshot } from '@stageline/proto';
+import { plaintextBytes } from '@stageline/secrets';
 import { checkAtMost, checkEnvironmentCounts, LIMITS } from '../domain/limits.ts';
 import type { EnvironmentAggregate, ServiceRecord } from './model.ts';
 import { environmentView, pipelineView, servicesInOrder, serviceView } from './views.ts';
@@ -12,6 +13,19 @@ function withSecrets(aggregate: EnvironmentAggregate, service: ServiceRecord) {
   return {
     ...view,
     envVars: service.definition.envVars.map((v) => (v.secret ? { ...v, value: service.secrets[v.key] ?? '' } : v)),
+  };
+}
+
+/**
+ * The service as the limits measure it: a secret counts as many bytes as the user gave (its sealed
+ * form is about a third longer), so what a user may define does not depend on encryption. The sealed
+ * messages stay well under max_payload all the same (README: Limits).
+ */
+function measured(aggregate: EnvironmentAggregate, service: ServiceRecord) {
+  const full = withSecrets(aggregate, service);
+  return {
+    ...full,
+    envVars: full.envVars.map((v) => (v.secret ? { ...v, value: 'x'.repeat(plaintextBytes(v.value)) } : v)),
   };
 }
 
@@ -35,7 +49,7 @@ export function checkLimits(next: EnvironmentAggregate, field: string, serviceId
   checkEnvironmentCounts({ services: next.services.length, stages: next.pipeline.stages.length }, field);
   const service = serviceId === undefined ? undefined : next.services.find((s) => s.id === serviceId);
   if (service !== undefined) {
-    const full = withSecrets(next, service);
+    const full = measured(next, service);
     const envBytes = full.envVars.reduce((sum, v) => sum + v.key.length + Buffer.byteLength(v.value), 0);
     checkAtMost(
       `${field}.env_vars`,
@@ -52,6 +66,9 @@ export function checkLimits(next: EnvironmentAggregate, field: string, serviceId
     }).finish().length;
     checkAtMost(field, 'the encoded size of the service', bytes, LIMITS.serviceBytes, 'bytes');
   }
-  const bytes = snapshot.GetEnvironmentSnapshotResponse.encode(snapshotOf(next)).finish().length;
+  const bytes = snapshot.GetEnvironmentSnapshotResponse.encode({
+    ...snapshotOf(next),
+    services: servicesInOrder(next).map((s) => measured(next, s)),
+  }).finish().length;
   checkAtMost(field, 'the encoded size of the whole environment', bytes, LIMITS.environmentBytes, 'bytes');
 }
