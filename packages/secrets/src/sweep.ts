@@ -1,14 +1,25 @@
 // Sealing stored values again under the active key: after a rotation, and at every start (which also
 // seals values stored in clear by an older version). Each service sweeps its own schema with these.
-import { isSealed, keyIdOf } from './envelope.ts';
+import { isSealed, keyIdOf, SecretError } from './envelope.ts';
 import type { Secrets } from './keyring.ts';
 
-/** A value in clear sealed; an envelope under an older key sealed again; one under the active key kept. */
+/**
+ * A value in clear sealed; an envelope under an older key sealed again; one under the active key kept.
+ * One this process cannot open (a key it does not have, a damaged value) is kept as it is: a sweep
+ * must never stop a service from starting — the value fails, naming its key, only where it is used.
+ */
 export function resealValue(secrets: Secrets, value: string): { value: string; changed: boolean } {
   if (value === '') return { value, changed: false };
   if (!isSealed(value)) return { value: secrets.seal(value), changed: true };
   if (keyIdOf(value) === secrets.activeKeyId()) return { value, changed: false };
-  return { value: secrets.seal(secrets.open(value)), changed: true };
+  let opened: string;
+  try {
+    opened = secrets.open(value);
+  } catch (e) {
+    if (e instanceof SecretError) return { value, changed: false };
+    throw e;
+  }
+  return { value: secrets.seal(opened), changed: true };
 }
 
 /** `resealValue` over every value of a map (secret env values by key, job outputs). */

@@ -1,6 +1,6 @@
 import { invalidArgument } from '@stageline/errors';
 import type { control } from '@stageline/proto';
-import type { Secrets } from '@stageline/secrets';
+import { SecretError, type Secrets } from '@stageline/secrets';
 import { DbMode, Engine, type KindName, kindName } from './kinds.ts';
 import { checkAtMost, kib, LIMITS } from './limits.ts';
 import {
@@ -361,6 +361,20 @@ export function normalizeDefinition(input: control.Service, field = 'service'): 
 }
 
 /**
+ * Whether a stored envelope holds `value`. One this control cannot open (sealed under a key it does not
+ * have, or damaged) holds nothing it could compare: a value sent again replaces it, which is how such a
+ * secret is mended.
+ */
+function opensTo(secrets: Secrets, stored: string, value: string): boolean {
+  try {
+    return secrets.open(stored) === value;
+  } catch (e) {
+    if (e instanceof SecretError) return false;
+    throw e;
+  }
+}
+
+/**
  * Secret values are write-only and stored sealed (packages/secrets). On update, a secret sent back
  * empty (as every read returns it) keeps its stored value; a new secret needs a value; a value equal
  * to the stored one keeps its envelope, so an unchanged definition stays unchanged.
@@ -379,7 +393,7 @@ export function mergeSecrets(
       throw invalidArgument(`${field}.env_vars[${i}].value`, `secret ${v.key} needs a value`);
     }
     sealed[v.key] =
-      stored !== undefined && (v.value === '' || secrets.open(stored) === v.value) ? stored : secrets.seal(v.value);
+      stored !== undefined && (v.value === '' || opensTo(secrets, stored, v.value)) ? stored : secrets.seal(v.value);
     return { ...v, value: '' };
   });
   return { definition: { ...definition, envVars }, secrets: sealed };
