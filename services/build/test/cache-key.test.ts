@@ -1,5 +1,7 @@
 // The cache key's inputs and explanations (services/build/README.md), the Dockerfile's declared ARGs,
 // redaction.
+
+import { redactor } from '@stageline/secrets';
 import { describe, expect, it } from 'vitest';
 import {
   buildRepository,
@@ -12,7 +14,6 @@ import {
   repositorySlug,
 } from '../src/domain/cache-key.ts';
 import { declaredArgs, instructions } from '../src/domain/dockerfile.ts';
-import { redactor } from '../src/domain/redact.ts';
 
 const base: KeySource = {
   rootPath: '',

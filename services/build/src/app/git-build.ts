@@ -14,6 +14,7 @@ import { join, posix } from 'node:path';
 import { isWorkerStopping, type JobContext } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
+import { type Redact, redactor } from '@stageline/secrets';
 import { type Builder, BuildFailure } from '../adapters/builder/builder.ts';
 import type { BuildStore } from '../adapters/db/build-store.ts';
 import {
@@ -37,7 +38,6 @@ import {
   keyInputs,
 } from '../domain/cache-key.ts';
 import { declaredArgs } from '../domain/dockerfile.ts';
-import { type Redact, redactor } from '../domain/redact.ts';
 import { compareWithPrevious, explanationLines } from './explain.ts';
 
 const { StepKind, StepOutcome, ServiceState } = control;

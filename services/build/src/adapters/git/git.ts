@@ -10,7 +10,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DomainError, invalidArgument } from '@stageline/errors';
 import { minimalEnvironment, type RunOptions, type RunResult, runProcess } from '@stageline/exec';
-import { type Redact, redactor } from '../../domain/redact.ts';
+import { type Redact, redactor } from '@stageline/secrets';
 import type { GitCredentials, GitCredentialsLookup } from './credentials.ts';
 
 export type GitRef =
