@@ -28,5 +28,12 @@ url="$(stageline history demo/staging --limit 1 -o json | node -e '
 echo
 echo "\$ curl $url"
 curl -fsS --max-time 10 "$url"
+# The secrets boundary on this very stack: the workload holds the example's secret and the database
+# password Stageline made; Stageline's database, NATS store, logs and state hold neither in clear.
+environment_id="$(stageline history demo/staging --limit 1 -o json | node -e '
+  let s = ""; process.stdin.on("data", (c) => (s += c)).on("end", () => console.log(JSON.parse(s).deployments[0].environmentId));')"
+echo
+echo "\$ node deploy/dev/secrets-boundary.ts --environment-id $environment_id --secret-keys API_TOKEN,DB_PASSWORD"
+node deploy/dev/secrets-boundary.ts --environment-id "$environment_id" --secret-keys API_TOKEN,DB_PASSWORD
 echo
 echo "stack is still running: 'npm run stack:down' stops it. Next: README.md, \"Using the CLI\"."

@@ -4,7 +4,7 @@
 // environment). The files that carry them to podman are gone once used; the charts are 0600 in 0700.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +14,7 @@ import { callUnary, connect } from '@stageline/grpc';
 import { bus as busv1, control } from '@stageline/proto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { filesUnder, found, scanStores } from '../../deploy/dev/secrets-boundary.ts';
 import { createEnvironment, EXAMPLE_IMAGE, runStatusName, useStack, watchToEnd } from './stack.ts';
 
 const run = promisify(execFile);
@@ -55,28 +56,6 @@ writeFileSync(join(keyDir, 'active'), 'k-boundary\n', { mode: 0o600 });
 const stack = useStack({ env: { STAGELINE_SECRET_KEY_DIR: keyDir } });
 
 const [IMAGE, TAG] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/) as [string, string];
-
-/** Every regular file under `dir`, with its mode and its parent directory's. */
-function filesUnder(dir: string): Array<{ path: string; mode: number; dirMode: number }> {
-  const out: Array<{ path: string; mode: number; dirMode: number }> = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push({ path: p, mode: statSync(p).mode & 0o777, dirMode: statSync(d).mode & 0o777 });
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-/** Where `needles` occur in `haystack` (as text, and base64 — how a Secret manifest would carry it). */
-function found(haystack: Buffer | string, needles: readonly string[]): string[] {
-  const text = typeof haystack === 'string' ? Buffer.from(haystack) : haystack;
-  return needles.flatMap((n) =>
-    [n, Buffer.from(n).toString('base64')].filter((form) => text.includes(Buffer.from(form))).map(() => n),
-  );
-}
 
 describe('secrets never in clear in Stageline', () => {
   it('a deploy with a known secret and a generated database password leaves them only in the workload', async () => {
@@ -176,26 +155,23 @@ describe('secrets never in clear in Stageline', () => {
     const dbEnv = (await run('podman', ['exec', pod[0]!, 'env'])).stdout;
     const password = /^POSTGRES_PASSWORD=(.+)$/m.exec(dbEnv)?.[1] ?? '';
     expect(password.length).toBeGreaterThanOrEqual(24);
+
+    // Stageline's stores — pg_dump of every schema, the NATS store directory, the services' logs, every
+    // file of its state directory (charts sealed, 0600 in 0700; nothing left of what carried the secrets
+    // to podman) — by the check `npm run demo` runs against its own stack.
+    const scanned = await scanStores({
+      databaseUrl: stack.isolated.databaseUrl,
+      natsStoreDir: join(natsDir, 'jetstream'),
+      logs: (['control', 'planner', 'build', 'deploy'] as const).map((name) => ({ name, text: stack.logs(name) })),
+      stateDir: stack.stateDir,
+      needles: { secret: SECRET, password },
+    });
+    expect(scanned.findings).toEqual([]);
+    expect(scanned.modes).toEqual([]);
+    expect(scanned.sealedInDump).toBeGreaterThan(0); // the secrets are there, sealed
+    expect(scanned.natsFiles).toBeGreaterThan(0);
+    expect(scanned.chartFiles).toBeGreaterThan(0);
     const needles = [SECRET, password];
-
-    // pg_dump of every schema of Stageline's database.
-    const dump = (await run('pg_dump', ['--no-owner', stack.isolated.databaseUrl], { maxBuffer: 256 * 1024 * 1024 }))
-      .stdout;
-    for (const schema of ['control', 'planner', 'build', 'deploy']) expect(dump).toContain(`CREATE SCHEMA ${schema};`);
-    expect(dump).toContain('sl:v1:'); // the secrets are there, sealed
-    expect(found(dump, needles)).toEqual([]);
-
-    // The NATS store directory: every stream's files (jobs, results, events, logs, outbox relays).
-    const natsFiles = filesUnder(join(natsDir, 'jetstream'));
-    expect(natsFiles.length).toBeGreaterThan(0);
-    const inNats = natsFiles.flatMap((f) =>
-      found(readFileSync(f.path), needles).map((n) => `${f.path}: ${n === SECRET ? 'the secret' : 'the password'}`),
-    );
-    expect(inNats).toEqual([]);
-
-    // The services' logs.
-    for (const name of ['control', 'planner', 'build', 'deploy'] as const)
-      expect(found(stack.logs(name), needles)).toEqual([]);
 
     // The run events, and the run as the API shows it (steps, messages, log lines).
     const nc = await connectNats({ servers: process.env.NATS_URL! });
@@ -237,12 +213,10 @@ describe('secrets never in clear in Stageline', () => {
     expect(lines).toContain('migrate | db=postgresql://***:***@db:***/***');
     expect(found(lines.join('\n'), needles)).toEqual([]);
 
-    // Runtime files: nothing left of what carried the secrets to podman; the charts 0600 in 0700.
-    const state = filesUnder(stack.stateDir);
-    expect(state.filter((f) => f.path.includes('/local/')).map((f) => f.path)).toEqual([]);
-    const charts = state.filter((f) => f.path.includes('/charts/'));
-    expect(charts.length).toBeGreaterThan(0);
-    for (const f of charts) expect([f.path, f.mode, f.dirMode]).toEqual([f.path, 0o600, 0o700]);
+    // The chart store holds the Secret sealed only, and helm's copies in clear are gone.
+    const sealedSecrets = filesUnder(stack.stateDir).filter((f) => f.path.endsWith('/templates/secret.yaml.sealed'));
+    expect(sealedSecrets.length).toBeGreaterThan(0);
+    for (const f of sealedSecrets) expect(readFileSync(f.path, 'utf8')).toMatch(/^sl:v1:/);
   });
 
   it('stageline admin rotate-key: the values in every schema are sealed again under the new key, online, and deploys go on', async () => {

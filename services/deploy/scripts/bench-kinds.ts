@@ -45,7 +45,7 @@ await chmod(stateDir, 0o755);
 const managedDir = path.join(stateDir, 'managed-postgres');
 const managedPort = await freePort();
 await run('bash', [path.join(root, 'deploy/dev/managed-postgres.sh'), 'start', managedDir, String(managedPort)]);
-const charts = new FsChartStore(path.join(stateDir, 'charts'));
+const charts = new FsChartStore(path.join(stateDir, 'charts'), secrets);
 const local = new LocalRuntime({
   podman: new Podman({ runner }),
   ports: new PgHostPorts({ db, pickFreePort }),

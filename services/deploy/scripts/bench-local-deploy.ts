@@ -23,7 +23,7 @@ const RUNS = 5;
 const database = await freshDatabase();
 const db = await openDatabase({ url: database.url, schema: 'deploy', entities, migrations, log });
 const stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-bench-'));
-const charts = new FsChartStore(path.join(stateDir, 'charts'));
+const charts = new FsChartStore(path.join(stateDir, 'charts'), secrets);
 const local = new LocalRuntime({
   podman: new Podman({ runner }),
   ports: new PgHostPorts({ db, pickFreePort }),

@@ -50,10 +50,16 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
 
   const db = await openDatabase({ url: config.databaseUrl, schema: SERVICE, entities, migrations, log });
   onClose('database', () => db.close());
+  // Charts keep their secrets sealed; copies in clear that a crash left (helm's) go first.
+  const charts = new FsChartStore(path.join(config.stateDir, 'charts'), secrets);
+  await charts.removeOpened();
   // Sealed under the active key at start and within 5 s of a rotation (stageline admin rotate-key).
   const reseal = async (key: string) => {
     const resealed = await resealDeploySecrets(db, secrets);
-    if (resealed > 0) log.info({ resealed, key }, 'secret values sealed under the active key');
+    const chartFiles = await charts.reseal();
+    if (resealed + chartFiles > 0) {
+      log.info({ resealed, chartFiles, key }, 'secret values sealed under the active key');
+    }
   };
   const startKey = secrets.activeKeyId();
   await reseal(startKey);
@@ -64,7 +70,6 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   onClose('key watch', () => keyWatch.stop());
 
   const releases = new PgReleaseStore({ db, secrets });
-  const charts = new FsChartStore(path.join(config.stateDir, 'charts'));
   const runner = new ProcessRunner();
   const local = new LocalRuntime({
     podman: new Podman({ runner, binary: config.podman }),

@@ -48,7 +48,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-state-'));
   store = new PgReleaseStore({ db, secrets });
   hostPorts = new PgHostPorts({ db, pickFreePort });
-  const charts = new FsChartStore(path.join(stateDir, 'charts'));
+  const charts = new FsChartStore(path.join(stateDir, 'charts'), secrets);
   const local = new LocalRuntime({ podman, ports: hostPorts, charts, workDir: path.join(stateDir, 'local'), log });
   deps = {
     releases: store,

@@ -37,7 +37,7 @@ beforeAll(async () => {
   const kubernetes = new KubernetesRuntime({ runner });
   deps = {
     releases: new PgReleaseStore({ db, secrets }),
-    charts: new FsChartStore(path.join(stateDir, 'charts')),
+    charts: new FsChartStore(path.join(stateDir, 'charts'), secrets),
     credentials: new PgCredentialStore({ db, secrets }),
     runtime: (name) => (name === 'kubernetes' ? kubernetes : undefined),
     kubeContexts: ['staging-cluster'],

@@ -22,7 +22,7 @@ beforeAll(async () => {
   const releases = new PgReleaseStore({ db, secrets });
   deps = {
     releases,
-    charts: new FsChartStore('/nonexistent-charts'),
+    charts: new FsChartStore('/nonexistent-charts', secrets),
     credentials: new PgCredentialStore({ db, secrets }),
     runtime: () => undefined,
     serialize: keyedSerializer(),

@@ -38,7 +38,7 @@ beforeAll(async () => {
   db = await openDatabase({ url: isolated.databaseUrl, schema: 'deploy', entities, migrations, log });
   stateDir = await mkdtemp(path.join(os.tmpdir(), 'deploy-jobs-'));
   store = new PgReleaseStore({ db, secrets });
-  const charts = new FsChartStore(path.join(stateDir, 'charts'));
+  const charts = new FsChartStore(path.join(stateDir, 'charts'), secrets);
   local = new LocalRuntime({
     podman,
     ports: new PgHostPorts({ db, pickFreePort }),

@@ -1,6 +1,7 @@
 // The kubernetes runtime through a recording CommandRunner (Helm and Kubernetes cannot run here):
 // the exact argv, namespace and context of every operation, and how results are read.
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +17,7 @@ import { renderCustomChart } from '../src/domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../src/domain/failures.ts';
 import type { Release } from '../src/domain/release.ts';
 import { workloadFromJob } from '../src/domain/workload.ts';
-import { RecordingRunner } from './support.ts';
+import { RecordingRunner, secrets } from './support.ts';
 
 const NS = 'demo-staging';
 // Helm release names carry the environment (issue 21): two environments never share one.
@@ -44,7 +45,7 @@ beforeAll(async () => {
       },
     }),
   );
-  chartPath = await new FsChartStore(dir).write(
+  chartPath = await new FsChartStore(dir, secrets).write(
     { environmentId: 'env-1', serviceId: 'svc-1', revision: 2 },
     renderChart(workload, 2),
   );
@@ -216,7 +217,7 @@ describe('kubernetes runtime (recorded argv)', () => {
   });
 
   it('charts it installs are complete Helm charts with the Kubernetes objects of the release', async () => {
-    const manifests = await new FsChartStore(dir).manifests(chartPath);
+    const manifests = await new FsChartStore(dir, secrets).manifests(chartPath);
     expect(manifests.map((m) => `${m.apiVersion}/${m.kind}/${m.metadata.name}`).sort()).toEqual([
       'apps/v1/Deployment/api',
       'v1/Service/api',
@@ -359,7 +360,7 @@ describe('kubernetes runtime (recorded argv)', () => {
   });
 
   it('refuses a custom chart from git whose symbolic links leave the chart; links inside it are fine', async () => {
-    const store = new FsChartStore(dir);
+    const store = new FsChartStore(dir, secrets);
     const secretFile = path.join(dir, 'worker-secret.txt');
     await writeFile(secretFile, 'the worker host only');
     const git = (cwd: string, ...args: string[]) =>
@@ -431,7 +432,7 @@ describe('kubernetes runtime (recorded argv)', () => {
   });
 
   it('installs a custom chart from a chart repository, an OCI registry or the git repository, values after overrides', async () => {
-    const store = new FsChartStore(dir);
+    const store = new FsChartStore(dir, secrets);
     const write = async (serviceId: string, chart: control.CustomChart, version = 'tag:2', extra = {}) => {
       const job = bus.DeployJob.fromPartial({
         environmentId: 'env-1',
@@ -462,7 +463,16 @@ describe('kubernetes runtime (recorded argv)', () => {
       `commit:${'f'.repeat(40)}`,
     );
     const runner = new RecordingRunner();
+    // What helm was given, read while it ran: the values in clear, in a copy that is gone afterwards.
+    const seen: string[] = [];
+    runner.answer((command, args) => {
+      if (command === 'helm' && args[0] === 'upgrade')
+        seen.push(readFileSync(args[args.indexOf('--values') + 3]!, 'utf8'));
+      return undefined;
+    });
     const runtime = new KubernetesRuntime({ runner, charts: store });
+    // helm reads a copy opened from the store (the store keeps the values sealed): <dir>/.open/<copy>.
+    const OPENED = path.join(dir, '<opened>');
     const values = (p: string) => [
       '--values',
       path.join(p, 'values-overrides.yaml'),
@@ -483,7 +493,10 @@ describe('kubernetes runtime (recorded argv)', () => {
     for (const chart of [repo, oci, git]) {
       await runtime.apply(release({ chartPath: chart, kind: 'CUSTOM_CHART' }), context());
     }
-    const upgrades = runner.calls.filter((c) => c.command === 'helm' && c.args[0] === 'upgrade').map((c) => c.args);
+    const opened = (args: string[]) => args.map((a) => a.replace(/\/\.open\/[^/]+/, '/<opened>'));
+    const upgrades = runner.calls
+      .filter((c) => c.command === 'helm' && c.args[0] === 'upgrade')
+      .map((c) => opened(c.args));
     expect(upgrades).toEqual([
       [
         'upgrade',
@@ -494,15 +507,27 @@ describe('kubernetes runtime (recorded argv)', () => {
         'https://charts.example.com',
         '--version',
         '1.2.3',
-        ...values(repo),
+        ...values(OPENED),
         ...tail,
       ],
-      ['upgrade', '--install', API, 'oci://registry.example.com/charts/web', ...values(oci), ...tail],
-      ['upgrade', '--install', API, path.join(git, 'source', 'deploy/chart'), ...values(git), ...tail],
+      ['upgrade', '--install', API, 'oci://registry.example.com/charts/web', ...values(OPENED), ...tail],
+      ['upgrade', '--install', API, path.join(OPENED, 'source', 'deploy/chart'), ...values(OPENED), ...tail],
     ]);
-    expect(runner.calls.filter((c) => c.command === 'git').map((c) => c.args)).toEqual([
-      ['clone', '--quiet', '--no-checkout', '--', 'file:///srv/git/api.git', path.join(git, 'source')],
-      ['-C', path.join(git, 'source'), 'checkout', '--quiet', '--detach', 'f'.repeat(40)],
+    expect(runner.calls.filter((c) => c.command === 'git').map((c) => opened(c.args))).toEqual([
+      ['clone', '--quiet', '--no-checkout', '--', 'file:///srv/git/api.git', path.join(OPENED, 'source')],
+      ['-C', path.join(OPENED, 'source'), 'checkout', '--quiet', '--detach', 'f'.repeat(40)],
     ]);
+    // Helm read Stageline's values in clear; the store holds them sealed only; the copies are gone.
+    expect(seen.length).toBe(3);
+    for (const values of seen) expect(values).toContain('repository: 127.0.0.1:5000/demo/staging/api');
+    for (const chart of [repo, oci, git]) {
+      expect(readdirSync(chart).sort()).toEqual([
+        'custom.json',
+        'values-overrides.yaml',
+        'values-stageline.yaml.sealed',
+      ]);
+      expect(readFileSync(path.join(chart, 'values-stageline.yaml.sealed'), 'utf8')).toMatch(/^sl:v1:/);
+    }
+    expect(readdirSync(path.join(dir, '.open'))).toEqual([]);
   });
 });

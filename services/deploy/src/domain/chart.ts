@@ -22,6 +22,8 @@ export interface ChartFile {
   /** Relative to the chart directory, `/`-separated. */
   path: string;
   content: string;
+  /** Holds secret values (the Secret, a custom chart's values): the chart store keeps it sealed at rest. */
+  sensitive?: boolean;
 }
 
 export interface Chart {
@@ -450,6 +452,7 @@ export function renderChart(w: Workload, revision: number): Chart {
   const templates: ChartFile[] = renderManifests(w, revision).map((m) => ({
     path: templateFileOf(m.kind),
     content: templateContent(m),
+    ...(m.kind === 'Secret' ? { sensitive: true } : {}),
   }));
   const chartYaml = {
     apiVersion: 'v2',

@@ -85,7 +85,8 @@ export function renderCustomChart(job: bus.DeployJob, revision: number): Chart {
   const files: ChartFile[] = [
     { path: CUSTOM_CHART_FILE, content: `${JSON.stringify(ref, null, 2)}\n` },
     { path: VALUES_OVERRIDES_FILE, content: stringify(overrides, { lineWidth: 0 }) },
-    { path: VALUES_STAGELINE_FILE, content: stringify(stageline, { lineWidth: 0 }) },
+    // Its env holds values injected from earlier stages (a database's password among them).
+    { path: VALUES_STAGELINE_FILE, content: stringify(stageline, { lineWidth: 0 }), sensitive: true },
   ];
   // What would be installed: the reference and both values files, without the revision number.
   const hash = createHash('sha256')

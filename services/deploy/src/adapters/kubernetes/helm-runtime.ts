@@ -18,8 +18,15 @@ export interface KubernetesRuntimeDeps {
   helm?: string;
   kubectl?: string;
   git?: string;
-  /** Reads a release directory's custom chart reference (undefined: the chart Stageline generated). */
-  charts?: { customChart(chartPath: string): Promise<CustomChartRef | undefined> };
+  /**
+   * The chart store: a release directory's custom chart reference (undefined: the chart Stageline
+   * generated), and the chart in clear for the length of a helm command (the store keeps secrets sealed).
+   * Left out (argv tests only), helm is given the release's chart path as it is.
+   */
+  charts?: {
+    customChart(chartPath: string): Promise<CustomChartRef | undefined>;
+    open(chartPath: string): Promise<{ dir: string; close(): Promise<void> }>;
+  };
 }
 
 // Helm statuses of a release left mid-operation (a crash, a killed helm): the next upgrade would fail
@@ -95,18 +102,18 @@ export class KubernetesRuntime implements Runtime {
   }
 
   /** The chart argument(s) of `helm upgrade`: the generated chart's directory, or the service's own chart. */
-  async #chartArgs(release: Release, ctx: RuntimeContext): Promise<string[]> {
+  async #chartArgs(release: Release, opened: string, ctx: RuntimeContext): Promise<string[]> {
     const custom = await this.#charts?.customChart(release.chartPath);
-    if (custom === undefined) return [release.chartPath];
+    if (custom === undefined) return [opened];
     const values = [
       // The user's values first, Stageline's (the image from the mirror) last: later files win.
       '--values',
-      path.join(release.chartPath, VALUES_OVERRIDES_FILE),
+      path.join(opened, VALUES_OVERRIDES_FILE),
       '--values',
-      path.join(release.chartPath, VALUES_STAGELINE_FILE),
+      path.join(opened, VALUES_STAGELINE_FILE),
     ];
     if (custom.type === 'path') {
-      const checkout = path.join(release.chartPath, 'source');
+      const checkout = path.join(opened, 'source');
       await this.#run(
         this.#git,
         ['clone', '--quiet', '--no-checkout', '--', custom.gitUrl, checkout],
@@ -136,13 +143,33 @@ export class KubernetesRuntime implements Runtime {
   async apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
     const name = helmReleaseName(release.environmentId, release.serviceName);
     const isJob = release.kind === 'LIFECYCLE_JOB';
+    // The chart in clear (its Secret, a custom chart's values) only while helm reads it.
+    const opened =
+      this.#charts === undefined
+        ? { dir: release.chartPath, close: async () => {} }
+        : await this.#charts.open(release.chartPath);
+    try {
+      await this.#upgrade(name, release, opened.dir, isJob, ctx);
+    } finally {
+      await opened.close();
+    }
+    return {
+      endpoints: [],
+      hostPorts: [],
+      digest: '',
+      runtimeRevision: await this.#helmRevision(name, release, ctx),
+      ...(isJob ? { outputs: await this.#jobOutputs(release, ctx) } : {}),
+    };
+  }
+
+  async #upgrade(name: string, release: Release, chartDir: string, isJob: boolean, ctx: RuntimeContext): Promise<void> {
     await this.#run(
       this.#helm,
       [
         'upgrade',
         '--install',
         name,
-        ...(await this.#chartArgs(release, ctx)),
+        ...(await this.#chartArgs(release, chartDir, ctx)),
         ...this.#helmTarget(release),
         '--create-namespace',
         // --atomic: a rollout that is not ready in time is rolled back by helm itself.
@@ -159,13 +186,6 @@ export class KubernetesRuntime implements Runtime {
           ? `not ready after ${this.#timeout(release)}: ${detail(r)}`
           : `helm upgrade failed: ${detail(r)}`,
     );
-    return {
-      endpoints: [],
-      hostPorts: [],
-      digest: '',
-      runtimeRevision: await this.#helmRevision(name, release, ctx),
-      ...(isJob ? { outputs: await this.#jobOutputs(release, ctx) } : {}),
-    };
   }
 
   /** A completed Job's output.json: its pod's termination message (the chart points it at the file). */
