@@ -1,7 +1,7 @@
 // The envelope of one secret value: `sl:v1:<key id>:<base64url(iv ‖ ciphertext ‖ tag)>`, AES-256-GCM with a
 // 96-bit random IV and a 128-bit tag; the header `sl:v1:<key id>` is the associated data, so a ciphertext
 // moved under another key id fails to open. Pure: keys are passed in.
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 
 export const ENVELOPE_PREFIX = 'sl:v1:';
 const IV_BYTES = 12;
@@ -86,4 +86,24 @@ export function open(keyFor: (id: string) => SecretKey | undefined, envelope: st
   } catch {
     throw new SecretError(`secret sealed under key ${id} fails authentication (altered, or another key)`, id);
   }
+}
+
+/** The prefix of a fingerprint: `hmac-sha256:<key id>:<hex>`. */
+export const FINGERPRINT_PREFIX = 'hmac-sha256:';
+const FINGERPRINT = /^hmac-sha256:([A-Za-z0-9_-]{1,64}):[0-9a-f]{64}$/;
+
+/**
+ * A keyed digest of a secret value: equal for equal values under the same key, and — unlike a bare
+ * SHA-256 — of no use to whoever reads it without the key (a guessed password cannot be checked against
+ * it). HMAC-SHA256 under a subkey derived from the key with HKDF (never the AES key itself). Deterministic.
+ */
+export function fingerprint(key: SecretKey, plaintext: string): string {
+  checkKey(key);
+  const subkey = Buffer.from(hkdfSync('sha256', key.bytes, Buffer.alloc(0), 'stageline fingerprint v1', KEY_BYTES));
+  return `${FINGERPRINT_PREFIX}${key.id}:${createHmac('sha256', subkey).update(plaintext, 'utf8').digest('hex')}`;
+}
+
+/** The key id a fingerprint was made under, or undefined for anything that is not a fingerprint. */
+export function fingerprintKeyId(value: string): string | undefined {
+  return FINGERPRINT.exec(value)?.[1];
 }

@@ -1,5 +1,8 @@
 export {
   ENVELOPE_PREFIX,
+  FINGERPRINT_PREFIX,
+  fingerprint,
+  fingerprintKeyId,
   isSealed,
   KEY_BYTES,
   KEY_ID,

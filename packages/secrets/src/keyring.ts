@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { KEY_BYTES, KEY_ID, open, SecretError, type SecretKey, seal } from './envelope.ts';
+import { fingerprint, KEY_BYTES, KEY_ID, open, SecretError, type SecretKey, seal } from './envelope.ts';
 
 /** What services seal and open secret values with. */
 export interface Secrets {
@@ -15,6 +15,8 @@ export interface Secrets {
   seal(plaintext: string): string;
   /** Throws SecretError naming the key when the envelope cannot be opened. */
   open(envelope: string): string;
+  /** A keyed digest of a value (under the active key): comparable, not guessable. See envelope.ts. */
+  fingerprint(plaintext: string): string;
 }
 
 export type KeySource = { dir: string } | { file: string };
@@ -120,6 +122,10 @@ export class KeyRing implements Secrets {
     return open((id) => this.#key(id), envelope);
   }
 
+  fingerprint(plaintext: string): string {
+    return fingerprint(this.#key(this.activeKeyId())!, plaintext);
+  }
+
   /**
    * Makes a new key and makes it the active one (the key file first, then `active` by rename, so no
    * process ever sees an active key without its file). Earlier keys stay: values sealed under them open.
@@ -173,5 +179,10 @@ export function memorySecrets(keys: readonly SecretKey[], activeId = keys[0]?.id
       return seal(key, plaintext);
     },
     open: (envelope) => open((id) => byId.get(id), envelope),
+    fingerprint: (plaintext) => {
+      const key = byId.get(activeId);
+      if (key === undefined) throw new SecretError(`the active key ${activeId} is unknown`, activeId);
+      return fingerprint(key, plaintext);
+    },
   };
 }

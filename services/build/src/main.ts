@@ -82,6 +82,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       builds,
       locks,
       workDir: config.workDir,
+      fingerprint: (value) => secrets.fingerprint(value),
     },
   };
 
@@ -130,6 +131,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
           mirrorRegistry: config.mirrorRegistry,
           builds,
           workDir: config.workDir,
+          fingerprint: (value) => secrets.fingerprint(value),
         },
       }),
     ],

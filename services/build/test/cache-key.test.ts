@@ -1,7 +1,8 @@
 // The cache key's inputs and explanations (services/build/README.md), the Dockerfile's declared ARGs,
 // redaction.
 
-import { redactor } from '@stageline/secrets';
+import { createHash, randomBytes } from 'node:crypto';
+import { memorySecrets, redactor } from '@stageline/secrets';
 import { describe, expect, it } from 'vitest';
 import {
   buildRepository,
@@ -23,7 +24,8 @@ const base: KeySource = {
   args: [{ name: 'API_URL', value: 'https://api.staging', secret: false }],
   commit: 'a'.repeat(40),
 };
-const keyOf = (s: KeySource) => cacheKey(keyInputs(s));
+const { fingerprint } = memorySecrets([{ id: 'k1', bytes: randomBytes(32) }]);
+const keyOf = (s: KeySource) => cacheKey(keyInputs(s, fingerprint));
 
 describe('declared ARGs', () => {
   it('finds every ARG, in any stage, with defaults, several per line, continued lines, any case', () => {
@@ -83,16 +85,34 @@ describe('cache key', () => {
 
   it('keeps a secret ARG value out of the stored inputs, but not out of the key', () => {
     const secret = { ...base, args: [{ name: 'TOKEN', value: 's3cr3t-value', secret: true }] };
-    const inputs = keyInputs(secret);
+    const inputs = keyInputs(secret, fingerprint);
     expect(JSON.stringify(inputs)).not.toContain('s3cr3t-value');
     expect(keyOf(secret)).not.toBe(keyOf({ ...secret, args: [{ name: 'TOKEN', value: 'other', secret: true }] }));
+  });
+
+  it('stores a secret ARG by a keyed fingerprint, never a bare digest that a guess could be checked against', () => {
+    const secret = { ...base, args: [{ name: 'TOKEN', value: 's3cr3t-value', secret: true }] };
+    const [token] = keyInputs(secret, fingerprint).filter((i) => i.name === 'arg:TOKEN');
+    const bare = createHash('sha256').update('s3cr3t-value').digest('hex');
+    expect(token!.digest).toMatch(/^hmac-sha256:k1:[0-9a-f]{64}$/);
+    expect(token!.digest).not.toContain(bare);
+    // Equal under the same key (a cache hit), different under another one: a rotation rebuilds once, and says why.
+    expect(keyInputs(secret, fingerprint)).toEqual(keyInputs(secret, fingerprint));
+    const rotated = memorySecrets([{ id: 'k2', bytes: randomBytes(32) }]).fingerprint;
+    const changes = explainInputs(keyInputs(secret, rotated), keyInputs(secret, fingerprint)).filter((c) => c.changed);
+    expect(changes.map((c) => c.detail)).toEqual([
+      expect.stringContaining('fingerprinted under another key (k1 → k2: a key rotation)'),
+    ]);
   });
 });
 
 describe('explanations', () => {
   it('names a changed ARG, with both values, as environment-specific', () => {
-    const before = keyInputs(base);
-    const after = keyInputs({ ...base, args: [{ name: 'API_URL', value: 'https://api.prod', secret: false }] });
+    const before = keyInputs(base, fingerprint);
+    const after = keyInputs(
+      { ...base, args: [{ name: 'API_URL', value: 'https://api.prod', secret: false }] },
+      fingerprint,
+    );
     const changes = explainInputs(after, before).filter((c) => c.changed);
     expect(changes).toHaveLength(1);
     expect(changes[0]!.name).toBe('arg:API_URL');
@@ -102,20 +122,22 @@ describe('explanations', () => {
   });
 
   it('names a new commit, an ARG that appeared or vanished; nothing changed when all is equal', () => {
-    const before = keyInputs(base);
+    const before = keyInputs(base, fingerprint);
     expect(explainInputs(before, before).some((c) => c.changed)).toBe(false);
-    const moved = explainInputs(keyInputs({ ...base, commit: 'c'.repeat(40) }), before).filter((c) => c.changed);
+    const moved = explainInputs(keyInputs({ ...base, commit: 'c'.repeat(40) }, fingerprint), before).filter(
+      (c) => c.changed,
+    );
     expect(moved.map((c) => c.detail)).toEqual([`new commit: \`${'a'.repeat(12)}\` → \`${'c'.repeat(12)}\``]);
-    const none = explainInputs(keyInputs({ ...base, args: [] }), before).filter((c) => c.changed);
+    const none = explainInputs(keyInputs({ ...base, args: [] }, fingerprint), before).filter((c) => c.changed);
     expect(none.map((c) => c.detail)).toEqual([
       'ARG `API_URL` is no longer set from the environment (was `https://api.staging`)',
     ]);
-    const back = explainInputs(before, keyInputs({ ...base, args: [] })).filter((c) => c.changed);
+    const back = explainInputs(before, keyInputs({ ...base, args: [] }, fingerprint)).filter((c) => c.changed);
     expect(back.map((c) => c.detail)).toEqual(['ARG `API_URL` is now set from the environment: `https://api.staging`']);
   });
 
   it('never shows a secret value', () => {
-    const s = (value: string) => keyInputs({ ...base, args: [{ name: 'TOKEN', value, secret: true }] });
+    const s = (value: string) => keyInputs({ ...base, args: [{ name: 'TOKEN', value, secret: true }] }, fingerprint);
     const text = JSON.stringify(explainInputs(s('new-secret-1'), s('old-secret-2')));
     expect(text).toContain('ARG `TOKEN` differs: its secret value changed');
     expect(text).not.toMatch(/new-secret-1|old-secret-2/);

@@ -1,5 +1,6 @@
 // GIT build jobs with real git, buildah, the mirror registry, PostgreSQL and a NATS KV lock: what is
 // built when, what the cache hits, how a rebuild is explained, how builds fail, stop and share.
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,6 +8,7 @@ import { join } from 'node:path';
 import { Bus, WorkerStopping } from '@stageline/bus';
 import { type Database, openDatabase } from '@stageline/db';
 import { bus, control } from '@stageline/proto';
+import { memorySecrets } from '@stageline/secrets';
 import { resolveRegistry, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildahBuilder } from '../src/adapters/builder/buildah.ts';
@@ -60,6 +62,7 @@ beforeAll(async () => {
     builds: store,
     locks: await BuildLocks.open(busConn, { ttlMs: 3000, pollMs: 100, log: silentLog }),
     workDir: join(scratch, 'work'),
+    fingerprint: memorySecrets([{ id: 'k-git-build', bytes: randomBytes(32) }]).fingerprint,
   };
 }, 60_000);
 

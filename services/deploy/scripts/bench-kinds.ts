@@ -63,6 +63,7 @@ const deps: DeployJobDeps = {
   }),
   runtime: (name) => (name === 'local' ? local : undefined),
   serialize: keyedSerializer(),
+  fingerprint: (value) => secrets.fingerprint(value),
   now: () => new Date(),
 };
 await run('podman', ['pull', '-q', EXAMPLE], { env: { ...process.env } });

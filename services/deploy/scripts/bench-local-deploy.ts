@@ -37,6 +37,7 @@ const deps = {
   credentials: new PgCredentialStore({ db, secrets }),
   runtime: (name: string) => (name === 'local' ? local : undefined),
   serialize: keyedSerializer(),
+  fingerprint: (value) => secrets.fingerprint(value),
   now: () => new Date(),
 };
 const image = await testImage();

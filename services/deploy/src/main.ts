@@ -101,6 +101,7 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     runtime: (name) => runtimes.get(name),
     kubeContexts: config.kubeContexts,
     serialize: keyedSerializer(),
+    fingerprint: (value) => secrets.fingerprint(value),
     now: () => new Date(),
     // The worker framework aborts a job's signal with this reason when the process stops (not a cancel).
     isShutdown: isWorkerStopping,

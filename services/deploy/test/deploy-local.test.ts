@@ -20,7 +20,9 @@ import { Podman } from '../src/adapters/podman/podman.ts';
 import { pickFreePort } from '../src/adapters/process/free-port.ts';
 import { type DeployJobDeps, handleDeployJob } from '../src/app/deploy-job.ts';
 import { keyedSerializer } from '../src/app/keyed-serializer.ts';
+import { renderChart } from '../src/domain/chart.ts';
 import { localContainerName, localNetworkName, localPodName } from '../src/domain/names.ts';
+import { workloadFromJob } from '../src/domain/workload.ts';
 import {
   cleanEnvironment,
   log,
@@ -56,6 +58,7 @@ beforeAll(async () => {
     credentials: new PgCredentialStore({ db, secrets }),
     runtime: (name) => (name === 'local' ? local : undefined),
     serialize: keyedSerializer(),
+    fingerprint: (value) => secrets.fingerprint(value),
     now: () => new Date(),
   };
   image = await testImage();
@@ -489,7 +492,8 @@ describe('deploy jobs on the local runtime (podman)', () => {
     const env = newEnvironment();
     const serviceId = newId();
     const first = await run(job(env, service(env, serviceId, { env: { GREETING: 'one' } })));
-    await run(job(env, service(env, serviceId, { env: { GREETING: 'two' } })));
+    const secondJob = job(env, service(env, serviceId, { env: { GREETING: 'two' } }));
+    await run(secondJob);
     // As deploy serves it: TLS with its certificate; only control may call ReleaseService (mutual TLS).
     const security = testSecurity();
     const server = await startGrpcServer({
@@ -508,6 +512,10 @@ describe('deploy jobs on the local runtime (podman)', () => {
       const [latest] = list.releases;
       expect(latest).toMatchObject({ serviceId, image, deploymentId: expect.any(String) });
       expect(latest!.configHash).toMatch(/^[0-9a-f]{64}$/);
+      // Stored keyed (it covers the secret values): not the bare SHA-256 a guessed secret could be checked against.
+      const bare = renderChart(workloadFromJob(secondJob), 2).configHash;
+      expect(latest!.configHash).not.toBe(bare);
+      expect(latest!.configHash).toBe(secrets.fingerprint(bare).slice(-64));
       expect(latest!.chart).toContain(path.join('charts', env, serviceId, '2'));
       expect(latest!.createdAt).toBeInstanceOf(Date);
 

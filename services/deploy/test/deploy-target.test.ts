@@ -42,6 +42,7 @@ beforeAll(async () => {
     runtime: (name) => (name === 'kubernetes' ? kubernetes : undefined),
     kubeContexts: ['staging-cluster'],
     serialize: keyedSerializer(),
+    fingerprint: (value) => secrets.fingerprint(value),
     now: () => new Date(),
   };
 });

@@ -26,6 +26,7 @@ beforeAll(async () => {
     credentials: new PgCredentialStore({ db, secrets }),
     runtime: () => undefined,
     serialize: keyedSerializer(),
+    fingerprint: (value) => secrets.fingerprint(value),
     now: () => new Date(),
   };
 });

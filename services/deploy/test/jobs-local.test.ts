@@ -52,6 +52,7 @@ beforeAll(async () => {
     credentials: new PgCredentialStore({ db, secrets }),
     runtime: (name) => (name === 'local' ? local : undefined),
     serialize: keyedSerializer(),
+    fingerprint: (value) => secrets.fingerprint(value),
     now: () => new Date(),
   };
 }, 120_000);

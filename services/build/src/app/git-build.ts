@@ -33,6 +33,7 @@ import {
   type BuildArgValue,
   buildRepository,
   cacheKey,
+  type Fingerprint,
   imageTag,
   type KeyInput,
   keyInputs,
@@ -59,6 +60,8 @@ export interface GitBuildDeps {
   locks: BuildLockPort;
   /** Scratch space: each job clones into a directory of its own here, removed afterwards. */
   workDir: string;
+  /** Keyed digests of secret ARG values for the cache key (Secrets.fingerprint). */
+  fingerprint: Fingerprint;
   now?: () => Date;
 }
 
@@ -183,20 +186,24 @@ export function keyFor(
   source: control.ApplicationSource,
   at: FetchedDockerfile,
   mirrorRegistry: string,
+  fingerprint: Fingerprint,
 ): { args: BuildArgValue[]; inputs: KeyInput[]; key: string; destination: ImageReference } {
   const content = at.dockerfile.toString('utf8');
   const declared = new Set(declaredArgs(content));
   const args: BuildArgValue[] = service.envVars
     .filter((e) => declared.has(e.key))
     .map((e) => ({ name: e.key, value: e.value, secret: e.secret }));
-  const inputs = keyInputs({
-    rootPath: at.rootPath,
-    dockerfilePath: at.dockerfilePath,
-    dockerfileContent: content,
-    target: source.buildTarget,
-    args,
-    commit: at.commit,
-  });
+  const inputs = keyInputs(
+    {
+      rootPath: at.rootPath,
+      dockerfilePath: at.dockerfilePath,
+      dockerfileContent: content,
+      target: source.buildTarget,
+      args,
+      commit: at.commit,
+    },
+    fingerprint,
+  );
   const key = cacheKey(inputs);
   const destination: ImageReference = {
     registry: mirrorRegistry,
@@ -268,7 +275,7 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
 
     // --- BUILD: key, explanation, cache ------------------------------------------------------
     phase = 'computing the cache key';
-    const keyed = keyFor(job.project, service, source, at, deps.mirrorRegistry);
+    const keyed = keyFor(job.project, service, source, at, deps.mirrorRegistry, deps.fingerprint);
     const { args, inputs, destination } = keyed;
     key = keyed.key;
     const target = formatReference(destination);

@@ -18,7 +18,7 @@ import { type GitClient, GitError, gitRefFor } from '../adapters/git/git.ts';
 import type { RegistryClient } from '../adapters/registry/client.ts';
 import { limiter } from '../adapters/registry/mirror.ts';
 import { formatReference } from '../adapters/registry/reference.ts';
-import { explainInputs } from '../domain/cache-key.ts';
+import { explainInputs, type Fingerprint } from '../domain/cache-key.ts';
 import { applicationOf, fetchDockerfile, inMirror, jobRedactor, keyFor } from './git-build.ts';
 import { planMirror } from './mirror-plan.ts';
 
@@ -31,6 +31,8 @@ export interface PredictDeps {
   builds: BuildStore;
   /** Scratch space for the shallow fetches; each prediction's directory is removed afterwards. */
   workDir: string;
+  /** Keyed digests of secret ARG values, as the build itself makes them (Secrets.fingerprint). */
+  fingerprint: Fingerprint;
 }
 
 /** Jobs predicted at once: each GIT prediction is a fetch. */
@@ -131,7 +133,14 @@ async function predictGit(deps: PredictDeps, job: bus.BuildJob, signal: AbortSig
   try {
     const ref = gitRefFor(job.version, source);
     const at = await fetchDockerfile(deps.git, source, ref, dir, signal, () => undefined);
-    const { inputs, key, destination } = keyFor(job.project, service, source, at, deps.mirrorRegistry);
+    const { inputs, key, destination } = keyFor(
+      job.project,
+      service,
+      source,
+      at,
+      deps.mirrorRegistry,
+      deps.fingerprint,
+    );
     const target = formatReference(destination);
     const resolvedVersion = `commit:${at.commit}`;
     if (job.forceBuild) {

@@ -29,7 +29,11 @@ export interface KeyInput {
   /** `root_path`, `dockerfile_path`, `dockerfile`, `target`, `arg:<NAME>` or `commit`. */
   name: string;
   kind: InputKind;
-  /** `sha256:<hex>` of the value (of the content for the Dockerfile). */
+  /**
+   * `sha256:<hex>` of the value (of the content for the Dockerfile); for a secret ARG its keyed
+   * fingerprint `hmac-sha256:<key id>:<hex>` (@stageline/secrets): a stored digest never lets anyone
+   * check a guessed secret.
+   */
   digest: string;
   /** The value when it may be shown: never for secret ARGs, never the Dockerfile's content. */
   value: string | null;
@@ -44,19 +48,29 @@ export function sha256(text: string | Uint8Array): string {
 
 const digestOf = (text: string) => `sha256:${sha256(text)}`;
 
-function input(kind: InputKind, name: string, value: string, shown: boolean, secret = false): KeyInput {
-  return { name, kind, digest: digestOf(value), value: shown ? value : null, secret };
+function input(kind: InputKind, name: string, value: string, shown: boolean): KeyInput {
+  return { name, kind, digest: digestOf(value), value: shown ? value : null, secret: false };
 }
 
-/** The inputs in the key's canonical order: fixed fields, then ARGs by name, then the commit. */
-export function keyInputs(source: KeySource): KeyInput[] {
+/** Makes the keyed digest of a secret value (Secrets.fingerprint, under the installation's active key). */
+export type Fingerprint = (secretValue: string) => string;
+
+/**
+ * The inputs in the key's canonical order: fixed fields, then ARGs by name, then the commit. A secret
+ * ARG goes in by its fingerprint: after a key rotation it differs, so such a build runs once more.
+ */
+export function keyInputs(source: KeySource, fingerprint: Fingerprint): KeyInput[] {
   const args = [...source.args].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return [
     input('root_path', 'root_path', source.rootPath, true),
     input('dockerfile_path', 'dockerfile_path', source.dockerfilePath, true),
     input('dockerfile', 'dockerfile', source.dockerfileContent, false),
     input('target', 'target', source.target, true),
-    ...args.map((a) => input('arg', `arg:${a.name}`, a.value, !a.secret, a.secret)),
+    ...args.map((a) =>
+      a.secret
+        ? { name: `arg:${a.name}`, kind: 'arg' as const, digest: fingerprint(a.value), value: null, secret: true }
+        : input('arg', `arg:${a.name}`, a.value, true),
+    ),
     input('commit', 'commit', source.commit, true),
   ];
 }
@@ -147,6 +161,16 @@ function describe(i: KeyInput): string {
   }
 }
 
+/** The key id of a fingerprint `hmac-sha256:<key id>:<hex>` (undefined for an older, plain digest). */
+const fingerprintKey = (digest: string) => /^hmac-sha256:([^:]+):/.exec(digest)?.[1];
+
+function secretChange(before: string, after: string): string {
+  const [a, b] = [fingerprintKey(before), fingerprintKey(after)];
+  return a !== undefined && b !== undefined && a !== b
+    ? `its secret value was fingerprinted under another key (${a} → ${b}: a key rotation), so it is taken as changed`
+    : 'its secret value changed';
+}
+
 function describeChange(before: KeyInput, after: KeyInput): string {
   switch (after.kind) {
     case 'root_path':
@@ -161,7 +185,7 @@ function describeChange(before: KeyInput, after: KeyInput): string {
       return (
         `ARG \`${after.name.slice(4)}\` differs: ` +
         (after.secret || before.secret
-          ? 'its secret value changed'
+          ? secretChange(before.digest, after.digest)
           : `${shown(before.value)} → ${shown(after.value)}`) +
         ': environment-specific ARG values rebuild per environment'
       );

@@ -44,6 +44,11 @@ export interface DeployJobDeps {
   kubeContexts?: readonly string[];
   /** Serializes jobs of one service inside this process (a redelivery racing its original). */
   serialize<T>(key: string, work: () => Promise<T>): Promise<T>;
+  /**
+   * A keyed digest (Secrets.fingerprint): a release's config hash covers its secret values, so it is
+   * stored keyed — equal for equal configurations, of no use for checking a guessed secret.
+   */
+  fingerprint(value: string): string;
   now(): Date;
   /** How long a rollback after a failure or cancel may take before we give up on it (ms). */
   rollbackTimeoutMs?: number;
@@ -259,6 +264,11 @@ interface Prepared {
   outputs: Record<string, string>;
 }
 
+/** The chart with its config hash keyed (64 hex digits: the fingerprint's HMAC, without its key id). */
+function keyedHash<C extends { configHash: string }>(deps: DeployJobDeps, chart: C): C {
+  return { ...chart, configHash: deps.fingerprint(chart.configHash).slice(-64) };
+}
+
 /** Everything about the job that can fail before a revision is taken: a job we can never run fails here. */
 async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepared> {
   const service = job.service;
@@ -301,7 +311,7 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepare
       version: job.version,
       readinessTimeoutSeconds: probe.readinessTimeoutSeconds,
       schedule: '',
-      chart: async (revision) => renderCustomChart(job, revision),
+      chart: async (revision) => keyedHash(deps, renderCustomChart(job, revision)),
       outputs: {},
     };
   }
@@ -325,7 +335,7 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepare
     version: job.version,
     readinessTimeoutSeconds: timeout,
     schedule: spec?.schedule ?? '',
-    chart: async (revision) => renderChart(workload, revision),
+    chart: async (revision) => keyedHash(deps, renderChart(workload, revision)),
     outputs,
   };
 }
