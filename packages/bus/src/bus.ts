@@ -12,6 +12,7 @@ import {
 import { connect, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { invalidArgument } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
+import { metrics, subjectFamily } from '@stageline/telemetry';
 import { type BusCredentials, inboxPrefixFor, readBusCredentials } from './auth.ts';
 import { ConsumeLoop, type Consumption, type MessageHandler } from './consume-loop.ts';
 import {
@@ -232,6 +233,7 @@ export class Bus {
   async #publish(subject: string, data: Uint8Array, options: Partial<JetStreamPublishOptions>): Promise<PublishResult> {
     try {
       const ack = await this.#js.publish(subject, data, options);
+      metrics.busPublished.inc({ subject: subjectFamily(subject) });
       return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
     } catch (e) {
       throw toDomainError(e, `publishing to ${subject}`);

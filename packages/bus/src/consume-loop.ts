@@ -4,6 +4,7 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { type MsgHdrs, headers as natsHeaders } from '@nats-io/transport-node';
 import type { Logger } from '@stageline/log';
+import { metrics, trackSlots } from '@stageline/telemetry';
 import { nakDelayForServer } from './consumers.ts';
 import { type DeadLetter, deadLetterFor } from './dead-letter.ts';
 import { HEADERS } from './headers.ts';
@@ -87,6 +88,7 @@ export class ConsumeLoop implements Consumption {
   #running: Promise<void> | undefined;
   #slotWaiter: (() => void) | undefined;
   #sleepWaker: (() => void) | undefined;
+  #untrack: (() => void) | undefined;
 
   constructor(deps: ConsumeLoopDependencies, settings: ConsumeLoopSettings) {
     this.#deps = deps;
@@ -96,8 +98,16 @@ export class ConsumeLoop implements Consumption {
   }
 
   start(): this {
-    this.#running ??= this.#run();
+    if (this.#running === undefined) {
+      this.#running = this.#run();
+      this.#untrack = trackSlots(this);
+    }
     return this;
+  }
+
+  /** This loop's slots, for the `stageline_worker_slots` gauge. */
+  slots(): { busy: number; free: number } {
+    return { busy: this.#active, free: Math.max(0, this.#settings.slots - this.#active) };
   }
 
   inFlight(): number {
@@ -106,6 +116,7 @@ export class ConsumeLoop implements Consumption {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#untrack?.();
     this.#slotWaiter?.();
     this.#sleepWaker?.();
     // Closing the open pull ends it now rather than after `pullExpiresMs`; a message the server
@@ -169,6 +180,7 @@ export class ConsumeLoop implements Consumption {
 
   async #handle(m: JsMsg): Promise<void> {
     const { deliveryCount, streamSequence } = m.info;
+    if (deliveryCount > 1) metrics.busRedeliveries.inc({ consumer: this.consumer });
     const log = this.#log.child({ subject: m.subject, streamSequence, deliveryCount });
     try {
       let decided: HandlerOutcome;
@@ -199,16 +211,21 @@ export class ConsumeLoop implements Consumption {
   }
 
   async #settle(m: JsMsg, decided: HandlerOutcome, log: Logger): Promise<void> {
+    const settled = (outcome: 'ack' | 'left' | 'retry' | 'dead_letter') =>
+      metrics.busConsumed.inc({ consumer: this.consumer, outcome });
     if ('ack' in decided) {
+      settled('ack');
       const confirmed = await m.ackAck().catch(() => false);
       if (!confirmed) log.warn('bus ack not confirmed; the message may be redelivered');
       return;
     }
     if ('leave' in decided) {
+      settled('left');
       log.info({ reason: decided.leave.reason }, 'bus message left alone: a newer delivery of it is live');
       return;
     }
     if ('retry' in decided) {
+      settled('retry');
       log.debug({ delayMs: decided.retry.delayMs }, 'bus message retried');
       this.#nak(m, decided.retry.delayMs);
       return;
@@ -228,6 +245,8 @@ export class ConsumeLoop implements Consumption {
       this.#nak(m, delayMs);
       return;
     }
+    settled('dead_letter');
+    metrics.deadLetters.inc({ consumer: this.consumer });
     log.warn({ reason }, 'bus message dead-lettered');
     m.term();
   }

@@ -5,7 +5,8 @@
 import { Kvm } from '@nats-io/kv';
 import { DomainError } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
-import { bus as busv1, type control } from '@stageline/proto';
+import { bus as busv1, control } from '@stageline/proto';
+import { metrics, secondsSince } from '@stageline/telemetry';
 import type { Bus } from './bus.ts';
 import type { BusMessage } from './consume-loop.ts';
 import { outcome } from './outcomes.ts';
@@ -267,12 +268,24 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       },
       stepStarted: (kind, text = '') =>
         emit({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
-      stepFinished: (step) => emit({ $case: 'stepFinished', value: { step } }),
+      stepFinished: (step) => {
+        if (step.startedAt !== undefined && step.finishedAt !== undefined) {
+          metrics.stepDuration.observe(
+            {
+              step: control.stepKindToJSON(step.kind).replace(/^STEP_KIND_/, ''),
+              outcome: control.stepOutcomeToJSON(step.outcome).replace(/^STEP_OUTCOME_/, ''),
+            },
+            Math.max(0, (step.finishedAt.getTime() - step.startedAt.getTime()) / 1000),
+          );
+        }
+        return emit({ $case: 'stepFinished', value: { step } });
+      },
       working: () => message.working(),
       fence,
     };
 
     let finished: busv1.JobFinished;
+    const started = performance.now();
     try {
       finished = await options.handle(job, ctx);
     } catch (e) {
@@ -299,6 +312,8 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       // Interrupted by our own shutdown, not by the run: hand the job to another process.
       throw new DomainError('UNAVAILABLE', 'worker stopping');
     }
+    metrics.jobs.inc({ kind: role, outcome: finished.succeeded ? 'succeeded' : 'failed' });
+    metrics.jobDuration.observe({ kind: role }, secondsSince(started));
     try {
       await emit({ $case: 'jobFinished', value: finished });
       await fence();

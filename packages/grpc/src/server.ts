@@ -7,6 +7,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '@stageline/log';
 import { descriptorSetPath } from '@stageline/proto';
+import { metrics, secondsSince } from '@stageline/telemetry';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import {
   type Access,
@@ -120,9 +121,24 @@ function guarded(
       return status;
     };
     if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported`);
+    // Every call counted by method and code, and timed (a stream: until its end).
+    const observe = () => {
+      const started = performance.now();
+      let done = false;
+      return (code: number) => {
+        if (done) return;
+        done = true;
+        metrics.grpcCalls.inc({ method: method.path, code: grpc.status[code] ?? String(code) });
+        metrics.grpcDuration.observe({ method: method.path }, secondsSince(started));
+      };
+    };
     if (method.responseStream) {
       const h = handler as grpc.handleServerStreamingCall<unknown, unknown>;
       out[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+        const record = observe();
+        call.once('finish', () => record(grpc.status.OK));
+        call.once('cancelled', () => record(grpc.status.CANCELLED));
+        call.once('error', (e: { code?: number }) => record(e.code ?? grpc.status.UNKNOWN));
         check(call).then(
           () => h(call),
           (e: unknown) => {
@@ -133,7 +149,12 @@ function guarded(
       }) as grpc.handleServerStreamingCall<unknown, unknown>;
     } else {
       const h = handler as grpc.handleUnaryCall<unknown, unknown>;
-      out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, answer: grpc.sendUnaryData<unknown>) => {
+        const record = observe();
+        const callback: grpc.sendUnaryData<unknown> = (error, value, ...rest) => {
+          record(error === null || error === undefined ? grpc.status.OK : (error.code ?? grpc.status.UNKNOWN));
+          answer(error, value, ...rest);
+        };
         check(call).then(
           () => h(call, callback),
           (e: unknown) => {

@@ -1,10 +1,12 @@
 // Health means ready: every few seconds a service asks its own dependencies (its database, its bus)
 // whether they answer. gRPC health follows (NOT_SERVING while one does not, SERVING again when all do),
 // and a plaintext HTTP port answers the probes of orchestrators, which cannot present client
-// certificates: /livez (the process answers) and /readyz (its dependencies answer too).
+// certificates: /livez (the process answers) and /readyz (its dependencies answer too). The same port
+// serves /metrics: the process's Prometheus metrics (@stageline/telemetry), for the same reason.
 import { createServer, type Server } from 'node:http';
 import type { NatsConnection } from '@stageline/bus';
 import type { Logger } from '@stageline/log';
+import { scrape } from '@stageline/telemetry';
 
 /** A readiness check: true when the dependency answers. It should not throw; a throw counts as false. */
 export type Check = () => Promise<boolean>;
@@ -108,12 +110,20 @@ export async function startHealth(options: HealthOptions): Promise<Health> {
         res
           .writeHead(503, { 'content-type': 'text/plain' })
           .end(`not ready: ${failing.map((name) => `${name} does not answer`).join('; ')}\n`);
+    } else if (path === '/metrics') {
+      scrape().then(
+        ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+        (e: unknown) => {
+          log.warn({ err: e }, 'metrics could not be collected');
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics could not be collected\n');
+        },
+      );
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /livez or /readyz\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /livez, /readyz or /metrics\n');
     }
   });
   const address = await listen(server, options.listen);
-  log.info({ address }, 'health port listening (plaintext HTTP: /livez, /readyz)');
+  log.info({ address }, 'health port listening (plaintext HTTP: /livez, /readyz, /metrics)');
 
   let closing: Promise<void> | undefined;
   return {

@@ -1,6 +1,7 @@
 // The life of a service process: configuration, logger, start-up that registers what it opens, and a
 // drain on SIGTERM/SIGINT that closes it all in reverse order.
 import { createLogger, type Logger } from '@stageline/log';
+import { startProcessMetrics } from '@stageline/telemetry';
 import { ConfigError, type Env } from './config.ts';
 
 export interface ServiceContext<C> {
@@ -28,6 +29,7 @@ export async function runService<C extends { logLevel: string }>(
     process.exit(2);
   }
   const log = createLogger({ service: name, level: config.logLevel });
+  startProcessMetrics(name);
   const closers: { name: string; close: () => Promise<void> | void }[] = [];
   let stopping: Promise<void> | undefined;
 

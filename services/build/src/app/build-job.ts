@@ -4,6 +4,7 @@
 import type { JobContext } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
+import { metrics } from '@stageline/telemetry';
 import type { MirrorStore } from '../adapters/db/mirror-store.ts';
 import type { RegistryClient } from '../adapters/registry/client.ts';
 import { type MirrorProgress, mirrorImage } from '../adapters/registry/mirror.ts';
@@ -150,6 +151,7 @@ async function mirrorJob(deps: BuildJobDeps, job: bus.BuildJob, ctx: JobContext)
       ctx.log.warn({ err: error }, 'could not record the mirrored image');
     }
     const seconds = ((now().getTime() - startedAt.getTime()) / 1000).toFixed(1);
+    metrics.mirrorBytes.inc(result.bytesCopied);
     let message: string;
     if (result.cacheHit) {
       message = `cache hit: mirror already has ${mirrored}`;

@@ -15,6 +15,7 @@ import { isWorkerStopping, type JobContext } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus, control } from '@stageline/proto';
 import { type Redact, redactor } from '@stageline/secrets';
+import { metrics } from '@stageline/telemetry';
 import { type Builder, BuildFailure } from '../adapters/builder/builder.ts';
 import type { BuildStore } from '../adapters/db/build-store.ts';
 import {
@@ -298,6 +299,7 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
       const message = `cache hit: key ${key} — ${how} ${image}`;
       await steps.finish(StepOutcome.STEP_OUTCOME_CACHE_HIT, message);
       await deps.builds.finish(buildId, { status: 'SUCCEEDED', message: redact(message), image, cacheHit: true });
+      metrics.buildCache.inc({ result: 'hit' });
       return bus.JobFinished.fromPartial({
         succeeded: true,
         message: redact(message),
@@ -360,6 +362,7 @@ export async function gitBuildJob(deps: GitBuildDeps, job: bus.BuildJob, ctx: Jo
       const message = `built and pushed ${image} in ${seconds(buildStarted, now())} s (key ${key})`;
       await steps.finish(StepOutcome.STEP_OUTCOME_SUCCESS, message);
       await deps.builds.finish(buildId, { status: 'SUCCEEDED', message: redact(message), image });
+      metrics.buildCache.inc({ result: 'miss' });
       return bus.JobFinished.fromPartial({
         succeeded: true,
         message: redact(message),
