@@ -63,22 +63,30 @@ export function which(
 }
 
 /** A TCP port the kernel just handed out on 127.0.0.1; the caller binds it right away. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Where freePort looks: below the kernel's ephemeral range (32768–60999 here), above our fixed ports. */
+const TEST_PORTS = { from: 20_000, to: 32_000 };
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('could not allocate a free port'));
-        return;
-      }
-      const { port } = address;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A port free on 127.0.0.1 now, for a server a test starts next. Not one the kernel would hand out:
+ * a port from listen(0) lies in the ephemeral range, where the kernel also picks the local port of
+ * every outgoing connection — between our check and the server's bind, one of the many connections a
+ * test stack opens could take it (EADDRINUSE). Random ports below that range, never our fixed ones.
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = TEST_PORTS.from + Math.floor(Math.random() * (TEST_PORTS.to - TEST_PORTS.from));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port on 127.0.0.1 between ${TEST_PORTS.from} and ${TEST_PORTS.to}`);
 }
 
 /**
