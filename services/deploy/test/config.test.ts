@@ -75,9 +75,9 @@ describe('deploy config', () => {
       port: 5433,
       kubernetes: { host: 'postgres.stageline-system.svc.cluster.local', port: 5433 },
     });
-    expect(() =>
-      loadConfig({ ...TLS, MANAGED_POSTGRES_URL: url, MANAGED_POSTGRES_KUBE_HOST: 'a host' }),
-    ).toThrow('MANAGED_POSTGRES_KUBE_HOST');
+    expect(() => loadConfig({ ...TLS, MANAGED_POSTGRES_URL: url, MANAGED_POSTGRES_KUBE_HOST: 'a host' })).toThrow(
+      'MANAGED_POSTGRES_KUBE_HOST',
+    );
   });
 
   it('reads the registered kube contexts (issue 21)', () => {
