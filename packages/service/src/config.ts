@@ -29,6 +29,15 @@ export function hostPort(name: string, value: string): string {
   return value;
 }
 
+/** A registry `host[:port]` (the mirror's push or pull address, an insecure registry). */
+export function registryHost(name: string, value: string): string {
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$/.exec(value);
+  if (!match || Number(match[2] ?? '0') > 65535) {
+    throw new ConfigError(name, `expected a registry host[:port] (e.g. 127.0.0.1:5000), got "${value}"`);
+  }
+  return value;
+}
+
 export function url(name: string, value: string, protocols: readonly string[]): string {
   let parsed: URL;
   try {

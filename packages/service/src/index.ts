@@ -9,6 +9,7 @@ export {
   integer,
   LOG_LEVELS,
   logLevel,
+  registryHost,
   tlsConfig,
   url,
 } from './config.ts';

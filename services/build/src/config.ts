@@ -1,7 +1,15 @@
 // The build service's whole configuration: read once from the environment, validated, then passed down.
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, integer } from '@stageline/service';
+import {
+  type CommonConfig,
+  ConfigError,
+  commonConfig,
+  type Env,
+  envReader,
+  integer,
+  registryHost,
+} from '@stageline/service';
 
 export { ConfigError } from '@stageline/service';
 
@@ -44,14 +52,6 @@ const DEFAULTS = {
 } as const;
 
 /** A registry as image references name it: host or host:port, no scheme, no path. */
-function registryHost(name: string, value: string): string {
-  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$/.exec(value);
-  if (!match || Number(match[2] ?? '0') > 65535) {
-    throw new ConfigError(name, `expected a registry host[:port] (e.g. 127.0.0.1:5000), got "${value}"`);
-  }
-  return value;
-}
-
 /** Throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env): BuildConfig {
   const read = envReader(env, DEFAULTS);

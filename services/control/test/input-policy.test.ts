@@ -117,6 +117,69 @@ describe('kube contexts', () => {
   });
 });
 
+describe('exposure of public ports (kubernetes)', () => {
+  const { ExposureType } = control;
+  it('defaults to CLUSTER_IP, keeps an INGRESS with its domain, class and TLS secret, and changes it by type', async () => {
+    const plain = await createEnv({ project: 'expo', name: 'plain', runtime: 'kubernetes' });
+    expect(plain.environment!.settings!.exposure).toEqual({
+      type: ExposureType.EXPOSURE_TYPE_CLUSTER_IP,
+      ingressDomain: '',
+      ingressClass: '',
+      tlsSecret: '',
+    });
+    const exposure = {
+      type: ExposureType.EXPOSURE_TYPE_INGRESS,
+      ingressDomain: 'staging.example.com',
+      ingressClass: 'nginx',
+      tlsSecret: 'staging-wildcard',
+    };
+    const ingress = await createEnv({
+      project: 'expo',
+      name: 'ingress',
+      runtime: 'kubernetes',
+      settings: { exposure },
+    });
+    expect(ingress.environment!.settings!.exposure).toEqual(exposure);
+    const update = (settings: DeepPartial<control.EnvironmentSettings>) =>
+      callUnary(
+        ctl.environments,
+        'updateEnvironment',
+        control.UpdateEnvironmentRequest.fromPartial({ environmentId: ingress.environment!.id, settings }),
+      );
+    // Other settings leave it as it is; a new exposure replaces it.
+    expect((await update({ maxParallelDeploys: 2 })).environment!.settings!.exposure).toEqual(exposure);
+    const nodePort = await update({ exposure: { type: ExposureType.EXPOSURE_TYPE_NODE_PORT } });
+    expect(nodePort.environment!.settings!.exposure).toEqual({
+      type: ExposureType.EXPOSURE_TYPE_NODE_PORT,
+      ingressDomain: '',
+      ingressClass: '',
+      tlsSecret: '',
+    });
+  });
+
+  it('refuses an exposure that does not fit its type, naming the field', async () => {
+    const cases: Array<[DeepPartial<control.Exposure>, string]> = [
+      [{ type: ExposureType.EXPOSURE_TYPE_INGRESS }, 'settings.exposure.ingress_domain'],
+      [
+        { type: ExposureType.EXPOSURE_TYPE_INGRESS, ingressDomain: 'UPPER.example.com' },
+        'settings.exposure.ingress_domain',
+      ],
+      [
+        { type: ExposureType.EXPOSURE_TYPE_INGRESS, ingressDomain: 'a.example.com', ingressClass: 'a b' },
+        'settings.exposure.ingress_class',
+      ],
+      [{ type: ExposureType.EXPOSURE_TYPE_LOAD_BALANCER, tlsSecret: 'tls' }, 'settings.exposure.tls_secret'],
+      [{ type: 9 as control.ExposureType }, 'settings.exposure.type'],
+    ];
+    for (const [exposure, field] of cases) {
+      const r = await refusal(
+        createEnv({ project: 'expo', name: 'bad', runtime: 'kubernetes', settings: { exposure } }),
+      );
+      expect(r, JSON.stringify(exposure)).toMatchObject({ code: 'INVALID_ARGUMENT', field });
+    }
+  });
+});
+
 describe('the source policy', () => {
   let envId = '';
   const add = async (service: DeepPartial<control.Service>) => {

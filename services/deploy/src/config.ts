@@ -1,7 +1,16 @@
 // The deploy service's whole configuration: read once from the environment, validated, then passed down.
 import path from 'node:path';
 import { KUBE_CONTEXTS_VARIABLE, parseKubeContexts } from '@stageline/policy';
-import { type CommonConfig, ConfigError, commonConfig, type Env, envReader, integer, url } from '@stageline/service';
+import {
+  type CommonConfig,
+  ConfigError,
+  commonConfig,
+  type Env,
+  envReader,
+  integer,
+  registryHost,
+  url,
+} from '@stageline/service';
 
 export { ConfigError } from '@stageline/service';
 
@@ -19,8 +28,20 @@ export interface DeployConfig extends CommonConfig {
   helm: string;
   kubectl: string;
   git: string;
-  /** MANAGED databases: the server they are created on; undefined when none is configured. */
-  managedPostgres: { adminUrl: string; host: string; port: number } | undefined;
+  /**
+   * MANAGED databases: the server they are created on and where workloads reach it — `host`/`port` from
+   * the local runtime's containers, `kubernetes` from a cluster's pods (undefined: not configured, a
+   * managed database of a kubernetes environment fails saying so); undefined when none is configured.
+   */
+  managedPostgres:
+    | { adminUrl: string; host: string; port: number; kubernetes: { host: string; port: number } | undefined }
+    | undefined;
+  /**
+   * The mirror as the `kubernetes` runtime's clusters see it: `push` is the address deploy jobs name
+   * (MIRROR_REGISTRY, the build service's); `pull` the address each kube context's nodes pull from ('' key:
+   * every other context); `credentialsFile` a JSON file {"username","password"} when the mirror needs them.
+   */
+  kubeMirror: { push: string; pull: Record<string, string>; credentialsFile: string | undefined };
   /** Whether this process runs the local runtime's cron schedules (every process may: ticks are claimed). */
   cron: boolean;
   /** How often the scheduler looks for due ticks. */
@@ -47,6 +68,14 @@ const DEFAULTS = {
   // Where workloads reach a server on the host (podman's name for the network gateway).
   MANAGED_POSTGRES_HOST: 'host.containers.internal',
   MANAGED_POSTGRES_PORT: '',
+  // Where a cluster's pods reach that server: an in-cluster Service's DNS name, typically. Unset: nowhere.
+  MANAGED_POSTGRES_KUBE_HOST: '',
+  MANAGED_POSTGRES_KUBE_PORT: '',
+  // The mirror's push address (as the build service pushes, and deploy jobs name images).
+  MIRROR_REGISTRY: '127.0.0.1:5000',
+  // Where clusters pull the mirror from: `host[:port]` for every context, `<context>=host[:port]` for one.
+  KUBE_MIRROR_PULL: '',
+  KUBE_MIRROR_CREDENTIALS: '',
   DEPLOY_CRON: 'true',
   DEPLOY_CRON_POLL_MS: '5000',
   DEPLOY_CRON_CLOCK_FILE: '',
@@ -81,7 +110,16 @@ export function loadConfig(env: Env): DeployConfig {
     if (!/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/.test(host)) {
       throw new ConfigError('MANAGED_POSTGRES_HOST', `a host name or address, got "${host}"`);
     }
-    managedPostgres = { adminUrl: managedUrl, host, port };
+    const kubeHost = read('MANAGED_POSTGRES_KUBE_HOST');
+    let kubernetes: { host: string; port: number } | undefined;
+    if (kubeHost !== '') {
+      if (!/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/.test(kubeHost)) {
+        throw new ConfigError('MANAGED_POSTGRES_KUBE_HOST', `a host name or address, got "${kubeHost}"`);
+      }
+      const kubePortText = read('MANAGED_POSTGRES_KUBE_PORT') || String(port);
+      kubernetes = { host: kubeHost, port: integer('MANAGED_POSTGRES_KUBE_PORT', kubePortText, 1, 65535) };
+    }
+    managedPostgres = { adminUrl: managedUrl, host, port, kubernetes };
   }
   const cron = read('DEPLOY_CRON');
   if (cron !== 'true' && cron !== 'false') throw new ConfigError('DEPLOY_CRON', `true or false, got "${cron}"`);
@@ -95,6 +133,7 @@ export function loadConfig(env: Env): DeployConfig {
   }
   return {
     kubeContexts,
+    kubeMirror: kubeMirrorConfig(read('MIRROR_REGISTRY'), read('KUBE_MIRROR_PULL'), read('KUBE_MIRROR_CREDENTIALS')),
     managedPostgres,
     cron: cron === 'true',
     cronPollMs,
@@ -106,4 +145,22 @@ export function loadConfig(env: Env): DeployConfig {
     workerDrainGraceMs: integer('WORKER_DRAIN_GRACE_MS', read('WORKER_DRAIN_GRACE_MS'), 0, 3_600_000),
     ...binaries,
   };
+}
+
+function kubeMirrorConfig(pushText: string, pullText: string, credentials: string): DeployConfig['kubeMirror'] {
+  const push = registryHost('MIRROR_REGISTRY', pushText);
+  const pull: Record<string, string> = { '': push };
+  for (const entry of pullText
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '')) {
+    const eq = entry.indexOf('=');
+    const context = eq === -1 ? '' : entry.slice(0, eq).trim();
+    if (eq !== -1 && context === '') throw new ConfigError('KUBE_MIRROR_PULL', `"${entry}" names no context`);
+    pull[context] = registryHost('KUBE_MIRROR_PULL', entry.slice(eq + 1).trim());
+  }
+  if (credentials !== '' && !path.isAbsolute(credentials)) {
+    throw new ConfigError('KUBE_MIRROR_CREDENTIALS', `an absolute path of a JSON file, got "${credentials}"`);
+  }
+  return { push, pull, credentialsFile: credentials === '' ? undefined : credentials };
 }

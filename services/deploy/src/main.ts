@@ -28,11 +28,29 @@ import { type DeployJobDeps, handleDeployJob } from './app/deploy-job.ts';
 import { keyedSerializer } from './app/keyed-serializer.ts';
 import type { Runtime } from './app/ports.ts';
 import { withSealedSecrets } from './app/sealed-jobs.ts';
-import { loadConfig } from './config.ts';
+import { ConfigError, loadConfig } from './config.ts';
 
 const SERVICE = 'deploy';
 
+/** KUBE_MIRROR_CREDENTIALS: `{"username", "password"}`; a file that is not that stops the start. */
+function readMirrorCredentials(file: string): { username: string; password: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError('KUBE_MIRROR_CREDENTIALS', `${file}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const { username, password } = (parsed ?? {}) as { username?: unknown; password?: unknown };
+  if (typeof username !== 'string' || username === '' || typeof password !== 'string') {
+    throw new ConfigError('KUBE_MIRROR_CREDENTIALS', `${file}: expected {"username": "…", "password": "…"}`);
+  }
+  return { username, password };
+}
+
 await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
+  // Read before anything connects: a bad file stops the start naming the variable.
+  const mirrorFile = config.kubeMirror.credentialsFile;
+  const mirrorCredentials = mirrorFile !== undefined ? readMirrorCredentials(mirrorFile) : undefined;
   // Benchmarks only (test/bench): STAGELINE_EXECUTOR=noop swaps the job handler for one that just sleeps.
   const noop = noopDeploySettings(process.env);
   if (noop) log.warn(noop, 'NOOP EXECUTOR: nothing is built or deployed');
@@ -82,7 +100,15 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     ['local', local],
     [
       'kubernetes',
-      new KubernetesRuntime({ runner, helm: config.helm, kubectl: config.kubectl, git: config.git, charts }),
+      new KubernetesRuntime({
+        runner,
+        helm: config.helm,
+        kubectl: config.kubectl,
+        git: config.git,
+        charts,
+        mirror: config.kubeMirror,
+        ...(mirrorCredentials !== undefined ? { mirrorCredentials } : {}),
+      }),
     ],
   ]);
   const cronTicks = new PgCronTicks({ db });
@@ -94,7 +120,12 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       ? {
           managed: new PgManagedDatabases({
             adminUrl: config.managedPostgres.adminUrl,
-            endpoint: { host: config.managedPostgres.host, port: config.managedPostgres.port },
+            endpoints: {
+              local: { host: config.managedPostgres.host, port: config.managedPostgres.port },
+              ...(config.managedPostgres.kubernetes !== undefined
+                ? { kubernetes: config.managedPostgres.kubernetes }
+                : {}),
+            },
           }),
         }
       : {}),

@@ -32,7 +32,52 @@ describe('deploy config', () => {
       cronPollMs: 5000,
       cronClockFile: undefined,
       kubeContexts: [],
+      // Until a cluster's pull address is configured, nodes pull from the address jobs name.
+      kubeMirror: { push: '127.0.0.1:5000', pull: { '': '127.0.0.1:5000' }, credentialsFile: undefined },
     });
+  });
+
+  it('configures the mirror per cluster: push address, pull address per kube context, credentials file', () => {
+    expect(
+      loadConfig({
+        ...TLS,
+        MIRROR_REGISTRY: '127.0.0.1:5000',
+        KUBE_MIRROR_PULL: 'registry.internal:5000, kind-dev=host.docker.internal:5000',
+        KUBE_MIRROR_CREDENTIALS: '/etc/stageline/mirror.json',
+      }).kubeMirror,
+    ).toEqual({
+      push: '127.0.0.1:5000',
+      pull: { '': 'registry.internal:5000', 'kind-dev': 'host.docker.internal:5000' },
+      credentialsFile: '/etc/stageline/mirror.json',
+    });
+    for (const [variable, value] of [
+      ['KUBE_MIRROR_PULL', 'kind-dev=http://registry'],
+      ['KUBE_MIRROR_PULL', '=registry:5000'],
+      ['KUBE_MIRROR_CREDENTIALS', 'relative.json'],
+      ['MIRROR_REGISTRY', 'registry:99999'],
+    ] as const) {
+      expect(() => loadConfig({ ...TLS, [variable]: value }), `${variable}=${value}`).toThrow(variable);
+    }
+  });
+
+  it('gives MANAGED databases a host per runtime: the podman gateway locally, an in-cluster name on kubernetes', () => {
+    const url = 'postgres://postgres@127.0.0.1:5433/postgres';
+    expect(loadConfig({ ...TLS, MANAGED_POSTGRES_URL: url }).managedPostgres?.kubernetes).toBeUndefined();
+    expect(
+      loadConfig({
+        ...TLS,
+        MANAGED_POSTGRES_URL: url,
+        MANAGED_POSTGRES_KUBE_HOST: 'postgres.stageline-system.svc.cluster.local',
+      }).managedPostgres,
+    ).toEqual({
+      adminUrl: url,
+      host: 'host.containers.internal',
+      port: 5433,
+      kubernetes: { host: 'postgres.stageline-system.svc.cluster.local', port: 5433 },
+    });
+    expect(() => loadConfig({ ...TLS, MANAGED_POSTGRES_URL: url, MANAGED_POSTGRES_KUBE_HOST: 'a host' })).toThrow(
+      'MANAGED_POSTGRES_KUBE_HOST',
+    );
   });
 
   it('reads the registered kube contexts (issue 21)', () => {
@@ -49,6 +94,7 @@ describe('deploy config', () => {
       adminUrl: 'postgres://postgres@127.0.0.1:5433/postgres',
       host: 'host.containers.internal',
       port: 5433,
+      kubernetes: undefined,
     });
     expect(
       loadConfig({
@@ -57,7 +103,12 @@ describe('deploy config', () => {
         MANAGED_POSTGRES_HOST: 'db.example.com',
         MANAGED_POSTGRES_PORT: '6432',
       }).managedPostgres,
-    ).toEqual({ adminUrl: 'postgres://postgres@db.internal/postgres', host: 'db.example.com', port: 6432 });
+    ).toEqual({
+      adminUrl: 'postgres://postgres@db.internal/postgres',
+      host: 'db.example.com',
+      port: 6432,
+      kubernetes: undefined,
+    });
   });
 
   it('names the variable at fault', () => {

@@ -161,7 +161,16 @@ export async function cleanEnvironment(environmentId: string): Promise<void> {
 /** A CommandRunner that runs nothing: it records argv and answers from a script (Kubernetes/Helm only). */
 export class RecordingRunner implements CommandRunner {
   readonly calls: Array<{ command: string; args: string[] }> = [];
+  /** `helm version` (asked once per worker), kept out of `calls`: answered as `helmVersion` says. */
+  readonly versionCalls: Array<{ command: string; args: string[] }> = [];
   readonly #answers: Array<(command: string, args: readonly string[]) => CommandResult | undefined> = [];
+  readonly #helmVersion: CommandResult;
+
+  /** `helmVersion`: what `helm version --template {{.Version}}` prints (default helm 3), or its whole result. */
+  constructor(options: { helmVersion?: string | CommandResult } = {}) {
+    const v = options.helmVersion ?? 'v3.15.4';
+    this.#helmVersion = typeof v === 'string' ? { exitCode: 0, stdout: v, stderr: '' } : v;
+  }
 
   /** The first answer returning a result wins; default: exit 0, no output. */
   answer(fn: (command: string, args: readonly string[]) => CommandResult | undefined): void {
@@ -169,6 +178,10 @@ export class RecordingRunner implements CommandRunner {
   }
 
   async run(command: string, args: readonly string[], _options?: CommandOptions): Promise<CommandResult> {
+    if (command === 'helm' && args[0] === 'version') {
+      this.versionCalls.push({ command, args: [...args] });
+      return this.#helmVersion;
+    }
     this.calls.push({ command, args: [...args] });
     for (const fn of this.#answers) {
       const result = fn(command, args);

@@ -1,5 +1,6 @@
 import { resolveNamespace } from '@stageline/policy';
 import type { control } from '@stageline/proto';
+import { exposureView } from '../domain/environment.ts';
 import { Kind } from '../domain/kinds.ts';
 import { servicesOf } from '../domain/pipeline.ts';
 import type { EnvironmentAggregate, EnvironmentRecord, ServiceRecord } from './model.ts';
@@ -21,6 +22,7 @@ export function environmentView(env: EnvironmentRecord): control.Environment {
       mirrorMode: env.settings.mirrorMode,
       kubernetesContext: env.settings.kubernetesContext,
       namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
+      exposure: exposureView(env.settings.exposure),
     },
     status: env.status,
     createdAt: env.createdAt,

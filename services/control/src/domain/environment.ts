@@ -1,6 +1,14 @@
 import { failedPrecondition, invalidArgument } from '@stageline/errors';
-import { checkKubeContext, checkNamespace, defaultNamespace } from '@stageline/policy';
-import type { control } from '@stageline/proto';
+import {
+  CLUSTER_IP,
+  checkExposure,
+  checkKubeContext,
+  checkNamespace,
+  defaultNamespace,
+  type Exposure,
+  type ExposureType,
+} from '@stageline/policy';
+import { control } from '@stageline/proto';
 import { Mirror, Scheduling } from './kinds.ts';
 import { checkDnsLabel } from './names.ts';
 
@@ -17,6 +25,40 @@ export interface Settings {
   kubernetesContext: string;
   /** Empty: the default `<project>-<name>`, resolved on read so that a clone gets its own. */
   namespace: string;
+  /** `kubernetes`: how public ports are reached from outside the cluster (absent in rows stored before it). */
+  exposure?: Exposure;
+}
+
+const EXPOSURE_TYPES: Record<number, ExposureType> = {
+  [control.ExposureType.EXPOSURE_TYPE_CLUSTER_IP]: 'CLUSTER_IP',
+  [control.ExposureType.EXPOSURE_TYPE_NODE_PORT]: 'NODE_PORT',
+  [control.ExposureType.EXPOSURE_TYPE_LOAD_BALANCER]: 'LOAD_BALANCER',
+  [control.ExposureType.EXPOSURE_TYPE_INGRESS]: 'INGRESS',
+};
+
+/** The exposure as the API shows it. */
+export function exposureView(e: Exposure | undefined): control.Exposure {
+  const x = e ?? CLUSTER_IP;
+  const type = Number(Object.entries(EXPOSURE_TYPES).find(([, t]) => t === x.type)?.[0] ?? 0) as control.ExposureType;
+  return { type, ingressDomain: x.ingressDomain, ingressClass: x.ingressClass, tlsSecret: x.tlsSecret };
+}
+
+/** A request's exposure over the current one: a given message replaces it, its UNSPECIFIED type keeps the type. */
+function applyExposure(input: control.Exposure | undefined, current: Exposure): Exposure {
+  if (input === undefined) return current;
+  const type = input.type === 0 ? current.type : EXPOSURE_TYPES[input.type];
+  if (type === undefined) {
+    throw invalidArgument('settings.exposure.type', 'must be CLUSTER_IP, NODE_PORT, LOAD_BALANCER or INGRESS');
+  }
+  const exposure: Exposure = {
+    type,
+    ingressDomain: input.ingressDomain,
+    ingressClass: input.ingressClass,
+    tlsSecret: input.tlsSecret,
+  };
+  const bad = checkExposure(exposure);
+  if (bad !== undefined) throw invalidArgument(`settings.exposure.${bad.field}`, bad.message);
+  return exposure;
 }
 
 export const DEFAULT_PARALLELISM = 7;
@@ -51,6 +93,7 @@ const DEFAULT_SETTINGS: Settings = {
   mirrorMode: Mirror.SERVICE,
   kubernetesContext: '',
   namespace: '',
+  exposure: CLUSTER_IP,
 };
 
 /**
@@ -99,6 +142,7 @@ export function applySettings(
     mirrorMode,
     kubernetesContext,
     namespace,
+    exposure: applyExposure(input.exposure, current.exposure ?? CLUSTER_IP),
   };
 }
 

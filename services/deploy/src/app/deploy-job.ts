@@ -270,7 +270,7 @@ function keyedHash<C extends { configHash: string }>(deps: DeployJobDeps, chart:
 }
 
 /** Everything about the job that can fail before a revision is taken: a job we can never run fails here. */
-async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepared> {
+async function prepare(deps: DeployJobDeps, job: bus.DeployJob, runtime: Runtime): Promise<Prepared> {
   const service = job.service;
   const past = pastRevision(job.version);
   if (past !== undefined) {
@@ -296,22 +296,27 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepare
     service?.kind === control.ServiceKind.SERVICE_KIND_DATABASE && service.source?.$case === 'database'
       ? service.source.value
       : undefined;
+  // On kubernetes: the image from the mirror's pull address, its pull secret, the environment's exposure.
+  const kubernetes = runtime.kubernetesTarget?.(job.kubernetesContext);
+  const target = kubernetes !== undefined ? { kubernetes } : {};
   // Rendering is pure: a chart that cannot be rendered fails here, before a revision is taken.
-  const probe = workloadFromJob(
-    job,
-    databaseService ? { database: { username: 'u', password: 'p', database: 'd' } } : {},
-  );
+  const probe = workloadFromJob(job, {
+    ...target,
+    ...(databaseService ? { database: { username: 'u', password: 'p', database: 'd' } } : {}),
+  });
+  // The release records the image as the mirror holds it (what a later job names), not as a cluster pulls it.
+  const image = job.image.trim();
   const kind = kindOf(job, probe);
   if (kind === 'CUSTOM_CHART') {
-    renderCustomChart(job, 1);
+    renderCustomChart(job, 1, kubernetes);
     return {
       kind,
-      image: probe.image,
-      digest: imageDigest(probe.image),
+      image,
+      digest: imageDigest(image),
       version: job.version,
       readinessTimeoutSeconds: probe.readinessTimeoutSeconds,
       schedule: '',
-      chart: async (revision) => keyedHash(deps, renderCustomChart(job, revision)),
+      chart: async (revision) => keyedHash(deps, renderCustomChart(job, revision, kubernetes)),
       outputs: {},
     };
   }
@@ -323,15 +328,15 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob): Promise<Prepare
     // Reached by its name on the environment's network (local) or its Service (kubernetes).
     outputs = connectionOutputs(probe.name, databaseService.engine, { host: probe.name, port }, credentials);
   }
-  const workload = workloadFromJob(job, credentials !== undefined ? { database: credentials } : {});
+  const workload = workloadFromJob(job, { ...target, ...(credentials !== undefined ? { database: credentials } : {}) });
   // A job's rollout lasts as long as its executions may (each within its max duration, plus retries).
   const spec = workload.job;
   const timeout =
     spec !== undefined ? spec.maxDurationSeconds * (spec.maxRetries + 1) + 60 : workload.readinessTimeoutSeconds;
   return {
     kind,
-    image: workload.image,
-    digest: imageDigest(workload.image),
+    image,
+    digest: imageDigest(image),
     version: job.version,
     readinessTimeoutSeconds: timeout,
     schedule: spec?.schedule ?? '',
@@ -358,7 +363,9 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     }
     runtime = runtimeOf(deps, job.runtime);
     checkTarget(deps, job, runtime);
-    prepared = await prepare(deps, job);
+    // A runtime that cannot work here (an unsupported helm) fails the job before a revision is taken.
+    await runtime.preflight?.(runtimeContext(ctx, step));
+    prepared = await prepare(deps, job, runtime);
     if (prepared.kind === 'CUSTOM_CHART' && runtime.name !== 'kubernetes') {
       throw new RolloutError(
         'failed',
@@ -515,8 +522,20 @@ async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobCo
   await step.start('provisioning a managed PostgreSQL database');
   const service = job.service!;
   let server: ManagedDatabases;
+  let endpoint: { host: string; port: number };
   try {
     server = managedServer(deps);
+    const runtimeName = job.runtime === '' ? 'local' : job.runtime;
+    // Where this runtime's workloads reach the server: podman's gateway is no address inside a cluster.
+    const at = server.endpoint(runtimeName);
+    if (at === undefined) {
+      throw new RolloutError(
+        'failed',
+        `no address of the managed PostgreSQL server is configured for the ${runtimeName} runtime` +
+          (runtimeName === 'kubernetes' ? ' (set MANAGED_POSTGRES_KUBE_HOST on the deploy service)' : ''),
+      );
+    }
+    endpoint = at;
   } catch (e) {
     const message = errorMessage(e);
     await step.end(StepOutcome.STEP_OUTCOME_ERROR, message);
@@ -539,7 +558,7 @@ async function deployManaged(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobCo
     kind: 'MANAGED_DATABASE',
   });
   const history = await deps.releases.history(service.id);
-  const { host, port } = server.endpoint;
+  const { host, port } = endpoint;
   try {
     step.output(`database ${credentials.database}, role ${credentials.username} on ${host}:${port}`);
     await server.ensure(credentials);

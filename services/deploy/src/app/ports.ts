@@ -4,7 +4,7 @@ import type { Logger } from '@stageline/log';
 import type { bus, control } from '@stageline/proto';
 import type { Chart } from '../domain/chart.ts';
 import type { Endpoint, HostPortBinding, Release, ReleaseKind, ReleaseStatus } from '../domain/release.ts';
-import type { DatabaseCredentials } from '../domain/workload.ts';
+import type { DatabaseCredentials, KubernetesTarget } from '../domain/workload.ts';
 
 /** What a runtime operation may do besides its work: report progress, keep its job alive, notice a cancel. */
 export interface RuntimeContext {
@@ -34,6 +34,13 @@ export interface ApplyResult {
  */
 export interface Runtime {
   readonly name: string;
+  /**
+   * Before anything of a DEPLOY runs: throws (FAILED_PRECONDITION) when the runtime cannot work at all
+   * here (the kubernetes runtime: a helm version it does not support).
+   */
+  preflight?(ctx: RuntimeContext): Promise<void>;
+  /** The kubernetes runtime: what a chart for this kube context renders (pull address, pull secret). */
+  kubernetesTarget?(kubeContext: string): KubernetesTarget;
   /** Installs or upgrades the release's chart and waits until it is ready. */
   apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult>;
   /** Scales to zero; volumes and data stay. */
@@ -66,8 +73,8 @@ export interface CredentialStore {
 
 /** Databases on a configured PostgreSQL server (MANAGED mode). */
 export interface ManagedDatabases {
-  /** Where workloads reach the server. */
-  readonly endpoint: { host: string; port: number };
+  /** Where workloads of a runtime reach the server; undefined when no address is configured for it. */
+  endpoint(runtime: string): { host: string; port: number } | undefined;
   /** Creates the role and the database unless they exist, with this password; idempotent. */
   ensure(c: DatabaseCredentials): Promise<void>;
   /** Drops the database (its connections closed) and the role; idempotent. */

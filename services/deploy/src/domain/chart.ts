@@ -6,6 +6,8 @@ import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import type { ICronJob } from 'kubernetes-models/batch/v1/CronJob';
 import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { IIngress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
+import type { IIngressRule } from 'kubernetes-models/networking.k8s.io/v1/IngressRule';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
@@ -15,6 +17,7 @@ import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { ISecret } from 'kubernetes-models/v1/Secret';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { stringify } from 'yaml';
+import { ingressHost, publicServiceName } from './kube-target.ts';
 import type { Probe, Workload } from './workload.ts';
 import { imageDigest, intOrString, JOB_OUTPUT_FILE } from './workload.ts';
 
@@ -216,6 +219,7 @@ export function renderManifests(w: Workload, revision = 1): Manifest[] {
       },
     };
     manifests.push(asManifest(service));
+    manifests.push(...exposureManifests(w, labels, selector));
   }
 
   const configChecksum = sha256(yaml([configMap ?? null, secret ?? null]));
@@ -243,6 +247,7 @@ export function renderManifests(w: Workload, revision = 1): Manifest[] {
       enableServiceLinks: false,
       terminationGracePeriodSeconds: w.terminationGracePeriodSeconds,
       containers: [container],
+      ...(w.imagePullSecrets.length > 0 ? { imagePullSecrets: w.imagePullSecrets.map((name) => ({ name })) } : {}),
       // A job's pod runs once; a failed execution is retried by the Job (backoffLimit), each within its limit.
       ...(w.job !== undefined ? { restartPolicy: 'Never', activeDeadlineSeconds: w.job.maxDurationSeconds } : {}),
     },
@@ -360,6 +365,55 @@ export function renderManifests(w: Workload, revision = 1): Manifest[] {
   return manifests;
 }
 
+/**
+ * How the public ports of a workload with a Service are reached from outside the cluster: a Service of
+ * their own (NodePort, LoadBalancer) beside the ClusterIP one, or an Ingress to the ClusterIP one.
+ */
+function exposureManifests(w: Workload, labels: Record<string, string>, selector: Record<string, string>): Manifest[] {
+  const publicPorts = w.ports.filter((p) => p.public).map((p) => p.port);
+  const e = w.exposure;
+  if (publicPorts.length === 0 || e.type === 'CLUSTER_IP') return [];
+  if (e.type === 'NODE_PORT' || e.type === 'LOAD_BALANCER') {
+    const service: IService = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: publicServiceName(w.name), labels },
+      spec: {
+        type: e.type === 'NODE_PORT' ? 'NodePort' : 'LoadBalancer',
+        selector,
+        // The node port (or balancer) is the cluster's to choose: a fixed one would collide across environments.
+        ports: publicPorts.map((port) => ({ name: portName(port), port, targetPort: portName(port), protocol: 'TCP' })),
+      },
+    };
+    return [asManifest(service)];
+  }
+  const rules = publicPorts.map(
+    (port, i): IIngressRule => ({
+      host: ingressHost(w.name, port, i === 0, e.ingressDomain),
+      http: {
+        paths: [
+          {
+            path: '/',
+            pathType: 'Prefix',
+            backend: { service: { name: w.name, port: { name: portName(port) } } },
+          },
+        ],
+      },
+    }),
+  );
+  const ingress: IIngress = {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'Ingress',
+    metadata: { name: w.name, labels },
+    spec: {
+      ...(e.ingressClass !== '' ? { ingressClassName: e.ingressClass } : {}),
+      ...(e.tlsSecret !== '' ? { tls: [{ hosts: rules.map((r) => r.host ?? ''), secretName: e.tlsSecret }] } : {}),
+      rules,
+    },
+  };
+  return [asManifest(ingress)];
+}
+
 /** How late a missed cron tick may still start (CronJob startingDeadlineSeconds; the local scheduler too). */
 export const CRON_STARTING_DEADLINE_SECONDS = 300;
 
@@ -368,17 +422,26 @@ const TEMPLATE_FILES: Record<string, string> = {
   Secret: 'templates/secret.yaml',
   PersistentVolumeClaim: 'templates/pvc.yaml',
   Service: 'templates/service.yaml',
+  Ingress: 'templates/ingress.yaml',
   Deployment: 'templates/deployment.yaml',
   StatefulSet: 'templates/statefulset.yaml',
   Job: 'templates/job.yaml',
   CronJob: 'templates/cronjob.yaml',
 };
 
-/** The template file of a manifest kind (a chart holds at most one object of each kind). */
+/** The template file of a manifest kind (a chart holds at most one object of each kind but Service). */
 export function templateFileOf(kind: string): string {
   const path = TEMPLATE_FILES[kind];
   if (path === undefined) throw new Error(`no template file for kind ${kind}`);
   return path;
+}
+
+/** The template file of a manifest: the public Service beside the ClusterIP one has its own. */
+function templateFileOfManifest(m: Manifest): string {
+  const service = m.metadata.labels?.[LABELS.name] ?? '';
+  return m.kind === 'Service' && m.metadata.name === publicServiceName(service)
+    ? 'templates/service-public.yaml'
+    : templateFileOf(m.kind);
 }
 
 // Helm runs every file under templates/ through Go's text/template, so a user's string holding `{{`
@@ -443,6 +506,8 @@ function values(w: Workload, revision: number): Record<string, unknown> {
     resources: w.resources,
     volume: w.volume ?? null,
     job: w.job ?? null,
+    exposure: w.exposure,
+    imagePullSecrets: w.imagePullSecrets,
   };
 }
 
@@ -450,7 +515,7 @@ function values(w: Workload, revision: number): Record<string, unknown> {
 export function renderChart(w: Workload, revision: number): Chart {
   if (!Number.isInteger(revision) || revision < 1) throw invalidArgument('revision', 'must be 1 or more');
   const templates: ChartFile[] = renderManifests(w, revision).map((m) => ({
-    path: templateFileOf(m.kind),
+    path: templateFileOfManifest(m),
     content: templateContent(m),
     ...(m.kind === 'Secret' ? { sensitive: true } : {}),
   }));
@@ -479,7 +544,7 @@ export function renderChart(w: Workload, revision: number): Chart {
   // A lifecycle job's Job is named after its revision (so it runs again): the hash ignores that name.
   const hashed =
     w.kind === 'LIFECYCLE_JOB'
-      ? renderManifests(w, 0).map((m) => ({ path: templateFileOf(m.kind), content: templateContent(m) }))
+      ? renderManifests(w, 0).map((m) => ({ path: templateFileOfManifest(m), content: templateContent(m) }))
       : files;
   return { name: w.name, revision, files, configHash: configHashOf(hashed) };
 }

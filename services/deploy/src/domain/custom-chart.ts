@@ -5,6 +5,8 @@ import { invalidArgument } from '@stageline/errors';
 import type { bus } from '@stageline/proto';
 import { parse, stringify } from 'yaml';
 import type { Chart, ChartFile } from './chart.ts';
+import { MIRROR_PULL_SECRET, pullImage } from './kube-target.ts';
+import type { KubernetesTarget } from './workload.ts';
 
 /** The file in a release directory that marks (and describes) a custom chart. */
 export const CUSTOM_CHART_FILE = 'custom.json';
@@ -38,8 +40,11 @@ function commitOf(version: string): string {
   return v;
 }
 
-/** The release directory of a custom chart: its reference, the user's values, Stageline's values. */
-export function renderCustomChart(job: bus.DeployJob, revision: number): Chart {
+/**
+ * The release directory of a custom chart: its reference, the user's values, Stageline's values (the
+ * image as the cluster pulls it, and the mirror's pull secret as `imagePullSecrets`, the usual name).
+ */
+export function renderCustomChart(job: bus.DeployJob, revision: number, kubernetes?: KubernetesTarget): Chart {
   const service = job.service;
   const chart = service?.chart;
   if (service === undefined || chart?.source === undefined) throw invalidArgument('service.chart', 'is not set');
@@ -71,8 +76,10 @@ export function renderCustomChart(job: bus.DeployJob, revision: number): Chart {
   for (const v of service.envVars) env[v.key] = v.value;
   for (const [k, v] of Object.entries(job.injectedEnv)) if (!(k in env)) env[k] = v;
   // Applied after the user's values (helm -f order): the image always comes from the mirror.
+  const image = kubernetes !== undefined ? pullImage(job.image.trim(), kubernetes.mirror) : job.image.trim();
   const stageline = {
-    image: splitImage(job.image.trim()),
+    image: splitImage(image),
+    ...(kubernetes?.pullSecret === true ? { imagePullSecrets: [{ name: MIRROR_PULL_SECRET }] } : {}),
     stageline: {
       environmentId: job.environmentId,
       serviceId: service.id,

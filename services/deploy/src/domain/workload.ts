@@ -5,6 +5,7 @@ import { helmReleaseName } from '@stageline/policy';
 import type { bus } from '@stageline/proto';
 import { control } from '@stageline/proto';
 import { parseCron } from './cron.ts';
+import { type Exposure, exposureOf, MIRROR_PULL_SECRET, type MirrorAddresses, pullImage } from './kube-target.ts';
 import { isDnsLabel } from './names.ts';
 
 export type WorkloadKind = 'CONTAINER' | 'APPLICATION' | 'DATABASE' | 'LIFECYCLE_JOB' | 'CRON_JOB';
@@ -54,6 +55,7 @@ export interface Workload {
   /** The Helm release name (the service name, shortened to Helm's 53 characters when needed). */
   releaseName: string;
   kind: WorkloadKind;
+  /** The image as the runtime pulls it (on `kubernetes`, from the mirror's pull address). */
   image: string;
   /** The version the image came from (commit or tag); recorded, never rendered into templates. */
   version: string;
@@ -74,6 +76,10 @@ export interface Workload {
   resources: { requests: { cpu: string; memory: string } };
   /** Seconds a container gets between SIGTERM and SIGKILL. */
   terminationGracePeriodSeconds: number;
+  /** `kubernetes`: how public ports are reached from outside the cluster (CLUSTER_IP elsewhere). */
+  exposure: Exposure;
+  /** `kubernetes`: the Secrets the pods pull the image with (the authenticated mirror's). */
+  imagePullSecrets: string[];
 }
 
 export const DEFAULT_READINESS_TIMEOUT_SECONDS = 300;
@@ -302,9 +308,19 @@ function jobSpecOf(job: bus.DeployJob, kind: WorkloadKind): JobSpec | undefined 
   };
 }
 
+/** What the `kubernetes` runtime adds to a workload (the local runtime adds nothing). */
+export interface KubernetesTarget {
+  /** The mirror as jobs name it (push) and as the cluster's nodes reach it (pull). */
+  mirror: MirrorAddresses;
+  /** True when the mirror needs credentials: the pods name the namespace's pull secret. */
+  pullSecret: boolean;
+}
+
 export interface WorkloadExtras {
   /** CONTAINER-mode databases: the user, password and database its image creates on first start. */
   database?: DatabaseCredentials;
+  /** Rendering for the `kubernetes` runtime: pull address, pull secret, the job's exposure. */
+  kubernetes?: KubernetesTarget;
 }
 
 /** Throws INVALID_ARGUMENT naming the field at fault. */
@@ -367,6 +383,7 @@ export function workloadFromJob(job: bus.DeployJob, extras: WorkloadExtras = {})
     if (engine !== undefined) volume = { claimName: `${service.name}-data`, mountPath: engine.dataPath, size: '1Gi' };
   }
 
+  const kube = extras.kubernetes;
   return {
     environmentId: job.environmentId,
     environmentName: job.environmentName,
@@ -375,7 +392,7 @@ export function workloadFromJob(job: bus.DeployJob, extras: WorkloadExtras = {})
     name: service.name,
     releaseName: helmReleaseName(job.environmentId, service.name),
     kind,
-    image: job.image.trim(),
+    image: kube !== undefined ? pullImage(job.image.trim(), kube.mirror) : job.image.trim(),
     version: job.version,
     ports,
     env: sortedRecord(plain),
@@ -390,6 +407,9 @@ export function workloadFromJob(job: bus.DeployJob, extras: WorkloadExtras = {})
     job: jobSpec,
     resources: { requests: { ...DEFAULT_REQUESTS } },
     terminationGracePeriodSeconds: DEFAULT_GRACE_SECONDS,
+    // The local runtime publishes public ports on 127.0.0.1 itself; only a cluster needs to be told how.
+    exposure: exposureOf(kube !== undefined ? job.exposure : undefined),
+    imagePullSecrets: kube?.pullSecret === true ? [MIRROR_PULL_SECRET] : [],
   };
 }
 

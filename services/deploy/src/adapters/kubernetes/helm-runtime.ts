@@ -1,15 +1,32 @@
 // The `kubernetes` runtime (services/deploy/README.md): the generated chart through helm into the
 // environment's namespace with its kubeconfig context; kubectl for stop and restart. Readiness is helm's
-// --wait.
-import { readdir, realpath } from 'node:fs/promises';
+// --wait. The helm version is detected once per worker and decides the flags.
+import { mkdtemp, readdir, realpath, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { failedPrecondition } from '@stageline/errors';
 import { helmReleaseName } from '@stageline/policy';
 import type { ApplyResult, Runtime, RuntimeContext } from '../../app/ports.ts';
-import { jobName } from '../../domain/chart.ts';
+import { jobName, type Manifest } from '../../domain/chart.ts';
 import { type CustomChartRef, VALUES_OVERRIDES_FILE, VALUES_STAGELINE_FILE } from '../../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../../domain/failures.ts';
 import { parseJobOutput } from '../../domain/job-output.ts';
-import type { Release } from '../../domain/release.ts';
+import {
+  endpointsFromIngress,
+  endpointsFromService,
+  type HelmFlags,
+  helmFlags,
+  listedWorkloads,
+  nodeAddress,
+  parseHelmVersion,
+  publicServiceName,
+  pullSecretManifest,
+  releaseWorkloads,
+  SUPPORTED_HELM,
+  unsupportedHelm,
+} from '../../domain/kube-target.ts';
+import type { Endpoint, Release } from '../../domain/release.ts';
+import type { KubernetesTarget } from '../../domain/workload.ts';
 import type { CommandResult, CommandRunner } from '../process/command-runner.ts';
 
 export interface KubernetesRuntimeDeps {
@@ -19,14 +36,25 @@ export interface KubernetesRuntimeDeps {
   kubectl?: string;
   git?: string;
   /**
-   * The chart store: a release directory's custom chart reference (undefined: the chart Stageline
-   * generated), and the chart in clear for the length of a helm command (the store keeps secrets sealed).
-   * Left out (argv tests only), helm is given the release's chart path as it is.
+   * Reads a release directory: its custom chart reference (undefined: the chart Stageline generated),
+   * and the generated chart's manifests (what is exposed, so its endpoints can be read back).
    */
   charts?: {
     customChart(chartPath: string): Promise<CustomChartRef | undefined>;
-    open(chartPath: string): Promise<{ dir: string; close(): Promise<void> }>;
+    manifests?(chartPath: string): Promise<Manifest[]>;
+    /**
+     * The chart in clear for the length of a helm command (the store keeps its secrets sealed). Left
+     * out (argv tests only), helm is given the release's chart path as it is.
+     */
+    open?(chartPath: string): Promise<{ dir: string; close(): Promise<void> }>;
   };
+  /**
+   * The mirror: the address deploy jobs name (push) and the one each kube context's nodes pull from
+   * ('' key: every other context). Absent: nodes pull from the address jobs name.
+   */
+  mirror?: { push: string; pull: Readonly<Record<string, string>> };
+  /** The mirror's credentials: a pull secret is kept in every namespace deployed to. Absent: anonymous pulls. */
+  mirrorCredentials?: { username: string; password: string };
 }
 
 // Helm statuses of a release left mid-operation (a crash, a killed helm): the next upgrade would fail
@@ -50,6 +78,10 @@ export class KubernetesRuntime implements Runtime {
   readonly #kubectl: string;
   readonly #git: string;
   readonly #charts: KubernetesRuntimeDeps['charts'];
+  readonly #mirror: KubernetesRuntimeDeps['mirror'];
+  readonly #mirrorCredentials: KubernetesRuntimeDeps['mirrorCredentials'];
+  /** The helm version's flags, detected once per worker (an unsupported version stays refused). */
+  #flags: Promise<HelmFlags> | undefined;
 
   constructor(deps: KubernetesRuntimeDeps) {
     this.#runner = deps.runner;
@@ -57,6 +89,51 @@ export class KubernetesRuntime implements Runtime {
     this.#kubectl = deps.kubectl ?? 'kubectl';
     this.#git = deps.git ?? 'git';
     this.#charts = deps.charts;
+    this.#mirror = deps.mirror;
+    this.#mirrorCredentials = deps.mirrorCredentials;
+  }
+
+  kubernetesTarget(kubeContext: string): KubernetesTarget {
+    const push = this.#mirror?.push ?? '';
+    const pull = this.#mirror?.pull[kubeContext] ?? this.#mirror?.pull[''] ?? push;
+    return { mirror: { push, pull }, pullSecret: this.#mirrorCredentials !== undefined };
+  }
+
+  async preflight(ctx: RuntimeContext): Promise<void> {
+    await this.#helmFlags(ctx);
+  }
+
+  /** `helm version` once per worker: helm 3 and helm 4 spell rollback-on-failure and wait differently. */
+  #helmFlags(ctx: RuntimeContext): Promise<HelmFlags> {
+    if (this.#flags === undefined) {
+      const detecting = this.#detectHelm(ctx);
+      this.#flags = detecting;
+      // A helm that could not run at all is asked again next time (it may be installed meanwhile).
+      detecting.catch((e) => {
+        if (e instanceof RolloutError || e instanceof RolloutCanceled) this.#flags = undefined;
+      });
+    }
+    return this.#flags;
+  }
+
+  async #detectHelm(ctx: RuntimeContext): Promise<HelmFlags> {
+    // The template is ours, a constant: nothing of a user's reaches it.
+    const result = await this.#run(
+      this.#helm,
+      ['version', '--template', '{{.Version}}'],
+      ctx,
+      (r) => `helm version failed: ${detail(r)}`,
+    );
+    const version = parseHelmVersion(result.stdout);
+    if (version === undefined) {
+      throw failedPrecondition(
+        `helm version answered ${JSON.stringify(result.stdout.trim().slice(0, 80))}, not a version (${SUPPORTED_HELM} needed)`,
+      );
+    }
+    const unsupported = unsupportedHelm(version);
+    if (unsupported !== undefined) throw failedPrecondition(unsupported);
+    ctx.output(`helm ${version.text}`);
+    return helmFlags(version);
   }
 
   /** `--namespace <ns> [--kube-context <ctx>]` (helm) — no context: the kubeconfig's current one. */
@@ -102,6 +179,7 @@ export class KubernetesRuntime implements Runtime {
   }
 
   /** The chart argument(s) of `helm upgrade`: the generated chart's directory, or the service's own chart. */
+  /** `opened`: the chart's directory in clear (the store's copy for this command). */
   async #chartArgs(release: Release, opened: string, ctx: RuntimeContext): Promise<string[]> {
     const custom = await this.#charts?.customChart(release.chartPath);
     if (custom === undefined) return [opened];
@@ -143,18 +221,21 @@ export class KubernetesRuntime implements Runtime {
   async apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult> {
     const name = helmReleaseName(release.environmentId, release.serviceName);
     const isJob = release.kind === 'LIFECYCLE_JOB';
+    const flags = await this.#helmFlags(ctx);
     // The chart in clear (its Secret, a custom chart's values) only while helm reads it.
     const opened =
-      this.#charts === undefined
+      this.#charts?.open === undefined
         ? { dir: release.chartPath, close: async () => {} }
         : await this.#charts.open(release.chartPath);
     try {
-      await this.#upgrade(name, release, opened.dir, isJob, ctx);
+      const chartArgs = await this.#chartArgs(release, opened.dir, ctx);
+      await this.#ensurePullSecret(release, ctx);
+      await this.#upgrade(name, release, chartArgs, flags, isJob, ctx);
     } finally {
       await opened.close();
     }
     return {
-      endpoints: [],
+      endpoints: await this.#endpoints(release, ctx),
       hostPorts: [],
       digest: '',
       runtimeRevision: await this.#helmRevision(name, release, ctx),
@@ -162,19 +243,26 @@ export class KubernetesRuntime implements Runtime {
     };
   }
 
-  async #upgrade(name: string, release: Release, chartDir: string, isJob: boolean, ctx: RuntimeContext): Promise<void> {
+  async #upgrade(
+    name: string,
+    release: Release,
+    chartArgs: readonly string[],
+    flags: HelmFlags,
+    isJob: boolean,
+    ctx: RuntimeContext,
+  ): Promise<void> {
     await this.#run(
       this.#helm,
       [
         'upgrade',
         '--install',
         name,
-        ...(await this.#chartArgs(release, chartDir, ctx)),
+        ...chartArgs,
         ...this.#helmTarget(release),
         '--create-namespace',
-        // --atomic: a rollout that is not ready in time is rolled back by helm itself.
-        '--atomic',
-        '--wait',
+        // A rollout that is not ready in time is rolled back by helm itself (helm 3: --atomic).
+        ...flags.rollbackOnFailure,
+        ...flags.wait,
         // A lifecycle job's Job must complete, not only exist.
         ...(isJob ? ['--wait-for-jobs'] : []),
         '--timeout',
@@ -186,6 +274,90 @@ export class KubernetesRuntime implements Runtime {
           ? `not ready after ${this.#timeout(release)}: ${detail(r)}`
           : `helm upgrade failed: ${detail(r)}`,
     );
+  }
+
+  /**
+   * The namespace (created if missing) with the mirror's pull secret, applied before every upgrade so
+   * new credentials reach it. The file is ours (0600, removed after): the password never is an argument.
+   */
+  async #ensurePullSecret(release: Release, ctx: RuntimeContext): Promise<void> {
+    const credentials = this.#mirrorCredentials;
+    if (credentials === undefined) return;
+    const registry = this.kubernetesTarget(release.kubeContext).mirror.pull;
+    const list = {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: release.namespace } },
+        pullSecretManifest(registry, credentials),
+      ],
+    };
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'stageline-pull-secret-'));
+    try {
+      const file = path.join(dir, 'pull-secret.json');
+      await writeFile(file, JSON.stringify(list), { mode: 0o600 });
+      await this.#run(
+        this.#kubectl,
+        ['apply', '--filename', file, ...this.#kubectlTarget(release)],
+        ctx,
+        (r) => `kubectl apply of the mirror's pull secret failed: ${detail(r)}`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Where the public ports answer from outside the cluster, read back from what the chart exposed: the
+   * public Service's node ports (on a node's address) or load balancer, or the Ingress's hosts. A value
+   * the cluster has not assigned yet (a pending load balancer) gives no endpoint, not a failure.
+   */
+  async #endpoints(release: Release, ctx: RuntimeContext): Promise<Endpoint[]> {
+    if (release.kind !== 'CONTAINER' && release.kind !== 'APPLICATION' && release.kind !== '') return [];
+    const manifests = (await this.#charts?.manifests?.(release.chartPath)) ?? [];
+    const publicName = publicServiceName(release.serviceName);
+    const service = manifests.find((m) => m.kind === 'Service' && m.metadata.name === publicName);
+    const ingress = manifests.find((m) => m.kind === 'Ingress');
+    const get = async (what: string[]) =>
+      (
+        await this.#run(
+          this.#kubectl,
+          ['get', ...what, ...this.#kubectlTarget(release), '--output', 'json'],
+          ctx,
+          (r) => `kubectl get ${what.join(' ')} failed: ${detail(r)}`,
+        )
+      ).stdout;
+    let endpoints: Endpoint[] = [];
+    try {
+      if (ingress !== undefined) {
+        endpoints = endpointsFromIngress(await get(['ingress', ingress.metadata.name]));
+      } else if (service !== undefined) {
+        const json = await get(['service', publicName]);
+        const spec = (service as { spec?: { type?: string } }).spec;
+        const node = spec?.type === 'NodePort' ? await this.#nodeAddress(release, ctx) : undefined;
+        endpoints = endpointsFromService(json, node);
+      } else {
+        return [];
+      }
+    } catch (e) {
+      if (ctx.signal.aborted) throw new RolloutCanceled();
+      ctx.output(`endpoints not read: ${e instanceof Error ? e.message : String(e)}`);
+      return [];
+    }
+    if (endpoints.length === 0) ctx.output('no endpoint assigned by the cluster yet');
+    return endpoints;
+  }
+
+  /** A node's address for NodePort endpoints (`kubectl get nodes`, cluster-wide: RBAC may refuse it). */
+  async #nodeAddress(release: Release, ctx: RuntimeContext): Promise<string | undefined> {
+    const target = release.kubeContext !== '' ? ['--context', release.kubeContext] : [];
+    const result = await this.#run(
+      this.#kubectl,
+      ['get', 'nodes', ...target, '--output', 'json'],
+      ctx,
+      (r) => `kubectl get nodes failed: ${detail(r)}`,
+    );
+    return nodeAddress(result.stdout);
   }
 
   /** A completed Job's output.json: its pod's termination message (the chart points it at the file). */
@@ -252,9 +424,10 @@ export class KubernetesRuntime implements Runtime {
       return `release ${name} was stuck in ${status} (first revision): uninstalled`;
     }
     const to = previous !== undefined && previous.runtimeRevision > 0 ? previous.runtimeRevision : version - 1;
+    const flags = await this.#helmFlags(ctx);
     await this.#run(
       this.#helm,
-      ['rollback', name, String(to), ...this.#helmTarget(next), '--wait', '--timeout', this.#timeout(next)],
+      ['rollback', name, String(to), ...this.#helmTarget(next), ...flags.wait, '--timeout', this.#timeout(next)],
       ctx,
       (r) => `helm rollback of the stuck release failed: ${detail(r)}`,
     );
@@ -277,17 +450,60 @@ export class KubernetesRuntime implements Runtime {
     }
   }
 
-  /** `kubectl scale` / `rollout` target of a release: its Deployment or StatefulSet, by name or by label. */
+  /** `kubectl scale` target of a release: its Deployment or StatefulSet, by name or by label. */
   #workloadTarget(release: Release): string[] {
     if (release.kind === 'CUSTOM_CHART') {
       // A chart of the service's own: its workloads carry the release's instance label, by convention.
-      return [
-        'deployment,statefulset',
-        '--selector',
-        `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`,
-      ];
+      return ['deployment,statefulset', '--selector', instanceSelector(release)];
     }
     return [release.kind === 'DATABASE' ? 'statefulset' : 'deployment', release.serviceName];
+  }
+
+  /**
+   * The workloads a RESTART acts on, as `<kind>/<name>`, each with the replicas a stopped one goes back
+   * to: Stageline's own by name (1 replica); a custom chart's are whatever carries the release's instance
+   * label (its names are the chart's: `<release>-<chart>`, rarely the service's), with the replicas its
+   * release manifest declares (`helm get manifest`) — a stopped one was scaled to 0.
+   */
+  async #restartTargets(release: Release, ctx: RuntimeContext): Promise<Array<{ target: string; replicas: number }>> {
+    if (release.kind !== 'CUSTOM_CHART') {
+      return [
+        { target: `${release.kind === 'DATABASE' ? 'statefulset' : 'deployment'}/${release.serviceName}`, replicas: 1 },
+      ];
+    }
+    const selector = instanceSelector(release);
+    const listed = await this.#run(
+      this.#kubectl,
+      ['get', 'deployment,statefulset', '--selector', selector, ...this.#kubectlTarget(release), '--output', 'json'],
+      ctx,
+      (r) => `kubectl get deployment,statefulset failed: ${detail(r)}`,
+    );
+    let workloads: ReturnType<typeof listedWorkloads>;
+    try {
+      workloads = listedWorkloads(listed.stdout);
+    } catch (e) {
+      throw new RolloutError('failed', e instanceof Error ? e.message : String(e));
+    }
+    if (workloads.length === 0) {
+      throw new RolloutError(
+        'failed',
+        `the release's chart has no Deployment or StatefulSet labelled ${selector}: nothing to restart`,
+      );
+    }
+    let declared: ReturnType<typeof releaseWorkloads> = [];
+    if (release.status === 'STOPPED') {
+      const manifest = await this.#run(
+        this.#helm,
+        ['get', 'manifest', helmReleaseName(release.environmentId, release.serviceName), ...this.#helmTarget(release)],
+        ctx,
+        (r) => `helm get manifest failed: ${detail(r)}`,
+      );
+      declared = releaseWorkloads(manifest.stdout);
+    }
+    return workloads.map((w) => ({
+      target: `${w.kind.toLowerCase()}/${w.name}`,
+      replicas: declared.find((d) => d.kind === w.kind && d.name === w.name)?.replicas ?? 1,
+    }));
   }
 
   async #suspend(release: Release, suspend: boolean, ctx: RuntimeContext): Promise<void> {
@@ -327,29 +543,33 @@ export class KubernetesRuntime implements Runtime {
       await this.#suspend(release, false, ctx);
       return { endpoints: [], hostPorts: [], digest: release.digest, runtimeRevision: release.runtimeRevision };
     }
-    const deployment = `${release.kind === 'DATABASE' ? 'statefulset' : 'deployment'}/${release.serviceName}`;
-    if (release.status === 'STOPPED') {
-      // A rollout restart of zero replicas starts nothing: scale back up instead.
+    const workloads = await this.#restartTargets(release, ctx);
+    for (const { target: workload, replicas } of workloads) {
+      if (release.status === 'STOPPED') {
+        // A rollout restart of zero replicas starts nothing: scale back up instead.
+        await this.#run(
+          this.#kubectl,
+          ['scale', workload, `--replicas=${replicas}`, ...target],
+          ctx,
+          (r) => `kubectl scale failed: ${detail(r)}`,
+        );
+      } else {
+        await this.#run(
+          this.#kubectl,
+          ['rollout', 'restart', workload, ...target],
+          ctx,
+          (r) => `kubectl rollout restart failed: ${detail(r)}`,
+        );
+      }
+    }
+    for (const { target: workload } of workloads) {
       await this.#run(
         this.#kubectl,
-        ['scale', deployment, '--replicas=1', ...target],
+        ['rollout', 'status', workload, ...target, '--watch', `--timeout=${this.#timeout(release)}`],
         ctx,
-        (r) => `kubectl scale failed: ${detail(r)}`,
-      );
-    } else {
-      await this.#run(
-        this.#kubectl,
-        ['rollout', 'restart', deployment, ...target],
-        ctx,
-        (r) => `kubectl rollout restart failed: ${detail(r)}`,
+        (r) => `not ready after ${this.#timeout(release)}: ${detail(r)}`,
       );
     }
-    await this.#run(
-      this.#kubectl,
-      ['rollout', 'status', deployment, ...target, '--watch', `--timeout=${this.#timeout(release)}`],
-      ctx,
-      (r) => `not ready after ${this.#timeout(release)}: ${detail(r)}`,
-    );
     return {
       endpoints: release.endpoints,
       hostPorts: [],
@@ -369,7 +589,7 @@ export class KubernetesRuntime implements Runtime {
           'delete',
           'persistentvolumeclaim',
           '--selector',
-          `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`,
+          instanceSelector(release),
           '--ignore-not-found',
           '--wait=false',
           ...this.#kubectlTarget(release),
@@ -382,7 +602,8 @@ export class KubernetesRuntime implements Runtime {
 
   async #uninstall(release: Release, ctx: RuntimeContext): Promise<void> {
     const name = helmReleaseName(release.environmentId, release.serviceName);
-    const args = ['uninstall', name, ...this.#helmTarget(release), '--wait', '--timeout', this.#timeout(release)];
+    const flags = await this.#helmFlags(ctx);
+    const args = ['uninstall', name, ...this.#helmTarget(release), ...flags.wait, '--timeout', this.#timeout(release)];
     ctx.output(`${this.#helm} ${args.join(' ')}`);
     const result = await this.#runner.run(this.#helm, args, { signal: ctx.signal, onLine: (l) => ctx.output(l) });
     // Already gone (never installed, or --atomic removed a failed first install): that is the goal.
@@ -397,6 +618,7 @@ export class KubernetesRuntime implements Runtime {
       return;
     }
     const name = helmReleaseName(previous.environmentId, previous.serviceName);
+    const flags = await this.#helmFlags(ctx);
     await this.#run(
       this.#helm,
       [
@@ -405,7 +627,7 @@ export class KubernetesRuntime implements Runtime {
         // Helm's own number of the previous release; 0 means "the one before the current".
         String(previous.runtimeRevision),
         ...this.#helmTarget(previous),
-        '--wait',
+        ...flags.wait,
         '--timeout',
         this.#timeout(previous),
       ],
@@ -413,6 +635,11 @@ export class KubernetesRuntime implements Runtime {
       (r) => `helm rollback failed: ${detail(r)}`,
     );
   }
+}
+
+/** The label selector of everything a release installed (charts label their objects with the release). */
+function instanceSelector(release: Release): string {
+  return `app.kubernetes.io/instance=${helmReleaseName(release.environmentId, release.serviceName)}`;
 }
 
 /**

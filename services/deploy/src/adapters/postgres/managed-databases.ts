@@ -8,8 +8,11 @@ import type { DatabaseCredentials } from '../../domain/workload.ts';
 export interface PgManagedDatabasesOptions {
   /** An administrator connection (CREATEROLE, CREATEDB), e.g. postgres://postgres@127.0.0.1:5433/postgres. */
   adminUrl: string;
-  /** Where workloads reach the server (host.containers.internal locally). */
-  endpoint: { host: string; port: number };
+  /**
+   * Where workloads of each runtime reach the server: `local` (host.containers.internal, podman's
+   * gateway), `kubernetes` (an in-cluster Service's DNS name) — a runtime without one has none.
+   */
+  endpoints: Readonly<Record<string, { host: string; port: number }>>;
 }
 
 const ident = (name: string): string => pg.escapeIdentifier(name);
@@ -25,12 +28,16 @@ function classify(e: unknown): never {
 }
 
 export class PgManagedDatabases implements ManagedDatabases {
-  readonly endpoint: { host: string; port: number };
+  readonly #endpoints: PgManagedDatabasesOptions['endpoints'];
   readonly #adminUrl: string;
 
   constructor(options: PgManagedDatabasesOptions) {
     this.#adminUrl = options.adminUrl;
-    this.endpoint = options.endpoint;
+    this.#endpoints = options.endpoints;
+  }
+
+  endpoint(runtime: string): { host: string; port: number } | undefined {
+    return Object.hasOwn(this.#endpoints, runtime) ? this.#endpoints[runtime] : undefined;
   }
 
   async #withAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -12,6 +12,7 @@ import {
   actionFromJSON,
   actionToJSON,
   Endpoint,
+  Exposure,
   MirrorMode,
   mirrorModeFromJSON,
   mirrorModeToJSON,
@@ -129,6 +130,11 @@ export interface DeployJob {
    * DEPLOY, is sent for each). Unset: the job's action.
    */
   trigger: Action;
+  /**
+   * `kubernetes` runtime: the environment's settings.exposure, copied by the planner as it is (absent:
+   * CLUSTER_IP, public ports stay inside the cluster). The deploy service checks it again.
+   */
+  exposure?: Exposure | undefined;
 }
 
 export interface DeployJob_InjectedEnvEntry {
@@ -482,6 +488,7 @@ function createBaseDeployJob(): DeployJob {
     version: "",
     attempt: 0,
     trigger: 0,
+    exposure: undefined,
   };
 }
 
@@ -531,6 +538,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     }
     if (message.trigger !== 0) {
       writer.uint32(120).int32(message.trigger);
+    }
+    if (message.exposure !== undefined) {
+      Exposure.encode(message.exposure, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -671,6 +681,14 @@ export const DeployJob: MessageFns<DeployJob> = {
             message.trigger = reader.int32() as any;
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.exposure = Exposure.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -746,6 +764,7 @@ export const DeployJob: MessageFns<DeployJob> = {
       version: isSet(object.version) ? globalThis.String(object.version) : "",
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
       trigger: isSet(object.trigger) ? actionFromJSON(object.trigger) : 0,
+      exposure: isSet(object.exposure) ? Exposure.fromJSON(object.exposure) : undefined,
     };
   },
 
@@ -802,6 +821,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     if (message.trigger !== 0) {
       obj.trigger = actionToJSON(message.trigger);
     }
+    if (message.exposure !== undefined) {
+      obj.exposure = Exposure.toJSON(message.exposure);
+    }
     return obj;
   },
 
@@ -835,6 +857,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     message.version = object.version ?? "";
     message.attempt = object.attempt ?? 0;
     message.trigger = object.trigger ?? 0;
+    message.exposure = (object.exposure !== undefined && object.exposure !== null)
+      ? Exposure.fromPartial(object.exposure)
+      : undefined;
     return message;
   },
 };

@@ -1125,6 +1125,81 @@ export function databaseModeToJSON(object: DatabaseMode): string {
   }
 }
 
+export const ExposureType = {
+  EXPOSURE_TYPE_UNSPECIFIED: 0,
+  /** EXPOSURE_TYPE_CLUSTER_IP - Inside the cluster only: one ClusterIP Service per service (`<service>` in the namespace). */
+  EXPOSURE_TYPE_CLUSTER_IP: 1,
+  /**
+   * EXPOSURE_TYPE_NODE_PORT - Besides it, a NodePort Service `<service>-public` of the public ports; endpoints
+   * `http://<a node's address>:<node port>`.
+   */
+  EXPOSURE_TYPE_NODE_PORT: 2,
+  /**
+   * EXPOSURE_TYPE_LOAD_BALANCER - Besides it, a LoadBalancer Service `<service>-public` of the public ports; endpoints
+   * `http://<load balancer address>:<port>` once the cluster assigned one.
+   */
+  EXPOSURE_TYPE_LOAD_BALANCER: 3,
+  /**
+   * EXPOSURE_TYPE_INGRESS - Besides it, an Ingress `<service>` with one host per public port (Exposure.ingress_domain);
+   * endpoints `https://<host>/` with a TLS secret, `http://<host>/` without.
+   */
+  EXPOSURE_TYPE_INGRESS: 4,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type ExposureType = typeof ExposureType[keyof typeof ExposureType];
+
+export namespace ExposureType {
+  export type EXPOSURE_TYPE_UNSPECIFIED = typeof ExposureType.EXPOSURE_TYPE_UNSPECIFIED;
+  export type EXPOSURE_TYPE_CLUSTER_IP = typeof ExposureType.EXPOSURE_TYPE_CLUSTER_IP;
+  export type EXPOSURE_TYPE_NODE_PORT = typeof ExposureType.EXPOSURE_TYPE_NODE_PORT;
+  export type EXPOSURE_TYPE_LOAD_BALANCER = typeof ExposureType.EXPOSURE_TYPE_LOAD_BALANCER;
+  export type EXPOSURE_TYPE_INGRESS = typeof ExposureType.EXPOSURE_TYPE_INGRESS;
+  export type UNRECOGNIZED = typeof ExposureType.UNRECOGNIZED;
+}
+
+export function exposureTypeFromJSON(object: any): ExposureType {
+  switch (object) {
+    case 0:
+    case "EXPOSURE_TYPE_UNSPECIFIED":
+      return ExposureType.EXPOSURE_TYPE_UNSPECIFIED;
+    case 1:
+    case "EXPOSURE_TYPE_CLUSTER_IP":
+      return ExposureType.EXPOSURE_TYPE_CLUSTER_IP;
+    case 2:
+    case "EXPOSURE_TYPE_NODE_PORT":
+      return ExposureType.EXPOSURE_TYPE_NODE_PORT;
+    case 3:
+    case "EXPOSURE_TYPE_LOAD_BALANCER":
+      return ExposureType.EXPOSURE_TYPE_LOAD_BALANCER;
+    case 4:
+    case "EXPOSURE_TYPE_INGRESS":
+      return ExposureType.EXPOSURE_TYPE_INGRESS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ExposureType.UNRECOGNIZED;
+  }
+}
+
+export function exposureTypeToJSON(object: ExposureType): string {
+  switch (object) {
+    case ExposureType.EXPOSURE_TYPE_UNSPECIFIED:
+      return "EXPOSURE_TYPE_UNSPECIFIED";
+    case ExposureType.EXPOSURE_TYPE_CLUSTER_IP:
+      return "EXPOSURE_TYPE_CLUSTER_IP";
+    case ExposureType.EXPOSURE_TYPE_NODE_PORT:
+      return "EXPOSURE_TYPE_NODE_PORT";
+    case ExposureType.EXPOSURE_TYPE_LOAD_BALANCER:
+      return "EXPOSURE_TYPE_LOAD_BALANCER";
+    case ExposureType.EXPOSURE_TYPE_INGRESS:
+      return "EXPOSURE_TYPE_INGRESS";
+    case ExposureType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export const DeploymentStrategyType = {
   DEPLOYMENT_STRATEGY_TYPE_UNSPECIFIED: 0,
   /** DEPLOYMENT_STRATEGY_TYPE_ROLLING_UPDATE - New pods start before old ones stop, within max_surge / max_unavailable (the default). */
@@ -1227,7 +1302,36 @@ export interface EnvironmentSettings {
    * live environment uses is ALREADY_EXISTS naming that environment. A clone gets its own default,
    * never its source's namespace. Helm releases are named <service>-<12 hex digits of the environment>.
    */
-  namespace?: string | undefined;
+  namespace?:
+    | string
+    | undefined;
+  /**
+   * `kubernetes` runtime: how public ports (Port.public) are reached from outside the cluster. Absent
+   * on create: CLUSTER_IP; absent on update: unchanged. Ignored by the `local` runtime, which
+   * publishes public ports on 127.0.0.1.
+   */
+  exposure?: Exposure | undefined;
+}
+
+/**
+ * How a `kubernetes` environment's public ports are reached from outside the cluster. Fields that do not
+ * apply to the type must be empty (INVALID_ARGUMENT naming the field otherwise).
+ */
+export interface Exposure {
+  /** UNSPECIFIED in an update: unchanged. */
+  type: ExposureType;
+  /**
+   * INGRESS (required): a DNS name the services' hosts are made under: a service's first public port
+   * answers at `<service>.<ingress_domain>`, each further one at `<service>-<port>.<ingress_domain>`.
+   */
+  ingressDomain: string;
+  /** INGRESS: the IngressClass to use (a DNS subdomain); empty: the cluster's default class. */
+  ingressClass: string;
+  /**
+   * INGRESS: a Secret of type kubernetes.io/tls in the environment's namespace holding a certificate
+   * for those hosts (a wildcard `*.<ingress_domain>` one covers every service); empty: plain HTTP.
+   */
+  tlsSecret: string;
 }
 
 /** An environment's stages in run order. Orders stay dense (0..n-1) through every change. */
@@ -1805,6 +1909,7 @@ function createBaseEnvironmentSettings(): EnvironmentSettings {
     mirrorMode: 0,
     kubernetesContext: undefined,
     namespace: undefined,
+    exposure: undefined,
   };
 }
 
@@ -1827,6 +1932,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     }
     if (message.namespace !== undefined) {
       writer.uint32(50).string(message.namespace);
+    }
+    if (message.exposure !== undefined) {
+      Exposure.encode(message.exposure, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1892,6 +2000,14 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
             message.namespace = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.exposure = Exposure.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1932,6 +2048,7 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
         ? globalThis.String(object.kubernetes_context)
         : undefined,
       namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
+      exposure: isSet(object.exposure) ? Exposure.fromJSON(object.exposure) : undefined,
     };
   },
 
@@ -1955,6 +2072,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     if (message.namespace !== undefined) {
       obj.namespace = message.namespace;
     }
+    if (message.exposure !== undefined) {
+      obj.exposure = Exposure.toJSON(message.exposure);
+    }
     return obj;
   },
 
@@ -1969,6 +2089,138 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     message.mirrorMode = object.mirrorMode ?? 0;
     message.kubernetesContext = object.kubernetesContext ?? undefined;
     message.namespace = object.namespace ?? undefined;
+    message.exposure = (object.exposure !== undefined && object.exposure !== null)
+      ? Exposure.fromPartial(object.exposure)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExposure(): Exposure {
+  return { type: 0, ingressDomain: "", ingressClass: "", tlsSecret: "" };
+}
+
+export const Exposure: MessageFns<Exposure> = {
+  encode(message: Exposure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.ingressDomain !== "") {
+      writer.uint32(18).string(message.ingressDomain);
+    }
+    if (message.ingressClass !== "") {
+      writer.uint32(26).string(message.ingressClass);
+    }
+    if (message.tlsSecret !== "") {
+      writer.uint32(34).string(message.tlsSecret);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Exposure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExposure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ingressDomain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ingressClass = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tlsSecret = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Exposure {
+    return {
+      type: isSet(object.type) ? exposureTypeFromJSON(object.type) : 0,
+      ingressDomain: isSet(object.ingressDomain)
+        ? globalThis.String(object.ingressDomain)
+        : isSet(object.ingress_domain)
+        ? globalThis.String(object.ingress_domain)
+        : "",
+      ingressClass: isSet(object.ingressClass)
+        ? globalThis.String(object.ingressClass)
+        : isSet(object.ingress_class)
+        ? globalThis.String(object.ingress_class)
+        : "",
+      tlsSecret: isSet(object.tlsSecret)
+        ? globalThis.String(object.tlsSecret)
+        : isSet(object.tls_secret)
+        ? globalThis.String(object.tls_secret)
+        : "",
+    };
+  },
+
+  toJSON(message: Exposure): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = exposureTypeToJSON(message.type);
+    }
+    if (message.ingressDomain !== "") {
+      obj.ingressDomain = message.ingressDomain;
+    }
+    if (message.ingressClass !== "") {
+      obj.ingressClass = message.ingressClass;
+    }
+    if (message.tlsSecret !== "") {
+      obj.tlsSecret = message.tlsSecret;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Exposure>, I>>(base?: I): Exposure {
+    return Exposure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Exposure>, I>>(object: I): Exposure {
+    const message = createBaseExposure();
+    message.type = object.type ?? 0;
+    message.ingressDomain = object.ingressDomain ?? "";
+    message.ingressClass = object.ingressClass ?? "";
+    message.tlsSecret = object.tlsSecret ?? "";
     return message;
   },
 };
