@@ -1,6 +1,6 @@
-// Scenario 1 — orchestration overhead: one environment of 100 services in 4 stages, noop executors that
-// take 0 ms, so everything measured is Stageline itself: request → run finished, and the gap between
-// the last deploy of a stage and the first deploy of the next.
+// Scenario 1 — orchestration overhead: one environment of 64 services (the limit of one environment) in 4
+// stages, noop executors that take 0 ms, so everything measured is Stageline itself: request → run
+// finished, and the gap between the last deploy of a stage and the first deploy of the next.
 import { control } from '@stageline/proto';
 import { cpuBetween, sampleCpu } from '../lib/cpu.ts';
 import { createEnvironment, deployAndWait, deploySteps, ms, stepsOf } from '../lib/driver.ts';
@@ -29,7 +29,8 @@ export const overhead: Scenario = {
   name: 'overhead',
   title: '1. Orchestration overhead (noop 0 ms)',
   async run(ctx): Promise<ScenarioResult> {
-    const services = scaled(100, ctx.scale, 8);
+    // An environment holds at most 64 services (control's limits): --scale only shrinks this one.
+    const services = Math.min(64, scaled(64, ctx.scale, 8));
     const stages = 4;
     const reps = ctx.reps ?? 5;
     const stack = await startStack({

@@ -4,8 +4,10 @@ import { DomainError, failedPrecondition, invalidArgument, notFound } from '@sta
 import type { Logger } from '@stageline/log';
 import { type build, bus, control, type snapshot } from '@stageline/proto';
 import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
+import { environmentOfRun, lockLane, type RunRecord, readRun, writeProgress } from '../adapters/db/run-sql.ts';
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
+import { activeEnvironmentStatus } from '../domain/outcomes.ts';
 import { expectedDurations, planRun } from '../domain/plan.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
@@ -91,6 +93,8 @@ interface Snapshot {
 export class PlannerApp {
   readonly #deps: PlannerAppDeps;
   readonly #now: () => number;
+  /** Run id → its environment, for runs in progress. */
+  readonly #environments = new Map<string, string>();
 
   constructor(deps: PlannerAppDeps) {
     this.#deps = deps;
@@ -245,22 +249,36 @@ export class PlannerApp {
       .map((e) => toFact(e, now))
       .filter((f) => f !== undefined);
     if (facts.length === 0) return;
-    // Only the environment (for its lane): the whole row is read again under the lock.
-    const existing = await this.#deps.db.retry("reading a run's environment", (em) =>
-      em.findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] }),
-    );
-    if (!existing) return;
+    // Only the environment (for its lane; it never changes): the row is read under the lock.
+    const environmentId = await this.#environmentOf(deploymentId);
+    if (environmentId === undefined) return;
     let finished = false;
-    await this.#inLane(existing.environmentId, async (em) => {
-      const row = await em.findOneOrFail(DeploymentRow, { id: deploymentId });
-      if (!row.state) return;
-      const next = facts.reduce(applyJobFact, row.state);
-      if (next === row.state) return;
-      finished = await this.#apply(em, row, next);
-      await this.#runEvent(em, row);
+    await this.#inLane(environmentId, async (em, deleted) => {
+      const run = await readRun(em, deploymentId);
+      if (!run?.state) return;
+      const next = facts.reduce(applyJobFact, run.state);
+      if (next === run.state) return;
+      finished = await this.#apply(em, run, next);
+      await writeProgress(em, run);
+      await this.#runEvent(em, run, deleted);
     });
     this.#deps.onCommit();
-    if (finished) await this.kick(existing.environmentId);
+    if (finished) {
+      this.#environments.delete(deploymentId);
+      await this.kick(environmentId);
+    }
+  }
+
+  /** The environment of a run, remembered: every report of a run needs it before it takes the lane. */
+  async #environmentOf(deploymentId: string): Promise<string | undefined> {
+    const known = this.#environments.get(deploymentId);
+    if (known !== undefined) return known;
+    const found = await this.#deps.db.retry("reading a run's environment", (em) => environmentOfRun(em, deploymentId));
+    if (found === undefined) return undefined;
+    // Runs end and are forgotten; a bound keeps a planner that misses their ends from growing.
+    if (this.#environments.size >= 10_000) this.#environments.clear();
+    this.#environments.set(deploymentId, found);
+    return found;
   }
 
   /**
@@ -522,12 +540,8 @@ export class PlannerApp {
     // sequence, requests by request id, runs started by status, so a commit that did happen is not redone.
     return this.#deps.db.retry("changing an environment's runs", (outer) =>
       outer.transactional(async (em) => {
-        await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
-        const rows = await em.execute<{ deleted: boolean }[]>(
-          'select deleted from lane where environment_id = ? for update',
-          [environmentId],
-        );
-        return fn(em, rows[0]?.deleted ?? false);
+        const deleted = await lockLane(em, environmentId);
+        return fn(em, deleted);
       }),
     );
   }
@@ -581,7 +595,7 @@ export class PlannerApp {
    * Advances a run to `state`, writes it with the jobs it dispatches, and — when it finishes —
    * records each service's new state. Returns whether the run finished.
    */
-  async #apply(em: EntityManager, row: DeploymentRow, input: RunState): Promise<boolean> {
+  async #apply(em: EntityManager, row: RunRecord, input: RunState): Promise<boolean> {
     const { state, decisions } = advance(input, this.#now());
     row.state = state;
     row.status = state.status;
@@ -601,7 +615,7 @@ export class PlannerApp {
 
   #dispatch(
     em: EntityManager,
-    row: DeploymentRow,
+    row: RunRecord,
     state: RunState,
     d: Extract<Decision, { type: 'dispatch' }>,
     persisted: ReadonlyMap<string, Record<string, string>>,
@@ -659,7 +673,7 @@ export class PlannerApp {
     }
   }
 
-  async #recordOutcome(em: EntityManager, row: DeploymentRow, state: RunState): Promise<void> {
+  async #recordOutcome(em: EntityManager, row: RunRecord, state: RunState): Promise<void> {
     const now = new Date(this.#now());
     for (const s of state.services) {
       const status = await em.findOne(ServiceStatusRow, { serviceId: s.serviceId });
@@ -718,7 +732,7 @@ export class PlannerApp {
     }
   }
 
-  async #queuePosition(em: EntityManager, row: DeploymentRow): Promise<number> {
+  async #queuePosition(em: EntityManager, row: RunRecord): Promise<number> {
     if (row.status !== 'QUEUED') return 0;
     return em.count(DeploymentRow, {
       environmentId: row.environmentId,
@@ -737,9 +751,16 @@ export class PlannerApp {
   async #environmentStatus(
     em: EntityManager,
     environmentId: string,
-    current?: DeploymentRow,
+    current?: RunRecord,
+    /** The lane's deleted flag as the lock found it, when the caller has it. */
+    deleted?: boolean,
   ): Promise<control.EnvironmentStatus> {
     const S = control.EnvironmentStatus;
+    // Under the lane lock at most one run is active: when it is this one, it alone decides.
+    if (deleted === false && current?.state != null && ACTIVE.includes(current.status)) {
+      const status = activeEnvironmentStatus(current.action, current.state);
+      if (status !== undefined) return S[`ENVIRONMENT_STATUS_${status}`];
+    }
     const lane = await em.execute<{ deleted: boolean }[]>('select deleted from lane where environment_id = ?', [
       environmentId,
     ]);
@@ -752,21 +773,14 @@ export class PlannerApp {
     );
     const active = open.find((r) => ACTIVE.includes(r.status));
     if (active !== undefined) {
-      switch (active.action) {
-        case 'STOP':
-          return S.ENVIRONMENT_STATUS_STOPPING;
-        case 'RESTART':
-          return S.ENVIRONMENT_STATUS_RESTARTING;
-        case 'DELETE':
-          return S.ENVIRONMENT_STATUS_DELETING;
-        default: {
-          const state = current?.id === active.id ? current.state : await this.#stateOf(em, active.id);
-          if (state == null) break;
-          return state.services.some((s) => s.status === 'BUILDING' || s.status === 'MIRRORING')
-            ? S.ENVIRONMENT_STATUS_BUILDING
-            : S.ENVIRONMENT_STATUS_DEPLOYING;
-        }
-      }
+      const needsState = !['STOP', 'RESTART', 'DELETE'].includes(active.action);
+      const state = !needsState
+        ? null
+        : current?.id === active.id
+          ? (current.state ?? null)
+          : await this.#stateOf(em, active.id);
+      const status = activeEnvironmentStatus(active.action, state);
+      if (status !== undefined) return S[`ENVIRONMENT_STATUS_${status}`];
     }
     if (open.length > 0) return S.ENVIRONMENT_STATUS_QUEUED;
     const statuses = await em.find(ServiceStatusRow, { environmentId });
@@ -778,7 +792,7 @@ export class PlannerApp {
     return live.every((s) => s.stopped) ? S.ENVIRONMENT_STATUS_STOPPED : S.ENVIRONMENT_STATUS_DEPLOYED;
   }
 
-  async #runEvent(em: EntityManager, row: DeploymentRow): Promise<void> {
+  async #runEvent(em: EntityManager, row: RunRecord, deleted?: boolean): Promise<void> {
     await em.flush();
     const deployment = deploymentView(row, await this.#queuePosition(em, row));
     const eventId = newId();
@@ -786,7 +800,7 @@ export class PlannerApp {
       eventId,
       occurredAt: new Date(this.#now()),
       deployment,
-      environmentStatus: await this.#environmentStatus(em, row.environmentId, row),
+      environmentStatus: await this.#environmentStatus(em, row.environmentId, row, deleted),
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
