@@ -190,6 +190,7 @@ export class PlannerApp {
           state: null,
           snapshot: null,
           message: '',
+          eventSequence: 0,
           createdAt: new Date(this.#now()),
           startedAt: null,
           finishedAt: null,
@@ -256,11 +257,11 @@ export class PlannerApp {
     await this.#inLane(environmentId, async (em, deleted) => {
       const run = await readRun(em, deploymentId);
       if (!run?.state) return;
-      const next = facts.reduce(applyJobFact, run.state);
-      if (next === run.state) return;
+      const before = run.state;
+      const next = facts.reduce(applyJobFact, before);
+      if (next === before) return;
       finished = await this.#apply(em, run, next);
-      await writeProgress(em, run);
-      await this.#runEvent(em, run, deleted);
+      await this.#runEvent(em, run, { deleted, before, write: () => writeProgress(em, run) });
     });
     this.#deps.onCommit();
     if (finished) {
@@ -394,13 +395,20 @@ export class PlannerApp {
   // --- reads ----------------------------------------------------------------------------------
 
   async getDeployment(deploymentId: string): Promise<control.Deployment> {
+    return (await this.getRun(deploymentId)).deployment;
+  }
+
+  /** A whole run, and the sequence of its latest event that it includes (readers of deltas resync with it). */
+  async getRun(deploymentId: string): Promise<{ deployment: control.Deployment; eventSequence: number }> {
     if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
-    const view = await this.#deps.db.retry('reading a run', async (em) => {
+    const found = await this.#deps.db.retry('reading a run', async (em) => {
       const row = await em.findOne(DeploymentRow, { id: deploymentId });
-      return row ? deploymentView(row, await this.#queuePosition(em, row)) : undefined;
+      return row
+        ? { deployment: deploymentView(row, await this.#queuePosition(em, row)), eventSequence: row.eventSequence }
+        : undefined;
     });
-    if (!view) throw notFound('deployment', deploymentId, 'deployment_id');
-    return view;
+    if (!found) throw notFound('deployment', deploymentId, 'deployment_id');
+    return found;
   }
 
   async listDeployments(req: {
@@ -792,18 +800,47 @@ export class PlannerApp {
     return live.every((s) => s.stopped) ? S.ENVIRONMENT_STATUS_STOPPED : S.ENVIRONMENT_STATUS_DEPLOYED;
   }
 
-  async #runEvent(em: EntityManager, row: RunRecord, deleted?: boolean): Promise<void> {
+  /**
+   * The run's next event, in the outbox. With `before` (the state a job report started from) an event
+   * that does not end the run carries only the services that changed since (a delta, `partial`);
+   * otherwise the whole run. `write` stores the run (after its sequence is taken, before the
+   * environment's status is read).
+   */
+  async #runEvent(
+    em: EntityManager,
+    row: RunRecord,
+    opts: { deleted?: boolean; before?: RunState; write?: () => Promise<void> } = {},
+  ): Promise<void> {
+    row.eventSequence += 1;
     await em.flush();
-    const deployment = deploymentView(row, await this.#queuePosition(em, row));
+    await opts.write?.();
+    const whole = deploymentView(row, await this.#queuePosition(em, row));
+    const changed =
+      opts.before && row.state && !isTerminalRun(row.state.status)
+        ? changedServices(opts.before, row.state)
+        : undefined;
+    const deployment =
+      changed === undefined ? whole : { ...whole, services: whole.services.filter((s) => changed.has(s.serviceId)) };
     const eventId = newId();
     const payload = bus.DeploymentEvent.encode({
       eventId,
       occurredAt: new Date(this.#now()),
       deployment,
-      environmentStatus: await this.#environmentStatus(em, row.environmentId, row, deleted),
+      sequence: row.eventSequence,
+      partial: changed !== undefined,
+      environmentStatus: await this.#environmentStatus(em, row.environmentId, row, opts.deleted),
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
+}
+
+/** The services whose run differs between two states of one run (the core copies only what it changes). */
+function changedServices(before: RunState, after: RunState): Set<string> {
+  const changed = new Set<string>();
+  after.services.forEach((s, i) => {
+    if (before.services[i] !== s) changed.add(s.serviceId);
+  });
+  return changed;
 }
 
 /** A run state column read with raw SQL: the driver parses json, but not every column type. */

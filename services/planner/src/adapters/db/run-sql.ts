@@ -20,6 +20,8 @@ export interface RunRecord {
   /** The environment snapshot the run works from (services as proto JSON, secrets included). */
   snapshot: unknown;
   message: string;
+  /** The sequence of the run's latest event (DeploymentEvent.sequence). */
+  eventSequence: number;
   createdAt: Date;
   startedAt?: Date | null | undefined;
   finishedAt?: Date | null | undefined;
@@ -58,6 +60,7 @@ interface RunColumns {
   state: string | null;
   snapshot: string | null;
   message: string;
+  event_sequence: number;
   created_at: Date | string;
   started_at: Date | string | null;
   finished_at: Date | string | null;
@@ -69,7 +72,7 @@ const date = (v: Date | string | null): Date | null => (v === null ? null : v in
 export async function readRun(em: EntityManager, deploymentId: string): Promise<RunRecord | undefined> {
   const rows = await em.execute<RunColumns[]>(
     `select id, environment_id, action, status, requester, service_ids, version, force_build, to_deployment_id,
-       state::text as state, snapshot::text as snapshot, message, created_at, started_at, finished_at
+       state::text as state, snapshot::text as snapshot, message, event_sequence, created_at, started_at, finished_at
      from deployment where id = ?`,
     [deploymentId],
   );
@@ -101,21 +104,26 @@ export async function readRun(em: EntityManager, deploymentId: string): Promise<
       parsed = true;
     },
     message: r.message,
+    eventSequence: r.event_sequence,
     createdAt: date(r.created_at)!,
     startedAt: date(r.started_at),
     finishedAt: date(r.finished_at),
   };
 }
 
-/** Writes what a job report can change: the run's state, status, message and times (never its snapshot). */
+/**
+ * Writes what a job report can change: the run's state, status, message, event sequence and times
+ * (never its snapshot).
+ */
 export async function writeProgress(em: EntityManager, run: RunRecord): Promise<void> {
   await em.execute(
-    `update deployment set state = ?::jsonb, status = ?, message = ?, started_at = ?::timestamptz,
-       finished_at = ?::timestamptz where id = ?`,
+    `update deployment set state = ?::jsonb, status = ?, message = ?, event_sequence = ?,
+       started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
     [
-      run.state === null ? null : JSON.stringify(run.state),
+      run.state == null ? null : JSON.stringify(run.state),
       run.status,
       run.message,
+      run.eventSequence,
       run.startedAt?.toISOString() ?? null,
       run.finishedAt?.toISOString() ?? null,
       run.id,

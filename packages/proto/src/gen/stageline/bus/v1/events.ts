@@ -119,12 +119,22 @@ export interface ServiceSkippedChanged {
  * Published on stageline.events.runs.<environment_id>.<deployment_id> by the planner.
  * Control follows these to keep each service's endpoints and "has resources" flag, and the
  * environment's status, which the planner derives from its services.
+ *
+ * Most events of a run are deltas (`partial`): `deployment` then has the run's own fields and stages
+ * whole, but only the services this event changed. The first event of a run, every event that is not
+ * a job report's, and the event that ends the run carry the whole run. A reader rebuilds the run by
+ * replacing services by id in order of `sequence`; when it misses a sequence number it fetches the
+ * whole run (PlannerService.GetDeployment answers with the sequence it is current to).
  */
 export interface DeploymentEvent {
   eventId: string;
   occurredAt?: Date | undefined;
   deployment?: Deployment | undefined;
   environmentStatus: EnvironmentStatus;
+  /** 1, 2, 3, … per run: this event's place in the run's events. 0: unknown (an older planner). */
+  sequence: number;
+  /** `deployment.services` holds only the services this event changed. */
+  partial: boolean;
 }
 
 /** Published on stageline.logs.<deployment_id>.<service_id> by the workers. */
@@ -1691,7 +1701,14 @@ export const ServiceSkippedChanged: MessageFns<ServiceSkippedChanged> = {
 };
 
 function createBaseDeploymentEvent(): DeploymentEvent {
-  return { eventId: "", occurredAt: undefined, deployment: undefined, environmentStatus: 0 };
+  return {
+    eventId: "",
+    occurredAt: undefined,
+    deployment: undefined,
+    environmentStatus: 0,
+    sequence: 0,
+    partial: false,
+  };
 }
 
 export const DeploymentEvent: MessageFns<DeploymentEvent> = {
@@ -1707,6 +1724,12 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     }
     if (message.environmentStatus !== 0) {
       writer.uint32(32).int32(message.environmentStatus);
+    }
+    if (message.sequence !== 0) {
+      writer.uint32(40).uint32(message.sequence);
+    }
+    if (message.partial !== false) {
+      writer.uint32(48).bool(message.partial);
     }
     return writer;
   },
@@ -1756,6 +1779,22 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
             message.environmentStatus = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sequence = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.partial = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1786,6 +1825,8 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
         : isSet(object.environment_status)
         ? environmentStatusFromJSON(object.environment_status)
         : 0,
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
     };
   },
 
@@ -1803,6 +1844,12 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     if (message.environmentStatus !== 0) {
       obj.environmentStatus = environmentStatusToJSON(message.environmentStatus);
     }
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.partial !== false) {
+      obj.partial = message.partial;
+    }
     return obj;
   },
 
@@ -1817,6 +1864,8 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
       ? Deployment.fromPartial(object.deployment)
       : undefined;
     message.environmentStatus = object.environmentStatus ?? 0;
+    message.sequence = object.sequence ?? 0;
+    message.partial = object.partial ?? false;
     return message;
   },
 };

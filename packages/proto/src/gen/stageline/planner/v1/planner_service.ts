@@ -42,7 +42,11 @@ export interface GetDeploymentRequest {
 }
 
 export interface GetDeploymentResponse {
-  deployment?: Deployment | undefined;
+  deployment?:
+    | Deployment
+    | undefined;
+  /** The sequence of the run's latest event (DeploymentEvent.sequence) this answer includes. */
+  eventSequence: number;
 }
 
 export interface ListDeploymentsRequest {
@@ -406,13 +410,16 @@ export const GetDeploymentRequest: MessageFns<GetDeploymentRequest> = {
 };
 
 function createBaseGetDeploymentResponse(): GetDeploymentResponse {
-  return { deployment: undefined };
+  return { deployment: undefined, eventSequence: 0 };
 }
 
 export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
   encode(message: GetDeploymentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.deployment !== undefined) {
       Deployment.encode(message.deployment, writer.uint32(10).fork()).join();
+    }
+    if (message.eventSequence !== 0) {
+      writer.uint32(16).uint32(message.eventSequence);
     }
     return writer;
   },
@@ -438,6 +445,14 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
             message.deployment = Deployment.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.eventSequence = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -451,13 +466,23 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
   },
 
   fromJSON(object: any): GetDeploymentResponse {
-    return { deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined };
+    return {
+      deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined,
+      eventSequence: isSet(object.eventSequence)
+        ? globalThis.Number(object.eventSequence)
+        : isSet(object.event_sequence)
+        ? globalThis.Number(object.event_sequence)
+        : 0,
+    };
   },
 
   toJSON(message: GetDeploymentResponse): unknown {
     const obj: any = {};
     if (message.deployment !== undefined) {
       obj.deployment = Deployment.toJSON(message.deployment);
+    }
+    if (message.eventSequence !== 0) {
+      obj.eventSequence = Math.round(message.eventSequence);
     }
     return obj;
   },
@@ -470,6 +495,7 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
     message.deployment = (object.deployment !== undefined && object.deployment !== null)
       ? Deployment.fromPartial(object.deployment)
       : undefined;
+    message.eventSequence = object.eventSequence ?? 0;
     return message;
   },
 };
