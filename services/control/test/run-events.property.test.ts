@@ -10,13 +10,22 @@ import { applyRunDelta, type FollowedRun, followRun, type RunEventView } from '.
 const S = control.ServiceState;
 const states = [S.SERVICE_STATE_QUEUED, S.SERVICE_STATE_MIRRORING, S.SERVICE_STATE_DEPLOYING, S.SERVICE_STATE_DEPLOYED];
 
-function runOf(statuses: number[], messages: string[], status: control.DeploymentStatus): control.Deployment {
+function runOf(
+  statuses: control.ServiceState[],
+  messages: string[],
+  status: control.DeploymentStatus,
+): control.Deployment {
   return control.Deployment.fromPartial({
     id: 'run',
     environmentId: 'env',
     status,
     stages: [{ stageId: 'st', name: 'stage', order: 0, status: control.StageStatus.STAGE_STATUS_ONGOING }],
-    services: statuses.map((st, i) => ({ serviceId: `sv${i}`, name: `svc-${i}`, status: st, message: messages[i] })),
+    services: statuses.map((st, i) => ({
+      serviceId: `sv${i}`,
+      name: `svc-${i}`,
+      status: st,
+      message: messages[i] ?? '',
+    })),
   });
 }
 
@@ -37,7 +46,7 @@ const historyArb: fc.Arbitrary<History> = fc.integer({ min: 1, max: 8 }).chain((
       },
     )
     .map((changes) => {
-      const statuses = Array.from({ length: n }, () => S.SERVICE_STATE_QUEUED as number);
+      const statuses: control.ServiceState[] = Array.from({ length: n }, () => S.SERVICE_STATE_QUEUED);
       const messages = Array.from({ length: n }, () => '');
       const truth: control.Deployment[] = [];
       const events: RunEventView[] = [];
@@ -107,19 +116,27 @@ describe('run events rebuilt from deltas (property)', () => {
   });
 
   it('a delta replaces services by id and keeps the others and their order', () => {
-    const run = runOf([S.SERVICE_STATE_QUEUED, S.SERVICE_STATE_QUEUED], ['a', 'b'], 1);
-    const delta = { ...runOf([0, S.SERVICE_STATE_DEPLOYED], ['', 'done'], 2) };
+    const run = runOf(
+      [S.SERVICE_STATE_QUEUED, S.SERVICE_STATE_QUEUED],
+      ['a', 'b'],
+      control.DeploymentStatus.DEPLOYMENT_STATUS_RUNNING,
+    );
+    const delta = runOf(
+      [S.SERVICE_STATE_QUEUED, S.SERVICE_STATE_DEPLOYED],
+      ['', 'done'],
+      control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+    );
     delta.services = delta.services.slice(1);
     const after = applyRunDelta(run, delta);
     expect(after.services.map((s) => [s.serviceId, s.message])).toEqual([
       ['sv0', 'a'],
       ['sv1', 'done'],
     ]);
-    expect(after.status).toBe(2);
+    expect(after.status).toBe(control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED);
   });
 
   it('asks for the whole run when a sequence number is missing, and ignores an event it already has', () => {
-    const run = runOf([S.SERVICE_STATE_QUEUED], ['a'], 1);
+    const run = runOf([S.SERVICE_STATE_QUEUED], ['a'], control.DeploymentStatus.DEPLOYMENT_STATUS_RUNNING);
     const at3 = { run, sequence: 3 };
     expect(followRun(at3, { deployment: run, sequence: 5, partial: true })).toBe('resync');
     expect(followRun(at3, { deployment: run, sequence: 2, partial: true })).toBe(at3);

@@ -4,7 +4,14 @@ import { DomainError, failedPrecondition, invalidArgument, notFound } from '@sta
 import type { Logger } from '@stageline/log';
 import { type build, bus, control, type snapshot } from '@stageline/proto';
 import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
-import { environmentOfRun, lockLane, type RunRecord, readRun, writeProgress } from '../adapters/db/run-sql.ts';
+import {
+  environmentOfRun,
+  lockLane,
+  type RunRecord,
+  readRun,
+  serviceOutputs,
+  writeProgress,
+} from '../adapters/db/run-sql.ts';
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
 import { activeEnvironmentStatus } from '../domain/outcomes.ts';
@@ -610,9 +617,7 @@ export class PlannerApp {
     if (row.startedAt === null && state.startedAt !== null) row.startedAt = new Date(state.startedAt);
     const dispatches = decisions.filter((d) => d.type === 'dispatch');
     const persisted = dispatches.some((d) => d.role === 'deploy')
-      ? new Map(
-          (await em.find(ServiceStatusRow, { environmentId: row.environmentId })).map((r) => [r.serviceId, r.outputs]),
-        )
+      ? await serviceOutputs(em, row.environmentId)
       : new Map<string, Record<string, string>>();
     for (const d of dispatches) this.#dispatch(em, row, state, d, persisted);
     if (!isTerminalRun(state.status)) return false;
@@ -812,8 +817,11 @@ export class PlannerApp {
     opts: { deleted?: boolean; before?: RunState; write?: () => Promise<void> } = {},
   ): Promise<void> {
     row.eventSequence += 1;
-    await em.flush();
     await opts.write?.();
+    // What the status and queue position read must be written first — unless the active run alone
+    // decides them: then the jobs and this event go in together at the commit.
+    const decidesAlone = opts.deleted === false && row.state != null && ACTIVE.includes(row.status);
+    if (!decidesAlone) await em.flush();
     const whole = deploymentView(row, await this.#queuePosition(em, row));
     const changed =
       opts.before && row.state && !isTerminalRun(row.state.status)

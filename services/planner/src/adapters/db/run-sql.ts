@@ -130,3 +130,20 @@ export async function writeProgress(em: EntityManager, run: RunRecord): Promise<
     ],
   );
 }
+
+/** What each service of the environment produced when it last deployed (injected into later stages). */
+export async function serviceOutputs(
+  em: EntityManager,
+  environmentId: string,
+): Promise<Map<string, Record<string, string>>> {
+  const rows = await em.execute<{ service_id: string; outputs: Record<string, string> | string }[]>(
+    'select service_id, outputs from service_status where environment_id = ?',
+    [environmentId],
+  );
+  return new Map(
+    rows.map((r) => [
+      r.service_id,
+      typeof r.outputs === 'string' ? (JSON.parse(r.outputs) as Record<string, string>) : r.outputs,
+    ]),
+  );
+}
