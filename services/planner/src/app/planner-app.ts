@@ -16,6 +16,7 @@ import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model
 import { isTerminalRun } from '../domain/model.ts';
 import { activeEnvironmentStatus } from '../domain/outcomes.ts';
 import { expectedDurations, planRun } from '../domain/plan.ts';
+import { admit, nextToStart, type OpenRun } from '../domain/queue.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { secretsOfRun } from './secrets.ts';
@@ -150,7 +151,8 @@ export class PlannerApp {
         { environmentId: request.environmentId, status: { $in: OPEN } },
         { orderBy: { createdAt: 'asc' } },
       );
-      if (open.some((r) => r.action === 'DELETE')) {
+      const admission = admit(open.map(openRunOf), { ...request, action, serviceIds });
+      if (admission.type === 'refuse') {
         throw failedPrecondition('a DELETE of this environment is queued or running');
       }
       if (action === 'ROLLBACK') {
@@ -166,23 +168,12 @@ export class PlannerApp {
         }
       }
       // A queued request of the same action, requester, version and scope absorbs this one.
-      const scope = serviceIds.length > 0 ? 'services' : 'environment';
-      const mergeInto =
-        action === 'ROLLBACK'
-          ? undefined
-          : open.find(
-              (r) =>
-                r.status === 'QUEUED' &&
-                r.action === action &&
-                r.requester === request.requester &&
-                r.version === request.version &&
-                (r.serviceIds.length > 0 ? 'services' : 'environment') === scope,
-            );
+      const mergeInto = admission.type === 'merge' ? open.find((r) => r.id === admission.into) : undefined;
       let row: DeploymentRow;
-      if (mergeInto) {
+      if (mergeInto && admission.type === 'merge') {
         row = mergeInto;
-        if (scope === 'services') row.serviceIds = [...new Set([...row.serviceIds, ...serviceIds])];
-        row.forceBuild = row.forceBuild || request.forceBuild;
+        row.serviceIds = admission.serviceIds;
+        row.forceBuild = admission.forceBuild;
       } else {
         row = em.create(DeploymentRow, {
           id: newId(),
@@ -273,7 +264,11 @@ export class PlannerApp {
     this.#deps.onCommit();
     if (finished) {
       this.#environments.delete(deploymentId);
-      await this.kick(environmentId);
+      // The reports are applied whatever happens next: a queued run that cannot start now (control
+      // away) is started by the next sweep (kickAll), not by redelivering reports that change nothing.
+      await this.kick(environmentId).catch((e: unknown) =>
+        this.#deps.log.warn({ err: e, environmentId }, 'could not start the next queued run: the sweep will'),
+      );
     }
   }
 
@@ -336,12 +331,9 @@ export class PlannerApp {
   async kick(environmentId: string): Promise<void> {
     for (;;) {
       const next = await this.#deps.db.retry("reading an environment's queue", async (em) => {
-        if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return null;
-        return em.findOne(
-          DeploymentRow,
-          { environmentId, status: 'QUEUED' },
-          { orderBy: { createdAt: 'asc', id: 'asc' } },
-        );
+        const open = await em.find(DeploymentRow, { environmentId, status: { $in: OPEN } });
+        const id = nextToStart(open.map(openRunOf));
+        return open.find((r) => r.id === id);
       });
       if (!next) return;
       let snap: Snapshot | undefined;
@@ -840,6 +832,20 @@ export class PlannerApp {
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
+}
+
+/** An open run as the queue's policy sees it. */
+function openRunOf(r: DeploymentRow): OpenRun {
+  return {
+    id: r.id,
+    action: r.action,
+    status: r.status,
+    requester: r.requester,
+    version: r.version,
+    serviceIds: r.serviceIds,
+    forceBuild: r.forceBuild,
+    createdAt: r.createdAt.getTime(),
+  };
 }
 
 /** The services whose run differs between two states of one run (the core copies only what it changes). */
