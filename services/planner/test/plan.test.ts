@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ActionName, EnvironmentFacts, RunRequest, ServiceFacts } from '../src/domain/model.ts';
-import { expectedDurations, planRun } from '../src/domain/plan.ts';
+import { expectedDurations, expectedSteps, planRun } from '../src/domain/plan.ts';
 import { advance, applyJobFact, requestCancel } from '../src/domain/schedule.ts';
 
 const deployed = { hasResources: true, stopped: false, version: 'tag:v1', image: 'mirror/x:v1@sha256:1' };
@@ -394,5 +394,28 @@ describe('dispatch order: the longest jobs first', () => {
       api: { build: 1100, deploy: 800 },
       web: { build: 30, deploy: 2000 },
     });
+  });
+});
+
+describe('expected steps (ServiceRun.expected_steps: what --watch draws progress from)', () => {
+  it('are the steps of the jobs a run plans for each service, in order; none for a skipped one', () => {
+    const services = [
+      svc('git', 0, { build: 'GIT', configuredVersion: 'commit:abc1234' }),
+      svc('img', 0),
+      svc('db', 1, { kind: 'DATABASE', build: null }),
+      svc('job', 1, { kind: 'LIFECYCLE_JOB' }),
+      svc('off', 2, { skipped: true }),
+    ];
+    const steps = (action: ActionName) =>
+      planRun('r', env(services), req(action)).services.map((s) => [s.name, expectedSteps(s)]);
+    expect(steps('DEPLOY')).toEqual([
+      ['git', ['GIT_CLONE', 'BUILD', 'DEPLOYMENT']],
+      ['img', ['MIRROR_IMAGE', 'DEPLOYMENT']],
+      ['db', ['DEPLOYMENT']],
+      ['job', ['MIRROR_IMAGE', 'EXECUTING']],
+      ['off', []],
+    ]);
+    expect(steps('STOP').find(([name]) => name === 'img')).toEqual(['img', ['STOP']]);
+    expect(steps('RESTART').find(([name]) => name === 'git')).toEqual(['git', ['RESTART']]);
   });
 });

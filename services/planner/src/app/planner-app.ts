@@ -15,7 +15,7 @@ import {
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
 import { activeEnvironmentStatus } from '../domain/outcomes.ts';
-import { expectedDurations, planRun } from '../domain/plan.ts';
+import { expectedDurations, expectedSteps, planRun } from '../domain/plan.ts';
 import { admit, nextToStart, type OpenRun } from '../domain/queue.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
@@ -913,7 +913,6 @@ function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
   }
 }
 
-/** The steps a plan expects, without times: what would mirror, build, deploy. */
 /** A build or mirror job as the planner dispatches it (and as a plan asks the build service about it). */
 function buildJobOf(j: {
   jobId: string;
@@ -941,20 +940,7 @@ function buildJobOf(j: {
   });
 }
 
+/** The steps a plan expects, without times: what would mirror, build, deploy. */
 function predictSteps(s: ServiceRun): RunState['services'][number]['steps'] {
-  const steps: RunState['services'][number]['steps'] = [];
-  const at = { startedAt: 0, finishedAt: null, outcome: null, message: '' } as const;
-  if (s.build?.what === 'GIT') steps.push({ kind: 'GIT_CLONE', ...at }, { kind: 'BUILD', ...at });
-  if (s.build?.what === 'MIRROR') steps.push({ kind: 'MIRROR_IMAGE', ...at });
-  switch (s.deploy?.what) {
-    case 'DEPLOY':
-      steps.push({ kind: s.kind === 'LIFECYCLE_JOB' ? 'EXECUTING' : 'DEPLOYMENT', ...at });
-      break;
-    case 'STOP':
-    case 'RESTART':
-    case 'DELETE':
-      steps.push({ kind: s.deploy.what, ...at });
-      break;
-  }
-  return steps;
+  return expectedSteps(s).map((kind) => ({ kind, startedAt: 0, finishedAt: null, outcome: null, message: '' }));
 }
