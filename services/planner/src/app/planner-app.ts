@@ -10,11 +10,12 @@ import {
   type RunRecord,
   readRun,
   serviceOutputs,
+  serviceResources,
   writeProgress,
 } from '../adapters/db/run-sql.ts';
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
-import { activeEnvironmentStatus } from '../domain/outcomes.ts';
+import { activeEnvironmentStatus, standingAfterRun } from '../domain/outcomes.ts';
 import { expectedDurations, expectedSteps, planRun } from '../domain/plan.ts';
 import { admit, nextToStart, type OpenRun } from '../domain/queue.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
@@ -695,46 +696,33 @@ export class PlannerApp {
           outputs: {},
           updatedAt: now,
         });
-      if (s.status === 'SKIPPED' || s.status === 'CANCELED') continue;
-      current.state = s.status;
-      current.updatedAt = now;
-      if (s.kind === 'LIFECYCLE_JOB' && s.status === 'DEPLOYED' && s.deploy?.trigger !== undefined) {
-        // The job ran for the environment's STOP or DELETE: it is left as that action leaves services.
-        if (s.deploy.trigger === 'STOP') {
-          Object.assign(current, { stopped: true, version: s.version, image: s.image, outputs: s.outputs });
-        } else {
-          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '', outputs: {} });
-        }
-        continue;
-      }
-      switch (s.status) {
-        case 'DEPLOYED':
-          // Outputs stay until the service deploys again.
-          Object.assign(current, {
-            hasResources: true,
-            stopped: false,
-            version: s.version,
-            image: s.image,
-            outputs: s.outputs,
-          });
-          break;
-        case 'RESTARTED':
-          Object.assign(current, { hasResources: true, stopped: false });
-          break;
-        case 'STOPPED':
-          current.stopped = true;
-          break;
-        case 'DELETED':
-          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '', outputs: {} });
-          break;
-        default:
-          // An error leaves whatever resources existed; the next run finds them.
-          if (s.deploy?.phase === 'FAILED' && s.deploy.what === 'DEPLOY') current.hasResources = true;
-      }
+      const before = {
+        hasResources: current.hasResources,
+        stopped: current.stopped,
+        version: current.version,
+        image: current.image,
+        state: current.state,
+        outputs: current.outputs,
+      };
+      const next = standingAfterRun(before, s);
+      if (next === before) continue;
+      Object.assign(current, next, { updatedAt: now });
     }
     if (row.action === 'DELETE' && row.serviceIds.length === 0 && state.status === 'SUCCEEDED') {
       await em.execute('update lane set deleted = true where environment_id = ?', [row.environmentId]);
     }
+  }
+
+  /** When the run has ended: whether each of its services has resources now (control takes this rule). */
+  async #resourcesAfter(em: EntityManager, row: RunRecord): Promise<Record<string, boolean>> {
+    if (!row.state || !isTerminalRun(row.state.status)) return {};
+    const resources = await serviceResources(em, row.environmentId);
+    return Object.fromEntries(
+      row.state.services.flatMap((s) => {
+        const has = resources.get(s.serviceId);
+        return has === undefined ? [] : [[s.serviceId, has]];
+      }),
+    );
   }
 
   async #queuePosition(em: EntityManager, row: RunRecord): Promise<number> {
@@ -828,6 +816,7 @@ export class PlannerApp {
       deployment,
       sequence: row.eventSequence,
       partial: changed !== undefined,
+      hasResources: await this.#resourcesAfter(em, row),
       environmentStatus: await this.#environmentStatus(em, row.environmentId, row, opts.deleted),
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });

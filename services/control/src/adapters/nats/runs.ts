@@ -17,7 +17,7 @@ export function followRuns(bus: Bus, app: ControlApp): Promise<Consumption> {
       } catch (e) {
         return outcome.reject(`undecodable DeploymentEvent: ${e instanceof Error ? e.message : String(e)}`);
       }
-      if (event.deployment) await app.recordRun(event.deployment, event.environmentStatus);
+      if (event.deployment) await app.recordRun(event.deployment, event.environmentStatus, event.hasResources);
       return outcome.ack();
     },
   });

@@ -147,3 +147,12 @@ export async function serviceOutputs(
     ]),
   );
 }
+
+/** Whether each service of the environment has resources, as the planner last recorded it. */
+export async function serviceResources(em: EntityManager, environmentId: string): Promise<Map<string, boolean>> {
+  const rows = await em.execute<{ service_id: string; has_resources: boolean }[]>(
+    'select service_id, has_resources from service_status where environment_id = ?',
+    [environmentId],
+  );
+  return new Map(rows.map((r) => [r.service_id, r.has_resources]));
+}
