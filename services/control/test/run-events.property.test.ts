@@ -1,7 +1,13 @@
 import { control } from '@stageline/proto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyRunDelta, type FollowedRun, followRun, type RunEventView } from '../src/domain/run-events.ts';
+import {
+  applyRunDelta,
+  eventsToRecord,
+  type FollowedRun,
+  followRun,
+  type RunEventView,
+} from '../src/domain/run-events.ts';
 
 // A run's events as the planner publishes them (the first and the last whole, the rest deltas of the
 // services each change touched), delivered with gaps and from any starting point: the reader always
@@ -141,5 +147,23 @@ describe('run events rebuilt from deltas (property)', () => {
     expect(followRun(at3, { deployment: run, sequence: 5, partial: true })).toBe('resync');
     expect(followRun(at3, { deployment: run, sequence: 2, partial: true })).toBe(at3);
     expect(followRun(at3, { deployment: run, sequence: 3, partial: false })).toBe(at3);
+  });
+});
+
+describe("an environment's run events recorded together", () => {
+  it('keeps every event that ends a run, and the last one; a status overtaken by a later event is skipped', () => {
+    const D = control.DeploymentStatus;
+    const ev = (id: string, status: control.DeploymentStatus) => ({ deployment: runOf([], [], status), id });
+    const events = [
+      ev('a', D.DEPLOYMENT_STATUS_RUNNING),
+      ev('b', D.DEPLOYMENT_STATUS_SUCCEEDED),
+      ev('c', D.DEPLOYMENT_STATUS_RUNNING),
+      ev('d', D.DEPLOYMENT_STATUS_RUNNING),
+    ];
+    expect(eventsToRecord(events).map((e) => e.id)).toEqual(['b', 'd']);
+    expect(eventsToRecord([ev('x', D.DEPLOYMENT_STATUS_RUNNING)]).map((e) => e.id)).toEqual(['x']);
+    expect(
+      eventsToRecord([ev('y', D.DEPLOYMENT_STATUS_FAILED), ev('z', D.DEPLOYMENT_STATUS_CANCELED)]).map((e) => e.id),
+    ).toEqual(['y', 'z']);
   });
 });

@@ -1,6 +1,6 @@
 // A run rebuilt from the planner's run events: most are deltas (only the services they changed), each
 // with its sequence number; a reader that misses one fetches the whole run again.
-import type { control } from '@stageline/proto';
+import { control } from '@stageline/proto';
 
 /** A whole run and the sequence of the latest event it includes (0: unknown). */
 export interface FollowedRun {
@@ -32,4 +32,24 @@ export function followRun(current: FollowedRun, event: RunEventView): FollowedRu
     return { run: applyRunDelta(current.run, event.deployment), sequence: event.sequence };
   }
   return 'resync';
+}
+
+const FINISHED: readonly control.DeploymentStatus[] = [
+  control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
+];
+
+/**
+ * Of one environment's run events in stream order, those whose recording matters: every event that
+ * ends a run (it records the run's services), and the last one (its status is the environment's now).
+ * An event that only carries a status is overtaken by any later one.
+ */
+export function eventsToRecord<E extends { deployment?: control.Deployment | undefined }>(
+  events: readonly E[],
+): (E & { deployment: control.Deployment })[] {
+  return events.filter(
+    (e, i): e is E & { deployment: control.Deployment } =>
+      e.deployment !== undefined && (i === events.length - 1 || FINISHED.includes(e.deployment.status)),
+  );
 }
