@@ -286,7 +286,9 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
           deploymentId: id.deploymentId,
           line: { serviceId: id.serviceId, step: step ?? 0, timestamp: new Date(), message: text },
         }).finish();
-        logChain = logChain
+        // After the step reports queued before it: a line never appears before its step has started.
+        const reported = reports;
+        logChain = Promise.all([logChain, reported])
           .then(() => bus.publish(logSubject, record))
           .catch((e: unknown) => jobLog.warn({ err: e }, 'log line lost'));
       },

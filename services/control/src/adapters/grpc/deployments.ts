@@ -114,7 +114,7 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     let found: FollowedRun;
     try {
       const answer = await callUnary(deps.planner, 'getDeployment', { deploymentId }, BETWEEN_SERVICES);
-      found = { run: answer.deployment!, sequence: answer.eventSequence };
+      found = { run: answer.deployment!, sequence: answer.eventSequence ?? 0 };
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
     }

@@ -45,8 +45,11 @@ export interface GetDeploymentResponse {
   deployment?:
     | Deployment
     | undefined;
-  /** The sequence of the run's latest event (DeploymentEvent.sequence) this answer includes. */
-  eventSequence: number;
+  /**
+   * The sequence of the run's latest event (DeploymentEvent.sequence) this answer includes; absent
+   * from a planner that does not number its events.
+   */
+  eventSequence?: number | undefined;
 }
 
 export interface ListDeploymentsRequest {
@@ -410,7 +413,7 @@ export const GetDeploymentRequest: MessageFns<GetDeploymentRequest> = {
 };
 
 function createBaseGetDeploymentResponse(): GetDeploymentResponse {
-  return { deployment: undefined, eventSequence: 0 };
+  return { deployment: undefined, eventSequence: undefined };
 }
 
 export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
@@ -418,7 +421,7 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
     if (message.deployment !== undefined) {
       Deployment.encode(message.deployment, writer.uint32(10).fork()).join();
     }
-    if (message.eventSequence !== 0) {
+    if (message.eventSequence !== undefined) {
       writer.uint32(16).uint32(message.eventSequence);
     }
     return writer;
@@ -472,7 +475,7 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
         ? globalThis.Number(object.eventSequence)
         : isSet(object.event_sequence)
         ? globalThis.Number(object.event_sequence)
-        : 0,
+        : undefined,
     };
   },
 
@@ -481,7 +484,7 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
     if (message.deployment !== undefined) {
       obj.deployment = Deployment.toJSON(message.deployment);
     }
-    if (message.eventSequence !== 0) {
+    if (message.eventSequence !== undefined) {
       obj.eventSequence = Math.round(message.eventSequence);
     }
     return obj;
@@ -495,7 +498,7 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
     message.deployment = (object.deployment !== undefined && object.deployment !== null)
       ? Deployment.fromPartial(object.deployment)
       : undefined;
-    message.eventSequence = object.eventSequence ?? 0;
+    message.eventSequence = object.eventSequence ?? undefined;
     return message;
   },
 };
