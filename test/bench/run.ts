@@ -6,7 +6,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolvePostgres } from '@stageline/testkit';
+import { measureFloor, SECURITY_NOTE } from './lib/floor.ts';
 import { machineFacts } from './lib/machine.ts';
+import { startBenchNats } from './lib/nats.ts';
 import { profilesIn, renderProfile, summarizeProfile } from './lib/profile.ts';
 import { type BenchReport, renderTable } from './lib/report.ts';
 import type { Scenario } from './lib/scenario.ts';
@@ -90,8 +92,26 @@ console.log(
     `scenarios: ${chosen.map((s) => s.name).join(', ')}; scale ${scale}${reps ? `; reps ${reps}` : ''}; logs ${logDir}`,
 );
 
+// The floor every figure is judged against, on a nats-server like the scenarios' own.
+const floorNats = await startBenchNats();
+const floor = await measureFloor(floorNats.url).catch((e: unknown) => {
+  console.log(`bench: could not measure the floor: ${e instanceof Error ? e.message : String(e)}`);
+  return undefined;
+});
+await floorNats.stop();
+if (floor) {
+  console.log(
+    `floor: one PostgreSQL commit ${floor.commitMs.toFixed(2)} ms (${floor.commitsPerSecond.toFixed(0)}/s), ` +
+      `one JetStream publish ${floor.publishMs.toFixed(2)} ms (${floor.publishesPerSecond.toFixed(0)}/s): ` +
+      `a stage transition needs at least ${floor.transitionMs.toFixed(2)} ms`,
+  );
+}
+console.log(SECURITY_NOTE);
+
 const report: BenchReport = {
   machine,
+  floor,
+  security: SECURITY_NOTE,
   options: { scenarios: chosen.map((s) => s.name), reps, scale, profile },
   scenarios: [],
   errors: [],
@@ -109,6 +129,7 @@ for (const scenario of chosen) {
       reps,
       scale,
       profile,
+      floor,
       log: (m) => console.log(`   ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  ${m}`),
     });
     report.scenarios.push(result);

@@ -33,6 +33,7 @@ export {
   redeliveryBackoffMs,
 } from './consumers.ts';
 export { HEADERS } from './headers.ts';
+export { KeyedBatches } from './keyed-batches.ts';
 export { type NatsServerConfigOptions, natsServerConfig, STAGELINE_ACCOUNT } from './nats-config.ts';
 export { busUserFile, ensureBusUsers, writeNatsServerConfig } from './nats-files.ts';
 export {

@@ -64,7 +64,8 @@ export function durableConsumers(
       durable: 'planner-environments',
       filterSubject: subjects.filters.environmentEvents,
     },
-    'control-runs': { stream: 'events', durable: 'control-runs', filterSubject: subjects.filters.runEvents, slots: 1 },
+    // Recorded in order per environment, several environments at once (services/control followRuns).
+    'control-runs': { stream: 'events', durable: 'control-runs', filterSubject: subjects.filters.runEvents, slots: 16 },
     'build-workers': {
       stream: 'buildJobs',
       durable: 'build-workers',

@@ -137,8 +137,20 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     const [seq, delivery] = new TextDecoder().decode(entry.value).split('.').map(Number);
     return seq === undefined || delivery === undefined ? undefined : { seq, delivery };
   };
-  /** Takes the job's lease for this delivery; false when a newer delivery of the same message holds it. */
-  async function takeLease(key: string, mine: Lease): Promise<boolean> {
+  /**
+   * Takes the job's lease for this delivery: false when a newer delivery of the same message holds it;
+   * 'fresh' when no copy of the job ever took one (so it never finished: there is no result to look for).
+   */
+  async function takeLease(key: string, mine: Lease): Promise<boolean | 'fresh'> {
+    // A first delivery usually finds no lease: one write instead of a read and a write.
+    if (mine.delivery === 1) {
+      try {
+        await kv.create(key, leaseText(mine));
+        return 'fresh';
+      } catch {
+        // Taken before (the job published again, or a lost reply): look below.
+      }
+    }
     for (let tries = 0; tries < 5; tries++) {
       const entry = await kv.get(key);
       const current = leaseOf(entry);
@@ -195,7 +207,8 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     // and reports nothing (fence before every report and before the result is recorded).
     const lease = `lease.${kvKey}`;
     const mine = { seq: message.streamSequence, delivery: message.deliveryCount };
-    if (!(await takeLease(lease, mine))) {
+    const took = await takeLease(lease, mine);
+    if (took === false) {
       jobLog.info({ lease: mine }, 'a newer delivery of this job holds its lease: leaving this one alone');
       return outcome.leave('a newer delivery of the job holds its lease');
     }
@@ -217,7 +230,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       });
     };
 
-    const done = await kv.get(kvKey);
+    const done = took === 'fresh' ? null : await kv.get(kvKey);
     if (done?.value && done.value.length > 0) {
       // Finished before (a late ack got lost): report the same result again, do nothing else.
       const finished = busv1.JobFinished.decode(done.value);
@@ -251,6 +264,18 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     );
     // Log lines keep their order: each publish waits for the previous one.
     let logChain: Promise<unknown> = Promise.resolve();
+    // Step reports too, without holding the job up: the job goes on while they travel, and its result
+    // waits for them. A report that finds the lease taken stops the job, as a heartbeat would.
+    let reports: Promise<void> = Promise.resolve();
+    const report = (event: busv1.JobEvent['event']): Promise<void> => {
+      reports = reports
+        .then(() => emit(event))
+        .catch((e: unknown) => {
+          if (e instanceof LeaseLost) controller.abort(e);
+          else jobLog.warn({ err: e }, 'step report lost');
+        });
+      return Promise.resolve();
+    };
     const logSubject = bus.subjects.logs(id.deploymentId, id.serviceId);
 
     const ctx: JobContext = {
@@ -262,12 +287,14 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
           deploymentId: id.deploymentId,
           line: { serviceId: id.serviceId, step: step ?? 0, timestamp: new Date(), message: text },
         }).finish();
-        logChain = logChain
+        // After the step reports queued before it: a line never appears before its step has started.
+        const reported = reports;
+        logChain = Promise.all([logChain, reported])
           .then(() => bus.publish(logSubject, record))
           .catch((e: unknown) => jobLog.warn({ err: e }, 'log line lost'));
       },
       stepStarted: (kind, text = '') =>
-        emit({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
+        report({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
       stepFinished: (step) => {
         if (step.startedAt !== undefined && step.finishedAt !== undefined) {
           metrics.stepDuration.observe(
@@ -278,7 +305,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
             Math.max(0, (step.finishedAt.getTime() - step.startedAt.getTime()) / 1000),
           );
         }
-        return emit({ $case: 'stepFinished', value: { step } });
+        return report({ $case: 'stepFinished', value: { step } });
       },
       working: () => message.working(),
       fence,
@@ -305,6 +332,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       stopping.signal.removeEventListener('abort', onStop);
       set.delete(controller);
       if (set.size === 0) running.delete(id.deploymentId);
+      await reports;
       await logChain;
     }
     if (lost) return outcome.leave('a newer delivery of the job holds its lease');

@@ -98,7 +98,9 @@ export interface FollowResult {
 
 /** Follows a run until it finishes (or Ctrl-C) and prints its summary. */
 export async function followRun(ctx: Context, first: control.Deployment, title: string): Promise<FollowResult> {
-  const context: RunContext = { title, plan: await dryRun(ctx, first), failureLogs: new Map() };
+  // A started run carries its expected steps: only a queued one is planned again, to show its shape.
+  const started = first.services.some((s) => s.expectedSteps.length > 0);
+  const context: RunContext = { title, plan: started ? undefined : await dryRun(ctx, first), failureLogs: new Map() };
   let latest = first;
   let previous: control.Deployment | undefined;
   let tick = 0;

@@ -86,10 +86,14 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   onClose('dead letters consumer', () => deadLetters.stop());
   // Runs queued before a restart start now.
   void app.kickAll();
-  // No run hangs: jobs past their deadline fail their service (app/deadlines.ts).
+  // No run hangs: jobs past their deadline fail their service (app/deadlines.ts); and no queue stays
+  // stuck: a queued run that could not start when the run before it ended (control away) starts now.
   const limits = { queueMs: config.jobQueueLimitMs, graceMs: config.jobDeadlineGraceMs };
   const sweep = setInterval(
-    () => void app.expireOverdueJobs(limits).catch((e: unknown) => log.warn({ err: e }, 'deadline sweep failed')),
+    () => {
+      void app.expireOverdueJobs(limits).catch((e: unknown) => log.warn({ err: e }, 'deadline sweep failed'));
+      void app.kickAll();
+    },
     Math.min(30_000, Math.max(1_000, Math.floor(limits.queueMs / 3))),
   );
   onClose('deadline sweep', () => clearInterval(sweep));

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { ActionName, EnvironmentFacts, RunRequest, ServiceFacts } from '../src/domain/model.ts';
-import { expectedDurations, planRun } from '../src/domain/plan.ts';
+import type { ActionName, EnvironmentFacts, RunRequest, ServiceFacts, ServiceRun } from '../src/domain/model.ts';
+import { standingAfterRun } from '../src/domain/outcomes.ts';
+import { expectedDurations, expectedSteps, planRun } from '../src/domain/plan.ts';
 import { advance, applyJobFact, requestCancel } from '../src/domain/schedule.ts';
 
 const deployed = { hasResources: true, stopped: false, version: 'tag:v1', image: 'mirror/x:v1@sha256:1' };
@@ -393,6 +394,97 @@ describe('dispatch order: the longest jobs first', () => {
     expect(Object.fromEntries(expectedDurations([newest, older]))).toEqual({
       api: { build: 1100, deploy: 800 },
       web: { build: 30, deploy: 2000 },
+    });
+  });
+});
+
+describe('expected steps (ServiceRun.expected_steps: what --watch draws progress from)', () => {
+  it('are the steps of the jobs a run plans for each service, in order; none for a skipped one', () => {
+    const services = [
+      svc('git', 0, { build: 'GIT', configuredVersion: 'commit:abc1234' }),
+      svc('img', 0),
+      svc('db', 1, { kind: 'DATABASE', build: null }),
+      svc('job', 1, { kind: 'LIFECYCLE_JOB' }),
+      svc('off', 2, { skipped: true }),
+    ];
+    const steps = (action: ActionName) =>
+      planRun('r', env(services), req(action)).services.map((s) => [s.name, expectedSteps(s)]);
+    expect(steps('DEPLOY')).toEqual([
+      ['git', ['GIT_CLONE', 'BUILD', 'DEPLOYMENT']],
+      ['img', ['MIRROR_IMAGE', 'DEPLOYMENT']],
+      ['db', ['DEPLOYMENT']],
+      ['job', ['MIRROR_IMAGE', 'EXECUTING']],
+      ['off', []],
+    ]);
+    expect(steps('STOP').find(([name]) => name === 'img')).toEqual(['img', ['STOP']]);
+    expect(steps('RESTART').find(([name]) => name === 'git')).toEqual(['git', ['RESTART']]);
+  });
+});
+
+describe("a service's standing after a run (the one has-resources rule)", () => {
+  const before = {
+    hasResources: true,
+    stopped: false,
+    version: 'tag:v1',
+    image: 'img:v1',
+    state: 'DEPLOYED',
+    outputs: { A: '1' },
+  };
+  const run = (extra: Partial<ServiceRun>): ServiceRun => ({
+    serviceId: 'x',
+    name: 'x',
+    kind: 'CONTAINER',
+    stageId: 's0',
+    status: 'DEPLOYED',
+    version: 'tag:v2',
+    image: 'img:v2',
+    build: null,
+    deploy: null,
+    steps: [],
+    finished: true,
+    failed: false,
+    message: '',
+    endpoints: [],
+    outputs: { A: '2' },
+    ...extra,
+  });
+  const job = (trigger: 'STOP' | 'DELETE') =>
+    run({
+      kind: 'LIFECYCLE_JOB',
+      deploy: { role: 'deploy', what: 'DEPLOY', phase: 'DONE', jobId: 'j', attempt: 1, lastSequence: 1, trigger },
+    });
+
+  it('a lifecycle job run for DELETE leaves no resources though it ends DEPLOYED; for STOP, stopped ones', () => {
+    expect(standingAfterRun(before, job('DELETE'))).toMatchObject({ hasResources: false, version: '', outputs: {} });
+    expect(standingAfterRun(before, job('STOP'))).toMatchObject({
+      hasResources: true,
+      stopped: true,
+      version: 'tag:v2',
+    });
+  });
+
+  it('a deploy records what runs and its outputs; DELETE clears them; skipped and canceled change nothing', () => {
+    expect(standingAfterRun({ ...before, hasResources: false }, run({}))).toMatchObject({
+      hasResources: true,
+      version: 'tag:v2',
+      image: 'img:v2',
+      outputs: { A: '2' },
+    });
+    expect(standingAfterRun(before, run({ status: 'DELETED' }))).toMatchObject({ hasResources: false, image: '' });
+    expect(standingAfterRun(before, run({ status: 'SKIPPED' }))).toBe(before);
+    expect(standingAfterRun(before, run({ status: 'CANCELED' }))).toBe(before);
+  });
+
+  it('a failed deploy may have left resources behind; a failed build leaves things as they were', () => {
+    const never = { ...before, hasResources: false };
+    const failedDeploy = run({
+      status: 'DEPLOYMENT_ERROR',
+      deploy: { role: 'deploy', what: 'DEPLOY', phase: 'FAILED', jobId: 'j', attempt: 1, lastSequence: 1 },
+    });
+    expect(standingAfterRun(never, failedDeploy)).toMatchObject({ hasResources: true, state: 'DEPLOYMENT_ERROR' });
+    expect(standingAfterRun(never, run({ status: 'BUILD_ERROR' }))).toMatchObject({
+      hasResources: false,
+      state: 'BUILD_ERROR',
     });
   });
 });

@@ -14,6 +14,12 @@ export interface DbActivity {
   rowsInserted: number;
   rowsUpdated: number;
   rowsDeleted: number;
+  /**
+   * Statements, approximated from the tables' counters (pg_stat_user_tables; pg_stat_statements is not
+   * loaded on the shared server): table scans (every select, update and delete does at least one) plus
+   * rows inserted (one insert statement may write several).
+   */
+  statements: number;
 }
 
 export async function dbActivity(databaseUrl: string): Promise<DbActivity | undefined> {
@@ -22,9 +28,10 @@ export async function dbActivity(databaseUrl: string): Promise<DbActivity | unde
       databaseUrl,
       '-Atc',
       'select xact_commit, xact_rollback, tup_fetched, tup_returned, tup_inserted, tup_updated, tup_deleted ' +
+        ', (select coalesce(sum(seq_scan + coalesce(idx_scan, 0) + n_tup_ins), 0) from pg_stat_user_tables) ' +
         'from pg_stat_database where datname = current_database()',
     ]);
-    const [commits, rollbacks, rowsFetched, rowsReturned, rowsInserted, rowsUpdated, rowsDeleted] = stdout
+    const [commits, rollbacks, rowsFetched, rowsReturned, rowsInserted, rowsUpdated, rowsDeleted, statements] = stdout
       .trim()
       .split('|')
       .map(Number);
@@ -36,6 +43,7 @@ export async function dbActivity(databaseUrl: string): Promise<DbActivity | unde
       rowsInserted: rowsInserted!,
       rowsUpdated: rowsUpdated!,
       rowsDeleted: rowsDeleted!,
+      statements: statements!,
     };
   } catch {
     return undefined;
@@ -52,5 +60,6 @@ export function activityBetween(a: DbActivity | undefined, b: DbActivity | undef
     rowsInserted: b.rowsInserted - a.rowsInserted,
     rowsUpdated: b.rowsUpdated - a.rowsUpdated,
     rowsDeleted: b.rowsDeleted - a.rowsDeleted,
+    statements: b.statements - a.statements,
   };
 }

@@ -1,3 +1,4 @@
+import type { Floor } from './floor.ts';
 // Output: one plain-text table per scenario on stdout, and the same figures in the run's JSON file.
 import type { MachineFacts } from './machine.ts';
 import type { Summary } from './stats.ts';
@@ -31,6 +32,9 @@ export interface BenchReport {
   scenarios: ScenarioResult[];
   errors: { scenario: string; error: string }[];
   totalSeconds: number;
+  /** One commit and one publish on this machine, measured at the start of the run. */
+  floor?: Floor | undefined;
+  security: string;
 }
 
 function fmtCell(c: Cell): string {

@@ -1,4 +1,5 @@
 // The shape every scenario has: a name to select it by, and a run that returns its figures.
+import type { Floor } from './floor.ts';
 import type { ScenarioResult } from './report.ts';
 import type { ServiceName } from './stack.ts';
 
@@ -12,6 +13,8 @@ export interface ScenarioContext {
   /** Services started with --cpu-prof (--profile planner,control). */
   profile: ServiceName[];
   log(message: string): void;
+  /** One commit and one publish on this machine, measured at the start of the run (undefined: it failed). */
+  floor: Floor | undefined;
 }
 
 export interface Scenario {

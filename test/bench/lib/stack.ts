@@ -12,16 +12,15 @@ import { connect, type NatsConnection, type Subscription } from '@nats-io/transp
 import { callUnary, connect as connectGrpc, waitForServing } from '@stageline/grpc';
 import { control } from '@stageline/proto';
 import {
-  dropBusPrefix,
   type FreshDatabase,
   freePort,
   freshBusPrefix,
   freshDatabase,
-  resolveNats,
   resolvePostgres,
   testSecurity,
 } from '@stageline/testkit';
 import { type CpuTarget, pidsNamed } from './cpu.ts';
+import { type NatsCounters, startBenchNats } from './nats.ts';
 
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const run = promisify(execFile);
@@ -186,6 +185,8 @@ export interface BenchStack {
   pipelines: control.PipelineServiceClient;
   deployments: control.DeploymentServiceClient;
   runs: RunTracker;
+  /** Messages through the stack's own nats-server so far (its /varz). */
+  natsCounters(): Promise<NatsCounters>;
   spawnWorker(name: 'build' | 'deploy'): Promise<Proc>;
   stopProc(proc: Proc): Promise<void>;
   /** One CPU figure per service (all its processes), plus the shared NATS and PostgreSQL servers. */
@@ -230,7 +231,8 @@ async function listEnvironmentIds(client: control.EnvironmentServiceClient): Pro
 }
 
 export async function startStack(options: BenchStackOptions): Promise<BenchStack> {
-  const [nats] = await Promise.all([resolveNats(), resolvePostgres()]);
+  // A nats-server of the scenario's own: its message counters and CPU are the stack's alone.
+  const [nats] = await Promise.all([startBenchNats(), resolvePostgres()]);
   const database: FreshDatabase = await freshDatabase();
   const busPrefix = freshBusPrefix();
   // From the bench's own STAGELINE_STATE (made there if missing); the services get a temporary one.
@@ -334,7 +336,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     await nc?.close().catch(() => undefined);
     await Promise.all([...procs].map((p) => stopProc(p)));
     if (options.executor === 'real') await removePodmanResources(envIds, env);
-    await dropBusPrefix(nats.url, busPrefix).catch(() => undefined);
+    await nats.stop();
     await database.drop().catch(() => undefined);
     rmSync(stateDir, { recursive: true, force: true });
   }
@@ -371,6 +373,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     pipelines,
     deployments,
     runs,
+    natsCounters: () => nats.counters(),
     async spawnWorker(name) {
       return spawnService(name, `127.0.0.1:${await freePort()}`);
     },
@@ -380,7 +383,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
       { name: 'planner', pids: byService('planner') },
       { name: 'build', pids: byService('build') },
       { name: 'deploy', pids: byService('deploy') },
-      { name: 'nats-server', pids: () => pidsNamed('nats-server') },
+      { name: 'nats-server', pids: () => [nats.pid] },
       { name: 'postgres', pids: () => pidsNamed('postgres') },
       { name: 'bench', pids: () => [process.pid] },
     ],

@@ -1,9 +1,10 @@
-// Scenario 1 — orchestration overhead: one environment of 100 services in 4 stages, noop executors that
-// take 0 ms, so everything measured is Stageline itself: request → run finished, and the gap between
-// the last deploy of a stage and the first deploy of the next.
+// Scenario 1 — orchestration overhead: one environment of 64 services (the limit of one environment) in 4
+// stages, noop executors that take 0 ms, so everything measured is Stageline itself: request → run
+// finished, and the gap between the last deploy of a stage and the first deploy of the next.
 import { control } from '@stageline/proto';
 import { cpuBetween, sampleCpu } from '../lib/cpu.ts';
 import { createEnvironment, deployAndWait, deploySteps, ms, stepsOf } from '../lib/driver.ts';
+import { SECURITY_NOTE } from '../lib/floor.ts';
 import { activityBetween, dbActivity } from '../lib/pg.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import { type Scenario, scaled } from '../lib/scenario.ts';
@@ -23,13 +24,16 @@ interface OverheadRep {
   runEventBytes: number;
   cpu: ReturnType<typeof cpuBetween>;
   db: ReturnType<typeof activityBetween>;
+  /** Messages the stack's nats-server received during the run. */
+  natsIn: number;
 }
 
 export const overhead: Scenario = {
   name: 'overhead',
   title: '1. Orchestration overhead (noop 0 ms)',
   async run(ctx): Promise<ScenarioResult> {
-    const services = scaled(100, ctx.scale, 8);
+    // An environment holds at most 64 services (control's limits): --scale only shrinks this one.
+    const services = Math.min(64, scaled(64, ctx.scale, 8));
     const stages = 4;
     const reps = ctx.reps ?? 5;
     const stack = await startStack({
@@ -58,9 +62,11 @@ export const overhead: Scenario = {
         const events0 = stack.runs.events;
         const bytes0 = stack.runs.bytes;
         const db0 = await dbActivity(stack.databaseUrl);
+        const nats0 = await stack.natsCounters();
         const cpu0 = sampleCpu(stack.cpuTargets());
         const { run, requestedAt, seenAt } = await deployAndWait(stack, env.id);
         const cpu1 = sampleCpu(stack.cpuTargets());
+        const nats1 = await stack.natsCounters();
         // Backends publish their statistics at most once a second.
         await new Promise((r) => setTimeout(r, 1200));
         const db = activityBetween(db0, await dbActivity(stack.databaseUrl));
@@ -84,6 +90,7 @@ export const overhead: Scenario = {
           runEventBytes: stack.runs.bytes - bytes0,
           cpu: cpuBetween(cpu0, cpu1),
           db,
+          natsIn: nats1.inMsgs - nats0.inMsgs,
         });
         ctx.log(`overhead rep ${r + 1}/${reps}: ${seenAt - requestedAt} ms`);
       }
@@ -104,8 +111,9 @@ export const overhead: Scenario = {
       const per = (x: number) => (x / services).toFixed(1);
       const diagnosis = [
         `per service (a mirror job and a deploy job): ${per(med((r) => r.db?.commits ?? Number.NaN))} PostgreSQL ` +
-          `commits, ${per(med((r) => r.runEvents))} run events of ${(med((r) => r.runEventBytes / r.runEvents) / 1024).toFixed(1)} KiB ` +
-          `(each carries the whole run), and CPU ms: planner ${per(med((r) => (r.cpu.planner?.seconds ?? 0) * 1000))}, ` +
+          `commits, ~${per(med((r) => r.db?.statements ?? Number.NaN))} SQL statements, ${per(med((r) => r.natsIn))} NATS messages, ` +
+          `${per(med((r) => r.runEvents))} run events of ${(med((r) => r.runEventBytes / r.runEvents) / 1024).toFixed(1)} KiB ` +
+          `(deltas: the services an event changed; the first and last whole), and CPU ms: planner ${per(med((r) => (r.cpu.planner?.seconds ?? 0) * 1000))}, ` +
           `postgres ${per(med((r) => (r.cpu.postgres?.seconds ?? 0) * 1000))}, control ${per(med((r) => (r.cpu.control?.seconds ?? 0) * 1000))}, ` +
           `nats ${per(med((r) => (r.cpu['nats-server']?.seconds ?? 0) * 1000))}, workers ` +
           `${per(med((r) => ((r.cpu.build?.seconds ?? 0) + (r.cpu.deploy?.seconds ?? 0)) * 1000))}.`,
@@ -157,12 +165,26 @@ export const overhead: Scenario = {
                 `${quantile(bq, 0.5).toFixed(0)} ms`,
                 `${quantile(bq, 0.99).toFixed(0)} ms`,
               ],
+              [
+                '  floor: one commit + one publish (same machine, same run)',
+                ctx.floor ? `${ctx.floor.transitionMs.toFixed(1)} ms` : '–',
+                '',
+                '',
+              ],
               ['run events published', fmtSummary(events), '', ''],
               ['PostgreSQL commits (approx.)', fmtSummary(summarize(commits)), '', ''],
+              [
+                'per service-deploy: commits / SQL statements (approx.) / NATS messages',
+                `${per(med((r) => r.db?.commits ?? Number.NaN))} / ${per(med((r) => r.db?.statements ?? Number.NaN))} / ${per(med((r) => r.natsIn))}`,
+                '',
+                '',
+              ],
               ...cpuNames.map((n) => [`CPU s: ${n}`, fmtSummary(cpuSeconds[n]!, 2, ' s'), '', '']),
             ],
             notes: [
               'noop executor: every mirror and deploy takes 0 ms, so all of this is orchestration.',
+              SECURITY_NOTE,
+              "SQL statements: table scans + rows inserted (pg_stat_user_tables); NATS messages: in_msgs of the stack's own nats-server (/varz).",
               `transitions: ${allTransitions.length} samples (${stages - 1} per run).`,
             ],
           },

@@ -4,6 +4,7 @@
 import { cpus } from 'node:os';
 import { cpuBetween, MACHINE, sampleCpu } from '../lib/cpu.ts';
 import { assertSucceeded, createEnvironment, deployAndWait, getRun, ms, pool, requestRun } from '../lib/driver.ts';
+import { SECURITY_NOTE } from '../lib/floor.ts';
 import { activityBetween, dbActivity } from '../lib/pg.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import { type Scenario, scaled } from '../lib/scenario.ts';
@@ -11,6 +12,9 @@ import { startStack } from '../lib/stack.ts';
 import { quantile, type Summary, summarize } from '../lib/stats.ts';
 
 const SERVICES_PER_ENV = 10;
+
+/** What CPU per service-deploy counts: Stageline's processes, NATS and PostgreSQL (not the benchmark, not other work). */
+const STACK = ['control', 'planner', 'build', 'deploy', 'nats-server', 'postgres'];
 
 interface Round {
   wallMs: number;
@@ -20,6 +24,10 @@ interface Round {
   serverWallMs: number;
   cpu: ReturnType<typeof cpuBetween>;
   dbCommits: number;
+  /** Statements, approximated from the tables' counters (lib/pg.ts). */
+  dbStatements: number;
+  /** Messages the stack's own nats-server received. */
+  natsIn: number;
 }
 
 interface ConfigResult {
@@ -31,6 +39,10 @@ interface ConfigResult {
   cpuCores: Record<string, Summary>;
   cpuMsPerServiceDeploy: Record<string, Summary>;
   dbCommitsPerServiceDeploy: Summary;
+  dbStatementsPerServiceDeploy: Summary;
+  natsMessagesPerServiceDeploy: Summary;
+  /** Stageline's processes, NATS and PostgreSQL together. */
+  stackCpuMsPerServiceDeploy: Summary;
   rounds: Round[];
 }
 
@@ -83,12 +95,14 @@ export const throughput: Scenario = {
         const rounds: Round[] = [];
         for (let r = 0; r < reps; r++) {
           const db0 = await dbActivity(stack.databaseUrl);
+          const nats0 = await stack.natsCounters();
           const cpu0 = sampleCpu(stack.cpuTargets());
           const started = Date.now();
           const requested = await pool(envs, 16, (env) => requestRun(stack, env.id));
           const seen = await Promise.all(requested.map((q) => stack.runs.wait(q.id, 900_000)));
           const wallMs = Math.max(...seen.map((s) => s.at)) - started;
           const cpu1 = sampleCpu(stack.cpuTargets());
+          const nats1 = await stack.natsCounters();
           const runs = await pool(requested, 8, (q) => getRun(stack, q.id));
           for (const run of runs) assertSucceeded(run);
           // Backends publish their statistics at most once a second.
@@ -105,6 +119,8 @@ export const throughput: Scenario = {
               Math.max(...runs.map((x) => ms(x.finishedAt))) - Math.min(...runs.map((x) => ms(x.createdAt))),
             cpu: cpuBetween(cpu0, cpu1),
             dbCommits: db?.commits ?? Number.NaN,
+            dbStatements: db?.statements ?? Number.NaN,
+            natsIn: nats1.inMsgs - nats0.inMsgs,
           };
           rounds.push(round);
           ctx.log(
@@ -123,6 +139,11 @@ export const throughput: Scenario = {
             names.map((n) => [n, summarize(rounds.map((r) => (r.cpu[n]!.seconds * 1000) / deploysPerRound))]),
           ),
           dbCommitsPerServiceDeploy: summarize(rounds.map((r) => r.dbCommits / deploysPerRound)),
+          dbStatementsPerServiceDeploy: summarize(rounds.map((r) => r.dbStatements / deploysPerRound)),
+          natsMessagesPerServiceDeploy: summarize(rounds.map((r) => r.natsIn / deploysPerRound)),
+          stackCpuMsPerServiceDeploy: summarize(
+            rounds.map((r) => (STACK.reduce((sum, n) => sum + (r.cpu[n]?.seconds ?? 0), 0) * 1000) / deploysPerRound),
+          ),
           rounds,
         });
       }
@@ -155,6 +176,9 @@ export const throughput: Scenario = {
               cpuCores: r.cpuCores,
               cpuMsPerServiceDeploy: r.cpuMsPerServiceDeploy,
               dbCommitsPerServiceDeploy: r.dbCommitsPerServiceDeploy,
+              dbStatementsPerServiceDeploy: r.dbStatementsPerServiceDeploy,
+              natsMessagesPerServiceDeploy: r.natsMessagesPerServiceDeploy,
+              stackCpuMsPerServiceDeploy: r.stackCpuMsPerServiceDeploy,
             },
           ]),
         ),
@@ -165,6 +189,14 @@ export const throughput: Scenario = {
             columns: ['worker processes (build + deploy)', ...results.map((r) => `${r.workers} + ${r.workers}`)],
             rows: [
               ['service-deploys / s', ...results.map((r) => fmtSummary(r.serviceDeploysPerSecond, 1))],
+              [
+                '  floor (same machine, same run): commits / s, JetStream publishes / s',
+                ...results.map(() =>
+                  ctx.floor
+                    ? `${ctx.floor.commitsPerSecond.toFixed(0)}, ${ctx.floor.publishesPerSecond.toFixed(0)}`
+                    : '–',
+                ),
+              ],
               ['round wall time', ...results.map((r) => fmtSummary(r.wallMs, 0, ' ms'))],
               [
                 'run latency p50 / p99 (request → finished)',
@@ -179,11 +211,25 @@ export const throughput: Scenario = {
                 ),
               ]),
               [
+                'CPU ms per service-deploy: Stageline + NATS + PostgreSQL',
+                ...results.map((r) => r.stackCpuMsPerServiceDeploy.median.toFixed(1)),
+              ],
+              [
                 'PostgreSQL commits per service-deploy (approx.)',
                 ...results.map((r) => r.dbCommitsPerServiceDeploy.median.toFixed(1)),
               ],
+              [
+                'SQL statements per service-deploy (approx.)',
+                ...results.map((r) => r.dbStatementsPerServiceDeploy.median.toFixed(1)),
+              ],
+              [
+                'NATS messages per service-deploy',
+                ...results.map((r) => r.natsMessagesPerServiceDeploy.median.toFixed(1)),
+              ],
             ],
             notes: [
+              SECURITY_NOTE,
+              "SQL statements: table scans + rows inserted (pg_stat_user_tables); NATS messages: in_msgs of the stack's own nats-server (/varz).",
               'noop executor: mirrors and deploys take 0 ms; each service-deploy is a mirror job and a deploy job.',
               'cores: CPU seconds ÷ wall seconds over the round (1.00 = one core busy all the time).',
             ],

@@ -196,7 +196,11 @@ export function renderFrame(input: FrameInput): string[] {
             ? s.message
             : '';
       const spent = serviceElapsed(s, now);
-      const expected = context.plan?.services.find((p) => p.serviceId === s.serviceId)?.steps.map((st) => st.kind);
+      // The run says what it expects of each service once it has started; a queued one, the dry run.
+      const expected =
+        s.expectedSteps.length > 0
+          ? s.expectedSteps
+          : context.plan?.services.find((p) => p.serviceId === s.serviceId)?.steps.map((st) => st.kind);
       const { done, total } = progressOf(s, expected);
       const boxes = total === 0 ? '' : `${'▰'.repeat(done)}${'▱'.repeat(Math.max(0, total - done))} ${done}/${total}`;
       out.push([

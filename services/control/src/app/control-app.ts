@@ -343,7 +343,16 @@ export class ControlApp {
    * Follows the planner's run events: the environment's status, and — once a run is over — which
    * services have resources and where they answer. Applying the same event twice changes nothing.
    */
-  async recordRun(deployment: control.Deployment, status: control.EnvironmentStatus): Promise<void> {
+  /**
+   * A run event: the environment's status, and when the run ended, each service's endpoints and whether
+   * it has resources — by the planner's rule (`hasResources`, on the run's last event); an older event
+   * without it falls back to the service's state.
+   */
+  async recordRun(
+    deployment: control.Deployment,
+    status: control.EnvironmentStatus,
+    hasResources: Readonly<Record<string, boolean>> = {},
+  ): Promise<void> {
     const finished = (
       [
         control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
@@ -365,18 +374,19 @@ export class ControlApp {
           const services = current.services.map((s) => {
             const run = finished ? deployment.services.find((r) => r.serviceId === s.id) : undefined;
             if (!run) return s;
+            const has = hasResources[s.id];
             switch (run.status) {
               case S.SERVICE_STATE_DEPLOYED:
               case S.SERVICE_STATE_RESTARTED:
               case S.SERVICE_STATE_STOPPED:
               case S.SERVICE_STATE_DEPLOYMENT_ERROR:
                 return run.status === S.SERVICE_STATE_DEPLOYED
-                  ? { ...s, hasResources: true, endpoints: run.endpoints }
-                  : { ...s, hasResources: true };
+                  ? { ...s, hasResources: has ?? true, endpoints: run.endpoints }
+                  : { ...s, hasResources: has ?? true };
               case S.SERVICE_STATE_DELETED:
-                return { ...s, hasResources: false, endpoints: [] };
+                return { ...s, hasResources: has ?? false, endpoints: [] };
               default:
-                return s;
+                return has === undefined ? s : { ...s, hasResources: has };
             }
           });
           const changed = !sameValue(services, current.services) || status !== current.environment.status;

@@ -4,9 +4,20 @@ import { DomainError, failedPrecondition, invalidArgument, notFound } from '@sta
 import type { Logger } from '@stageline/log';
 import { type build, bus, control, type snapshot } from '@stageline/proto';
 import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
+import {
+  environmentOfRun,
+  lockLane,
+  type RunRecord,
+  readRun,
+  serviceOutputs,
+  serviceResources,
+  writeProgress,
+} from '../adapters/db/run-sql.ts';
 import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
-import { expectedDurations, planRun } from '../domain/plan.ts';
+import { activeEnvironmentStatus, standingAfterRun } from '../domain/outcomes.ts';
+import { expectedDurations, expectedSteps, planRun } from '../domain/plan.ts';
+import { admit, nextToStart, type OpenRun } from '../domain/queue.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { secretsOfRun } from './secrets.ts';
@@ -91,6 +102,8 @@ interface Snapshot {
 export class PlannerApp {
   readonly #deps: PlannerAppDeps;
   readonly #now: () => number;
+  /** Run id → its environment, for runs in progress. */
+  readonly #environments = new Map<string, string>();
 
   constructor(deps: PlannerAppDeps) {
     this.#deps = deps;
@@ -139,7 +152,8 @@ export class PlannerApp {
         { environmentId: request.environmentId, status: { $in: OPEN } },
         { orderBy: { createdAt: 'asc' } },
       );
-      if (open.some((r) => r.action === 'DELETE')) {
+      const admission = admit(open.map(openRunOf), { ...request, action, serviceIds });
+      if (admission.type === 'refuse') {
         throw failedPrecondition('a DELETE of this environment is queued or running');
       }
       if (action === 'ROLLBACK') {
@@ -155,23 +169,12 @@ export class PlannerApp {
         }
       }
       // A queued request of the same action, requester, version and scope absorbs this one.
-      const scope = serviceIds.length > 0 ? 'services' : 'environment';
-      const mergeInto =
-        action === 'ROLLBACK'
-          ? undefined
-          : open.find(
-              (r) =>
-                r.status === 'QUEUED' &&
-                r.action === action &&
-                r.requester === request.requester &&
-                r.version === request.version &&
-                (r.serviceIds.length > 0 ? 'services' : 'environment') === scope,
-            );
+      const mergeInto = admission.type === 'merge' ? open.find((r) => r.id === admission.into) : undefined;
       let row: DeploymentRow;
-      if (mergeInto) {
+      if (mergeInto && admission.type === 'merge') {
         row = mergeInto;
-        if (scope === 'services') row.serviceIds = [...new Set([...row.serviceIds, ...serviceIds])];
-        row.forceBuild = row.forceBuild || request.forceBuild;
+        row.serviceIds = admission.serviceIds;
+        row.forceBuild = admission.forceBuild;
       } else {
         row = em.create(DeploymentRow, {
           id: newId(),
@@ -186,6 +189,7 @@ export class PlannerApp {
           state: null,
           snapshot: null,
           message: '',
+          eventSequence: 0,
           createdAt: new Date(this.#now()),
           startedAt: null,
           finishedAt: null,
@@ -245,22 +249,40 @@ export class PlannerApp {
       .map((e) => toFact(e, now))
       .filter((f) => f !== undefined);
     if (facts.length === 0) return;
-    // Only the environment (for its lane): the whole row is read again under the lock.
-    const existing = await this.#deps.db.retry("reading a run's environment", (em) =>
-      em.findOne(DeploymentRow, { id: deploymentId }, { fields: ['id', 'environmentId'] }),
-    );
-    if (!existing) return;
+    // Only the environment (for its lane; it never changes): the row is read under the lock.
+    const environmentId = await this.#environmentOf(deploymentId);
+    if (environmentId === undefined) return;
     let finished = false;
-    await this.#inLane(existing.environmentId, async (em) => {
-      const row = await em.findOneOrFail(DeploymentRow, { id: deploymentId });
-      if (!row.state) return;
-      const next = facts.reduce(applyJobFact, row.state);
-      if (next === row.state) return;
-      finished = await this.#apply(em, row, next);
-      await this.#runEvent(em, row);
+    await this.#inLane(environmentId, async (em, deleted) => {
+      const run = await readRun(em, deploymentId);
+      if (!run?.state) return;
+      const before = run.state;
+      const next = facts.reduce(applyJobFact, before);
+      if (next === before) return;
+      finished = await this.#apply(em, run, next);
+      await this.#runEvent(em, run, { deleted, before, write: () => writeProgress(em, run) });
     });
     this.#deps.onCommit();
-    if (finished) await this.kick(existing.environmentId);
+    if (finished) {
+      this.#environments.delete(deploymentId);
+      // The reports are applied whatever happens next: a queued run that cannot start now (control
+      // away) is started by the next sweep (kickAll), not by redelivering reports that change nothing.
+      await this.kick(environmentId).catch((e: unknown) =>
+        this.#deps.log.warn({ err: e, environmentId }, 'could not start the next queued run: the sweep will'),
+      );
+    }
+  }
+
+  /** The environment of a run, remembered: every report of a run needs it before it takes the lane. */
+  async #environmentOf(deploymentId: string): Promise<string | undefined> {
+    const known = this.#environments.get(deploymentId);
+    if (known !== undefined) return known;
+    const found = await this.#deps.db.retry("reading a run's environment", (em) => environmentOfRun(em, deploymentId));
+    if (found === undefined) return undefined;
+    // Runs end and are forgotten; a bound keeps a planner that misses their ends from growing.
+    if (this.#environments.size >= 10_000) this.#environments.clear();
+    this.#environments.set(deploymentId, found);
+    return found;
   }
 
   /**
@@ -310,12 +332,9 @@ export class PlannerApp {
   async kick(environmentId: string): Promise<void> {
     for (;;) {
       const next = await this.#deps.db.retry("reading an environment's queue", async (em) => {
-        if ((await em.count(DeploymentRow, { environmentId, status: { $in: ACTIVE } })) > 0) return null;
-        return em.findOne(
-          DeploymentRow,
-          { environmentId, status: 'QUEUED' },
-          { orderBy: { createdAt: 'asc', id: 'asc' } },
-        );
+        const open = await em.find(DeploymentRow, { environmentId, status: { $in: OPEN } });
+        const id = nextToStart(open.map(openRunOf));
+        return open.find((r) => r.id === id);
       });
       if (!next) return;
       let snap: Snapshot | undefined;
@@ -376,13 +395,20 @@ export class PlannerApp {
   // --- reads ----------------------------------------------------------------------------------
 
   async getDeployment(deploymentId: string): Promise<control.Deployment> {
+    return (await this.getRun(deploymentId)).deployment;
+  }
+
+  /** A whole run, and the sequence of its latest event that it includes (readers of deltas resync with it). */
+  async getRun(deploymentId: string): Promise<{ deployment: control.Deployment; eventSequence: number }> {
     if (!UUID.test(deploymentId)) throw notFound('deployment', deploymentId, 'deployment_id');
-    const view = await this.#deps.db.retry('reading a run', async (em) => {
+    const found = await this.#deps.db.retry('reading a run', async (em) => {
       const row = await em.findOne(DeploymentRow, { id: deploymentId });
-      return row ? deploymentView(row, await this.#queuePosition(em, row)) : undefined;
+      return row
+        ? { deployment: deploymentView(row, await this.#queuePosition(em, row)), eventSequence: row.eventSequence }
+        : undefined;
     });
-    if (!view) throw notFound('deployment', deploymentId, 'deployment_id');
-    return view;
+    if (!found) throw notFound('deployment', deploymentId, 'deployment_id');
+    return found;
   }
 
   async listDeployments(req: {
@@ -522,12 +548,8 @@ export class PlannerApp {
     // sequence, requests by request id, runs started by status, so a commit that did happen is not redone.
     return this.#deps.db.retry("changing an environment's runs", (outer) =>
       outer.transactional(async (em) => {
-        await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
-        const rows = await em.execute<{ deleted: boolean }[]>(
-          'select deleted from lane where environment_id = ? for update',
-          [environmentId],
-        );
-        return fn(em, rows[0]?.deleted ?? false);
+        const deleted = await lockLane(em, environmentId);
+        return fn(em, deleted);
       }),
     );
   }
@@ -581,16 +603,14 @@ export class PlannerApp {
    * Advances a run to `state`, writes it with the jobs it dispatches, and — when it finishes —
    * records each service's new state. Returns whether the run finished.
    */
-  async #apply(em: EntityManager, row: DeploymentRow, input: RunState): Promise<boolean> {
+  async #apply(em: EntityManager, row: RunRecord, input: RunState): Promise<boolean> {
     const { state, decisions } = advance(input, this.#now());
     row.state = state;
     row.status = state.status;
     if (row.startedAt === null && state.startedAt !== null) row.startedAt = new Date(state.startedAt);
     const dispatches = decisions.filter((d) => d.type === 'dispatch');
     const persisted = dispatches.some((d) => d.role === 'deploy')
-      ? new Map(
-          (await em.find(ServiceStatusRow, { environmentId: row.environmentId })).map((r) => [r.serviceId, r.outputs]),
-        )
+      ? await serviceOutputs(em, row.environmentId)
       : new Map<string, Record<string, string>>();
     for (const d of dispatches) this.#dispatch(em, row, state, d, persisted);
     if (!isTerminalRun(state.status)) return false;
@@ -601,7 +621,7 @@ export class PlannerApp {
 
   #dispatch(
     em: EntityManager,
-    row: DeploymentRow,
+    row: RunRecord,
     state: RunState,
     d: Extract<Decision, { type: 'dispatch' }>,
     persisted: ReadonlyMap<string, Record<string, string>>,
@@ -643,6 +663,8 @@ export class PlannerApp {
         runtime: environment.runtime,
         namespace: environment.settings?.namespace ?? '',
         kubernetesContext: environment.settings?.kubernetesContext ?? '',
+        // How a kubernetes environment exposes public ports (deploy renders Services or an Ingress).
+        ...(environment.settings?.exposure !== undefined ? { exposure: environment.settings.exposure } : {}),
         injectedEnv:
           run.deploy?.trigger !== undefined
             ? // A job run for STOP or DELETE walks the stages in reverse, before the earlier ones go: it
@@ -659,7 +681,7 @@ export class PlannerApp {
     }
   }
 
-  async #recordOutcome(em: EntityManager, row: DeploymentRow, state: RunState): Promise<void> {
+  async #recordOutcome(em: EntityManager, row: RunRecord, state: RunState): Promise<void> {
     const now = new Date(this.#now());
     for (const s of state.services) {
       const status = await em.findOne(ServiceStatusRow, { serviceId: s.serviceId });
@@ -676,49 +698,36 @@ export class PlannerApp {
           outputs: {},
           updatedAt: now,
         });
-      if (s.status === 'SKIPPED' || s.status === 'CANCELED') continue;
-      current.state = s.status;
-      current.updatedAt = now;
-      if (s.kind === 'LIFECYCLE_JOB' && s.status === 'DEPLOYED' && s.deploy?.trigger !== undefined) {
-        // The job ran for the environment's STOP or DELETE: it is left as that action leaves services.
-        if (s.deploy.trigger === 'STOP') {
-          Object.assign(current, { stopped: true, version: s.version, image: s.image, outputs: s.outputs });
-        } else {
-          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '', outputs: {} });
-        }
-        continue;
-      }
-      switch (s.status) {
-        case 'DEPLOYED':
-          // Outputs stay until the service deploys again.
-          Object.assign(current, {
-            hasResources: true,
-            stopped: false,
-            version: s.version,
-            image: s.image,
-            outputs: s.outputs,
-          });
-          break;
-        case 'RESTARTED':
-          Object.assign(current, { hasResources: true, stopped: false });
-          break;
-        case 'STOPPED':
-          current.stopped = true;
-          break;
-        case 'DELETED':
-          Object.assign(current, { hasResources: false, stopped: false, version: '', image: '', outputs: {} });
-          break;
-        default:
-          // An error leaves whatever resources existed; the next run finds them.
-          if (s.deploy?.phase === 'FAILED' && s.deploy.what === 'DEPLOY') current.hasResources = true;
-      }
+      const before = {
+        hasResources: current.hasResources,
+        stopped: current.stopped,
+        version: current.version,
+        image: current.image,
+        state: current.state,
+        outputs: current.outputs,
+      };
+      const next = standingAfterRun(before, s);
+      if (next === before) continue;
+      Object.assign(current, next, { updatedAt: now });
     }
     if (row.action === 'DELETE' && row.serviceIds.length === 0 && state.status === 'SUCCEEDED') {
       await em.execute('update lane set deleted = true where environment_id = ?', [row.environmentId]);
     }
   }
 
-  async #queuePosition(em: EntityManager, row: DeploymentRow): Promise<number> {
+  /** When the run has ended: whether each of its services has resources now (control takes this rule). */
+  async #resourcesAfter(em: EntityManager, row: RunRecord): Promise<Record<string, boolean>> {
+    if (!row.state || !isTerminalRun(row.state.status)) return {};
+    const resources = await serviceResources(em, row.environmentId);
+    return Object.fromEntries(
+      row.state.services.flatMap((s) => {
+        const has = resources.get(s.serviceId);
+        return has === undefined ? [] : [[s.serviceId, has]];
+      }),
+    );
+  }
+
+  async #queuePosition(em: EntityManager, row: RunRecord): Promise<number> {
     if (row.status !== 'QUEUED') return 0;
     return em.count(DeploymentRow, {
       environmentId: row.environmentId,
@@ -737,9 +746,16 @@ export class PlannerApp {
   async #environmentStatus(
     em: EntityManager,
     environmentId: string,
-    current?: DeploymentRow,
+    current?: RunRecord,
+    /** The lane's deleted flag as the lock found it, when the caller has it. */
+    deleted?: boolean,
   ): Promise<control.EnvironmentStatus> {
     const S = control.EnvironmentStatus;
+    // Under the lane lock at most one run is active: when it is this one, it alone decides.
+    if (deleted === false && current?.state != null && ACTIVE.includes(current.status)) {
+      const status = activeEnvironmentStatus(current.action, current.state);
+      if (status !== undefined) return S[`ENVIRONMENT_STATUS_${status}`];
+    }
     const lane = await em.execute<{ deleted: boolean }[]>('select deleted from lane where environment_id = ?', [
       environmentId,
     ]);
@@ -752,21 +768,14 @@ export class PlannerApp {
     );
     const active = open.find((r) => ACTIVE.includes(r.status));
     if (active !== undefined) {
-      switch (active.action) {
-        case 'STOP':
-          return S.ENVIRONMENT_STATUS_STOPPING;
-        case 'RESTART':
-          return S.ENVIRONMENT_STATUS_RESTARTING;
-        case 'DELETE':
-          return S.ENVIRONMENT_STATUS_DELETING;
-        default: {
-          const state = current?.id === active.id ? current.state : await this.#stateOf(em, active.id);
-          if (state == null) break;
-          return state.services.some((s) => s.status === 'BUILDING' || s.status === 'MIRRORING')
-            ? S.ENVIRONMENT_STATUS_BUILDING
-            : S.ENVIRONMENT_STATUS_DEPLOYING;
-        }
-      }
+      const needsState = !['STOP', 'RESTART', 'DELETE'].includes(active.action);
+      const state = !needsState
+        ? null
+        : current?.id === active.id
+          ? (current.state ?? null)
+          : await this.#stateOf(em, active.id);
+      const status = activeEnvironmentStatus(active.action, state);
+      if (status !== undefined) return S[`ENVIRONMENT_STATUS_${status}`];
     }
     if (open.length > 0) return S.ENVIRONMENT_STATUS_QUEUED;
     const statuses = await em.find(ServiceStatusRow, { environmentId });
@@ -778,18 +787,65 @@ export class PlannerApp {
     return live.every((s) => s.stopped) ? S.ENVIRONMENT_STATUS_STOPPED : S.ENVIRONMENT_STATUS_DEPLOYED;
   }
 
-  async #runEvent(em: EntityManager, row: DeploymentRow): Promise<void> {
-    await em.flush();
-    const deployment = deploymentView(row, await this.#queuePosition(em, row));
+  /**
+   * The run's next event, in the outbox. With `before` (the state a job report started from) an event
+   * that does not end the run carries only the services that changed since (a delta, `partial`);
+   * otherwise the whole run. `write` stores the run (after its sequence is taken, before the
+   * environment's status is read).
+   */
+  async #runEvent(
+    em: EntityManager,
+    row: RunRecord,
+    opts: { deleted?: boolean; before?: RunState; write?: () => Promise<void> } = {},
+  ): Promise<void> {
+    row.eventSequence += 1;
+    await opts.write?.();
+    // What the status and queue position read must be written first — unless the active run alone
+    // decides them: then the jobs and this event go in together at the commit.
+    const decidesAlone = opts.deleted === false && row.state != null && ACTIVE.includes(row.status);
+    if (!decidesAlone) await em.flush();
+    const whole = deploymentView(row, await this.#queuePosition(em, row));
+    const changed =
+      opts.before && row.state && !isTerminalRun(row.state.status)
+        ? changedServices(opts.before, row.state)
+        : undefined;
+    const deployment =
+      changed === undefined ? whole : { ...whole, services: whole.services.filter((s) => changed.has(s.serviceId)) };
     const eventId = newId();
     const payload = bus.DeploymentEvent.encode({
       eventId,
       occurredAt: new Date(this.#now()),
       deployment,
-      environmentStatus: await this.#environmentStatus(em, row.environmentId, row),
+      sequence: row.eventSequence,
+      partial: changed !== undefined,
+      hasResources: await this.#resourcesAfter(em, row),
+      environmentStatus: await this.#environmentStatus(em, row.environmentId, row, opts.deleted),
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
+}
+
+/** An open run as the queue's policy sees it. */
+function openRunOf(r: DeploymentRow): OpenRun {
+  return {
+    id: r.id,
+    action: r.action,
+    status: r.status,
+    requester: r.requester,
+    version: r.version,
+    serviceIds: r.serviceIds,
+    forceBuild: r.forceBuild,
+    createdAt: r.createdAt.getTime(),
+  };
+}
+
+/** The services whose run differs between two states of one run (the core copies only what it changes). */
+function changedServices(before: RunState, after: RunState): Set<string> {
+  const changed = new Set<string>();
+  after.services.forEach((s, i) => {
+    if (before.services[i] !== s) changed.add(s.serviceId);
+  });
+  return changed;
 }
 
 /** A run state column read with raw SQL: the driver parses json, but not every column type. */
@@ -848,7 +904,6 @@ function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
   }
 }
 
-/** The steps a plan expects, without times: what would mirror, build, deploy. */
 /** A build or mirror job as the planner dispatches it (and as a plan asks the build service about it). */
 function buildJobOf(j: {
   jobId: string;
@@ -876,20 +931,7 @@ function buildJobOf(j: {
   });
 }
 
+/** The steps a plan expects, without times: what would mirror, build, deploy. */
 function predictSteps(s: ServiceRun): RunState['services'][number]['steps'] {
-  const steps: RunState['services'][number]['steps'] = [];
-  const at = { startedAt: 0, finishedAt: null, outcome: null, message: '' } as const;
-  if (s.build?.what === 'GIT') steps.push({ kind: 'GIT_CLONE', ...at }, { kind: 'BUILD', ...at });
-  if (s.build?.what === 'MIRROR') steps.push({ kind: 'MIRROR_IMAGE', ...at });
-  switch (s.deploy?.what) {
-    case 'DEPLOY':
-      steps.push({ kind: s.kind === 'LIFECYCLE_JOB' ? 'EXECUTING' : 'DEPLOYMENT', ...at });
-      break;
-    case 'STOP':
-    case 'RESTART':
-    case 'DELETE':
-      steps.push({ kind: s.deploy.what, ...at });
-      break;
-  }
-  return steps;
+  return expectedSteps(s).map((kind) => ({ kind, startedAt: 0, finishedAt: null, outcome: null, message: '' }));
 }

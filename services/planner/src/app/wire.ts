@@ -11,6 +11,7 @@ import type {
   StepKindName,
   StepOutcomeName,
 } from '../domain/model.ts';
+import { expectedSteps } from '../domain/plan.ts';
 
 // Between the pure model's names and the proto enums on the wire.
 
@@ -174,6 +175,7 @@ export function deploymentView(row: RunRowView, queuePosition = 0): control.Depl
       version: s.version,
       endpoints: s.endpoints,
       message: s.message,
+      expectedSteps: expectedSteps(s).map(stepKindValue),
       steps: s.steps.map((st) => ({
         kind: stepKindValue(st.kind),
         startedAt: date(st.startedAt),

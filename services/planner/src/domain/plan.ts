@@ -7,6 +7,7 @@ import type {
   ServiceFacts,
   ServiceRun,
   StageRun,
+  StepKindName,
 } from './model.ts';
 
 // A request and the environment's facts become a run: which services take part, what each must do
@@ -224,4 +225,22 @@ export function expectedDurations(runs: readonly Pick<RunState, 'services'>[]): 
     }
   }
   return out;
+}
+
+/** The steps a service's run expects, in order, from its jobs: what it mirrors or builds, then deploys. */
+export function expectedSteps(s: Pick<ServiceRun, 'kind' | 'build' | 'deploy'>): StepKindName[] {
+  const steps: StepKindName[] = [];
+  if (s.build?.what === 'GIT') steps.push('GIT_CLONE', 'BUILD');
+  if (s.build?.what === 'MIRROR') steps.push('MIRROR_IMAGE');
+  switch (s.deploy?.what) {
+    case 'DEPLOY':
+      steps.push(s.kind === 'LIFECYCLE_JOB' ? 'EXECUTING' : 'DEPLOYMENT');
+      break;
+    case 'STOP':
+    case 'RESTART':
+    case 'DELETE':
+      steps.push(s.deploy.what);
+      break;
+  }
+  return steps;
 }

@@ -6,6 +6,7 @@ import { callUnary, domainErrorFromGrpc, type GrpcServiceRegistration, serverStr
 import type { Logger } from '@stageline/log';
 import { type build, bus as busv1, control, type deploy, type planner } from '@stageline/proto';
 import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
+import { type FollowedRun, followRun } from '../../domain/run-events.ts';
 import { callerOf, type Scope } from './access.ts';
 
 /**
@@ -104,19 +105,25 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
 
   /** A run, if the caller may see its environment (NOT_FOUND otherwise, as if it did not exist). */
   async function get(call: object, deploymentId: string): Promise<control.Deployment> {
+    return (await getRun(call, deploymentId)).run;
+  }
+
+  /** A whole run from the planner, with the sequence of the latest run event it includes. */
+  async function getRun(call: object, deploymentId: string): Promise<FollowedRun> {
     if (deploymentId === '') throw invalidArgument('deployment_id', 'is required');
-    let deployment: control.Deployment;
+    let found: FollowedRun;
     try {
-      deployment = (await callUnary(deps.planner, 'getDeployment', { deploymentId }, BETWEEN_SERVICES)).deployment!;
+      const answer = await callUnary(deps.planner, 'getDeployment', { deploymentId }, BETWEEN_SERVICES);
+      found = { run: answer.deployment!, sequence: answer.eventSequence ?? 0 };
     } catch (e) {
       throw domainErrorFromGrpc(e, 'planner');
     }
     try {
-      await deps.scope.environment(call, deployment.environmentId);
+      await deps.scope.environment(call, found.run.environmentId);
     } catch {
       throw notFound('deployment', deploymentId, 'deployment_id');
     }
-    return deployment;
+    return found;
   }
 
   /**
@@ -241,8 +248,10 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
     }),
 
     watchDeployment: serverStream(log, async (req, call) => {
-      const first = await get(call, req.deploymentId);
-      // The run's own event subject replays its latest state, then every change, in order.
+      let followed = await getRun(call, req.deploymentId);
+      const first = followed.run;
+      // The run's own event subject replays its latest event, then every change, in order; deltas are
+      // applied to the whole run by sequence, and a missed one fetches the whole run again.
       const filter = deps.bus.subjects.runEvents(first.environmentId, first.id);
       const r = await reader(deps.bus.subjects.streams.events, filter, 'last_per_subject');
       let last: control.Deployment | undefined;
@@ -259,8 +268,11 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
         call.on('cancelled', () => void messages.close());
         for await (const m of messages) {
           const event = busv1.DeploymentEvent.decode(m.data);
-          if (event.deployment) send(event.deployment);
-          if (isTerminal(event.deployment)) break;
+          if (!event.deployment) continue;
+          const next = followRun(followed, { ...event, deployment: event.deployment });
+          followed = next === 'resync' ? await getRun(call, first.id) : next;
+          send(followed.run);
+          if (isTerminal(followed.run)) break;
         }
       } finally {
         await r.close();

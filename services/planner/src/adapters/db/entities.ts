@@ -22,6 +22,8 @@ const DeploymentSchema = defineEntity({
     /** The environment snapshot the run works from (services as proto JSON, secrets included). */
     snapshot: p.json<unknown>().nullable(),
     message: p.text(),
+    /** The sequence of the run's latest event (DeploymentEvent.sequence). */
+    eventSequence: p.integer(),
     createdAt: p.datetime(),
     startedAt: p.datetime().nullable(),
     finishedAt: p.datetime().nullable(),

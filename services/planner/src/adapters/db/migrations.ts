@@ -46,4 +46,8 @@ export const migrations: DbMigration[] = [
   sqlMigration('planner-0002-service-outputs', [
     `alter table service_status add column outputs jsonb not null default '{}'`,
   ]),
+  // The sequence of a run's latest event (DeploymentEvent.sequence): readers of deltas find gaps by it.
+  sqlMigration('planner-0003-event-sequence', [
+    `alter table deployment add column event_sequence integer not null default 0`,
+  ]),
 ];

@@ -14,7 +14,7 @@ export function plannerService(app: PlannerApp, log: Logger): GrpcServiceRegistr
     plan: unary(log, async (req) => ({
       deployment: await app.plan(req.request ?? bus.ActionRequested.fromPartial({})),
     })),
-    getDeployment: unary(log, async (req) => ({ deployment: await app.getDeployment(req.deploymentId) })),
+    getDeployment: unary(log, (req) => app.getRun(req.deploymentId)),
     listDeployments: unary(log, (req) => app.listDeployments(req)),
   };
   return {

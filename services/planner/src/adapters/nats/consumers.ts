@@ -1,5 +1,13 @@
 // The planner's two durable consumers: action requests from anyone, job events from the workers.
-import { type Bus, type Consumption, durableConsumers, HEADERS, outcome, REQUESTS_IDENTITY } from '@stageline/bus';
+import {
+  type Bus,
+  type Consumption,
+  durableConsumers,
+  HEADERS,
+  KeyedBatches,
+  outcome,
+  REQUESTS_IDENTITY,
+} from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { bus as busv1 } from '@stageline/proto';
 import { PLANNER_FAILURE_SEQUENCE } from '../../app/deadlines.ts';
@@ -128,65 +136,14 @@ export async function consumeJobDeadLetters(bus: Bus, app: PlannerApp): Promise<
   });
 }
 
-interface Waiting {
-  event: busv1.JobEvent;
-  done: (error?: unknown) => void;
-}
-
 /**
  * Events of one run must apply in stream order (a step's start before its job's end); events of
  * different runs need not. Each run gets a queue: while one batch of its events is being applied, the
- * next ones wait, then go together in one transaction. A batch that fails is applied again one event
- * at a time, so one bad event fails (and is redelivered or dead-lettered) alone.
+ * next ones wait, then go together in one transaction (KeyedBatches).
  */
-export class RunBatches {
-  readonly #apply: (events: busv1.JobEvent[]) => Promise<void>;
-  readonly #queues = new Map<string, Waiting[]>();
-
+export class RunBatches extends KeyedBatches<busv1.JobEvent> {
   constructor(apply: (events: busv1.JobEvent[]) => Promise<void>) {
-    this.#apply = apply;
-  }
-
-  add(event: busv1.JobEvent): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const done = (error?: unknown) => (error === undefined ? resolve() : reject(error));
-      const queue = this.#queues.get(event.deploymentId);
-      if (queue !== undefined) {
-        queue.push({ event, done });
-        return;
-      }
-      this.#queues.set(event.deploymentId, [{ event, done }]);
-      void this.#drain(event.deploymentId);
-    });
-  }
-
-  async #drain(run: string): Promise<void> {
-    for (;;) {
-      const batch = this.#queues.get(run) ?? [];
-      if (batch.length === 0) {
-        this.#queues.delete(run);
-        return;
-      }
-      // Later events of this run queue up behind the batch taken now.
-      this.#queues.set(run, []);
-      try {
-        await this.#apply(batch.map((w) => w.event));
-        for (const w of batch) w.done();
-      } catch (error) {
-        if (batch.length === 1) {
-          batch[0]!.done(error);
-          continue;
-        }
-        for (const w of batch) {
-          try {
-            await this.#apply([w.event]);
-            w.done();
-          } catch (e) {
-            w.done(e);
-          }
-        }
-      }
-    }
+    super((event) => event.deploymentId, apply);
   }
 }
 

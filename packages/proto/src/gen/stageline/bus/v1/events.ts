@@ -119,12 +119,32 @@ export interface ServiceSkippedChanged {
  * Published on stageline.events.runs.<environment_id>.<deployment_id> by the planner.
  * Control follows these to keep each service's endpoints and "has resources" flag, and the
  * environment's status, which the planner derives from its services.
+ *
+ * Most events of a run are deltas (`partial`): `deployment` then has the run's own fields and stages
+ * whole, but only the services this event changed. The first event of a run, every event that is not
+ * a job report's, and the event that ends the run carry the whole run. A reader rebuilds the run by
+ * replacing services by id in order of `sequence`; when it misses a sequence number it fetches the
+ * whole run (PlannerService.GetDeployment answers with the sequence it is current to).
  */
 export interface DeploymentEvent {
   eventId: string;
   occurredAt?: Date | undefined;
   deployment?: Deployment | undefined;
   environmentStatus: EnvironmentStatus;
+  /** 1, 2, 3, … per run: this event's place in the run's events. 0: unknown (an older planner). */
+  sequence: number;
+  /** `deployment.services` holds only the services this event changed. */
+  partial: boolean;
+  /**
+   * On the event that ends the run: whether each of its services has resources now (service id → yes),
+   * by the planner's one rule (a lifecycle job that ran for DELETE leaves none, whatever its own state).
+   */
+  hasResources: { [key: string]: boolean };
+}
+
+export interface DeploymentEvent_HasResourcesEntry {
+  key: string;
+  value: boolean;
 }
 
 /** Published on stageline.logs.<deployment_id>.<service_id> by the workers. */
@@ -1691,7 +1711,15 @@ export const ServiceSkippedChanged: MessageFns<ServiceSkippedChanged> = {
 };
 
 function createBaseDeploymentEvent(): DeploymentEvent {
-  return { eventId: "", occurredAt: undefined, deployment: undefined, environmentStatus: 0 };
+  return {
+    eventId: "",
+    occurredAt: undefined,
+    deployment: undefined,
+    environmentStatus: 0,
+    sequence: 0,
+    partial: false,
+    hasResources: {},
+  };
 }
 
 export const DeploymentEvent: MessageFns<DeploymentEvent> = {
@@ -1708,6 +1736,15 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     if (message.environmentStatus !== 0) {
       writer.uint32(32).int32(message.environmentStatus);
     }
+    if (message.sequence !== 0) {
+      writer.uint32(40).uint32(message.sequence);
+    }
+    if (message.partial !== false) {
+      writer.uint32(48).bool(message.partial);
+    }
+    globalThis.Object.entries(message.hasResources).forEach(([key, value]: [string, boolean]) => {
+      DeploymentEvent_HasResourcesEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
     return writer;
   },
 
@@ -1756,6 +1793,33 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
             message.environmentStatus = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sequence = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.partial = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = DeploymentEvent_HasResourcesEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.hasResources[entry7.key] = entry7.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1786,6 +1850,35 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
         : isSet(object.environment_status)
         ? environmentStatusFromJSON(object.environment_status)
         : 0,
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
+      hasResources: isObject(object.hasResources)
+        ? (globalThis.Object.entries(object.hasResources) as [string, any][]).reduce(
+          (acc: { [key: string]: boolean }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Boolean(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.has_resources)
+        ? (globalThis.Object.entries(object.has_resources) as [string, any][]).reduce(
+          (acc: { [key: string]: boolean }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Boolean(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1803,6 +1896,21 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     if (message.environmentStatus !== 0) {
       obj.environmentStatus = environmentStatusToJSON(message.environmentStatus);
     }
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.partial !== false) {
+      obj.partial = message.partial;
+    }
+    if (message.hasResources) {
+      const entries = globalThis.Object.entries(message.hasResources) as [string, boolean][];
+      if (entries.length > 0) {
+        obj.hasResources = {};
+        entries.forEach(([k, v]) => {
+          obj.hasResources[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1817,6 +1925,106 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
       ? Deployment.fromPartial(object.deployment)
       : undefined;
     message.environmentStatus = object.environmentStatus ?? 0;
+    message.sequence = object.sequence ?? 0;
+    message.partial = object.partial ?? false;
+    message.hasResources = (globalThis.Object.entries(object.hasResources ?? {}) as [string, boolean][]).reduce(
+      (acc: { [key: string]: boolean }, [key, value]: [string, boolean]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Boolean(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseDeploymentEvent_HasResourcesEntry(): DeploymentEvent_HasResourcesEntry {
+  return { key: "", value: false };
+}
+
+export const DeploymentEvent_HasResourcesEntry: MessageFns<DeploymentEvent_HasResourcesEntry> = {
+  encode(message: DeploymentEvent_HasResourcesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== false) {
+      writer.uint32(16).bool(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeploymentEvent_HasResourcesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeploymentEvent_HasResourcesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeploymentEvent_HasResourcesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Boolean(object.value) : false,
+    };
+  },
+
+  toJSON(message: DeploymentEvent_HasResourcesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== false) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeploymentEvent_HasResourcesEntry>, I>>(
+    base?: I,
+  ): DeploymentEvent_HasResourcesEntry {
+    return DeploymentEvent_HasResourcesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeploymentEvent_HasResourcesEntry>, I>>(
+    object: I,
+  ): DeploymentEvent_HasResourcesEntry {
+    const message = createBaseDeploymentEvent_HasResourcesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? false;
     return message;
   },
 };
@@ -1943,6 +2151,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

@@ -1646,6 +1646,13 @@ export interface ServiceRun {
   endpoints: Endpoint[];
   /** Why it was skipped, failed or canceled. */
   message: string;
+  /**
+   * The steps this run expects of the service, in order (GIT_CLONE and BUILD, or MIRROR_IMAGE; then
+   * DEPLOYMENT, EXECUTING, STOP, RESTART or DELETE), whether or not they have started: a client draws
+   * progress from them without planning the run again. Empty while the run is queued, and for a
+   * service the run skips.
+   */
+  expectedSteps: StepKind[];
 }
 
 export interface Step {
@@ -5108,7 +5115,17 @@ export const StageRun: MessageFns<StageRun> = {
 };
 
 function createBaseServiceRun(): ServiceRun {
-  return { serviceId: "", name: "", stageId: "", status: 0, version: "", steps: [], endpoints: [], message: "" };
+  return {
+    serviceId: "",
+    name: "",
+    stageId: "",
+    status: 0,
+    version: "",
+    steps: [],
+    endpoints: [],
+    message: "",
+    expectedSteps: [],
+  };
 }
 
 export const ServiceRun: MessageFns<ServiceRun> = {
@@ -5136,6 +5153,13 @@ export const ServiceRun: MessageFns<ServiceRun> = {
     }
     if (message.message !== "") {
       writer.uint32(66).string(message.message);
+    }
+    if (message.expectedSteps.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.expectedSteps) {
+        writer.int32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -5217,6 +5241,24 @@ export const ServiceRun: MessageFns<ServiceRun> = {
             message.message = reader.string();
             continue;
           }
+          case 9: {
+            if (tag === 72) {
+              message.expectedSteps.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.expectedSteps.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5249,6 +5291,11 @@ export const ServiceRun: MessageFns<ServiceRun> = {
         ? object.endpoints.map((e: any) => Endpoint.fromJSON(e))
         : [],
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      expectedSteps: globalThis.Array.isArray(object?.expectedSteps)
+        ? object.expectedSteps.map((e: any) => stepKindFromJSON(e))
+        : globalThis.Array.isArray(object?.expected_steps)
+        ? object.expected_steps.map((e: any) => stepKindFromJSON(e))
+        : [],
     };
   },
 
@@ -5278,6 +5325,9 @@ export const ServiceRun: MessageFns<ServiceRun> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.expectedSteps?.length) {
+      obj.expectedSteps = message.expectedSteps.map((e) => stepKindToJSON(e));
+    }
     return obj;
   },
 
@@ -5294,6 +5344,7 @@ export const ServiceRun: MessageFns<ServiceRun> = {
     message.steps = object.steps?.map((e) => Step.fromPartial(e)) || [];
     message.endpoints = object.endpoints?.map((e) => Endpoint.fromPartial(e)) || [];
     message.message = object.message ?? "";
+    message.expectedSteps = object.expectedSteps?.map((e) => e) || [];
     return message;
   },
 };

@@ -42,7 +42,14 @@ export interface GetDeploymentRequest {
 }
 
 export interface GetDeploymentResponse {
-  deployment?: Deployment | undefined;
+  deployment?:
+    | Deployment
+    | undefined;
+  /**
+   * The sequence of the run's latest event (DeploymentEvent.sequence) this answer includes; absent
+   * from a planner that does not number its events.
+   */
+  eventSequence?: number | undefined;
 }
 
 export interface ListDeploymentsRequest {
@@ -406,13 +413,16 @@ export const GetDeploymentRequest: MessageFns<GetDeploymentRequest> = {
 };
 
 function createBaseGetDeploymentResponse(): GetDeploymentResponse {
-  return { deployment: undefined };
+  return { deployment: undefined, eventSequence: undefined };
 }
 
 export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
   encode(message: GetDeploymentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.deployment !== undefined) {
       Deployment.encode(message.deployment, writer.uint32(10).fork()).join();
+    }
+    if (message.eventSequence !== undefined) {
+      writer.uint32(16).uint32(message.eventSequence);
     }
     return writer;
   },
@@ -438,6 +448,14 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
             message.deployment = Deployment.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.eventSequence = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -451,13 +469,23 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
   },
 
   fromJSON(object: any): GetDeploymentResponse {
-    return { deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined };
+    return {
+      deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined,
+      eventSequence: isSet(object.eventSequence)
+        ? globalThis.Number(object.eventSequence)
+        : isSet(object.event_sequence)
+        ? globalThis.Number(object.event_sequence)
+        : undefined,
+    };
   },
 
   toJSON(message: GetDeploymentResponse): unknown {
     const obj: any = {};
     if (message.deployment !== undefined) {
       obj.deployment = Deployment.toJSON(message.deployment);
+    }
+    if (message.eventSequence !== undefined) {
+      obj.eventSequence = Math.round(message.eventSequence);
     }
     return obj;
   },
@@ -470,6 +498,7 @@ export const GetDeploymentResponse: MessageFns<GetDeploymentResponse> = {
     message.deployment = (object.deployment !== undefined && object.deployment !== null)
       ? Deployment.fromPartial(object.deployment)
       : undefined;
+    message.eventSequence = object.eventSequence ?? undefined;
     return message;
   },
 };
