@@ -145,7 +145,7 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
     }
   };
 
-  const act = (what: string, run: () => Promise<{ deployment?: control.Deployment | undefined }>) =>
+  const act = (run: () => Promise<{ deployment?: control.Deployment | undefined }>) =>
     change(async () => {
       const r = await run();
       if (r.deployment !== undefined) window.location.hash = `#/run/${r.deployment.id}`;
@@ -153,10 +153,9 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
   const base = { environmentId, version: '', requester: '', forceBuild: false };
   const chosen = [...selected].filter((id) => services.some((s) => s.id === id));
   const onSelected = (
-    name: string,
     def: typeof runs.deployService | typeof runs.stopService | typeof runs.restartService | typeof runs.deleteService,
   ) =>
-    act(name, async () => {
+    act(async () => {
       let last: { deployment?: control.Deployment | undefined } = {};
       for (const serviceId of chosen) last = await call(def, { ...base, serviceId });
       return last;
@@ -320,16 +319,16 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
       </p>
       {deployer && (
         <div class="actions" role="toolbar" aria-label="environment actions">
-          <button type="button" onClick={() => act('deploy', () => call(runs.deployEnvironment, base))}>
+          <button type="button" onClick={() => act(() => call(runs.deployEnvironment, base))}>
             Deploy
           </button>
-          <button type="button" onClick={() => act('redeploy', () => call(runs.redeployEnvironment, base))}>
+          <button type="button" onClick={() => act(() => call(runs.redeployEnvironment, base))}>
             Redeploy
           </button>
-          <button type="button" onClick={() => act('restart', () => call(runs.restartEnvironment, base))}>
+          <button type="button" onClick={() => act(() => call(runs.restartEnvironment, base))}>
             Restart
           </button>
-          <button type="button" onClick={() => act('stop', () => call(runs.stopEnvironment, base))}>
+          <button type="button" onClick={() => act(() => call(runs.stopEnvironment, base))}>
             Stop
           </button>
           <button
@@ -337,7 +336,7 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
             class="danger"
             onClick={() => {
               if (window.confirm(`Delete ${environment.project}/${environment.name}: every service and its data?`)) {
-                void act('delete', () => call(runs.deleteEnvironment, base));
+                void act(() => call(runs.deleteEnvironment, base));
               }
             }}
           >
@@ -365,13 +364,13 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
             <fieldset class="selection">
               <legend class="sr-only">actions on selected services</legend>
               {chosen.length} selected:
-              <button type="button" onClick={() => onSelected('deploy', runs.deployService)}>
+              <button type="button" onClick={() => onSelected(runs.deployService)}>
                 Deploy
               </button>
-              <button type="button" onClick={() => onSelected('restart', runs.restartService)}>
+              <button type="button" onClick={() => onSelected(runs.restartService)}>
                 Restart
               </button>
-              <button type="button" onClick={() => onSelected('stop', runs.stopService)}>
+              <button type="button" onClick={() => onSelected(runs.stopService)}>
                 Stop
               </button>
               <button
@@ -379,7 +378,7 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
                 class="danger"
                 onClick={() => {
                   if (window.confirm(`Delete ${chosen.length} service(s) and their data?`)) {
-                    void onSelected('delete', runs.deleteService);
+                    void onSelected(runs.deleteService);
                   }
                 }}
               >

@@ -128,7 +128,6 @@ export function Run({ session, deploymentId }: { session: Session; deploymentId:
                       <td>
                         {s.steps.map((st, i) => (
                           <span
-                            // biome-ignore lint/suspicious/noArrayIndexKey: steps are only appended
                             key={i}
                             class={`step ${st.finishedAt === undefined ? 'busy' : tone(outcomeName(st.outcome))}`}
                             data-step={stepName(st.kind)}
