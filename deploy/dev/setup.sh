@@ -55,6 +55,8 @@ REQUIREMENTS=(
   "python3:google.protobuf             | python3-protobuf  | the Python client e2e test"
   "podman-compose                      | podman-compose    | the compose benchmark's reference point"
   "/usr/bin/chromium                   | chromium          | the web console's browser tests (playwright-core drives it; no browser is downloaded)"
+  "unshare                             | util-linux        | the browser tests run Chromium in a network namespace of its own (test/e2e/browser/)"
+  "ip                                  | iproute2          | brings up loopback in the browser tests' network namespace"
 )
 
 trim() { local s="$1"; s="${s#"${s%%[![:space:]]*}"}"; printf '%s' "${s%"${s##*[![:space:]]}"}"; }

@@ -17,6 +17,7 @@ export const actionName = (a: control.Action) => strip(control.actionToJSON(a), 
 /** A tone for a state's badge: ok, busy, error, idle. */
 export function tone(name: string): 'ok' | 'busy' | 'error' | 'idle' {
   if (/ERROR|FAILED|CANCELED/.test(name)) return 'error';
+  if (/NEVER|SKIPPED/.test(name)) return 'idle';
   if (/DEPLOYED|SUCCEEDED|DONE|RESTARTED|CACHE HIT|SUCCESS/.test(name)) return 'ok';
   if (/ING|QUEUED|RUNNING|PENDING/.test(name)) return 'busy';
   return 'idle';

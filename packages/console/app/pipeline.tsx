@@ -58,7 +58,8 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
       call(env.getEnvironment, { environmentId }),
       call(pipeline.getPipeline, { environmentId }),
       call(env.listServices, { environmentId }),
-      call(runs.listDeployments, { environmentId, pageSize: 20, pageToken: '' }),
+      // The cards' states come from the runs; without them (the planner not answering) the pipeline still shows.
+      call(runs.listDeployments, { environmentId, pageSize: 20, pageToken: '' }).catch(() => ({ deployments: [] })),
     ]);
     setData({
       environment: e.environment!,
@@ -396,6 +397,21 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
         Space picks a service up; left and right arrows choose a column; Space drops it there; Escape cancels.
       </p>
       {plan !== undefined && <PlanView plan={plan} onClose={() => setPlan(undefined)} />}
+      {admin && (
+        <form
+          class="add-stage"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void change(() => call(pipeline.createStage, { environmentId, name: newStage, description: '' })).then(() =>
+              setNewStage(''),
+            );
+          }}
+        >
+          <label for="new-stage">New stage</label>
+          <input id="new-stage" value={newStage} onInput={(e) => setNewStage(e.currentTarget.value)} />
+          <button type="submit">Add stage</button>
+        </form>
+      )}
       <div class="board">
         {stages.map((stage, i) =>
           column(
@@ -410,21 +426,6 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
           SKIPPED,
           'Skipped',
           services.filter((s) => s.skipped),
-        )}
-        {admin && (
-          <form
-            class="column add-stage"
-            onSubmit={(e) => {
-              e.preventDefault();
-              void change(() => call(pipeline.createStage, { environmentId, name: newStage, description: '' })).then(
-                () => setNewStage(''),
-              );
-            }}
-          >
-            <label for="new-stage">New stage</label>
-            <input id="new-stage" value={newStage} onInput={(e) => setNewStage(e.currentTarget.value)} />
-            <button type="submit">Add stage</button>
-          </form>
         )}
       </div>
     </main>

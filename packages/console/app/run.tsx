@@ -178,6 +178,7 @@ function LogLines(props: { deploymentId: string; serviceId: string; follow: bool
         setLive(false);
         if (e !== undefined) setError(e);
       },
+      () => setLines([]),
     );
   }, [props.deploymentId, props.serviceId, props.follow]);
   const shown = props.last === undefined ? lines : lines.slice(-props.last);
