@@ -115,31 +115,27 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
 
   const columnOf = (s: control.Service) => (s.skipped ? SKIPPED : s.stageId);
 
-  const onCardKey = (e: KeyboardEvent, service: control.Service) => {
-    if (!admin) return;
-    // A button turns Space and Enter into a click (handled there): only arrows and Escape here.
-    if (e.isTrusted && (e.key === ' ' || e.key === 'Enter')) return;
+  /** The handle's click (Space, Enter, a pointer): pick the card up, or drop it where the arrows pointed. */
+  const pickOrDrop = (service: control.Service) => {
     if (picked?.serviceId !== service.id) {
-      if (e.key === ' ' || e.key === 'Enter') {
-        e.preventDefault();
-        setPicked({ serviceId: service.id, target: columnOf(service) });
-        setAnnounce(
-          `${service.name} picked up in ${columnName(columnOf(service))}. Left and right arrows choose a column, Space drops, Escape cancels.`,
-        );
-      }
+      setPicked({ serviceId: service.id, target: columnOf(service) });
+      setAnnounce(`${service.name} picked up in ${columnName(columnOf(service))}.`);
       return;
     }
-    const at = columns.indexOf(picked.target);
+    setPicked(undefined);
+    setAnnounce(`${service.name} dropped in ${columnName(picked.target)}`);
+    if (picked.target !== columnOf(service)) void moveTo(service, picked.target);
+  };
+
+  /** While a card is picked up: ←/→ choose its column, Escape puts it back. */
+  const onHandleKey = (e: KeyboardEvent, service: control.Service) => {
+    if (picked?.serviceId !== service.id) return;
     if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
       e.preventDefault();
+      const at = columns.indexOf(picked.target);
       const next = columns[Math.min(columns.length - 1, Math.max(0, at + (e.key === 'ArrowRight' ? 1 : -1)))]!;
       setPicked({ serviceId: service.id, target: next });
       setAnnounce(`${service.name} over ${columnName(next)}`);
-    } else if (e.key === ' ' || e.key === 'Enter') {
-      e.preventDefault();
-      setPicked(undefined);
-      setAnnounce(`${service.name} dropped in ${columnName(picked.target)}`);
-      if (picked.target !== columnOf(service)) void moveTo(service, picked.target);
     } else if (e.key === 'Escape') {
       setPicked(undefined);
       setAnnounce(`${service.name}: move canceled`);
@@ -185,12 +181,8 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
               aria-label={`move ${s.name}`}
               aria-pressed={isPicked}
               aria-describedby="move-help"
-              onKeyDown={(e) => onCardKey(e, s)}
-              onClick={(e) => {
-                // Space and Enter arrive here as clicks: pick up, or drop where the arrows pointed.
-                e.preventDefault();
-                onCardKey(new KeyboardEvent('keydown', { key: ' ' }), s);
-              }}
+              onKeyDown={(e) => onHandleKey(e, s)}
+              onClick={() => pickOrDrop(s)}
             >
               ⠿
             </button>

@@ -50,7 +50,9 @@ export function Run({ session, deploymentId }: { session: Session; deploymentId:
   }
   const status = runStatusName(run.status);
   const finished = TERMINAL_RUN.includes(run.status);
-  const done = run.services.filter((s) => s.steps.length > 0 && s.steps.every((st) => st.finishedAt !== undefined));
+  // Progress over the services this run acts on (a skipped one has nothing to do).
+  const acting = run.services.filter((s) => s.status !== control.ServiceState.SERVICE_STATE_SKIPPED);
+  const done = acting.filter((s) => s.steps.length > 0 && s.steps.every((st) => st.finishedAt !== undefined));
   const failed = run.services.filter((s) => FAILED_STATES.test(stateName(s.status)));
   return (
     <main class="wide">
@@ -75,8 +77,8 @@ export function Run({ session, deploymentId }: { session: Session; deploymentId:
         </p>
       )}
       {run.message !== '' && <p>{run.message}</p>}
-      <progress max={Math.max(1, run.services.length)} value={done.length} aria-label="services done">
-        {done.length}/{run.services.length}
+      <progress max={Math.max(1, acting.length)} value={done.length} aria-label="services done">
+        {done.length}/{acting.length}
       </progress>
       <p class="page-links">
         <a href={`#/logs/${run.id}`}>Logs</a>
