@@ -138,6 +138,9 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         return refuse(res, 401, { code: 'UNAUTHENTICATED', message: 'the token is unknown, revoked or expired' });
       }
       const id = newSecret();
+      // Sessions nobody came back to go when someone signs in: the map holds only live ones.
+      const now = Date.now();
+      for (const [other, s] of sessions) if (s.expiresAt <= now) sessions.delete(other);
       sessions.set(id, session);
       log.info({ token: described.tokenName, role: described.role }, 'console sign-in');
       return send(res, 200, described, { 'set-cookie': sessionCookie(id, SESSION_TTL_MS) });
