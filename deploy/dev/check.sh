@@ -8,6 +8,7 @@ echo "check: biome" >&2
 biome ci --reporter=summary .
 echo "check: tsc" >&2
 tsc -p tsconfig.json
+tsc -p packages/console/tsconfig.json # the browser app: DOM types, JSX
 echo "check: protos (buf lint, regenerate, compare)" >&2
 bash proto/generate.sh
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then

@@ -36,4 +36,5 @@ echo
 echo "\$ node deploy/dev/secrets-boundary.ts --environment-id $environment_id --secret-keys API_TOKEN,DB_PASSWORD"
 node deploy/dev/secrets-boundary.ts --environment-id "$environment_id" --secret-keys API_TOKEN,DB_PASSWORD
 echo
+echo "web console: https://${STAGELINE_CONSOLE_LISTEN:-127.0.0.1:8443} (sign in with the token in $STAGELINE_STATE/admin.token; its certificate is signed by $STAGELINE_STATE/tls/ca.pem)"
 echo "stack is still running: 'npm run stack:down' stops it. Next: README.md, \"Using the CLI\"."

@@ -54,6 +54,9 @@ REQUIREMENTS=(
   "python3:grpc                        | python3-grpcio    | the Python client e2e test"
   "python3:google.protobuf             | python3-protobuf  | the Python client e2e test"
   "podman-compose                      | podman-compose    | the compose benchmark's reference point"
+  "/usr/bin/chromium                   | chromium          | the web console's browser tests (playwright-core drives it; no browser is downloaded)"
+  "unshare                             | util-linux        | the browser tests run Chromium in a network namespace of its own (test/e2e/browser/)"
+  "ip                                  | iproute2          | brings up loopback in the browser tests' network namespace"
 )
 
 trim() { local s="$1"; s="${s#"${s%%[![:space:]]*}"}"; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
@@ -128,6 +131,9 @@ bash "$STAGELINE_ROOT/deploy/dev/managed-postgres.sh" start
 
 # --- dependencies ----------------------------------------------------------------------------
 pnpm install --frozen-lockfile --reporter=silent
+
+# The web console's browser app (packages/console/dist), which control serves.
+node "$STAGELINE_ROOT/packages/console/src/build.ts"
 
 # --- local registries (mirror :5000, external :5001) and the example images ----------------------
 bash "$STAGELINE_ROOT/deploy/dev/registry.sh" up >&2

@@ -83,6 +83,8 @@ export function useStack(options: StackOptions = {}) {
   const procs: Proc[] = [];
   let stateDir = '';
   let addresses: Record<ServiceName, string> = { control: '', planner: '', build: '', deploy: '' };
+  /** The web console's host:port (control serves it; each file its own port). */
+  let consoleAddress = '';
   let bus: Bus | undefined;
   let secured: SecuredNats | undefined;
   const clients: {
@@ -102,6 +104,7 @@ export function useStack(options: StackOptions = {}) {
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
     STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
+    STAGELINE_CONSOLE_LISTEN: consoleAddress,
     // The dev stack's source policy, plus what tests serve themselves: git repositories in temporary
     // directories, git and registries on 127.0.0.1 (any port).
     STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/,127.0.0.1`,
@@ -157,6 +160,7 @@ export function useStack(options: StackOptions = {}) {
       build: `127.0.0.1:${await freePort()}`,
       deploy: `127.0.0.1:${await freePort()}`,
     };
+    consoleAddress = `127.0.0.1:${await freePort()}`;
     await Promise.all(names.map((n) => spawnService(n, addresses[n])));
     // control's public API: TLS and the admin token, like any user.
     clients.environments = connect(control.EnvironmentServiceClient, addresses.control, security.user());
@@ -211,6 +215,10 @@ export function useStack(options: StackOptions = {}) {
     },
     get bus() {
       return bus!;
+    },
+    /** The web console control serves: `https://127.0.0.1:<port>` (TLS with the test CA). */
+    get consoleUrl() {
+      return `https://${consoleAddress}`;
     },
     /** The authenticated bus (`securedBus: true`): its URL and each identity's credentials. */
     get securedBus() {

@@ -32,6 +32,8 @@ export function useControl(env: Record<string, string> = {}) {
         // Nothing listens there: ExplainBuild and plans are answered UNAVAILABLE by control.
         STAGELINE_PLANNER_ADDRESS: '127.0.0.1:1',
         STAGELINE_BUILD_ADDRESS: '127.0.0.1:1',
+        // The web console's fixed default port would collide between files; the CLI needs none.
+        STAGELINE_CONSOLE_LISTEN: 'off',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -27,6 +27,8 @@ export interface ControlConfig extends CommonConfig {
   kubeContexts?: string[];
   /** Exceptions to the source policy (STAGELINE_SOURCE_ALLOW). Absent: none. */
   sourcePolicy?: SourcePolicy;
+  /** host:port of the web console (HTTPS, STAGELINE_CONSOLE_LISTEN; `off`: none). Absent: none. */
+  consoleListen?: string;
 }
 
 /** Reads one of @stageline/policy's variables, its parse errors as ConfigError naming the variable. */
@@ -46,7 +48,9 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     STAGELINE_ADMIN_TOKEN_FILE: '',
     [KUBE_CONTEXTS_VARIABLE]: '',
     [SOURCE_ALLOW_VARIABLE]: '',
+    STAGELINE_CONSOLE_LISTEN: '127.0.0.1:8443',
   });
+  const consoleListen = read('STAGELINE_CONSOLE_LISTEN');
   return {
     ...commonConfig(env, '127.0.0.1:50051', 'control'),
     plannerAddress: hostPort('STAGELINE_PLANNER_ADDRESS', read('STAGELINE_PLANNER_ADDRESS')),
@@ -55,5 +59,6 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     adminTokenFile: read('STAGELINE_ADMIN_TOKEN_FILE'),
     kubeContexts: policyVariable(KUBE_CONTEXTS_VARIABLE, read(KUBE_CONTEXTS_VARIABLE), parseKubeContexts),
     sourcePolicy: policyVariable(SOURCE_ALLOW_VARIABLE, read(SOURCE_ALLOW_VARIABLE), parseSourcePolicy),
+    ...(consoleListen === 'off' ? {} : { consoleListen: hostPort('STAGELINE_CONSOLE_LISTEN', consoleListen) }),
   };
 }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Bus } from '@stageline/bus';
+import { consoleAssetsDir } from '@stageline/console';
 import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { failedPrecondition } from '@stageline/errors';
 import { connect, startGrpcServer } from '@stageline/grpc';
@@ -16,6 +17,7 @@ import { PgTokenStore } from './adapters/db/token-store.ts';
 import { accessService, Scope } from './adapters/grpc/access.ts';
 import { deploymentService } from './adapters/grpc/deployments.ts';
 import { controlServices } from './adapters/grpc/handlers.ts';
+import { type RunningConsole, startConsole } from './adapters/http/console-server.ts';
 import { followRuns } from './adapters/nats/runs.ts';
 import { AccessApp } from './app/access-app.ts';
 import { ControlApp } from './app/control-app.ts';
@@ -24,6 +26,8 @@ import type { ControlConfig } from './config.ts';
 export interface RunningControl {
   /** host:port the gRPC server listens on. */
   address: string;
+  /** The web console's URL (`https://127.0.0.1:8443`); undefined when it is off. */
+  consoleUrl: string | undefined;
   /** Stops taking calls, finishes relaying events, closes connections. */
   stop(): Promise<void>;
 }
@@ -127,11 +131,26 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     onChange: (ready) => server.setServing(ready),
     log,
   });
-  log.info({ address: server.address }, 'control serving');
+  // The console calls the public gRPC port like any client, with the signed-in user's token.
+  const grpcPort = server.address.slice(server.address.lastIndexOf(':') + 1);
+  let webConsole: RunningConsole | undefined;
+  if (config.consoleListen !== undefined) {
+    webConsole = await startConsole({
+      listen: config.consoleListen,
+      tls: config.tls,
+      grpcAddress: `127.0.0.1:${grpcPort}`,
+      verifyToken: (token) => access.verify(token),
+      assetsDir: consoleAssetsDir,
+      log,
+    });
+  }
+  log.info({ address: server.address, console: webConsole?.url }, 'control serving');
 
   return {
     address: server.address,
+    consoleUrl: webConsole?.url,
     async stop() {
+      await webConsole?.close();
       await health.close();
       server.setServing(false);
       await server.shutdown();

@@ -31,3 +31,12 @@ describe('control config: what environments may name (issue 21)', () => {
     expect((caught as ConfigError).variable).toBe(variable);
   });
 });
+
+describe('control config: the web console', () => {
+  it('serves it on 127.0.0.1:8443 by default, elsewhere when asked, not at all with "off"', () => {
+    expect(loadConfig(TLS).consoleListen).toBe('127.0.0.1:8443');
+    expect(loadConfig({ ...TLS, STAGELINE_CONSOLE_LISTEN: '0.0.0.0:9443' }).consoleListen).toBe('0.0.0.0:9443');
+    expect(loadConfig({ ...TLS, STAGELINE_CONSOLE_LISTEN: 'off' }).consoleListen).toBeUndefined();
+    expect(() => loadConfig({ ...TLS, STAGELINE_CONSOLE_LISTEN: '8443' })).toThrow(/STAGELINE_CONSOLE_LISTEN/);
+  });
+});

@@ -40,7 +40,9 @@ export function testControlConfig(
  * A control service on real PostgreSQL and NATS, isolated per test file, with gRPC clients: TLS and
  * the admin token, the way every user reaches it (control makes the token live at start).
  */
-export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: string; secretKeys?: KeySource } = {}) {
+export function useControl(
+  policy: { kubeContexts?: string[]; sourceAllow?: string; secretKeys?: KeySource; console?: boolean } = {},
+) {
   const security = testSecurity();
   const env = useIsolatedEnvironment();
   let running: RunningControl | undefined;
@@ -53,6 +55,7 @@ export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: stri
       {
         ...testControlConfig(env, policy),
         ...(policy.secretKeys !== undefined ? { secretKeys: policy.secretKeys } : {}),
+        ...(policy.console === true ? { consoleListen: '127.0.0.1:0' } : {}),
       },
       createLogger({ service: 'control-test', level: process.env.LOG_LEVEL ?? 'silent' }),
     );
@@ -75,6 +78,10 @@ export function useControl(policy: { kubeContexts?: string[]; sourceAllow?: stri
     },
     get address() {
       return running!.address;
+    },
+    /** With `console: true`: the web console's URL. */
+    get consoleUrl() {
+      return running!.consoleUrl!;
     },
   };
 }

@@ -1,0 +1,2 @@
+// esbuild bundles the stylesheet an import names.
+declare module '*.css';
