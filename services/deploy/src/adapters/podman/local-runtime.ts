@@ -2,7 +2,7 @@
 // translated; the environment's podman network; public ports on 127.0.0.1; readiness probed by us, since
 // podman's healthchecks need systemd timers.
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@stageline/log';
