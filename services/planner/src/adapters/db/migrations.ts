@@ -1,4 +1,4 @@
-import { type DbMigration, outboxMigration, sqlMigration } from '@stageline/db';
+import { type DbMigration, outboxMigration, outboxSetAsideMigration, sqlMigration } from '@stageline/db';
 
 export const migrations: DbMigration[] = [
   outboxMigration,
@@ -46,4 +46,6 @@ export const migrations: DbMigration[] = [
   sqlMigration('planner-0002-service-outputs', [
     `alter table service_status add column outputs jsonb not null default '{}'`,
   ]),
+  // Rows the outbox relay cannot publish, set aside with the reason (@stageline/db).
+  outboxSetAsideMigration,
 ];
