@@ -72,8 +72,11 @@ interface Env {
   serviceIds: string[];
 }
 
-/** An environment of `count` containers over two stages, each ready only after `readyAfterS` seconds. */
-async function environment(name: string, count: number, readyAfterS: number, image = IMAGE, tag = TAG): Promise<Env> {
+/**
+ * An environment of `count` containers, each ready only after `readyAfterS` seconds: over two stages (a
+ * fault during the first must not cancel the second), or all in one.
+ */
+async function environment(name: string, count: number, readyAfterS: number, stages: 1 | 2 = 2): Promise<Env> {
   const { environment, pipeline } = await createEnvironment(stack, name);
   const envId = environment!.id;
   const serviceIds: string[] = [];
@@ -86,9 +89,8 @@ async function environment(name: string, count: number, readyAfterS: number, ima
         service: {
           name: `svc-${i}`,
           kind: control.ServiceKind.SERVICE_KIND_CONTAINER,
-          // Two stages: a fault during the first must not cancel the second.
-          stageId: pipeline!.stages[i % 2 === 0 ? 2 : 3]!.id,
-          source: { $case: 'container', value: { image, tag, ports: [{ port: 8080, public: false }] } },
+          stageId: pipeline!.stages[stages === 2 && i % 2 === 1 ? 3 : 2]!.id,
+          source: { $case: 'container', value: { image: IMAGE, tag: TAG, ports: [{ port: 8080, public: false }] } },
           envVars: [
             {
               key: 'EXAMPLE_SCRIPT',
@@ -267,16 +269,21 @@ describe('the fault suite: faults of Stageline itself, mid-run', () => {
     });
   }
 
-  it('the deploy worker killed (kill -9) holding jobs, restarted 2 s later', async () => {
-    const env = await environment('deploy-kill', 2, 3);
+  it('the deploy worker killed (kill -9) holding jobs, another one running', async () => {
+    // Both services in one stage, on the one deploy worker, long enough to be in flight at the kill.
+    const env = await environment('deploy-kill', 2, 8, 1);
+    const doomed = stack.live('deploy');
     const id = await startRun(env.envId);
     await untilStep(id);
+    // Its jobs move on to the other process within the ack wait (6 s).
+    await stack.spawnWorker('deploy');
     const faultAt = Date.now();
-    await stack.crash('deploy', 2_000);
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
     await verdict('deploy worker kill -9', faultAt, env, id);
   });
 
-  it('the build worker killed (kill -9) mid-build, restarted 2 s later', async () => {
+  it('the build worker killed (kill -9) mid-build, another one running', async () => {
     // A git application whose build has a slow step (a label unique to this run defeats buildah's cache).
     const git = (args: string[], cwd?: string) =>
       execFileSync('git', args, {
@@ -297,7 +304,7 @@ describe('the fault suite: faults of Stageline itself, mid-run', () => {
     git(['init', '--quiet', '--initial-branch=main', work]);
     writeFileSync(
       join(work, 'Dockerfile'),
-      `FROM ${EXAMPLE_IMAGE}\nLABEL stageline.faults.run=${Date.now().toString(36)}\nRUN echo slow-build-started && sleep 4 && echo slow-build-done\n`,
+      `FROM ${EXAMPLE_IMAGE}\nLABEL stageline.faults.run=${Date.now().toString(36)}\nRUN echo slow-build-started && sleep 8 && echo slow-build-done\n`,
     );
     git(['add', '-A'], work);
     git(['commit', '--quiet', '-m', 'slow'], work);
@@ -318,10 +325,13 @@ describe('the fault suite: faults of Stageline itself, mid-run', () => {
       }),
     );
     const env = { envId: environment!.id, serviceIds: [service!.id] };
+    const doomed = stack.live('build');
     const id = await startRun(env.envId);
     await untilStep(id, control.StepKind.STEP_KIND_BUILD);
+    await stack.spawnWorker('build');
     const faultAt = Date.now();
-    await stack.crash('build', 2_000);
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
     await verdict('build worker kill -9 mid-build', faultAt, env, id);
   });
 

@@ -1,7 +1,10 @@
 // The relay never wedges: a row the bus refuses for a reason of its own (here over NATS's max_payload, as
 // a 1.31 MB service event once was) is set aside with the reason after a few tries, and the rows after it
 // are published, in order, on a real JetStream. A bus that is away sets nothing aside.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Bus } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
@@ -19,6 +22,8 @@ import {
 import { DATABASE_URL, dropSchema, randomName, silentLog } from './helpers.ts';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const run = promisify(execFile);
+const listing = fileURLToPath(new URL('../../../deploy/dev/outbox.ts', import.meta.url));
 const schemas: string[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 
@@ -99,6 +104,11 @@ describe('the outbox relay on a real JetStream', () => {
     expect(setAside[0]?.reason).toMatch(/max_payload/);
     expect(relay.setAsideCount).toBe(1);
     expect(await db.em().count(OutboxMessage, { id: tooBig })).toBe(0);
+    // The operator's listing names it, with why.
+    const { stdout } = await run(process.execPath, [listing, 'list'], { env: { ...process.env, DATABASE_URL } });
+    const line = stdout.split('\n').find((l) => l.includes(tooBig));
+    expect(line).toContain(`${db.schema}\t${tooBig}\t${subject}\t1310000 bytes\t3 tries`);
+    expect(line).toMatch(/max_payload/);
   });
 
   it('sets nothing aside while the bus is away: the rows wait, in order, and go once it answers', async () => {
