@@ -126,7 +126,8 @@ export function useStack(options: StackOptions = {}) {
     procs.push(proc);
     try {
       await Promise.race([
-        waitForServing(address, { security: { ca: security.ca }, timeoutMs: 30_000 }),
+        // Generous: on a loaded 2-core machine (several suites at once) a start has taken over 30 s.
+        waitForServing(address, { security: { ca: security.ca }, timeoutMs: 90_000 }),
         exited.then((code) => {
           throw new Error(`${name} exited with ${code} before serving`);
         }),
@@ -170,7 +171,7 @@ export function useStack(options: StackOptions = {}) {
       credentialsFile: secured?.credentialsFile('provision'),
       provisioned: false,
     });
-  }, 90_000);
+  }, 240_000);
 
   afterAll(async () => {
     // What the test file deployed on podman goes with it: pods, networks and volumes are labelled
