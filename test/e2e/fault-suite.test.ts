@@ -280,6 +280,9 @@ describe('the fault suite: faults of Stageline itself, mid-run', () => {
     const faultAt = Date.now();
     doomed.child.kill('SIGKILL');
     await doomed.exited;
+    // Control reaches the deploy service where the killed one was: one comes back there (the jobs are
+    // the other one's already, or whichever pulls first).
+    await stack.spawnAt('deploy', doomed.address);
     await verdict('deploy worker kill -9', faultAt, env, id);
   });
 
@@ -332,6 +335,7 @@ describe('the fault suite: faults of Stageline itself, mid-run', () => {
     const faultAt = Date.now();
     doomed.child.kill('SIGKILL');
     await doomed.exited;
+    await stack.spawnAt('build', doomed.address);
     await verdict('build worker kill -9 mid-build', faultAt, env, id);
   });
 

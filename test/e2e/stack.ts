@@ -226,6 +226,10 @@ export function useStack(options: StackOptions = {}) {
     async spawnWorker(name: 'build' | 'deploy'): Promise<Proc> {
       return spawnService(name, `127.0.0.1:${await freePort()}`);
     },
+    /** A process of the service on a given address: where a killed one was (the others call it there). */
+    async spawnAt(name: ServiceName, address: string): Promise<Proc> {
+      return spawnService(name, address);
+    },
     /** A running process of the service (the first one started that is still alive). */
     live(name: ServiceName): Proc {
       const proc = procs.find((p) => p.name === name && p.child.exitCode === null && p.child.signalCode === null);
