@@ -234,6 +234,27 @@ export function useStack(options: StackOptions = {}) {
     async spawnWorker(name: 'build' | 'deploy'): Promise<Proc> {
       return spawnService(name, `127.0.0.1:${await freePort()}`);
     },
+    /** A process of the service on a given address: where a killed one was (the others call it there). */
+    async spawnAt(name: ServiceName, address: string): Promise<Proc> {
+      return spawnService(name, address);
+    },
+    /** A running process of the service (the first one started that is still alive). */
+    live(name: ServiceName): Proc {
+      const proc = procs.find((p) => p.name === name && p.child.exitCode === null && p.child.signalCode === null);
+      if (proc === undefined) throw new Error(`no ${name} process is running`);
+      return proc;
+    },
+    /**
+     * kill -9 of a running process of the service; after `pauseMs`, the same service again on the same
+     * address (the others and the test's clients find it where it was).
+     */
+    async crash(name: ServiceName, pauseMs = 1_000): Promise<Proc> {
+      const proc = this.live(name);
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      return spawnService(name, proc.address);
+    },
     logs(name: ServiceName): string {
       return procs
         .filter((p) => p.name === name)

@@ -128,14 +128,18 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     ttl: 24 * 3600 * 1000,
     history: 1,
   });
-  // A lease is `<stream sequence>.<delivery count>`: deliveries of one job message supersede each
-  // other by count; a job published again (another stream message) takes the lease outright.
-  type Lease = { seq: number; delivery: number };
-  const leaseText = (l: Lease) => new TextEncoder().encode(`${l.seq}.${l.delivery}`);
+  // A lease is `<message>.<delivery count>`, the message being the job message's Nats-Msg-Id (its
+  // stream sequence when it has none): deliveries of one job message supersede each other by count; a job
+  // published again (another message) takes the lease outright. Not the sequence alone: a stream rebuilt
+  // after the NATS store was lost numbers from 1 again, and a re-dispatched job could get the old one's.
+  type Lease = { message: string; delivery: number };
+  const leaseText = (l: Lease) => new TextEncoder().encode(`${l.message}.${l.delivery}`);
   const leaseOf = (entry: { operation: string; value: Uint8Array } | null): Lease | undefined => {
     if (entry?.operation !== 'PUT') return undefined;
-    const [seq, delivery] = new TextDecoder().decode(entry.value).split('.').map(Number);
-    return seq === undefined || delivery === undefined ? undefined : { seq, delivery };
+    const text = new TextDecoder().decode(entry.value);
+    const dot = text.lastIndexOf('.');
+    const delivery = Number(text.slice(dot + 1));
+    return dot < 1 || !Number.isInteger(delivery) ? undefined : { message: text.slice(0, dot), delivery };
   };
   /**
    * Takes the job's lease for this delivery: false when a newer delivery of the same message holds it;
@@ -154,8 +158,8 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     for (let tries = 0; tries < 5; tries++) {
       const entry = await kv.get(key);
       const current = leaseOf(entry);
-      if (current?.seq === mine.seq && current.delivery > mine.delivery) return false;
-      if (current?.seq === mine.seq && current.delivery === mine.delivery) return true;
+      if (current?.message === mine.message && current.delivery > mine.delivery) return false;
+      if (current?.message === mine.message && current.delivery === mine.delivery) return true;
       try {
         if (entry === null) await kv.create(key, leaseText(mine));
         else await kv.update(key, leaseText(mine), entry.revision);
@@ -169,7 +173,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
   /** Whether this delivery still holds the job's lease (no other delivery took it since). */
   async function holdsLease(key: string, mine: Lease): Promise<boolean> {
     const current = leaseOf(await kv.get(key));
-    return current === undefined || (current.seq === mine.seq && current.delivery === mine.delivery);
+    return current === undefined || (current.message === mine.message && current.delivery === mine.delivery);
   }
   const running = new Map<string, Set<AbortController>>();
   const stopping = new AbortController();
@@ -206,7 +210,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     // One live copy: each delivery takes the job's lease; a copy whose lease a newer delivery took stops
     // and reports nothing (fence before every report and before the result is recorded).
     const lease = `lease.${kvKey}`;
-    const mine = { seq: message.streamSequence, delivery: message.deliveryCount };
+    const mine = { message: message.msgId ?? `seq${message.streamSequence}`, delivery: message.deliveryCount };
     const took = await takeLease(lease, mine);
     if (took === false) {
       jobLog.info({ lease: mine }, 'a newer delivery of this job holds its lease: leaving this one alone');
@@ -224,9 +228,10 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       await fence();
       sequence++;
       const data = busv1.JobEvent.encode({ ...id, sequence, event }).finish();
-      // Unique per delivery of the job message: a re-reported result must not be taken for a duplicate.
+      // Unique per delivery of the job message: a re-reported result must not be taken for a duplicate
+      // (nor a re-dispatched job's for the events of the copy it replaced).
       await bus.publish(resultsSubject(id.deploymentId), data, {
-        msgId: `${id.jobId}.${message.streamSequence}.${sequence}`,
+        msgId: `${id.jobId}.${mine.message}.${sequence}`,
       });
     };
 

@@ -3,7 +3,7 @@ import { connect } from '@nats-io/transport-node';
 import { DomainError } from '@stageline/errors';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Bus, bucketNames, durableConsumers, PROVISION_HINT, provisionBus } from '../src/index.ts';
-import { deletePrefixStreams, NATS_URL, randomPrefix, silentLog } from './support.ts';
+import { deletePrefixStreams, eventually, NATS_URL, randomPrefix, silentLog } from './support.ts';
 
 // Provisioning apart from running, on the anonymous test server: what `provision` makes, and what a
 // provisioned bus (a service with credentials) does without it. The secured server: test/e2e/bus-auth.test.ts.
@@ -71,5 +71,31 @@ describe('provisioning', () => {
     await c.stop();
     const info = await admin.jsm.consumers.info(service.subjects.streams.deployJobs, c.consumer);
     expect(info.config.max_ack_pending).toBe(3 * 16);
+  });
+
+  it('after the NATS store was lost, provisioning again brings a provisioned service back: its loop resumes', async () => {
+    const admin = await open(false);
+    await provisionBus(admin);
+    const service = await open(true);
+    const seen: string[] = [];
+    const requests = await service.consume({
+      ...durableConsumers(service.subjects)['planner-requests'],
+      handler: (m) => {
+        seen.push(new TextDecoder().decode(m.data));
+      },
+    });
+    try {
+      const subject = service.subjects.requests('env-1');
+      await admin.publish(subject, new TextEncoder().encode('before'));
+      await eventually(() => seen.includes('before'), 'the request before the loss');
+      // Every stream (and so every consumer) of the prefix is gone, as with a lost store.
+      await deletePrefixStreams(prefix);
+      await provisionBus(admin);
+      await admin.publish(subject, new TextEncoder().encode('after'));
+      await eventually(() => seen.includes('after'), 'the request after the rebuild', 60_000);
+      expect(seen).toEqual(['before', 'after']);
+    } finally {
+      await requests.stop();
+    }
   });
 });

@@ -314,3 +314,80 @@ describe('worker framework', () => {
     }
   });
 });
+
+describe('worker framework after the NATS store was lost', () => {
+  it('a job published again into the rebuilt stream takes the lease, though its sequence number is the old copy’s', async () => {
+    // A prefix of its own: the job is message 1 of its stream before and after the rebuild.
+    const own = randomPrefix();
+    const b = await connectBus(own, 'worker-rebuild-test');
+    const { provisionBus } = await import('../src/index.ts');
+    await provisionBus(b);
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    const copies: { signal: AbortSignal; sequence: number }[] = [];
+    let releaseFirst = () => {};
+    const firstMayEnd = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    const w = await startWorker({
+      bus: b,
+      role: 'build',
+      log: (await import('@stageline/log')).createLogger({ service: 'worker-test', level: 'silent' }),
+      slots: 3,
+      ackWaitMs: 3_000,
+      durable: 'build-workers',
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async (_j, ctx) => {
+        copies.push({ signal: ctx.signal, sequence: copies.length + 1 });
+        if (copies.length === 1) {
+          // The old copy works on until its lease is gone (or the test lets it end).
+          await Promise.race([firstMayEnd, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))]);
+          ctx.signal.throwIfAborted();
+        }
+        return busv1.JobFinished.fromPartial({ succeeded: true, message: `copy ${copies.length}` });
+      },
+    });
+    try {
+      const first = await b.publish(b.subjects.buildJobs(deploymentId), job(deploymentId, 'job-r'), { msgId: 'row-1' });
+      await eventually(() => copies.length === 1, 'the first copy running');
+      // The store is lost: every stream and bucket of the prefix goes, provisioning makes them again.
+      await deletePrefixStreams(own);
+      for await (const name of b.jsm.streams.names()) {
+        if (name.startsWith(`KV_${b.subjects.streamPrefix}_`)) await b.jsm.streams.delete(name);
+      }
+      await provisionBus(b);
+      // The planner dispatches the job again (another outbox row, so another Nats-Msg-Id).
+      const again = await b.publish(b.subjects.buildJobs(deploymentId), job(deploymentId, 'job-r'), {
+        msgId: 'row-2',
+      });
+      expect(again.seq).toBe(first.seq);
+      await eventually(() => copies.length === 2, 'the new copy running', 30_000);
+      // The old copy finds its lease taken at its next beat and stops, recording nothing.
+      await eventually(() => copies[0]?.signal.aborted, 'the old copy stopped', 15_000);
+      releaseFirst();
+      const results = async () => {
+        const stream = b.subjects.streams.results;
+        const info = await b.jsm.streams.info(stream);
+        const out: string[] = [];
+        for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+          const m = await b.jsm.streams.getMessage(stream, { seq }).catch(() => null);
+          const event = m ? busv1.JobEvent.decode(m.data).event : undefined;
+          if (event?.$case === 'jobFinished') out.push(event.value.message);
+        }
+        return out;
+      };
+      await eventually(async () => (await results()).length > 0, 'the new copy’s result');
+      // Time for a second result, were the old copy still live: there is none.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(await results()).toEqual(['copy 2']);
+    } finally {
+      releaseFirst();
+      await w.stop();
+      for await (const name of b.jsm.streams.names()) {
+        if (name.startsWith(`KV_${b.subjects.streamPrefix}_`)) await b.jsm.streams.delete(name);
+      }
+      await b.close();
+      await deletePrefixStreams(own);
+    }
+  });
+});

@@ -11,6 +11,20 @@ export {
 export { isUniqueViolation, UNIQUE_VIOLATION } from './errors.ts';
 export { idTime, newId } from './ids.ts';
 export { type DbMigration, type SqlRunner, sqlMigration } from './migrations.ts';
-export { enqueue, OUTBOX_TABLE, type OutboxEntry, OutboxMessage, outboxMigration } from './outbox.ts';
-export { type OutboxPublish, OutboxRelay, type OutboxRelayOptions } from './outbox-relay.ts';
+export {
+  enqueue,
+  OUTBOX_SET_ASIDE_TABLE,
+  OUTBOX_TABLE,
+  type OutboxEntry,
+  OutboxMessage,
+  outboxMigration,
+  outboxSetAsideMigration,
+} from './outbox.ts';
+export {
+  listSetAside,
+  type OutboxPublish,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  type SetAsideRow,
+} from './outbox-relay.ts';
 export { type DbRetryOptions, DEFAULT_DB_RETRY, isTransientDbError, withDbRetry } from './retry.ts';

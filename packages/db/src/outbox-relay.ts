@@ -1,7 +1,9 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { DomainError } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
 import { LOCK_OUTBOX, lockKey, quoteIdent } from './admin.ts';
 import type { Database } from './database.ts';
-import { OUTBOX_TABLE, OutboxMessage } from './outbox.ts';
+import { OUTBOX_SET_ASIDE_TABLE, OUTBOX_TABLE, OutboxMessage } from './outbox.ts';
 
 /**
  * Publishes one message; resolves once the broker has it (for JetStream: the publish ack). It should time
@@ -25,7 +27,31 @@ export interface OutboxRelayOptions {
   retentionMs?: number;
   /** Upper bound of the retry backoff after a failed publish (default 10 s). */
   maxBackoffMs?: number;
+  /**
+   * Tries of a row whose publish fails for a reason of its own (`isPermanent`) before it is set aside
+   * (default 3). A row failing because the bus is away is never set aside: every row would fail alike.
+   */
+  maxAttempts?: number;
+  /**
+   * Whether a publish error belongs to the row rather than to the bus: default, a DomainError that is
+   * not retryable (the bus maps max_payload, a refused subject or msgId, a refusing stream to those).
+   */
+  isPermanent?: (error: unknown) => boolean;
 }
+
+/** A row the relay gave up on, in `<schema>.outbox_set_aside`. */
+export interface SetAsideRow {
+  id: string;
+  seq: string;
+  subject: string;
+  bytes: number;
+  createdAt: Date;
+  setAsideAt: Date;
+  attempts: number;
+  reason: string;
+}
+
+const permanentByDefault = (error: unknown): boolean => error instanceof DomainError && !error.retryable;
 
 interface Row {
   id: string;
@@ -62,8 +88,14 @@ export class OutboxRelay {
   readonly #batchSize: number;
   readonly #retentionMs: number;
   readonly #maxBackoffMs: number;
+  readonly #maxAttempts: number;
+  readonly #isPermanent: (error: unknown) => boolean;
   readonly #lockKey: number;
   readonly #table: string;
+  readonly #setAsideTable: string;
+  /** Tries of the rows that failed for a reason of their own, by row id (this process's count). */
+  readonly #attempts = new Map<string, number>();
+  #setAside = 0;
 
   #running = false;
   #loop: Promise<void> | undefined;
@@ -81,8 +113,16 @@ export class OutboxRelay {
     this.#batchSize = options.batchSize ?? 100;
     this.#retentionMs = options.retentionMs ?? 24 * 60 * 60 * 1000;
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000;
+    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 3);
+    this.#isPermanent = options.isPermanent ?? permanentByDefault;
     this.#lockKey = lockKey(options.db.schema);
     this.#table = `${quoteIdent(options.db.schema)}.${OUTBOX_TABLE}`;
+    this.#setAsideTable = `${quoteIdent(options.db.schema)}.${OUTBOX_SET_ASIDE_TABLE}`;
+  }
+
+  /** Rows this relay set aside since it started (the table holds every process's). */
+  get setAsideCount(): number {
+    return this.#setAside;
   }
 
   /** Starts the background loop. Idempotent. */
@@ -192,10 +232,20 @@ export class OutboxRelay {
             headers: row.headers ?? {},
           });
         } catch (e) {
+          if (this.#isPermanent(e)) {
+            const attempts = (this.#attempts.get(row.id) ?? 0) + 1;
+            this.#attempts.set(row.id, attempts);
+            if (attempts >= this.#maxAttempts) {
+              // Its own fault, tried enough: out of the way, with the reason, and the rows after it flow on.
+              await this.#setAsideRow(tx, row, attempts, e);
+              continue;
+            }
+          }
           // Stop at the first failure: later rows must not overtake this one.
           error = e;
           break;
         }
+        this.#attempts.delete(row.id);
         done.push(row.id);
       }
       if (done.length > 0) {
@@ -207,6 +257,22 @@ export class OutboxRelay {
       }
       return result;
     });
+  }
+
+  async #setAsideRow(tx: EntityManager, row: Row, attempts: number, error: unknown): Promise<void> {
+    const reason = error instanceof Error ? error.message : String(error);
+    await tx.execute(
+      `insert into ${this.#setAsideTable} (id, seq, subject, payload, headers, created_at, attempts, reason)
+         select id, seq, subject, payload, headers, created_at, ?, ? from ${this.#table} where id = ?`,
+      [attempts, reason, row.id],
+    );
+    await tx.execute(`delete from ${this.#table} where id = ?`, [row.id]);
+    this.#attempts.delete(row.id);
+    this.#setAside++;
+    this.#log.error(
+      { outboxId: row.id, subject: row.subject, bytes: row.payload.length, attempts, reason, setAside: this.#setAside },
+      `outbox row set aside: it cannot be published (${reason}); the rows after it go on (see ${OUTBOX_SET_ASIDE_TABLE})`,
+    );
   }
 
   async #maybeCleanup(): Promise<void> {
@@ -247,6 +313,36 @@ export class OutboxRelay {
   #wakeUp(): void {
     this.#wake?.();
   }
+}
+
+/** The rows set aside in `db`'s schema, oldest first: what an operator lists (`stageline-outbox list`). */
+export async function listSetAside(db: Pick<Database, 'em' | 'schema'>, limit = 100): Promise<SetAsideRow[]> {
+  const rows = await db.em().execute<
+    {
+      id: string;
+      seq: string;
+      subject: string;
+      bytes: number;
+      created_at: Date;
+      set_aside_at: Date;
+      attempts: number;
+      reason: string;
+    }[]
+  >(
+    `select id, seq::text as seq, subject, octet_length(payload) as bytes, created_at, set_aside_at, attempts, reason
+       from ${quoteIdent(db.schema)}.${OUTBOX_SET_ASIDE_TABLE} order by set_aside_at, seq limit ?`,
+    [limit],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    seq: r.seq,
+    subject: r.subject,
+    bytes: Number(r.bytes),
+    createdAt: new Date(r.created_at),
+    setAsideAt: new Date(r.set_aside_at),
+    attempts: Number(r.attempts),
+    reason: r.reason,
+  }));
 }
 
 function sleep(ms: number): Promise<void> {

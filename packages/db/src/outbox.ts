@@ -44,6 +44,27 @@ export const outboxMigration: DbMigration = sqlMigration('stageline-outbox-0001'
   `create index ${OUTBOX_TABLE}_published_idx on ${OUTBOX_TABLE} (published_at) where published_at is not null`,
 ]);
 
+export const OUTBOX_SET_ASIDE_TABLE = 'outbox_set_aside';
+
+/**
+ * Creates `<schema>.outbox_set_aside`: rows the relay could not publish (over the bus's max_payload, a
+ * subject the bus refuses, ...), moved out of the way with the reason so the rows after them flow on.
+ * Services list it after `outboxMigration` (at the end of their list when they already ran).
+ */
+export const outboxSetAsideMigration: DbMigration = sqlMigration('stageline-outbox-0002-set-aside', [
+  `create table ${OUTBOX_SET_ASIDE_TABLE} (
+    id uuid primary key,
+    seq bigint not null,
+    subject text not null,
+    payload bytea not null,
+    headers jsonb not null default '{}',
+    created_at timestamptz not null,
+    set_aside_at timestamptz not null default now(),
+    attempts integer not null,
+    reason text not null
+  )`,
+]);
+
 export interface OutboxEntry {
   /**
    * A UUID for the row and `Nats-Msg-Id` (default: `newId()`). Pass your own to reuse it in the payload,

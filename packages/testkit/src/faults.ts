@@ -21,6 +21,12 @@ export interface FaultServer {
   destroy(): Promise<void>;
 }
 
+/** A NATS server whose store can be lost. */
+export interface FaultNats extends FaultServer {
+  /** The NATS host lost its disk: kill -9, delete the JetStream store, start again empty on the same port. */
+  loseStore(): Promise<void>;
+}
+
 async function postgresAccount(): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
   const passwd = await readFile('/etc/passwd', 'utf8');
@@ -83,7 +89,7 @@ export async function startOwnPostgres(): Promise<FaultServer> {
 }
 
 /** A nats-server with JetStream on a free port and a store of its own, which a test may kill and start. */
-export async function startOwnNats(): Promise<FaultServer> {
+export async function startOwnNats(): Promise<FaultNats> {
   const binary = which('nats-server', process.env, ['/usr/sbin', '/usr/local/sbin']);
   if (binary === undefined) throw new Error('nats-server is not on PATH');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'stageline-fault-nats-'));
@@ -127,6 +133,12 @@ export async function startOwnNats(): Promise<FaultServer> {
     port,
     start,
     stop,
+    loseStore: async () => {
+      await stop();
+      await rm(store, { recursive: true, force: true });
+      await mkdir(store, { recursive: true });
+      await start();
+    },
     destroy: () => {
       destroyed ??= (async () => {
         await stop();

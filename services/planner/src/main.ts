@@ -14,7 +14,9 @@ import {
   consumeRequests,
   consumeResults,
 } from './adapters/nats/consumers.ts';
+import { jobStreamCreatedAt } from './adapters/nats/job-streams.ts';
 import { snapshotClient } from './adapters/snapshot-client.ts';
+import { startLostJobRecovery } from './app/lost-jobs.ts';
 import { PlannerApp } from './app/planner-app.ts';
 import { purgeSecrets, resealPlannerSecrets } from './app/secrets.ts';
 import { loadConfig } from './config.ts';
@@ -97,6 +99,15 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     Math.min(30_000, Math.max(1_000, Math.floor(limits.queueMs / 3))),
   );
   onClose('deadline sweep', () => clearInterval(sweep));
+  // A NATS store lost takes queued jobs along: dispatched again from the outbox (app/lost-jobs.ts).
+  const recovery = startLostJobRecovery({
+    db,
+    subjects: bus.subjects,
+    streamCreatedAt: jobStreamCreatedAt(bus),
+    onCommit: () => relay.kick(),
+    log,
+  });
+  onClose('lost-job recovery', () => recovery.stop());
 
   const server = await startGrpcServer({
     address: config.grpcListen,

@@ -3,8 +3,8 @@ import { invalidArgument } from '@stageline/errors';
 // Sizes of what a client may define, chosen so that every message the definitions end up in stays
 // well under NATS's max_payload (1 MiB): a service's definition rides in its EnvironmentEvent, its
 // BuildJob and DeployJob; a whole environment in the EnvironmentCreated of a clone and in the planner's
-// snapshot. A message over max_payload is never published, and the outbox relay publishes one schema's
-// rows in order: one such row would stop every environment's events. So the input never gets there.
+// snapshot. A message over max_payload is never published: the outbox relay sets such a row aside (its
+// event is lost to consumers) so the rows after it flow on. So the input never gets there.
 // The largest messages these limits allow are measured by test/e2e/limits.test.ts (README: Limits).
 
 const KiB = 1024;

@@ -1,4 +1,4 @@
-import { type DbMigration, outboxMigration, sqlMigration } from '@stageline/db';
+import { type DbMigration, outboxMigration, outboxSetAsideMigration, sqlMigration } from '@stageline/db';
 
 // Schema `control`. Never edit an applied migration: add the next one.
 // Foreign keys are checked at commit: rows are plain columns to MikroORM, so it does not order
@@ -84,4 +84,6 @@ export const migrations: DbMigration[] = [
     `alter table environment add column namespace text null`,
     `create unique index environment_namespace_key on environment (namespace) where status <> 10 and namespace is not null`,
   ]),
+  // Rows the outbox relay cannot publish, set aside with the reason (@stageline/db).
+  outboxSetAsideMigration,
 ];

@@ -1,4 +1,4 @@
-import { type DbMigration, outboxMigration, sqlMigration } from '@stageline/db';
+import { type DbMigration, outboxMigration, outboxSetAsideMigration, sqlMigration } from '@stageline/db';
 
 export const migrations: DbMigration[] = [
   outboxMigration,
@@ -50,4 +50,6 @@ export const migrations: DbMigration[] = [
   sqlMigration('planner-0003-event-sequence', [
     `alter table deployment add column event_sequence integer not null default 0`,
   ]),
+  // Rows the outbox relay cannot publish, set aside with the reason (@stageline/db).
+  outboxSetAsideMigration,
 ];
