@@ -149,6 +149,13 @@ describe('metrics', () => {
     expect(total(build, 'stageline_worker_slots', { consumer: /build-workers$/, state: 'free' })).toBe(7);
     expect(total(deploy, 'stageline_worker_slots', { consumer: /deploy-workers$/, state: 'busy' })).toBe(0);
 
+    // The outbox: each service's backlog read at the scrape (nothing waits once the runs are over).
+    for (const samples of [controlSamples, planner]) {
+      const pending = samples.filter((s) => s.name === 'stageline_outbox_pending_rows');
+      expect(pending.length).toBeGreaterThan(0);
+      expect(samples.some((s) => s.name === 'stageline_outbox_lag_seconds')).toBe(true);
+    }
+
     // The build cache: built once, then found.
     expect(total(build, 'stageline_build_cache_lookups_total', { result: 'miss' })).toBe(1);
     expect(total(build, 'stageline_build_cache_lookups_total', { result: 'hit' })).toBe(1);

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { DomainError } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
+import { metrics, trackOutbox } from '@stageline/telemetry';
 import { LOCK_OUTBOX, lockKey, quoteIdent } from './admin.ts';
 import type { Database } from './database.ts';
 import { OUTBOX_SET_ASIDE_TABLE, OUTBOX_TABLE, OutboxMessage } from './outbox.ts';
@@ -98,6 +99,7 @@ export class OutboxRelay {
   #setAside = 0;
 
   #running = false;
+  #untrack: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #kicked = false;
   #wake: (() => void) | undefined;
@@ -131,12 +133,23 @@ export class OutboxRelay {
       return;
     }
     this.#running = true;
+    this.#untrack = trackOutbox({ schema: this.#db.schema, backlog: () => this.#backlog() });
     this.#loop = this.#run();
+  }
+
+  /** Rows not yet published and the age of the oldest (for the outbox gauges at scrape time). */
+  async #backlog(): Promise<{ rows: number; oldestSeconds: number }> {
+    const [row] = await this.#db.em().execute<{ rows: number; oldest: number | string | null }[]>(
+      `select count(*)::int as rows, extract(epoch from now() - min(created_at))::float8 as oldest
+         from ${this.#table} where published_at is null`,
+    );
+    return { rows: row?.rows ?? 0, oldestSeconds: Math.max(0, Number(row?.oldest ?? 0)) };
   }
 
   /** Stops the loop after the batch in flight (whose published rows are committed). Idempotent. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#untrack?.();
     this.#wakeUp();
     await this.#loop;
     this.#loop = undefined;
@@ -269,6 +282,7 @@ export class OutboxRelay {
     await tx.execute(`delete from ${this.#table} where id = ?`, [row.id]);
     this.#attempts.delete(row.id);
     this.#setAside++;
+    metrics.outboxSetAside.inc({ schema: this.#db.schema });
     this.#log.error(
       { outboxId: row.id, subject: row.subject, bytes: row.payload.length, attempts, reason, setAside: this.#setAside },
       `outbox row set aside: it cannot be published (${reason}); the rows after it go on (see ${OUTBOX_SET_ASIDE_TABLE})`,

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Bus } from '@stageline/bus';
 import { DomainError } from '@stageline/errors';
+import { scrape } from '@stageline/telemetry';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type Database,
@@ -82,10 +83,15 @@ describe('the outbox relay on a real JetStream', () => {
     });
     cleanups.push(() => relay.stop());
     relay.start();
+    // Before it runs dry, the scrape sees a backlog of this schema's outbox.
+    const scraped = (await scrape()).body;
+    expect(scraped).toMatch(new RegExp(`stageline_outbox_pending_rows\\{schema="${db.schema}"\\} \\d`));
     await vi.waitFor(async () => expect(await db.em().count(OutboxMessage, { publishedAt: null })).toBe(0), {
       timeout: 15_000,
       interval: 50,
     });
+    expect((await scrape()).body).toContain(`stageline_outbox_set_aside_rows_total{schema="${db.schema}"} 1`);
+    expect((await scrape()).body).toContain(`stageline_outbox_pending_rows{schema="${db.schema}"} 0`);
     await relay.stop();
 
     // The stream holds the two events, in order; the big one is not there.

@@ -14,6 +14,45 @@ export interface SlotSource {
 }
 const slotSources = new Set<SlotSource>();
 
+/** An outbox (one schema's), asked for its backlog at scrape time. */
+export interface OutboxSource {
+  readonly schema: string;
+  backlog(): Promise<{ rows: number; oldestSeconds: number }>;
+}
+const outboxSources = new Set<OutboxSource>();
+
+/** Reports `source`'s backlog in `stageline_outbox_pending_rows` and `_lag_seconds` until untracked. */
+export function trackOutbox(source: OutboxSource): () => void {
+  outboxSources.add(source);
+  return () => outboxSources.delete(source);
+}
+
+/**
+ * Both outbox gauges from one query per outbox (a failing one leaves its last values). A scrape collects
+ * metrics concurrently: the two gauges share the read in flight.
+ */
+let outboxRead: Promise<void> | undefined;
+function readOutboxes(): Promise<void> {
+  outboxRead ??= queryOutboxes().finally(() => {
+    outboxRead = undefined;
+  });
+  return outboxRead;
+}
+
+async function queryOutboxes(): Promise<void> {
+  await Promise.all(
+    [...outboxSources].map(async (source) => {
+      try {
+        const { rows, oldestSeconds } = await source.backlog();
+        metrics.outboxPending.set({ schema: source.schema }, rows);
+        metrics.outboxLag.set({ schema: source.schema }, oldestSeconds);
+      } catch {
+        // The database is away: the scrape still answers; health says why.
+      }
+    }),
+  );
+}
+
 /** Counts `source`'s slots in `stageline_worker_slots` until the returned function is called. */
 export function trackSlots(source: SlotSource): () => void {
   slotSources.add(source);
@@ -132,10 +171,22 @@ export const metrics = {
     help: 'Outbox rows not yet published, by schema',
     labelNames: ['schema'] as const,
     registers,
+    async collect() {
+      await readOutboxes();
+    },
   }),
   outboxLag: new Gauge({
     name: 'stageline_outbox_lag_seconds',
     help: 'Age of the oldest outbox row not yet published, by schema (0: none waits)',
+    labelNames: ['schema'] as const,
+    registers,
+    async collect() {
+      await readOutboxes();
+    },
+  }),
+  outboxSetAside: new Counter({
+    name: 'stageline_outbox_set_aside_rows_total',
+    help: 'Outbox rows set aside because the bus refuses them for a reason of their own (over max_payload, …), by schema',
     labelNames: ['schema'] as const,
     registers,
   }),
