@@ -54,6 +54,7 @@ REQUIREMENTS=(
   "python3:grpc                        | python3-grpcio    | the Python client e2e test"
   "python3:google.protobuf             | python3-protobuf  | the Python client e2e test"
   "podman-compose                      | podman-compose    | the compose benchmark's reference point"
+  "mmdebstrap                          | mmdebstrap        | npm run images makes Stageline's Debian base images from Debian's packages (nothing can be pulled)"
 )
 
 trim() { local s="$1"; s="${s#"${s%%[![:space:]]*}"}"; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
