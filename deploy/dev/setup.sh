@@ -54,6 +54,7 @@ REQUIREMENTS=(
   "python3:grpc                        | python3-grpcio    | the Python client e2e test"
   "python3:google.protobuf             | python3-protobuf  | the Python client e2e test"
   "podman-compose                      | podman-compose    | the compose benchmark's reference point"
+  "kubectl                             | kubectl           | renders the Kubernetes manifests (kubectl kustomize) for npm run stack:pods and their test; the deploy image's kubectl. Comes with these machines' image (v1.32): Debian's kubernetes-client conflicts with it"
   "mmdebstrap                          | mmdebstrap        | npm run images makes Stageline's Debian base images from Debian's packages (nothing can be pulled)"
 )
 
