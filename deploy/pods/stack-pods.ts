@@ -247,14 +247,9 @@ async function runJob(pod: PodPlan): Promise<void> {
     if (status === 'exited' || status === 'stopped') {
       const logs = await logsOf(pod);
       if (code !== '0') throw new StackError(`${pod.source} failed (exit ${code}):\n${logs}`);
-      log(
-        `${pod.source}: ${
-          logs
-            .split('\n')
-            .filter((l) => l.trim() !== '' && !l.startsWith('---'))
-            .at(-1) ?? 'done'
-        }`,
-      );
+      // Its last plain line (JSON lines are a service logger's).
+      const plain = logs.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('---') && !l.startsWith('{'));
+      log(`${pod.source}: ${plain.at(-1) ?? 'done'}`);
       await podman(['pod', 'rm', '--force', pod.name]);
       return;
     }
