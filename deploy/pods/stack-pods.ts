@@ -5,6 +5,7 @@
 //                                            provisioning Job, then the four services; wait until each is ready
 //   node deploy/pods/stack-pods.ts example   apply and deploy the example environment with the CLI image,
 //                                            then ask its public service
+//   node deploy/pods/stack-pods.ts delete-example   delete the example environment through the pods
 //   node deploy/pods/stack-pods.ts down      remove the pods and stop the podman service the deploy pod uses
 //
 // Inputs: $STAGELINE_STATE/images.env (`npm run images` writes it), the credentials set-up made under
@@ -338,11 +339,11 @@ async function down(options: { keepService?: boolean } = {}): Promise<void> {
   }
 }
 
-/** The example environment, applied and deployed through the pods with the CLI image; then its public endpoint. */
-async function example(): Promise<void> {
+/** The `stageline` command from the CLI image, against the pods' control, as the first admin. */
+function cliOfImage(): (args: string[]) => Promise<string> {
   const refs = images();
   const token = readFileSync(path.join(STATE, 'admin.token'), 'utf8').trim();
-  const cli = async (args: string[]): Promise<string> => {
+  return async (args: string[]): Promise<string> => {
     const full = [
       'run',
       '--rm',
@@ -373,6 +374,11 @@ async function example(): Promise<void> {
       throw new StackError(`stageline ${args.join(' ')}:\n${err.stdout ?? ''}${err.stderr ?? String(e)}`);
     }
   };
+}
+
+/** The example environment, applied and deployed through the pods with the CLI image; then its public endpoint. */
+async function example(): Promise<void> {
+  const cli = cliOfImage();
   log('$ stageline apply -f deploy/examples/demo-staging.yaml');
   process.stdout.write(await cli(['apply', '-f', '/examples/demo-staging.yaml']));
   log('$ stageline deploy demo/staging --watch');
@@ -391,13 +397,20 @@ async function example(): Promise<void> {
   process.stdout.write(`${body}\n`);
 }
 
+/** The example environment deleted through the pods: its workloads and its database go. */
+async function deleteExample(): Promise<void> {
+  log('$ stageline delete demo/staging --yes --watch');
+  process.stdout.write(await cliOfImage()(['delete', 'demo/staging', '--yes', '--watch']));
+}
+
 const command = process.argv[2];
 try {
   if (command === 'up') await up();
+  else if (command === 'delete-example') await deleteExample();
   else if (command === 'down') await down();
   else if (command === 'example') await example();
   else {
-    console.error('usage: node deploy/pods/stack-pods.ts up|example|down');
+    console.error('usage: node deploy/pods/stack-pods.ts up|example|delete-example|down');
     process.exit(2);
   }
 } catch (e) {

@@ -35,8 +35,11 @@ function runAll(command: string, args: string[]): Promise<{ code: number | null;
 
 describe('npm run stack:pods', () => {
   afterAll(async () => {
+    // The example's workloads and database go with it, then the pods.
+    const deleted = await runAll('bash', ['deploy/dev/run.sh', 'node', 'deploy/pods/stack-pods.ts', 'delete-example']);
+    if (deleted.code !== 0) console.error(deleted.output.slice(-4000));
     await runAll('flock', [LOCK, 'bash', 'deploy/pods/stack-pods.sh', 'down']);
-  }, 120_000);
+  }, 300_000);
 
   it('runs Stageline in pods from its images and manifests, and deploys the example through them', async () => {
     const { code, output } = await runAll('flock', [LOCK, 'bash', 'deploy/pods/stack-pods.sh', 'up']);
