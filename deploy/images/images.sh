@@ -127,10 +127,16 @@ for target in "${TARGETS[@]}"; do
     log "$target: built $by_inputs in $((SECONDS - started)) s"
   fi
   podman tag "$by_inputs" "$name:$commit"
+  # Older local tags of this image go (the registry keeps them): each build would otherwise stay on disk.
+  # An image a container still uses stays too (podman refuses). Best effort: a listing may fail while
+  # another process removes an image.
+  { podman images --format '{{.Repository}}:{{.Tag}}' "$name" 2>/dev/null || true; } | while IFS= read -r old; do
+    [ "$old" = "$by_inputs" ] || [ "$old" = "$name:$commit" ] || podman rmi "$old" >/dev/null 2>&1 || true
+  done
   if [ "$PUSH" = 1 ]; then
     for ref in "$by_inputs" "$name:$commit"; do podman push --quiet "$ref" >/dev/null; done
   fi
-  size="$(podman image inspect --format '{{.Size}}' "$by_inputs" | numfmt --to=iec)"
+  size="$(podman image inspect --format '{{.Size}}' "$by_inputs" 2>/dev/null | numfmt --to=iec || echo '?')"
   printf '%-8s %s  (also :%s, %s)\n' "$target" "$by_inputs" "$commit" "$size"
   printf 'STAGELINE_IMAGE_%s=%s\n' "$(echo "$target" | tr '[:lower:]' '[:upper:]')" "$by_inputs" >>"$env_file.tmp"
 done
