@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/e2e/**/*.test.ts'],
+    include: [
+      'packages/*/test/**/*.test.ts',
+      'services/*/test/**/*.test.ts',
+      'test/e2e/**/*.test.ts',
+      'deploy/test/**/*.test.ts',
+    ],
     // Real servers: each test file gets its own database schema and bus prefix (testkit),
     // so files run in parallel without seeing each other.
     pool: 'forks',

@@ -11,16 +11,8 @@
 // Provisioning reads the services' own WORKER_ACK_WAIT_MS, DEPLOY_SLOTS and BUILD_LOCK_TTL_MS, so the
 // consumers it makes are the ones the services would.
 import path from 'node:path';
-import {
-  Bus,
-  busUserFile,
-  createSubjects,
-  DEFAULT_PROVISION_SETTINGS,
-  ensureBusUsers,
-  provisionBus,
-  writeNatsServerConfig,
-} from '@stageline/bus';
-import { createLogger } from '@stageline/log';
+import { busUserFile, createSubjects, ensureBusUsers, writeNatsServerConfig } from '@stageline/bus';
+import { provision as provisionBus } from '../images/provision.ts';
 
 const state = process.env.STAGELINE_STATE ?? path.resolve(import.meta.dirname, '../../.stageline');
 const natsDir = path.join(state, 'nats');
@@ -49,28 +41,13 @@ async function config(): Promise<void> {
 }
 
 async function provision(): Promise<void> {
-  const log = createLogger({ service: 'provision', level: process.env.LOG_LEVEL ?? 'warn' });
-  const bus = await Bus.connect({
+  const summary = await provisionBus({
     url: process.env.NATS_URL?.trim() || `nats://127.0.0.1:${number('STAGELINE_NATS_PORT', 4223)}`,
     prefix,
-    name: 'stageline-provision',
-    log,
     credentialsFile: busUserFile(usersDir, 'provision'),
-    // The one identity that creates and updates.
-    provisioned: false,
+    env: process.env,
   });
-  try {
-    const summary = await provisionBus(bus, {
-      workerAckWaitMs: number('WORKER_ACK_WAIT_MS', DEFAULT_PROVISION_SETTINGS.workerAckWaitMs),
-      deploySlots: number('DEPLOY_SLOTS', DEFAULT_PROVISION_SETTINGS.deploySlots),
-      buildLockTtlMs: number('BUILD_LOCK_TTL_MS', DEFAULT_PROVISION_SETTINGS.buildLockTtlMs),
-    });
-    console.log(
-      `provisioned ${summary.streams.length} streams, ${summary.consumers.length} consumers, ${summary.buckets.length} buckets (prefix ${prefix})`,
-    );
-  } finally {
-    await bus.close();
-  }
+  console.log(summary);
 }
 
 const command = process.argv[2];

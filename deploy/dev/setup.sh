@@ -57,6 +57,8 @@ REQUIREMENTS=(
   "/usr/bin/chromium                   | chromium          | the web console's browser tests (playwright-core drives it; no browser is downloaded)"
   "unshare                             | util-linux        | the browser tests run Chromium in a network namespace of its own (test/e2e/browser/)"
   "ip                                  | iproute2          | brings up loopback in the browser tests' network namespace"
+  "kubectl                             | kubectl           | renders the Kubernetes manifests (kubectl kustomize) for npm run stack:pods and their test; the deploy image's kubectl. Comes with these machines' image (v1.32): Debian's kubernetes-client conflicts with it"
+  "mmdebstrap                          | mmdebstrap        | npm run images makes Stageline's Debian base images from Debian's packages (nothing can be pulled)"
 )
 
 trim() { local s="$1"; s="${s#"${s%%[![:space:]]*}"}"; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
