@@ -100,12 +100,14 @@ describe('metrics', () => {
       }),
     );
     // Twice: the second run finds the image of the same cache key in the mirror (a hit).
+    const runs: string[] = [];
     for (let i = 0; i < 2; i++) {
       const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
         environmentId,
         requester: 'metrics',
         forceBuild: false,
       });
+      runs.push(deployment!.id);
       const { final } = await watchToEnd(stack, deployment!.id, 240_000);
       expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
     }
@@ -154,6 +156,25 @@ describe('metrics', () => {
       const pending = samples.filter((s) => s.name === 'stageline_outbox_pending_rows');
       expect(pending.length).toBeGreaterThan(0);
       expect(samples.some((s) => s.name === 'stageline_outbox_lag_seconds')).toBe(true);
+    }
+
+    // Runs: the planner counted both, by action and outcome, and timed them; and told each start, each
+    // stage change and each end in one log line with the run's ids.
+    expect(total(planner, 'stageline_runs_total', { action: 'DEPLOY', outcome: 'SUCCEEDED' })).toBe(2);
+    expect(total(planner, 'stageline_run_duration_seconds_count', { action: 'DEPLOY' })).toBe(2);
+    const runLines = stack
+      .logs('planner')
+      .split('\n')
+      .filter((l) => l.includes('"component":"runs"'))
+      .map((l) => JSON.parse(l) as { msg: string; deploymentId: string; environmentId: string; status?: string });
+    for (const id of runs) {
+      const mine = runLines.filter((l) => l.deploymentId === id);
+      expect(mine.map((l) => l.msg).filter((m) => m.startsWith('run '))).toEqual([
+        'run started: DEPLOY',
+        'run finished: DEPLOY SUCCEEDED',
+      ]);
+      expect(mine.some((l) => /^stage 3 ".*" DONE$/.test(l.msg))).toBe(true);
+      for (const l of mine) expect(l.environmentId).toBe(environmentId);
     }
 
     // The build cache: built once, then found.

@@ -19,7 +19,9 @@ import { activeEnvironmentStatus, standingAfterRun } from '../domain/outcomes.ts
 import { expectedDurations, expectedSteps, planRun } from '../domain/plan.ts';
 import { admit, nextToStart, type OpenRun } from '../domain/queue.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
+import { runTransitions } from '../domain/transitions.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
+import { RunLog } from './run-log.ts';
 import { secretsOfRun } from './secrets.ts';
 import {
   actionName,
@@ -104,10 +106,13 @@ export class PlannerApp {
   readonly #now: () => number;
   /** Run id → its environment, for runs in progress. */
   readonly #environments = new Map<string, string>();
+  /** Run starts, stage changes and ends: logged and counted once committed. */
+  readonly #runLog: RunLog;
 
   constructor(deps: PlannerAppDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
+    this.#runLog = new RunLog(deps.log);
   }
 
   // --- requests ---------------------------------------------------------------------------------
@@ -200,6 +205,7 @@ export class PlannerApp {
       return { id: row.id };
     });
     this.#deps.onCommit();
+    this.#runLog.tell();
     await this.kick(request.environmentId);
     return this.getDeployment(result.id);
   }
@@ -228,6 +234,7 @@ export class PlannerApp {
       await this.#runEvent(em, row);
     });
     this.#deps.onCommit();
+    this.#runLog.tell();
     if (cancelJobs) this.#deps.publishCancel(deploymentId);
     if (finished) await this.kick(existing.environmentId);
     return this.getDeployment(deploymentId);
@@ -263,6 +270,7 @@ export class PlannerApp {
       await this.#runEvent(em, run, { deleted, before, write: () => writeProgress(em, run) });
     });
     this.#deps.onCommit();
+    this.#runLog.tell();
     if (finished) {
       this.#environments.delete(deploymentId);
       // The reports are applied whatever happens next: a queued run that cannot start now (control
@@ -376,6 +384,7 @@ export class PlannerApp {
         await this.#runEvent(tx, row);
       });
       this.#deps.onCommit();
+      this.#runLog.tell();
       if (!finished) return;
     }
   }
@@ -605,6 +614,11 @@ export class PlannerApp {
    */
   async #apply(em: EntityManager, row: RunRecord, input: RunState): Promise<boolean> {
     const { state, decisions } = advance(input, this.#now());
+    const ids = { id: row.id, environmentId: row.environmentId, action: state.action };
+    this.#runLog.note(
+      { ...ids, serviceIds: state.services.map((s) => s.serviceId) },
+      runTransitions(row.state ?? undefined, state),
+    );
     row.state = state;
     row.status = state.status;
     if (row.startedAt === null && state.startedAt !== null) row.startedAt = new Date(state.startedAt);
