@@ -100,15 +100,20 @@ describe('metrics', () => {
       }),
     );
     // Twice: the second run finds the image of the same cache key in the mirror (a hit).
+    // The second is asked while the first builds: it waits in the queue (another requester: not merged).
     const runs: string[] = [];
-    for (let i = 0; i < 2; i++) {
+    for (const requester of ['metrics', 'metrics-queued']) {
       const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
         environmentId,
-        requester: 'metrics',
+        requester,
         forceBuild: false,
       });
       runs.push(deployment!.id);
-      const { final } = await watchToEnd(stack, deployment!.id, 240_000);
+    }
+    const queued = await scrape('planner');
+    expect(total(queued, 'stageline_queue_depth', { environment: environmentId })).toBe(1);
+    for (const id of runs) {
+      const { final } = await watchToEnd(stack, id, 240_000);
       expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
     }
 
@@ -124,7 +129,8 @@ describe('metrics', () => {
       for (const s of samples) {
         expect(s.name, `${name}: ${s.name}`).toMatch(/^stageline_/);
         expect(s.labels.service, `${name}: ${s.name}`).toBe(name);
-        // Bounded cardinality: no run, environment, service or job id in any label value.
+        // Bounded cardinality: no run, service or job id in any label value (an environment id only in
+        // stageline_queue_depth, and only while runs wait: none do now).
         for (const value of Object.values(s.labels)) {
           expect(value, `${name}: ${s.name}`).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-/);
         }

@@ -9,5 +9,6 @@ export {
   startProcessMetrics,
   subjectFamily,
   trackOutbox,
+  trackQueues,
   trackSlots,
 } from './metrics.ts';

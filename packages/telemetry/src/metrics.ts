@@ -14,6 +14,17 @@ export interface SlotSource {
 }
 const slotSources = new Set<SlotSource>();
 
+/** Where the queue depths come from (the planner's runs), asked at scrape time. */
+let queueSource: (() => Promise<Array<{ environment: string; depth: number }>>) | undefined;
+
+/** The planner's queue, read at each scrape into `stageline_queue_depth`. */
+export function trackQueues(source: () => Promise<Array<{ environment: string; depth: number }>>): () => void {
+  queueSource = source;
+  return () => {
+    if (queueSource === source) queueSource = undefined;
+  };
+}
+
 /** An outbox (one schema's), asked for its backlog at scrape time. */
 export interface OutboxSource {
   readonly schema: string;
@@ -162,9 +173,18 @@ export const metrics = {
   }),
   queueDepth: new Gauge({
     name: 'stageline_queue_depth',
-    help: 'Requests waiting behind the active run, by environment (bounded: environments are created by admins)',
+    help: 'Runs waiting behind the active run, by environment id (bounded: environments are made by admins; none waiting: no series)',
     labelNames: ['environment'] as const,
     registers,
+    async collect() {
+      this.reset();
+      if (queueSource === undefined) return;
+      try {
+        for (const { environment, depth } of await queueSource()) this.set({ environment }, depth);
+      } catch {
+        // The database is away: no series this scrape; health says why.
+      }
+    },
   }),
   outboxPending: new Gauge({
     name: 'stageline_outbox_pending_rows',

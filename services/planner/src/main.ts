@@ -4,9 +4,11 @@ import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
 import { busAnswers, runService, startHealth } from '@stageline/service';
+import { trackQueues } from '@stageline/telemetry';
 import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
+import { queuedByEnvironment } from './adapters/db/run-sql.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
 import {
   consumeEnvironmentEvents,
@@ -86,6 +88,11 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   // A job a worker gave up on fails its service, so its run never hangs.
   const deadLetters = await consumeJobDeadLetters(bus, app);
   onClose('dead letters consumer', () => deadLetters.stop());
+  // stageline_queue_depth, read at each scrape.
+  const untrackQueues = trackQueues(async () =>
+    (await queuedByEnvironment(db.em())).map((q) => ({ environment: q.environmentId, depth: q.queued })),
+  );
+  onClose('queue metrics', () => untrackQueues());
   // Runs queued before a restart start now.
   void app.kickAll();
   // No run hangs: jobs past their deadline fail their service (app/deadlines.ts); and no queue stays

@@ -156,3 +156,13 @@ export async function serviceResources(em: EntityManager, environmentId: string)
   );
   return new Map(rows.map((r) => [r.service_id, r.has_resources]));
 }
+
+/** Runs waiting behind each environment's active one (environments with none are left out). */
+export async function queuedByEnvironment(
+  em: EntityManager,
+): Promise<Array<{ environmentId: string; queued: number }>> {
+  const rows = await em.execute<{ environment_id: string; queued: number }[]>(
+    `select environment_id, count(*)::int as queued from deployment where status = 'QUEUED' group by environment_id`,
+  );
+  return rows.map((r) => ({ environmentId: r.environment_id, queued: r.queued }));
+}
