@@ -191,18 +191,16 @@ export const metrics = {
     help: 'Outbox rows not yet published, by schema',
     labelNames: ['schema'] as const,
     registers,
-    async collect() {
-      await readOutboxes();
-    },
+    // Both outbox gauges come from one read per scrape (see readOutboxes).
+    collect: readOutboxes,
   }),
   outboxLag: new Gauge({
     name: 'stageline_outbox_lag_seconds',
     help: 'Age of the oldest outbox row not yet published, by schema (0: none waits)',
     labelNames: ['schema'] as const,
     registers,
-    async collect() {
-      await readOutboxes();
-    },
+    // Both outbox gauges come from one read per scrape (see readOutboxes).
+    collect: readOutboxes,
   }),
   outboxSetAside: new Counter({
     name: 'stageline_outbox_set_aside_rows_total',
