@@ -1,6 +1,6 @@
 // The deploy job handler end to end on the local runtime: real podman, real PostgreSQL, the busybox httpd
 // test image. Every test uses its own environment id and removes its pods, volumes and network.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -486,6 +486,59 @@ describe('deploy jobs on the local runtime (podman)', () => {
     await expect(get(first.result.endpoints[0]!.url)).rejects.toThrow();
     const again = await run(job(env, web));
     expect(again.result).toMatchObject({ state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 2 });
+  });
+
+  it('leaves an unchanged service alone, applies again what stopped or changed, and always restarts on RESTART', async () => {
+    // The mirror names images by digest, as the planner's jobs do: push the test image there.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'deploy-digest-'));
+    const tagged = `127.0.0.1:5000/stageline-deploy-test/httpd:${newId().slice(0, 8)}`;
+    await runner.run('podman', ['tag', image, tagged]);
+    const pushed = await runner.run('podman', ['push', '--digestfile', path.join(dir, 'digest'), tagged]);
+    expect(pushed.exitCode).toBe(0);
+    const digest = (await readFile(path.join(dir, 'digest'), 'utf8')).trim();
+    await rm(dir, { recursive: true, force: true });
+    const pinned = `${tagged.slice(0, tagged.lastIndexOf(':'))}@${digest}`;
+
+    const env = newEnvironment();
+    const serviceId = newId();
+    const svc = service(env, serviceId, { env: { GREETING: 'steady' } });
+    const first = await run(job(env, svc, Action.ACTION_DEPLOY, { image: pinned }));
+    expect(first.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 1 });
+    const container = (await containerState(env))!;
+
+    // DEPLOY and REDEPLOY of the same image and configuration: recorded, nothing applied.
+    for (const action of [Action.ACTION_DEPLOY, Action.ACTION_REDEPLOY]) {
+      const again = await run(job(env, svc, action, { image: pinned }));
+      expect(again.result).toMatchObject({ succeeded: true, state: ServiceState.SERVICE_STATE_DEPLOYED, revision: 1 });
+      expect(again.result.message).toMatch(/^unchanged: revision 1 already runs this image and configuration/);
+      expect(again.result.endpoints).toEqual(first.result.endpoints);
+      expect(again.ctx.steps.map((s) => [s.kind, s.finished?.outcome])).toEqual([
+        [StepKind.STEP_KIND_DEPLOYMENT, StepOutcome.STEP_OUTCOME_SUCCESS],
+      ]);
+      expect(again.ctx.lines.some((l) => l.includes('podman kube play'))).toBe(false);
+      const now = (await containerState(env))!;
+      expect([now.id, now.restartCount]).toEqual([container.id, container.restartCount]);
+    }
+    expect((await store.history(serviceId)).map((r) => [r.revision, r.status])).toEqual([[1, 'DEPLOYED']]);
+
+    // RESTART restarts.
+    const restarted = await run(job(env, svc, Action.ACTION_RESTART));
+    expect(restarted.result.state).toBe(ServiceState.SERVICE_STATE_RESTARTED);
+
+    // Its container stopped behind Stageline's back: the same spec is applied again.
+    await runner.run('podman', ['pod', 'stop', '-t', '1', localPodName(env, 'web')]);
+    const revived = await run(job(env, svc, Action.ACTION_DEPLOY, { image: pinned }));
+    expect(revived.result).toMatchObject({ succeeded: true, revision: 2 });
+    expect(
+      revived.ctx.lines.some((l) => /revision 1 has this image and configuration but container .* is/.test(l)),
+    ).toBe(true);
+    expect(await get(revived.result.endpoints[0]!.url)).toEqual({ status: 200, body: 'steady' });
+
+    // A changed env var is a new revision, applied.
+    const changed = service(env, serviceId, { env: { GREETING: 'changed' } });
+    const third = await run(job(env, changed, Action.ACTION_REDEPLOY, { image: pinned }));
+    expect(third.result).toMatchObject({ succeeded: true, revision: 3 });
+    expect(await get(third.result.endpoints[0]!.url)).toEqual({ status: 200, body: 'changed' });
   });
 
   it('serves the release history over gRPC (ListReleases newest first, GetRelease, NOT_FOUND)', async () => {

@@ -10,7 +10,7 @@ import { type Chart, renderChart, templateContent, templateFileOf } from '../dom
 import { renderCustomChart } from '../domain/custom-chart.ts';
 import { RolloutCanceled, RolloutError } from '../domain/failures.ts';
 import { environmentKey } from '../domain/names.ts';
-import { isJobKind, isLive, liveRelease, type Release, type ReleaseKind } from '../domain/release.ts';
+import { isJobKind, isLive, liveRelease, type Release, type ReleaseKind, unchangedRelease } from '../domain/release.ts';
 import {
   connectionOutputs,
   DATABASE_ENGINES,
@@ -345,6 +345,54 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob, runtime: Runtime
   };
 }
 
+/**
+ * A DEPLOY that would change nothing (domain `unchangedRelease`: same image digest, configuration and
+ * target as the DEPLOYED revision) while that revision still runs and is ready: recorded as done, and its
+ * pods are left alone, as Helm and Kubernetes leave the pods of an unchanged spec. RESTART always restarts.
+ */
+async function leaveUnchanged(
+  deps: DeployJobDeps,
+  job: bus.DeployJob,
+  ctx: JobContext,
+  step: StepReporter,
+  runtime: Runtime,
+  prepared: Prepared,
+): Promise<bus.JobFinished | undefined> {
+  if (runtime.serving === undefined) return undefined;
+  const service = job.service!;
+  const history = await deps.releases.history(service.id);
+  const current = liveRelease(history);
+  if (current === undefined) return undefined;
+  const chart = await prepared.chart(current.revision + 1);
+  const verdict = unchangedRelease(history, {
+    jobId: job.jobId,
+    runtime: runtime.name,
+    namespace: namespaceOf(job),
+    kubeContext: job.kubernetesContext,
+    kind: prepared.kind,
+    image: prepared.image,
+    configHash: chart.configHash,
+  });
+  if (verdict.live === undefined) return undefined;
+  const live = verdict.live;
+  const health = await runtime.serving(live, runtimeContext(ctx, step));
+  if (!health.ready) {
+    step.output(`revision ${live.revision} has this image and configuration but ${health.detail}: applying again`);
+    return undefined;
+  }
+  const message =
+    `unchanged: revision ${live.revision} already runs this image and configuration and is ready (${health.detail});` +
+    ' its pods were left alone';
+  const result = finished(true, ServiceState.SERVICE_STATE_DEPLOYED, message, {
+    endpoints: live.endpoints.map((e) => control.Endpoint.fromPartial(e)),
+    revision: live.revision,
+    outputs: prepared.outputs,
+  });
+  await record(deps, ctx, job, result, []);
+  await step.end(StepOutcome.STEP_OUTCOME_SUCCESS, message);
+  return result;
+}
+
 async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext): Promise<bus.JobFinished> {
   const isLifecycle = job.service?.kind === control.ServiceKind.SERVICE_KIND_LIFECYCLE_JOB;
   // A lifecycle job's step is EXECUTING: it runs to completion, it does not serve.
@@ -380,6 +428,9 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     return record(deps, ctx, job, finished(false, ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR, message), []);
   }
   const service = job.service!;
+
+  const kept = await leaveUnchanged(deps, job, ctx, step, runtime, prepared);
+  if (kept !== undefined) return kept;
 
   const release = await deps.releases.begin({
     serviceId: service.id,

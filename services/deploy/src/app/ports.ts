@@ -43,6 +43,11 @@ export interface Runtime {
   kubernetesTarget?(kubeContext: string): KubernetesTarget;
   /** Installs or upgrades the release's chart and waits until it is ready. */
   apply(release: Release, ctx: RuntimeContext): Promise<ApplyResult>;
+  /**
+   * Whether `live` still runs as deployed and passes its readiness probe once now: a DEPLOY that would
+   * change nothing then leaves it alone. Runtimes without it apply every DEPLOY.
+   */
+  serving?(live: Release, ctx: RuntimeContext): Promise<{ ready: boolean; detail: string }>;
   /** Scales to zero; volumes and data stay. */
   stop(release: Release, ctx: RuntimeContext): Promise<void>;
   /** Restarts (starts a stopped release) and waits until it is ready. */

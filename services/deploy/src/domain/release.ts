@@ -88,3 +88,48 @@ export type ReleaseKind =
 export function isJobKind(kind: string): boolean {
   return kind === 'LIFECYCLE_JOB' || kind === 'CRON_JOB';
 }
+
+/** What a DEPLOY would put on the runtime, to compare with what serves now. */
+export interface Intended {
+  jobId: string;
+  runtime: string;
+  namespace: string;
+  kubeContext: string;
+  kind: ReleaseKind;
+  image: string;
+  /** The keyed hash of the chart's templates it would render. */
+  configHash: string;
+}
+
+/**
+ * The live revision a DEPLOY (REDEPLOY, ROLLBACK) leaves alone because it would change nothing — as Helm
+ * and Kubernetes leave the pods of an unchanged spec — or why it must be applied. Unchanged means: the same
+ * runtime and target, the same image pinned by digest, the same configuration (templates), a revision that
+ * is DEPLOYED (not stopped) and no rollout of this job or another left half-done. Jobs always run again.
+ * Whether the pods are still healthy is the runtime's to say, after this.
+ */
+export function unchangedRelease(
+  history: readonly Release[],
+  next: Intended,
+): { live: Release; reason?: undefined } | { live?: undefined; reason: string } {
+  if (isJobKind(next.kind)) return { reason: 'a job runs on every deploy' };
+  if (next.kind === 'MANAGED_DATABASE' || next.kind === 'CUSTOM_CHART') return { reason: `${next.kind} is applied` };
+  if (!/@sha256:[0-9a-f]{64}$/.test(next.image)) return { reason: 'the image is not pinned by digest' };
+  if (history.some((r) => r.jobId === next.jobId)) return { reason: 'this job already began a revision' };
+  if (history.some((r) => r.status === 'DEPLOYING')) return { reason: 'a rollout was left half-done' };
+  const live = liveRelease(history);
+  if (live === undefined) return { reason: 'nothing is deployed' };
+  if (live.status !== 'DEPLOYED') return { reason: `revision ${live.revision} is ${live.status}` };
+  const differs = (
+    [
+      ['runtime', live.runtime, next.runtime],
+      ['namespace', live.namespace, next.namespace],
+      ['kube context', live.kubeContext, next.kubeContext],
+      ['kind', live.kind, next.kind],
+      ['image', live.image, next.image],
+      ['configuration', live.configHash, next.configHash],
+    ] as const
+  ).find(([, a, b]) => a !== b);
+  if (differs !== undefined) return { reason: `the ${differs[0]} changed` };
+  return { live };
+}

@@ -131,6 +131,18 @@ export class LocalRuntime implements Runtime {
     };
   }
 
+  async serving(live: Release): Promise<{ ready: boolean; detail: string }> {
+    if (live.kind === 'CRON_JOB' || live.kind === 'LIFECYCLE_JOB') return { ready: false, detail: 'a job' };
+    const plan = await this.#plan(live);
+    const state = await this.#deps.podman.inspectContainer(plan.containerName);
+    if (state === undefined) return { ready: false, detail: `container ${plan.containerName} is gone` };
+    if (state.status !== 'running')
+      return { ready: false, detail: `container ${plan.containerName} is ${state.status}` };
+    if (plan.probe === undefined) return { ready: true, detail: 'running' };
+    const probed = await runProbe(plan.probe, probeTarget(plan, state, this.#deps.podman), PROBE_TIMEOUT_MS);
+    return { ready: probed.ready, detail: probed.detail };
+  }
+
   async stop(release: Release, ctx: RuntimeContext): Promise<void> {
     if (release.kind === 'CRON_JOB') {
       // Suspended: the scheduler only runs DEPLOYED schedules; a run in progress finishes.
