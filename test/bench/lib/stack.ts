@@ -271,6 +271,8 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     STAGELINE_BUILD_ADDRESS: addresses.build,
     STAGELINE_PLANNER_ADDRESS: addresses.planner,
     STAGELINE_DEPLOY_ADDRESS: addresses.deploy,
+    // The console is served as by default, on a port of the bench's own (8443 may be the dev stack's).
+    STAGELINE_CONSOLE_LISTEN: `127.0.0.1:${await freePort()}`,
     // The dev source policy, plus the fresh example repositories the scenarios make in temporary directories.
     STAGELINE_SOURCE_ALLOW: `file:///var/lib/stageline/repos/,127.0.0.1:5001,file://${tmpdir()}/`,
     ...executorEnv,
