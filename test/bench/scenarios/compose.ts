@@ -201,7 +201,7 @@ export const compose: Scenario = {
             notes: [
               'Stageline: DeployEnvironment → run SUCCEEDED (its deploys end when its readiness probes pass).',
               'podman-compose 1.0.3 (Debian): `up -d --build` → every HTTP service answers 200; it sleeps 1 s after each',
-              'podman command it runs and, warm, re-runs nothing (containers exist), while Stageline re-applies each release.',
+              'podman command it runs and, warm, re-runs nothing (containers exist); Stageline, warm, finds every release unchanged and leaves its pods alone.',
               'Base images are in local storage for both (shared machine storage is never wiped).',
             ],
           },
