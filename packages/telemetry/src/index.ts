@@ -1,4 +1,4 @@
-// @stageline/telemetry: what operators see inside Stageline — its Prometheus metrics.
+// @stageline/telemetry: what operators see inside Stageline — its Prometheus metrics and its traces.
 export {
   metrics,
   type OutboxSource,
@@ -12,3 +12,27 @@ export {
   trackQueues,
   trackSlots,
 } from './metrics.ts';
+export {
+  activeContext,
+  activeTraceIds,
+  type Context,
+  contextFromHeaders,
+  failSpan,
+  inContext,
+  inSpan,
+  memorySpans,
+  type ReadableSpan,
+  type Span,
+  SpanKind,
+  type SpanOptions,
+  type SpanProcessor,
+  spanError,
+  startSpan,
+  startTracing,
+  type StartTracingOptions,
+  type Tracing,
+  TracingConfigError,
+  type TracingSettings,
+  traceHeaders,
+  tracingSettings,
+} from './tracing.ts';
