@@ -49,7 +49,12 @@ export class TracingConfigError extends Error {
 export interface TracingSettings {
   exporters: Array<'otlp' | 'console'>;
   sampler: Sampler;
-  batch: { scheduledDelayMillis?: number; maxQueueSize?: number; maxExportBatchSize?: number; exportTimeoutMillis?: number };
+  batch: {
+    scheduledDelayMillis?: number;
+    maxQueueSize?: number;
+    maxExportBatchSize?: number;
+    exportTimeoutMillis?: number;
+  };
 }
 
 const set = (env: Env, name: string): string | undefined => {
@@ -232,7 +237,10 @@ export interface SpanOptions {
  */
 export function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) => Promise<T>): Promise<T> {
   const parent = options.parent ?? context.active();
-  const spanOptions = { kind: options.kind ?? SpanKind.INTERNAL, ...(options.attributes ? { attributes: options.attributes } : {}) };
+  const spanOptions = {
+    kind: options.kind ?? SpanKind.INTERNAL,
+    ...(options.attributes ? { attributes: options.attributes } : {}),
+  };
   return tracer().startActiveSpan(name, spanOptions, parent, async (span) => {
     try {
       return await fn(span);
@@ -247,8 +255,16 @@ export function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) =
 
 /** Starts a span that is not made active (the caller ends it), child of the active one. */
 export function startSpan(name: string, options: SpanOptions = {}): Span {
-  const spanOptions = { kind: options.kind ?? SpanKind.INTERNAL, ...(options.attributes ? { attributes: options.attributes } : {}) };
+  const spanOptions = {
+    kind: options.kind ?? SpanKind.INTERNAL,
+    ...(options.attributes ? { attributes: options.attributes } : {}),
+  };
   return tracer().startSpan(name, spanOptions, options.parent ?? context.active());
+}
+
+/** Runs `fn` with `span` active (a span started with `startSpan`, ended by the caller). */
+export function inSpanContext<T>(span: Span, fn: () => T): T {
+  return context.with(trace.setSpan(context.active(), span), fn);
 }
 
 /** Marks `span` failed by `error` (recorded as an exception event). */

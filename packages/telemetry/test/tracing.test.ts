@@ -66,8 +66,12 @@ describe('tracing settings from OTEL_*', () => {
     expect(refusal({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toMatch(
       /^OTEL_EXPORTER_OTLP_PROTOCOL: only http\/json/,
     );
-    expect(refusal({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'sometimes' })).toMatch(/^OTEL_TRACES_SAMPLER:/);
-    expect(refusal({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_BSP_SCHEDULE_DELAY: '-1' })).toMatch(/^OTEL_BSP_SCHEDULE_DELAY:/);
+    expect(refusal({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'sometimes' })).toMatch(
+      /^OTEL_TRACES_SAMPLER:/,
+    );
+    expect(refusal({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_BSP_SCHEDULE_DELAY: '-1' })).toMatch(
+      /^OTEL_BSP_SCHEDULE_DELAY:/,
+    );
   });
 });
 
@@ -114,7 +118,11 @@ describe('with tracing on', () => {
     const byMsg = new Map(lines.map((l) => [l.msg, l]));
     expect(byMsg.get('before')).not.toHaveProperty('trace_id');
     expect(byMsg.get('after')).not.toHaveProperty('trace_id');
-    expect(byMsg.get('in outer')).toMatchObject({ trace_id: traceId, span_id: outer?.spanContext().spanId, trace_flags: '01' });
+    expect(byMsg.get('in outer')).toMatchObject({
+      trace_id: traceId,
+      span_id: outer?.spanContext().spanId,
+      trace_flags: '01',
+    });
     expect(byMsg.get('in inner')).toMatchObject({ trace_id: traceId, span_id: inner?.spanContext().spanId });
   });
 
