@@ -30,7 +30,7 @@ const hex = (id: unknown): string => {
   const s = typeof id === 'string' ? id : '';
   return s === '' || /^[0-9a-f]+$/.test(s) ? s : Buffer.from(s, 'base64').toString('hex');
 };
-const valueOf = (v: Record<string, unknown> | undefined): unknown =>
+const attributeValue = (v: Record<string, unknown> | undefined): unknown =>
   v === undefined ? undefined : (v.stringValue ?? v.intValue ?? v.boolValue ?? v.doubleValue);
 
 const spans: CollectedSpan[] = [];
@@ -45,11 +45,11 @@ const collector = createServer((req, res) => {
       const body = JSON.parse((req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString());
       for (const rs of body.resourceSpans ?? []) {
         const attrs = (rs.resource?.attributes ?? []) as Array<{ key: string; value: Record<string, unknown> }>;
-        const service = String(valueOf(attrs.find((a) => a.key === 'service.name')?.value) ?? '');
+        const service = String(attributeValue(attrs.find((a) => a.key === 'service.name')?.value) ?? '');
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
             const attributes: Record<string, unknown> = {};
-            for (const a of s.attributes ?? []) attributes[a.key] = valueOf(a.value);
+            for (const a of s.attributes ?? []) attributes[a.key] = attributeValue(a.value);
             spans.push({
               service,
               traceId: hex(s.traceId),
