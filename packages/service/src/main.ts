@@ -22,16 +22,22 @@ export async function runService<C extends { logLevel: string }>(
 ): Promise<void> {
   let config: C;
   let tracing: Tracing;
+  // The logger comes after the configuration it is made from: export failures find it here.
+  const told: { log?: Logger } = {};
   try {
     config = loadConfig(process.env);
     // Off unless OTEL_* asks (README, "Traces"): then every span of this process is exported.
-    tracing = startTracing({ service: name });
+    tracing = startTracing({
+      service: name,
+      onExportError: (err, failures) => told.log?.warn({ err, failures }, 'spans could not be exported'),
+    });
   } catch (e) {
     if (!(e instanceof ConfigError || e instanceof TracingConfigError)) throw e;
     console.error(`${name}: invalid configuration: ${e.message}`);
     process.exit(2);
   }
   const log = createLogger({ service: name, level: config.logLevel });
+  told.log = log;
   if (tracing.enabled) log.info('tracing on: spans exported as OTEL_* says');
   startProcessMetrics(name);
   const closers: { name: string; close: () => Promise<void> | void }[] = [];

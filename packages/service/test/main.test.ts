@@ -65,3 +65,24 @@ describe('runService and tracing', () => {
     expect(service.output()).toContain("name: 'tiny start'");
   });
 });
+
+describe('runService and an unreachable collector', () => {
+  it('says once that spans could not be exported, and still drains with exit code 0', async () => {
+    // A port nothing listens on (the discard port on loopback): every export is refused.
+    const service = start({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '1000',
+    });
+    await service.started();
+    while (!service.output().includes('spans could not be exported')) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    service.child.kill('SIGTERM');
+    expect(await service.exited).toBe(0);
+    const warnings = lines(service.output()).filter((l) => l.msg === 'spans could not be exported');
+    expect(warnings[0]).toMatchObject({ level: 'warn', failures: 1, err: { code: 'ECONNREFUSED' } });
+    expect(warnings[0]).not.toHaveProperty('trace_id');
+    expect(warnings.length).toBe(1);
+  });
+});

@@ -14,7 +14,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { loggingErrorHandler, setGlobalErrorHandler, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -151,6 +151,26 @@ export interface StartTracingOptions {
    * on with them whatever the environment says (the environment's exporters are added if it asks).
    */
   spanProcessors?: SpanProcessor[];
+  /**
+   * Told when spans cannot be exported (the collector away, refusing, timing out): the first failure,
+   * then at most one a minute with the number of failures since. Default: nothing is said.
+   */
+  onExportError?: (error: unknown, failures: number) => void;
+}
+
+/** The first failure at once, then at most one report a minute, counting the ones in between. */
+function throttled(report: (error: unknown, failures: number) => void, everyMs = 60_000): (error: unknown) => void {
+  let last = Number.NEGATIVE_INFINITY;
+  let failures = 0;
+  return (error) => {
+    failures++;
+    const now = Date.now();
+    if (now - last < everyMs) return;
+    last = now;
+    // Outside any span: the export was started from some span's context, which this is not about.
+    context.with(ROOT_CONTEXT, () => report(error, failures));
+    failures = 0;
+  };
 }
 
 export interface Tracing {
@@ -189,6 +209,7 @@ export function startTracing(options: StartTracingOptions): Tracing {
   });
   const mine = { provider, shutdown: undefined as Promise<void> | undefined };
   current = mine;
+  if (options.onExportError) setGlobalErrorHandler(throttled(options.onExportError));
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   trace.setGlobalTracerProvider(provider);
@@ -204,6 +225,7 @@ export function startTracing(options: StartTracingOptions): Tracing {
             trace.disable();
             propagation.disable();
             context.disable();
+            setGlobalErrorHandler(loggingErrorHandler());
           }
         }
       })();
