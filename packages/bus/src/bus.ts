@@ -12,7 +12,7 @@ import {
 import { connect, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { invalidArgument } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
-import { metrics, subjectFamily } from '@stageline/telemetry';
+import { metrics, subjectFamily, traceHeaders } from '@stageline/telemetry';
 import { type BusCredentials, inboxPrefixFor, readBusCredentials } from './auth.ts';
 import { ConsumeLoop, type Consumption, type MessageHandler } from './consume-loop.ts';
 import {
@@ -61,7 +61,7 @@ export interface BusConnectOptions {
 export interface PublishOptions {
   /** Becomes `Nats-Msg-Id`: the stream drops a repeat within its duplicate window. */
   msgId?: string;
-  /** W3C trace context of the caller, carried to consumers. */
+  /** W3C trace context carried to consumers; default the active span's (none with tracing off). */
   traceparent?: string;
   tracestate?: string;
   headers?: Readonly<Record<string, string>>;
@@ -217,7 +217,9 @@ export class Bus {
 
   async publish(subject: string, data: Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
     validateSubject(subject);
-    const values: Record<string, string> = { ...options.headers };
+    // The active span's trace context, unless the caller carries one (an outbox row keeps its writer's).
+    const carried = options.traceparent ?? options.headers?.[HEADERS.traceparent];
+    const values: Record<string, string> = { ...(carried === undefined ? traceHeaders() : {}), ...options.headers };
     if (options.traceparent !== undefined) values[HEADERS.traceparent] = options.traceparent;
     if (options.tracestate !== undefined) values[HEADERS.tracestate] = options.tracestate;
     const publishOptions: Partial<JetStreamPublishOptions> = { headers: toNatsHeaders(values) };

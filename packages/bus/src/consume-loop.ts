@@ -4,7 +4,15 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { type MsgHdrs, headers as natsHeaders } from '@nats-io/transport-node';
 import type { Logger } from '@stageline/log';
-import { metrics, trackSlots } from '@stageline/telemetry';
+import {
+  contextFromHeaders,
+  inSpan,
+  metrics,
+  SpanKind,
+  spanError,
+  subjectFamily,
+  trackSlots,
+} from '@stageline/telemetry';
 import { nakDelayForServer } from './consumers.ts';
 import { type DeadLetter, deadLetterFor } from './dead-letter.ts';
 import { HEADERS } from './headers.ts';
@@ -179,8 +187,28 @@ export class ConsumeLoop implements Consumption {
   }
 
   async #handle(m: JsMsg): Promise<void> {
-    const { deliveryCount, streamSequence } = m.info;
+    const { deliveryCount } = m.info;
     if (deliveryCount > 1) metrics.busRedeliveries.inc({ consumer: this.consumer });
+    // One consumer span per delivery, child of the publisher's span (W3C trace context in the headers).
+    const headers = m.headers;
+    const parent = contextFromHeaders((name) => (headers?.has(name) ? headers.get(name) : undefined));
+    const attributes = {
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'process',
+      'messaging.destination.name': m.subject,
+      'messaging.consumer.group.name': this.consumer,
+      'messaging.message.delivery_count': deliveryCount,
+    };
+    await inSpan(`process ${subjectFamily(m.subject)}`, { kind: SpanKind.CONSUMER, parent, attributes }, (span) =>
+      this.#handleInSpan(m, (outcome, reason) => {
+        span.setAttribute('stageline.outcome', outcome);
+        if (reason !== undefined) spanError(span, reason);
+      }),
+    );
+  }
+
+  async #handleInSpan(m: JsMsg, traced: (outcome: string, reason?: string) => void): Promise<void> {
+    const { deliveryCount, streamSequence } = m.info;
     const log = this.#log.child({ subject: m.subject, streamSequence, deliveryCount });
     try {
       let decided: HandlerOutcome;
@@ -203,6 +231,9 @@ export class ConsumeLoop implements Consumption {
       if ('retry' in decided && maxDeliver > 0 && deliveryCount >= maxDeliver) {
         decided = outcome.reject(exhaustedReason(deliveryCount, failure ?? decided));
       }
+      if ('reject' in decided) traced('dead_letter', decided.reject.reason);
+      else if ('retry' in decided) traced('retry', failure instanceof Error ? failure.message : 'retried');
+      else traced('ack' in decided ? 'ack' : 'left');
       await this.#settle(m, decided, log);
     } catch (e) {
       // Never let one message take the loop down; the server redelivers it after ack_wait.

@@ -2,9 +2,13 @@
 // key (a run, an environment) must be handled in stream order but different keys need not wait for
 // each other.
 
+import { activeContext, type Context, inContext } from '@stageline/telemetry';
+
 interface Waiting<T> {
   item: T;
   done: (error?: unknown) => void;
+  /** The trace context it was added in: a batch is handled in its first item's. */
+  context: Context;
 }
 
 /**
@@ -26,12 +30,13 @@ export class KeyedBatches<T> {
     const key = this.#key(item);
     return new Promise<void>((resolve, reject) => {
       const done = (error?: unknown) => (error === undefined ? resolve() : reject(error));
+      const context = activeContext();
       const queue = this.#queues.get(key);
       if (queue !== undefined) {
-        queue.push({ item, done });
+        queue.push({ item, done, context });
         return;
       }
-      this.#queues.set(key, [{ item, done }]);
+      this.#queues.set(key, [{ item, done, context }]);
       void this.#drain(key);
     });
   }
@@ -46,7 +51,7 @@ export class KeyedBatches<T> {
       // Later items of this key queue up behind the batch taken now.
       this.#queues.set(key, []);
       try {
-        await this.#apply(batch.map((w) => w.item));
+        await inContext(batch[0]!.context, () => this.#apply(batch.map((w) => w.item)));
         for (const w of batch) w.done();
       } catch (error) {
         if (batch.length === 1) {
@@ -55,7 +60,7 @@ export class KeyedBatches<T> {
         }
         for (const w of batch) {
           try {
-            await this.#apply([w.item]);
+            await inContext(w.context, () => this.#apply([w.item]));
             w.done();
           } catch (e) {
             w.done(e);

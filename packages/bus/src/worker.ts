@@ -6,7 +6,7 @@ import { Kvm } from '@nats-io/kv';
 import { DomainError } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
 import { bus as busv1, control } from '@stageline/proto';
-import { metrics, secondsSince } from '@stageline/telemetry';
+import { failSpan, inSpan, metrics, type Span, secondsSince, spanError, startSpan } from '@stageline/telemetry';
 import type { Bus } from './bus.ts';
 import type { BusMessage } from './consume-loop.ts';
 import { outcome } from './outcomes.ts';
@@ -102,6 +102,8 @@ export function cancelSubject(prefix: string, deploymentId: string): string {
 export function publishCancel(bus: Bus, deploymentId: string): void {
   bus.nc.publish(cancelSubject(bus.prefix, deploymentId), busv1.CancelRequested.encode({ deploymentId }).finish());
 }
+
+const stepName = (kind: control.StepKind) => control.stepKindToJSON(kind).replace(/^STEP_KIND_/, '');
 
 const FAILED_STATE: Record<WorkerRole, control.ServiceState> = {
   build: 3 satisfies control.ServiceState, // BUILD_ERROR
@@ -205,6 +207,17 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     } catch (e) {
       return outcome.reject(`undecodable ${role} job: ${e instanceof Error ? e.message : String(e)}`);
     }
+    // One span per job (inside the delivery's consumer span), one child span per step it reports.
+    const attributes = {
+      'stageline.job.id': id.jobId,
+      'stageline.deployment.id': id.deploymentId,
+      'stageline.service.id': id.serviceId,
+      'stageline.job.attempt': id.attempt,
+    };
+    return await inSpan(`${role} job`, { attributes }, (span) => runJob(message, job, id, span));
+  }
+
+  async function runJob(message: BusMessage, job: J, id: JobIdentity, jobSpan: Span) {
     const jobLog = log.child({ jobId: id.jobId, deploymentId: id.deploymentId, serviceId: id.serviceId });
     const kvKey = Buffer.from(id.jobId).toString('base64url');
     // One live copy: each delivery takes the job's lease; a copy whose lease a newer delivery took stops
@@ -282,6 +295,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       return Promise.resolve();
     };
     const logSubject = bus.subjects.logs(id.deploymentId, id.serviceId);
+    const stepSpans = new Map<control.StepKind, Span>();
 
     const ctx: JobContext = {
       ...id,
@@ -298,9 +312,23 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
           .then(() => bus.publish(logSubject, record))
           .catch((e: unknown) => jobLog.warn({ err: e }, 'log line lost'));
       },
-      stepStarted: (kind, text = '') =>
-        report({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } }),
+      stepStarted: (kind, text = '') => {
+        stepSpans.get(kind)?.end();
+        stepSpans.set(
+          kind,
+          startSpan(`${role} step ${stepName(kind)}`, { attributes: { 'stageline.step': stepName(kind) } }),
+        );
+        return report({ $case: 'stepStarted', value: { kind, startedAt: new Date(), message: text } });
+      },
       stepFinished: (step) => {
+        const stepSpan = stepSpans.get(step.kind);
+        if (stepSpan !== undefined) {
+          stepSpans.delete(step.kind);
+          const result = control.stepOutcomeToJSON(step.outcome).replace(/^STEP_OUTCOME_/, '');
+          stepSpan.setAttribute('stageline.step.outcome', result);
+          if (result === 'FAILED') spanError(stepSpan, step.message || 'step failed');
+          stepSpan.end();
+        }
         if (step.startedAt !== undefined && step.finishedAt !== undefined) {
           metrics.stepDuration.observe(
             {
@@ -327,12 +355,14 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
         throw e;
       }
       jobLog.warn({ err: e }, 'job failed');
+      failSpan(jobSpan, e);
       finished = busv1.JobFinished.fromPartial({
         succeeded: false,
         state: FAILED_STATE[role],
         message: e instanceof Error ? e.message : String(e),
       });
     } finally {
+      for (const open of stepSpans.values()) open.end();
       clearInterval(heartbeat);
       stopping.signal.removeEventListener('abort', onStop);
       set.delete(controller);
@@ -346,6 +376,8 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       throw new DomainError('UNAVAILABLE', 'worker stopping');
     }
     metrics.jobs.inc({ kind: role, outcome: finished.succeeded ? 'succeeded' : 'failed' });
+    jobSpan.setAttribute('stageline.job.outcome', finished.succeeded ? 'succeeded' : 'failed');
+    if (!finished.succeeded) spanError(jobSpan, finished.message || 'job failed');
     metrics.jobDuration.observe({ kind: role }, secondsSince(started));
     try {
       await emit({ $case: 'jobFinished', value: finished });

@@ -1,5 +1,6 @@
 import { defineEntity, p } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { traceHeaders } from '@stageline/telemetry';
 import { newId } from './ids.ts';
 import { type DbMigration, sqlMigration } from './migrations.ts';
 
@@ -79,7 +80,8 @@ export interface OutboxEntry {
 /**
  * Adds an event to the outbox through `em`: it is written when `em` flushes, i.e. in the caller's
  * transaction (`em.transactional`) or flush, together with the state change. Returns its id (the future
- * `Nats-Msg-Id`). Call `relay.kick()` after the commit to publish without waiting for the next poll.
+ * `Nats-Msg-Id`). The active span's trace context is stored in its headers, so the consumers' spans
+ * continue the writer's trace. Call `relay.kick()` after the commit to publish without waiting for the next poll.
  */
 export function enqueue(em: EntityManager, entry: OutboxEntry): string {
   const id = entry.id ?? newId();
@@ -87,7 +89,8 @@ export function enqueue(em: EntityManager, entry: OutboxEntry): string {
     id,
     subject: entry.subject,
     payload: entry.payload,
-    headers: { ...entry.headers },
+    // The writer's span goes along (W3C `traceparent`), unless the entry carries one (a row re-enqueued).
+    headers: entry.headers?.traceparent === undefined ? { ...traceHeaders(), ...entry.headers } : { ...entry.headers },
     createdAt: new Date(),
     publishedAt: null,
   });

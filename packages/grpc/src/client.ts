@@ -1,6 +1,7 @@
 // Client-side helpers: promises over ts-proto's callback clients, and health checks.
 import * as grpc from '@grpc/grpc-js';
 import { RetriesExhausted, type RetryPolicy, retrying } from '@stageline/errors';
+import { traceHeaders } from '@stageline/telemetry';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import { type ClientSecurity, connect } from './security.ts';
 
@@ -67,9 +68,12 @@ export async function callUnary<C extends grpc.Client, M extends UnaryMethodName
   const fn = client[method] as unknown as UnaryMethod<RequestOf<C, M>, ResponseOf<C, M>>;
   const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const deadline = Date.now() + deadlineMs;
+  // The caller's span goes along (W3C trace context): the server's span becomes its child.
+  const metadata = options.metadata?.clone() ?? new grpc.Metadata();
+  for (const [key, value] of Object.entries(traceHeaders())) metadata.set(key, value);
   const once = (): Promise<ResponseOf<C, M>> =>
     new Promise((resolve, reject) => {
-      fn.call(client, request, options.metadata ?? new grpc.Metadata(), { deadline }, (error, response) =>
+      fn.call(client, request, metadata, { deadline }, (error, response) =>
         error ? reject(error) : resolve(response),
       );
     });

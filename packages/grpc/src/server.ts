@@ -7,7 +7,15 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '@stageline/log';
 import { descriptorSetPath } from '@stageline/proto';
-import { metrics, secondsSince } from '@stageline/telemetry';
+import {
+  contextFromHeaders,
+  inSpanContext,
+  metrics,
+  SpanKind,
+  secondsSince,
+  spanError,
+  startSpan,
+} from '@stageline/telemetry';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import {
   type Access,
@@ -121,46 +129,66 @@ function guarded(
       return status;
     };
     if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported`);
-    // Every call counted by method and code, and timed (a stream: until its end).
-    const observe = () => {
+    // Every call counted by method and code, timed (a stream: until its end), and traced: a server
+    // span, child of the caller's when its metadata carries W3C trace context, active in the handler.
+    const rpcMethod = method.path.slice(method.path.lastIndexOf('/') + 1);
+    const observe = (metadata: grpc.Metadata) => {
       const started = performance.now();
+      const header = (key: string) => {
+        const value = metadata.get(key)[0];
+        return typeof value === 'string' ? value : undefined;
+      };
+      const span = startSpan(method.path.slice(1), {
+        kind: SpanKind.SERVER,
+        parent: contextFromHeaders(header),
+        attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': rpcMethod },
+      });
       let done = false;
-      return (code: number) => {
+      const record = (code: number) => {
         if (done) return;
         done = true;
-        metrics.grpcCalls.inc({ method: method.path, code: grpc.status[code] ?? String(code) });
+        const name = grpc.status[code] ?? String(code);
+        metrics.grpcCalls.inc({ method: method.path, code: name });
         metrics.grpcDuration.observe({ method: method.path }, secondsSince(started));
+        span.setAttribute('rpc.grpc.status_code', code);
+        if (code !== grpc.status.OK) spanError(span, name);
+        span.end();
       };
+      return { record, active: <T>(fn: () => T): T => inSpanContext(span, fn) };
     };
     if (method.responseStream) {
       const h = handler as grpc.handleServerStreamingCall<unknown, unknown>;
       out[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const record = observe();
+        const { record, active } = observe(call.metadata);
         call.once('finish', () => record(grpc.status.OK));
         call.once('cancelled', () => record(grpc.status.CANCELLED));
         call.once('error', (e: { code?: number }) => record(e.code ?? grpc.status.UNKNOWN));
-        check(call).then(
-          () => h(call),
-          (e: unknown) => {
-            const { code, details, metadata } = refuse(call.getPath(), e);
-            call.emit('error', { code, details, metadata });
-          },
+        void active(() =>
+          check(call).then(
+            () => h(call),
+            (e: unknown) => {
+              const { code, details, metadata } = refuse(call.getPath(), e);
+              call.emit('error', { code, details, metadata });
+            },
+          ),
         );
       }) as grpc.handleServerStreamingCall<unknown, unknown>;
     } else {
       const h = handler as grpc.handleUnaryCall<unknown, unknown>;
       out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, answer: grpc.sendUnaryData<unknown>) => {
-        const record = observe();
+        const { record, active } = observe(call.metadata);
         const callback: grpc.sendUnaryData<unknown> = (error, value, ...rest) => {
           record(error === null || error === undefined ? grpc.status.OK : (error.code ?? grpc.status.UNKNOWN));
           answer(error, value, ...rest);
         };
-        check(call).then(
-          () => h(call, callback),
-          (e: unknown) => {
-            const { code, details, metadata } = refuse(call.getPath(), e);
-            callback({ code, details, metadata });
-          },
+        void active(() =>
+          check(call).then(
+            () => h(call, callback),
+            (e: unknown) => {
+              const { code, details, metadata } = refuse(call.getPath(), e);
+              callback({ code, details, metadata });
+            },
+          ),
         );
       }) as grpc.handleUnaryCall<unknown, unknown>;
     }

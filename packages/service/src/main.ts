@@ -1,7 +1,7 @@
 // The life of a service process: configuration, logger, start-up that registers what it opens, and a
 // drain on SIGTERM/SIGINT that closes it all in reverse order.
 import { createLogger, type Logger } from '@stageline/log';
-import { startProcessMetrics } from '@stageline/telemetry';
+import { startProcessMetrics, startTracing, type Tracing, TracingConfigError } from '@stageline/telemetry';
 import { ConfigError, type Env } from './config.ts';
 
 export interface ServiceContext<C> {
@@ -21,14 +21,24 @@ export async function runService<C extends { logLevel: string }>(
   start: (ctx: ServiceContext<C>) => Promise<void>,
 ): Promise<void> {
   let config: C;
+  let tracing: Tracing;
+  // The logger comes after the configuration it is made from: export failures find it here.
+  const told: { log?: Logger } = {};
   try {
     config = loadConfig(process.env);
+    // Off unless OTEL_* asks (README, "Traces"): then every span of this process is exported.
+    tracing = startTracing({
+      service: name,
+      onExportError: (err, failures) => told.log?.warn({ err, failures }, 'spans could not be exported'),
+    });
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
+    if (!(e instanceof ConfigError || e instanceof TracingConfigError)) throw e;
     console.error(`${name}: invalid configuration: ${e.message}`);
     process.exit(2);
   }
   const log = createLogger({ service: name, level: config.logLevel });
+  told.log = log;
+  if (tracing.enabled) log.info('tracing on: spans exported as OTEL_* says');
   startProcessMetrics(name);
   const closers: { name: string; close: () => Promise<void> | void }[] = [];
   let stopping: Promise<void> | undefined;
@@ -45,6 +55,8 @@ export async function runService<C extends { logLevel: string }>(
           code = code === 0 ? 1 : code;
         }
       }
+      // Last: the spans of the drain itself are exported too.
+      await tracing.shutdown().catch((err: unknown) => log.warn({ err }, 'exporting the last spans failed'));
       log.info({ exitCode: code }, 'stopped');
       process.exit(code);
     })();

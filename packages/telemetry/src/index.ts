@@ -1,4 +1,4 @@
-// @stageline/telemetry: what operators see inside Stageline — its Prometheus metrics.
+// @stageline/telemetry: what operators see inside Stageline — its Prometheus metrics and its traces.
 export {
   metrics,
   type OutboxSource,
@@ -12,3 +12,28 @@ export {
   trackQueues,
   trackSlots,
 } from './metrics.ts';
+export {
+  activeContext,
+  activeTraceIds,
+  type Context,
+  contextFromHeaders,
+  failSpan,
+  inContext,
+  inSpan,
+  inSpanContext,
+  memorySpans,
+  type ReadableSpan,
+  type Span,
+  SpanKind,
+  type SpanOptions,
+  type SpanProcessor,
+  type StartTracingOptions,
+  spanError,
+  startSpan,
+  startTracing,
+  type Tracing,
+  TracingConfigError,
+  type TracingSettings,
+  traceHeaders,
+  tracingSettings,
+} from './tracing.ts';

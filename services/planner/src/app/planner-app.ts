@@ -3,6 +3,7 @@ import { type Database, type EntityManager, enqueue, newId } from '@stageline/db
 import { DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
 import { type build, bus, control, type snapshot } from '@stageline/proto';
+import { inSpan } from '@stageline/telemetry';
 import { DeploymentRow, RequestKeyRow, ServiceStatusRow } from '../adapters/db/entities.ts';
 import {
   environmentOfRun,
@@ -555,11 +556,14 @@ export class PlannerApp {
   async #inLane<T>(environmentId: string, fn: (em: EntityManager, deleted: boolean) => Promise<T>): Promise<T> {
     // A lost connection runs the whole transaction again on what it reads then: facts are applied by
     // sequence, requests by request id, runs started by status, so a commit that did happen is not redone.
-    return this.#deps.db.retry("changing an environment's runs", (outer) =>
-      outer.transactional(async (em) => {
-        const deleted = await lockLane(em, environmentId);
-        return fn(em, deleted);
-      }),
+    // Every decision is one span (traces: the jobs and run events it writes carry it to their consumers).
+    return inSpan('planner decide', { attributes: { 'stageline.environment.id': environmentId } }, () =>
+      this.#deps.db.retry("changing an environment's runs", (outer) =>
+        outer.transactional(async (em) => {
+          const deleted = await lockLane(em, environmentId);
+          return fn(em, deleted);
+        }),
+      ),
     );
   }
 
