@@ -117,9 +117,8 @@ describe('which services a push affects', () => {
   });
 
   it('a service without a git source (container, database) is never affected by a push', () => {
-    expect(affectedServices([service('img', { git: undefined })], { repositories: [], branch: 'main' }, ['a'])).toEqual(
-      [],
-    );
+    const { git: _, ...image } = service('img');
+    expect(affectedServices([image], { repositories: [], branch: 'main' }, ['a'])).toEqual([]);
   });
 
   it('repository URLs compare across https, ssh, scp-like and .git forms', () => {
