@@ -206,12 +206,14 @@ export class AutoDeployApp {
     }
   }
 
+  /** A run requested as the webhook identity of `by` (the environment whose secret or settings caused it). */
   #deploy(
     environmentId: string,
     serviceIds: string[],
     action: control.Action = control.Action.ACTION_DEPLOY,
+    by = environmentId,
   ): Promise<string> {
-    return this.#deps.submit({ environmentId, action, serviceIds, requester: webhookIdentity(environmentId) });
+    return this.#deps.submit({ environmentId, action, serviceIds, requester: webhookIdentity(by) });
   }
 
   async #previewOf(aggregate: EnvironmentAggregate, number: number): Promise<control.Environment | undefined> {
@@ -245,7 +247,7 @@ export class AutoDeployApp {
     const as = this.#deps.control.as(webhookIdentity(env.id));
     if (event.action === 'closed') {
       if (existing === undefined) return { ignored: 'no preview environment for this pull request' };
-      const deploymentId = await this.#deploy(existing.id, [], control.Action.ACTION_DELETE);
+      const deploymentId = await this.#deploy(existing.id, [], control.Action.ACTION_DELETE, env.id);
       this.#deps.log.info({ environmentId: existing.id, deploymentId }, 'auto-deploy: preview deleted');
       return { previewEnvironmentId: existing.id, deploymentId };
     }
@@ -274,7 +276,7 @@ export class AutoDeployApp {
         await as.updateService({ environmentId: previewId, service });
       }
     }
-    const deploymentId = await this.#deploy(previewId, []);
+    const deploymentId = await this.#deploy(previewId, [], control.Action.ACTION_DEPLOY, env.id);
     this.#deps.log.info({ environmentId: previewId, deploymentId, branch: event.branch }, 'auto-deploy: preview');
     return { previewEnvironmentId: previewId, deploymentId };
   }
