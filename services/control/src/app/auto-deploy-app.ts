@@ -167,7 +167,10 @@ export class AutoDeployApp {
 
   async #push(aggregate: EnvironmentAggregate, event: PushEvent): Promise<Record<string, unknown>> {
     const environmentId = aggregate.environment.id;
-    const candidates = trackedServices(aggregate).filter((s) => tracks(s, event.repositories, event.branch));
+    const tracking = trackedServices(aggregate).filter((s) => tracks(s, event.repositories, event.branch));
+    // A commit the poller (or an earlier delivery of the same push) already handled is not deployed again.
+    const candidates: TrackedService[] = [];
+    for (const s of tracking) if ((await this.#deps.store.seen(s.id)) !== `commit:${event.after}`) candidates.push(s);
     if (candidates.length === 0) return { ignored: `no auto-deploy service tracks ${event.branch}`, services: [] };
     const affected: string[] = [];
     // Changed paths: the payload's list, else git's diff of the service's repository.
