@@ -186,6 +186,16 @@ describe('webhooks', () => {
       expect(a.status).toBe(401);
       expect(a.body).toEqual(wrong.body);
     }
+    // A new secret: the old one stops working at once, the new one is taken.
+    const old = secret;
+    secret = (await callUnary(stack.environments, 'rotateWebhookSecret', { environmentId: envId })).secret;
+    expect(secret).not.toBe(old);
+    const stale = JSON.stringify({ event: 'ping' });
+    expect((await deliver(envId, stale, { 'x-stageline-signature': hmac(old, stale) })).status).toBe(401);
+    expect(await deliver(envId, stale, { 'x-stageline-signature': hmac(secret, stale) })).toEqual({
+      status: 202,
+      body: { ignored: 'event must be "push" or "pull_request"' },
+    });
     // Too large: refused before it is read.
     const big = await deliver(envId, 'x'.repeat(1024 * 1024 + 1), { 'x-stageline-signature': 'sha256=00' });
     expect(big.status).toBe(413);
@@ -283,7 +293,18 @@ describe('pull-request previews', () => {
       ['api', 'DEPLOYED', `commit:${featureHead}`],
       ['web', 'DEPLOYED', `commit:${featureHead}`],
     ]);
-  }, 300_000);
+
+    // New commits on the request: the preview is deployed again, at the new head.
+    const nextHead = commit({ 'web/feature.txt': 'more\n' }, 'feature/login');
+    const updated = await deliver(envId, mr('update'), gitlab);
+    expect(updated.body.previewEnvironmentId).toBe(previewId);
+    const again = await watchToEnd(stack, updated.body.deploymentId as string, 240_000);
+    expect(runStatusName(again.final.status), again.final.message).toBe('SUCCEEDED');
+    expect(deployed(again.final).map(([name, , version]) => [name, version])).toEqual([
+      ['api', `commit:${nextHead}`],
+      ['web', `commit:${nextHead}`],
+    ]);
+  }, 400_000);
 
   it('the pull request merged (GitHub shape): the preview is deleted', async () => {
     const body = JSON.stringify({

@@ -184,6 +184,26 @@ describe('payloads', () => {
     });
   });
 
+  it('a push listing 20 commits or fewer than it has: paths unknown (git is asked)', () => {
+    const commit = { added: ['a'], modified: [], removed: [] };
+    const github = parseHookEvent(
+      { 'x-github-event': 'push' },
+      { ref: 'refs/heads/main', after: 'b'.repeat(40), commits: Array.from({ length: 20 }, () => commit) },
+    );
+    expect(github).toMatchObject({ kind: 'push', paths: undefined });
+    const gitlab = parseHookEvent(
+      { 'x-gitlab-event': 'Push Hook' },
+      {
+        object_kind: 'push',
+        ref: 'refs/heads/main',
+        after: 'b'.repeat(40),
+        commits: [commit],
+        total_commits_count: 30,
+      },
+    );
+    expect(gitlab).toMatchObject({ kind: 'push', paths: undefined });
+  });
+
   it('GitLab merge request and GitHub pull request actions', () => {
     const mr = (action: string) =>
       parseHookEvent(

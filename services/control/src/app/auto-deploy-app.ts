@@ -151,7 +151,9 @@ export class AutoDeployApp {
     } catch (e) {
       if (e instanceof DomainError) {
         this.#deps.log.warn({ environmentId, err: e }, 'webhook delivery refused');
-        return { status: 422, body: { error: e.message } };
+        // The sender may deliver again later when Stageline could not answer; otherwise it is refused.
+        const status = e.retryable ? 503 : e.code === 'ALREADY_EXISTS' ? 409 : 422;
+        return { status, body: { error: e.message, code: e.code } };
       }
       throw e;
     }

@@ -210,8 +210,13 @@ function branchOfRef(ref: string): string | undefined {
   return ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : undefined;
 }
 
-function commitPaths(commits: unknown): string[] | undefined {
-  if (!Array.isArray(commits) || commits.length === 0) return undefined;
+/** GitHub lists at most this many commits of a push: a push of more names only some of its paths. */
+const GITHUB_COMMITS_LISTED = 20;
+
+/** The paths a push's commits list; undefined when the list may be incomplete (git is asked instead). */
+function commitPaths(commits: unknown, total?: unknown): string[] | undefined {
+  if (!Array.isArray(commits) || commits.length === 0 || commits.length >= GITHUB_COMMITS_LISTED) return undefined;
+  if (typeof total === 'number' && total > commits.length) return undefined;
   const paths = new Set<string>();
   for (const c of commits) {
     const commit = obj(c);
@@ -291,7 +296,13 @@ export function parseHookEvent(headers: Headers, payload: unknown): HookEvent {
       const project = obj(body.project);
       const repositories = strings(project.git_http_url, project.git_ssh_url, project.web_url);
       if (kind === 'push')
-        return push(repositories, str(body.ref), str(body.before), str(body.after), commitPaths(body.commits));
+        return push(
+          repositories,
+          str(body.ref),
+          str(body.before),
+          str(body.after),
+          commitPaths(body.commits, body.total_commits_count),
+        );
       if (kind === 'merge_request') {
         const mr = obj(body.object_attributes);
         const a = str(mr.action);
