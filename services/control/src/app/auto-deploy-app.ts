@@ -173,7 +173,8 @@ export class AutoDeployApp {
     // A commit the poller (or an earlier delivery of the same push) already handled is not deployed again.
     const candidates: TrackedService[] = [];
     for (const s of tracking) if ((await this.#deps.store.seen(s.id)) !== `commit:${event.after}`) candidates.push(s);
-    if (candidates.length === 0) return { ignored: `no auto-deploy service tracks ${event.branch}`, services: [] };
+    if (tracking.length === 0) return { ignored: `no auto-deploy service tracks ${event.branch}`, services: [] };
+    if (candidates.length === 0) return { ignored: `commit ${event.after} was already handled`, services: [] };
     const affected: string[] = [];
     // Changed paths: the payload's list, else git's diff of the service's repository.
     const byRepo = new Map<string, TrackedService[]>();
@@ -186,14 +187,21 @@ export class AutoDeployApp {
         event.paths ?? (await this.#changedPaths(group[0]!.git!.url, event.branch, event.before, event.after));
       for (const s of affectedServices(group, event, paths)) affected.push(s.id);
     }
-    const now = this.#deps.clock.now();
-    for (const s of candidates) await this.#deps.store.setSeen(s.id, `commit:${event.after}`, now);
+    // Seen once handled: a delivery the planner could not take (503) is taken again when redelivered.
+    const seen = async () => {
+      const now = this.#deps.clock.now();
+      for (const s of candidates) await this.#deps.store.setSeen(s.id, `commit:${event.after}`, now);
+    };
     const services = candidates.filter((s) => affected.includes(s.id));
-    if (services.length === 0) return { ignored: 'no changed path matches an auto-deploy service', services: [] };
+    if (services.length === 0) {
+      await seen();
+      return { ignored: 'no changed path matches an auto-deploy service', services: [] };
+    }
     const deploymentId = await this.#deploy(
       environmentId,
       services.map((s) => s.id),
     );
+    await seen();
     this.#deps.log.info(
       { environmentId, deploymentId, services: services.map((s) => s.name), after: event.after },
       'auto-deploy: push',
@@ -294,20 +302,27 @@ export class AutoDeployApp {
   async poll(environmentId: string): Promise<string | undefined> {
     const aggregate = await this.#deps.environments.get(environmentId);
     if (aggregate.environment.status === EnvStatus.DELETED) return undefined;
-    const now = this.#deps.clock.now();
     const deploy: string[] = [];
+    // What was seen is recorded once handled: when the run cannot be asked for, the next poll tries again.
+    const seen: [serviceId: string, value: string][] = [];
+    const failed = (serviceId: string, err: unknown) =>
+      this.#deps.log.warn({ err, environmentId, serviceId }, 'auto-deploy: polling a service failed');
     for (const s of trackedServices(aggregate)) {
       if (!s.auto?.enabled || s.git === undefined || s.git.commit !== '') continue;
       if (checkSourceUrl(this.#deps.sources, s.git.url) !== undefined) continue;
       const branch = s.git.branch || 'main';
-      const head = await this.#deps.git.head(s.git.url, branch);
-      if (head === undefined) continue;
-      const seen = await this.#deps.store.seen(s.id);
-      if (seen === `commit:${head}`) continue;
-      await this.#deps.store.setSeen(s.id, `commit:${head}`, now);
-      if (seen === undefined || !seen.startsWith('commit:')) continue;
-      const paths = await this.#changedPaths(s.git.url, branch, seen.slice('commit:'.length), head);
-      if (pathsMatch(s.auto, paths)) deploy.push(s.id);
+      try {
+        const head = await this.#deps.git.head(s.git.url, branch);
+        if (head === undefined) continue;
+        const last = await this.#deps.store.seen(s.id);
+        if (last === `commit:${head}`) continue;
+        seen.push([s.id, `commit:${head}`]);
+        if (last === undefined || !last.startsWith('commit:')) continue;
+        const paths = await this.#changedPaths(s.git.url, branch, last.slice('commit:'.length), head);
+        if (pathsMatch(s.auto, paths)) deploy.push(s.id);
+      } catch (e) {
+        failed(s.id, e);
+      }
     }
     const as = this.#deps.control.as(webhookIdentity(environmentId));
     for (const record of servicesInOrder(aggregate)) {
@@ -321,22 +336,29 @@ export class AutoDeployApp {
             : undefined;
       if (!auto?.enabled || auto.tagPattern === '' || container === undefined) continue;
       if (checkImageSource(this.#deps.sources, container.image) !== undefined) continue;
-      const newest = newestTag(await this.#deps.registry.tags(container.image), auto.tagPattern);
-      if (newest === undefined || newest === container.tag) continue;
-      const { services } = await as.listServices({ environmentId });
-      const view = services.find((v) => v.id === record.id);
-      if (view === undefined) continue;
-      const source = view.source;
-      if (source?.$case === 'container') source.value.tag = newest;
-      else if (source?.$case === 'job' && source.value.from?.$case === 'container')
-        source.value.from.value.tag = newest;
-      await as.updateService({ environmentId, service: view });
-      await this.#deps.store.setSeen(record.id, `tag:${newest}`, now);
-      deploy.push(record.id);
+      try {
+        const newest = newestTag(await this.#deps.registry.tags(container.image), auto.tagPattern);
+        if (newest === undefined || newest === container.tag) continue;
+        const { services } = await as.listServices({ environmentId });
+        const view = services.find((v) => v.id === record.id);
+        if (view === undefined) continue;
+        const source = view.source;
+        if (source?.$case === 'container') source.value.tag = newest;
+        else if (source?.$case === 'job' && source.value.from?.$case === 'container')
+          source.value.from.value.tag = newest;
+        // Written first: the run deploys the service as configured (the tag stays if the run cannot be asked for).
+        await as.updateService({ environmentId, service: view });
+        seen.push([record.id, `tag:${newest}`]);
+        deploy.push(record.id);
+      } catch (e) {
+        failed(record.id, e);
+      }
     }
-    if (deploy.length === 0) return undefined;
-    const deploymentId = await this.#deploy(environmentId, deploy);
-    this.#deps.log.info({ environmentId, deploymentId, services: deploy }, 'auto-deploy: poll');
+    const deploymentId = deploy.length === 0 ? undefined : await this.#deploy(environmentId, deploy);
+    const now = this.#deps.clock.now();
+    for (const [serviceId, value] of seen) await this.#deps.store.setSeen(serviceId, value, now);
+    if (deploymentId !== undefined)
+      this.#deps.log.info({ environmentId, deploymentId, services: deploy }, 'auto-deploy: poll');
     return deploymentId;
   }
 

@@ -47,7 +47,21 @@ export class GitCli implements GitSource {
     return HEX.test(sha) ? sha : undefined;
   }
 
-  async changedPaths(url: string, branch: string, before: string, after: string): Promise<string[] | 'unknown'> {
+  /** One git command at a time per clone: two deliveries for one repository must not fetch into it at once. */
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  changedPaths(url: string, branch: string, before: string, after: string): Promise<string[] | 'unknown'> {
+    const previous = this.#queues.get(url) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.#changedPaths(url, branch, before, after));
+    const settled = next.catch(() => undefined);
+    this.#queues.set(url, settled);
+    void settled.then(() => {
+      if (this.#queues.get(url) === settled) this.#queues.delete(url);
+    });
+    return next;
+  }
+
+  async #changedPaths(url: string, branch: string, before: string, after: string): Promise<string[] | 'unknown'> {
     if (!HEX.test(after) || (before !== '' && !HEX.test(before))) return 'unknown';
     await mkdir(this.#dir, { recursive: true });
     const gitDir = join(this.#dir, `${createHash('sha256').update(url).digest('hex').slice(0, 32)}.git`);
