@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { fieldOf, isServiceError } from '@stageline/grpc';
 import { Command, CommanderError, Option } from 'commander';
 import { rotateKey } from './commands/admin.ts';
+import { autoDeployCommands } from './commands/auto-deploy.ts';
 import {
   envClone,
   envGet,
@@ -390,6 +391,8 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .argument('<id>', "the token's id (or the name of a token that is not revoked)")
     .description('revoke a token: calls with it are refused from then on')
     .action(act((ctx, id: string) => tokenRevoke(ctx, id)));
+
+  autoDeployCommands(program, act);
 
   const admin = program.command('admin').description('the installation (each needs an admin token)');
   admin

@@ -1,4 +1,5 @@
 // One validated configuration object from the environment; a bad value stops the start with its name.
+import { resolve } from 'node:path';
 import {
   KUBE_CONTEXTS_VARIABLE,
   parseKubeContexts,
@@ -29,6 +30,10 @@ export interface ControlConfig extends CommonConfig {
   sourcePolicy?: SourcePolicy;
   /** host:port of the web console (HTTPS, STAGELINE_CONSOLE_LISTEN; `off`: none). Absent: none. */
   consoleListen?: string;
+  /** Auto-deploy's git clones go under `<stateDir>/auto-deploy` (STAGELINE_STATE). Absent: `.stageline`. */
+  stateDir?: string;
+  /** Auto-deploy's pollers look for due environments this often (STAGELINE_AUTO_DEPLOY_TICK_MS). Absent: 5000. */
+  autoDeployTickMs?: number;
 }
 
 /** Reads one of @stageline/policy's variables, its parse errors as ConfigError naming the variable. */
@@ -49,7 +54,12 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     [KUBE_CONTEXTS_VARIABLE]: '',
     [SOURCE_ALLOW_VARIABLE]: '',
     STAGELINE_CONSOLE_LISTEN: '127.0.0.1:8443',
+    STAGELINE_STATE: '.stageline',
+    STAGELINE_AUTO_DEPLOY_TICK_MS: '5000',
   });
+  const tick = Number(read('STAGELINE_AUTO_DEPLOY_TICK_MS'));
+  if (!Number.isInteger(tick) || tick < 100 || tick > 3_600_000)
+    throw new ConfigError('STAGELINE_AUTO_DEPLOY_TICK_MS', 'must be 100..3600000 milliseconds');
   const consoleListen = read('STAGELINE_CONSOLE_LISTEN');
   return {
     ...commonConfig(env, '127.0.0.1:50051', 'control'),
@@ -59,6 +69,8 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     adminTokenFile: read('STAGELINE_ADMIN_TOKEN_FILE'),
     kubeContexts: policyVariable(KUBE_CONTEXTS_VARIABLE, read(KUBE_CONTEXTS_VARIABLE), parseKubeContexts),
     sourcePolicy: policyVariable(SOURCE_ALLOW_VARIABLE, read(SOURCE_ALLOW_VARIABLE), parseSourcePolicy),
+    stateDir: resolve(read('STAGELINE_STATE')),
+    autoDeployTickMs: tick,
     ...(consoleListen === 'off' ? {} : { consoleListen: hostPort('STAGELINE_CONSOLE_LISTEN', consoleListen) }),
   };
 }

@@ -3,23 +3,27 @@ import { Bus } from '@stageline/bus';
 import { consoleAssetsDir } from '@stageline/console';
 import { newId, OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { failedPrecondition } from '@stageline/errors';
-import { connect, startGrpcServer } from '@stageline/grpc';
+import { callUnary, connect, domainErrorFromGrpc, startGrpcServer } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { DENY_ALL } from '@stageline/policy';
-import { build as buildv1, deploy as deployv1, planner as plannerv1 } from '@stageline/proto';
+import { build as buildv1, bus as busv1, deploy as deployv1, planner as plannerv1 } from '@stageline/proto';
 import { KeyRing, keySourceFromEnv, SecretError, watchActiveKey } from '@stageline/secrets';
 import { busAnswers, startHealth } from '@stageline/service';
+import { PgAutoDeployStore } from './adapters/db/auto-deploy-store.ts';
 import { entities } from './adapters/db/entities.ts';
 import { PgEnvironmentStore } from './adapters/db/environment-store.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { resealControlSecrets } from './adapters/db/reseal.ts';
 import { PgTokenStore } from './adapters/db/token-store.ts';
+import { GitCli } from './adapters/git/git-source.ts';
 import { accessService, Scope } from './adapters/grpc/access.ts';
 import { deploymentService } from './adapters/grpc/deployments.ts';
 import { controlServices } from './adapters/grpc/handlers.ts';
 import { type RunningConsole, startConsole } from './adapters/http/console-server.ts';
 import { followRuns } from './adapters/nats/runs.ts';
+import { RegistryHttp } from './adapters/registry/registry-tags.ts';
 import { AccessApp } from './app/access-app.ts';
+import { AutoDeployApp } from './app/auto-deploy-app.ts';
 import { ControlApp } from './app/control-app.ts';
 import type { ControlConfig } from './config.ts';
 
@@ -113,10 +117,32 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   const scope = new Scope((id) => app.projectOf(id));
   const services = async (environmentId: string) =>
     (await app.listServices({ environmentId })).services.map((s) => s.id);
+  // Auto-deploy: webhook deliveries (on the console's listener) and pollers become planner requests.
+  const autoDeploy = new AutoDeployApp({
+    store: new PgAutoDeployStore(db),
+    environments: store,
+    control: app,
+    secrets,
+    submit: async (request) => {
+      const full = busv1.ActionRequested.fromPartial({ ...request, requestId: newId() });
+      try {
+        const { deployment } = await callUnary(planner, 'submit', { request: full }, { retry: { withinMs: 8_000 } });
+        return deployment!.id;
+      } catch (e) {
+        throw domainErrorFromGrpc(e, 'planner');
+      }
+    },
+    git: new GitCli({ stateDir: config.stateDir ?? '.stageline' }),
+    registry: new RegistryHttp(),
+    sources: config.sourcePolicy ?? DENY_ALL,
+    clock,
+    log,
+  });
+  const polling = autoDeploy.startPolling(config.autoDeployTickMs);
   const server = await startGrpcServer({
     address: config.grpcListen,
     services: [
-      ...controlServices(app, scope, log),
+      ...controlServices(app, scope, log, autoDeploy),
       deploymentService({ planner, build, releases, scope, services, bus, log }),
       accessService(access, log, rotateSecretKey),
     ],
@@ -142,6 +168,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
       verifyToken: (token) => access.verify(token),
       assetsDir: consoleAssetsDir,
       log,
+      hooks: (environmentId, headers, body) => autoDeploy.delivery(environmentId, headers, body),
     });
   }
   log.info({ address: server.address, console: webConsole?.url }, 'control serving');
@@ -151,6 +178,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     consoleUrl: webConsole?.url,
     async stop() {
       await webConsole?.close();
+      await polling.stop();
       await health.close();
       server.setServing(false);
       await server.shutdown();

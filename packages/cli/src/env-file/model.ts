@@ -69,6 +69,7 @@ export interface ServiceSpec {
   healthCheck?: HealthCheckSpec;
   strategy?: { type?: 'ROLLING_UPDATE' | 'RECREATE'; maxSurge?: string | number; maxUnavailable?: string | number };
   chart?: { path?: string; repository?: { url: string; name?: string; version?: string }; valuesYaml?: string };
+  autoDeploy?: { enabled?: boolean; includePaths?: string[]; excludePaths?: string[]; tagPattern?: string };
 }
 export interface EnvironmentFile {
   project: string;
@@ -172,6 +173,7 @@ function serviceJson(
         maxUnavailable: spec.strategy.maxUnavailable === undefined ? undefined : String(spec.strategy.maxUnavailable),
       },
       chart: spec.chart,
+      autoDeploy: spec.autoDeploy,
     },
     sendsSecretValues: envVars.some((v) => v.secret && v.value !== ''),
   };
@@ -365,6 +367,15 @@ export function normalizedDefinition(s: control.Service): control.Service {
     ...(healthCheck ? { healthCheck } : {}),
     ...(strategy ? { strategy } : {}),
     ...(chart ? { chart } : {}),
+    ...(s.autoDeploy
+      ? {
+          autoDeploy: {
+            ...s.autoDeploy,
+            includePaths: s.autoDeploy.includePaths.map((g) => g.replace(/^\.?\/+/, '')),
+            excludePaths: s.autoDeploy.excludePaths.map((g) => g.replace(/^\.?\/+/, '')),
+          },
+        }
+      : {}),
   });
 }
 

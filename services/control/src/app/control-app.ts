@@ -2,6 +2,7 @@ import { alreadyExists, DomainError, failedPrecondition, invalidArgument, notFou
 import { DENY_ALL, type SourcePolicy } from '@stageline/policy';
 import { control, type snapshot } from '@stageline/proto';
 import type { Secrets } from '@stageline/secrets';
+import { NO_AUTO_DEPLOY_SETTINGS } from '../domain/auto-deploy.ts';
 import {
   applySettings,
   checkEnvironmentName,
@@ -198,8 +199,8 @@ export class ControlApp {
         name: req.name,
         preview: req.preview,
         clonedFromId: source.environment.id,
-        // A custom namespace belongs to the source; the clone gets its own default.
-        settings: { ...source.environment.settings, namespace: '' },
+        // A custom namespace belongs to the source; the clone gets its own default (and no auto-deploy triggers).
+        settings: { ...source.environment.settings, namespace: '', autoDeploy: NO_AUTO_DEPLOY_SETTINGS },
         status: EnvStatus.NEVER_DEPLOYED,
         createdAt: now,
         updatedAt: now,

@@ -1,5 +1,6 @@
 import { resolveNamespace } from '@stageline/policy';
 import type { control } from '@stageline/proto';
+import { NO_AUTO_DEPLOY_SETTINGS } from '../domain/auto-deploy.ts';
 import { exposureView } from '../domain/environment.ts';
 import { Kind } from '../domain/kinds.ts';
 import { servicesOf } from '../domain/pipeline.ts';
@@ -23,6 +24,7 @@ export function environmentView(env: EnvironmentRecord): control.Environment {
       kubernetesContext: env.settings.kubernetesContext,
       namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
       exposure: exposureView(env.settings.exposure),
+      autoDeploy: env.settings.autoDeploy ?? NO_AUTO_DEPLOY_SETTINGS,
     },
     status: env.status,
     createdAt: env.createdAt,
@@ -61,6 +63,7 @@ export function serviceView(aggregate: EnvironmentAggregate, service: ServiceRec
     healthCheck: d.healthCheck,
     strategy: d.strategy,
     chart: d.chart,
+    autoDeploy: d.autoDeploy,
     endpoints: service.endpoints,
     createdAt: service.createdAt,
     updatedAt: service.updatedAt,

@@ -33,6 +33,7 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     addService: 'ROLE_ADMIN',
     updateService: 'ROLE_ADMIN',
     removeService: 'ROLE_ADMIN',
+    rotateWebhookSecret: 'ROLE_ADMIN',
     // Operator configuration: which clusters an environment may reach.
     listKubeContexts: 'ROLE_ADMIN',
   },

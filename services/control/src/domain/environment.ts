@@ -9,6 +9,7 @@ import {
   type ExposureType,
 } from '@stageline/policy';
 import { control } from '@stageline/proto';
+import { type AutoDeploySettings, applyAutoDeploySettings } from './auto-deploy.ts';
 import { Mirror, Scheduling } from './kinds.ts';
 import { checkDnsLabel } from './names.ts';
 
@@ -27,6 +28,8 @@ export interface Settings {
   namespace: string;
   /** `kubernetes`: how public ports are reached from outside the cluster (absent in rows stored before it). */
   exposure?: Exposure;
+  /** Polling and the preview-source mark (absent in rows stored before it: neither). */
+  autoDeploy?: AutoDeploySettings;
 }
 
 const EXPOSURE_TYPES: Record<number, ExposureType> = {
@@ -143,6 +146,7 @@ export function applySettings(
     kubernetesContext,
     namespace,
     exposure: applyExposure(input.exposure, current.exposure ?? CLUSTER_IP),
+    autoDeploy: applyAutoDeploySettings(input.autoDeploy, current.autoDeploy),
   };
 }
 

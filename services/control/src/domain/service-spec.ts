@@ -1,6 +1,7 @@
 import { invalidArgument } from '@stageline/errors';
 import type { control } from '@stageline/proto';
 import { SecretError, type Secrets } from '@stageline/secrets';
+import { type AutoDeploy, normalizeAutoDeploy } from './auto-deploy.ts';
 import { DbMode, Engine, type KindName, kindName } from './kinds.ts';
 import { checkAtMost, kib, LIMITS } from './limits.ts';
 import {
@@ -46,6 +47,7 @@ export interface ServiceDefinition {
   healthCheck?: control.HealthCheck;
   strategy?: control.DeploymentStrategy;
   chart?: control.CustomChart;
+  autoDeploy?: AutoDeploy;
 }
 
 function check(field: string, error: string | undefined): void {
@@ -357,7 +359,14 @@ export function normalizeDefinition(input: control.Service, field = 'service'): 
     ...(input.healthCheck ? { healthCheck: healthCheck(`${field}.health_check`, input.healthCheck) } : {}),
     ...(input.strategy ? { strategy: strategy(`${field}.strategy`, kind, input.strategy) } : {}),
     ...(input.chart ? { chart: customChart(`${field}.chart`, kind, input.chart) } : {}),
+    ...autoDeployOf(`${field}.auto_deploy`, kind, source, input.autoDeploy),
   };
+}
+
+function autoDeployOf(field: string, kind: KindName, source: Source, input: control.AutoDeploy | undefined) {
+  const from = source.$case === 'job' ? (source.value.from?.$case ?? '') : source.$case;
+  const autoDeploy = normalizeAutoDeploy(field, kind, from, input);
+  return autoDeploy === undefined ? {} : { autoDeploy };
 }
 
 /**

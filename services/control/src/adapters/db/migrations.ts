@@ -86,4 +86,18 @@ export const migrations: DbMigration[] = [
   ]),
   // Rows the outbox relay cannot publish, set aside with the reason (@stageline/db).
   outboxSetAsideMigration,
+  // Auto-deploy (issue 15): each environment's webhook secret, sealed; and what the pollers last saw
+  // of each service's source (a branch's commit, a tag), so that a restart does not deploy again.
+  sqlMigration('control-0005-auto-deploy', [
+    `create table webhook_secret (
+      environment_id uuid primary key references environment (id) on delete cascade,
+      secret text not null,
+      rotated_at timestamptz not null
+    )`,
+    `create table auto_deploy_seen (
+      service_id uuid primary key references service (id) on delete cascade deferrable initially deferred,
+      seen text not null,
+      seen_at timestamptz not null
+    )`,
+  ]),
 ];

@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { type GrpcServiceRegistration, unary } from '@stageline/grpc';
 import type { Logger } from '@stageline/log';
 import { control, snapshot } from '@stageline/proto';
+import type { AutoDeployApp } from '../../app/auto-deploy-app.ts';
 import type { ControlApp } from '../../app/control-app.ts';
 import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
 import type { Scope } from './access.ts';
@@ -11,7 +12,12 @@ import type { Scope } from './access.ts';
 
 const roles = (service: string) => ({ roles: METHOD_ROLES[service] ?? {} });
 
-export function controlServices(app: ControlApp, scope: Scope, log: Logger): GrpcServiceRegistration[] {
+export function controlServices(
+  app: ControlApp,
+  scope: Scope,
+  log: Logger,
+  autoDeploy?: AutoDeployApp,
+): GrpcServiceRegistration[] {
   // Each use case runs as the caller: every change it makes names them (EnvironmentEvent.actor).
   const inEnv = <R extends { environmentId: string }, T>(f: (req: R, as: ControlApp) => Promise<T>) =>
     unary(log, async (req: R, call: object) => {
@@ -34,6 +40,10 @@ export function controlServices(app: ControlApp, scope: Scope, log: Logger): Grp
     removeService: inEnv((req, as) => as.removeService(req)),
     listServices: inEnv((req) => app.listServices(req)),
     listKubeContexts: unary(log, async () => ({ contexts: [...app.kubeContexts()] })),
+    rotateWebhookSecret: inEnv(async (req) => {
+      if (autoDeploy === undefined) throw new Error('auto-deploy is not wired');
+      return autoDeploy.rotateWebhookSecret(req.environmentId);
+    }),
   };
   const pipelines: control.PipelineServiceServer = {
     getPipeline: inEnv((req) => app.getPipeline(req)),

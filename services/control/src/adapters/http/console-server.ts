@@ -19,6 +19,7 @@ import {
   sessionIdOf,
 } from '../../domain/console.ts';
 import { type ApiError, apiErrorOf, BadRequest, Gateway, httpStatusOf } from './gateway.ts';
+import { type DeliveryHandler, HOOKS_PREFIX, handleHook } from './webhooks.ts';
 
 export interface ConsoleOptions {
   listen: string;
@@ -29,6 +30,8 @@ export interface ConsoleOptions {
   /** The built browser app (index.html, assets/): `@stageline/console`'s consoleAssetsDir. */
   assetsDir: string;
   log: Logger;
+  /** Webhook deliveries (`POST /hooks/<environment_id>`); absent: none are taken. */
+  hooks?: DeliveryHandler;
 }
 
 export interface RunningConsole {
@@ -254,9 +257,11 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     const handled =
       path === '/api/session'
         ? handleSession(req, res)
-        : path.startsWith('/api/')
-          ? handleCall(req, res, path.slice('/api'.length))
-          : handleStatic(req, res, path);
+        : path.startsWith(HOOKS_PREFIX) && options.hooks !== undefined
+          ? handleHook(req, res, path, options.hooks)
+          : path.startsWith('/api/')
+            ? handleCall(req, res, path.slice('/api'.length))
+            : handleStatic(req, res, path);
     handled.catch((e: unknown) => {
       if (e instanceof BadRequest) {
         const field = e.field === undefined ? {} : { field: e.field };

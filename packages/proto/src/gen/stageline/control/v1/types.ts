@@ -1310,7 +1310,35 @@ export interface EnvironmentSettings {
    * on create: CLUSTER_IP; absent on update: unchanged. Ignored by the `local` runtime, which
    * publishes public ports on 127.0.0.1.
    */
-  exposure?: Exposure | undefined;
+  exposure?:
+    | Exposure
+    | undefined;
+  /**
+   * Auto-deploy triggers of the environment (README: "Auto-deploy and preview environments"). Absent on
+   * create: no polling, not a preview source; absent fields on update: unchanged. Clones get neither
+   * polling nor the preview-source mark.
+   */
+  autoDeploy?: AutoDeploySettings | undefined;
+}
+
+/**
+ * What triggers the environment's auto-deploy services (Service.auto_deploy) besides its webhook
+ * (`POST /hooks/<environment_id>` on control's HTTPS listener, checked with the secret
+ * EnvironmentService.RotateWebhookSecret returns).
+ */
+export interface AutoDeploySettings {
+  /**
+   * Polls the tracked branches (`git ls-remote`) and, for CONTAINER services with a tag pattern, the
+   * source registry's tags every so many seconds: 0 (the default) none, else 10..86400.
+   */
+  pollIntervalSeconds?:
+    | number
+    | undefined;
+  /**
+   * A pull (merge) request opened against a branch this environment tracks creates a preview clone
+   * `<name>-pr-<number>` deploying the request's branch; closing or merging it deletes the clone.
+   */
+  previewSource?: boolean | undefined;
 }
 
 /**
@@ -1428,7 +1456,33 @@ export interface Service {
    * generated one; Stageline still supplies the image from the mirror (values image.repository,
    * image.tag). On `local` a run that would deploy it is refused before anything starts.
    */
-  chart?: CustomChart | undefined;
+  chart?:
+    | CustomChart
+    | undefined;
+  /** Deploys the service on its own when its source changes (webhook or poller). Absent: never. */
+  autoDeploy?: AutoDeploy | undefined;
+}
+
+/**
+ * When a change of a service's source deploys it. APPLICATION (and job from application): a push to
+ * its tracked branch (ApplicationSource.branch; not when pinned to a commit) of its repository that
+ * changes a matching path. CONTAINER (and job from container): a new tag matching tag_pattern in the
+ * image's registry (poller only); the tag is written to ContainerSource.tag, then deployed.
+ */
+export interface AutoDeploy {
+  enabled: boolean;
+  /**
+   * Globs over paths from the repository root (`*` within a name, `**` across "/", `?` one
+   * character). A push deploys the service when a changed path matches an include (none: any path)
+   * and no exclude. At most 32 each, each 1..256 characters.
+   */
+  includePaths: string[];
+  excludePaths: string[];
+  /**
+   * CONTAINER: a glob over tags (`1.*`, `v*`); the highest matching tag (numeric parts compared as
+   * numbers) is deployed when it is not the current one. Empty: tags are not polled.
+   */
+  tagPattern: string;
 }
 
 export interface DeploymentStrategy {
@@ -1917,6 +1971,7 @@ function createBaseEnvironmentSettings(): EnvironmentSettings {
     kubernetesContext: undefined,
     namespace: undefined,
     exposure: undefined,
+    autoDeploy: undefined,
   };
 }
 
@@ -1942,6 +1997,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     }
     if (message.exposure !== undefined) {
       Exposure.encode(message.exposure, writer.uint32(58).fork()).join();
+    }
+    if (message.autoDeploy !== undefined) {
+      AutoDeploySettings.encode(message.autoDeploy, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2015,6 +2073,14 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
             message.exposure = Exposure.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.autoDeploy = AutoDeploySettings.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2056,6 +2122,11 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
         : undefined,
       namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
       exposure: isSet(object.exposure) ? Exposure.fromJSON(object.exposure) : undefined,
+      autoDeploy: isSet(object.autoDeploy)
+        ? AutoDeploySettings.fromJSON(object.autoDeploy)
+        : isSet(object.auto_deploy)
+        ? AutoDeploySettings.fromJSON(object.auto_deploy)
+        : undefined,
     };
   },
 
@@ -2082,6 +2153,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     if (message.exposure !== undefined) {
       obj.exposure = Exposure.toJSON(message.exposure);
     }
+    if (message.autoDeploy !== undefined) {
+      obj.autoDeploy = AutoDeploySettings.toJSON(message.autoDeploy);
+    }
     return obj;
   },
 
@@ -2099,6 +2173,102 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     message.exposure = (object.exposure !== undefined && object.exposure !== null)
       ? Exposure.fromPartial(object.exposure)
       : undefined;
+    message.autoDeploy = (object.autoDeploy !== undefined && object.autoDeploy !== null)
+      ? AutoDeploySettings.fromPartial(object.autoDeploy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAutoDeploySettings(): AutoDeploySettings {
+  return { pollIntervalSeconds: undefined, previewSource: undefined };
+}
+
+export const AutoDeploySettings: MessageFns<AutoDeploySettings> = {
+  encode(message: AutoDeploySettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pollIntervalSeconds !== undefined) {
+      writer.uint32(8).uint32(message.pollIntervalSeconds);
+    }
+    if (message.previewSource !== undefined) {
+      writer.uint32(16).bool(message.previewSource);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AutoDeploySettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAutoDeploySettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pollIntervalSeconds = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.previewSource = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AutoDeploySettings {
+    return {
+      pollIntervalSeconds: isSet(object.pollIntervalSeconds)
+        ? globalThis.Number(object.pollIntervalSeconds)
+        : isSet(object.poll_interval_seconds)
+        ? globalThis.Number(object.poll_interval_seconds)
+        : undefined,
+      previewSource: isSet(object.previewSource)
+        ? globalThis.Boolean(object.previewSource)
+        : isSet(object.preview_source)
+        ? globalThis.Boolean(object.preview_source)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AutoDeploySettings): unknown {
+    const obj: any = {};
+    if (message.pollIntervalSeconds !== undefined) {
+      obj.pollIntervalSeconds = Math.round(message.pollIntervalSeconds);
+    }
+    if (message.previewSource !== undefined) {
+      obj.previewSource = message.previewSource;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AutoDeploySettings>, I>>(base?: I): AutoDeploySettings {
+    return AutoDeploySettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AutoDeploySettings>, I>>(object: I): AutoDeploySettings {
+    const message = createBaseAutoDeploySettings();
+    message.pollIntervalSeconds = object.pollIntervalSeconds ?? undefined;
+    message.previewSource = object.previewSource ?? undefined;
     return message;
   },
 };
@@ -2476,6 +2646,7 @@ function createBaseService(): Service {
     healthCheck: undefined,
     strategy: undefined,
     chart: undefined,
+    autoDeploy: undefined,
   };
 }
 
@@ -2539,6 +2710,9 @@ export const Service: MessageFns<Service> = {
     }
     if (message.chart !== undefined) {
       CustomChart.encode(message.chart, writer.uint32(154).fork()).join();
+    }
+    if (message.autoDeploy !== undefined) {
+      AutoDeploy.encode(message.autoDeploy, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -2708,6 +2882,14 @@ export const Service: MessageFns<Service> = {
             message.chart = CustomChart.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.autoDeploy = AutoDeploy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2780,6 +2962,11 @@ export const Service: MessageFns<Service> = {
         : undefined,
       strategy: isSet(object.strategy) ? DeploymentStrategy.fromJSON(object.strategy) : undefined,
       chart: isSet(object.chart) ? CustomChart.fromJSON(object.chart) : undefined,
+      autoDeploy: isSet(object.autoDeploy)
+        ? AutoDeploy.fromJSON(object.autoDeploy)
+        : isSet(object.auto_deploy)
+        ? AutoDeploy.fromJSON(object.auto_deploy)
+        : undefined,
     };
   },
 
@@ -2839,6 +3026,9 @@ export const Service: MessageFns<Service> = {
     if (message.chart !== undefined) {
       obj.chart = CustomChart.toJSON(message.chart);
     }
+    if (message.autoDeploy !== undefined) {
+      obj.autoDeploy = AutoDeploy.toJSON(message.autoDeploy);
+    }
     return obj;
   },
 
@@ -2896,6 +3086,138 @@ export const Service: MessageFns<Service> = {
     message.chart = (object.chart !== undefined && object.chart !== null)
       ? CustomChart.fromPartial(object.chart)
       : undefined;
+    message.autoDeploy = (object.autoDeploy !== undefined && object.autoDeploy !== null)
+      ? AutoDeploy.fromPartial(object.autoDeploy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAutoDeploy(): AutoDeploy {
+  return { enabled: false, includePaths: [], excludePaths: [], tagPattern: "" };
+}
+
+export const AutoDeploy: MessageFns<AutoDeploy> = {
+  encode(message: AutoDeploy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== false) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    for (const v of message.includePaths) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.excludePaths) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.tagPattern !== "") {
+      writer.uint32(34).string(message.tagPattern);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AutoDeploy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAutoDeploy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.includePaths.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.excludePaths.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tagPattern = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AutoDeploy {
+    return {
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+      includePaths: globalThis.Array.isArray(object?.includePaths)
+        ? object.includePaths.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.include_paths)
+        ? object.include_paths.map((e: any) => globalThis.String(e))
+        : [],
+      excludePaths: globalThis.Array.isArray(object?.excludePaths)
+        ? object.excludePaths.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.exclude_paths)
+        ? object.exclude_paths.map((e: any) => globalThis.String(e))
+        : [],
+      tagPattern: isSet(object.tagPattern)
+        ? globalThis.String(object.tagPattern)
+        : isSet(object.tag_pattern)
+        ? globalThis.String(object.tag_pattern)
+        : "",
+    };
+  },
+
+  toJSON(message: AutoDeploy): unknown {
+    const obj: any = {};
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    if (message.includePaths?.length) {
+      obj.includePaths = message.includePaths;
+    }
+    if (message.excludePaths?.length) {
+      obj.excludePaths = message.excludePaths;
+    }
+    if (message.tagPattern !== "") {
+      obj.tagPattern = message.tagPattern;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AutoDeploy>, I>>(base?: I): AutoDeploy {
+    return AutoDeploy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AutoDeploy>, I>>(object: I): AutoDeploy {
+    const message = createBaseAutoDeploy();
+    message.enabled = object.enabled ?? false;
+    message.includePaths = object.includePaths?.map((e) => e) || [];
+    message.excludePaths = object.excludePaths?.map((e) => e) || [];
+    message.tagPattern = object.tagPattern ?? "";
     return message;
   },
 };
