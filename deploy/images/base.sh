@@ -9,7 +9,7 @@
 #   bash deploy/images/base.sh FLAVOR     prints the image reference on stdout
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-FLAVOR="${1:?usage: base.sh FLAVOR (runtime, build or deploy)}"
+FLAVOR="${1:?usage: base.sh FLAVOR (runtime, control, build or deploy)}"
 LIST="$HERE/$FLAVOR.packages"
 SUITE=bookworm
 log() { printf 'images: %s\n' "$*" >&2; }

