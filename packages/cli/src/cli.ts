@@ -31,6 +31,7 @@ import {
   logsCommand,
   planCommand,
   releasesCommand,
+  resumeCommand,
   rollbackCommand,
   showCommand,
   watchCommand,
@@ -258,9 +259,11 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
       .argument('[environment]')
       .description(description)
       .option('-w, --watch', 'follow the run live until it ends; exit 1 unless it succeeds', false);
-    if (verb !== 'redeploy') cmd.option('--service <service>', 'act on this service only');
-    if (verb === 'deploy')
-      cmd.option('--version <version>', 'commit:<sha>, tag:<tag> or revision:<n> (needs --service)');
+    cmd.option('--service <service...>', 'act on these services only, in one run (repeatable)');
+    if (verb === 'deploy') {
+      cmd.option('--version <version>', 'commit:<sha>, tag:<tag> or revision:<n> (needs exactly one --service)');
+      cmd.option('--pin <service=version...>', 'environment deploy: this service at this version (repeatable)');
+    }
     if (verb === 'deploy' || verb === 'redeploy')
       cmd.option('--force-build', 'rebuild even when the image is already in the mirror', false);
     if (verb === 'delete') cmd.option('-y, --yes', 'confirm deleting a whole environment', false);
@@ -273,10 +276,21 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .argument('[environment]')
     .requiredOption('--to <run>', 'a succeeded run: every service goes back to the version it had after it')
     .option('-w, --watch', 'follow the run live', false)
-    .description('redeploy the versions of a past successful run (no rebuild)')
+    .option('--run-lifecycle-jobs', 'run the lifecycle jobs configured for DEPLOY again (default: skipped)', false)
+    .description(
+      "back to a past successful run: each service's image and configuration as it deployed them (no rebuild)",
+    )
     .action(
-      act((ctx, ref: string | undefined, opts: { to: string; watch: boolean }) => rollbackCommand(ctx, ref, opts)),
+      act((ctx, ref: string | undefined, opts: { to: string; watch: boolean; runLifecycleJobs: boolean }) =>
+        rollbackCommand(ctx, ref, opts),
+      ),
     );
+  program
+    .command('resume')
+    .argument('<run>', 'a FAILED or CANCELED run id')
+    .option('-w, --watch', 'follow the run live until it ends; exit 1 unless it succeeds', false)
+    .description('take a failed or canceled run up where it stopped: only the services that did not succeed run')
+    .action(act((ctx, id: string, opts: { watch: boolean }) => resumeCommand(ctx, id, opts)));
   program
     .command('cancel')
     .argument('<run>', 'run id')
@@ -303,13 +317,21 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .option('--version <version>', 'with one --service')
     .option('--to <run>', 'rollback target')
     .option('--force-build', 'as deploy --force-build', false)
+    .option('--run-lifecycle-jobs', 'as rollback --run-lifecycle-jobs', false)
     .description('dry run: what would be built or mirrored (cache hits marked), deployed or skipped')
     .action(
       act(
         (
           ctx,
           ref: string | undefined,
-          opts: { action: string; service?: string[]; version?: string; to?: string; forceBuild?: boolean },
+          opts: {
+            action: string;
+            service?: string[];
+            version?: string;
+            to?: string;
+            forceBuild?: boolean;
+            runLifecycleJobs?: boolean;
+          },
         ) => planCommand(ctx, ref, opts),
       ),
     );
