@@ -224,7 +224,10 @@ describe('rolling back to the environment as it was (property)', () => {
         fc.record({ key: fc.constantFrom('A', 'B', 'C'), value: fc.constantFrom('', 'x', 'y'), secret: fc.boolean() }),
         { selector: (v) => v.key },
       ),
-      endpoints: fc.array(fc.record({ port: fc.constantFrom(80, 8080) }), { maxLength: 1 }),
+      container: fc.record({
+        image: fc.constant('r/x'),
+        ports: fc.array(fc.record({ port: fc.constantFrom(80, 8080) }), { maxLength: 1 }),
+      }),
       strategy: fc.option(fc.record({ type: fc.constantFrom(1, 2) }), { nil: undefined }),
     });
 
@@ -244,7 +247,7 @@ describe('rolling back to the environment as it was (property)', () => {
               return;
             }
             expect(d.stageId).toBe(current.stageId);
-            expect(d.endpoints).toEqual(old.endpoints);
+            expect(d.container).toEqual(old.container);
             expect(d.strategy).toEqual(old.strategy);
             expect(d.envVars.map((v) => v.key)).toEqual(old.envVars.map((v) => v.key));
             d.envVars.forEach((v, j) => {
@@ -274,7 +277,9 @@ describe('rolling back to the environment as it was (property)', () => {
         };
         for (const k of ['A', 'B', 'C'])
           expect(changes.includes(` ${k}`) || changes.includes(`, ${k}`)).toBe(!!differs(k));
-        expect(changes.includes('ports')).toBe(JSON.stringify(now.endpoints) !== JSON.stringify(then.endpoints));
+        expect(changes.includes('container source')).toBe(
+          JSON.stringify(now.container) !== JSON.stringify(then.container),
+        );
       }),
     );
     expect(rollbackSummary({ version: 'tag:v2' }, { version: 'tag:v1' }, undefined, undefined)).toBe(

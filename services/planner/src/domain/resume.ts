@@ -71,23 +71,35 @@ export interface EnvironmentShape {
   services: readonly ServiceDefinition[];
 }
 
-/** Fields that say nothing about what is deployed. */
-const NOT_DEPLOYED = new Set(['createdAt', 'updatedAt', 'skipped', 'stageId', 'name', 'environmentId']);
+/** Fields that say nothing about what is deployed (endpoints are output: where it answered). */
+const NOT_DEPLOYED = new Set(['createdAt', 'updatedAt', 'skipped', 'stageId', 'name', 'environmentId', 'endpoints']);
+
+/** JSON with object keys sorted at every depth: a snapshot read back from jsonb has its keys reordered. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
 
 /**
  * A definition as deployed, for comparison: secret values are sealed (a rotation seals them again),
  * so a secret compares by its name only.
  */
 export function deployedShape(d: ServiceDefinition): string {
-  const fields = Object.keys(d)
-    .filter((k) => !NOT_DEPLOYED.has(k))
-    .sort();
-  return JSON.stringify(
-    fields.map((k) => [
-      k,
-      k === 'envVars' ? (d.envVars ?? []).map((v) => (v.secret ? { key: v.key, secret: true } : v)) : d[k],
-    ]),
+  const fields = Object.fromEntries(
+    Object.entries(d)
+      .filter(([k]) => !NOT_DEPLOYED.has(k))
+      .map(([k, v]) => [
+        k,
+        k === 'envVars' ? (d.envVars ?? []).map((e) => (e.secret ? { key: e.key, secret: true } : e)) : v,
+      ]),
   );
+  return canonicalJson(fields);
 }
 
 /**

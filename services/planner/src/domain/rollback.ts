@@ -31,13 +31,12 @@ export function rollbackDefinitions<D extends ServiceDefinition>(
 }
 
 const FIELD_NAMES: Record<string, string> = {
-  endpoints: 'ports',
   buildResources: 'build resources',
   readinessTimeoutSeconds: 'readiness timeout',
   healthCheck: 'probes',
   strategy: 'strategy',
   chart: 'chart',
-  container: 'container source',
+  container: 'container source (image, ports)',
   application: 'application source',
   database: 'database',
   job: 'job',
@@ -45,7 +44,7 @@ const FIELD_NAMES: Record<string, string> = {
 
 /**
  * What deploying `then` instead of `now` changes, in words: env vars by name only (never a value:
- * some are secrets), then every other deployed field by name; empty when nothing does.
+ * some are secrets), then every other deployed field by name (ports live in the source); empty when nothing does.
  */
 export function definitionChanges(now: ServiceDefinition, then: ServiceDefinition): string[] {
   const changes: string[] = [];

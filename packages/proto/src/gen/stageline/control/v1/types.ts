@@ -103,8 +103,8 @@ export function serviceKindToJSON(object: ServiceKind): string {
  * What a run does. Every action request becomes a run (Deployment) that waits its turn behind the
  * environment's other runs (see DeploymentService). Environment-level DEPLOY, REDEPLOY, STOP and
  * RESTART leave skipped services alone (SKIPPED in the run); environment DELETE removes them too;
- * service-level actions act on the named service, skipped or not, and the run lists only that service
- * and its stage. Lifecycle jobs run only on the events they are configured for (JobSource.on_*).
+ * service-level actions act on the named services, skipped or not, and the run lists only those
+ * services and their stages. Lifecycle jobs run only on the events they are configured for (JobSource.on_*).
  * Cancelling a run is not an action: see DeploymentService.CancelDeployment.
  */
 export const Action = {
@@ -140,10 +140,12 @@ export const Action = {
   ACTION_DELETE: 5,
   /**
    * ACTION_ROLLBACK - Environment level only (to_deployment_id): every service of a past SUCCEEDED run is deployed again
-   * at the version and image it had after that run, with the secret env values that run deployed
-   * (kept sealed in it; the rest of the configuration is the current one), through the normal
-   * pipeline, without building (the images come from the mirror). Skipped services stay untouched; services added since that run
-   * are SKIPPED; removed ones are not recreated. Never merged with another queued request.
+   * at the version and image it had after that run, with the configuration that run deployed (env
+   * vars — secret values kept sealed in it —, ports, resources, probes, strategy; a secret purged
+   * since keeps its current value), through the normal pipeline, without building (the images come
+   * from the mirror). Lifecycle jobs are SKIPPED unless run_lifecycle_jobs. Skipped services stay
+   * untouched; services added since that run are SKIPPED; removed ones are not recreated. Never
+   * merged with another queued request.
    */
   ACTION_ROLLBACK: 6,
   UNRECOGNIZED: -1,
