@@ -65,6 +65,9 @@ interface GlobalOptions {
   output: Format;
 }
 
+/** A repeatable option's values, in order. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
 function requester(): string {
   try {
     return `cli:${userInfo().username}`;
@@ -259,10 +262,10 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
       .argument('[environment]')
       .description(description)
       .option('-w, --watch', 'follow the run live until it ends; exit 1 unless it succeeds', false);
-    cmd.option('--service <service...>', 'act on these services only, in one run (repeatable)');
+    cmd.option('--service <service>', 'act on this service only; repeat it for several (one run)', collect);
     if (verb === 'deploy') {
       cmd.option('--version <version>', 'commit:<sha>, tag:<tag> or revision:<n> (needs exactly one --service)');
-      cmd.option('--pin <service=version...>', 'environment deploy: this service at this version (repeatable)');
+      cmd.option('--pin <service=version>', 'environment deploy: this service at this version (repeatable)', collect);
     }
     if (verb === 'deploy' || verb === 'redeploy')
       cmd.option('--force-build', 'rebuild even when the image is already in the mirror', false);
