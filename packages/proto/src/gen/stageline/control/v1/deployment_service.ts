@@ -4786,9 +4786,11 @@ export const ListCronRunsResponse: MessageFns<ListCronRunsResponse> = {
  *
  * Every action RPC hands the request to the planner (PlannerService/Submit, the same path as an
  * ActionRequested published on the bus) and returns the run it became. One run per environment at a
- * time: later requests wait as QUEUED with their queue_position (1 = next). A QUEUED request absorbs
- * a later one of the same action, requester, version and scope (both environment-level, or both
- * service-level: their services are united); both callers get the same run. ROLLBACK never merges.
+ * time: later requests wait as QUEUED with their queue_position (1 = next) and the run they wait for
+ * (Deployment.waits_for). A QUEUED request absorbs a later one of the same action, requester,
+ * version(s) and scope (both environment-level, or both service-level: their services are united);
+ * both callers get the same run, the later one with Deployment.merged set. ROLLBACK and resumes never
+ * merge.
  *
  * Refused with FAILED_PRECONDITION, nothing queued: any action on a DELETED environment or while a
  * DELETE of it is queued or running; ROLLBACK to a run that did not succeed; DEPLOY, REDEPLOY or
