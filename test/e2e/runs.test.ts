@@ -3,6 +3,9 @@
 // run it waits for and a merged request is told so; a run failed mid-way by a failing service, resumed
 // after the fix, runs only the rest (and is refused while a service that succeeded is configured
 // differently); a rollback after an env var change serves the old value again.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { callUnary, isServiceError } from '@stageline/grpc';
 import { control } from '@stageline/proto';
@@ -12,6 +15,36 @@ import { createEnvironment, EXAMPLE_IMAGE, runStatusName, stateName, useStack, w
 const stack = useStack();
 const { ServiceKind } = control;
 const [REPO = '', TAG = ''] = EXAMPLE_IMAGE.split(/:(?=[^:/]+$)/);
+const main = join(fileURLToPath(new URL('../..', import.meta.url)), 'packages/cli/src/main.ts');
+
+/** The CLI as a user runs it: TLS with the test CA, the admin token, no config file. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const address = stack.procs.find((p) => p.name === 'control')!.address;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of ['STAGELINE_ADDRESS', 'STAGELINE_PROJECT', 'STAGELINE_ENVIRONMENT', 'STAGELINE_TOKEN']) delete env[k];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, '--address', address, ...args], {
+      env: {
+        ...env,
+        STAGELINE_CONFIG: '/nonexistent/stageline.yaml',
+        STAGELINE_CA: stack.security.ca,
+        STAGELINE_TOKEN_FILE: stack.security.adminTokenFile,
+        NO_COLOR: '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 interface Spec {
   name: string;
@@ -114,6 +147,12 @@ describe('runs taken further', () => {
     expect(redeployed.final.action).toBe(control.Action.ACTION_REDEPLOY);
     expect(redeployed.final.serviceIds.toSorted()).toEqual([ids.first!, ids.second!].toSorted());
 
+    // The CLI: repeated --service is one run.
+    const both = await cli(['deploy', 'e2e/several', '--service', 'other', '--service', 'first', '-o', 'json']);
+    expect(both.code, both.stderr).toBe(0);
+    const bothRun = await watchToEnd(stack, JSON.parse(both.stdout).deployment.id);
+    expect(bothRun.final.services.map((s) => s.name)).toEqual(['first', 'other']);
+
     // An environment deploy that pins one service's version; a pin on an unknown service is refused.
     const pinned = await deployEnv(envId, 'e2e', { [ids.other!]: `tag:${TAG}` });
     expect(pinned.versions).toEqual({ [ids.other!]: `tag:${TAG}` });
@@ -167,11 +206,13 @@ describe('runs taken further', () => {
     expect(unsafe.details).toContain('service "db", which succeeded, is configured differently since');
     await update(specs.db);
 
-    // The fix is to the service that failed: allowed.
+    // The fix is to the service that failed: allowed. Through the CLI, watched to its end.
     await update({ ...specs.api, broken: false });
-    const { deployment } = await resume();
-    expect(deployment!.resumedFrom).toBe(failed.final.id);
-    const resumed = await watchToEnd(stack, deployment!.id);
+    const resumedCli = await cli(['resume', failed.final.id, '--watch', '-o', 'json']);
+    expect(resumedCli.code, resumedCli.stderr).toBe(0);
+    const deployment = control.Deployment.fromJSON(JSON.parse(resumedCli.stdout).deployment);
+    expect(deployment.resumedFrom).toBe(failed.final.id);
+    const resumed = { final: deployment };
     expect(runStatusName(resumed.final.status), resumed.final.message).toBe('SUCCEEDED');
     expect(states(resumed.final)).toEqual({ db: 'SKIPPED', api: 'DEPLOYED', web: 'DEPLOYED' });
     expect(byName(resumed.final).db!.message).toBe(`succeeded in run ${failed.final.id}`);
@@ -181,9 +222,9 @@ describe('runs taken further', () => {
     // Only FAILED or CANCELED runs resume; a run is resumed once.
     const twice = await refusal(resume());
     expect(twice.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(twice.details).toContain(`already resumed by run ${deployment!.id}`);
+    expect(twice.details).toContain(`already resumed by run ${deployment.id}`);
     const succeeded = await refusal(
-      callUnary(stack.deployments, 'resumeDeployment', { deploymentId: deployment!.id, requester: 'e2e' }),
+      callUnary(stack.deployments, 'resumeDeployment', { deploymentId: deployment.id, requester: 'e2e' }),
     );
     expect(succeeded.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(succeeded.details).toContain('SUCCEEDED');
@@ -212,6 +253,9 @@ describe('runs taken further', () => {
       versions: {},
     });
     expect(byName(plan!).web!.message).toBe('rollback: env MESSAGE back to their earlier value');
+    const planned = await cli(['plan', 'e2e/rollback', '--action', 'rollback', '--to', first.final.id]);
+    expect(planned.code, planned.stderr).toBe(0);
+    expect(planned.stdout).toContain('rollback: env MESSAGE back to their earlier value');
 
     const { deployment } = await callUnary(stack.deployments, 'rollbackEnvironment', {
       environmentId: envId,

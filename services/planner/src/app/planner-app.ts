@@ -22,7 +22,16 @@ import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from 
 import { runTransitions } from '../domain/transitions.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { RunLog } from './run-log.ts';
-import { checkVersions, definitionsOfRun, explainRollback, optionsOf, resumed, resumeRequest } from './runs-further.ts';
+import {
+  checkVersions,
+  definitionsOfRun,
+  explainRollback,
+  optionsOf,
+  resumed,
+  resumedRun,
+  resumeRequest,
+  unsafeToResume,
+} from './runs-further.ts';
 import {
   actionName,
   actionValue,
@@ -382,12 +391,15 @@ export class PlannerApp {
         const row = await tx.findOne(DeploymentRow, { id: next.id });
         if (row?.status !== 'QUEUED') return;
         const charted = snap && customChartOnLocal(snap, row.action, row.serviceIds);
-        if (!snap || charted !== undefined) {
+        // A resume that waited: the environment may have changed unsafely since it was accepted.
+        const previous = snap && (await resumedRun(tx, row.options));
+        const unsafe = snap && previous && unsafeToResume(previous, snap);
+        if (!snap || charted !== undefined || unsafe) {
           // Nothing has started: the run ends before its first job.
           row.status = 'FAILED';
-          row.message = snap
-            ? refuseCustomChart(charted ?? '', snap.environment.runtime).message
-            : 'the environment no longer exists';
+          row.message = !snap
+            ? 'the environment no longer exists'
+            : unsafe || refuseCustomChart(charted ?? '', snap.environment.runtime).message;
           row.finishedAt = new Date(this.#now());
           finished = true;
         } else {

@@ -93,23 +93,8 @@ export async function resumeRequest(
       'deployment_id',
     );
   }
-  if (previous.state) {
-    const then = (previous.snapshot ?? {}) as SnapshotJson;
-    const stagesThen = [...previous.state.stages].sort((a, b) => a.order - b.order).map((s) => s.stageId);
-    const reasons = resumeRefusals(
-      previous.state,
-      id,
-      shapeOf(then.environment, stagesThen, then.services ?? []),
-      shapeOf(
-        control.Environment.toJSON(snap.environment) as SnapshotJson['environment'],
-        (snap.pipeline?.stages ?? []).map((s) => s.id),
-        snap.services.map((s) => control.Service.toJSON(s) as ServiceDefinition),
-      ),
-    );
-    if (reasons.length > 0) {
-      throw failedPrecondition(`cannot resume run ${id}: since it ran, ${reasons.join('; ')}`, 'deployment_id');
-    }
-  }
+  const unsafe = unsafeToResume(previous, snap);
+  if (unsafe !== undefined) throw failedPrecondition(unsafe, 'deployment_id');
   const options: RunOptions = { ...previous.options, resumeOf: id };
   return {
     request: {
@@ -124,6 +109,35 @@ export async function resumeRequest(
     },
     options,
   };
+}
+
+/**
+ * Why resuming `previous` against the environment as `snap` shows it is unsafe (every change named),
+ * or undefined. Asked when the resume is requested and again when it starts (it may have waited).
+ */
+export function unsafeToResume(
+  previous: Pick<DeploymentRow, 'id' | 'state' | 'snapshot'>,
+  snap: Snapshot,
+): string | undefined {
+  if (!previous.state) return undefined;
+  const then = (previous.snapshot ?? {}) as SnapshotJson;
+  const stagesThen = [...previous.state.stages].sort((a, b) => a.order - b.order).map((s) => s.stageId);
+  const reasons = resumeRefusals(
+    previous.state,
+    previous.id,
+    shapeOf(then.environment, stagesThen, then.services ?? []),
+    shapeOf(
+      control.Environment.toJSON(snap.environment) as SnapshotJson['environment'],
+      (snap.pipeline?.stages ?? []).map((s) => s.id),
+      snap.services.map((s) => control.Service.toJSON(s) as ServiceDefinition),
+    ),
+  );
+  return reasons.length === 0 ? undefined : `cannot resume run ${previous.id}: since it ran, ${reasons.join('; ')}`;
+}
+
+/** The run a resume takes up, when `options` make it one. */
+export async function resumedRun(em: EntityManager, options: RunOptions | undefined) {
+  return options?.resumeOf ? ((await em.findOne(DeploymentRow, { id: options.resumeOf })) ?? undefined) : undefined;
 }
 
 /** A planned resume: what succeeded in the run it takes up is skipped, the rest runs. */
