@@ -178,10 +178,21 @@ describe('runs taken further', () => {
     const { deployment: read } = await callUnary(stack.deployments, 'getDeployment', { deploymentId: queued.id });
     expect(read!.waitsFor).toBe(running.id);
     expect(read!.merged).toBe(false);
+    // A third run waits for the second; when the queue moves, the runs still queued say so as it happens.
+    const third = await deployEnv(envId, 'cy');
+    expect(third.waitsFor).toBe(queued.id);
+    expect(third.queuePosition).toBe(2);
+    const watchingThird = watchToEnd(stack, third.id);
+    await callUnary(stack.deployments, 'cancelDeployment', { deploymentId: queued.id });
     expect(runStatusName((await watchToEnd(stack, running.id)).final.status)).toBe('SUCCEEDED');
-    const after = await watchToEnd(stack, queued.id);
+    const after = await watchingThird;
     expect(runStatusName(after.final.status)).toBe('SUCCEEDED');
     expect(after.final.waitsFor).toBe('');
+    const moved = after.updates.find(
+      (u) => runStatusName(u.status) === 'QUEUED' && u.queuePosition === 1 && u.waitsFor !== '',
+    );
+    // Next in line, waiting for the run that was going then (the first, or the second if it had started).
+    expect(moved?.waitsFor).toMatch(new RegExp(`^(${running.id}|${queued.id})$`));
   }, 240_000);
 
   it('a run failed mid-way, resumed after the fix, runs only the rest; refused while a service that succeeded differs', async () => {

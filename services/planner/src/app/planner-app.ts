@@ -266,6 +266,7 @@ export class PlannerApp {
         return;
       }
       await this.#runEvent(em, row);
+      if (finished && row.startedAt === null) await this.#queueMoved(em, row.environmentId, row.id);
     });
     this.#deps.onCommit();
     this.#runLog.tell();
@@ -418,6 +419,7 @@ export class PlannerApp {
           finished = await this.#apply(tx, row, state);
         }
         await this.#runEvent(tx, row);
+        await this.#queueMoved(tx, environmentId, row.id);
       });
       this.#deps.onCommit();
       this.#runLog.tell();
@@ -780,6 +782,16 @@ export class PlannerApp {
         return has === undefined ? [] : [[s.serviceId, has]];
       }),
     );
+  }
+
+  /** The queue moved (a run started, or a queued one went): each run still queued says where it stands now. */
+  async #queueMoved(em: EntityManager, environmentId: string, except: string): Promise<void> {
+    const queued = await em.find(
+      DeploymentRow,
+      { environmentId, status: 'QUEUED', id: { $ne: except } },
+      { orderBy: { createdAt: 'asc' } },
+    );
+    for (const r of queued) await this.#runEvent(em, r);
   }
 
   /** While QUEUED: its position and the run it waits for (domain/queue.ts). */
