@@ -162,6 +162,26 @@ describe('runs taken further', () => {
     const unknown = await refusal(deployEnv(envId, 'e2e', { '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b': 'tag:x' }));
     expect(unknown.code).toBe(grpc.status.NOT_FOUND);
     expect(unknown.details).toContain('versions[');
+    // Bad input names its field.
+    const none = await refusal(
+      callUnary(stack.deployments, 'stopService', {
+        environmentId: envId,
+        serviceId: '',
+        serviceIds: [],
+        version: '',
+        requester: 'e2e',
+        forceBuild: false,
+      }),
+    );
+    expect([none.code, none.details]).toEqual([grpc.status.INVALID_ARGUMENT, expect.stringContaining('service_ids')]);
+    const badVersion = await refusal(deployEnv(envId, 'e2e', { [ids.other!]: 'tag:bad tag' }));
+    expect(badVersion.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badVersion.details).toContain(`versions[${ids.other}]`);
+    const noRun = await refusal(callUnary(stack.deployments, 'resumeDeployment', { deploymentId: '', requester: '' }));
+    expect([noRun.code, noRun.details]).toEqual([
+      grpc.status.INVALID_ARGUMENT,
+      expect.stringContaining('deployment_id'),
+    ]);
   }, 240_000);
 
   it('a queued run says which run it waits for; an identical request is merged into it and told so', async () => {
