@@ -264,6 +264,23 @@ describe('runs taken further', () => {
   it('a rollback after an env var change serves the old value again, and its plan says what changes', async () => {
     const web = { name: 'web', stage: 2, message: 'before' };
     const { envId, update } = await environment('rollback', [web]);
+    // A lifecycle job in an earlier stage (a migration, say): a rollback does not run it unless asked.
+    await callUnary(stack.environments, 'addService', {
+      environmentId: envId,
+      service: control.Service.fromPartial({
+        name: 'migrate',
+        kind: ServiceKind.SERVICE_KIND_LIFECYCLE_JOB,
+        source: {
+          $case: 'job',
+          value: control.JobSource.fromPartial({
+            from: { $case: 'container', value: { image: REPO, tag: TAG, ports: [] } },
+            onDeploy: true,
+            maxDurationSeconds: 60,
+          }),
+        },
+        envVars: [{ key: 'EXAMPLE_SCRIPT', value: 'echo migrated', secret: false }],
+      }),
+    });
     const first = await watchToEnd(stack, (await deployEnv(envId)).id);
     expect(runStatusName(first.final.status), first.final.message).toBe('SUCCEEDED');
     const url = byName(first.final).web!.endpoints[0]!.url;
@@ -284,9 +301,12 @@ describe('runs taken further', () => {
       versions: {},
     });
     expect(byName(plan!).web!.message).toBe('rollback: env MESSAGE back to their earlier value');
+    expect(stateName(byName(plan!).migrate!.status)).toBe('SKIPPED');
+    expect(byName(plan!).migrate!.message).toContain('run_lifecycle_jobs');
     const planned = await cli(['plan', 'e2e/rollback', '--action', 'rollback', '--to', first.final.id]);
     expect(planned.code, planned.stderr).toBe(0);
     expect(planned.stdout).toContain('rollback: env MESSAGE back to their earlier value');
+    expect(planned.stdout).toContain('skip: a rollback does not run lifecycle jobs again');
 
     const { deployment } = await callUnary(stack.deployments, 'rollbackEnvironment', {
       environmentId: envId,
@@ -296,5 +316,18 @@ describe('runs taken further', () => {
     const back = await watchToEnd(stack, deployment!.id);
     expect(runStatusName(back.final.status), back.final.message).toBe('SUCCEEDED');
     expect(await get(url)).toBe('before');
+    expect(states(back.final)).toEqual({ migrate: 'SKIPPED', web: 'DEPLOYED' });
+
+    // Asked for: the job runs again, at the version that run ran.
+    const { deployment: withJobs } = await callUnary(stack.deployments, 'rollbackEnvironment', {
+      environmentId: envId,
+      toDeploymentId: first.final.id,
+      requester: 'e2e',
+      runLifecycleJobs: true,
+    });
+    expect(withJobs!.runLifecycleJobs).toBe(true);
+    const again = await watchToEnd(stack, withJobs!.id);
+    expect(runStatusName(again.final.status), again.final.message).toBe('SUCCEEDED');
+    expect(states(again.final)).toEqual({ migrate: 'DEPLOYED', web: 'DEPLOYED' });
   }, 240_000);
 });
