@@ -221,6 +221,7 @@ async function deployEnv(
 ) {
   const { deployment } = await callUnary(stack.deployments, action, {
     environmentId,
+    versions: {},
     requester: 'e2e',
     forceBuild: false,
   });
@@ -541,6 +542,7 @@ describe('git applications', () => {
     const { environmentId, services } = await environmentWith('crash', [{ name: 'slow', url: repo.url }]);
     const first = stack.procs.find((p) => p.name === 'build')!;
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId,
       requester: 'e2e',
       forceBuild: false,

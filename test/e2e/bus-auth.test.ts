@@ -75,6 +75,7 @@ describe('the authenticated bus', () => {
   it('deploys end to end with every service as its own bus user, nothing provisioned by them', async () => {
     environmentId = await containerEnvironment('secured');
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId,
       requester: 'e2e',
       forceBuild: false,

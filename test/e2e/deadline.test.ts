@@ -25,6 +25,7 @@ describe('a job no worker takes', () => {
       }),
     );
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId: environment!.id,
       requester: 'deadline',
       forceBuild: false,

@@ -59,8 +59,14 @@ async function addService(envId: string, service: Partial<control.Service>): Pro
 }
 
 const deployEnv = async (environmentId: string) =>
-  (await callUnary(stack.deployments, 'deployEnvironment', { environmentId, requester: 'e2e', forceBuild: false }))
-    .deployment!;
+  (
+    await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
+      environmentId,
+      requester: 'e2e',
+      forceBuild: false,
+    })
+  ).deployment!;
 const byName = (d: control.Deployment) => Object.fromEntries(d.services.map((s) => [s.name, s]));
 
 async function get(url: string): Promise<string> {

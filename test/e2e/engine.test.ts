@@ -81,8 +81,14 @@ async function environment(
 }
 
 const deploy = async (envId: string, requester = 'e2e') =>
-  (await callUnary(stack.deployments, 'deployEnvironment', { environmentId: envId, requester, forceBuild: false }))
-    .deployment!;
+  (
+    await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
+      environmentId: envId,
+      requester,
+      forceBuild: false,
+    })
+  ).deployment!;
 const byName = (d: control.Deployment) => Object.fromEntries(d.services.map((s) => [s.name, s]));
 
 /** Total length covered by a set of intervals. */
@@ -158,6 +164,7 @@ describe('pipeline engine', () => {
     });
     // A service-level action works on a skipped service.
     const one = await callUnary(stack.deployments, 'deployService', {
+      serviceIds: [],
       environmentId: envId,
       serviceId: ids.lazy!,
       version: '',
@@ -325,6 +332,7 @@ describe('pipeline engine', () => {
     );
 
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId,
       requester: 'e2e',
       forceBuild: false,

@@ -115,6 +115,7 @@ async function getRun(id: string): Promise<control.Deployment> {
 
 async function startRun(envId: string): Promise<string> {
   const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+    versions: {},
     environmentId: envId,
     requester: 'faults',
     forceBuild: false,

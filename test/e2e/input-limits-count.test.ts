@@ -48,6 +48,7 @@ describe('the most services and stages an environment may have', () => {
     );
 
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId,
       requester: 'e2e',
       forceBuild: false,

@@ -16,6 +16,7 @@ const sizes = useBusSizes(stack);
 
 async function deploy(environmentId: string) {
   const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+    versions: {},
     environmentId,
     requester: 'e2e',
     forceBuild: false,

@@ -68,6 +68,7 @@ describe('exposure on kubernetes', () => {
       }),
     );
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId: environment!.id,
       requester: 'e2e',
       forceBuild: false,

@@ -104,6 +104,7 @@ describe('metrics', () => {
     const runs: string[] = [];
     for (const requester of ['metrics', 'metrics-queued']) {
       const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+        versions: {},
         environmentId,
         requester,
         forceBuild: false,

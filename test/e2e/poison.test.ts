@@ -69,6 +69,7 @@ describe('a poisoned job', () => {
     await add('later', 3);
 
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId: envId,
       requester: 'poison',
       forceBuild: false,

@@ -130,6 +130,7 @@ describe('requests and runs', () => {
     expect(
       await failure(
         callUnary(stack.deployments, 'deployService', {
+          serviceIds: [],
           environmentId: envId,
           serviceId: web.id,
           version: 'tag:bad tag',
@@ -141,6 +142,7 @@ describe('requests and runs', () => {
     expect(
       await failure(
         callUnary(stack.deployments, 'deployService', {
+          serviceIds: [],
           environmentId: envId,
           serviceId: '0190c5f0-0000-7000-8000-000000000000',
           version: '',
@@ -152,6 +154,7 @@ describe('requests and runs', () => {
     expect(
       await failure(
         callUnary(stack.deployments, 'deployEnvironment', {
+          versions: {},
           environmentId: '0190c5f0-0000-7000-8000-000000000000',
           requester: '',
           forceBuild: false,
@@ -174,7 +177,12 @@ describe('requests and runs', () => {
     expect(control.environmentStatusToJSON(status)).toBe('ENVIRONMENT_STATUS_DELETED');
     expect(
       await failure(
-        callUnary(stack.deployments, 'deployEnvironment', { environmentId: envId, requester: '', forceBuild: false }),
+        callUnary(stack.deployments, 'deployEnvironment', {
+          versions: {},
+          environmentId: envId,
+          requester: '',
+          forceBuild: false,
+        }),
       ),
     ).toMatchObject({
       code: 'FAILED_PRECONDITION',

@@ -129,6 +129,7 @@ describe('secrets never in clear in Stageline', () => {
       }),
     );
     const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId,
       requester: 'e2e',
       forceBuild: false,
@@ -283,6 +284,7 @@ describe('secrets never in clear in Stageline', () => {
       return (await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).text()).trim();
     };
     const deployed = await callUnary(stack.deployments, 'deployEnvironment', {
+      versions: {},
       environmentId,
       requester: 'e2e',
       forceBuild: false,

@@ -156,6 +156,7 @@ describe('traces', () => {
       environmentId,
       requester: 'traces',
       forceBuild: true,
+      versions: {},
     });
     const { final } = await watchToEnd(stack, deployment!.id, 240_000);
     expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');

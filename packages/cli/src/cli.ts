@@ -32,6 +32,7 @@ import {
   logsCommand,
   planCommand,
   releasesCommand,
+  resumeCommand,
   rollbackCommand,
   showCommand,
   watchCommand,
@@ -64,6 +65,9 @@ interface GlobalOptions {
   env?: string;
   output: Format;
 }
+
+/** A repeatable option's values, in order. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 function requester(): string {
   try {
@@ -259,9 +263,11 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
       .argument('[environment]')
       .description(description)
       .option('-w, --watch', 'follow the run live until it ends; exit 1 unless it succeeds', false);
-    if (verb !== 'redeploy') cmd.option('--service <service>', 'act on this service only');
-    if (verb === 'deploy')
-      cmd.option('--version <version>', 'commit:<sha>, tag:<tag> or revision:<n> (needs --service)');
+    cmd.option('--service <service>', 'act on this service only; repeat it for several (one run)', collect);
+    if (verb === 'deploy') {
+      cmd.option('--version <version>', 'commit:<sha>, tag:<tag> or revision:<n> (needs exactly one --service)');
+      cmd.option('--pin <service=version>', 'environment deploy: this service at this version (repeatable)', collect);
+    }
     if (verb === 'deploy' || verb === 'redeploy')
       cmd.option('--force-build', 'rebuild even when the image is already in the mirror', false);
     if (verb === 'delete') cmd.option('-y, --yes', 'confirm deleting a whole environment', false);
@@ -274,10 +280,21 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .argument('[environment]')
     .requiredOption('--to <run>', 'a succeeded run: every service goes back to the version it had after it')
     .option('-w, --watch', 'follow the run live', false)
-    .description('redeploy the versions of a past successful run (no rebuild)')
+    .option('--run-lifecycle-jobs', 'run the lifecycle jobs configured for DEPLOY again (default: skipped)', false)
+    .description(
+      "back to a past successful run: each service's image and configuration as it deployed them (no rebuild)",
+    )
     .action(
-      act((ctx, ref: string | undefined, opts: { to: string; watch: boolean }) => rollbackCommand(ctx, ref, opts)),
+      act((ctx, ref: string | undefined, opts: { to: string; watch: boolean; runLifecycleJobs: boolean }) =>
+        rollbackCommand(ctx, ref, opts),
+      ),
     );
+  program
+    .command('resume')
+    .argument('<run>', 'a FAILED or CANCELED run id')
+    .option('-w, --watch', 'follow the run live until it ends; exit 1 unless it succeeds', false)
+    .description('take a failed or canceled run up where it stopped: only the services that did not succeed run')
+    .action(act((ctx, id: string, opts: { watch: boolean }) => resumeCommand(ctx, id, opts)));
   program
     .command('cancel')
     .argument('<run>', 'run id')
@@ -304,13 +321,21 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .option('--version <version>', 'with one --service')
     .option('--to <run>', 'rollback target')
     .option('--force-build', 'as deploy --force-build', false)
+    .option('--run-lifecycle-jobs', 'as rollback --run-lifecycle-jobs', false)
     .description('dry run: what would be built or mirrored (cache hits marked), deployed or skipped')
     .action(
       act(
         (
           ctx,
           ref: string | undefined,
-          opts: { action: string; service?: string[]; version?: string; to?: string; forceBuild?: boolean },
+          opts: {
+            action: string;
+            service?: string[];
+            version?: string;
+            to?: string;
+            forceBuild?: boolean;
+            runLifecycleJobs?: boolean;
+          },
         ) => planCommand(ctx, ref, opts),
       ),
     );

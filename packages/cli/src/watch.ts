@@ -57,6 +57,8 @@ async function dryRun(ctx: Context, run: control.Deployment): Promise<control.De
         version: run.version,
         forceBuild: run.forceBuild,
         toDeploymentId: run.toDeploymentId,
+        versions: run.versions,
+        runLifecycleJobs: run.runLifecycleJobs,
       },
       { deadlineMs: 5_000 },
     );

@@ -122,6 +122,25 @@ describe('live view', () => {
 });
 
 describe('plain output (not a terminal)', () => {
+  it('says which run a queued run waits for, and that a request was merged into it', () => {
+    const queued = run({
+      status: DS.DEPLOYMENT_STATUS_QUEUED,
+      queuePosition: 2,
+      waitsFor: 'run-ahead',
+      merged: true,
+      stages: [],
+      services: [],
+    });
+    expect(changeLines(undefined, queued, t0)).toEqual([
+      '2030-01-01T10:00:00.000Z merged: this request joined queued run 01900000-0000-7000-8000-000000000001',
+      '2030-01-01T10:00:00.000Z run 01900000-0000-7000-8000-000000000001 QUEUED (queue position 2, 1 = next, waits for run run-ahead)',
+    ]);
+    const next = { ...queued, merged: false, queuePosition: 1, waitsFor: 'run-running' };
+    expect(changeLines(queued, next, t0)).toEqual([
+      '2030-01-01T10:00:00.000Z run 01900000-0000-7000-8000-000000000001 QUEUED (queue position 1, 1 = next, waits for run run-running)',
+    ]);
+  });
+
   it('writes one timestamped line per change, without control sequences', () => {
     const first = run({ status: DS.DEPLOYMENT_STATUS_QUEUED, queuePosition: 1, stages: [], services: [] });
     const second = run();

@@ -147,16 +147,13 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
       const r = await run();
       if (r.deployment !== undefined) window.location.hash = `#/run/${r.deployment.id}`;
     }).catch(setError);
-  const base = { environmentId, version: '', requester: '', forceBuild: false };
+  const base = { environmentId, version: '', requester: '', forceBuild: false, versions: {} };
   const chosen = [...selected].filter((id) => services.some((s) => s.id === id));
   const onSelected = (
     def: typeof runs.deployService | typeof runs.stopService | typeof runs.restartService | typeof runs.deleteService,
   ) =>
-    act(async () => {
-      let last: { deployment?: control.Deployment | undefined } = {};
-      for (const serviceId of chosen) last = await call(def, { ...base, serviceId });
-      return last;
-    });
+    // One run for every selected service, in stage order.
+    act(() => call(def, { ...base, serviceId: '', serviceIds: chosen }));
 
   const card = (s: control.Service) => {
     const known = lastKnown(data.latest, s.id);
@@ -346,6 +343,7 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
                   version: '',
                   forceBuild: false,
                   toDeploymentId: '',
+                  versions: {},
                 });
                 setPlan(r.deployment);
               })

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
 import { consumeEnvironmentEvents } from '../src/adapters/nats/consumers.ts';
-import { purgeSecrets, resealPlannerSecrets, secretsOfRun } from '../src/app/secrets.ts';
+import { purgeSecrets, resealPlannerSecrets } from '../src/app/secrets.ts';
+import { rollbackDefinitions } from '../src/domain/rollback.ts';
 
 const isolated = useIsolatedEnvironment();
 let db: Database;
@@ -153,7 +154,7 @@ describe('secret values in the planner', () => {
     expect(JSON.stringify(await row(elsewhere))).toContain('sl:v1:k2:');
   });
 
-  it('a rollback takes the secret values its target run deployed; keys added since and purged values stay current', () => {
+  it('a rollback deploys the env vars its target run deployed, secret values sealed as then; a value purged since stays current', () => {
     const now = [
       {
         id: 'a',
@@ -178,19 +179,20 @@ describe('secret values in the planner', () => {
         { id: 'b', envVars: [{ key: 'TOKEN', value: '', secret: true }] },
       ],
     };
-    expect(secretsOfRun(now, then)).toEqual([
+    const restored = new Set(['a', 'b', 'c']);
+    expect(rollbackDefinitions(now, then.services, restored)).toEqual([
       {
         id: 'a',
         envVars: [
-          { key: 'MODE', value: 'now', secret: false },
+          { key: 'MODE', value: 'then', secret: false },
           { key: 'TOKEN', value: 'sealed-then', secret: true },
-          { key: 'NEW', value: 'sealed-new', secret: true },
         ],
       },
       now[1],
+      // Not in the target run: as it is now.
       now[2],
     ]);
-    expect(secretsOfRun(now, undefined)).toEqual(now);
+    expect(rollbackDefinitions(now, [], restored)).toEqual(now);
   });
 
   it("follows control's events: serviceRemoved purges that service's values (real NATS, the planner's consumer)", async () => {

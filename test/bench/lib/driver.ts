@@ -105,6 +105,7 @@ export async function requestRun(
   const method = action === 'deploy' ? 'deployEnvironment' : 'redeployEnvironment';
   const response = await callUnary(stack.deployments, method, {
     environmentId,
+    versions: {},
     requester: 'bench',
     forceBuild,
   });

@@ -24,8 +24,11 @@ const A = control.Action;
 export type ActionVerb = 'deploy' | 'redeploy' | 'stop' | 'restart' | 'delete';
 
 export interface ActionOptions {
-  service?: string;
+  /** Repeated: one run for all of them, in stage order. */
+  service?: string[];
   version?: string;
+  /** deploy of the environment: service=version pins. */
+  pin?: string[];
   forceBuild?: boolean;
   watch?: boolean;
   yes?: boolean;
@@ -48,8 +51,10 @@ async function report(
       const queued = deployment.status === control.DeploymentStatus.DEPLOYMENT_STATUS_QUEUED;
       ctx.out(
         `${title}: run ${deployment.id} ${ctx.paint(runStyle(deployment.status), runStatusName(deployment.status))}${
-          queued ? ` (queue position ${deployment.queuePosition})` : ''
-        }`,
+          queued
+            ? ` (queue position ${deployment.queuePosition}${deployment.waitsFor ? `, waits for run ${deployment.waitsFor}` : ''})`
+            : ''
+        }${deployment.merged ? ' — merged: this request joined that queued run' : ''}`,
         ctx.paint('dim', `  follow it: stageline watch ${deployment.id}`),
       );
     });
@@ -66,25 +71,32 @@ export async function actionCommand(ctx: Context, verb: ActionVerb, ref: string 
   const environmentId = environment.id;
   const requester = ctx.requester;
   const forceBuild = opts.forceBuild ?? false;
-  if (opts.version !== undefined && opts.service === undefined) {
-    throw new UsageError('--version needs --service: a version names one service');
+  const named = opts.service ?? [];
+  if (opts.version !== undefined && named.length !== 1) {
+    throw new UsageError('--version needs exactly one --service: a version names one service (several: --pin S=V)');
   }
+  if (opts.pin !== undefined && named.length > 0) throw new UsageError('--pin pins versions of an environment deploy');
   let deployment: control.Deployment | undefined;
   let serviceNames: string[] | undefined;
-  if (opts.service !== undefined) {
-    if (verb === 'redeploy') throw new UsageError('redeploy applies to a whole environment: use deploy --service');
-    const service = await ctx.service(environmentId, opts.service);
-    serviceNames = [service.name];
-    const request = { environmentId, serviceId: service.id, version: opts.version ?? '', requester, forceBuild };
+  if (named.length > 0) {
+    const services = [];
+    for (const name of named) services.push(await ctx.service(environmentId, name));
+    serviceNames = services.map((s) => s.name);
+    const ids = services.map((s) => s.id);
+    // One service in the old field (servers before service_ids understand it), several in the new one.
+    const target = ids.length === 1 ? { serviceId: ids[0]!, serviceIds: [] } : { serviceId: '', serviceIds: ids };
+    const request = { environmentId, ...target, version: opts.version ?? '', requester, forceBuild };
     const c = ctx.clients.deployments;
     deployment = (
       verb === 'deploy'
         ? await callUnary(c, 'deployService', request)
-        : verb === 'stop'
-          ? await callUnary(c, 'stopService', request)
-          : verb === 'restart'
-            ? await callUnary(c, 'restartService', request)
-            : await callUnary(c, 'deleteService', request)
+        : verb === 'redeploy'
+          ? await callUnary(c, 'redeployService', { environmentId, serviceIds: ids, requester, forceBuild })
+          : verb === 'stop'
+            ? await callUnary(c, 'stopService', request)
+            : verb === 'restart'
+              ? await callUnary(c, 'restartService', request)
+              : await callUnary(c, 'deleteService', request)
     ).deployment;
   } else {
     if (verb === 'delete' && !opts.yes) {
@@ -92,7 +104,13 @@ export async function actionCommand(ctx: Context, verb: ActionVerb, ref: string 
         `delete removes every service of ${envName(environment)} (skipped ones too), their data, then the environment: add --yes to go ahead`,
       );
     }
-    const request = { environmentId, requester, forceBuild };
+    const versions: Record<string, string> = {};
+    for (const pin of opts.pin ?? []) {
+      const at = pin.indexOf('=');
+      if (at <= 0 || at === pin.length - 1) throw new UsageError(`--pin ${pin}: expected <service>=<version>`);
+      versions[(await ctx.service(environmentId, pin.slice(0, at))).id] = pin.slice(at + 1);
+    }
+    const request = { environmentId, requester, forceBuild, versions };
     const c = ctx.clients.deployments;
     const method = `${verb}Environment` as const;
     deployment = (await callUnary(c, method, request)).deployment;
@@ -107,14 +125,28 @@ export async function actionCommand(ctx: Context, verb: ActionVerb, ref: string 
   );
 }
 
-export async function rollbackCommand(ctx: Context, ref: string | undefined, opts: { to: string; watch?: boolean }) {
+export async function rollbackCommand(
+  ctx: Context,
+  ref: string | undefined,
+  opts: { to: string; watch?: boolean; runLifecycleJobs?: boolean },
+) {
   const { environment } = await ctx.environment(ref);
   const { deployment } = await callUnary(ctx.clients.deployments, 'rollbackEnvironment', {
     environmentId: environment.id,
     toDeploymentId: opts.to,
     requester: ctx.requester,
+    runLifecycleJobs: opts.runLifecycleJobs ?? false,
   });
   await report(ctx, deployment!, envName(environment), opts.watch);
+}
+
+/** A FAILED or CANCELED run taken up where it stopped: only what did not succeed runs. */
+export async function resumeCommand(ctx: Context, runId: string, opts: { watch?: boolean }) {
+  const { deployment } = await callUnary(ctx.clients.deployments, 'resumeDeployment', {
+    deploymentId: runId,
+    requester: ctx.requester,
+  });
+  await report(ctx, deployment!, await environmentNameOf(ctx, deployment!), opts.watch);
 }
 
 async function environmentNameOf(ctx: Context, run: control.Deployment): Promise<string> {
@@ -193,7 +225,14 @@ function plannedWork(s: control.ServiceRun): string {
 export async function planCommand(
   ctx: Context,
   ref: string | undefined,
-  opts: { action: string; service?: string[]; version?: string; to?: string; forceBuild?: boolean },
+  opts: {
+    action: string;
+    service?: string[];
+    version?: string;
+    to?: string;
+    forceBuild?: boolean;
+    runLifecycleJobs?: boolean;
+  },
 ) {
   const action = ACTIONS[opts.action.toLowerCase()];
   if (action === undefined) throw new UsageError(`--action must be one of ${Object.keys(ACTIONS).join(', ')}`);
@@ -208,6 +247,8 @@ export async function planCommand(
     version: opts.version ?? '',
     forceBuild: opts.forceBuild ?? false,
     toDeploymentId: opts.to ?? '',
+    versions: {},
+    runLifecycleJobs: opts.runLifecycleJobs ?? false,
   });
   const run = response.deployment!;
   ctx.emit(control.PlanDeploymentResponse.toJSON(response), () => {
@@ -232,6 +273,10 @@ export async function planCommand(
           s.status === control.ServiceState.SERVICE_STATE_SKIPPED ? ctx.paint('dim', work) : work,
           s.version ? ctx.paint('dim', `version ${s.version}`) : '',
         ]);
+        // A planned rollback says what it changes for each service it restores.
+        if (action === A.ACTION_ROLLBACK && s.status !== control.ServiceState.SERVICE_STATE_SKIPPED && s.message) {
+          rows.push(['', '', ctx.paint('dim', `    ${s.message}`), '']);
+        }
       }
     }
     ctx.out(...table(rows));

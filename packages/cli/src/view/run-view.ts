@@ -145,6 +145,7 @@ export function renderFrame(input: FrameInput): string[] {
     out.push([
       ['yellow', `waiting in the environment's queue: position ${run.queuePosition || '?'}`],
       ['dim', ' (1 = next; one run per environment at a time)'],
+      ['dim', run.waitsFor ? `, waits for run ${run.waitsFor}` : ''],
     ]);
   } else {
     const settled = run.services.filter((s) => isSettled(s.status)).length;
@@ -246,10 +247,19 @@ const stepKey = (serviceId: string, st: control.Step, i: number) => `${serviceId
 export function changeLines(prev: control.Deployment | undefined, next: control.Deployment, now: number): string[] {
   const out: string[] = [];
   const ts = new Date(now).toISOString();
-  if (!prev || prev.status !== next.status || prev.queuePosition !== next.queuePosition) {
+  if (!prev && next.merged) out.push(`${ts} merged: this request joined queued run ${next.id}`);
+  if (!prev && next.resumedFrom)
+    out.push(`${ts} resumes run ${next.resumedFrom}: what succeeded there is not run again`);
+  if (
+    !prev ||
+    prev.status !== next.status ||
+    prev.queuePosition !== next.queuePosition ||
+    prev.waitsFor !== next.waitsFor
+  ) {
     const queued = next.status === control.DeploymentStatus.DEPLOYMENT_STATUS_QUEUED;
+    const waits = queued && next.waitsFor ? `, waits for run ${next.waitsFor}` : '';
     out.push(
-      `${ts} run ${next.id} ${runStatusName(next.status)}${queued ? ` (queue position ${next.queuePosition || '?'}, 1 = next)` : ''}${
+      `${ts} run ${next.id} ${runStatusName(next.status)}${queued ? ` (queue position ${next.queuePosition || '?'}, 1 = next${waits})` : ''}${
         isFinished(next) && next.message ? `: ${next.message}` : ''
       }`,
     );

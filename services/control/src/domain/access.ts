@@ -66,6 +66,8 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     deleteService: 'ROLE_DEPLOYER',
     rollbackEnvironment: 'ROLE_DEPLOYER',
     cancelDeployment: 'ROLE_DEPLOYER',
+    resumeDeployment: 'ROLE_DEPLOYER',
+    redeployService: 'ROLE_DEPLOYER',
   },
   'stageline.control.v1.AccessService': {
     createToken: 'ROLE_ADMIN',

@@ -14,22 +14,32 @@ import {
   serviceResources,
   writeProgress,
 } from '../adapters/db/run-sql.ts';
-import type { Decision, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
+import type { Decision, RunOptions, RunRequest, RunState, ServiceRun } from '../domain/model.ts';
 import { isTerminalRun } from '../domain/model.ts';
 import { activeEnvironmentStatus, standingAfterRun } from '../domain/outcomes.ts';
 import { expectedDurations, expectedSteps, planRun } from '../domain/plan.ts';
-import { admit, nextToStart, type OpenRun } from '../domain/queue.ts';
+import { admit, nextToStart, type OpenRun, queueStanding } from '../domain/queue.ts';
 import { advance, applyJobFact, injectedEnv, type JobFact, requestCancel } from '../domain/schedule.ts';
 import { runTransitions } from '../domain/transitions.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { RunLog } from './run-log.ts';
-import { secretsOfRun } from './secrets.ts';
+import {
+  checkVersions,
+  definitionsOfRun,
+  explainRollback,
+  optionsOf,
+  resumed,
+  resumedRun,
+  resumeRequest,
+  unsafeToResume,
+} from './runs-further.ts';
 import {
   actionName,
   actionValue,
   type CurrentRow,
   deploymentView,
   factsFrom,
+  type Standing,
   serviceStateName,
   stepKindName,
   stepOutcomeName,
@@ -83,7 +93,7 @@ function refuseCustomChart(name: string, runtime: string): DomainError {
   );
 }
 
-function parseVersion(version: string): void {
+function parseVersion(version: string, field = 'version'): void {
   if (version === '') return;
   const m = /^(?:(commit|tag|revision):)?(.+)$/.exec(version);
   const kind = m?.[1];
@@ -94,11 +104,12 @@ function parseVersion(version: string): void {
       : kind === 'revision'
         ? /^[1-9][0-9]{0,9}$/.test(value)
         : /^[\w][\w.-]{0,127}$/.test(value);
-  if (!ok) throw invalidArgument('version', 'must be commit:<sha>, tag:<tag>, revision:<n> or a bare commit or tag');
+  if (!ok) throw invalidArgument(field, 'must be commit:<sha>, tag:<tag>, revision:<n> or a bare commit or tag');
 }
 
 interface Snapshot {
   environment: control.Environment;
+  pipeline?: control.Pipeline | undefined;
   services: control.Service[];
 }
 
@@ -119,8 +130,9 @@ export class PlannerApp {
   // --- requests ---------------------------------------------------------------------------------
 
   /** One request becomes exactly one run (or joins a queued one); the same request_id twice is one run. */
-  async submit(request: bus.ActionRequested): Promise<control.Deployment> {
+  async submit(request: bus.ActionRequested, resuming?: RunOptions): Promise<control.Deployment> {
     if (request.cancelDeploymentId !== '') return this.cancel(request.cancelDeploymentId);
+    if (request.resumeDeploymentId !== '') return this.#resume(request);
     const action = actionName(request.action);
     if (!action) throw invalidArgument('action', 'is required: DEPLOY, REDEPLOY, STOP, RESTART, DELETE or ROLLBACK');
     if (request.requestId === '' || request.requestId.length > 256)
@@ -130,7 +142,7 @@ export class PlannerApp {
     if (serviceIds.some((id) => !UUID.test(id))) throw invalidArgument('service_ids', 'must be service ids');
     parseVersion(request.version);
     if (request.version !== '' && serviceIds.length !== 1)
-      throw invalidArgument('version', 'needs exactly one target service');
+      throw invalidArgument('version', 'needs exactly one target service (several: versions, per service)');
     if (action === 'ROLLBACK') {
       if (serviceIds.length > 0) throw invalidArgument('service_ids', 'ROLLBACK applies to the whole environment');
       if (!UUID.test(request.toDeploymentId)) throw invalidArgument('to_deployment_id', 'must be the id of a past run');
@@ -146,19 +158,27 @@ export class PlannerApp {
     for (const id of serviceIds) {
       if (!snap.services.some((s) => s.id === id)) throw notFound('service', id, 'service_ids');
     }
+    checkVersions(request.versions, action, snap, parseVersion);
     const charted = customChartOnLocal(snap, action, serviceIds);
     if (charted !== undefined) throw refuseCustomChart(charted, snap.environment.runtime);
+    const options = { ...optionsOf(request, action), ...resuming };
 
     const result = await this.#inLane(request.environmentId, async (em, deleted) => {
       const again = await em.findOne(RequestKeyRow, { requestId: request.requestId });
-      if (again) return { id: again.deploymentId };
+      if (again) return { id: again.deploymentId, merged: false };
       if (deleted) throw failedPrecondition('the environment is deleted');
       const open = await em.find(
         DeploymentRow,
         { environmentId: request.environmentId, status: { $in: OPEN } },
         { orderBy: { createdAt: 'asc' } },
       );
-      const admission = admit(open.map(openRunOf), { ...request, action, serviceIds });
+      const admission = admit(open.map(openRunOf), {
+        ...request,
+        action,
+        serviceIds,
+        ...(options.versions ? { versions: options.versions } : {}),
+        ...(options.resumeOf ? { resumeOf: options.resumeOf } : {}),
+      });
       if (admission.type === 'refuse') {
         throw failedPrecondition('a DELETE of this environment is queued or running');
       }
@@ -192,6 +212,7 @@ export class PlannerApp {
           version: request.version,
           forceBuild: request.forceBuild,
           toDeploymentId: action === 'ROLLBACK' ? request.toDeploymentId : null,
+          options,
           state: null,
           snapshot: null,
           message: '',
@@ -203,12 +224,25 @@ export class PlannerApp {
       }
       em.create(RequestKeyRow, { requestId: request.requestId, deploymentId: row.id });
       await this.#runEvent(em, row);
-      return { id: row.id };
+      return { id: row.id, merged: mergeInto !== undefined };
     });
     this.#deps.onCommit();
     this.#runLog.tell();
     await this.kick(request.environmentId);
-    return this.getDeployment(result.id);
+    const deployment = await this.getDeployment(result.id);
+    return result.merged ? { ...deployment, merged: true } : deployment;
+  }
+
+  /** A resume: the request it repeats (app/runs-further.ts), submitted as any other. */
+  async #resume(request: bus.ActionRequested): Promise<control.Deployment> {
+    if (request.requestId === '' || request.requestId.length > 256)
+      throw invalidArgument('request_id', 'is required (at most 256 characters)');
+    if (!UUID.test(request.environmentId)) throw invalidArgument('environment_id', 'must be an environment id');
+    const known = await this.#byRequestId(request.requestId);
+    if (known) return known;
+    const snap = await this.#snapshot(request.environmentId);
+    const resolved = await this.#deps.db.retry('reading the run to resume', (em) => resumeRequest(em, request, snap));
+    return this.submit({ ...resolved.request, resumeDeploymentId: '' }, resolved.options);
   }
 
   async cancel(deploymentId: string): Promise<control.Deployment> {
@@ -233,6 +267,7 @@ export class PlannerApp {
         return;
       }
       await this.#runEvent(em, row);
+      if (finished && row.startedAt === null) await this.#queueMoved(em, row.environmentId, row.id);
     });
     this.#deps.onCommit();
     this.#runLog.tell();
@@ -358,31 +393,34 @@ export class PlannerApp {
         const row = await tx.findOne(DeploymentRow, { id: next.id });
         if (row?.status !== 'QUEUED') return;
         const charted = snap && customChartOnLocal(snap, row.action, row.serviceIds);
-        if (!snap || charted !== undefined) {
+        // A resume that waited: the environment may have changed unsafely since it was accepted.
+        const previous = snap && (await resumedRun(tx, row.options));
+        const unsafe = snap && previous && unsafeToResume(previous, snap);
+        if (!snap || charted !== undefined || unsafe) {
           // Nothing has started: the run ends before its first job.
           row.status = 'FAILED';
-          row.message = snap
-            ? refuseCustomChart(charted ?? '', snap.environment.runtime).message
-            : 'the environment no longer exists';
+          row.message = !snap
+            ? 'the environment no longer exists'
+            : unsafe || refuseCustomChart(charted ?? '', snap.environment.runtime).message;
           row.finishedAt = new Date(this.#now());
           finished = true;
         } else {
           const state = await this.#planFor(tx, row, snap);
-          // A rollback restores the secret values its target run deployed (kept sealed in its snapshot).
+          // A rollback deploys each service it restores as its target run did: image and configuration,
+          // secrets included (kept sealed in the target's snapshot).
           const target =
             row.action === 'ROLLBACK' && row.toDeploymentId
               ? (await tx.findOne(DeploymentRow, { id: row.toDeploymentId }))?.snapshot
               : undefined;
           row.snapshot = {
             environment: control.Environment.toJSON(snap.environment),
-            services: secretsOfRun(snap.services, target as Parameters<typeof secretsOfRun>[1]).map((s) =>
-              control.Service.toJSON(s),
-            ),
+            services: definitionsOfRun(snap, state, target),
           };
           row.startedAt = new Date(this.#now());
           finished = await this.#apply(tx, row, state);
         }
         await this.#runEvent(tx, row);
+        await this.#queueMoved(tx, environmentId, row.id);
       });
       this.#deps.onCommit();
       this.#runLog.tell();
@@ -414,7 +452,7 @@ export class PlannerApp {
     const found = await this.#deps.db.retry('reading a run', async (em) => {
       const row = await em.findOne(DeploymentRow, { id: deploymentId });
       return row
-        ? { deployment: deploymentView(row, await this.#queuePosition(em, row)), eventSequence: row.eventSequence }
+        ? { deployment: deploymentView(row, await this.#queueStanding(em, row)), eventSequence: row.eventSequence }
         : undefined;
     });
     if (!found) throw notFound('deployment', deploymentId, 'deployment_id');
@@ -442,7 +480,7 @@ export class PlannerApp {
         { orderBy: { id: 'desc' }, limit: size + 1 },
       );
       const views = await Promise.all(
-        found.slice(0, size).map(async (r) => deploymentView(r, await this.#queuePosition(em, r))),
+        found.slice(0, size).map(async (r) => deploymentView(r, await this.#queueStanding(em, r))),
       );
       return { rows: found, deployments: views };
     });
@@ -463,6 +501,7 @@ export class PlannerApp {
     for (const id of request.serviceIds) {
       if (!snap.services.some((s) => s.id === id)) throw notFound('service', id, 'service_ids');
     }
+    checkVersions(request.versions, action, snap, parseVersion);
     const charted = customChartOnLocal(snap, action, request.serviceIds);
     if (charted !== undefined) throw refuseCustomChart(charted, snap.environment.runtime);
     const em = this.#deps.db.em();
@@ -476,6 +515,7 @@ export class PlannerApp {
       version: request.version,
       forceBuild: request.forceBuild,
       toDeploymentId: request.toDeploymentId || null,
+      options: optionsOf(request, action),
       message: '',
       createdAt: new Date(this.#now()),
       startedAt: null,
@@ -487,6 +527,7 @@ export class PlannerApp {
       status: 'PLANNED',
       services: state.services.map((s) => ({ ...s, steps: predictSteps(s) })),
     };
+    await explainRollback(em, predicted, snap, fake.toDeploymentId);
     await this.#predictBuilds(fake, predicted, snap);
     return deploymentView({ ...fake, state: predicted });
   }
@@ -569,7 +610,7 @@ export class PlannerApp {
 
   async #planFor(
     em: EntityManager,
-    row: Pick<DeploymentRow, 'id' | 'action' | 'serviceIds' | 'version' | 'forceBuild' | 'toDeploymentId'>,
+    row: Pick<DeploymentRow, 'id' | 'action' | 'serviceIds' | 'version' | 'forceBuild' | 'toDeploymentId' | 'options'>,
     snap: Snapshot,
   ): Promise<RunState> {
     const statuses = await em.find(ServiceStatusRow, { environmentId: snap.environment.id });
@@ -595,6 +636,8 @@ export class PlannerApp {
       serviceIds: row.serviceIds,
       version: row.version,
       forceBuild: row.forceBuild,
+      ...(row.options?.versions ? { versions: row.options.versions } : {}),
+      ...(row.options?.runLifecycleJobs ? { runLifecycleJobs: true } : {}),
     };
     if (row.action === 'ROLLBACK' && row.toDeploymentId) {
       const target = await em.findOne(DeploymentRow, { id: row.toDeploymentId });
@@ -609,7 +652,7 @@ export class PlannerApp {
           .map((s) => [s.serviceId, { version: s.version, image: s.image }]),
       );
     }
-    return planRun(row.id, facts, request);
+    return resumed(em, row.options, planRun(row.id, facts, request));
   }
 
   /**
@@ -745,13 +788,27 @@ export class PlannerApp {
     );
   }
 
-  async #queuePosition(em: EntityManager, row: RunRecord): Promise<number> {
-    if (row.status !== 'QUEUED') return 0;
-    return em.count(DeploymentRow, {
-      environmentId: row.environmentId,
-      status: 'QUEUED',
-      $or: [{ createdAt: { $lt: row.createdAt } }, { createdAt: row.createdAt, id: { $lte: row.id } }],
-    });
+  /** The queue moved (a run started, or a queued one went): each run still queued says where it stands now. */
+  async #queueMoved(em: EntityManager, environmentId: string, except: string): Promise<void> {
+    const queued = await em.find(
+      DeploymentRow,
+      { environmentId, status: 'QUEUED', id: { $ne: except } },
+      { orderBy: { createdAt: 'asc' } },
+    );
+    for (const r of queued) await this.#runEvent(em, r);
+  }
+
+  /** While QUEUED: its position and the run it waits for (domain/queue.ts). */
+  async #queueStanding(em: EntityManager, row: RunRecord): Promise<Standing> {
+    if (row.status !== 'QUEUED') return { position: 0, waitsFor: '' };
+    const open = await em.execute<{ id: string; status: string; created_at: Date | string }[]>(
+      `select id, status, created_at from deployment where environment_id = ? and status in (${OPEN.map(() => '?').join(', ')})`,
+      [row.environmentId, ...OPEN],
+    );
+    return queueStanding(
+      open.map((r) => ({ id: r.id, status: r.status, createdAt: new Date(r.created_at).getTime() })),
+      row.id,
+    );
   }
 
   async #stateOf(em: EntityManager, deploymentId: string): Promise<RunState | null> {
@@ -822,7 +879,7 @@ export class PlannerApp {
     // decides them: then the jobs and this event go in together at the commit.
     const decidesAlone = opts.deleted === false && row.state != null && ACTIVE.includes(row.status);
     if (!decidesAlone) await em.flush();
-    const whole = deploymentView(row, await this.#queuePosition(em, row));
+    const whole = deploymentView(row, await this.#queueStanding(em, row));
     const changed =
       opts.before && row.state && !isTerminalRun(row.state.status)
         ? changedServices(opts.before, row.state)
@@ -854,6 +911,8 @@ function openRunOf(r: DeploymentRow): OpenRun {
     serviceIds: r.serviceIds,
     forceBuild: r.forceBuild,
     createdAt: r.createdAt.getTime(),
+    ...(r.options?.versions ? { versions: r.options.versions } : {}),
+    resumeOf: r.options?.resumeOf ?? null,
   };
 }
 

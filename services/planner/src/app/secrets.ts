@@ -12,29 +12,6 @@ interface SnapshotJson {
   services?: Array<{ id?: string; envVars?: Array<{ key?: string; value?: string; secret?: boolean }> }>;
 }
 
-/**
- * A ROLLBACK deploys the secret env values the target run deployed: each service's secret variables
- * take the target snapshot's (sealed) value for the same service and key, when it has one (purged
- * values and keys added since keep the current one). The rest of the configuration is the current one.
- */
-export function secretsOfRun<S extends { id: string; envVars: Array<{ key: string; value: string; secret: boolean }> }>(
-  services: readonly S[],
-  target: SnapshotJson | null | undefined,
-): S[] {
-  const byService = new Map((target?.services ?? []).map((s) => [s.id, s.envVars ?? []]));
-  return services.map((s) => {
-    const then = byService.get(s.id);
-    if (then === undefined) return s;
-    return {
-      ...s,
-      envVars: s.envVars.map((v) => {
-        const old = v.secret ? then.find((o) => o.key === v.key && o.secret)?.value : undefined;
-        return old ? { ...v, value: old } : v;
-      }),
-    };
-  });
-}
-
 /** `only`: one service's values; absent, every service's. */
 export function purgeSnapshot(snapshot: SnapshotJson, only?: string): SnapshotJson {
   return {

@@ -4,6 +4,7 @@ import type {
   EnvironmentFacts,
   KindName,
   Mode,
+  RunOptions,
   RunState,
   RunStatusName,
   ServiceRun,
@@ -145,6 +146,7 @@ export interface RunRowView {
   version: string;
   forceBuild: boolean;
   toDeploymentId?: string | null | undefined;
+  options?: RunOptions | undefined;
   state?: RunState | null | undefined;
   message: string;
   createdAt: Date;
@@ -152,14 +154,29 @@ export interface RunRowView {
   finishedAt?: Date | null | undefined;
 }
 
-export function deploymentView(row: RunRowView, queuePosition = 0): control.Deployment {
+/** Where a queued run stands (domain/queue.ts queueStanding); `merged` only in a request's answer. */
+export interface Standing {
+  position: number;
+  waitsFor: string;
+  merged?: boolean;
+}
+
+export function deploymentView(
+  row: RunRowView,
+  standing: Standing = { position: 0, waitsFor: '' },
+): control.Deployment {
   const state = row.state;
   return control.Deployment.fromPartial({
     id: row.id,
     environmentId: row.environmentId,
     action: actionValue(row.action as ActionName),
     status: runStatusValue(row.status as RunStatusName),
-    queuePosition,
+    queuePosition: standing.position,
+    waitsFor: standing.waitsFor,
+    merged: standing.merged ?? false,
+    versions: row.options?.versions ?? {},
+    resumedFrom: row.options?.resumeOf ?? '',
+    runLifecycleJobs: row.options?.runLifecycleJobs ?? false,
     requester: row.requester,
     stages: (state?.stages ?? []).map((s) => ({
       stageId: s.stageId,

@@ -97,6 +97,20 @@ export interface RunRequest {
   forceBuild: boolean;
   /** ROLLBACK: per service, the version and image it had after the target run. */
   rollbackTo?: Record<string, { version: string; image: string }>;
+  /** DEPLOY: per service id, the version it deploys (the others: their configured one). */
+  versions?: Record<string, string>;
+  /** ROLLBACK: run lifecycle jobs configured for DEPLOY again (default: they are skipped). */
+  runLifecycleJobs?: boolean;
+}
+
+/** What a run was asked beyond its action, scope and version. */
+export interface RunOptions {
+  /** DEPLOY: per service id, the version it deploys. */
+  versions?: Record<string, string>;
+  /** A resume: the FAILED or CANCELED run it takes up. */
+  resumeOf?: string;
+  /** ROLLBACK: run lifecycle jobs configured for DEPLOY again. */
+  runLifecycleJobs?: boolean;
 }
 
 export type JobRole = 'build' | 'deploy';
@@ -144,6 +158,8 @@ export interface ServiceRun {
   outputs: Record<string, string>;
   /** From earlier runs; absent in runs planned before it existed. */
   expectedMs?: ExpectedMs;
+  /** A resume reused it: the run it succeeded in (it is SKIPPED in this one). */
+  succeededIn?: string;
 }
 
 export interface StageRun {

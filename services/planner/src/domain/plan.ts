@@ -37,8 +37,13 @@ function lifecycleWork(s: ServiceFacts, req: RunRequest): Work | undefined {
   switch (req.action) {
     case 'DEPLOY':
     case 'REDEPLOY':
-    case 'ROLLBACK':
       return on.deploy ? undefined : skipped('runs on STOP or DELETE only, not on DEPLOY');
+    case 'ROLLBACK':
+      if (!on.deploy) return skipped('runs on STOP or DELETE only, not on DEPLOY');
+      // Run again against the data of a later version, a migration job does harm: only when asked.
+      return req.runLifecycleJobs
+        ? undefined
+        : skipped('a rollback does not run lifecycle jobs again (run_lifecycle_jobs)');
     case 'RESTART':
       return skipped('a lifecycle job runs on DEPLOY, STOP or DELETE, never on RESTART');
     case 'STOP':
@@ -81,7 +86,7 @@ function workFor(s: ServiceFacts, req: RunRequest, serviceLevel: boolean): Work 
   const build = s.build === null ? null : slot('build', s.build);
   switch (req.action) {
     case 'DEPLOY': {
-      const version = serviceLevel && req.version !== '' ? req.version : s.configuredVersion;
+      const version = req.versions?.[s.id] ?? (serviceLevel && req.version !== '' ? req.version : s.configuredVersion);
       // A past revision is redeployed as the deploy service recorded it: nothing to build.
       const fromRevision = version.startsWith('revision:');
       return {

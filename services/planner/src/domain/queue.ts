@@ -13,6 +13,10 @@ export interface OpenRun {
   forceBuild: boolean;
   /** Epoch ms; ties are broken by id (UUIDv7: time-ordered). */
   createdAt: number;
+  /** DEPLOY: per-service versions (absent or empty: none). */
+  versions?: Readonly<Record<string, string>>;
+  /** A resume of that run: never absorbs another request. */
+  resumeOf?: string | null;
 }
 
 export interface QueueRequest {
@@ -22,6 +26,10 @@ export interface QueueRequest {
   /** Empty: the whole environment. */
   serviceIds: readonly string[];
   forceBuild: boolean;
+  /** DEPLOY: per-service versions (absent or empty: none). */
+  versions?: Readonly<Record<string, string>>;
+  /** A resume of that run: always a run of its own. */
+  resumeOf?: string;
 }
 
 export type Admission =
@@ -39,9 +47,13 @@ export function admit(open: readonly OpenRun[], request: QueueRequest): Admissio
   if (open.some((r) => r.action === 'DELETE')) return { type: 'refuse', reason: 'delete-pending' };
   // A rollback names its target: two are never the same request.
   if (request.action === 'ROLLBACK') return { type: 'queue' };
+  // A resume names the run it takes up: it is a run of its own, and absorbs nothing.
+  if (request.resumeOf) return { type: 'queue' };
   const into = inOrder(open).find(
     (r) =>
       r.status === 'QUEUED' &&
+      !r.resumeOf &&
+      sameVersions(r.versions, request.versions) &&
       r.action === request.action &&
       r.requester === request.requester &&
       r.version === request.version &&
@@ -54,6 +66,32 @@ export function admit(open: readonly OpenRun[], request: QueueRequest): Admissio
     serviceIds: into.serviceIds.length > 0 ? [...new Set([...into.serviceIds, ...request.serviceIds])] : [],
     forceBuild: into.forceBuild || request.forceBuild,
   };
+}
+
+/** Two per-service version maps ask for the same thing (absent and empty are the same). */
+export function sameVersions(
+  a: Readonly<Record<string, string>> | undefined,
+  b: Readonly<Record<string, string>> | undefined,
+): boolean {
+  const ka = Object.keys(a ?? {});
+  return ka.length === Object.keys(b ?? {}).length && ka.every((k) => b?.[k] === a?.[k]);
+}
+
+/**
+ * Where a run stands in its environment's queue: while QUEUED, its position (1 = next) and the run
+ * it waits for — the one ahead of it in request order (the active run, when it is next). A run that
+ * is not queued (or not among `open`) stands nowhere: position 0, waiting for nothing.
+ */
+export function queueStanding(
+  open: readonly Pick<OpenRun, 'id' | 'status' | 'createdAt'>[],
+  id: string,
+): { position: number; waitsFor: string } {
+  const queued = inOrder(open.filter((r) => r.status === 'QUEUED'));
+  const at = queued.findIndex((r) => r.id === id);
+  if (at < 0) return { position: 0, waitsFor: '' };
+  if (at > 0) return { position: at + 1, waitsFor: queued[at - 1]!.id };
+  const active = inOrder(open.filter((r) => ACTIVE.has(r.status)))[0];
+  return { position: 1, waitsFor: active?.id ?? '' };
 }
 
 /** The queued run to start now: the oldest, when none is running; undefined otherwise. */

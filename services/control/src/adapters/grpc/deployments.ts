@@ -81,19 +81,32 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
   const svc =
     (action: control.Action) =>
     (
-      req: { environmentId: string; serviceId: string; version: string; requester: string; forceBuild: boolean },
+      req: {
+        environmentId: string;
+        serviceId: string;
+        serviceIds: string[];
+        version: string;
+        requester: string;
+        forceBuild: boolean;
+      },
       call: object,
-    ) => {
-      if (req.serviceId === '') throw invalidArgument('service_id', 'is required');
-      return submit(call, {
+    ) =>
+      submit(call, {
         environmentId: req.environmentId,
         action,
-        serviceIds: [req.serviceId],
+        serviceIds: targetsOf(req),
         version: req.version,
         requester: req.requester,
         forceBuild: req.forceBuild,
       });
-    };
+
+  /** service_id and service_ids united (the old single field keeps working); at least one. */
+  function targetsOf(req: { serviceId?: string; serviceIds: string[] }): string[] {
+    const ids = [...new Set([...(req.serviceId ? [req.serviceId] : []), ...req.serviceIds])];
+    if (ids.length === 0) throw invalidArgument('service_ids', 'is required: at least one service (or service_id)');
+    if (ids.some((id) => id === '')) throw invalidArgument('service_ids', 'must not contain an empty id');
+    return ids;
+  }
 
   /** Checks that the service is one of the environment's, and that the caller may see the environment. */
   async function serviceOf(call: object, environmentId: string, serviceId: string): Promise<void> {
@@ -160,7 +173,15 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
 
   const A = control.Action;
   const implementation: control.DeploymentServiceServer = {
-    deployEnvironment: unary(log, env(A.ACTION_DEPLOY)),
+    deployEnvironment: unary(log, (req, call) =>
+      submit(call, {
+        environmentId: req.environmentId,
+        action: A.ACTION_DEPLOY,
+        requester: req.requester,
+        forceBuild: req.forceBuild,
+        versions: req.versions,
+      }),
+    ),
     redeployEnvironment: unary(log, env(A.ACTION_REDEPLOY)),
     stopEnvironment: unary(log, env(A.ACTION_STOP)),
     restartEnvironment: unary(log, env(A.ACTION_RESTART)),
@@ -176,8 +197,26 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
         action: A.ACTION_ROLLBACK,
         toDeploymentId: req.toDeploymentId,
         requester: req.requester,
+        runLifecycleJobs: req.runLifecycleJobs ?? false,
       });
     }),
+    resumeDeployment: unary(log, async (req, call) => {
+      const current = await get(call, req.deploymentId);
+      return submit(call, {
+        environmentId: current.environmentId,
+        resumeDeploymentId: req.deploymentId,
+        requester: req.requester,
+      });
+    }),
+    redeployService: unary(log, (req, call) =>
+      submit(call, {
+        environmentId: req.environmentId,
+        action: A.ACTION_REDEPLOY,
+        serviceIds: targetsOf(req),
+        requester: req.requester,
+        forceBuild: req.forceBuild,
+      }),
+    ),
     cancelDeployment: unary(log, async (req, call) => {
       const current = await get(call, req.deploymentId);
       return submit(call, { environmentId: current.environmentId, cancelDeploymentId: req.deploymentId });
@@ -200,7 +239,13 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
         const { deployment } = await callUnary(
           deps.planner,
           'plan',
-          { request: busv1.ActionRequested.fromPartial({ ...req, requestId: newId() }) },
+          {
+            request: busv1.ActionRequested.fromPartial({
+              ...req,
+              runLifecycleJobs: req.runLifecycleJobs ?? false,
+              requestId: newId(),
+            }),
+          },
           BETWEEN_SERVICES,
         );
         return { deployment: deployment! };

@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@stageline/db';
-import type { RunState } from '../../domain/model.ts';
+import type { RunOptions, RunState } from '../../domain/model.ts';
 
 // Schema `planner`. A run's whole progress is one JSON document (`state`): the pure core reads and
 // writes it as a value, and every change happens under the environment's lane lock.
@@ -17,6 +17,8 @@ const DeploymentSchema = defineEntity({
     version: p.text(),
     forceBuild: p.boolean(),
     toDeploymentId: p.uuid().nullable(),
+    /** Per-service versions, the run it resumes, a rollback's lifecycle jobs. */
+    options: p.json<RunOptions>(),
     /** Null while QUEUED: a run is planned when it starts, on the environment as it is then. */
     state: p.json<RunState>().nullable(),
     /** The environment snapshot the run works from (services as proto JSON, secrets included). */

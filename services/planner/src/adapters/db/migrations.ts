@@ -50,6 +50,9 @@ export const migrations: DbMigration[] = [
   sqlMigration('planner-0003-event-sequence', [
     `alter table deployment add column event_sequence integer not null default 0`,
   ]),
+  // What a run was asked beyond action, scope and version: per-service versions, the run it resumes,
+  // whether a rollback runs lifecycle jobs (domain/model.ts RunOptions).
+  sqlMigration('planner-0004-run-options', [`alter table deployment add column options jsonb not null default '{}'`]),
   // Rows the outbox relay cannot publish, set aside with the reason (@stageline/db).
   outboxSetAsideMigration,
 ];

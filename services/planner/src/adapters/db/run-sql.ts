@@ -1,5 +1,5 @@
 import type { EntityManager } from '@stageline/db';
-import type { RunState } from '../../domain/model.ts';
+import type { RunOptions, RunState } from '../../domain/model.ts';
 
 // The hot path's statements, hand-written: a job report costs a lane lock, one read of the run and one
 // write of its progress. Through the ORM the same work re-serialized the run's snapshot on every flush
@@ -16,6 +16,7 @@ export interface RunRecord {
   version: string;
   forceBuild: boolean;
   toDeploymentId?: string | null | undefined;
+  options: RunOptions;
   state: RunState | null | undefined;
   /** The environment snapshot the run works from (services as proto JSON, secrets included). */
   snapshot: unknown;
@@ -57,6 +58,7 @@ interface RunColumns {
   version: string;
   force_build: boolean;
   to_deployment_id: string | null;
+  options: RunOptions | string | null;
   state: string | null;
   snapshot: string | null;
   message: string;
@@ -71,7 +73,7 @@ const date = (v: Date | string | null): Date | null => (v === null ? null : v in
 /** A run's row; the JSON columns come as text and are parsed here (the snapshot on first use). */
 export async function readRun(em: EntityManager, deploymentId: string): Promise<RunRecord | undefined> {
   const rows = await em.execute<RunColumns[]>(
-    `select id, environment_id, action, status, requester, service_ids, version, force_build, to_deployment_id,
+    `select id, environment_id, action, status, requester, service_ids, version, force_build, to_deployment_id, options,
        state::text as state, snapshot::text as snapshot, message, event_sequence, created_at, started_at, finished_at
      from deployment where id = ?`,
     [deploymentId],
@@ -91,6 +93,7 @@ export async function readRun(em: EntityManager, deploymentId: string): Promise<
     version: r.version,
     forceBuild: r.force_build,
     toDeploymentId: r.to_deployment_id,
+    options: (typeof r.options === 'string' ? JSON.parse(r.options) : (r.options ?? {})) as RunOptions,
     state: r.state === null ? null : (JSON.parse(r.state) as RunState),
     get snapshot() {
       if (!parsed) {

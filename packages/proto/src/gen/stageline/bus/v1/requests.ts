@@ -30,6 +30,21 @@ export interface ActionRequested {
   toDeploymentId: string;
   /** CANCEL is not an Action: a request carrying cancel_deployment_id cancels that run. */
   cancelDeploymentId: string;
+  /** DEPLOY only: per service id, the version it deploys (see DeployEnvironmentRequest.versions). */
+  versions: { [key: string]: string };
+  /** ROLLBACK only: run the lifecycle jobs configured for DEPLOY again (default: skipped). */
+  runLifecycleJobs: boolean;
+  /**
+   * Resume this FAILED or CANCELED run (DeploymentService.ResumeDeployment): action, scope and
+   * versions are taken from it; the fields above other than request_id, environment_id and
+   * requester are ignored.
+   */
+  resumeDeploymentId: string;
+}
+
+export interface ActionRequested_VersionsEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseActionRequested(): ActionRequested {
@@ -43,6 +58,9 @@ function createBaseActionRequested(): ActionRequested {
     forceBuild: false,
     toDeploymentId: "",
     cancelDeploymentId: "",
+    versions: {},
+    runLifecycleJobs: false,
+    resumeDeploymentId: "",
   };
 }
 
@@ -74,6 +92,15 @@ export const ActionRequested: MessageFns<ActionRequested> = {
     }
     if (message.cancelDeploymentId !== "") {
       writer.uint32(74).string(message.cancelDeploymentId);
+    }
+    globalThis.Object.entries(message.versions).forEach(([key, value]: [string, string]) => {
+      ActionRequested_VersionsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
+    if (message.runLifecycleJobs !== false) {
+      writer.uint32(88).bool(message.runLifecycleJobs);
+    }
+    if (message.resumeDeploymentId !== "") {
+      writer.uint32(98).string(message.resumeDeploymentId);
     }
     return writer;
   },
@@ -163,6 +190,33 @@ export const ActionRequested: MessageFns<ActionRequested> = {
             message.cancelDeploymentId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = ActionRequested_VersionsEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.versions[entry10.key] = entry10.value;
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.runLifecycleJobs = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.resumeDeploymentId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -210,6 +264,30 @@ export const ActionRequested: MessageFns<ActionRequested> = {
         : isSet(object.cancel_deployment_id)
         ? globalThis.String(object.cancel_deployment_id)
         : "",
+      versions: isObject(object.versions)
+        ? (globalThis.Object.entries(object.versions) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      runLifecycleJobs: isSet(object.runLifecycleJobs)
+        ? globalThis.Boolean(object.runLifecycleJobs)
+        : isSet(object.run_lifecycle_jobs)
+        ? globalThis.Boolean(object.run_lifecycle_jobs)
+        : false,
+      resumeDeploymentId: isSet(object.resumeDeploymentId)
+        ? globalThis.String(object.resumeDeploymentId)
+        : isSet(object.resume_deployment_id)
+        ? globalThis.String(object.resume_deployment_id)
+        : "",
     };
   },
 
@@ -242,6 +320,21 @@ export const ActionRequested: MessageFns<ActionRequested> = {
     if (message.cancelDeploymentId !== "") {
       obj.cancelDeploymentId = message.cancelDeploymentId;
     }
+    if (message.versions) {
+      const entries = globalThis.Object.entries(message.versions) as [string, string][];
+      if (entries.length > 0) {
+        obj.versions = {};
+        entries.forEach(([k, v]) => {
+          obj.versions[k] = v;
+        });
+      }
+    }
+    if (message.runLifecycleJobs !== false) {
+      obj.runLifecycleJobs = message.runLifecycleJobs;
+    }
+    if (message.resumeDeploymentId !== "") {
+      obj.resumeDeploymentId = message.resumeDeploymentId;
+    }
     return obj;
   },
 
@@ -259,6 +352,104 @@ export const ActionRequested: MessageFns<ActionRequested> = {
     message.forceBuild = object.forceBuild ?? false;
     message.toDeploymentId = object.toDeploymentId ?? "";
     message.cancelDeploymentId = object.cancelDeploymentId ?? "";
+    message.versions = (globalThis.Object.entries(object.versions ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.runLifecycleJobs = object.runLifecycleJobs ?? false;
+    message.resumeDeploymentId = object.resumeDeploymentId ?? "";
+    return message;
+  },
+};
+
+function createBaseActionRequested_VersionsEntry(): ActionRequested_VersionsEntry {
+  return { key: "", value: "" };
+}
+
+export const ActionRequested_VersionsEntry: MessageFns<ActionRequested_VersionsEntry> = {
+  encode(message: ActionRequested_VersionsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActionRequested_VersionsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActionRequested_VersionsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActionRequested_VersionsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ActionRequested_VersionsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActionRequested_VersionsEntry>, I>>(base?: I): ActionRequested_VersionsEntry {
+    return ActionRequested_VersionsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActionRequested_VersionsEntry>, I>>(
+    object: I,
+  ): ActionRequested_VersionsEntry {
+    const message = createBaseActionRequested_VersionsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -275,6 +466,10 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -23,6 +23,31 @@ import {
 import { CronRun, Release } from "../../deploy/v1/release_service.ts";
 import { Action, actionFromJSON, actionToJSON, Deployment, LogLine } from "./types.ts";
 
+export interface ResumeDeploymentRequest {
+  /** A FAILED or CANCELED run. */
+  deploymentId: string;
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
+  requester: string;
+}
+
+export interface ResumeDeploymentResponse {
+  deployment?: Deployment | undefined;
+}
+
+export interface RedeployServiceRequest {
+  environmentId: string;
+  /** At least one service of the environment. */
+  serviceIds: string[];
+  /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
+  requester: string;
+  /** Build or copy the images even when the mirror already has them. */
+  forceBuild: boolean;
+}
+
+export interface RedeployServiceResponse {
+  deployment?: Deployment | undefined;
+}
+
 export interface DeployEnvironmentRequest {
   environmentId: string;
   /**
@@ -32,6 +57,16 @@ export interface DeployEnvironmentRequest {
   requester: string;
   /** Build and copy images even when the mirror already has them (DEPLOY, REDEPLOY only). */
   forceBuild: boolean;
+  /**
+   * Per service (service id → version, as DeployServiceRequest.version): those services deploy that
+   * version, the others their configured one. Each key must be a service of the environment.
+   */
+  versions: { [key: string]: string };
+}
+
+export interface DeployEnvironmentRequest_VersionsEntry {
+  key: string;
+  value: string;
 }
 
 export interface DeployEnvironmentResponse {
@@ -100,6 +135,7 @@ export interface DeleteEnvironmentResponse {
 
 export interface DeployServiceRequest {
   environmentId: string;
+  /** One service; see service_ids for several. */
   serviceId: string;
   /**
    * commit:<sha>, tag:<tag> or revision:<n> (that past release exactly, no build); a bare value is a
@@ -110,6 +146,11 @@ export interface DeployServiceRequest {
   requester: string;
   /** Build or copy the image even when the mirror already has it. */
   forceBuild: boolean;
+  /**
+   * Several services in one run, in stage order (united with service_id when both are given;
+   * at least one of the two). `version` then needs exactly one service.
+   */
+  serviceIds: string[];
 }
 
 export interface DeployServiceResponse {
@@ -118,6 +159,7 @@ export interface DeployServiceResponse {
 
 export interface StopServiceRequest {
   environmentId: string;
+  /** One service; see service_ids for several. */
   serviceId: string;
   /** Ignored: the service's current version is the one acted on. */
   version: string;
@@ -125,6 +167,11 @@ export interface StopServiceRequest {
   requester: string;
   /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
+  /**
+   * Several services in one run, in stage order (united with service_id when both are given;
+   * at least one of the two).
+   */
+  serviceIds: string[];
 }
 
 export interface StopServiceResponse {
@@ -133,6 +180,7 @@ export interface StopServiceResponse {
 
 export interface RestartServiceRequest {
   environmentId: string;
+  /** One service; see service_ids for several. */
   serviceId: string;
   /** Ignored: the service's current version is the one acted on. */
   version: string;
@@ -140,6 +188,11 @@ export interface RestartServiceRequest {
   requester: string;
   /** Ignored: RESTART builds nothing. */
   forceBuild: boolean;
+  /**
+   * Several services in one run, in stage order (united with service_id when both are given;
+   * at least one of the two).
+   */
+  serviceIds: string[];
 }
 
 export interface RestartServiceResponse {
@@ -148,6 +201,7 @@ export interface RestartServiceResponse {
 
 export interface DeleteServiceRequest {
   environmentId: string;
+  /** One service; see service_ids for several. */
   serviceId: string;
   /** Ignored: the service's current version is the one acted on. */
   version: string;
@@ -155,6 +209,11 @@ export interface DeleteServiceRequest {
   requester: string;
   /** Only a lifecycle job that never ran builds on STOP or DELETE. */
   forceBuild: boolean;
+  /**
+   * Several services in one run, in stage order (united with service_id when both are given;
+   * at least one of the two).
+   */
+  serviceIds: string[];
 }
 
 export interface DeleteServiceResponse {
@@ -163,10 +222,19 @@ export interface DeleteServiceResponse {
 
 export interface RollbackEnvironmentRequest {
   environmentId: string;
-  /** A SUCCEEDED run of this environment. */
+  /**
+   * A SUCCEEDED run of this environment. Each service it deployed gets back its image and its
+   * configuration as that run deployed it (env vars, secret ones included, ports, resources, probes,
+   * strategy); services it did not deploy are skipped.
+   */
   toDeploymentId: string;
   /** On whose behalf (free text): kept as "on behalf of" beside the authenticated requester. */
   requester: string;
+  /**
+   * Run the LIFECYCLE_JOBs configured for DEPLOY again (default: skipped, since a migration run
+   * again against the data of a later version is rarely what a rollback wants).
+   */
+  runLifecycleJobs?: boolean | undefined;
 }
 
 export interface RollbackEnvironmentResponse {
@@ -232,6 +300,18 @@ export interface PlanDeploymentRequest {
   version: string;
   forceBuild: boolean;
   toDeploymentId: string;
+  /** As DeployEnvironmentRequest.versions. */
+  versions: { [key: string]: string };
+  /**
+   * As RollbackEnvironmentRequest.run_lifecycle_jobs. A planned ROLLBACK says per service what it
+   * changes (image, env var names, ports, resources, probes, strategy) in ServiceRun.message.
+   */
+  runLifecycleJobs?: boolean | undefined;
+}
+
+export interface PlanDeploymentRequest_VersionsEntry {
+  key: string;
+  value: string;
 }
 
 export interface PlanDeploymentResponse {
@@ -288,8 +368,364 @@ export interface ListCronRunsResponse {
   runs: CronRun[];
 }
 
+function createBaseResumeDeploymentRequest(): ResumeDeploymentRequest {
+  return { deploymentId: "", requester: "" };
+}
+
+export const ResumeDeploymentRequest: MessageFns<ResumeDeploymentRequest> = {
+  encode(message: ResumeDeploymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    if (message.requester !== "") {
+      writer.uint32(18).string(message.requester);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeDeploymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeDeploymentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deploymentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requester = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeDeploymentRequest {
+    return {
+      deploymentId: isSet(object.deploymentId)
+        ? globalThis.String(object.deploymentId)
+        : isSet(object.deployment_id)
+        ? globalThis.String(object.deployment_id)
+        : "",
+      requester: isSet(object.requester) ? globalThis.String(object.requester) : "",
+    };
+  },
+
+  toJSON(message: ResumeDeploymentRequest): unknown {
+    const obj: any = {};
+    if (message.deploymentId !== "") {
+      obj.deploymentId = message.deploymentId;
+    }
+    if (message.requester !== "") {
+      obj.requester = message.requester;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeDeploymentRequest>, I>>(base?: I): ResumeDeploymentRequest {
+    return ResumeDeploymentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeDeploymentRequest>, I>>(object: I): ResumeDeploymentRequest {
+    const message = createBaseResumeDeploymentRequest();
+    message.deploymentId = object.deploymentId ?? "";
+    message.requester = object.requester ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeDeploymentResponse(): ResumeDeploymentResponse {
+  return { deployment: undefined };
+}
+
+export const ResumeDeploymentResponse: MessageFns<ResumeDeploymentResponse> = {
+  encode(message: ResumeDeploymentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deployment !== undefined) {
+      Deployment.encode(message.deployment, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeDeploymentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeDeploymentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deployment = Deployment.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeDeploymentResponse {
+    return { deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined };
+  },
+
+  toJSON(message: ResumeDeploymentResponse): unknown {
+    const obj: any = {};
+    if (message.deployment !== undefined) {
+      obj.deployment = Deployment.toJSON(message.deployment);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeDeploymentResponse>, I>>(base?: I): ResumeDeploymentResponse {
+    return ResumeDeploymentResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeDeploymentResponse>, I>>(object: I): ResumeDeploymentResponse {
+    const message = createBaseResumeDeploymentResponse();
+    message.deployment = (object.deployment !== undefined && object.deployment !== null)
+      ? Deployment.fromPartial(object.deployment)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRedeployServiceRequest(): RedeployServiceRequest {
+  return { environmentId: "", serviceIds: [], requester: "", forceBuild: false };
+}
+
+export const RedeployServiceRequest: MessageFns<RedeployServiceRequest> = {
+  encode(message: RedeployServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    for (const v of message.serviceIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.requester !== "") {
+      writer.uint32(26).string(message.requester);
+    }
+    if (message.forceBuild !== false) {
+      writer.uint32(32).bool(message.forceBuild);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeployServiceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeployServiceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serviceIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requester = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.forceBuild = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeployServiceRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      serviceIds: globalThis.Array.isArray(object?.serviceIds)
+        ? object.serviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.service_ids)
+        ? object.service_ids.map((e: any) => globalThis.String(e))
+        : [],
+      requester: isSet(object.requester) ? globalThis.String(object.requester) : "",
+      forceBuild: isSet(object.forceBuild)
+        ? globalThis.Boolean(object.forceBuild)
+        : isSet(object.force_build)
+        ? globalThis.Boolean(object.force_build)
+        : false,
+    };
+  },
+
+  toJSON(message: RedeployServiceRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.serviceIds?.length) {
+      obj.serviceIds = message.serviceIds;
+    }
+    if (message.requester !== "") {
+      obj.requester = message.requester;
+    }
+    if (message.forceBuild !== false) {
+      obj.forceBuild = message.forceBuild;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeployServiceRequest>, I>>(base?: I): RedeployServiceRequest {
+    return RedeployServiceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeployServiceRequest>, I>>(object: I): RedeployServiceRequest {
+    const message = createBaseRedeployServiceRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.serviceIds = object.serviceIds?.map((e) => e) || [];
+    message.requester = object.requester ?? "";
+    message.forceBuild = object.forceBuild ?? false;
+    return message;
+  },
+};
+
+function createBaseRedeployServiceResponse(): RedeployServiceResponse {
+  return { deployment: undefined };
+}
+
+export const RedeployServiceResponse: MessageFns<RedeployServiceResponse> = {
+  encode(message: RedeployServiceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deployment !== undefined) {
+      Deployment.encode(message.deployment, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeployServiceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeployServiceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deployment = Deployment.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeployServiceResponse {
+    return { deployment: isSet(object.deployment) ? Deployment.fromJSON(object.deployment) : undefined };
+  },
+
+  toJSON(message: RedeployServiceResponse): unknown {
+    const obj: any = {};
+    if (message.deployment !== undefined) {
+      obj.deployment = Deployment.toJSON(message.deployment);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeployServiceResponse>, I>>(base?: I): RedeployServiceResponse {
+    return RedeployServiceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeployServiceResponse>, I>>(object: I): RedeployServiceResponse {
+    const message = createBaseRedeployServiceResponse();
+    message.deployment = (object.deployment !== undefined && object.deployment !== null)
+      ? Deployment.fromPartial(object.deployment)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseDeployEnvironmentRequest(): DeployEnvironmentRequest {
-  return { environmentId: "", requester: "", forceBuild: false };
+  return { environmentId: "", requester: "", forceBuild: false, versions: {} };
 }
 
 export const DeployEnvironmentRequest: MessageFns<DeployEnvironmentRequest> = {
@@ -303,6 +739,9 @@ export const DeployEnvironmentRequest: MessageFns<DeployEnvironmentRequest> = {
     if (message.forceBuild !== false) {
       writer.uint32(24).bool(message.forceBuild);
     }
+    globalThis.Object.entries(message.versions).forEach(([key, value]: [string, string]) => {
+      DeployEnvironmentRequest_VersionsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
     return writer;
   },
 
@@ -343,6 +782,17 @@ export const DeployEnvironmentRequest: MessageFns<DeployEnvironmentRequest> = {
             message.forceBuild = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = DeployEnvironmentRequest_VersionsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.versions[entry4.key] = entry4.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -368,6 +818,20 @@ export const DeployEnvironmentRequest: MessageFns<DeployEnvironmentRequest> = {
         : isSet(object.force_build)
         ? globalThis.Boolean(object.force_build)
         : false,
+      versions: isObject(object.versions)
+        ? (globalThis.Object.entries(object.versions) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -382,6 +846,15 @@ export const DeployEnvironmentRequest: MessageFns<DeployEnvironmentRequest> = {
     if (message.forceBuild !== false) {
       obj.forceBuild = message.forceBuild;
     }
+    if (message.versions) {
+      const entries = globalThis.Object.entries(message.versions) as [string, string][];
+      if (entries.length > 0) {
+        obj.versions = {};
+        entries.forEach(([k, v]) => {
+          obj.versions[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -393,6 +866,104 @@ export const DeployEnvironmentRequest: MessageFns<DeployEnvironmentRequest> = {
     message.environmentId = object.environmentId ?? "";
     message.requester = object.requester ?? "";
     message.forceBuild = object.forceBuild ?? false;
+    message.versions = (globalThis.Object.entries(object.versions ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseDeployEnvironmentRequest_VersionsEntry(): DeployEnvironmentRequest_VersionsEntry {
+  return { key: "", value: "" };
+}
+
+export const DeployEnvironmentRequest_VersionsEntry: MessageFns<DeployEnvironmentRequest_VersionsEntry> = {
+  encode(message: DeployEnvironmentRequest_VersionsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeployEnvironmentRequest_VersionsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeployEnvironmentRequest_VersionsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeployEnvironmentRequest_VersionsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: DeployEnvironmentRequest_VersionsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeployEnvironmentRequest_VersionsEntry>, I>>(
+    base?: I,
+  ): DeployEnvironmentRequest_VersionsEntry {
+    return DeployEnvironmentRequest_VersionsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeployEnvironmentRequest_VersionsEntry>, I>>(
+    object: I,
+  ): DeployEnvironmentRequest_VersionsEntry {
+    const message = createBaseDeployEnvironmentRequest_VersionsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1179,7 +1750,7 @@ export const DeleteEnvironmentResponse: MessageFns<DeleteEnvironmentResponse> = 
 };
 
 function createBaseDeployServiceRequest(): DeployServiceRequest {
-  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false };
+  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false, serviceIds: [] };
 }
 
 export const DeployServiceRequest: MessageFns<DeployServiceRequest> = {
@@ -1198,6 +1769,9 @@ export const DeployServiceRequest: MessageFns<DeployServiceRequest> = {
     }
     if (message.forceBuild !== false) {
       writer.uint32(40).bool(message.forceBuild);
+    }
+    for (const v of message.serviceIds) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -1255,6 +1829,14 @@ export const DeployServiceRequest: MessageFns<DeployServiceRequest> = {
             message.forceBuild = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.serviceIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1286,6 +1868,11 @@ export const DeployServiceRequest: MessageFns<DeployServiceRequest> = {
         : isSet(object.force_build)
         ? globalThis.Boolean(object.force_build)
         : false,
+      serviceIds: globalThis.Array.isArray(object?.serviceIds)
+        ? object.serviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.service_ids)
+        ? object.service_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1306,6 +1893,9 @@ export const DeployServiceRequest: MessageFns<DeployServiceRequest> = {
     if (message.forceBuild !== false) {
       obj.forceBuild = message.forceBuild;
     }
+    if (message.serviceIds?.length) {
+      obj.serviceIds = message.serviceIds;
+    }
     return obj;
   },
 
@@ -1319,6 +1909,7 @@ export const DeployServiceRequest: MessageFns<DeployServiceRequest> = {
     message.version = object.version ?? "";
     message.requester = object.requester ?? "";
     message.forceBuild = object.forceBuild ?? false;
+    message.serviceIds = object.serviceIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -1393,7 +1984,7 @@ export const DeployServiceResponse: MessageFns<DeployServiceResponse> = {
 };
 
 function createBaseStopServiceRequest(): StopServiceRequest {
-  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false };
+  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false, serviceIds: [] };
 }
 
 export const StopServiceRequest: MessageFns<StopServiceRequest> = {
@@ -1412,6 +2003,9 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     }
     if (message.forceBuild !== false) {
       writer.uint32(40).bool(message.forceBuild);
+    }
+    for (const v of message.serviceIds) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -1469,6 +2063,14 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
             message.forceBuild = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.serviceIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1500,6 +2102,11 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
         : isSet(object.force_build)
         ? globalThis.Boolean(object.force_build)
         : false,
+      serviceIds: globalThis.Array.isArray(object?.serviceIds)
+        ? object.serviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.service_ids)
+        ? object.service_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1520,6 +2127,9 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     if (message.forceBuild !== false) {
       obj.forceBuild = message.forceBuild;
     }
+    if (message.serviceIds?.length) {
+      obj.serviceIds = message.serviceIds;
+    }
     return obj;
   },
 
@@ -1533,6 +2143,7 @@ export const StopServiceRequest: MessageFns<StopServiceRequest> = {
     message.version = object.version ?? "";
     message.requester = object.requester ?? "";
     message.forceBuild = object.forceBuild ?? false;
+    message.serviceIds = object.serviceIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -1607,7 +2218,7 @@ export const StopServiceResponse: MessageFns<StopServiceResponse> = {
 };
 
 function createBaseRestartServiceRequest(): RestartServiceRequest {
-  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false };
+  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false, serviceIds: [] };
 }
 
 export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
@@ -1626,6 +2237,9 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     }
     if (message.forceBuild !== false) {
       writer.uint32(40).bool(message.forceBuild);
+    }
+    for (const v of message.serviceIds) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -1683,6 +2297,14 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
             message.forceBuild = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.serviceIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1714,6 +2336,11 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
         : isSet(object.force_build)
         ? globalThis.Boolean(object.force_build)
         : false,
+      serviceIds: globalThis.Array.isArray(object?.serviceIds)
+        ? object.serviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.service_ids)
+        ? object.service_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1734,6 +2361,9 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     if (message.forceBuild !== false) {
       obj.forceBuild = message.forceBuild;
     }
+    if (message.serviceIds?.length) {
+      obj.serviceIds = message.serviceIds;
+    }
     return obj;
   },
 
@@ -1747,6 +2377,7 @@ export const RestartServiceRequest: MessageFns<RestartServiceRequest> = {
     message.version = object.version ?? "";
     message.requester = object.requester ?? "";
     message.forceBuild = object.forceBuild ?? false;
+    message.serviceIds = object.serviceIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -1821,7 +2452,7 @@ export const RestartServiceResponse: MessageFns<RestartServiceResponse> = {
 };
 
 function createBaseDeleteServiceRequest(): DeleteServiceRequest {
-  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false };
+  return { environmentId: "", serviceId: "", version: "", requester: "", forceBuild: false, serviceIds: [] };
 }
 
 export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
@@ -1840,6 +2471,9 @@ export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
     }
     if (message.forceBuild !== false) {
       writer.uint32(40).bool(message.forceBuild);
+    }
+    for (const v of message.serviceIds) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -1897,6 +2531,14 @@ export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
             message.forceBuild = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.serviceIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1928,6 +2570,11 @@ export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
         : isSet(object.force_build)
         ? globalThis.Boolean(object.force_build)
         : false,
+      serviceIds: globalThis.Array.isArray(object?.serviceIds)
+        ? object.serviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.service_ids)
+        ? object.service_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1948,6 +2595,9 @@ export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
     if (message.forceBuild !== false) {
       obj.forceBuild = message.forceBuild;
     }
+    if (message.serviceIds?.length) {
+      obj.serviceIds = message.serviceIds;
+    }
     return obj;
   },
 
@@ -1961,6 +2611,7 @@ export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
     message.version = object.version ?? "";
     message.requester = object.requester ?? "";
     message.forceBuild = object.forceBuild ?? false;
+    message.serviceIds = object.serviceIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -2035,7 +2686,7 @@ export const DeleteServiceResponse: MessageFns<DeleteServiceResponse> = {
 };
 
 function createBaseRollbackEnvironmentRequest(): RollbackEnvironmentRequest {
-  return { environmentId: "", toDeploymentId: "", requester: "" };
+  return { environmentId: "", toDeploymentId: "", requester: "", runLifecycleJobs: undefined };
 }
 
 export const RollbackEnvironmentRequest: MessageFns<RollbackEnvironmentRequest> = {
@@ -2048,6 +2699,9 @@ export const RollbackEnvironmentRequest: MessageFns<RollbackEnvironmentRequest> 
     }
     if (message.requester !== "") {
       writer.uint32(26).string(message.requester);
+    }
+    if (message.runLifecycleJobs !== undefined) {
+      writer.uint32(32).bool(message.runLifecycleJobs);
     }
     return writer;
   },
@@ -2089,6 +2743,14 @@ export const RollbackEnvironmentRequest: MessageFns<RollbackEnvironmentRequest> 
             message.requester = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.runLifecycleJobs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2114,6 +2776,11 @@ export const RollbackEnvironmentRequest: MessageFns<RollbackEnvironmentRequest> 
         ? globalThis.String(object.to_deployment_id)
         : "",
       requester: isSet(object.requester) ? globalThis.String(object.requester) : "",
+      runLifecycleJobs: isSet(object.runLifecycleJobs)
+        ? globalThis.Boolean(object.runLifecycleJobs)
+        : isSet(object.run_lifecycle_jobs)
+        ? globalThis.Boolean(object.run_lifecycle_jobs)
+        : undefined,
     };
   },
 
@@ -2128,6 +2795,9 @@ export const RollbackEnvironmentRequest: MessageFns<RollbackEnvironmentRequest> 
     if (message.requester !== "") {
       obj.requester = message.requester;
     }
+    if (message.runLifecycleJobs !== undefined) {
+      obj.runLifecycleJobs = message.runLifecycleJobs;
+    }
     return obj;
   },
 
@@ -2139,6 +2809,7 @@ export const RollbackEnvironmentRequest: MessageFns<RollbackEnvironmentRequest> 
     message.environmentId = object.environmentId ?? "";
     message.toDeploymentId = object.toDeploymentId ?? "";
     message.requester = object.requester ?? "";
+    message.runLifecycleJobs = object.runLifecycleJobs ?? undefined;
     return message;
   },
 };
@@ -3019,7 +3690,16 @@ export const StreamLogsResponse: MessageFns<StreamLogsResponse> = {
 };
 
 function createBasePlanDeploymentRequest(): PlanDeploymentRequest {
-  return { environmentId: "", action: 0, serviceIds: [], version: "", forceBuild: false, toDeploymentId: "" };
+  return {
+    environmentId: "",
+    action: 0,
+    serviceIds: [],
+    version: "",
+    forceBuild: false,
+    toDeploymentId: "",
+    versions: {},
+    runLifecycleJobs: undefined,
+  };
 }
 
 export const PlanDeploymentRequest: MessageFns<PlanDeploymentRequest> = {
@@ -3041,6 +3721,12 @@ export const PlanDeploymentRequest: MessageFns<PlanDeploymentRequest> = {
     }
     if (message.toDeploymentId !== "") {
       writer.uint32(50).string(message.toDeploymentId);
+    }
+    globalThis.Object.entries(message.versions).forEach(([key, value]: [string, string]) => {
+      PlanDeploymentRequest_VersionsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    if (message.runLifecycleJobs !== undefined) {
+      writer.uint32(64).bool(message.runLifecycleJobs);
     }
     return writer;
   },
@@ -3106,6 +3792,25 @@ export const PlanDeploymentRequest: MessageFns<PlanDeploymentRequest> = {
             message.toDeploymentId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = PlanDeploymentRequest_VersionsEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.versions[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.runLifecycleJobs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3142,6 +3847,25 @@ export const PlanDeploymentRequest: MessageFns<PlanDeploymentRequest> = {
         : isSet(object.to_deployment_id)
         ? globalThis.String(object.to_deployment_id)
         : "",
+      versions: isObject(object.versions)
+        ? (globalThis.Object.entries(object.versions) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      runLifecycleJobs: isSet(object.runLifecycleJobs)
+        ? globalThis.Boolean(object.runLifecycleJobs)
+        : isSet(object.run_lifecycle_jobs)
+        ? globalThis.Boolean(object.run_lifecycle_jobs)
+        : undefined,
     };
   },
 
@@ -3165,6 +3889,18 @@ export const PlanDeploymentRequest: MessageFns<PlanDeploymentRequest> = {
     if (message.toDeploymentId !== "") {
       obj.toDeploymentId = message.toDeploymentId;
     }
+    if (message.versions) {
+      const entries = globalThis.Object.entries(message.versions) as [string, string][];
+      if (entries.length > 0) {
+        obj.versions = {};
+        entries.forEach(([k, v]) => {
+          obj.versions[k] = v;
+        });
+      }
+    }
+    if (message.runLifecycleJobs !== undefined) {
+      obj.runLifecycleJobs = message.runLifecycleJobs;
+    }
     return obj;
   },
 
@@ -3179,6 +3915,105 @@ export const PlanDeploymentRequest: MessageFns<PlanDeploymentRequest> = {
     message.version = object.version ?? "";
     message.forceBuild = object.forceBuild ?? false;
     message.toDeploymentId = object.toDeploymentId ?? "";
+    message.versions = (globalThis.Object.entries(object.versions ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.runLifecycleJobs = object.runLifecycleJobs ?? undefined;
+    return message;
+  },
+};
+
+function createBasePlanDeploymentRequest_VersionsEntry(): PlanDeploymentRequest_VersionsEntry {
+  return { key: "", value: "" };
+}
+
+export const PlanDeploymentRequest_VersionsEntry: MessageFns<PlanDeploymentRequest_VersionsEntry> = {
+  encode(message: PlanDeploymentRequest_VersionsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlanDeploymentRequest_VersionsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlanDeploymentRequest_VersionsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlanDeploymentRequest_VersionsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: PlanDeploymentRequest_VersionsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlanDeploymentRequest_VersionsEntry>, I>>(
+    base?: I,
+  ): PlanDeploymentRequest_VersionsEntry {
+    return PlanDeploymentRequest_VersionsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlanDeploymentRequest_VersionsEntry>, I>>(
+    object: I,
+  ): PlanDeploymentRequest_VersionsEntry {
+    const message = createBasePlanDeploymentRequest_VersionsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3951,9 +4786,11 @@ export const ListCronRunsResponse: MessageFns<ListCronRunsResponse> = {
  *
  * Every action RPC hands the request to the planner (PlannerService/Submit, the same path as an
  * ActionRequested published on the bus) and returns the run it became. One run per environment at a
- * time: later requests wait as QUEUED with their queue_position (1 = next). A QUEUED request absorbs
- * a later one of the same action, requester, version and scope (both environment-level, or both
- * service-level: their services are united); both callers get the same run. ROLLBACK never merges.
+ * time: later requests wait as QUEUED with their queue_position (1 = next) and the run they wait for
+ * (Deployment.waits_for). A QUEUED request absorbs a later one of the same action, requester,
+ * version(s) and scope (both environment-level, or both service-level: their services are united);
+ * both callers get the same run, the later one with Deployment.merged set. ROLLBACK and resumes never
+ * merge.
  *
  * Refused with FAILED_PRECONDITION, nothing queued: any action on a DELETED environment or while a
  * DELETE of it is queued or running; ROLLBACK to a run that did not succeed; DEPLOY, REDEPLOY or
@@ -4017,7 +4854,10 @@ export const DeploymentServiceService = {
       Buffer.from(DeleteEnvironmentResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteEnvironmentResponse => DeleteEnvironmentResponse.decode(value),
   },
-  /** One service, skipped or not; the run lists only it and its stage. */
+  /**
+   * The listed services (service_id and/or service_ids), skipped or not, in one run; the run lists
+   * only them and their stages.
+   */
   deployService: {
     path: "/stageline.control.v1.DeploymentService/DeployService" as const,
     requestStream: false as const,
@@ -4184,6 +5024,43 @@ export const DeploymentServiceService = {
       Buffer.from(ListCronRunsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListCronRunsResponse => ListCronRunsResponse.decode(value),
   },
+  /**
+   * A FAILED or CANCELED run, taken up where it stopped: a new run of the same action, version(s)
+   * and scope that runs, in stage order, only the services that did not succeed in it (failed,
+   * canceled, never started); those that did are recorded SKIPPED with "succeeded in run <id>"
+   * (Deployment.resumed_from names the run). Refused FAILED_PRECONDITION, saying what changed, when
+   * the environment changed in a way that makes reusing what succeeded unsafe: a service of the run
+   * removed, a service that succeeded configured differently since, the stages reordered or a
+   * succeeded service moved to another stage, the runtime or namespace changed. A service that did
+   * not succeed may have changed (that is the fix being resumed). A run that is not FAILED or
+   * CANCELED is refused FAILED_PRECONDITION too.
+   */
+  resumeDeployment: {
+    path: "/stageline.control.v1.DeploymentService/ResumeDeployment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeDeploymentRequest): Buffer =>
+      Buffer.from(ResumeDeploymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeDeploymentRequest => ResumeDeploymentRequest.decode(value),
+    responseSerialize: (value: ResumeDeploymentResponse): Buffer =>
+      Buffer.from(ResumeDeploymentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResumeDeploymentResponse => ResumeDeploymentResponse.decode(value),
+  },
+  /**
+   * REDEPLOY of the listed services only (the environment-level REDEPLOY's rules: each at the version
+   * it runs, with its current configuration), one run, in stage order.
+   */
+  redeployService: {
+    path: "/stageline.control.v1.DeploymentService/RedeployService" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedeployServiceRequest): Buffer =>
+      Buffer.from(RedeployServiceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedeployServiceRequest => RedeployServiceRequest.decode(value),
+    responseSerialize: (value: RedeployServiceResponse): Buffer =>
+      Buffer.from(RedeployServiceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedeployServiceResponse => RedeployServiceResponse.decode(value),
+  },
 } as const;
 
 export interface DeploymentServiceServer extends UntypedServiceImplementation {
@@ -4192,7 +5069,10 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
   stopEnvironment: handleUnaryCall<StopEnvironmentRequest, StopEnvironmentResponse>;
   restartEnvironment: handleUnaryCall<RestartEnvironmentRequest, RestartEnvironmentResponse>;
   deleteEnvironment: handleUnaryCall<DeleteEnvironmentRequest, DeleteEnvironmentResponse>;
-  /** One service, skipped or not; the run lists only it and its stage. */
+  /**
+   * The listed services (service_id and/or service_ids), skipped or not, in one run; the run lists
+   * only them and their stages.
+   */
   deployService: handleUnaryCall<DeployServiceRequest, DeployServiceResponse>;
   stopService: handleUnaryCall<StopServiceRequest, StopServiceResponse>;
   restartService: handleUnaryCall<RestartServiceRequest, RestartServiceResponse>;
@@ -4229,6 +5109,23 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
   listReleases: handleUnaryCall<ListReleasesRequest, ListReleasesResponse>;
   /** A CRON_JOB's runs scheduled on the `local` runtime, newest first, with their log lines. */
   listCronRuns: handleUnaryCall<ListCronRunsRequest, ListCronRunsResponse>;
+  /**
+   * A FAILED or CANCELED run, taken up where it stopped: a new run of the same action, version(s)
+   * and scope that runs, in stage order, only the services that did not succeed in it (failed,
+   * canceled, never started); those that did are recorded SKIPPED with "succeeded in run <id>"
+   * (Deployment.resumed_from names the run). Refused FAILED_PRECONDITION, saying what changed, when
+   * the environment changed in a way that makes reusing what succeeded unsafe: a service of the run
+   * removed, a service that succeeded configured differently since, the stages reordered or a
+   * succeeded service moved to another stage, the runtime or namespace changed. A service that did
+   * not succeed may have changed (that is the fix being resumed). A run that is not FAILED or
+   * CANCELED is refused FAILED_PRECONDITION too.
+   */
+  resumeDeployment: handleUnaryCall<ResumeDeploymentRequest, ResumeDeploymentResponse>;
+  /**
+   * REDEPLOY of the listed services only (the environment-level REDEPLOY's rules: each at the version
+   * it runs, with its current configuration), one run, in stage order.
+   */
+  redeployService: handleUnaryCall<RedeployServiceRequest, RedeployServiceResponse>;
 }
 
 export interface DeploymentServiceClient extends Client {
@@ -4307,7 +5204,10 @@ export interface DeploymentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteEnvironmentResponse) => void,
   ): ClientUnaryCall;
-  /** One service, skipped or not; the run lists only it and its stage. */
+  /**
+   * The listed services (service_id and/or service_ids), skipped or not, in one run; the run lists
+   * only them and their stages.
+   */
   deployService(
     request: DeployServiceRequest,
     callback: (error: ServiceError | null, response: DeployServiceResponse) => void,
@@ -4525,6 +5425,51 @@ export interface DeploymentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListCronRunsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * A FAILED or CANCELED run, taken up where it stopped: a new run of the same action, version(s)
+   * and scope that runs, in stage order, only the services that did not succeed in it (failed,
+   * canceled, never started); those that did are recorded SKIPPED with "succeeded in run <id>"
+   * (Deployment.resumed_from names the run). Refused FAILED_PRECONDITION, saying what changed, when
+   * the environment changed in a way that makes reusing what succeeded unsafe: a service of the run
+   * removed, a service that succeeded configured differently since, the stages reordered or a
+   * succeeded service moved to another stage, the runtime or namespace changed. A service that did
+   * not succeed may have changed (that is the fix being resumed). A run that is not FAILED or
+   * CANCELED is refused FAILED_PRECONDITION too.
+   */
+  resumeDeployment(
+    request: ResumeDeploymentRequest,
+    callback: (error: ServiceError | null, response: ResumeDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  resumeDeployment(
+    request: ResumeDeploymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResumeDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  resumeDeployment(
+    request: ResumeDeploymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResumeDeploymentResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * REDEPLOY of the listed services only (the environment-level REDEPLOY's rules: each at the version
+   * it runs, with its current configuration), one run, in stage order.
+   */
+  redeployService(
+    request: RedeployServiceRequest,
+    callback: (error: ServiceError | null, response: RedeployServiceResponse) => void,
+  ): ClientUnaryCall;
+  redeployService(
+    request: RedeployServiceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedeployServiceResponse) => void,
+  ): ClientUnaryCall;
+  redeployService(
+    request: RedeployServiceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedeployServiceResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const DeploymentServiceClient = makeGenericClientConstructor(
@@ -4548,6 +5493,10 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -103,8 +103,8 @@ export function serviceKindToJSON(object: ServiceKind): string {
  * What a run does. Every action request becomes a run (Deployment) that waits its turn behind the
  * environment's other runs (see DeploymentService). Environment-level DEPLOY, REDEPLOY, STOP and
  * RESTART leave skipped services alone (SKIPPED in the run); environment DELETE removes them too;
- * service-level actions act on the named service, skipped or not, and the run lists only that service
- * and its stage. Lifecycle jobs run only on the events they are configured for (JobSource.on_*).
+ * service-level actions act on the named services, skipped or not, and the run lists only those
+ * services and their stages. Lifecycle jobs run only on the events they are configured for (JobSource.on_*).
  * Cancelling a run is not an action: see DeploymentService.CancelDeployment.
  */
 export const Action = {
@@ -140,10 +140,12 @@ export const Action = {
   ACTION_DELETE: 5,
   /**
    * ACTION_ROLLBACK - Environment level only (to_deployment_id): every service of a past SUCCEEDED run is deployed again
-   * at the version and image it had after that run, with the secret env values that run deployed
-   * (kept sealed in it; the rest of the configuration is the current one), through the normal
-   * pipeline, without building (the images come from the mirror). Skipped services stay untouched; services added since that run
-   * are SKIPPED; removed ones are not recreated. Never merged with another queued request.
+   * at the version and image it had after that run, with the configuration that run deployed (env
+   * vars — secret values kept sealed in it —, ports, resources, probes, strategy; a secret purged
+   * since keeps its current value), through the normal pipeline, without building (the images come
+   * from the mirror). Lifecycle jobs are SKIPPED unless run_lifecycle_jobs. Skipped services stay
+   * untouched; services added since that run are SKIPPED; removed ones are not recreated. Never
+   * merged with another queued request.
    */
   ACTION_ROLLBACK: 6,
   UNRECOGNIZED: -1,
@@ -1680,6 +1682,27 @@ export interface Deployment {
   toDeploymentId: string;
   /** Why it failed or was canceled. */
   message: string;
+  /** DEPLOY: the per-service versions asked for (DeployEnvironmentRequest.versions). */
+  versions: { [key: string]: string };
+  /**
+   * While QUEUED: the run it waits for — the run ahead of it in the queue (the one running when
+   * queue_position is 1). Empty otherwise.
+   */
+  waitsFor: string;
+  /**
+   * Only in the answer to an action request: the request joined this already queued run (same
+   * action, requester, version(s) and scope) instead of queuing a new one. Never set on reads.
+   */
+  merged: boolean;
+  /** A resume (DeploymentService.ResumeDeployment): the FAILED or CANCELED run it takes up. */
+  resumedFrom: string;
+  /** ROLLBACK: whether lifecycle jobs configured for DEPLOY run again. */
+  runLifecycleJobs: boolean;
+}
+
+export interface Deployment_VersionsEntry {
+  key: string;
+  value: string;
 }
 
 export interface StageRun {
@@ -4973,6 +4996,11 @@ function createBaseDeployment(): Deployment {
     forceBuild: false,
     toDeploymentId: "",
     message: "",
+    versions: {},
+    waitsFor: "",
+    merged: false,
+    resumedFrom: "",
+    runLifecycleJobs: false,
   };
 }
 
@@ -5025,6 +5053,21 @@ export const Deployment: MessageFns<Deployment> = {
     }
     if (message.message !== "") {
       writer.uint32(130).string(message.message);
+    }
+    globalThis.Object.entries(message.versions).forEach(([key, value]: [string, string]) => {
+      Deployment_VersionsEntry.encode({ key: key as any, value }, writer.uint32(138).fork()).join();
+    });
+    if (message.waitsFor !== "") {
+      writer.uint32(146).string(message.waitsFor);
+    }
+    if (message.merged !== false) {
+      writer.uint32(152).bool(message.merged);
+    }
+    if (message.resumedFrom !== "") {
+      writer.uint32(162).string(message.resumedFrom);
+    }
+    if (message.runLifecycleJobs !== false) {
+      writer.uint32(168).bool(message.runLifecycleJobs);
     }
     return writer;
   },
@@ -5170,6 +5213,49 @@ export const Deployment: MessageFns<Deployment> = {
             message.message = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            const entry17 = Deployment_VersionsEntry.decode(reader, reader.uint32());
+            if (entry17.value !== undefined) {
+              message.versions[entry17.key] = entry17.value;
+            }
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.waitsFor = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.merged = reader.bool();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.resumedFrom = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.runLifecycleJobs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5234,6 +5320,36 @@ export const Deployment: MessageFns<Deployment> = {
         ? globalThis.String(object.to_deployment_id)
         : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      versions: isObject(object.versions)
+        ? (globalThis.Object.entries(object.versions) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      waitsFor: isSet(object.waitsFor)
+        ? globalThis.String(object.waitsFor)
+        : isSet(object.waits_for)
+        ? globalThis.String(object.waits_for)
+        : "",
+      merged: isSet(object.merged) ? globalThis.Boolean(object.merged) : false,
+      resumedFrom: isSet(object.resumedFrom)
+        ? globalThis.String(object.resumedFrom)
+        : isSet(object.resumed_from)
+        ? globalThis.String(object.resumed_from)
+        : "",
+      runLifecycleJobs: isSet(object.runLifecycleJobs)
+        ? globalThis.Boolean(object.runLifecycleJobs)
+        : isSet(object.run_lifecycle_jobs)
+        ? globalThis.Boolean(object.run_lifecycle_jobs)
+        : false,
     };
   },
 
@@ -5287,6 +5403,27 @@ export const Deployment: MessageFns<Deployment> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.versions) {
+      const entries = globalThis.Object.entries(message.versions) as [string, string][];
+      if (entries.length > 0) {
+        obj.versions = {};
+        entries.forEach(([k, v]) => {
+          obj.versions[k] = v;
+        });
+      }
+    }
+    if (message.waitsFor !== "") {
+      obj.waitsFor = message.waitsFor;
+    }
+    if (message.merged !== false) {
+      obj.merged = message.merged;
+    }
+    if (message.resumedFrom !== "") {
+      obj.resumedFrom = message.resumedFrom;
+    }
+    if (message.runLifecycleJobs !== false) {
+      obj.runLifecycleJobs = message.runLifecycleJobs;
+    }
     return obj;
   },
 
@@ -5311,6 +5448,104 @@ export const Deployment: MessageFns<Deployment> = {
     message.forceBuild = object.forceBuild ?? false;
     message.toDeploymentId = object.toDeploymentId ?? "";
     message.message = object.message ?? "";
+    message.versions = (globalThis.Object.entries(object.versions ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.waitsFor = object.waitsFor ?? "";
+    message.merged = object.merged ?? false;
+    message.resumedFrom = object.resumedFrom ?? "";
+    message.runLifecycleJobs = object.runLifecycleJobs ?? false;
+    return message;
+  },
+};
+
+function createBaseDeployment_VersionsEntry(): Deployment_VersionsEntry {
+  return { key: "", value: "" };
+}
+
+export const Deployment_VersionsEntry: MessageFns<Deployment_VersionsEntry> = {
+  encode(message: Deployment_VersionsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Deployment_VersionsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeployment_VersionsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Deployment_VersionsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Deployment_VersionsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Deployment_VersionsEntry>, I>>(base?: I): Deployment_VersionsEntry {
+    return Deployment_VersionsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Deployment_VersionsEntry>, I>>(object: I): Deployment_VersionsEntry {
+    const message = createBaseDeployment_VersionsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -5966,6 +6201,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
