@@ -1,7 +1,8 @@
 // The web console in a real browser (Debian's Chromium, driven by playwright-core; nothing is
 // downloaded) against the real stack: sign in, skip a service by dragging it into Skipped and see
 // a deploy skip it, move a service between stages with the keyboard, deploy and watch the run live
-// to SUCCEEDED, read its logs and the history; a viewer sees no action and the server refuses one.
+// to SUCCEEDED, read its logs and the history; a viewer sees no action and the server refuses one; a
+// failed run is resumed from its page.
 // Screenshots of every page go to test/e2e/screenshots/console/ (git-ignored).
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { control } from '@stageline/proto';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type IsolatedBrowser, launchChromium } from './browser/console-browser.ts';
-import { createEnvironment, EXAMPLE_IMAGE, useStack } from './stack.ts';
+import { createEnvironment, EXAMPLE_IMAGE, useStack, watchToEnd } from './stack.ts';
 
 const stack = useStack();
 const SHOTS = fileURLToPath(new URL('./screenshots/console/', import.meta.url));
@@ -257,6 +258,48 @@ describe('the web console in Chromium', () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.message).toContain('needs ROLE_DEPLOYER; the token "console-viewer" has ROLE_VIEWER');
     await viewer.context().close();
+  });
+
+  it('offers Resume on a failed run: the new run says which run it resumes and runs only what failed', async () => {
+    // web (stage "frontend", the last) never becomes ready; api (DEFAULT CONTAINER) deploys before it.
+    const web = (await service()).web!;
+    await callUnary(stack.environments, 'updateService', {
+      environmentId: envId,
+      service: {
+        ...web,
+        healthCheck: {
+          probe: { $case: 'exec', value: { command: ['/bin/false'] } },
+          initialDelaySeconds: 0,
+          periodSeconds: 1,
+        },
+        readinessTimeoutSeconds: 3,
+      },
+    });
+    const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      environmentId: envId,
+      requester: 'console-e2e',
+      forceBuild: false,
+      versions: {},
+    });
+    const { final } = await watchToEnd(stack, deployment!.id, 150_000);
+    expect(final.status).toBe(control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED);
+    const failedRun = Object.fromEntries(final.services.map((s) => [s.name, s.status]));
+    expect(failedRun.api).toBe(control.ServiceState.SERVICE_STATE_DEPLOYED);
+    expect(failedRun.web).toBe(control.ServiceState.SERVICE_STATE_DEPLOYMENT_ERROR);
+    await callUnary(stack.environments, 'updateService', { environmentId: envId, service: web });
+
+    await open(page, `${stack.consoleUrl}/#/run/${final.id}`);
+    await expect.poll(() => page.getByTestId('run-status').textContent()).toBe('FAILED');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.waitForURL((url) => url.hash.startsWith('#/run/') && !url.hash.endsWith(final.id));
+    await expect(page.getByTestId('resumed-from').textContent()).resolves.toContain(final.id);
+    await expect
+      .poll(() => page.getByTestId('run-status').textContent(), { timeout: 150_000, interval: 200 })
+      .toBe('SUCCEEDED');
+    await expect(page.locator('tr[data-service="web"] [data-state]').textContent()).resolves.toBe('DEPLOYED');
+    // api succeeded in the failed run: kept, not deployed again.
+    await expect(page.locator('tr[data-service="api"] [data-state]').textContent()).resolves.toBe('SKIPPED');
+    await shot(page, '09-resumed');
   });
 
   it('asked for nothing outside the console (fonts and scripts are bundled)', () => {

@@ -16,6 +16,11 @@ import {
 import { ErrorNote } from './ui.tsx';
 
 const FAILED_STATES = /ERROR/;
+/** Runs ResumeDeployment takes: the services that did not succeed run again, the rest is kept. */
+const RESUMABLE: readonly control.DeploymentStatus[] = [
+  control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
+  control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
+];
 
 export function Run({ session, deploymentId }: { session: Session; deploymentId: string }) {
   const [run, setRun] = useState<control.Deployment>();
@@ -73,7 +78,22 @@ export function Run({ session, deploymentId }: { session: Session; deploymentId:
       </p>
       {run.status === control.DeploymentStatus.DEPLOYMENT_STATUS_QUEUED && (
         <p class="queue" data-testid="queue">
-          Queued: position {run.queuePosition} in this environment's queue (one run at a time per environment).
+          Queued: position {run.queuePosition} in this environment's queue (one run at a time per environment)
+          {run.waitsFor !== '' && (
+            <>
+              ; waits for run{' '}
+              <a href={`#/run/${run.waitsFor}`} data-testid="waits-for">
+                {run.waitsFor}
+              </a>
+            </>
+          )}
+          .
+        </p>
+      )}
+      {run.resumedFrom !== '' && (
+        <p data-testid="resumed-from">
+          Resumes run <a href={`#/run/${run.resumedFrom}`}>{run.resumedFrom}</a>: only what did not succeed there runs;
+          the rest is kept.
         </p>
       )}
       {run.message !== '' && <p>{run.message}</p>}
@@ -82,6 +102,24 @@ export function Run({ session, deploymentId }: { session: Session; deploymentId:
       </progress>
       <p class="page-links">
         <a href={`#/logs/${run.id}`}>Logs</a>
+        {RESUMABLE.includes(run.status) && can(session, runs.resumeDeployment) && (
+          <>
+            {' · '}
+            <button
+              type="button"
+              title="A new run of the same action and version, for the services that did not succeed"
+              onClick={() =>
+                call(runs.resumeDeployment, { deploymentId: run.id, requester: '' })
+                  .then((r) => {
+                    if (r.deployment !== undefined) window.location.hash = `#/run/${r.deployment.id}`;
+                  })
+                  .catch(setError)
+              }
+            >
+              Resume
+            </button>
+          </>
+        )}
         {!finished && can(session, runs.cancelDeployment) && (
           <>
             {' · '}
