@@ -143,6 +143,20 @@ describe('kubernetes running status and logs (fake kubectl)', () => {
     });
   });
 
+  it('a kubectl logs that fails is UNAVAILABLE with what kubectl said', async () => {
+    const kubectl = fakeKubectl(
+      'kubectl-logs-refused',
+      `echo 'error: You must be logged in to the server' >&2\nexit 1\n`,
+    );
+    const failed = await new KubectlRuntimeObserver(new ProcessRunner(), kubectl.path)
+      .logs(release('web'), { follow: false, tailLines: 10 }, () => undefined, new AbortController().signal)
+      .catch((e: unknown) => e);
+    expect(failed).toMatchObject({
+      code: 'UNAVAILABLE',
+      message: 'kubectl logs failed: error: You must be logged in to the server',
+    });
+  });
+
   it('`kubectl logs --selector <instance>` with prefix and timestamps: each line with its pod and time', async () => {
     const kubectl = fakeKubectl(
       'kubectl-logs',

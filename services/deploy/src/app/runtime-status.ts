@@ -76,6 +76,7 @@ const observed = (r: Release) => !isJobKind(r.kind) && r.kind !== 'MANAGED_DATAB
 const MAX_WAIT_FOR_REFRESH_MS = 15_000;
 const DEBOUNCE_MS = 200;
 const CRON_FOLLOW_POLL_MS = 2_000;
+const REATTACH_MS = 2_000;
 export const DEFAULT_TAIL_LINES = 100;
 export const MAX_TAIL_LINES = 10_000;
 
@@ -298,7 +299,35 @@ export class RuntimeWatch {
     }
     const observer = this.#deps.observers.get(release.runtime);
     if (observer === undefined) throw failedPrecondition(`runtime ${release.runtime} has no logs here`);
-    await observer.logs(release, options, onLine, signal);
+    if (!options.follow) {
+      await observer.logs(release, options, onLine, signal);
+      return;
+    }
+    // Following outlives a container: when its log ends (it stopped, a deploy replaced it), the live
+    // release's is read again from the last line's time on.
+    let last: Date | undefined;
+    let current = release;
+    let now = options;
+    const track = (line: ServiceLogLine) => {
+      if (line.timestamp !== undefined && (last === undefined || line.timestamp > last)) last = line.timestamp;
+      onLine(line);
+    };
+    for (;;) {
+      await observer.logs(current, now, track, signal);
+      await sleep(REATTACH_MS, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      const [again] = (await this.#deps.releases.live(request.environmentId)).filter(
+        (r) => r.serviceId === request.serviceId,
+      );
+      // Deleted meanwhile: nothing more will come.
+      if (again === undefined) return;
+      current = again;
+      now = {
+        follow: true,
+        tailLines: MAX_TAIL_LINES,
+        since: last === undefined ? (options.since ?? this.#now()) : new Date(last.getTime() + 1),
+      };
+    }
   }
 
   async #cronLogs(

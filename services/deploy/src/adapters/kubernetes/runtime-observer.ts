@@ -89,11 +89,17 @@ export class KubectlRuntimeObserver implements RuntimeObserver {
       ...(options.since !== undefined ? ['--since-time', options.since.toISOString()] : []),
       ...(options.follow ? ['--follow'] : []),
     ];
+    const complaints: string[] = [];
     const result = await this.#runner
       .run(this.#kubectl, argv, {
         signal,
+        stream: true,
         onLine: (line, stream) => {
-          if (stream !== 'stdout') return;
+          if (stream !== 'stdout') {
+            complaints.push(line);
+            if (complaints.length > 3) complaints.shift();
+            return;
+          }
           const parsed = parseKubectlPrefixed(line);
           onLine({
             instance: parsed.instance,
@@ -108,7 +114,7 @@ export class KubectlRuntimeObserver implements RuntimeObserver {
         throw e;
       });
     if (result !== undefined && result.exitCode !== 0 && !signal.aborted) {
-      throw new DomainError('UNAVAILABLE', `kubectl logs failed: ${stderrOf(result.stderr)}`);
+      throw new DomainError('UNAVAILABLE', `kubectl logs failed: ${stderrOf(complaints.join('\n'))}`);
     }
   }
 }

@@ -9,13 +9,16 @@ import { instanceFromPodman, type PodmanInspected, parseTimestamped } from '../.
 import type { Podman } from './podman.ts';
 
 const NOISE = /^failed to connect to syslog/;
-const EVENTS_RESTART_MS = 2_000;
+/** podman events ended on its own: started again after this, doubling while it keeps ending at once. */
+const EVENTS_RESTART_MS = [2_000, 60_000] as const;
 
 export class PodmanRuntimeObserver implements RuntimeObserver {
   readonly #podman: Podman;
   readonly #log: Logger;
   /** The exit code of each container's last death podman's events told us of, by container name. */
   readonly #deaths = new Map<string, number>();
+  /** The containers of the releases observed last: only their events call for a new look. */
+  #watched = new Set<string>();
 
   constructor(podman: Podman, log: Logger) {
     this.#podman = podman;
@@ -26,6 +29,7 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
     const result = new Map<string, Observation>();
     if (releases.length === 0) return result;
     const names = releases.map((r) => localContainerName(r.environmentId, r.serviceName));
+    this.#watched = new Set(names);
     // Several at once; a missing one makes podman exit 125 but the others are still printed.
     const answer = await this.#podman.raw(['container', 'inspect', '--format', 'json', ...names]);
     let found: PodmanInspected[] = [];
@@ -75,38 +79,53 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
   watch(onChange: () => void): { stop(): void } {
     const stop = new AbortController();
     const follow = async () => {
+      let pause: number = EVENTS_RESTART_MS[0];
       while (!stop.signal.aborted) {
+        const started = Date.now();
         await this.#podman
-          .raw(['events', '--format', 'json', '--filter', 'type=container'], {
-            signal: stop.signal,
-            onLine: (line, stream) => {
-              if (stream !== 'stdout' || !line.startsWith('{')) return;
-              try {
-                const event = JSON.parse(line) as { Name?: string; Status?: string; ContainerExitCode?: number };
-                if (
-                  event.Status === 'died' &&
-                  event.Name !== undefined &&
-                  typeof event.ContainerExitCode === 'number'
-                ) {
-                  this.#deaths.set(event.Name, event.ContainerExitCode);
-                }
-                if (event.Status === 'remove' && event.Name !== undefined) this.#deaths.delete(event.Name);
-              } catch {
-                return;
-              }
-              onChange();
-            },
-          })
+          .raw(
+            // What changes a status: a container starting, dying (its exit code), going away.
+            ['events', '--format', 'json', '--filter', 'type=container'].concat([
+              '--filter',
+              'event=start',
+              '--filter',
+              'event=died',
+              '--filter',
+              'event=remove',
+            ]),
+            { signal: stop.signal, stream: true, onLine: (line, stream) => this.#event(line, stream, onChange) },
+          )
           .catch((err: unknown) => {
             if (!stop.signal.aborted) this.#log.debug({ err }, 'podman events ended');
           });
         if (stop.signal.aborted) return;
-        // podman events ended on its own (podman restarted, a store hiccup): again, after a pause.
-        await new Promise((resolve) => setTimeout(resolve, EVENTS_RESTART_MS));
+        // Ended on its own (podman restarted, a store hiccup, no event log): again, after a pause that
+        // grows while it keeps ending at once. The poll goes on meanwhile.
+        pause =
+          Date.now() - started > EVENTS_RESTART_MS[1]
+            ? EVENTS_RESTART_MS[0]
+            : Math.min(pause * 2, EVENTS_RESTART_MS[1]);
+        await new Promise((resolve) => setTimeout(resolve, pause));
       }
     };
     void follow();
     return { stop: () => stop.abort() };
+  }
+
+  #event(line: string, stream: 'stdout' | 'stderr', onChange: () => void): void {
+    if (stream !== 'stdout' || !line.startsWith('{')) return;
+    let event: { Name?: string; Status?: string; ContainerExitCode?: number };
+    try {
+      event = JSON.parse(line) as typeof event;
+    } catch {
+      return;
+    }
+    if (event.Name === undefined) return;
+    if (event.Status === 'died' && typeof event.ContainerExitCode === 'number') {
+      this.#deaths.set(event.Name, event.ContainerExitCode);
+    }
+    // A new container of a release that is not watched yet is looked at when its release is asked for.
+    if (this.#watched.has(event.Name)) onChange();
   }
 
   async logs(
@@ -126,11 +145,12 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
       ...(options.follow ? ['--follow'] : []),
       container,
     ];
-    const result = await this.#podman
+    await this.#podman
       .raw(argv, {
         signal,
+        stream: true,
         onLine: (line, stream) => {
-          // podman's own complaint, not the container's output.
+          // podman's own complaint, not the container's output (gone: nothing to read, the status says ERROR).
           if (NOISE.test(line) || (stream === 'stderr' && /^Error: .*no such container/i.test(line))) return;
           const parsed = parseTimestamped(line);
           onLine({
@@ -145,9 +165,5 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
         if (signal.aborted) return undefined;
         throw e;
       });
-    if (result !== undefined && result.exitCode !== 0 && /no such container/i.test(result.stderr)) {
-      // Gone (removed by hand): nothing to read; the status says ERROR.
-      return;
-    }
   }
 }
