@@ -4,7 +4,7 @@
 // following); a `podman kill` of the container turns it into ERROR with its exit code; the CLI's
 // `status` and `logs --service` show the same; a token of another project sees nothing.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,10 +16,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createEnvironment, EXAMPLE_IMAGE, runStatusName, useStack, watchToEnd } from './stack.ts';
 
 const run = promisify(execFile);
-const stack = useStack();
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const main = join(root, 'packages/cli/src/main.ts');
 const dir = mkdtempSync(join(tmpdir(), 'stageline-runtime-'));
+// The cron scheduler's clock, driven by the test (the jobs themselves run for real).
+const clockFile = join(dir, 'cron-clock');
+writeFileSync(clockFile, String(Date.now()));
+const stack = useStack({ env: { DEPLOY_CRON_CLOCK_FILE: clockFile, DEPLOY_CRON_POLL_MS: '200' } });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const { ServiceKind } = control;
@@ -213,6 +216,55 @@ describe('running status and live logs', () => {
     const after = await cli(['status', 'e2e/running']);
     expect(after.stdout).toMatch(/web +DEPLOYED +ERROR +0\/1 ready, exit 137 \(killed \(SIGKILL\)\)/);
   }, 300_000);
+
+  it("a cron job: COMPLETED between runs, its last run as the instance, its runs' output as its logs", async () => {
+    const { environment, pipeline } = await createEnvironment(stack, 'cron');
+    const envId = environment!.id;
+    const { service: cron } = await callUnary(
+      stack.environments,
+      'addService',
+      control.AddServiceRequest.fromPartial({
+        environmentId: envId,
+        service: {
+          name: 'ticker',
+          kind: ServiceKind.SERVICE_KIND_CRON_JOB,
+          stageId: pipeline!.stages.find((s) => s.name === 'DEFAULT JOB')!.id,
+          source: {
+            $case: 'job',
+            value: control.JobSource.fromPartial({
+              from: { $case: 'container', value: { image: EXAMPLE_REPO, tag: EXAMPLE_TAG, ports: [] } },
+              schedule: '* * * * *',
+              maxDurationSeconds: 60,
+            }),
+          },
+          envVars: [{ key: 'EXAMPLE_SCRIPT', value: 'echo "cron job ran"', secret: false }],
+        },
+      }),
+    );
+    const { deployment } = await callUnary(stack.deployments, 'deployEnvironment', {
+      environmentId: envId,
+      requester: 'e2e',
+      forceBuild: false,
+    });
+    const { final } = await watchToEnd(stack, deployment!.id, 180_000);
+    expect(runStatusName(final.status), final.message).toBe('SUCCEEDED');
+    const before = await status(envId);
+    expect(stateOf(before.ticker), before.ticker?.message).toBe('RUNTIME_STATE_COMPLETED');
+    expect(before.ticker!.message).toBe('scheduled; no run yet');
+
+    // The next minute's tick runs it.
+    writeFileSync(clockFile, String(Math.ceil((Date.now() + 1_000) / 60_000) * 60_000 + 2_000));
+    const ran = await until(
+      'the cron run',
+      () => status(envId),
+      (s) => s.ticker?.instances[0]?.state === 'completed',
+    );
+    expect(stateOf(ran.ticker), ran.ticker?.message).toBe('RUNTIME_STATE_COMPLETED');
+    expect(ran.ticker!.message).toBe('its last run succeeded');
+    expect(ran.ticker!.instances[0]).toMatchObject({ hasLastExit: true, lastExitCode: 0 });
+    const lines = await serviceLogs({ environmentId: envId, serviceId: cron!.id });
+    expect(lines.map((l) => [l.instance, l.message])).toEqual([[ran.ticker!.instances[0]!.name, 'cron job ran']]);
+  }, 240_000);
 
   it('the same permission model as the other reads: a token of another project sees no such environment', async () => {
     const { environment } = await createEnvironment(stack, 'private');

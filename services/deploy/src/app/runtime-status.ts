@@ -344,13 +344,17 @@ export class RuntimeWatch {
         .filter((run) => run.finishedAt !== undefined && !sent.has(run.id))
         .filter((run) => options.since === undefined || run.startedAt.getTime() >= options.since.getTime())
         .reverse();
+    // The run's own output, without the scheduler's lines about it ("running …", "completed (exit 0)").
+    const prefix = `${release.serviceName} | `;
     const linesOf = (run: CronRun): ServiceLogLine[] =>
-      run.log.map((message) => ({
-        instance: cronInstanceName(release, run),
-        timestamp: run.startedAt,
-        message,
-        stream: '',
-      }));
+      run.log
+        .filter((message) => message.startsWith(prefix))
+        .map((message) => ({
+          instance: cronInstanceName(release, run),
+          timestamp: run.startedAt,
+          message: message.slice(prefix.length),
+          stream: '',
+        }));
     const first = await finishedRuns();
     for (const line of first.flatMap(linesOf).slice(-options.tailLines)) onLine(line);
     for (const run of first) sent.add(run.id);
