@@ -141,7 +141,16 @@ describe('running status and live logs', () => {
             $case: 'container',
             value: { image: EXAMPLE_REPO, tag: EXAMPLE_TAG, ports: [{ port: 8080, public: true }] },
           },
-          envVars: [{ key: 'MESSAGE', value: 'Hello from Stageline: web is up', secret: false }],
+          envVars: [
+            { key: 'MESSAGE', value: 'Hello from Stageline: web is up', secret: false },
+            { key: 'API_TOKEN', value: 'e2e-token-never-shown', secret: true },
+            // It prints its secret first (a careless app), then serves as the example does.
+            {
+              key: 'EXAMPLE_SCRIPT',
+              value: 'echo "token is $API_TOKEN"; unset EXAMPLE_SCRIPT; exec /bin/stageline-example',
+              secret: false,
+            },
+          ],
           healthCheck: { probe: { $case: 'http', value: { path: '/', port: 8080 } }, periodSeconds: 1 },
         },
       }),
@@ -172,6 +181,9 @@ describe('running status and live logs', () => {
     expect(serving, JSON.stringify(lines)).toBeDefined();
     expect(serving!.instance).toBe(instance.name);
     expect(serving!.timestamp).toBeInstanceOf(Date);
+    // What a viewer reads never shows a secret the service was given.
+    expect(lines.map((l) => l.message)).toContain('token is ***');
+    expect(JSON.stringify(lines)).not.toContain('e2e-token-never-shown');
     // Followed: a request made after the stream started shows up in it (busybox httpd -v logs each one).
     const followed = await serviceLogs(
       { environmentId: envId, serviceId: web!.id, follow: true, tailLines: 1 },

@@ -34,6 +34,7 @@ import type { Runtime } from './app/ports.ts';
 import { type RuntimeObserver, RuntimeWatch } from './app/runtime-status.ts';
 import { withSealedSecrets } from './app/sealed-jobs.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { secretValuesIn } from './domain/secret-values.ts';
 
 const SERVICE = 'deploy';
 
@@ -151,6 +152,8 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
       ['kubernetes', new KubectlRuntimeObserver(runner, config.kubectl)],
     ]),
     cronRuns: cronTicks,
+    secretValues: async (r) =>
+      (await charts.customChart(r.chartPath)) ? [] : secretValuesIn(await charts.manifests(r.chartPath)),
     pollMs: config.runtimePollMs,
     log: log.child({ component: 'runtime-status' }),
   });

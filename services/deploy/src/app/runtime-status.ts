@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
+import { redactor } from '@stageline/secrets';
 import { isJobKind, type Release } from '../domain/release.ts';
 import { type InstanceFacts, type RuntimeState, serviceStatus } from '../domain/runtime-status.ts';
 import type { CronRun, CronTickStore } from './cron-scheduler.ts';
@@ -64,6 +65,11 @@ export interface RuntimeWatchDeps {
   releases: LiveReleases;
   observers: ReadonlyMap<string, RuntimeObserver>;
   cronRuns?: Pick<CronTickStore, 'list'>;
+  /**
+   * The secret values a release's chart gives its workload: the service's output shows them as `***`
+   * (a viewer reads logs, never secrets). Absent or failing: only URL passwords are masked.
+   */
+  secretValues?: (release: Release) => Promise<string[]>;
   /** How often every runtime is read again, events or not. */
   pollMs: number;
   log: Logger;
@@ -264,7 +270,7 @@ export class RuntimeWatch {
    */
   async logs(
     request: { environmentId: string; serviceId: string; follow: boolean; since?: Date; tailLines: number },
-    onLine: (line: ServiceLogLine) => void,
+    onLineInClear: (line: ServiceLogLine) => void,
     signal: AbortSignal,
   ): Promise<void> {
     if (request.environmentId.trim() === '') throw invalidArgument('environment_id', 'required');
@@ -285,6 +291,8 @@ export class RuntimeWatch {
     if (release === undefined) {
       throw failedPrecondition(`service ${latest.serviceName} runs nothing (its latest release is ${latest.status})`);
     }
+    const redact = redactor((await this.#deps.secretValues?.(release).catch(() => [])) ?? []);
+    const onLine = (line: ServiceLogLine) => onLineInClear({ ...line, message: redact(line.message) });
     if (release.kind === 'CRON_JOB' && release.runtime === 'local') {
       await this.#cronLogs(release, options, onLine, signal);
       return;
