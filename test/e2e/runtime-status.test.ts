@@ -304,6 +304,33 @@ describe('running status and live logs', () => {
       expect(
         (await callUnary(stack.deployments, 'getRuntimeStatus', { environmentId: environment!.id })).services,
       ).toEqual([]);
+      // Bad input names its field; a service that runs nothing says so.
+      const { service: idle } = await callUnary(
+        stack.environments,
+        'addService',
+        control.AddServiceRequest.fromPartial({
+          environmentId: environment!.id,
+          service: {
+            name: 'idle',
+            kind: ServiceKind.SERVICE_KIND_CONTAINER,
+            source: { $case: 'container', value: { image: EXAMPLE_REPO, tag: EXAMPLE_TAG, ports: [] } },
+          },
+        }),
+      );
+      const refusal = (r: Partial<control.StreamServiceLogsRequest>) =>
+        serviceLogs({ environmentId: environment!.id, ...r }).then(
+          () => 'no refusal',
+          (e: unknown) => (isServiceError(e) ? [grpc.status[e.code], e.details] : e),
+        );
+      await expect(refusal({ serviceId: idle!.id })).resolves.toEqual([
+        'FAILED_PRECONDITION',
+        'the service has never been deployed: it runs nothing',
+      ]);
+      await expect(refusal({ serviceId: idle!.id, tailLines: 10_001 })).resolves.toEqual([
+        'INVALID_ARGUMENT',
+        'tail_lines: must be at most 10000',
+      ]);
+      await expect(refusal({ serviceId: '' })).resolves.toEqual(['INVALID_ARGUMENT', 'service_id: is required']);
       const missing = await callUnary(stack.deployments, 'getRuntimeStatus', { environmentId: '' }).catch((e) => e);
       expect(isServiceError(missing) ? [missing.code, missing.details] : missing).toEqual([
         grpc.status.INVALID_ARGUMENT,

@@ -282,9 +282,8 @@ export class RuntimeWatch {
       ...(request.since !== undefined ? { since: request.since } : {}),
     };
     const latest = await this.#deps.releases.latest(request.serviceId);
-    if (latest === undefined || latest.environmentId !== request.environmentId) {
-      throw notFound('service', request.serviceId, 'service_id');
-    }
+    if (latest === undefined) throw failedPrecondition('the service has never been deployed: it runs nothing');
+    if (latest.environmentId !== request.environmentId) throw notFound('service', request.serviceId, 'service_id');
     const [release] = (await this.#deps.releases.live(request.environmentId)).filter(
       (r) => r.serviceId === request.serviceId,
     );

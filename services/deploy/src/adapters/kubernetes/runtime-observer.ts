@@ -9,6 +9,7 @@ import type { Release } from '../../domain/release.ts';
 import { INSTANCE_LABEL, kubePodsByRelease, parseKubectlPrefixed } from '../../domain/runtime-facts.ts';
 import type { CommandRunner } from '../process/command-runner.ts';
 
+const OBSERVE_TIMEOUT_MS = 30_000;
 /** How many pods' logs kubectl follows at once for one service (its default is 5). */
 const MAX_LOG_REQUESTS = 20;
 
@@ -47,7 +48,10 @@ export class KubectlRuntimeObserver implements RuntimeObserver {
     for (const list of groups.values()) {
       const first = list[0]!;
       const answer = await this.#runner
-        .run(this.#kubectl, ['get', 'pods', ...target(first), '--selector', INSTANCE_LABEL, '--output', 'json'])
+        .run(this.#kubectl, ['get', 'pods', ...target(first), '--selector', INSTANCE_LABEL, '--output', 'json'], {
+          // An unreachable cluster must not hold every later look (they wait for this one).
+          signal: AbortSignal.timeout(OBSERVE_TIMEOUT_MS),
+        })
         .catch((e: unknown) => ({ exitCode: -1, stdout: '', stderr: e instanceof Error ? e.message : String(e) }));
       let pods: ReturnType<typeof kubePodsByRelease> | undefined;
       let error = '';

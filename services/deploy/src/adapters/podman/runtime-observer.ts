@@ -9,6 +9,7 @@ import { instanceFromPodman, type PodmanInspected, parseTimestamped } from '../.
 import type { Podman } from './podman.ts';
 
 const NOISE = /^failed to connect to syslog/;
+const OBSERVE_TIMEOUT_MS = 30_000;
 /** podman events ended on its own: started again after this, doubling while it keeps ending at once. */
 const EVENTS_RESTART_MS = [2_000, 60_000] as const;
 
@@ -31,7 +32,10 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
     const names = releases.map((r) => localContainerName(r.environmentId, r.serviceName));
     this.#watched = new Set(names);
     // Several at once; a missing one makes podman exit 125 but the others are still printed.
-    const answer = await this.#podman.raw(['container', 'inspect', '--format', 'json', ...names]);
+    const answer = await this.#podman.raw(['container', 'inspect', '--format', 'json', ...names], {
+      // A wedged podman must not hold every later look (they wait for this one).
+      signal: AbortSignal.timeout(OBSERVE_TIMEOUT_MS),
+    });
     let found: PodmanInspected[] = [];
     if (answer.stdout.trim().startsWith('[')) {
       try {
