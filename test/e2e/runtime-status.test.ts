@@ -194,6 +194,21 @@ describe('running status and live logs', () => {
       followed.some((l) => /response:200/.test(l.message)),
       JSON.stringify(followed),
     ).toBe(true);
+    // Following outlives the container: a restart (stop, start) ends its log, and the new start's line comes.
+    const restarted = serviceLogs(
+      { environmentId: envId, serviceId: web!.id, follow: true, since: new Date() },
+      (l) => l.message === 'example: serving /www on port 8080',
+    );
+    const { deployment: restart } = await callUnary(stack.deployments, 'restartService', {
+      environmentId: envId,
+      serviceId: web!.id,
+      version: '',
+      requester: 'e2e',
+      forceBuild: false,
+    });
+    expect(runStatusName((await watchToEnd(stack, restart!.id, 120_000)).final.status)).toBe('SUCCEEDED');
+    expect((await restarted).map((l) => l.message)).toContain('example: serving /www on port 8080');
+
     // A lifecycle job's output is what its run captured.
     const jobLines = await serviceLogs({ environmentId: envId, serviceId: running.bootstrap!.serviceId });
     expect(jobLines.map((l) => l.message)).toContain('bootstrapping (DEPLOY)');
@@ -202,7 +217,7 @@ describe('running status and live logs', () => {
     const shown = await cli(['status', 'e2e/running']);
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toMatch(/STATE +RUNNING +INSTANCES/);
-    expect(shown.stdout).toMatch(/web +DEPLOYED +RUNNING +1\/1 ready/);
+    expect(shown.stdout).toMatch(/web +RESTARTED +RUNNING +1\/1 ready/);
     expect(shown.stdout).toMatch(/bootstrap +DEPLOYED +COMPLETED/);
     const cliLogs = await cli(['logs', 'e2e/running', '--service', 'web', '--no-follow']);
     expect(cliLogs.code, cliLogs.stderr).toBe(0);
@@ -226,7 +241,7 @@ describe('running status and live logs', () => {
     });
     expect(killed.web!.message).toContain('exited with code 137');
     const after = await cli(['status', 'e2e/running']);
-    expect(after.stdout).toMatch(/web +DEPLOYED +ERROR +0\/1 ready, exit 137 \(killed \(SIGKILL\)\)/);
+    expect(after.stdout).toMatch(/web +RESTARTED +ERROR +0\/1 ready, exit 137 \(killed \(SIGKILL\)\)/);
   }, 300_000);
 
   it("a cron job: COMPLETED between runs, its last run as the instance, its runs' output as its logs", async () => {
