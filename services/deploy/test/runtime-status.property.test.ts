@@ -9,30 +9,59 @@ import {
   parseKubectlPrefixed,
   parseTimestamped,
 } from '../src/domain/runtime-facts.ts';
-import { exitReason, type InstanceFacts, serviceStatus } from '../src/domain/runtime-status.ts';
+import { exitReason, type InstanceFacts, RECENT_RESTART_MS, serviceStatus } from '../src/domain/runtime-status.ts';
 
 const WORKLOAD_KINDS = ['CONTAINER', 'APPLICATION', 'DATABASE', 'CUSTOM_CHART', ''];
 
-const instance: fc.Arbitrary<InstanceFacts> = fc.record({
-  name: fc.string({ minLength: 1, maxLength: 8 }),
-  state: fc.constantFrom('running', 'exited', 'created', 'waiting: CrashLoopBackOff'),
-  ready: fc.boolean(),
-  restarts: fc.nat(20),
-});
+const NOW = new Date('2026-12-04T12:00:00Z');
+const instance: fc.Arbitrary<InstanceFacts> = fc.record(
+  {
+    name: fc.string({ minLength: 1, maxLength: 8 }),
+    state: fc.constantFrom('running', 'exited', 'created', 'waiting: CrashLoopBackOff'),
+    ready: fc.boolean(),
+    restarts: fc.nat(20),
+    // Started from 10 minutes ago to now.
+    startedAt: fc.integer({ min: 0, max: 600_000 }).map((ago) => new Date(NOW.getTime() - ago)),
+  },
+  { requiredKeys: ['name', 'state', 'ready', 'restarts'] },
+);
 
 const liveStatus = fc.constantFrom<'DEPLOYED' | 'STOPPED'>('DEPLOYED', 'STOPPED');
 
 describe('serviceStatus (property)', () => {
-  it('a deployed workload: RUNNING iff every instance is ready, ERROR iff none is, WARNING otherwise', () => {
+  it('a deployed workload: RUNNING iff every instance is ready and none restarting, ERROR iff none is ready, WARNING otherwise', () => {
     fc.assert(
       fc.property(fc.constantFrom(...WORKLOAD_KINDS), fc.array(instance, { maxLength: 6 }), (kind, instances) => {
-        const { state } = serviceStatus({ kind, releaseStatus: 'DEPLOYED', instances });
+        const { state } = serviceStatus({ kind, releaseStatus: 'DEPLOYED', instances, now: NOW });
         const ready = instances.filter((i) => i.ready).length;
-        if (instances.length > 0 && ready === instances.length) expect(state).toBe('RUNNING');
+        const restarting = instances.some(
+          (i) =>
+            i.restarts > 0 && i.startedAt !== undefined && NOW.getTime() - i.startedAt.getTime() < RECENT_RESTART_MS,
+        );
+        if (instances.length > 0 && ready === instances.length && !restarting) expect(state).toBe('RUNNING');
         else if (ready === 0) expect(state).toBe('ERROR');
         else expect(state).toBe('WARNING');
       }),
     );
+  });
+
+  it('a crash loop that looks running (restarted a moment ago) is WARNING, settled again after the window', () => {
+    const looping: InstanceFacts = {
+      name: 'web-pod-0',
+      state: 'running',
+      ready: true,
+      restarts: 5,
+      startedAt: new Date(NOW.getTime() - 2_000),
+      lastExit: { code: 1, reason: 'error' },
+    };
+    expect(serviceStatus({ kind: 'CONTAINER', releaseStatus: 'DEPLOYED', instances: [looping], now: NOW })).toEqual({
+      state: 'WARNING',
+      message: '1 of 1 instance ready, 5 restarts (1 restarting); exited with code 1 (error)',
+    });
+    const later = new Date(NOW.getTime() + RECENT_RESTART_MS);
+    expect(
+      serviceStatus({ kind: 'CONTAINER', releaseStatus: 'DEPLOYED', instances: [looping], now: later }).state,
+    ).toBe('RUNNING');
   });
 
   it('does not depend on the order instances are listed in', () => {

@@ -254,6 +254,7 @@ export class RuntimeWatch {
       kind: r.kind,
       releaseStatus: r.status,
       instances,
+      now: this.#now(),
       ...(observation !== undefined && 'error' in observation ? { unobservable: observation.error } : {}),
     });
     return {

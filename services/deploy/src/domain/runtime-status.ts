@@ -34,6 +34,21 @@ export interface ServiceFacts {
   unobservable?: string;
   /** CRON_JOB: its last run, if it ran. */
   lastRun?: JobRunFacts;
+  /** When the facts were gathered: an instance that restarted within RECENT_RESTART_MS of it is restarting. */
+  now?: Date;
+}
+
+/** An instance that (re)started this recently after a restart counts as restarting, not yet settled. */
+export const RECENT_RESTART_MS = 60_000;
+
+/** Restarted within RECENT_RESTART_MS of `now` (a crash loop under a restart policy looks "running"). */
+export function isRestarting(i: InstanceFacts, now: Date | undefined): boolean {
+  return (
+    now !== undefined &&
+    i.restarts > 0 &&
+    i.startedAt !== undefined &&
+    now.getTime() - i.startedAt.getTime() < RECENT_RESTART_MS
+  );
 }
 
 export interface ServiceStatus {
@@ -68,8 +83,8 @@ export function exitReason(code: number, runtimeReason = '', oomKilled = false):
  * The decision. STOPPED is the release's (STOP scaled it to zero); a lifecycle job that ran is COMPLETED;
  * a cron job is RUNNING during a run, ERROR after a failed one, COMPLETED otherwise; a managed database
  * (a database on a server Stageline does not run) RUNNING. A workload: RUNNING when every instance is
- * ready, WARNING when some are and others not, ERROR when none is (or there is none); UNKNOWN until the
- * runtime has been read.
+ * ready and none is restarting, ERROR when none is ready (or there is none), WARNING otherwise (some not
+ * ready, or restarting); UNKNOWN until the runtime has been read.
  */
 export function serviceStatus(facts: ServiceFacts): ServiceStatus {
   if (facts.releaseStatus === 'STOPPED') {
@@ -106,11 +121,17 @@ export function serviceStatus(facts: ServiceFacts): ServiceStatus {
   }
   if (instances.length === 0) return { state: 'ERROR', message: 'no instance is running' };
   const ready = instances.filter((i) => i.ready).length;
+  const restarting = instances.filter((i) => isRestarting(i, facts.now)).length;
   const restarts = instances.reduce((n, i) => n + i.restarts, 0);
-  const lastExit = instances.find((i) => !i.ready && i.lastExit !== undefined)?.lastExit;
-  const counted = `${ready} of ${plural(instances.length, 'instance')} ready${restarts > 0 ? `, ${plural(restarts, 'restart')}` : ''}`;
+  const lastExit = instances.find(
+    (i) => (!i.ready || isRestarting(i, facts.now)) && i.lastExit !== undefined,
+  )?.lastExit;
+  const counted =
+    `${ready} of ${plural(instances.length, 'instance')} ready` +
+    (restarts > 0 ? `, ${plural(restarts, 'restart')}` : '') +
+    (restarting > 0 ? ` (${restarting} restarting)` : '');
   const why = lastExit !== undefined ? `; ${describeExit(lastExit)}` : '';
-  if (ready === instances.length) return { state: 'RUNNING', message: counted };
+  if (ready === instances.length && restarting === 0) return { state: 'RUNNING', message: counted };
   if (ready > 0) return { state: 'WARNING', message: `${counted}${why}` };
   return { state: 'ERROR', message: `${counted}${why}` };
 }

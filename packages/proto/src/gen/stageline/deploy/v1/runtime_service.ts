@@ -27,7 +27,10 @@ export const RuntimeState = {
   RUNTIME_STATE_UNSPECIFIED: 0,
   /** RUNTIME_STATE_RUNNING - Every instance runs and is ready. */
   RUNTIME_STATE_RUNNING: 1,
-  /** RUNTIME_STATE_WARNING - Some instances are ready, others not (starting, restarting, exited). */
+  /**
+   * RUNTIME_STATE_WARNING - Some instances are ready, others not (starting, exited); or one restarted within the last minute
+   * (a crash loop under a restart policy looks running between crashes).
+   */
   RUNTIME_STATE_WARNING: 2,
   /** RUNTIME_STATE_ERROR - No instance is ready (all exited, crash-looping, or none at all); a cron job whose last run failed. */
   RUNTIME_STATE_ERROR: 3,
