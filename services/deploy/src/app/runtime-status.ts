@@ -220,8 +220,17 @@ export class RuntimeWatch {
       releaseStatus: r.status,
       runtime: r.runtime,
     };
+    if (r.kind === 'CRON_JOB' && r.runtime !== 'local' && r.status !== 'STOPPED') {
+      // The cluster's CronJob runs it: its runs are the cluster's (logs: its pods, by instance label).
+      return {
+        ...base,
+        state: 'COMPLETED',
+        message: 'a CronJob on the cluster: its runs are not watched here',
+        instances: [],
+      };
+    }
     if (r.kind === 'CRON_JOB') {
-      const [last] = r.runtime === 'local' ? ((await this.#deps.cronRuns?.list(r.serviceId, 1)) ?? []) : [];
+      const [last] = (await this.#deps.cronRuns?.list(r.serviceId, 1)) ?? [];
       const decided = serviceStatus({
         kind: r.kind,
         releaseStatus: r.status,

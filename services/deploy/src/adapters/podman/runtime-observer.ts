@@ -31,6 +31,7 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
     if (releases.length === 0) return result;
     const names = releases.map((r) => localContainerName(r.environmentId, r.serviceName));
     this.#watched = new Set(names);
+    for (const name of this.#deaths.keys()) if (!this.#watched.has(name)) this.#deaths.delete(name);
     // Several at once; a missing one makes podman exit 125 but the others are still printed.
     const answer = await this.#podman.raw(['container', 'inspect', '--format', 'json', ...names], {
       // A wedged podman must not hold every later look (they wait for this one).
@@ -124,12 +125,14 @@ export class PodmanRuntimeObserver implements RuntimeObserver {
     } catch {
       return;
     }
-    if (event.Name === undefined) return;
+    // Other containers of the host are none of ours. A new release's container, not watched yet, is
+    // looked at when its release is asked for (its exit code then comes from inspect or the event log).
+    if (event.Name === undefined || !this.#watched.has(event.Name)) return;
     if (event.Status === 'died' && typeof event.ContainerExitCode === 'number') {
       this.#deaths.set(event.Name, event.ContainerExitCode);
     }
-    // A new container of a release that is not watched yet is looked at when its release is asked for.
-    if (this.#watched.has(event.Name)) onChange();
+    if (event.Status === 'remove') this.#deaths.delete(event.Name);
+    onChange();
   }
 
   async logs(
