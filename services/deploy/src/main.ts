@@ -157,7 +157,8 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     pollMs: config.runtimePollMs,
     log: log.child({ component: 'runtime-status' }),
   });
-  runtimeWatch.start();
+  // Benchmarks' noop executor deploys nothing: nothing to watch.
+  if (!noop) runtimeWatch.start();
   onClose('runtime status', () => runtimeWatch.stop());
 
   const server = await startGrpcServer({
