@@ -204,7 +204,12 @@ export class RuntimeWatch {
     };
     if (releases.some(stale)) {
       // Changed since the last look (a deploy, a stop): wait for the next one rather than answer old news.
-      await Promise.race([this.refresh(), sleep(MAX_WAIT_FOR_REFRESH_MS)]);
+      const waited = new AbortController();
+      await Promise.race([
+        this.refresh(),
+        sleep(MAX_WAIT_FOR_REFRESH_MS, undefined, { signal: waited.signal }).catch(() => undefined),
+      ]);
+      waited.abort();
       releases = await this.#deps.releases.live(environmentId);
     }
     const views = await Promise.all(releases.map((r) => this.#view(r)));
