@@ -225,6 +225,14 @@ describe('the web console in Chromium', () => {
     await expect.poll(() => first.textContent()).toContain('SUCCEEDED');
     await expect(first.getByRole('button', { name: 'Roll back to this' }).count()).resolves.toBe(1);
     await shot(page, '07-history');
+
+    // Each card says what runs now (GetRuntimeStatus) beside the last run's outcome; the skipped one runs nothing.
+    await open(page, `${stack.consoleUrl}/#/env/${envId}`);
+    await expect
+      .poll(() => card(page, 'web').locator('[data-running]').textContent(), { timeout: 30_000 })
+      .toBe('RUNNING');
+    await expect(card(page, 'web').textContent()).resolves.toContain('1/1 ready');
+    await expect(card(page, 'worker').locator('[data-running]').count()).resolves.toBe(0);
   });
 
   it('shows a viewer no action, and the server refuses one anyway', async () => {

@@ -367,13 +367,20 @@ The environment file format: packages/cli/schema/environment.schema.json.`,
     .command('logs')
     .argument('[environment]')
     .option('--run <run>', "this run (default: the environment's latest)")
-    .option('-f, --follow', 'keep following until the run ends', false)
-    .option('--service <service>', 'one service')
+    .option('-f, --follow', 'keep following until the run ends (a service alone: the default)')
+    .option('--no-follow', "a service's output so far, without following")
+    .option('--service <service>', "one service; without --run and --step: the service's own output, live")
     .option('--step <step>', 'one step: git_clone, build, mirror_image, deployment, stop, restart, delete, executing')
-    .description('log lines of a run (-o json: one JSON object per line)')
+    .option('--tail <n>', "a service's output: the last n lines of each instance first (default 100)")
+    .option('--since <time>', "a service's output: only lines since 30s, 10m, 2h, 1d ago or a date")
+    .description("log lines of a run, or a service's own output (-o json: one JSON object per line)")
     .action(
-      act((ctx, ref: string | undefined, opts: { run?: string; follow?: boolean; service?: string; step?: string }) =>
-        logsCommand(ctx, ref, opts),
+      act(
+        (
+          ctx,
+          ref: string | undefined,
+          opts: { run?: string; follow?: boolean; service?: string; step?: string; tail?: string; since?: string },
+        ) => logsCommand(ctx, ref, opts),
       ),
     );
   program

@@ -1,4 +1,5 @@
 // How the console names the protos' enums and times.
+import { runtimeStateToJSON, type ServiceRuntime } from '@stageline/proto/deploy';
 import { control } from './api.ts';
 
 /** `SERVICE_STATE_DEPLOYED` → `DEPLOYED`. */
@@ -36,3 +37,22 @@ export const TERMINAL_RUN: readonly control.DeploymentStatus[] = [
   control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
   control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
 ];
+
+/** What runs now (GetRuntimeStatus): `RUNTIME_STATE_RUNNING` → `RUNNING`. */
+export const runtimeName = (r: ServiceRuntime) => strip(runtimeStateToJSON(r.state), 'RUNTIME_STATE_');
+
+/** A running state's badge: RUNNING and COMPLETED ok, WARNING busy, ERROR error, the rest idle. */
+export function runtimeTone(name: string): 'ok' | 'busy' | 'error' | 'idle' {
+  if (name === 'RUNNING' || name === 'COMPLETED') return 'ok';
+  if (name === 'WARNING') return 'busy';
+  if (name === 'ERROR') return 'error';
+  return 'idle';
+}
+
+/** "1/1 ready, 2 restarts" for a card. */
+export function instancesText(r: ServiceRuntime): string {
+  if (r.instances.length === 0 || r.kind === 'LIFECYCLE_JOB' || r.kind === 'CRON_JOB') return '';
+  const ready = r.instances.filter((i) => i.ready).length;
+  const restarts = r.instances.reduce((n, i) => n + i.restarts, 0);
+  return `${ready}/${r.instances.length} ready${restarts > 0 ? `, ${restarts} restart${restarts === 1 ? '' : 's'}` : ''}`;
+}

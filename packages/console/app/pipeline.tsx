@@ -1,14 +1,19 @@
 // An environment's pipeline: stages as columns in order, a card per service, a Skipped column.
 // Cards move by drag and drop or by keyboard (Space picks a card up, ←/→ choose the column, Space
 // drops it, Escape puts it back); every change is an API call and shows the server's refusal.
+
+import type { ServiceRuntime } from '@stageline/proto/deploy';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { call, can, control, env, pipeline, runs, type Session } from './api.ts';
 import {
   actionName,
   envStatusName,
+  instancesText,
   kindName,
   outcomeName,
   runStatusName,
+  runtimeName,
+  runtimeTone,
   stateName,
   stepName,
   tone,
@@ -22,6 +27,8 @@ interface Loaded {
   stages: control.Stage[];
   services: control.Service[];
   latest: control.Deployment[];
+  /** What runs now, by service id (GetRuntimeStatus); empty when the deploy service cannot say. */
+  running: Map<string, ServiceRuntime>;
 }
 
 /** Each service's state and version in the newest run that touched it (a run it was skipped in does not count). */
@@ -54,18 +61,20 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
   const [newStage, setNewStage] = useState('');
 
   const load = useCallback(async () => {
-    const [e, p, s, d] = await Promise.all([
+    const [e, p, s, d, r] = await Promise.all([
       call(env.getEnvironment, { environmentId }),
       call(pipeline.getPipeline, { environmentId }),
       call(env.listServices, { environmentId }),
       // The cards' states come from the runs; without them (the planner not answering) the pipeline still shows.
       call(runs.listDeployments, { environmentId, pageSize: 20, pageToken: '' }).catch(() => ({ deployments: [] })),
+      call(runs.getRuntimeStatus, { environmentId }).catch(() => ({ services: [] as ServiceRuntime[] })),
     ]);
     setData({
       environment: e.environment!,
       stages: [...(p.pipeline?.stages ?? [])].sort((a, b) => a.order - b.order),
       services: s.services,
       latest: d.deployments,
+      running: new Map(r.services.map((x) => [x.serviceId, x])),
     });
   }, [environmentId]);
   useEffect(() => {
@@ -159,6 +168,7 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
     const known = lastKnown(data.latest, s.id);
     const state = known === undefined ? 'NEVER DEPLOYED' : stateName(known.status);
     const isPicked = picked?.serviceId === s.id;
+    const now = data.running.get(s.id);
     return (
       <li
         key={s.id}
@@ -204,7 +214,13 @@ export function Pipeline({ session, environmentId }: { session: Session; environ
         </div>
         <span class={`badge ${tone(state)}`} data-state={state}>
           {state}
-        </span>
+        </span>{' '}
+        {now !== undefined && (
+          <span class={`badge ${runtimeTone(runtimeName(now))}`} data-running={runtimeName(now)} title={now.message}>
+            {runtimeName(now)}
+          </span>
+        )}
+        {now !== undefined && instancesText(now) !== '' && <div class="muted">{instancesText(now)}</div>}
       </li>
     );
   };

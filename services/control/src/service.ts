@@ -113,6 +113,8 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
   const planner = connect(plannerv1.PlannerServiceClient, config.plannerAddress, asControl);
   const build = connect(buildv1.BuildServiceClient, config.buildAddress, asControl);
   const releases = connect(deployv1.ReleaseServiceClient, config.deployAddress, asControl);
+  const runtime = connect(deployv1.RuntimeServiceClient, config.deployAddress, asControl);
+  const serviceInfos = async (environmentId: string) => (await app.listServices({ environmentId })).services;
   const runs = await followRuns(bus, app);
   const scope = new Scope((id) => app.projectOf(id));
   const services = async (environmentId: string) =>
@@ -143,7 +145,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     address: config.grpcListen,
     services: [
       ...controlServices(app, scope, log, autoDeploy),
-      deploymentService({ planner, build, releases, scope, services, bus, log }),
+      deploymentService({ planner, build, releases, runtime, serviceInfos, scope, services, bus, log }),
       accessService(access, log, rotateSecretKey),
     ],
     tls: config.tls,
@@ -185,6 +187,7 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
       planner.close();
       build.close();
       releases.close();
+      runtime.close();
       await runs.stop();
       await keyWatch.stop();
       await relay.stop();

@@ -46,6 +46,8 @@ export interface DeployConfig extends CommonConfig {
   cron: boolean;
   /** How often the scheduler looks for due ticks. */
   cronPollMs: number;
+  /** How often the running status reads every runtime again (podman events refresh it sooner on local). */
+  runtimePollMs: number;
   /** Tests only: a file holding the schedule clock's time (ISO 8601 or epoch ms); absent: the real clock. */
   cronClockFile: string | undefined;
   /** The kube contexts environments may name (STAGELINE_KUBE_CONTEXTS, as control reads it); empty: none. */
@@ -79,6 +81,7 @@ const DEFAULTS = {
   DEPLOY_CRON: 'true',
   DEPLOY_CRON_POLL_MS: '5000',
   DEPLOY_CRON_CLOCK_FILE: '',
+  DEPLOY_RUNTIME_POLL_MS: '5000',
   [KUBE_CONTEXTS_VARIABLE]: '',
 } as const;
 
@@ -137,6 +140,7 @@ export function loadConfig(env: Env): DeployConfig {
     managedPostgres,
     cron: cron === 'true',
     cronPollMs,
+    runtimePollMs: integer('DEPLOY_RUNTIME_POLL_MS', read('DEPLOY_RUNTIME_POLL_MS'), 200, 600_000),
     cronClockFile: clockFile === '' ? undefined : path.resolve(clockFile),
     ...common,
     stateDir: path.resolve(read('STAGELINE_STATE')),

@@ -11,15 +11,19 @@ import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
 import { busAnswers, runService, startHealth } from '@stageline/service';
 import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
+import { PgLiveReleases } from './adapters/db/live-releases.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { PgCredentialStore, PgHostPorts, PgReleaseStore } from './adapters/db/release-store.ts';
 import { resealDeploySecrets } from './adapters/db/reseal.ts';
 import { FsChartStore } from './adapters/fs/chart-store.ts';
 import { releaseService } from './adapters/grpc/release-service.ts';
+import { runtimeService } from './adapters/grpc/runtime-service.ts';
 import { KubernetesRuntime } from './adapters/kubernetes/helm-runtime.ts';
+import { KubectlRuntimeObserver } from './adapters/kubernetes/runtime-observer.ts';
 import { noopDeployJob, noopDeploySettings } from './adapters/noop-executor.ts';
 import { LocalRuntime } from './adapters/podman/local-runtime.ts';
 import { Podman } from './adapters/podman/podman.ts';
+import { PodmanRuntimeObserver } from './adapters/podman/runtime-observer.ts';
 import { PgManagedDatabases } from './adapters/postgres/managed-databases.ts';
 import { ProcessRunner } from './adapters/process/command-runner.ts';
 import { pickFreePort } from './adapters/process/free-port.ts';
@@ -27,8 +31,10 @@ import { CronScheduler } from './app/cron-scheduler.ts';
 import { type DeployJobDeps, handleDeployJob } from './app/deploy-job.ts';
 import { keyedSerializer } from './app/keyed-serializer.ts';
 import type { Runtime } from './app/ports.ts';
+import { type RuntimeObserver, RuntimeWatch } from './app/runtime-status.ts';
 import { withSealedSecrets } from './app/sealed-jobs.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { secretValuesIn } from './domain/secret-values.ts';
 
 const SERVICE = 'deploy';
 
@@ -138,9 +144,26 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
     isShutdown: isWorkerStopping,
   };
 
+  // Running status: what runs, kept in memory from podman events and a poll of each runtime.
+  const runtimeWatch = new RuntimeWatch({
+    releases: new PgLiveReleases(db),
+    observers: new Map<string, RuntimeObserver>([
+      ['local', new PodmanRuntimeObserver(new Podman({ runner, binary: config.podman }), log)],
+      ['kubernetes', new KubectlRuntimeObserver(runner, config.kubectl)],
+    ]),
+    cronRuns: cronTicks,
+    secretValues: async (r) =>
+      (await charts.customChart(r.chartPath)) ? [] : secretValuesIn(await charts.manifests(r.chartPath)),
+    pollMs: config.runtimePollMs,
+    log: log.child({ component: 'runtime-status' }),
+  });
+  // Benchmarks' noop executor deploys nothing: nothing to watch.
+  if (!noop) runtimeWatch.start();
+  onClose('runtime status', () => runtimeWatch.stop());
+
   const server = await startGrpcServer({
     address: config.grpcListen,
-    services: [releaseService({ releases, cronRuns: cronTicks }, log)],
+    services: [releaseService({ releases, cronRuns: cronTicks }, log), runtimeService(runtimeWatch, log)],
     tls: config.tls,
     log,
   });

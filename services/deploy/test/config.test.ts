@@ -30,6 +30,7 @@ describe('deploy config', () => {
       managedPostgres: undefined,
       cron: true,
       cronPollMs: 5000,
+      runtimePollMs: 5000,
       cronClockFile: undefined,
       kubeContexts: [],
       // Until a cluster's pull address is configured, nodes pull from the address jobs name.
@@ -126,6 +127,7 @@ describe('deploy config', () => {
       ['MANAGED_POSTGRES_URL', 'mysql://db'],
       ['DEPLOY_CRON', 'yes'],
       ['DEPLOY_CRON_POLL_MS', '5'],
+      ['DEPLOY_RUNTIME_POLL_MS', '10'],
       ['STAGELINE_KUBE_CONTEXTS', 'ok,-bad'],
     ];
     for (const [variable, value] of cases) {

@@ -1,6 +1,6 @@
 // Reading and shaping environments: env list|get|clone, pipeline, stage …, service …, status.
 import { callUnary } from '@stageline/grpc';
-import { control } from '@stageline/proto';
+import { control, deploy } from '@stageline/proto';
 import type { Context } from '../context.ts';
 import {
   duration,
@@ -14,6 +14,7 @@ import {
   stateStyle,
   table,
 } from '../view/format.ts';
+import { runtimeColumns, runtimeOf } from './runtime.ts';
 
 const envStyle = (s: control.EnvironmentStatus) => {
   const name = envStatusName(s);
@@ -348,9 +349,10 @@ async function lastRuns(ctx: Context, environmentId: string) {
 
 export async function statusCommand(ctx: Context, ref: string | undefined): Promise<void> {
   const { environment, pipeline } = await ctx.environment(ref);
-  const [services, { deployments, latest }] = await Promise.all([
+  const [services, { deployments, latest }, running] = await Promise.all([
     ctx.services(environment.id),
     lastRuns(ctx, environment.id),
+    runtimeOf(ctx, environment.id),
   ]);
   const last = deployments[0];
   ctx.emit(
@@ -359,6 +361,7 @@ export async function statusCommand(ctx: Context, ref: string | undefined): Prom
       pipeline: control.Pipeline.toJSON(pipeline),
       services: services.map((s) => control.Service.toJSON(s)),
       lastDeployment: last ? control.Deployment.toJSON(last) : null,
+      runtime: running ? [...running.values()].map((r) => deploy.ServiceRuntime.toJSON(r)) : null,
     },
     () => {
       const e = environment;
@@ -377,7 +380,11 @@ export async function statusCommand(ctx: Context, ref: string | undefined): Prom
       }
       ctx.out('');
       const byId = new Map(services.map((s) => [s.id, s]));
-      const rows = [['STAGE', 'SERVICE', 'STATE', 'VERSION', 'ENDPOINTS', 'NOTE'].map((h) => ctx.paint('dim', h))];
+      const rows = [
+        ['STAGE', 'SERVICE', 'STATE', 'RUNNING', 'INSTANCES', 'VERSION', 'ENDPOINTS', 'NOTE'].map((h) =>
+          ctx.paint('dim', h),
+        ),
+      ];
       for (const stage of pipeline.stages) {
         stage.serviceIds.forEach((id, i) => {
           const s = byId.get(id);
@@ -387,6 +394,7 @@ export async function statusCommand(ctx: Context, ref: string | undefined): Prom
             i === 0 ? ctx.paint('bold', stage.name) : '',
             s.name,
             seen ? ctx.paint(stateStyle(seen.status), stateName(seen.status)) : ctx.paint('dim', 'never deployed'),
+            ...runtimeColumns(ctx, running?.get(id), running !== undefined),
             seen?.version ?? '',
             s.endpoints.map((x) => x.url).join(' '),
             s.skipped ? ctx.paint('yellow', 'skipped') : '',

@@ -19,6 +19,7 @@ import {
 } from '../view/format.ts';
 import { type RunContext, runTitle, stagesInOrder, summaryLines } from '../view/run-view.ts';
 import { followRun, lastLogLines, sanitize } from '../watch.ts';
+import { serviceLogsCommand } from './runtime.ts';
 
 const A = control.Action;
 export type ActionVerb = 'deploy' | 'redeploy' | 'stop' | 'restart' | 'delete';
@@ -411,9 +412,18 @@ function parseStep(value: string): control.StepKind {
 export async function logsCommand(
   ctx: Context,
   ref: string | undefined,
-  opts: { run?: string; follow?: boolean; service?: string; step?: string },
+  opts: { run?: string; follow?: boolean; service?: string; step?: string; tail?: string; since?: string },
 ) {
   const step = opts.step === undefined ? undefined : parseStep(opts.step);
+  if (opts.service !== undefined && !opts.run && step === undefined) {
+    // A service without a run: its own output, live (runtime.ts).
+    const { environment } = await ctx.environment(ref);
+    await serviceLogsCommand(ctx, environment, opts.service, opts);
+    return;
+  }
+  if (opts.tail !== undefined || opts.since !== undefined) {
+    throw new UsageError("--tail and --since are for a service's own output: --service S without --run or --step");
+  }
   let run: control.Deployment | undefined;
   if (opts.run) {
     run = await ctx.run(opts.run);

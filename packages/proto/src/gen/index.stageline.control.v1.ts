@@ -7,6 +7,7 @@
 
 export * from "./stageline/control/v1/types.ts";
 export * from "./stageline/control/v1/access_service.ts";
+export * from "./stageline/control/v1/runtime_status.ts";
 export * from "./stageline/control/v1/deployment_service.ts";
 export * from "./stageline/control/v1/environment_service.ts";
 export * from "./stageline/control/v1/pipeline_service.ts";

@@ -5,4 +5,5 @@
 
 /* eslint-disable */
 
+export * from "./stageline/deploy/v1/runtime_service.ts";
 export * from "./stageline/deploy/v1/release_service.ts";

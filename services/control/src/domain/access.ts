@@ -55,6 +55,8 @@ export const METHOD_ROLES: Readonly<Record<string, Readonly<Record<string, Role>
     explainBuild: 'ROLE_VIEWER',
     listReleases: 'ROLE_VIEWER',
     listCronRuns: 'ROLE_VIEWER',
+    getRuntimeStatus: 'ROLE_VIEWER',
+    streamServiceLogs: 'ROLE_VIEWER',
     deployEnvironment: 'ROLE_DEPLOYER',
     redeployEnvironment: 'ROLE_DEPLOYER',
     stopEnvironment: 'ROLE_DEPLOYER',

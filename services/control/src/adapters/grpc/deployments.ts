@@ -8,6 +8,7 @@ import { type build, bus as busv1, control, type deploy, type planner } from '@s
 import { actorOf, METHOD_ROLES } from '../../domain/access.ts';
 import { type FollowedRun, followRun } from '../../domain/run-events.ts';
 import { callerOf, type Scope } from './access.ts';
+import { type RuntimeServiceInfo, runtimeHandlers } from './runtime.ts';
 
 /**
  * A planner or build service restarting is retried (the gRPC retry policy) for a few seconds: long
@@ -30,6 +31,10 @@ export interface DeploymentDeps {
   services: (environmentId: string) => Promise<string[]>;
   bus: Bus;
   log: Logger;
+  /** RuntimeService, for the running status and live logs (runtime.ts). */
+  runtime: deploy.RuntimeServiceClient;
+  /** An environment's services with their names and kinds (runtime.ts). */
+  serviceInfos: (environmentId: string) => Promise<RuntimeServiceInfo[]>;
 }
 
 const TERMINAL: control.DeploymentStatus[] = [
@@ -290,6 +295,13 @@ export function deploymentService(deps: DeploymentDeps): GrpcServiceRegistration
       } catch (e) {
         throw domainErrorFromGrpc(e, 'deploy');
       }
+    }),
+
+    // Running status and live logs: runtime.ts.
+    ...runtimeHandlers({
+      ...deps,
+      reader,
+      logsSubject: { stream: deps.bus.subjects.streams.logs, filter: deps.bus.subjects.logsFilter },
     }),
 
     watchDeployment: serverStream(log, async (req, call) => {

@@ -46,7 +46,11 @@ export class Podman {
   /** Runs podman and returns its result whatever the exit code. */
   raw(
     args: readonly string[],
-    options: { signal?: AbortSignal; onLine?: (line: string, stream: 'stdout' | 'stderr') => void } = {},
+    options: {
+      signal?: AbortSignal;
+      onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+      stream?: boolean;
+    } = {},
   ): Promise<CommandResult> {
     return this.#runner.run(this.#binary, args, {
       ...options,

@@ -13,6 +13,8 @@ export interface CommandOptions {
   env?: NodeJS.ProcessEnv;
   /** Each complete line of output as it arrives (stdout and stderr), e.g. for a job's log. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** A long-running command read only through onLine (podman events, logs --follow): nothing is collected. */
+  stream?: boolean;
 }
 
 /** The one seam the Kubernetes runtime has: tests record argv instead of running helm (none here). */
@@ -55,9 +57,9 @@ export class ProcessRunner implements CommandRunner {
       env: options.env === undefined ? this.#env : minimalEnvironment(options.env),
       ...(signal !== undefined ? { signal } : {}),
       ...(onLine !== undefined ? { onLine } : {}),
-      captureStdout: true,
+      captureStdout: options.stream !== true,
       stdoutLinesToo: true,
-      captureStderr: true,
+      captureStderr: options.stream !== true,
       killGraceMs: KILL_AFTER_MS,
     });
     if (signal?.aborted) throw signal.reason;

@@ -21,6 +21,12 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { CronRun, Release } from "../../deploy/v1/release_service.ts";
+import {
+  GetRuntimeStatusRequest,
+  GetRuntimeStatusResponse,
+  StreamServiceLogsRequest,
+  StreamServiceLogsResponse,
+} from "./runtime_status.ts";
 import { Action, actionFromJSON, actionToJSON, Deployment, LogLine } from "./types.ts";
 
 export interface ResumeDeploymentRequest {
@@ -5061,6 +5067,42 @@ export const DeploymentServiceService = {
       Buffer.from(RedeployServiceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RedeployServiceResponse => RedeployServiceResponse.decode(value),
   },
+  /**
+   * Running status and live logs (messages in runtime_status.proto). ROLE_VIEWER, like the other reads.
+   *
+   * What runs now, per service with a live release: RUNNING, WARNING (some instances not ready or
+   * restarting), ERROR (none ready), STOPPED, COMPLETED (a job that ran), with its instances (name,
+   * state, ready, restarts, started_at, last exit code and reason). Kept current by the deploy service
+   * (it watches podman events, or lists the namespace's pods every few seconds), not asked per request.
+   */
+  getRuntimeStatus: {
+    path: "/stageline.control.v1.DeploymentService/GetRuntimeStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRuntimeStatusRequest): Buffer =>
+      Buffer.from(GetRuntimeStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRuntimeStatusRequest => GetRuntimeStatusRequest.decode(value),
+    responseSerialize: (value: GetRuntimeStatusResponse): Buffer =>
+      Buffer.from(GetRuntimeStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRuntimeStatusResponse => GetRuntimeStatusResponse.decode(value),
+  },
+  /**
+   * A service's own output, each line with its instance and time: a workload's containers (podman logs
+   * on `local`, kubectl logs on `kubernetes`); a CRON_JOB's runs; a LIFECYCLE_JOB's last run (what that
+   * run captured). The last tail_lines first, then, with follow, new lines until the caller cancels.
+   * FAILED_PRECONDITION when the service runs nothing (never deployed, or deleted).
+   */
+  streamServiceLogs: {
+    path: "/stageline.control.v1.DeploymentService/StreamServiceLogs" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamServiceLogsRequest): Buffer =>
+      Buffer.from(StreamServiceLogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamServiceLogsRequest => StreamServiceLogsRequest.decode(value),
+    responseSerialize: (value: StreamServiceLogsResponse): Buffer =>
+      Buffer.from(StreamServiceLogsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamServiceLogsResponse => StreamServiceLogsResponse.decode(value),
+  },
 } as const;
 
 export interface DeploymentServiceServer extends UntypedServiceImplementation {
@@ -5126,6 +5168,22 @@ export interface DeploymentServiceServer extends UntypedServiceImplementation {
    * it runs, with its current configuration), one run, in stage order.
    */
   redeployService: handleUnaryCall<RedeployServiceRequest, RedeployServiceResponse>;
+  /**
+   * Running status and live logs (messages in runtime_status.proto). ROLE_VIEWER, like the other reads.
+   *
+   * What runs now, per service with a live release: RUNNING, WARNING (some instances not ready or
+   * restarting), ERROR (none ready), STOPPED, COMPLETED (a job that ran), with its instances (name,
+   * state, ready, restarts, started_at, last exit code and reason). Kept current by the deploy service
+   * (it watches podman events, or lists the namespace's pods every few seconds), not asked per request.
+   */
+  getRuntimeStatus: handleUnaryCall<GetRuntimeStatusRequest, GetRuntimeStatusResponse>;
+  /**
+   * A service's own output, each line with its instance and time: a workload's containers (podman logs
+   * on `local`, kubectl logs on `kubernetes`); a CRON_JOB's runs; a LIFECYCLE_JOB's last run (what that
+   * run captured). The last tail_lines first, then, with follow, new lines until the caller cancels.
+   * FAILED_PRECONDITION when the service runs nothing (never deployed, or deleted).
+   */
+  streamServiceLogs: handleServerStreamingCall<StreamServiceLogsRequest, StreamServiceLogsResponse>;
 }
 
 export interface DeploymentServiceClient extends Client {
@@ -5470,6 +5528,44 @@ export interface DeploymentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RedeployServiceResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Running status and live logs (messages in runtime_status.proto). ROLE_VIEWER, like the other reads.
+   *
+   * What runs now, per service with a live release: RUNNING, WARNING (some instances not ready or
+   * restarting), ERROR (none ready), STOPPED, COMPLETED (a job that ran), with its instances (name,
+   * state, ready, restarts, started_at, last exit code and reason). Kept current by the deploy service
+   * (it watches podman events, or lists the namespace's pods every few seconds), not asked per request.
+   */
+  getRuntimeStatus(
+    request: GetRuntimeStatusRequest,
+    callback: (error: ServiceError | null, response: GetRuntimeStatusResponse) => void,
+  ): ClientUnaryCall;
+  getRuntimeStatus(
+    request: GetRuntimeStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRuntimeStatusResponse) => void,
+  ): ClientUnaryCall;
+  getRuntimeStatus(
+    request: GetRuntimeStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRuntimeStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A service's own output, each line with its instance and time: a workload's containers (podman logs
+   * on `local`, kubectl logs on `kubernetes`); a CRON_JOB's runs; a LIFECYCLE_JOB's last run (what that
+   * run captured). The last tail_lines first, then, with follow, new lines until the caller cancels.
+   * FAILED_PRECONDITION when the service runs nothing (never deployed, or deleted).
+   */
+  streamServiceLogs(
+    request: StreamServiceLogsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamServiceLogsResponse>;
+  streamServiceLogs(
+    request: StreamServiceLogsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamServiceLogsResponse>;
 }
 
 export const DeploymentServiceClient = makeGenericClientConstructor(
