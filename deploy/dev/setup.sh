@@ -228,10 +228,15 @@ YAML
   done
   grep -q stageline-selfcheck <<<"$out" ||
     self_check_failed "the pod does not answer on its published port 127.0.0.1:$port" "$out"
-  # busybox wget's -T segfaults (1.35): the image's own timeout applet bounds it instead.
-  out="$(podman run --rm --network "$SELF_CHECK_NAME" "$SELF_CHECK_IMAGE" timeout 10 wget -q -O - http://selfcheck-web:8080/ 2>&1)" &&
-    grep -q stageline-selfcheck <<<"$out" ||
-    self_check_failed "a container does not reach another by name on their network (aardvark-dns)" "$out"
+  # busybox wget's -T segfaults (1.35): the image's own timeout applet bounds it instead. Three tries:
+  # aardvark-dns is one process for every network, reloaded whenever another network comes or goes
+  # (other checkouts' tests), and can miss a query meanwhile; a missing or broken DNS fails all three.
+  for try in 1 2 3; do
+    out="$(podman run --rm --network "$SELF_CHECK_NAME" "$SELF_CHECK_IMAGE" timeout 10 wget -q -O - http://selfcheck-web:8080/ 2>&1)" &&
+      grep -q stageline-selfcheck <<<"$out" && break
+    [ "$try" -lt 3 ] || self_check_failed "a container does not reach another by name on their network (aardvark-dns)" "$out"
+    sleep 1
+  done
 
   printf 'FROM %s\nRUN echo built > /selfcheck\n' "$SELF_CHECK_IMAGE" >"$dir/Dockerfile"
   out="$(buildah bud --quiet --layers=false --isolation oci --runtime runc --cgroup-manager cgroupfs \
