@@ -121,7 +121,7 @@ export async function provisionBus(bus: Bus, settings: Partial<ProvisionSettings
   for (const key of Object.keys(names) as BucketKey[]) {
     try {
       // An existing bucket is opened as it is (the client never updates one).
-      await kvm.create(names[key], { ttl: ttl[key], history: 1 });
+      await kvm.create(names[key], { ttl: ttl[key], history: 1, replicas: bus.replicas });
     } catch (e) {
       throw toDomainError(e, `creating key-value bucket ${names[key]}`);
     }

@@ -127,6 +127,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     // A day is far longer than any redelivery window; the bucket never grows without bound.
     ttl: 24 * 3600 * 1000,
     history: 1,
+    replicas: bus.replicas,
   });
   // A lease is `<message>.<delivery count>`, the message being the job message's Nats-Msg-Id (its
   // stream sequence when it has none): deliveries of one job message supersede each other by count; a job
