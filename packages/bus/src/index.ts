@@ -62,6 +62,7 @@ export {
   bucketNames,
   DEFAULT_PROVISION_SETTINGS,
   type DurableName,
+  deployHostConsumer,
   durableConsumers,
   PROVISION_HINT,
   type ProvisionSettings,
@@ -86,6 +87,7 @@ export {
   type StreamKey,
   type SubjectFilters,
   type Subjects,
+  validateDeployHost,
   validateSubject,
   validateToken,
 } from './subjects.ts';

@@ -46,6 +46,8 @@ export interface WorkerOptions<J> {
   slots?: number;
   /** Default `<role>-workers`. */
   durable?: string;
+  /** The consumer's filter (e.g. one deploy host's jobs); default: as provisioned for `<role>-workers`. */
+  filterSubject?: string;
   /** Default `DEFAULT_WORKER_ACK_WAIT_MS`; the heartbeat keeps long jobs alive. */
   ackWaitMs?: number;
   /** Default 5. */
@@ -362,6 +364,11 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
   const consumption = await bus.consume({
     stream: role === 'build' ? 'buildJobs' : 'deployJobs',
     durable: options.durable ?? `${role}-workers`,
+    ...(options.filterSubject !== undefined
+      ? { filterSubject: options.filterSubject }
+      : role === 'deploy'
+        ? { filterSubject: bus.subjects.filters.deployJobs }
+        : {}),
     slots: options.slots ?? 7,
     ackWaitMs,
     maxDeliver: options.maxDeliver ?? 5,

@@ -27,6 +27,8 @@ export interface ControlConfig extends CommonConfig {
   kubeContexts?: string[];
   /** Exceptions to the source policy (STAGELINE_SOURCE_ALLOW). Absent: none. */
   sourcePolicy?: SourcePolicy;
+  /** Deploy hosts new `local` environments are bound to (STAGELINE_DEPLOY_HOSTS, comma-separated). Empty: none. */
+  deployHosts?: string[];
   /** host:port of the web console (HTTPS, STAGELINE_CONSOLE_LISTEN; `off`: none). Absent: none. */
   consoleListen?: string;
 }
@@ -40,6 +42,18 @@ export function policyVariable<T>(name: string, value: string, parse: (v: string
   }
 }
 
+/** Comma-separated DNS labels (the deploy workers' DEPLOY_HOST values). */
+export function parseDeployHosts(value: string): string[] {
+  const hosts = value
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  for (const h of hosts) {
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(h)) throw new Error(`"${h}" is not a DNS label`);
+  }
+  return [...new Set(hosts)];
+}
+
 export function loadConfig(env: Env = process.env): ControlConfig {
   const read = envReader(env, {
     STAGELINE_PLANNER_ADDRESS: '127.0.0.1:50052',
@@ -49,6 +63,7 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     [KUBE_CONTEXTS_VARIABLE]: '',
     [SOURCE_ALLOW_VARIABLE]: '',
     STAGELINE_CONSOLE_LISTEN: '127.0.0.1:8443',
+    STAGELINE_DEPLOY_HOSTS: '',
   });
   const consoleListen = read('STAGELINE_CONSOLE_LISTEN');
   return {
@@ -59,6 +74,7 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     adminTokenFile: read('STAGELINE_ADMIN_TOKEN_FILE'),
     kubeContexts: policyVariable(KUBE_CONTEXTS_VARIABLE, read(KUBE_CONTEXTS_VARIABLE), parseKubeContexts),
     sourcePolicy: policyVariable(SOURCE_ALLOW_VARIABLE, read(SOURCE_ALLOW_VARIABLE), parseSourcePolicy),
+    deployHosts: policyVariable('STAGELINE_DEPLOY_HOSTS', read('STAGELINE_DEPLOY_HOSTS'), parseDeployHosts),
     ...(consoleListen === 'off' ? {} : { consoleListen: hostPort('STAGELINE_CONSOLE_LISTEN', consoleListen) }),
   };
 }

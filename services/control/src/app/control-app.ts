@@ -8,6 +8,7 @@ import {
   checkEnvironmentNamespace,
   checkProject,
   checkRuntime,
+  chooseDeployHost,
 } from '../domain/environment.ts';
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
@@ -34,6 +35,8 @@ export interface InputPolicy {
   sources: SourcePolicy;
   /** The kube contexts an environment may name (STAGELINE_KUBE_CONTEXTS). */
   kubeContexts: readonly string[];
+  /** Deploy hosts a new `local` environment is bound to, the least used first (STAGELINE_DEPLOY_HOSTS). */
+  deployHosts?: readonly string[];
 }
 
 export const STRICTEST_POLICY: InputPolicy = { sources: DENY_ALL, kubeContexts: [] };
@@ -119,7 +122,16 @@ export class ControlApp {
     checkProject(req.project);
     checkEnvironmentName(req.name);
     const runtime = checkRuntime(req.runtime);
-    const settings = applySettings(req.settings, undefined, this.#policy.kubeContexts);
+    const requested = applySettings(req.settings, undefined, this.#policy.kubeContexts);
+    const hosts = this.#policy.deployHosts ?? [];
+    const deployHost = chooseDeployHost(
+      runtime,
+      requested.deployHost ?? '',
+      hosts,
+      hosts.length === 0 || runtime !== 'local' ? new Map() : await this.#deps.store.deployHostLoad(),
+    );
+    const { deployHost: _requested, ...rest } = requested;
+    const settings = deployHost === '' ? rest : { ...rest, deployHost };
     checkEnvironmentNamespace(req.project, req.name, settings);
     const now = this.#deps.clock.now();
     const aggregate: EnvironmentAggregate = {

@@ -23,6 +23,7 @@ export function environmentView(env: EnvironmentRecord): control.Environment {
       kubernetesContext: env.settings.kubernetesContext,
       namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
       exposure: exposureView(env.settings.exposure),
+      deployHost: env.settings.deployHost ?? '',
     },
     status: env.status,
     createdAt: env.createdAt,

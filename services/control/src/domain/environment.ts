@@ -27,6 +27,32 @@ export interface Settings {
   namespace: string;
   /** `kubernetes`: how public ports are reached from outside the cluster (absent in rows stored before it). */
   exposure?: Exposure;
+  /** `local`: the deploy host whose workers alone take the environment's jobs; ''/absent: any. */
+  deployHost?: string;
+}
+
+/**
+ * The deploy host of a new `local` environment: the given one, else the configured host with the fewest
+ * `local` environments (ties: the first listed), else none (''). Kubernetes environments have none.
+ */
+export function chooseDeployHost(
+  runtime: Runtime,
+  requested: string,
+  hosts: readonly string[],
+  load: ReadonlyMap<string, number>,
+): string {
+  if (runtime !== 'local') return '';
+  if (requested !== '') return requested;
+  let best = '';
+  let bestLoad = Number.POSITIVE_INFINITY;
+  for (const host of hosts) {
+    const n = load.get(host) ?? 0;
+    if (n < bestLoad) {
+      best = host;
+      bestLoad = n;
+    }
+  }
+  return best;
 }
 
 const EXPOSURE_TYPES: Record<number, ExposureType> = {
@@ -126,6 +152,21 @@ export function applySettings(
     const unregistered = checkKubeContext(kubeContexts, kubernetesContext);
     if (unregistered) throw failedPrecondition(unregistered, field('kubernetes_context'));
   }
+  const deployHost = input.deployHost ?? current.deployHost ?? '';
+  if (deployHost !== (current.deployHost ?? '')) {
+    if ((current.deployHost ?? '') !== '') {
+      throw failedPrecondition(
+        `the environment is bound to deploy host ${JSON.stringify(current.deployHost)}: its pods, ports and volumes are there (a replacement worker takes the host's name)`,
+        field('deploy_host'),
+      );
+    }
+    if (deployHost !== '' && !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(deployHost)) {
+      throw invalidArgument(
+        field('deploy_host'),
+        'must be a DNS label (lowercase letters, digits and "-", at most 63)',
+      );
+    }
+  }
   const namespace = input.namespace ?? current.namespace;
   if (namespace !== '') {
     const error = checkNamespace(namespace);
@@ -143,6 +184,7 @@ export function applySettings(
     kubernetesContext,
     namespace,
     exposure: applyExposure(input.exposure, current.exposure ?? CLUSTER_IP),
+    ...(deployHost !== '' ? { deployHost } : {}),
   };
 }
 

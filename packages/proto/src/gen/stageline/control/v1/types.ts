@@ -1310,7 +1310,17 @@ export interface EnvironmentSettings {
    * on create: CLUSTER_IP; absent on update: unchanged. Ignored by the `local` runtime, which
    * publishes public ports on 127.0.0.1.
    */
-  exposure?: Exposure | undefined;
+  exposure?:
+    | Exposure
+    | undefined;
+  /**
+   * `local` runtime: the deploy host (a DNS label, the deploy workers' DEPLOY_HOST) whose workers alone
+   * take this environment's deploy jobs: its pods, ports and volumes live there. Absent on create: the
+   * host of STAGELINE_DEPLOY_HOSTS (control's) with the fewest `local` environments; none configured:
+   * empty, any deploy worker (one host). Once set it does not change (FAILED_PRECONDITION): a replacement
+   * worker takes the host's name. Ignored by the `kubernetes` runtime.
+   */
+  deployHost?: string | undefined;
 }
 
 /**
@@ -1917,6 +1927,7 @@ function createBaseEnvironmentSettings(): EnvironmentSettings {
     kubernetesContext: undefined,
     namespace: undefined,
     exposure: undefined,
+    deployHost: undefined,
   };
 }
 
@@ -1942,6 +1953,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     }
     if (message.exposure !== undefined) {
       Exposure.encode(message.exposure, writer.uint32(58).fork()).join();
+    }
+    if (message.deployHost !== undefined) {
+      writer.uint32(66).string(message.deployHost);
     }
     return writer;
   },
@@ -2015,6 +2029,14 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
             message.exposure = Exposure.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.deployHost = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2056,6 +2078,11 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
         : undefined,
       namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : undefined,
       exposure: isSet(object.exposure) ? Exposure.fromJSON(object.exposure) : undefined,
+      deployHost: isSet(object.deployHost)
+        ? globalThis.String(object.deployHost)
+        : isSet(object.deploy_host)
+        ? globalThis.String(object.deploy_host)
+        : undefined,
     };
   },
 
@@ -2082,6 +2109,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     if (message.exposure !== undefined) {
       obj.exposure = Exposure.toJSON(message.exposure);
     }
+    if (message.deployHost !== undefined) {
+      obj.deployHost = message.deployHost;
+    }
     return obj;
   },
 
@@ -2099,6 +2129,7 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     message.exposure = (object.exposure !== undefined && object.exposure !== null)
       ? Exposure.fromPartial(object.exposure)
       : undefined;
+    message.deployHost = object.deployHost ?? undefined;
     return message;
   },
 };
