@@ -54,6 +54,8 @@ export interface PlannerAppDeps {
   predictBuilds?(jobs: bus.BuildJob[]): Promise<build.BuildPrediction[]>;
   log: Logger;
   now?: () => number;
+  /** This planner process (`<host name>:<pid>`), written into each run event it makes. */
+  instance?: string;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -839,6 +841,7 @@ export class PlannerApp {
       partial: changed !== undefined,
       hasResources: await this.#resourcesAfter(em, row),
       environmentStatus: await this.#environmentStatus(em, row.environmentId, row, opts.deleted),
+      planner: this.#deps.instance ?? '',
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
