@@ -86,11 +86,11 @@ describe('PgChartStore', () => {
     const writer = await store();
     const one = await writer.store.write(
       { environmentId: 'env-1', serviceId, revision: 1 },
-      { name: 'web', ...chart(serviceId, 1, 'first') },
+      chart(serviceId, 1, 'first'),
     );
     const two = await writer.store.write(
       { environmentId: 'env-1', serviceId, revision: 2 },
-      { name: 'web', ...chart(serviceId, 2, 'second') },
+      chart(serviceId, 2, 'second'),
     );
     expect(one).toBe(`db:env-1/${serviceId}/1`);
     // Nothing of it on the writer's disk.
@@ -114,10 +114,7 @@ describe('PgChartStore', () => {
   it('keeps secret values sealed in the rows; helm gets a copy in clear only until close()', async () => {
     const serviceId = `svc-${randomUUID()}`;
     const { store: s, dir } = await store();
-    const chartPath = await s.write(
-      { environmentId: 'env-1', serviceId, revision: 1 },
-      { name: 'web', ...chart(serviceId, 1, 'x') },
-    );
+    const chartPath = await s.write({ environmentId: 'env-1', serviceId, revision: 1 }, chart(serviceId, 1, 'x'));
     const stored = await rows(serviceId);
     expect(stored.some((r) => r.sensitive)).toBe(true);
     for (const r of stored) {
@@ -143,12 +140,9 @@ describe('PgChartStore', () => {
     const before = await store([k1], 'k1');
     const chartPath = await before.store.write(
       { environmentId: 'env-1', serviceId, revision: 1 },
-      { name: 'web', ...chart(serviceId, 1, 'a') },
+      chart(serviceId, 1, 'a'),
     );
-    await before.store.write(
-      { environmentId: 'env-1', serviceId, revision: 1 },
-      { name: 'web', ...chart(serviceId, 1, 'b') },
-    );
+    await before.store.write({ environmentId: 'env-1', serviceId, revision: 1 }, chart(serviceId, 1, 'b'));
     expect(JSON.stringify(await before.store.manifests(chartPath))).toContain('"b"');
     const after = await store([k1, k2], 'k2');
     expect(await after.store.reseal()).toBeGreaterThan(0);
@@ -160,10 +154,7 @@ describe('PgChartStore', () => {
   it('removes every revision of a removed service', async () => {
     const serviceId = `svc-${randomUUID()}`;
     const { store: s } = await store();
-    const chartPath = await s.write(
-      { environmentId: 'env-1', serviceId, revision: 1 },
-      { name: 'web', ...chart(serviceId, 1, 'x') },
-    );
+    const chartPath = await s.write({ environmentId: 'env-1', serviceId, revision: 1 }, chart(serviceId, 1, 'x'));
     await s.removeService('env-1', serviceId);
     expect(await rows(serviceId)).toEqual([]);
     expect(await s.read(chartPath)).toBeUndefined();

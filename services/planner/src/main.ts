@@ -1,5 +1,5 @@
-import { hostname } from 'node:os';
 // Wiring only: config → logger → connections → servers; runService drains them on SIGTERM/SIGINT.
+import { hostname } from 'node:os';
 import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
