@@ -45,6 +45,12 @@ export interface BusConnectOptions {
   log: Logger;
   /** Pause between reconnect attempts; reconnecting never gives up. Default 2000. */
   reconnectTimeWaitMs?: number;
+  /**
+   * Client pings every this long; two unanswered ones close the connection and the client moves to
+   * another server of `url`. Default 10 000: a server cut off from the network (no reset, packets just
+   * dropped) is left within about 20–30 s instead of the client's default 4 minutes.
+   */
+  pingIntervalMs?: number;
   /** Keep trying when the server is down at start too, instead of failing fast. Default false. */
   waitOnFirstConnect?: boolean;
   /** Overrides for stream limits (max ages, log bytes, duplicate window, replicas; replicas default to `STAGELINE_STREAM_REPLICAS`). */
@@ -163,6 +169,8 @@ export class Bus {
           : { user: credentials.user, pass: credentials.password, inboxPrefix: inboxPrefixFor(credentials.user) }),
         maxReconnectAttempts: -1,
         reconnectTimeWait: options.reconnectTimeWaitMs ?? 2_000,
+        pingInterval: options.pingIntervalMs ?? 10_000,
+        maxPingOut: 2,
         waitOnFirstConnect: options.waitOnFirstConnect ?? false,
       });
     } catch (e) {

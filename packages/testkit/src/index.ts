@@ -1,7 +1,7 @@
 // @stageline/testkit: how every Stageline test finds real servers (in the order of its README) and
 // isolates itself.
 
-export { type FaultNats, type FaultServer, startOwnNats, startOwnPostgres } from './faults.ts';
+export { type FaultNats, type FaultServer, type OwnPostgresOptions, startOwnNats, startOwnPostgres } from './faults.ts';
 export {
   type EnsureLocalImageOptions,
   ensureLocalImage,
