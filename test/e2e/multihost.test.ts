@@ -498,6 +498,8 @@ describe('several hosts: a three-node JetStream cluster, two planners, workers o
         control.UpdateEnvironmentRequest.fromPartial({ environmentId: chosen.id, settings: { deployHost: other } }),
       ),
     ).rejects.toThrow(/deploy_host/);
+    // A host without workers is refused, naming the field.
+    await expect(environment('nowhere', 'd9' as 'd1', 0)).rejects.toThrow(/settings\.deploy_host: "d9" is not one of/);
   });
 
   it('runs with no fault (the baseline)', async () => {

@@ -17,20 +17,23 @@ describe('deploy host of an environment', () => {
     expect(chooseDeployHost('kubernetes', '', ['h1'], load)).toBe('');
   });
 
-  it('never moves an environment once bound, and names the field of a bad host', () => {
-    const bound = applySettings(control.EnvironmentSettings.fromPartial({ deployHost: 'h1' }));
+  it('never moves an environment once bound, and names the field of a bad or unknown host', () => {
+    const hosts = ['h1', 'h2'];
+    const apply = (input: Partial<control.EnvironmentSettings>, current?: ReturnType<typeof applySettings>) =>
+      applySettings(control.EnvironmentSettings.fromPartial(input), current, [], hosts);
+    const bound = apply({ deployHost: 'h1' });
     expect(bound.deployHost).toBe('h1');
-    expect(applySettings(control.EnvironmentSettings.fromPartial({ maxParallelBuilds: 2 }), bound).deployHost).toBe(
-      'h1',
-    );
-    expect(() => applySettings(control.EnvironmentSettings.fromPartial({ deployHost: 'h2' }), bound)).toThrow(
+    expect(apply({ maxParallelBuilds: 2 }, bound).deployHost).toBe('h1');
+    expect(() => apply({ deployHost: 'h2' }, bound)).toThrow(
       /^settings\.deploy_host: the environment is bound to deploy host "h1"/,
     );
-    expect(() => applySettings(control.EnvironmentSettings.fromPartial({ deployHost: 'Not_A_Label' }))).toThrow(
-      /^settings\.deploy_host: must be a DNS label/,
+    expect(() => apply({ deployHost: 'Not_A_Label' })).toThrow(/^settings\.deploy_host: must be a DNS label/);
+    expect(() => apply({ deployHost: 'h9' })).toThrow(/^settings\.deploy_host: "h9" is not one of the deploy hosts/);
+    expect(() => applySettings(control.EnvironmentSettings.fromPartial({ deployHost: 'h1' }))).toThrow(
+      /^settings\.deploy_host: no deploy hosts are configured/,
     );
     // An unbound environment may be bound later.
-    const unbound = applySettings(control.EnvironmentSettings.fromPartial({}));
-    expect(applySettings(control.EnvironmentSettings.fromPartial({ deployHost: 'h2' }), unbound).deployHost).toBe('h2');
+    const unbound = apply({});
+    expect(apply({ deployHost: 'h2' }, unbound).deployHost).toBe('h2');
   });
 });

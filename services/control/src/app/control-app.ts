@@ -122,8 +122,8 @@ export class ControlApp {
     checkProject(req.project);
     checkEnvironmentName(req.name);
     const runtime = checkRuntime(req.runtime);
-    const requested = applySettings(req.settings, undefined, this.#policy.kubeContexts);
     const hosts = this.#policy.deployHosts ?? [];
+    const requested = applySettings(req.settings, undefined, this.#policy.kubeContexts, hosts);
     const deployHost = chooseDeployHost(
       runtime,
       requested.deployHost ?? '',
@@ -182,7 +182,12 @@ export class ControlApp {
 
   updateEnvironment(req: control.UpdateEnvironmentRequest): Promise<control.UpdateEnvironmentResponse> {
     return this.#change(req.environmentId, (current) => {
-      const settings = applySettings(req.settings, current.environment.settings, this.#policy.kubeContexts);
+      const settings = applySettings(
+        req.settings,
+        current.environment.settings,
+        this.#policy.kubeContexts,
+        this.#policy.deployHosts ?? [],
+      );
       checkEnvironmentNamespace(current.environment.project, current.environment.name, settings, 'settings.namespace');
       if (sameValue(settings, current.environment.settings)) {
         return { next: current, events: [], result: { environment: environmentView(current.environment) } };

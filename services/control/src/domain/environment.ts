@@ -125,12 +125,13 @@ const DEFAULT_SETTINGS: Settings = {
 /**
  * Applies the fields present in `input` over `current` (defaults on create). Absent optional fields
  * and UNSPECIFIED enums keep the current value. `kubeContexts`: the contexts the operator registered
- * (a context not among them is FAILED_PRECONDITION).
+ * (a context not among them is FAILED_PRECONDITION); `deployHosts` likewise for `deploy_host`.
  */
 export function applySettings(
   input: control.EnvironmentSettings | undefined,
   current: Settings = DEFAULT_SETTINGS,
   kubeContexts: readonly string[] = [],
+  deployHosts: readonly string[] = [],
 ): Settings {
   if (input === undefined) return current;
   const field = (name: string) => `settings.${name}`;
@@ -164,6 +165,14 @@ export function applySettings(
       throw invalidArgument(
         field('deploy_host'),
         'must be a DNS label (lowercase letters, digits and "-", at most 63)',
+      );
+    }
+    if (deployHost !== '' && !deployHosts.includes(deployHost)) {
+      throw failedPrecondition(
+        deployHosts.length === 0
+          ? `no deploy hosts are configured (STAGELINE_DEPLOY_HOSTS): "${deployHost}" has no workers`
+          : `"${deployHost}" is not one of the deploy hosts (STAGELINE_DEPLOY_HOSTS: ${deployHosts.join(', ')})`,
+        field('deploy_host'),
       );
     }
   }
