@@ -1315,7 +1315,8 @@ export interface EnvironmentSettings {
     | undefined;
   /**
    * `local` runtime: the deploy host (a DNS label, the deploy workers' DEPLOY_HOST) whose workers alone
-   * take this environment's deploy jobs: its pods, ports and volumes live there. Absent on create: the
+   * take this environment's deploy jobs: its pods, ports and volumes live there. It must be one of
+   * control's STAGELINE_DEPLOY_HOSTS (FAILED_PRECONDITION otherwise). Absent on create: the
    * host of STAGELINE_DEPLOY_HOSTS (control's) with the fewest `local` environments; none configured:
    * empty, any deploy worker (one host). Once set it does not change (FAILED_PRECONDITION): a replacement
    * worker takes the host's name. Ignored by the `kubernetes` runtime.
