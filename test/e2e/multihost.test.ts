@@ -27,7 +27,6 @@ import { callUnary, connect, waitForServing } from '@stageline/grpc';
 import { createLogger } from '@stageline/log';
 import { bus as busv1, control } from '@stageline/proto';
 import {
-  ensureLocalImage,
   type FaultServer,
   freePort,
   type SecuredNatsCluster,
@@ -47,8 +46,16 @@ const log = createLogger({ service: 'multihost', level: 'silent' });
 // --- the network: a bridge, and a namespace per host ------------------------------------------------
 
 const tag = randomBytes(2).toString('hex');
-const subnetByte = 100 + (Number.parseInt(tag, 16) % 150);
-const net = `10.226.${subnetByte}`;
+/** A /24 of 10.226.100–249 that no interface of the machine has an address in. */
+function freeSubnet(): string {
+  const taken = execFileSync('ip', ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' });
+  for (let i = 0; i < 150; i++) {
+    const candidate = `10.226.${100 + ((Number.parseInt(tag, 16) + i) % 150)}`;
+    if (!taken.includes(` ${candidate}.`)) return candidate;
+  }
+  throw new Error('no free 10.226.x.0/24 for the hosts');
+}
+const net = freeSubnet();
 const bridge = `s26${tag}br`;
 type HostName = 'n1' | 'n2' | 'n3' | 'p1' | 'p2' | 'b1' | 'b2' | 'd1' | 'd2';
 const HOSTS: HostName[] = ['n1', 'n2', 'n3', 'p1', 'p2', 'b1', 'b2', 'd1', 'd2'];
@@ -213,7 +220,6 @@ beforeAll(async () => {
     await run('podman', ['pull', EXAMPLE_IMAGE]);
     await run('podman', ['tag', EXAMPLE_IMAGE, image]);
   });
-  await ensureLocalImage('busybox').catch(() => undefined);
 
   await buildNetwork();
   postgres = await startOwnPostgres({ listen: { addresses: [BRIDGE_ADDRESS], subnet: `${net}.0/24` } });
