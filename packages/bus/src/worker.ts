@@ -9,6 +9,7 @@ import { bus as busv1, control } from '@stageline/proto';
 import { metrics, secondsSince } from '@stageline/telemetry';
 import type { Bus } from './bus.ts';
 import type { BusMessage } from './consume-loop.ts';
+import { toDomainError } from './jetstream-errors.ts';
 import { outcome } from './outcomes.ts';
 import { validateToken } from './subjects.ts';
 
@@ -221,7 +222,14 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     }
     let lost = false;
     const fence = async () => {
-      if (lost || !(await holdsLease(lease, mine))) {
+      let holds = false;
+      try {
+        holds = !lost && (await holdsLease(lease, mine));
+      } catch (e) {
+        // The bus did not answer (a server cut off, a cluster electing): retried, never a job failure.
+        throw toDomainError(e, `checking the lease of job ${id.jobId}`);
+      }
+      if (!holds) {
         lost = true;
         throw new LeaseLost();
       }
