@@ -17,6 +17,8 @@
 #                                            values are sealed under (STAGELINE_SECRET_KEY_DIR; rotated by
 #                                            `stageline admin rotate-key`, which adds keys here)
 # Certificates last 825 days; one whose CA changed or that expires within 30 days is remade.
+# STAGELINE_TLS_SANS (e.g. "IP:10.226.5.1,IP:10.226.5.11"): more SANs for new certificates, for services
+# reached at other addresses (the multi-host scenario's network namespaces).
 set -euo pipefail
 
 STATE="${1:-${STAGELINE_STATE:?}}"
@@ -24,6 +26,11 @@ DIR="$STATE/tls"
 SERVICES=(control planner build deploy)
 DAYS=825
 log() { printf 'credentials: %s\n' "$*" >&2; }
+EXTRA_SANS="${STAGELINE_TLS_SANS:-}"
+if [ -n "$EXTRA_SANS" ] && ! [[ "$EXTRA_SANS" =~ ^((IP:[0-9.]+|DNS:[a-z0-9.-]+),?)+$ ]]; then
+  log "STAGELINE_TLS_SANS: expected IP:<address> or DNS:<name> entries, comma-separated"
+  exit 2
+fi
 
 command -v openssl >/dev/null 2>&1 || { log "openssl is not installed (apt-get install openssl)"; exit 1; }
 mkdir -p "$DIR"
@@ -58,7 +65,7 @@ for service in "${SERVICES[@]}"; do
     "basicConstraints=critical,CA:FALSE" \
     "keyUsage=critical,digitalSignature,keyEncipherment" \
     "extendedKeyUsage=serverAuth,clientAuth" \
-    "subjectAltName=DNS:localhost,DNS:$service,IP:127.0.0.1,IP:::1" >"$ext"
+    "subjectAltName=DNS:localhost,DNS:$service,IP:127.0.0.1,IP:::1${EXTRA_SANS:+,${EXTRA_SANS%,}}" >"$ext"
   openssl x509 -req -in "$csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca-key.pem" -CAcreateserial \
     -CAserial "$DIR/ca.srl" -days "$DAYS" -extfile "$ext" -out "$cert" 2>/dev/null
   rm -f "$csr" "$ext"

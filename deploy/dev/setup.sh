@@ -56,7 +56,8 @@ REQUIREMENTS=(
   "podman-compose                      | podman-compose    | the compose benchmark's reference point"
   "/usr/bin/chromium                   | chromium          | the web console's browser tests (playwright-core drives it; no browser is downloaded)"
   "unshare                             | util-linux        | the browser tests run Chromium in a network namespace of its own (test/e2e/browser/)"
-  "ip                                  | iproute2          | brings up loopback in the browser tests' network namespace"
+  "ip                                  | iproute2          | brings up loopback in the browser tests' network namespace; the multi-host scenario's hosts (namespaces, veth pairs, a bridge)"
+  "nsenter                             | util-linux        | the multi-host scenario's podman deploy host enters its network namespace only (ip netns exec remounts /sys, hiding the cgroups podman needs)"
   "kubectl                             | kubectl           | renders the Kubernetes manifests (kubectl kustomize) for npm run stack:pods and their test; the deploy image's kubectl. Comes with these machines' image (v1.32): Debian's kubernetes-client conflicts with it"
   "mmdebstrap                          | mmdebstrap        | npm run images makes Stageline's Debian base images from Debian's packages (nothing can be pulled)"
 )

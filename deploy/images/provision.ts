@@ -5,8 +5,9 @@
 //   node provision.ts      NATS_URL, STAGELINE_NATS_CREDENTIALS (the provision user's file),
 //                          STAGELINE_BUS_PREFIX (default stageline), and the services' own
 //                          WORKER_ACK_WAIT_MS, DEPLOY_SLOTS and BUILD_LOCK_TTL_MS, so the consumers it
-//                          makes are the ones the services would.
-import { Bus, DEFAULT_PROVISION_SETTINGS, provisionBus } from '@stageline/bus';
+//                          makes are the ones the services would; STAGELINE_DEPLOY_HOSTS (each deploy
+//                          host's consumer) and STAGELINE_STREAM_REPLICAS (3 on a cluster).
+import { Bus, DEFAULT_PROVISION_SETTINGS, provisionBus, validateDeployHost } from '@stageline/bus';
 import { createLogger } from '@stageline/log';
 
 export interface ProvisionOptions {
@@ -24,6 +25,16 @@ const positive = (env: ProvisionOptions['env'], name: string, fallback: number):
   return n;
 };
 
+/** `STAGELINE_DEPLOY_HOSTS`: comma-separated DNS labels; empty: no host-bound consumers. */
+export function deployHosts(value: string | undefined): string[] {
+  const list = (value ?? '')
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  for (const h of list) validateDeployHost(h, 'STAGELINE_DEPLOY_HOSTS');
+  return [...new Set(list)];
+}
+
 /** Provisions the bus; resolves to the one line of summary. */
 export async function provision(options: ProvisionOptions): Promise<string> {
   const { env } = options;
@@ -31,6 +42,8 @@ export async function provision(options: ProvisionOptions): Promise<string> {
     workerAckWaitMs: positive(env, 'WORKER_ACK_WAIT_MS', DEFAULT_PROVISION_SETTINGS.workerAckWaitMs),
     deploySlots: positive(env, 'DEPLOY_SLOTS', DEFAULT_PROVISION_SETTINGS.deploySlots),
     buildLockTtlMs: positive(env, 'BUILD_LOCK_TTL_MS', DEFAULT_PROVISION_SETTINGS.buildLockTtlMs),
+    // Each deploy host's consumer of the jobs bound to it (environments on the `local` runtime).
+    deployHosts: deployHosts(env.STAGELINE_DEPLOY_HOSTS),
   };
   const log = createLogger({ service: 'provision', level: env.LOG_LEVEL ?? 'warn' });
   const bus = await Bus.connect({

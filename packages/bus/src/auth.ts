@@ -63,6 +63,12 @@ function durableRights(subjects: Subjects, stream: StreamKey, durable: string): 
   return [`${API}.CONSUMER.INFO.${s}.${c}`, `${API}.CONSUMER.MSG.NEXT.${s}.${c}`, `$JS.ACK.${s}.${c}.>`];
 }
 
+/** Pull, look up and acknowledge any consumer of the deploy jobs stream (the per-host ones). */
+function hostConsumerRights(subjects: Subjects): string[] {
+  const s = subjects.streams.deployJobs;
+  return [`${API}.CONSUMER.INFO.${s}.*`, `${API}.CONSUMER.MSG.NEXT.${s}.*`, `$JS.ACK.${s}.*.>`];
+}
+
 /** Open (stream info), get (direct or not) and write (put, create, update, delete) one bucket's keys. */
 function bucketRights(bucket: string): string[] {
   const s = `KV_${bucket}`;
@@ -104,6 +110,7 @@ export function busPermissions(subjects: Subjects, identity: BusIdentity): BusPe
         // Only the planner publishes jobs, and cancels them.
         f.buildJobs,
         f.deployJobs,
+        f.hostDeployJobs,
         cancels,
         f.runEvents,
         dlq(f.requests),
@@ -132,7 +139,10 @@ export function busPermissions(subjects: Subjects, identity: BusIdentity): BusPe
           f.deployResults,
           f.logs,
           dlq(f.deployJobs),
+          dlq(f.hostDeployJobs),
           ...durableRights(subjects, 'deployJobs', d['deploy-workers'].durable),
+          // Every deploy host's consumer (`deploy-host-<host>`): all deploy workers are one identity.
+          ...hostConsumerRights(subjects),
           ...bucketRights(b.deployJobResults),
         ],
         [cancels],

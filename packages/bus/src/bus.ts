@@ -28,11 +28,15 @@ import { HEADERS, headerValue, toNatsHeaders } from './headers.ts';
 import { toDomainError } from './jetstream-errors.ts';
 import { DEFAULT_RETRY_DELAY, type RetryDelay } from './outcomes.ts';
 import { lookupConsumer, lookupStreams } from './provision.ts';
-import { ensureStreams, type StreamLimits } from './streams.ts';
+import { ensureStreams, type StreamLimits, streamReplicasFromEnv } from './streams.ts';
 import { busPrefixFromEnv, createSubjects, type StreamKey, type Subjects, validateSubject } from './subjects.ts';
 
 export interface BusConnectOptions {
-  /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
+  /**
+   * NATS server URL(s): `nats://127.0.0.1:4222`, a comma-separated list (`NATS_URL` of a cluster:
+   * `nats://a:4222,nats://b:4222,nats://c:4222`) or an array. The client connects to any one of them,
+   * learns the rest of the cluster from it, and moves to another when its server goes away.
+   */
   url: string | readonly string[];
   /** Subject prefix; default from `STAGELINE_BUS_PREFIX`, else `stageline`. */
   prefix?: string;
@@ -41,9 +45,15 @@ export interface BusConnectOptions {
   log: Logger;
   /** Pause between reconnect attempts; reconnecting never gives up. Default 2000. */
   reconnectTimeWaitMs?: number;
+  /**
+   * Client pings every this long; two unanswered ones close the connection and the client moves to
+   * another server of `url`. Default 10 000: a server cut off from the network (no reset, packets just
+   * dropped) is left within about 20–30 s instead of the client's default 4 minutes.
+   */
+  pingIntervalMs?: number;
   /** Keep trying when the server is down at start too, instead of failing fast. Default false. */
   waitOnFirstConnect?: boolean;
-  /** Overrides for stream limits (max ages, log bytes, duplicate window, replicas). */
+  /** Overrides for stream limits (max ages, log bytes, duplicate window, replicas; replicas default to `STAGELINE_STREAM_REPLICAS`). */
   streamLimits?: Partial<StreamLimits>;
   /**
    * An authenticated bus: `{"user", "password"}` read from this file (`STAGELINE_NATS_CREDENTIALS`),
@@ -143,7 +153,8 @@ export class Bus {
     // Validate before connecting so a bad prefix fails fast with the field named.
     const subjects = createSubjects(options.prefix ?? busPrefixFromEnv());
     const log = options.log.child({ component: 'bus', busPrefix: subjects.prefix });
-    const servers = typeof options.url === 'string' ? options.url : [...options.url];
+    const servers = natsServers(options.url);
+    const streamLimits: Partial<StreamLimits> = { replicas: streamReplicasFromEnv(), ...options.streamLimits };
     const credentials =
       options.credentials ??
       (options.credentialsFile === undefined ? undefined : await readBusCredentials(options.credentialsFile));
@@ -158,6 +169,8 @@ export class Bus {
           : { user: credentials.user, pass: credentials.password, inboxPrefix: inboxPrefixFor(credentials.user) }),
         maxReconnectAttempts: -1,
         reconnectTimeWait: options.reconnectTimeWaitMs ?? 2_000,
+        pingInterval: options.pingIntervalMs ?? 10_000,
+        maxPingOut: 2,
         waitOnFirstConnect: options.waitOnFirstConnect ?? false,
       });
     } catch (e) {
@@ -172,7 +185,7 @@ export class Bus {
         jsm,
         subjects,
         log,
-        streamLimits: options.streamLimits ?? {},
+        streamLimits,
         provisioned,
         user: credentials?.user,
       });
@@ -182,6 +195,11 @@ export class Bus {
       await nc.close();
       throw toDomainError(e, 'opening JetStream');
     }
+  }
+
+  /** Copies of each stream and key-value bucket this connection makes (`STAGELINE_STREAM_REPLICAS`). */
+  get replicas(): number {
+    return this.#streamLimits.replicas ?? 1;
   }
 
   /** Raw connection, for what this package does not wrap (request/reply, KV, ephemeral consumers). */
@@ -326,6 +344,29 @@ export class Bus {
     if (options.description !== undefined) settings.description = options.description;
     return consumerConfig(this.subjects, settings);
   }
+}
+
+/**
+ * The servers of `NATS_URL`: one URL or a comma-separated list (blanks around commas ignored), each
+ * `nats://` or `tls://`. An empty list or entry is INVALID_ARGUMENT naming `NATS_URL`.
+ */
+export function natsServers(url: string | readonly string[]): string[] {
+  const list = (typeof url === 'string' ? url.split(',') : [...url]).map((s) => s.trim());
+  if (list.length === 0 || list.some((s) => s === '')) {
+    throw invalidArgument('NATS_URL', 'expected a URL or a comma-separated list of URLs, with no empty entry');
+  }
+  for (const server of list) {
+    let protocol: string;
+    try {
+      protocol = new URL(server).protocol;
+    } catch {
+      throw invalidArgument('NATS_URL', 'an entry is not a valid URL');
+    }
+    if (protocol !== 'nats:' && protocol !== 'tls:') {
+      throw invalidArgument('NATS_URL', `expected nats:// or tls:// URLs, got "${protocol}"`);
+    }
+  }
+  return list;
 }
 
 function logStatus(nc: NatsConnection, log: Logger): void {

@@ -17,6 +17,7 @@ export {
   type BusConnectOptions,
   type ConsumeOptions,
   type ConsumerOptions,
+  natsServers,
   type PublishOptions,
   type PublishResult,
 } from './bus.ts';
@@ -34,8 +35,16 @@ export {
 } from './consumers.ts';
 export { HEADERS } from './headers.ts';
 export { KeyedBatches } from './keyed-batches.ts';
-export { type NatsServerConfigOptions, natsServerConfig, STAGELINE_ACCOUNT } from './nats-config.ts';
-export { busUserFile, ensureBusUsers, writeNatsServerConfig } from './nats-files.ts';
+export {
+  type NatsClusterBlock,
+  type NatsClusterNode,
+  type NatsClusterOptions,
+  type NatsServerConfigOptions,
+  natsClusterConfigs,
+  natsServerConfig,
+  STAGELINE_ACCOUNT,
+} from './nats-config.ts';
+export { busUserFile, ensureBusUsers, ensureRouteUser, writeNatsServerConfig } from './nats-files.ts';
 export {
   type AckOutcome,
   DEFAULT_RETRY_DELAY,
@@ -53,6 +62,7 @@ export {
   bucketNames,
   DEFAULT_PROVISION_SETTINGS,
   type DurableName,
+  deployHostConsumer,
   durableConsumers,
   PROVISION_HINT,
   type ProvisionSettings,
@@ -62,9 +72,11 @@ export {
 export {
   DEFAULT_STREAM_LIMITS,
   ensureStreams,
+  STREAM_REPLICAS_ENV,
   type StreamDefinition,
   type StreamLimits,
   streamConfigs,
+  streamReplicasFromEnv,
 } from './streams.ts';
 export {
   BUS_PREFIX_ENV,
@@ -75,6 +87,7 @@ export {
   type StreamKey,
   type SubjectFilters,
   type Subjects,
+  validateDeployHost,
   validateSubject,
   validateToken,
 } from './subjects.ts';

@@ -1,6 +1,7 @@
 // The one generator of Stageline's nats-server configuration (NATS 2.9): one account with JetStream,
 // one user per identity with the allow lists of auth.ts, no anonymous user. Built as data, then
-// rendered, so that a cluster (routes, server names, replicas) is one more block later.
+// rendered; a cluster (`natsClusterConfigs`) is the same server configuration per node, plus a
+// `cluster` block: a server name, a route listener, routes to the other nodes and a route password.
 import { BUS_IDENTITIES, type BusCredentials, type BusIdentity, busPermissions } from './auth.ts';
 import type { Subjects } from './subjects.ts';
 
@@ -18,8 +19,74 @@ export interface NatsServerConfigOptions {
   portsFileDir?: string;
   logFile?: string;
   pidFile?: string;
-  /** A cluster of servers (not used yet): its name, route listener and the other servers' routes. */
-  cluster?: { name: string; host: string; port: number; routes: readonly string[] };
+  /** A cluster of servers: its name, this node's route listener, the other nodes' routes and their password. */
+  cluster?: NatsClusterBlock;
+}
+
+export interface NatsClusterBlock {
+  name: string;
+  host: string;
+  port: number;
+  /** `nats-route://<user>:<password>@host:port` of every other node. */
+  routes: readonly string[];
+  /** Routes authenticate: a server without this user and password cannot join the cluster. */
+  routeUser: BusCredentials;
+}
+
+/** One node of a cluster: where its clients and its routes connect, and its own files. */
+export interface NatsClusterNode {
+  /** Unique in the cluster (JetStream's meta group names servers). */
+  name: string;
+  /** Address clients and the other nodes reach this node at. */
+  host: string;
+  port: number;
+  clusterPort: number;
+  storeDir: string;
+  logFile?: string;
+  pidFile?: string;
+  portsFileDir?: string;
+}
+
+export interface NatsClusterOptions {
+  subjects: Subjects;
+  users: Partial<Record<BusIdentity, BusCredentials>>;
+  /** The cluster's name (`stageline` by default). */
+  name?: string;
+  /** Three nodes for R3 streams (a majority survives one lost node); at least two. */
+  nodes: readonly NatsClusterNode[];
+  routeUser: BusCredentials;
+}
+
+/**
+ * Each node's configuration of a JetStream cluster: the single server's users and permissions on every
+ * node, each routed to all the others with the route password. Streams get their replicas from
+ * `STAGELINE_STREAM_REPLICAS` (3 here), not from the server.
+ */
+export function natsClusterConfigs(options: NatsClusterOptions): NatsServerConfigOptions[] {
+  if (options.nodes.length < 2) throw new Error('a cluster needs at least two nodes');
+  const names = new Set(options.nodes.map((n) => n.name));
+  if (names.size !== options.nodes.length) throw new Error('cluster nodes need distinct names');
+  const { user, password } = options.routeUser;
+  const route = (n: NatsClusterNode) =>
+    `nats-route://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${n.host}:${n.clusterPort}`;
+  return options.nodes.map((node) => ({
+    subjects: options.subjects,
+    users: options.users,
+    host: node.host,
+    port: node.port,
+    storeDir: node.storeDir,
+    serverName: node.name,
+    ...(node.logFile !== undefined ? { logFile: node.logFile } : {}),
+    ...(node.pidFile !== undefined ? { pidFile: node.pidFile } : {}),
+    ...(node.portsFileDir !== undefined ? { portsFileDir: node.portsFileDir } : {}),
+    cluster: {
+      name: options.name ?? 'stageline',
+      host: node.host,
+      port: node.clusterPort,
+      routes: options.nodes.filter((n) => n !== node).map(route),
+      routeUser: options.routeUser,
+    },
+  }));
 }
 
 /** The account every Stageline identity belongs to. */
@@ -69,6 +136,7 @@ export function natsServerConfigObject(options: NatsServerConfigOptions): Record
       name: options.cluster.name,
       host: options.cluster.host,
       port: options.cluster.port,
+      authorization: { user: options.cluster.routeUser.user, password: options.cluster.routeUser.password },
       routes: [...options.cluster.routes],
     };
   }

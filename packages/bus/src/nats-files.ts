@@ -35,6 +35,20 @@ export async function ensureBusUsers(usersDir: string): Promise<Record<BusIdenti
   return users as Record<BusIdentity, BusCredentials>;
 }
 
+/** The cluster's route user (`<usersDir>/route.json`): read when it exists, else made like the others. */
+export async function ensureRouteUser(usersDir: string): Promise<BusCredentials> {
+  await mkdir(usersDir, { recursive: true, mode: 0o700 });
+  const file = path.join(usersDir, 'route.json');
+  try {
+    return await readBusCredentials(file);
+  } catch (e) {
+    if ((e as { message?: string }).message?.endsWith(': ENOENT') !== true) throw e;
+  }
+  const credentials = { user: 'route', password: randomBytes(32).toString('base64url') };
+  await writePrivate(file, `${JSON.stringify(credentials)}\n`);
+  return credentials;
+}
+
 export const busUserFile = (usersDir: string, identity: BusIdentity): string => path.join(usersDir, `${identity}.json`);
 
 /** Writes the server configuration; true when its text changed (a running server should reload). */

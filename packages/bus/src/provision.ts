@@ -21,6 +21,8 @@ export interface ProvisionSettings {
   deploySlots: number;
   /** The build locks' lease (`BUILD_LOCK_TTL_MS`): the bucket's max_age. */
   buildLockTtlMs: number;
+  /** Deploy hosts (`STAGELINE_DEPLOY_HOSTS`): each gets its durable consumer of the jobs bound to it. */
+  deployHosts: readonly string[];
 }
 
 export const DEFAULT_PROVISION_SETTINGS: Readonly<ProvisionSettings> = {
@@ -28,6 +30,7 @@ export const DEFAULT_PROVISION_SETTINGS: Readonly<ProvisionSettings> = {
   workerAckWaitMs: DEFAULT_WORKER_ACK_WAIT_MS,
   deploySlots: 7,
   buildLockTtlMs: 30_000,
+  deployHosts: [],
 };
 
 /** Slots of the planner's results consumer (services/planner RESULT_SLOTS). */
@@ -73,13 +76,32 @@ export function durableConsumers(
       ackWaitMs: s.workerAckWaitMs,
       maxDeliver: 5,
     },
+    // Jobs any deploy worker takes (`kubernetes`, and `local` without a host); host-bound ones have theirs.
     'deploy-workers': {
       stream: 'deployJobs',
       durable: 'deploy-workers',
+      filterSubject: subjects.filters.deployJobs,
       slots: s.deploySlots,
       ackWaitMs: s.workerAckWaitMs,
       maxDeliver: 5,
     },
+  };
+}
+
+/** The durable consumer of the deploy jobs bound to one host (`deploy-host-<host>`), taken by that host's workers. */
+export function deployHostConsumer(
+  subjects: Subjects,
+  host: string,
+  settings: Partial<ProvisionSettings> = {},
+): ConsumerOptions {
+  const s = { ...DEFAULT_PROVISION_SETTINGS, ...settings };
+  return {
+    stream: 'deployJobs',
+    durable: `deploy-host-${host}`,
+    filterSubject: subjects.hostDeployJobsFilter(host),
+    slots: s.deploySlots,
+    ackWaitMs: s.workerAckWaitMs,
+    maxDeliver: 5,
   };
 }
 
@@ -111,6 +133,9 @@ export async function provisionBus(bus: Bus, settings: Partial<ProvisionSettings
   for (const options of Object.values(durableConsumers(bus.subjects, s))) {
     consumers.push((await bus.ensureConsumer(options)).name);
   }
+  for (const host of s.deployHosts) {
+    consumers.push((await bus.ensureConsumer(deployHostConsumer(bus.subjects, host, s))).name);
+  }
   const names = bucketNames(bus.subjects);
   const kvm = new Kvm(bus.js);
   const ttl: Record<BucketKey, number> = {
@@ -121,7 +146,7 @@ export async function provisionBus(bus: Bus, settings: Partial<ProvisionSettings
   for (const key of Object.keys(names) as BucketKey[]) {
     try {
       // An existing bucket is opened as it is (the client never updates one).
-      await kvm.create(names[key], { ttl: ttl[key], history: 1 });
+      await kvm.create(names[key], { ttl: ttl[key], history: 1, replicas: bus.replicas });
     } catch (e) {
       throw toDomainError(e, `creating key-value bucket ${names[key]}`);
     }

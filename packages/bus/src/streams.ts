@@ -2,6 +2,7 @@
 // at start.
 import type { JetStreamManager, StreamConfig, StreamInfo } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
+import { invalidArgument } from '@stageline/errors';
 import { jetStreamErrorCode, toDomainError } from './jetstream-errors.ts';
 import { STREAM_KEYS, type StreamKey, type Subjects } from './subjects.ts';
 
@@ -46,6 +47,23 @@ export type StreamDefinition = Pick<
   | 'duplicate_window'
   | 'num_replicas'
 >;
+
+/** `STAGELINE_STREAM_REPLICAS`: copies of every stream and bucket (1 on one server, 3 on a cluster). */
+export const STREAM_REPLICAS_ENV = 'STAGELINE_STREAM_REPLICAS';
+
+/**
+ * The replicas `STAGELINE_STREAM_REPLICAS` asks for: 1 when unset, else 1 to 5 (JetStream's limit; a
+ * count above the cluster's servers is refused by the server when the stream is made).
+ */
+export function streamReplicasFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const raw = env[STREAM_REPLICAS_ENV]?.trim();
+  if (raw === undefined || raw === '') return DEFAULT_STREAM_LIMITS.replicas;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 5) {
+    throw invalidArgument(STREAM_REPLICAS_ENV, `expected an integer in 1-5, got "${raw}"`);
+  }
+  return n;
+}
 
 /** The seven stream configs for one prefix. Durations are nanoseconds, as the JetStream API wants. */
 export function streamConfigs(

@@ -37,7 +37,10 @@ const TOKEN_PATTERN = /^[^.*>\s\p{Cc}]+$/u;
 export interface SubjectFilters {
   readonly requests: string;
   readonly buildJobs: string;
+  /** Deploy jobs any deploy worker may take (`<prefix>.jobs.deploy.<deployment>`). */
   readonly deployJobs: string;
+  /** Deploy jobs bound to a deploy host (`<prefix>.jobs.deploy.<deployment>.<host>`): the `local` runtime's. */
+  readonly hostDeployJobs: string;
   /** Build and deploy results together (`<prefix>.results.*.*`). */
   readonly results: string;
   readonly buildResults: string;
@@ -63,6 +66,10 @@ export interface Subjects {
   requests(environmentId: string): string;
   buildJobs(deploymentId: string): string;
   deployJobs(deploymentId: string): string;
+  /** A deploy job only the workers of `host` (their DEPLOY_HOST) take. */
+  hostDeployJobs(deploymentId: string, host: string): string;
+  /** The filter of one deploy host's jobs. */
+  hostDeployJobsFilter(host: string): string;
   buildResults(deploymentId: string): string;
   deployResults(deploymentId: string): string;
   environmentEvents(environmentId: string): string;
@@ -126,6 +133,20 @@ export function busPrefixFromEnv(env: Readonly<Record<string, string | undefined
   return validatePrefix(raw === undefined || raw === '' ? DEFAULT_BUS_PREFIX : raw, BUS_PREFIX_ENV);
 }
 
+/**
+ * A deploy host's name (`DEPLOY_HOST`, an environment's `settings.deploy_host`): a DNS label, so that it
+ * is one subject token and part of a consumer name.
+ */
+export function validateDeployHost(host: string, field = 'deploy_host'): string {
+  if (typeof host !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(host)) {
+    throw invalidArgument(
+      field,
+      `must be a DNS label (lowercase letters, digits and "-", at most 63), got ${JSON.stringify(host)}`,
+    );
+  }
+  return host;
+}
+
 export function createSubjects(prefix: string = DEFAULT_BUS_PREFIX): Subjects {
   const p = validatePrefix(prefix);
   const streamPrefix = p.toUpperCase();
@@ -137,6 +158,7 @@ export function createSubjects(prefix: string = DEFAULT_BUS_PREFIX): Subjects {
     requests: `${p}.requests.*`,
     buildJobs: `${p}.jobs.build.*`,
     deployJobs: `${p}.jobs.deploy.*`,
+    hostDeployJobs: `${p}.jobs.deploy.*.*`,
     results: `${p}.results.*.*`,
     buildResults: `${p}.results.build.*`,
     deployResults: `${p}.results.deploy.*`,
@@ -149,7 +171,7 @@ export function createSubjects(prefix: string = DEFAULT_BUS_PREFIX): Subjects {
   const streamSubjects: Record<StreamKey, readonly string[]> = {
     requests: [filters.requests],
     buildJobs: [filters.buildJobs],
-    deployJobs: [filters.deployJobs],
+    deployJobs: [filters.deployJobs, filters.hostDeployJobs],
     // Only the two result kinds: a stray `results.foo.x` is refused by the server instead of stored.
     results: [filters.buildResults, filters.deployResults],
     events: [filters.environmentEvents, filters.runEvents],
@@ -169,6 +191,8 @@ export function createSubjects(prefix: string = DEFAULT_BUS_PREFIX): Subjects {
     requests: (environmentId) => `${p}.requests.${env(environmentId)}`,
     buildJobs: (deploymentId) => `${p}.jobs.build.${dep(deploymentId)}`,
     deployJobs: (deploymentId) => `${p}.jobs.deploy.${dep(deploymentId)}`,
+    hostDeployJobs: (deploymentId, host) => `${p}.jobs.deploy.${dep(deploymentId)}.${validateDeployHost(host)}`,
+    hostDeployJobsFilter: (host) => `${p}.jobs.deploy.*.${validateDeployHost(host)}`,
     buildResults: (deploymentId) => `${p}.results.build.${dep(deploymentId)}`,
     deployResults: (deploymentId) => `${p}.results.deploy.${dep(deploymentId)}`,
     environmentEvents: (environmentId) => `${p}.events.environments.${env(environmentId)}`,

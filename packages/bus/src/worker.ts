@@ -9,6 +9,7 @@ import { bus as busv1, control } from '@stageline/proto';
 import { failSpan, inSpan, metrics, type Span, secondsSince, spanError, startSpan } from '@stageline/telemetry';
 import type { Bus } from './bus.ts';
 import type { BusMessage } from './consume-loop.ts';
+import { toDomainError } from './jetstream-errors.ts';
 import { outcome } from './outcomes.ts';
 import { validateToken } from './subjects.ts';
 
@@ -46,6 +47,8 @@ export interface WorkerOptions<J> {
   slots?: number;
   /** Default `<role>-workers`. */
   durable?: string;
+  /** The consumer's filter (e.g. one deploy host's jobs); default: as provisioned for `<role>-workers`. */
+  filterSubject?: string;
   /** Default `DEFAULT_WORKER_ACK_WAIT_MS`; the heartbeat keeps long jobs alive. */
   ackWaitMs?: number;
   /** Default 5. */
@@ -129,6 +132,7 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     // A day is far longer than any redelivery window; the bucket never grows without bound.
     ttl: 24 * 3600 * 1000,
     history: 1,
+    replicas: bus.replicas,
   });
   // A lease is `<message>.<delivery count>`, the message being the job message's Nats-Msg-Id (its
   // stream sequence when it has none): deliveries of one job message supersede each other by count; a job
@@ -231,7 +235,14 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     }
     let lost = false;
     const fence = async () => {
-      if (lost || !(await holdsLease(lease, mine))) {
+      let holds = false;
+      try {
+        holds = !lost && (await holdsLease(lease, mine));
+      } catch (e) {
+        // The bus did not answer (a server cut off, a cluster electing): retried, never a job failure.
+        throw toDomainError(e, `checking the lease of job ${id.jobId}`);
+      }
+      if (!holds) {
         lost = true;
         throw new LeaseLost();
       }
@@ -393,6 +404,11 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
   const consumption = await bus.consume({
     stream: role === 'build' ? 'buildJobs' : 'deployJobs',
     durable: options.durable ?? `${role}-workers`,
+    ...(options.filterSubject !== undefined
+      ? { filterSubject: options.filterSubject }
+      : role === 'deploy'
+        ? { filterSubject: bus.subjects.filters.deployJobs }
+        : {}),
     slots: options.slots ?? 7,
     ackWaitMs,
     maxDeliver: options.maxDeliver ?? 5,

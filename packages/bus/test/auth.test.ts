@@ -17,7 +17,9 @@ describe('bus permissions', () => {
     for (const identity of BUS_IDENTITIES) {
       const jobs = pub(identity).filter((s) => s.startsWith('stageline.jobs.'));
       expect(jobs, identity).toEqual(
-        identity === 'planner' ? ['stageline.jobs.build.*', 'stageline.jobs.deploy.*'] : [],
+        identity === 'planner'
+          ? ['stageline.jobs.build.*', 'stageline.jobs.deploy.*', 'stageline.jobs.deploy.*.*']
+          : [],
       );
     }
     expect(pub('build').filter((s) => s.startsWith('stageline.results.'))).toEqual(['stageline.results.build.*']);

@@ -390,4 +390,40 @@ describe('worker framework after the NATS store was lost', () => {
       await deletePrefixStreams(own);
     }
   });
+
+  // Last in the file: its job is never acknowledged (the stream goes with the file's prefix).
+  it("a lease check the bus does not answer is a retryable UNAVAILABLE, never a lost lease or the job's failure", async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    const own = await connectBus(prefix, 'worker-fence');
+    let seen: unknown;
+    const w = await startWorker({
+      bus: own,
+      role: 'build',
+      log: (await import('@stageline/log')).createLogger({ service: 'worker-test', level: 'silent' }),
+      slots: 1,
+      durable: 'build-workers',
+      decode: (data) => busv1.BuildJob.decode(data),
+      identify: (j) => ({ jobId: j.jobId, deploymentId: j.deploymentId, serviceId: 'svc1', attempt: 1 }),
+      handle: async (_j, ctx) => {
+        // The worker's server goes away mid-job (a NATS node cut off): the fence cannot ask the bucket.
+        await own.nc.close();
+        try {
+          await ctx.fence();
+        } catch (e) {
+          seen = e;
+        }
+        throw seen ?? new Error('the fence answered without a bus');
+      },
+    });
+    try {
+      await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'job-fence'), { msgId: 'job-fence' });
+      await eventually(() => seen !== undefined, 'the fence to fail');
+      const { DomainError } = await import('@stageline/errors');
+      expect(seen).toBeInstanceOf(DomainError);
+      expect((seen as InstanceType<typeof DomainError>).code).toBe('UNAVAILABLE');
+      expect((seen as InstanceType<typeof DomainError>).retryable).toBe(true);
+    } finally {
+      await w.stop().catch(() => undefined);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 // Configuration from the environment: every variable read once, validated, and named when it is wrong.
-import { busPrefixFromEnv } from '@stageline/bus';
+import { busPrefixFromEnv, natsServers, streamReplicasFromEnv } from '@stageline/bus';
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -64,6 +64,15 @@ export function logLevel(name: string, value: string): string {
   return value;
 }
 
+/** `NATS_URL`: one nats:// or tls:// URL, or a comma-separated list of a cluster's servers. */
+export function natsUrlList(name: string, value: string): string {
+  try {
+    return natsServers(value).join(',');
+  } catch (e) {
+    throw new ConfigError(name, e instanceof Error ? e.message.replace(/^NATS_URL: /, '') : String(e));
+  }
+}
+
 export function busPrefix(name: string, value: string): string {
   try {
     // The bus's own rule for prefixes, so the two can never disagree.
@@ -82,6 +91,7 @@ export interface CommonConfig {
    * (50051 → 50151), or any free port when the gRPC port is 0.
    */
   healthListen: string;
+  /** `NATS_URL`: one server, or a cluster's servers comma-separated. */
   natsUrl: string;
   /** `STAGELINE_NATS_CREDENTIALS`: a file `{"user", "password"}`; unset: an anonymous bus that this service provisions. */
   natsCredentialsFile?: string | undefined;
@@ -128,17 +138,31 @@ export function commonConfig(env: Env, grpcListen: string, identity: string): Co
     LOG_LEVEL: 'info',
   });
   const grpc = hostPort('GRPC_LISTEN', read('GRPC_LISTEN'));
+  // Read again by the bus when it makes streams and buckets; checked here so a bad value stops the start.
+  streamReplicas(env);
   const health = env.HEALTH_LISTEN?.trim();
   return {
     grpcListen: grpc,
     healthListen: hostPort('HEALTH_LISTEN', health === undefined || health === '' ? healthBeside(grpc) : health),
-    natsUrl: url('NATS_URL', read('NATS_URL'), ['nats:', 'tls:']),
+    natsUrl: natsUrlList('NATS_URL', read('NATS_URL')),
     natsCredentialsFile: env.STAGELINE_NATS_CREDENTIALS?.trim() || undefined,
     databaseUrl: url('DATABASE_URL', read('DATABASE_URL'), ['postgres:', 'postgresql:']),
     busPrefix: busPrefix('STAGELINE_BUS_PREFIX', read('STAGELINE_BUS_PREFIX')),
     logLevel: logLevel('LOG_LEVEL', read('LOG_LEVEL')),
     tls: tlsConfig(env, identity),
   };
+}
+
+/** `STAGELINE_STREAM_REPLICAS` (1-5, default 1): copies of every stream and bucket. */
+function streamReplicas(env: Env): number {
+  try {
+    return streamReplicasFromEnv(env);
+  } catch (e) {
+    throw new ConfigError(
+      'STAGELINE_STREAM_REPLICAS',
+      e instanceof Error ? e.message.replace(/^STAGELINE_STREAM_REPLICAS: /, '') : String(e),
+    );
+  }
 }
 
 /** The default probe port: beside the gRPC one (port + 100), or a free one when gRPC takes a free one. */

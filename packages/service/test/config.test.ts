@@ -24,6 +24,10 @@ describe('service configuration', () => {
   it.each([
     ['GRPC_LISTEN', 'nowhere'],
     ['NATS_URL', 'http://x'],
+    ['NATS_URL', 'nats://a:4222,,nats://c:4222'],
+    ['NATS_URL', 'nats://a:4222,http://b:4222'],
+    ['STAGELINE_STREAM_REPLICAS', '0'],
+    ['STAGELINE_STREAM_REPLICAS', 'three'],
     ['DATABASE_URL', 'not a url'],
     ['STAGELINE_BUS_PREFIX', 'Has.Dots'],
     ['LOG_LEVEL', 'loud'],
@@ -31,6 +35,19 @@ describe('service configuration', () => {
     const fail = () => commonConfig({ ...TLS, [variable]: value }, '127.0.0.1:1', 'build');
     expect(fail).toThrow(ConfigError);
     expect(fail).toThrow(new RegExp(`^${variable}: `));
+  });
+
+  it('takes a cluster: NATS_URL as a comma-separated list of servers', () => {
+    const config = commonConfig(
+      {
+        ...TLS,
+        NATS_URL: 'nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://10.0.0.3:4222',
+        STAGELINE_STREAM_REPLICAS: '3',
+      },
+      '127.0.0.1:1',
+      'build',
+    );
+    expect(config.natsUrl).toBe('nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222');
   });
 
   it('never echoes a database URL, which may carry a password', () => {

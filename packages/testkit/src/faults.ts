@@ -2,7 +2,7 @@
 // stopped and started again on the same port with their data. Never the machine's shared servers
 // (5432, 4222): other tests run against those.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chown, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { appendFile, chown, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { track } from './cleanup.ts';
@@ -37,8 +37,16 @@ async function postgresAccount(): Promise<{ uid: number; gid: number } | undefin
   throw new Error('running as root and there is no postgres user to run the server as');
 }
 
+export interface OwnPostgresOptions {
+  /**
+   * Also listen on these addresses, and let clients of `subnet` in (trust, like the socket and loopback
+   * of this throwaway cluster): the multi-host scenario's network namespaces. Default: 127.0.0.1 only.
+   */
+  listen?: { addresses: readonly string[]; subnet: string };
+}
+
 /** A throwaway PostgreSQL cluster (initdb/pg_ctl) on a free port, which a test may stop and start. */
-export async function startOwnPostgres(): Promise<FaultServer> {
+export async function startOwnPostgres(own: OwnPostgresOptions = {}): Promise<FaultServer> {
   const bin = await findPostgresBin();
   if (bin === undefined) throw new Error('initdb/pg_ctl not found in /usr/lib/postgresql/*/bin or on PATH');
   const account = await postgresAccount();
@@ -54,7 +62,13 @@ export async function startOwnPostgres(): Promise<FaultServer> {
     options,
   );
   const port = await freePort();
-  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;
+  const listen = ['127.0.0.1', ...(own.listen?.addresses ?? [])];
+  for (const a of listen) if (!/^[0-9.]+$/.test(a)) throw new Error(`listen address ${a}: an IPv4 address`);
+  if (own.listen !== undefined) {
+    if (!/^[0-9.]+\/\d{1,2}$/.test(own.listen.subnet)) throw new Error(`subnet ${own.listen.subnet}: a.b.c.d/n`);
+    await appendFile(path.join(data, 'pg_hba.conf'), `host all all ${own.listen.subnet} trust\n`);
+  }
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=${listen.join(',')} -c fsync=off -c full_page_writes=off`;
   // Commits reach the WAL before they return (no synchronous_commit=off): an immediate stop loses nothing.
   const forget = track({ kind: 'postgres', pgCtl, data, dir, ...account });
   const start = async () => {

@@ -1,7 +1,7 @@
 // @stageline/testkit: how every Stageline test finds real servers (in the order of its README) and
 // isolates itself.
 
-export { type FaultNats, type FaultServer, startOwnNats, startOwnPostgres } from './faults.ts';
+export { type FaultNats, type FaultServer, type OwnPostgresOptions, startOwnNats, startOwnPostgres } from './faults.ts';
 export {
   type EnsureLocalImageOptions,
   ensureLocalImage,
@@ -19,6 +19,12 @@ export {
   streamHasPrefix,
 } from './isolation.ts';
 export { NATS_LOCAL_PORT, resolveNats } from './nats.ts';
+export {
+  type NatsClusterNodeSpec,
+  type NatsClusterOptions,
+  type SecuredNatsCluster,
+  startSecuredNatsCluster,
+} from './nats-cluster.ts';
 export { type EnsurePodmanSocketOptions, ensurePodmanSocket, pingDockerSocket, podmanSocketPath } from './podman.ts';
 export { POSTGRES_LOCAL_PORT, resolvePostgres } from './postgres.ts';
 export { freePort } from './proc.ts';

@@ -28,6 +28,8 @@ export interface ControlConfig extends CommonConfig {
   kubeContexts?: string[];
   /** Exceptions to the source policy (STAGELINE_SOURCE_ALLOW). Absent: none. */
   sourcePolicy?: SourcePolicy;
+  /** Deploy hosts new `local` environments are bound to (STAGELINE_DEPLOY_HOSTS, comma-separated). Empty: none. */
+  deployHosts?: string[];
   /** host:port of the web console (HTTPS, STAGELINE_CONSOLE_LISTEN; `off`: none). Absent: none. */
   consoleListen?: string;
   /** Auto-deploy's git clones go under `<stateDir>/auto-deploy` (STAGELINE_STATE). Absent: `.stageline`. */
@@ -45,6 +47,18 @@ export function policyVariable<T>(name: string, value: string, parse: (v: string
   }
 }
 
+/** Comma-separated DNS labels (the deploy workers' DEPLOY_HOST values). */
+export function parseDeployHosts(value: string): string[] {
+  const hosts = value
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  for (const h of hosts) {
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(h)) throw new Error(`"${h}" is not a DNS label`);
+  }
+  return [...new Set(hosts)];
+}
+
 export function loadConfig(env: Env = process.env): ControlConfig {
   const read = envReader(env, {
     STAGELINE_PLANNER_ADDRESS: '127.0.0.1:50052',
@@ -56,6 +70,7 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     STAGELINE_CONSOLE_LISTEN: '127.0.0.1:8443',
     STAGELINE_STATE: '.stageline',
     STAGELINE_AUTO_DEPLOY_TICK_MS: '5000',
+    STAGELINE_DEPLOY_HOSTS: '',
   });
   const tick = Number(read('STAGELINE_AUTO_DEPLOY_TICK_MS'));
   if (!Number.isInteger(tick) || tick < 100 || tick > 3_600_000)
@@ -71,6 +86,7 @@ export function loadConfig(env: Env = process.env): ControlConfig {
     sourcePolicy: policyVariable(SOURCE_ALLOW_VARIABLE, read(SOURCE_ALLOW_VARIABLE), parseSourcePolicy),
     stateDir: resolve(read('STAGELINE_STATE')),
     autoDeployTickMs: tick,
+    deployHosts: policyVariable('STAGELINE_DEPLOY_HOSTS', read('STAGELINE_DEPLOY_HOSTS'), parseDeployHosts),
     ...(consoleListen === 'off' ? {} : { consoleListen: hostPort('STAGELINE_CONSOLE_LISTEN', consoleListen) }),
   };
 }

@@ -98,7 +98,11 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     newId,
     clock,
     secrets,
-    policy: { sources: config.sourcePolicy ?? DENY_ALL, kubeContexts: config.kubeContexts ?? [] },
+    policy: {
+      sources: config.sourcePolicy ?? DENY_ALL,
+      kubeContexts: config.kubeContexts ?? [],
+      deployHosts: config.deployHosts ?? [],
+    },
   });
   const access = new AccessApp({ tokens: new PgTokenStore(db), newId, clock });
   if (config.adminTokenFile !== '') {

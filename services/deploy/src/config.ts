@@ -15,6 +15,11 @@ import {
 export { ConfigError } from '@stageline/service';
 
 export interface DeployConfig extends CommonConfig {
+  /**
+   * `DEPLOY_HOST`: the host this worker deploys `local` environments on (a DNS label). Set: it also takes
+   * the jobs of the environments bound to this host (settings.deploy_host). Unset: only unbound jobs.
+   */
+  deployHost?: string | undefined;
   /** Local state: chart directories under `charts/`, podman kube play inputs under `local/`. Absolute. */
   stateDir: string;
   /** Deploy jobs this process runs at once (default 7): every process adds its own slots. */
@@ -85,6 +90,15 @@ const DEFAULTS = {
   [KUBE_CONTEXTS_VARIABLE]: '',
 } as const;
 
+function deployHostConfig(value: string | undefined): { deployHost?: string } {
+  const host = value?.trim() ?? '';
+  if (host === '') return {};
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(host)) {
+    throw new ConfigError('DEPLOY_HOST', `a DNS label (lowercase letters, digits and "-", at most 63), got "${host}"`);
+  }
+  return { deployHost: host };
+}
+
 /** Throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env): DeployConfig {
   const read = envReader(env, DEFAULTS);
@@ -142,6 +156,7 @@ export function loadConfig(env: Env): DeployConfig {
     cronPollMs,
     runtimePollMs: integer('DEPLOY_RUNTIME_POLL_MS', read('DEPLOY_RUNTIME_POLL_MS'), 200, 600_000),
     cronClockFile: clockFile === '' ? undefined : path.resolve(clockFile),
+    ...deployHostConfig(env.DEPLOY_HOST),
     ...common,
     stateDir: path.resolve(read('STAGELINE_STATE')),
     slots,

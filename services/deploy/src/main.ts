@@ -3,12 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { Bus, isWorkerStopping, startWorker } from '@stageline/bus';
+import { Bus, deployHostConsumer, isWorkerStopping, startWorker } from '@stageline/bus';
 import { openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
 import { bus as busv1 } from '@stageline/proto';
 import { KeyRing, keySourceFromEnv, watchActiveKey } from '@stageline/secrets';
 import { busAnswers, runService, startHealth } from '@stageline/service';
+import { PgChartStore } from './adapters/db/chart-store.ts';
 import { PgCronTicks } from './adapters/db/cron-ticks.ts';
 import { entities } from './adapters/db/entities.ts';
 import { PgLiveReleases } from './adapters/db/live-releases.ts';
@@ -75,7 +76,13 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   const db = await openDatabase({ url: config.databaseUrl, schema: SERVICE, entities, migrations, log });
   onClose('database', () => db.close());
   // Charts keep their secrets sealed; copies in clear that a crash left (helm's) go first.
-  const charts = new FsChartStore(path.join(config.stateDir, 'charts'), secrets);
+  // Kept in PostgreSQL, where every worker of the environment's host (or its replacement) finds them;
+  // the charts directory only holds helm's opened copies and charts an older version wrote there.
+  const charts = new PgChartStore({
+    db,
+    secrets,
+    legacy: new FsChartStore(path.join(config.stateDir, 'charts'), secrets),
+  });
   await charts.removeOpened();
   // Sealed under the active key at start and within 5 s of a rotation (stageline admin rotate-key).
   const reseal = async (key: string) => {
@@ -179,27 +186,37 @@ await runService(SERVICE, loadConfig, async ({ config, log, onClose }) => {
   onClose('health', () => health.close());
 
   // Last to start, first to stop: jobs in flight at shutdown are handed back for another process.
-  const worker = await startWorker<busv1.DeployJob>({
-    bus,
-    role: 'deploy',
-    slots: config.slots,
-    ackWaitMs: config.workerAckWaitMs,
-    drainGraceMs: config.workerDrainGraceMs,
-    durable: 'deploy-workers',
-    log,
-    decode: (data) => busv1.DeployJob.decode(data),
-    identify: (job) => ({
-      jobId: job.jobId,
-      deploymentId: job.deploymentId,
-      serviceId: job.service?.id ?? '',
-      attempt: job.attempt,
-    }),
-    handle: (sealed, workerCtx) =>
-      withSealedSecrets(secrets, sealed, workerCtx, (job, ctx) =>
-        noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx),
-      ),
+  const deployWorker = (consumer: { durable: string; filterSubject: string }) =>
+    startWorker<busv1.DeployJob>({
+      bus,
+      role: 'deploy',
+      slots: config.slots,
+      ackWaitMs: config.workerAckWaitMs,
+      drainGraceMs: config.workerDrainGraceMs,
+      ...consumer,
+      log,
+      decode: (data) => busv1.DeployJob.decode(data),
+      identify: (job) => ({
+        jobId: job.jobId,
+        deploymentId: job.deploymentId,
+        serviceId: job.service?.id ?? '',
+        attempt: job.attempt,
+      }),
+      handle: (sealed, workerCtx) =>
+        withSealedSecrets(secrets, sealed, workerCtx, (job, ctx) =>
+          noop ? noopDeployJob(noop, job, ctx) : handleDeployJob(jobDeps, job, ctx),
+        ),
+    });
+  // Jobs any worker takes; with DEPLOY_HOST also those of the `local` environments bound to this host.
+  const workers = [await deployWorker({ durable: 'deploy-workers', filterSubject: bus.subjects.filters.deployJobs })];
+  if (config.deployHost !== undefined) {
+    const { durable, filterSubject = '' } = deployHostConsumer(bus.subjects, config.deployHost);
+    workers.push(await deployWorker({ durable, filterSubject }));
+    log.info({ deployHost: config.deployHost }, 'taking the deploy jobs bound to this host');
+  }
+  onClose('worker', async () => {
+    await Promise.all(workers.map((w) => w.stop()));
   });
-  onClose('worker', () => worker.stop());
 
   // Cron jobs of the local runtime: every process polls; a tick is claimed in PostgreSQL, so it runs once.
   if (config.cron && !noop) {

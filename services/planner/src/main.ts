@@ -1,4 +1,5 @@
 // Wiring only: config → logger → connections → servers; runService drains them on SIGTERM/SIGINT.
+import { hostname } from 'node:os';
 import { Bus, publishCancel } from '@stageline/bus';
 import { OutboxMessage, OutboxRelay, openDatabase } from '@stageline/db';
 import { startGrpcServer } from '@stageline/grpc';
@@ -76,6 +77,7 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
     onCommit: () => relay.kick(),
     predictBuilds: (jobs) => builds.predict(jobs),
     log,
+    instance: `${hostname()}:${process.pid}`,
   });
   const requests = await consumeRequests(bus, app);
   onClose('requests consumer', () => requests.stop());

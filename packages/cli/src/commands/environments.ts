@@ -366,7 +366,7 @@ export async function statusCommand(ctx: Context, ref: string | undefined): Prom
     () => {
       const e = environment;
       ctx.out(
-        `${ctx.paint('bold', `${e.project}/${e.name}`)}  ${ctx.paint(envStyle(e.status), envStatusName(e.status))}  ${ctx.paint('dim', `runtime ${e.runtime}, id ${e.id}`)}`,
+        `${ctx.paint('bold', `${e.project}/${e.name}`)}  ${ctx.paint(envStyle(e.status), envStatusName(e.status))}  ${ctx.paint('dim', `runtime ${e.runtime}${e.runtime === 'local' && e.settings?.deployHost ? ` on host ${e.settings.deployHost}` : ''}, id ${e.id}`)}`,
       );
       if (last) {
         const took = runElapsed(last, Date.now());

@@ -11,6 +11,8 @@ export interface NoopBuildSettings {
   buildMs: number;
   /** Duration of a MIRROR job (MIRROR_IMAGE step), ms. */
   mirrorMs: number;
+  /** STAGELINE_NOOP_IMAGE (a `localhost/…` image): the image every noop job reports. */
+  image?: string;
 }
 
 function duration(value: string | undefined, name: string, fallback: number): number {
@@ -32,6 +34,7 @@ export function noopBuildSettings(env: NodeJS.ProcessEnv): NoopBuildSettings | u
   return {
     buildMs: duration(env.STAGELINE_NOOP_BUILD_MS, 'STAGELINE_NOOP_BUILD_MS', all),
     mirrorMs: duration(env.STAGELINE_NOOP_MIRROR_MS, 'STAGELINE_NOOP_MIRROR_MS', all),
+    ...(env.STAGELINE_NOOP_IMAGE?.startsWith('localhost/') ? { image: env.STAGELINE_NOOP_IMAGE } : {}),
   };
 }
 
@@ -76,7 +79,8 @@ export async function noopBuildJob(
   return bus.JobFinished.fromPartial({
     succeeded: true,
     message,
-    // Never pulled: the noop deploy executor does not run anything.
-    image: `noop.invalid/${job.project}/${service}:noop@sha256:${'0'.repeat(64)}`,
+    // Never pulled: the noop deploy executor does not run anything. STAGELINE_NOOP_IMAGE: an image of the
+    // local store instead, for a real deploy host behind noop builders (the multi-host scenario).
+    image: settings.image ?? `noop.invalid/${job.project}/${service}:noop@sha256:${'0'.repeat(64)}`,
   });
 }

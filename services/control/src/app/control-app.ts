@@ -9,6 +9,7 @@ import {
   checkEnvironmentNamespace,
   checkProject,
   checkRuntime,
+  chooseDeployHost,
 } from '../domain/environment.ts';
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
@@ -35,6 +36,8 @@ export interface InputPolicy {
   sources: SourcePolicy;
   /** The kube contexts an environment may name (STAGELINE_KUBE_CONTEXTS). */
   kubeContexts: readonly string[];
+  /** Deploy hosts a new `local` environment is bound to, the least used first (STAGELINE_DEPLOY_HOSTS). */
+  deployHosts?: readonly string[];
 }
 
 export const STRICTEST_POLICY: InputPolicy = { sources: DENY_ALL, kubeContexts: [] };
@@ -120,7 +123,16 @@ export class ControlApp {
     checkProject(req.project);
     checkEnvironmentName(req.name);
     const runtime = checkRuntime(req.runtime);
-    const settings = applySettings(req.settings, undefined, this.#policy.kubeContexts);
+    const hosts = this.#policy.deployHosts ?? [];
+    const requested = applySettings(req.settings, undefined, this.#policy.kubeContexts, hosts);
+    const deployHost = chooseDeployHost(
+      runtime,
+      requested.deployHost ?? '',
+      hosts,
+      hosts.length === 0 || runtime !== 'local' ? new Map() : await this.#deps.store.deployHostLoad(),
+    );
+    const { deployHost: _requested, ...rest } = requested;
+    const settings = deployHost === '' ? rest : { ...rest, deployHost };
     checkEnvironmentNamespace(req.project, req.name, settings);
     const now = this.#deps.clock.now();
     const aggregate: EnvironmentAggregate = {
@@ -171,7 +183,12 @@ export class ControlApp {
 
   updateEnvironment(req: control.UpdateEnvironmentRequest): Promise<control.UpdateEnvironmentResponse> {
     return this.#change(req.environmentId, (current) => {
-      const settings = applySettings(req.settings, current.environment.settings, this.#policy.kubeContexts);
+      const settings = applySettings(
+        req.settings,
+        current.environment.settings,
+        this.#policy.kubeContexts,
+        this.#policy.deployHosts ?? [],
+      );
       checkEnvironmentNamespace(current.environment.project, current.environment.name, settings, 'settings.namespace');
       if (sameValue(settings, current.environment.settings)) {
         return { next: current, events: [], result: { environment: environmentView(current.environment) } };

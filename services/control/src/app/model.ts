@@ -71,6 +71,8 @@ export interface EnvironmentStore {
   status(environmentId: string): Promise<control.EnvironmentStatus | undefined>;
   /** The environment's project alone (a cheap read, no lock); undefined when absent. */
   project(environmentId: string): Promise<string | undefined>;
+  /** Live `local` environments per deploy host (settings.deploy_host). */
+  deployHostLoad(): Promise<Map<string, number>>;
 }
 
 export interface Clock {

@@ -25,6 +25,7 @@ export function environmentView(env: EnvironmentRecord): control.Environment {
       namespace: resolveNamespace(env.project, env.name, env.settings.namespace),
       exposure: exposureView(env.settings.exposure),
       autoDeploy: env.settings.autoDeploy ?? NO_AUTO_DEPLOY_SETTINGS,
+      deployHost: env.settings.deployHost ?? '',
     },
     status: env.status,
     createdAt: env.createdAt,

@@ -30,6 +30,32 @@ export interface Settings {
   exposure?: Exposure;
   /** Polling and the preview-source mark (absent in rows stored before it: neither). */
   autoDeploy?: AutoDeploySettings;
+  /** `local`: the deploy host whose workers alone take the environment's jobs; ''/absent: any. */
+  deployHost?: string;
+}
+
+/**
+ * The deploy host of a new `local` environment: the given one, else the configured host with the fewest
+ * `local` environments (ties: the first listed), else none (''). Kubernetes environments have none.
+ */
+export function chooseDeployHost(
+  runtime: Runtime,
+  requested: string,
+  hosts: readonly string[],
+  load: ReadonlyMap<string, number>,
+): string {
+  if (runtime !== 'local') return '';
+  if (requested !== '') return requested;
+  let best = '';
+  let bestLoad = Number.POSITIVE_INFINITY;
+  for (const host of hosts) {
+    const n = load.get(host) ?? 0;
+    if (n < bestLoad) {
+      best = host;
+      bestLoad = n;
+    }
+  }
+  return best;
 }
 
 const EXPOSURE_TYPES: Record<number, ExposureType> = {
@@ -102,12 +128,13 @@ const DEFAULT_SETTINGS: Settings = {
 /**
  * Applies the fields present in `input` over `current` (defaults on create). Absent optional fields
  * and UNSPECIFIED enums keep the current value. `kubeContexts`: the contexts the operator registered
- * (a context not among them is FAILED_PRECONDITION).
+ * (a context not among them is FAILED_PRECONDITION); `deployHosts` likewise for `deploy_host`.
  */
 export function applySettings(
   input: control.EnvironmentSettings | undefined,
   current: Settings = DEFAULT_SETTINGS,
   kubeContexts: readonly string[] = [],
+  deployHosts: readonly string[] = [],
 ): Settings {
   if (input === undefined) return current;
   const field = (name: string) => `settings.${name}`;
@@ -129,6 +156,29 @@ export function applySettings(
     const unregistered = checkKubeContext(kubeContexts, kubernetesContext);
     if (unregistered) throw failedPrecondition(unregistered, field('kubernetes_context'));
   }
+  const deployHost = input.deployHost ?? current.deployHost ?? '';
+  if (deployHost !== (current.deployHost ?? '')) {
+    if ((current.deployHost ?? '') !== '') {
+      throw failedPrecondition(
+        `the environment is bound to deploy host ${JSON.stringify(current.deployHost)}: its pods, ports and volumes are there (a replacement worker takes the host's name)`,
+        field('deploy_host'),
+      );
+    }
+    if (deployHost !== '' && !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(deployHost)) {
+      throw invalidArgument(
+        field('deploy_host'),
+        'must be a DNS label (lowercase letters, digits and "-", at most 63)',
+      );
+    }
+    if (deployHost !== '' && !deployHosts.includes(deployHost)) {
+      throw failedPrecondition(
+        deployHosts.length === 0
+          ? `no deploy hosts are configured (STAGELINE_DEPLOY_HOSTS): "${deployHost}" has no workers`
+          : `"${deployHost}" is not one of the deploy hosts (STAGELINE_DEPLOY_HOSTS: ${deployHosts.join(', ')})`,
+        field('deploy_host'),
+      );
+    }
+  }
   const namespace = input.namespace ?? current.namespace;
   if (namespace !== '') {
     const error = checkNamespace(namespace);
@@ -147,6 +197,7 @@ export function applySettings(
     namespace,
     exposure: applyExposure(input.exposure, current.exposure ?? CLUSTER_IP),
     autoDeploy: applyAutoDeploySettings(input.autoDeploy, current.autoDeploy),
+    ...(deployHost !== '' ? { deployHost } : {}),
   };
 }
 

@@ -44,11 +44,13 @@ export async function redispatchLostJobs(deps: LostJobDeps, created: Partial<Rec
       const jobs = rows.flatMap((r) => (r.state ? dispatchedJobs(r.id, r.state) : []));
       if (jobs.length === 0) return [];
       const subjects = [...new Set(jobs.map((j) => jobSubject(deps.subjects, j)))];
+      // A deploy job bound to a host went to `<deploy subject>.<host>`.
+      const hostBound = subjects.filter((s) => s.includes('.jobs.deploy.')).map((s) => `${likeEscape(s)}.%`);
       const published = await tx.execute<OutboxJobRow[]>(
         `select subject, payload, headers, published_at from ${OUTBOX_TABLE} where subject in (${subjects
           .map(() => '?')
-          .join(', ')}) order by seq`,
-        subjects,
+          .join(', ')})${hostBound.map(() => ' or subject like ?').join('')} order by seq`,
+        [...subjects, ...hostBound],
       );
       // The latest row of each job (rows come in publish order).
       const latest = new Map<string, OutboxJobRow>();
@@ -87,6 +89,8 @@ export async function redispatchLostJobs(deps: LostJobDeps, created: Partial<Rec
 function jobSubject(subjects: Subjects, job: DispatchedJob): string {
   return job.role === 'build' ? subjects.buildJobs(job.deploymentId) : subjects.deployJobs(job.deploymentId);
 }
+
+const likeEscape = (text: string): string => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 function jobIdOf(row: OutboxJobRow): string | undefined {
   try {

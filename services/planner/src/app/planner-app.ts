@@ -65,6 +65,8 @@ export interface PlannerAppDeps {
   predictBuilds?(jobs: bus.BuildJob[]): Promise<build.BuildPrediction[]>;
   log: Logger;
   now?: () => number;
+  /** This planner process (`<host name>:<pid>`), written into each run event it makes. */
+  instance?: string;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -733,10 +735,15 @@ export class PlannerApp {
               Object.assign({}, ...[...persisted].filter(([id]) => id !== d.serviceId).map(([, o]) => o))
             : injectedEnv(state, d.serviceId, persisted),
         ...(run.deploy?.trigger !== undefined ? { trigger: actionValue(run.deploy.trigger) } : {}),
+        deployHost: deployHostOf(environment),
       });
       enqueue(em, {
         id: newId(),
-        subject: this.#deps.subjects.deployJobs(row.id),
+        // A `local` environment bound to a host: only that host's workers take its jobs.
+        subject:
+          job.deployHost === ''
+            ? this.#deps.subjects.deployJobs(row.id)
+            : this.#deps.subjects.hostDeployJobs(row.id, job.deployHost),
         payload: bus.DeployJob.encode(job).finish(),
       });
     }
@@ -895,6 +902,7 @@ export class PlannerApp {
       partial: changed !== undefined,
       hasResources: await this.#resourcesAfter(em, row),
       environmentStatus: await this.#environmentStatus(em, row.environmentId, row, opts.deleted),
+      planner: this.#deps.instance ?? '',
     }).finish();
     enqueue(em, { id: eventId, subject: this.#deps.subjects.runEvents(row.environmentId, row.id), payload });
   }
@@ -1011,4 +1019,12 @@ function buildJobOf(j: {
 /** The steps a plan expects, without times: what would mirror, build, deploy. */
 function predictSteps(s: ServiceRun): RunState['services'][number]['steps'] {
   return expectedSteps(s).map((kind) => ({ kind, startedAt: 0, finishedAt: null, outcome: null, message: '' }));
+}
+
+/** The deploy host a `local` environment is bound to (settings.deploy_host); '' for any host. */
+function deployHostOf(environment: {
+  runtime: string;
+  settings?: { deployHost?: string | undefined } | undefined;
+}): string {
+  return environment.runtime === 'kubernetes' ? '' : (environment.settings?.deployHost ?? '');
 }

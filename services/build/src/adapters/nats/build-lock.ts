@@ -68,6 +68,7 @@ export class BuildLocks {
     const kv = await new Kvm(bus.js).create(`${bus.subjects.streamPrefix}_build_locks`, {
       ttl: options.ttlMs,
       history: 1,
+      replicas: bus.replicas,
     });
     return new BuildLocks(kv, options);
   }

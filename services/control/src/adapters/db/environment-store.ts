@@ -165,6 +165,17 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return conflicts;
   }
 
+  async deployHostLoad(): Promise<Map<string, number>> {
+    const rows = await this.#deps.db.retry('counting environments per deploy host', (em) =>
+      em.execute<{ host: string; n: string | number }[]>(
+        `select settings->>'deployHost' as host, count(*) as n from environment
+          where runtime = 'local' and status <> ? and settings->>'deployHost' is not null group by 1`,
+        [EnvStatus.DELETED],
+      ),
+    );
+    return new Map(rows.map((r) => [r.host, Number(r.n)]));
+  }
+
   async get(environmentId: string): Promise<EnvironmentAggregate> {
     return toAggregate(
       await this.#deps.db.retry('reading an environment', (em) => this.#load(em, environmentId, false)),

@@ -91,4 +91,19 @@ export const migrations: DbMigration[] = [
     )`,
     `create index cron_tick_running_idx on cron_tick (heartbeat_at) where status = 'RUNNING'`,
   ]),
+  // Charts in the database, not on one worker's disk: any worker of the environment's host (or its
+  // replacement) redeploys, restarts and rolls back from them. Sensitive files hold sealed envelopes.
+  sqlMigration('deploy-0003-chart-files', [
+    `create table chart_file (
+      id uuid primary key,
+      environment_id text not null,
+      service_id text not null,
+      revision integer not null check (revision >= 1),
+      path text not null,
+      content text not null,
+      sensitive boolean not null,
+      constraint chart_file_key unique (environment_id, service_id, revision, path)
+    )`,
+    `create index chart_file_service_idx on chart_file (service_id)`,
+  ]),
 ];

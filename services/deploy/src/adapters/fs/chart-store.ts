@@ -27,6 +27,21 @@ export interface OpenedChart {
   close(): Promise<void>;
 }
 
+/** The manifests in a chart's templates/, as helm would render them (only our `{{` escapes). */
+export function chartManifests(files: readonly ChartFile[]): Manifest[] {
+  const templates = files.filter((f) => /^templates\/[^/]+\.ya?ml$/.test(f.path));
+  const manifests: Manifest[] = [];
+  for (const { path: name, content } of templates) {
+    const rendered = renderEscapedTemplate(name, content);
+    for (const doc of parseAllDocuments(rendered)) {
+      if (doc.errors.length > 0) throw new Error(`${name}: ${doc.errors[0]?.message}`);
+      const value = doc.toJS() as unknown;
+      if (value !== null && typeof value === 'object') manifests.push(value as Manifest);
+    }
+  }
+  return manifests;
+}
+
 export class FsChartStore implements ChartStore, ChartReader {
   readonly root: string;
   readonly #secrets: Pick<Secrets, 'seal' | 'open' | 'activeKeyId'>;
@@ -112,18 +127,7 @@ export class FsChartStore implements ChartStore, ChartReader {
   async manifests(chartPath: string): Promise<Manifest[]> {
     const files = await this.read(chartPath);
     if (files === undefined) throw new Error(`chart ${chartPath} is gone`);
-    const templates = files.filter((f) => /^templates\/[^/]+\.ya?ml$/.test(f.path));
-    const manifests: Manifest[] = [];
-    for (const { path: name, content } of templates) {
-      // What helm would install: the file as its template engine renders it (only our `{{` escapes).
-      const rendered = renderEscapedTemplate(name, content);
-      for (const doc of parseAllDocuments(rendered)) {
-        if (doc.errors.length > 0) throw new Error(`${name}: ${doc.errors[0]?.message}`);
-        const value = doc.toJS() as unknown;
-        if (value !== null && typeof value === 'object') manifests.push(value as Manifest);
-      }
-    }
-    return manifests;
+    return chartManifests(files);
   }
 
   /**
@@ -133,7 +137,12 @@ export class FsChartStore implements ChartStore, ChartReader {
   async open(chartPath: string): Promise<OpenedChart> {
     const files = await this.read(chartPath);
     if (files === undefined) throw new Error(`chart ${chartPath} is gone`);
-    const dir = path.join(this.root, OPEN_DIR, `${path.basename(chartPath)}-${randomBytes(6).toString('hex')}`);
+    return await this.openFiles(path.basename(chartPath), files);
+  }
+
+  /** `files` in clear under `.open/<name>-<random>` (0600 in 0700) until `close()`: for charts kept elsewhere. */
+  async openFiles(name: string, files: readonly ChartFile[]): Promise<OpenedChart> {
+    const dir = path.join(this.root, OPEN_DIR, `${name}-${randomBytes(6).toString('hex')}`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const close = () => rm(dir, { recursive: true, force: true });
     try {

@@ -140,6 +140,11 @@ export interface DeploymentEvent {
    * by the planner's one rule (a lifecycle job that ran for DELETE leaves none, whatever its own state).
    */
   hasResources: { [key: string]: boolean };
+  /**
+   * The planner process that made this change (`<host name>:<pid>`): with several planners, each of a
+   * run's events comes from exactly one of them (the environment's lane lock).
+   */
+  planner: string;
 }
 
 export interface DeploymentEvent_HasResourcesEntry {
@@ -1719,6 +1724,7 @@ function createBaseDeploymentEvent(): DeploymentEvent {
     sequence: 0,
     partial: false,
     hasResources: {},
+    planner: "",
   };
 }
 
@@ -1745,6 +1751,9 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
     globalThis.Object.entries(message.hasResources).forEach(([key, value]: [string, boolean]) => {
       DeploymentEvent_HasResourcesEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
     });
+    if (message.planner !== "") {
+      writer.uint32(66).string(message.planner);
+    }
     return writer;
   },
 
@@ -1820,6 +1829,14 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
             }
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.planner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1879,6 +1896,7 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
           {},
         )
         : {},
+      planner: isSet(object.planner) ? globalThis.String(object.planner) : "",
     };
   },
 
@@ -1911,6 +1929,9 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
         });
       }
     }
+    if (message.planner !== "") {
+      obj.planner = message.planner;
+    }
     return obj;
   },
 
@@ -1936,6 +1957,7 @@ export const DeploymentEvent: MessageFns<DeploymentEvent> = {
       },
       {},
     );
+    message.planner = object.planner ?? "";
     return message;
   },
 };

@@ -134,7 +134,15 @@ export interface DeployJob {
    * `kubernetes` runtime: the environment's settings.exposure, copied by the planner as it is (absent:
    * CLUSTER_IP, public ports stay inside the cluster). The deploy service checks it again.
    */
-  exposure?: Exposure | undefined;
+  exposure?:
+    | Exposure
+    | undefined;
+  /**
+   * `local` runtime: the deploy host the environment is bound to (settings.deploy_host). Set: the job
+   * is published on stageline.jobs.deploy.<deployment_id>.<deploy_host>, which only that host's workers
+   * (DEPLOY_HOST) take. Empty: any deploy worker takes it.
+   */
+  deployHost: string;
 }
 
 export interface DeployJob_InjectedEnvEntry {
@@ -489,6 +497,7 @@ function createBaseDeployJob(): DeployJob {
     attempt: 0,
     trigger: 0,
     exposure: undefined,
+    deployHost: "",
   };
 }
 
@@ -541,6 +550,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     }
     if (message.exposure !== undefined) {
       Exposure.encode(message.exposure, writer.uint32(130).fork()).join();
+    }
+    if (message.deployHost !== "") {
+      writer.uint32(138).string(message.deployHost);
     }
     return writer;
   },
@@ -689,6 +701,14 @@ export const DeployJob: MessageFns<DeployJob> = {
             message.exposure = Exposure.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.deployHost = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -765,6 +785,11 @@ export const DeployJob: MessageFns<DeployJob> = {
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
       trigger: isSet(object.trigger) ? actionFromJSON(object.trigger) : 0,
       exposure: isSet(object.exposure) ? Exposure.fromJSON(object.exposure) : undefined,
+      deployHost: isSet(object.deployHost)
+        ? globalThis.String(object.deployHost)
+        : isSet(object.deploy_host)
+        ? globalThis.String(object.deploy_host)
+        : "",
     };
   },
 
@@ -824,6 +849,9 @@ export const DeployJob: MessageFns<DeployJob> = {
     if (message.exposure !== undefined) {
       obj.exposure = Exposure.toJSON(message.exposure);
     }
+    if (message.deployHost !== "") {
+      obj.deployHost = message.deployHost;
+    }
     return obj;
   },
 
@@ -860,6 +888,7 @@ export const DeployJob: MessageFns<DeployJob> = {
     message.exposure = (object.exposure !== undefined && object.exposure !== null)
       ? Exposure.fromPartial(object.exposure)
       : undefined;
+    message.deployHost = object.deployHost ?? "";
     return message;
   },
 };

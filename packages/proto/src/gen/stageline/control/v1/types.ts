@@ -1320,7 +1320,18 @@ export interface EnvironmentSettings {
    * create: no polling, not a preview source; absent fields on update: unchanged. Clones get neither
    * polling nor the preview-source mark.
    */
-  autoDeploy?: AutoDeploySettings | undefined;
+  autoDeploy?:
+    | AutoDeploySettings
+    | undefined;
+  /**
+   * `local` runtime: the deploy host (a DNS label, the deploy workers' DEPLOY_HOST) whose workers alone
+   * take this environment's deploy jobs: its pods, ports and volumes live there. It must be one of
+   * control's STAGELINE_DEPLOY_HOSTS (FAILED_PRECONDITION otherwise). Absent on create: the
+   * host of STAGELINE_DEPLOY_HOSTS (control's) with the fewest `local` environments; none configured:
+   * empty, any deploy worker (one host). Once set it does not change (FAILED_PRECONDITION): a replacement
+   * worker takes the host's name. Ignored by the `kubernetes` runtime.
+   */
+  deployHost?: string | undefined;
 }
 
 /**
@@ -1995,6 +2006,7 @@ function createBaseEnvironmentSettings(): EnvironmentSettings {
     namespace: undefined,
     exposure: undefined,
     autoDeploy: undefined,
+    deployHost: undefined,
   };
 }
 
@@ -2023,6 +2035,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     }
     if (message.autoDeploy !== undefined) {
       AutoDeploySettings.encode(message.autoDeploy, writer.uint32(66).fork()).join();
+    }
+    if (message.deployHost !== undefined) {
+      writer.uint32(74).string(message.deployHost);
     }
     return writer;
   },
@@ -2104,6 +2119,14 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
             message.autoDeploy = AutoDeploySettings.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.deployHost = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2150,6 +2173,11 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
         : isSet(object.auto_deploy)
         ? AutoDeploySettings.fromJSON(object.auto_deploy)
         : undefined,
+      deployHost: isSet(object.deployHost)
+        ? globalThis.String(object.deployHost)
+        : isSet(object.deploy_host)
+        ? globalThis.String(object.deploy_host)
+        : undefined,
     };
   },
 
@@ -2179,6 +2207,9 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     if (message.autoDeploy !== undefined) {
       obj.autoDeploy = AutoDeploySettings.toJSON(message.autoDeploy);
     }
+    if (message.deployHost !== undefined) {
+      obj.deployHost = message.deployHost;
+    }
     return obj;
   },
 
@@ -2199,6 +2230,7 @@ export const EnvironmentSettings: MessageFns<EnvironmentSettings> = {
     message.autoDeploy = (object.autoDeploy !== undefined && object.autoDeploy !== null)
       ? AutoDeploySettings.fromPartial(object.autoDeploy)
       : undefined;
+    message.deployHost = object.deployHost ?? undefined;
     return message;
   },
 };
