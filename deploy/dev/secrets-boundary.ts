@@ -1,7 +1,8 @@
 // The secrets boundary, checked on a running stack (README, "Security"): the workload holds its secret
 // values; Stageline's own stores never hold them in clear — not a schema of its database (pg_dump), not
-// the NATS store directory, not a log, not a file under its state directory (charts keep them sealed;
-// the files that carry them to podman are gone once read). `npm run demo` ends with this check; the
+// the NATS store directory, not a log, not a file under its state directory (charts live in the deploy
+// schema, their secret files sealed; helm's opened copies and the files that carry values to podman are
+// gone once read). `npm run demo` ends with this check; the
 // e2e test test/e2e/secrets-boundary.test.ts uses scanStores() against a stack of its own.
 //
 //   node deploy/dev/secrets-boundary.ts --environment-id ID --secret-keys API_TOKEN,DB_PASSWORD
@@ -37,7 +38,7 @@ export interface StoresToScan {
 export interface StoresScanned {
   /** `<where>: <needle's name>` for every secret found in clear; empty when the boundary holds. */
   findings: string[];
-  /** Files that break the rules on modes: charts 0600 in 0700, no runtime inputs left under local/. */
+  /** Files that break the rules on modes: opened charts 0600 in 0700, no runtime inputs left under local/. */
   modes: string[];
   dumpBytes: number;
   /** Sealed values (`sl:v1:` envelopes) in the dump: the secrets are there, sealed. */
@@ -46,6 +47,20 @@ export interface StoresScanned {
   logs: number;
   stateFiles: number;
   chartFiles: number;
+  /** Rows of the deploy schema's chart_file table (where charts live), and those holding a sealed value. */
+  chartRows: number;
+  sealedChartRows: number;
+}
+
+/** The data lines of `table` in a plain pg_dump (its COPY block), one per row. */
+function dumpRows(dump: string, table: string): string[] {
+  const start = dump.indexOf(`\nCOPY ${table} `);
+  if (start === -1) return [];
+  const body = dump.slice(dump.indexOf('\n', start + 1) + 1);
+  return body
+    .slice(0, body.indexOf('\n\\.\n'))
+    .split('\n')
+    .filter((line) => line !== '');
 }
 
 /** Every regular file under `dir` (skipping `skip` at its top), with its mode and its directory's. */
@@ -118,6 +133,7 @@ export async function scanStores(s: StoresToScan): Promise<StoresScanned> {
   for (const f of state.filter((x) => x.path.startsWith(path.join(s.stateDir, 'local') + path.sep))) {
     modes.push(`${f.path}: a runtime input left after use`);
   }
+  const chartRows = dumpRows(dump, 'deploy.chart_file');
   return {
     findings,
     modes,
@@ -127,6 +143,8 @@ export async function scanStores(s: StoresToScan): Promise<StoresScanned> {
     logs: s.logs.length,
     stateFiles: state.length,
     chartFiles: charts.length,
+    chartRows: chartRows.length,
+    sealedChartRows: chartRows.filter((row) => row.includes(SEALED)).length,
   };
 }
 
@@ -181,7 +199,7 @@ async function main(): Promise<void> {
     [
       `secrets boundary: ${keys.join(', ')} — held by the workload; in clear in Stageline's stores: ${holds ? 'nowhere' : 'FOUND'}`,
       `  pg_dump of ${SCHEMAS.join(', ')}: ${(scanned.dumpBytes / 1024).toFixed(0)} KiB, ${scanned.sealedInDump} sealed values`,
-      `  NATS store: ${scanned.natsFiles} files · logs: ${scanned.logs} files · state: ${scanned.stateFiles} files (${scanned.chartFiles} chart files, 0600 in 0700)`,
+      `  NATS store: ${scanned.natsFiles} files · logs: ${scanned.logs} files · state: ${scanned.stateFiles} files (${scanned.chartFiles} opened chart files) · charts in PostgreSQL: ${scanned.chartRows} files, ${scanned.sealedChartRows} sealed`,
       ...scanned.findings.map((f) => `  FOUND ${f}`),
       ...scanned.modes.map((m) => `  MODE ${m}`),
     ].join('\n'),
