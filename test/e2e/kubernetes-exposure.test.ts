@@ -3,39 +3,19 @@
 // installs. Kubernetes and helm are the one test double the project allows: `helm` and `kubectl` here
 // are scripts that record what they are given (helm copies the chart it is handed, which the worker
 // removes once helm returns) and answer like a cluster with a deployed release.
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callUnary } from '@stageline/grpc';
 import { control } from '@stageline/proto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordingHelmAndKubectl } from './kube-double.ts';
 import { EXAMPLE_IMAGE, runStatusName, useStack, watchToEnd } from './stack.ts';
 
-const scratch = mkdtempSync(join(tmpdir(), 'stageline-k8s-exposure-'));
-const recorded = join(scratch, 'recorded');
-const fakeHelm = join(scratch, 'helm');
-const fakeKubectl = join(scratch, 'kubectl');
-// Fixed scripts of the test's own (no input of anyone's): the worker runs them with a minimal environment.
-writeFileSync(
-  fakeHelm,
-  `#!/bin/sh
-mkdir -p '${recorded}'
-case "$1" in
-  version) echo v3.15.4 ;;
-  history) echo '[{"revision":1,"status":"deployed"}]' ;;
-  upgrade) cp -r "$4" '${recorded}'/chart-$$ ;;
-esac
-exit 0
-`,
-);
-writeFileSync(fakeKubectl, '#!/bin/sh\necho "{}"\nexit 0\n');
-chmodSync(fakeHelm, 0o755);
-chmodSync(fakeKubectl, 0o755);
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const { recorded, env: kube } = recordingHelmAndKubectl('exposure');
 
 const CONTEXT = 'e2e-cluster';
 const stack = useStack({
-  env: { HELM: fakeHelm, KUBECTL: fakeKubectl, STAGELINE_KUBE_CONTEXTS: CONTEXT },
+  env: { ...kube, STAGELINE_KUBE_CONTEXTS: CONTEXT },
 });
 
 describe('exposure on kubernetes', () => {
