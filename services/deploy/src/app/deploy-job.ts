@@ -346,6 +346,21 @@ async function prepare(deps: DeployJobDeps, job: bus.DeployJob, runtime: Runtime
 }
 
 /**
+ * The chart of the revision asked last, rendered once: the unchanged check renders the next revision's
+ * chart to compare its config hash, and the deploy that follows usually takes that same revision.
+ */
+function rememberLastChart(prepared: Prepared): Prepared {
+  let last: { revision: number; chart: ReturnType<Prepared['chart']> } | undefined;
+  return {
+    ...prepared,
+    chart(revision) {
+      if (last?.revision !== revision) last = { revision, chart: prepared.chart(revision) };
+      return last.chart;
+    },
+  };
+}
+
+/**
  * A DEPLOY that would change nothing (domain `unchangedRelease`: same image digest, configuration and
  * target as the DEPLOYED revision) while that revision still runs and is ready: recorded as done, and its
  * pods are left alone, as Helm and Kubernetes leave the pods of an unchanged spec. RESTART always restarts.
@@ -413,7 +428,7 @@ async function deploy(deps: DeployJobDeps, job: bus.DeployJob, ctx: JobContext):
     checkTarget(deps, job, runtime);
     // A runtime that cannot work here (an unsupported helm) fails the job before a revision is taken.
     await runtime.preflight?.(runtimeContext(ctx, step));
-    prepared = await prepare(deps, job, runtime);
+    prepared = rememberLastChart(await prepare(deps, job, runtime));
     if (prepared.kind === 'CUSTOM_CHART' && runtime.name !== 'kubernetes') {
       throw new RolloutError(
         'failed',
