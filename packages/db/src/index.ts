@@ -27,4 +27,5 @@ export {
   type OutboxRelayOptions,
   type SetAsideRow,
 } from './outbox-relay.ts';
+export { numberPlaceholders, query } from './query.ts';
 export { type DbRetryOptions, DEFAULT_DB_RETRY, isTransientDbError, withDbRetry } from './retry.ts';
