@@ -2,6 +2,7 @@
 import {
   type Bus,
   type Consumption,
+  decodeJobEvents,
   durableConsumers,
   HEADERS,
   KeyedBatches,
@@ -71,14 +72,16 @@ export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consump
     durable: 'planner-results',
     slots: RESULT_SLOTS,
     async handler(message) {
-      let event: busv1.JobEvent;
+      let events: busv1.JobEvent[];
       try {
-        event = busv1.JobEvent.decode(message.data);
+        // One message may carry several reports of a job (JobEvent.earlier): the same ordered list.
+        events = decodeJobEvents(message.data);
       } catch (e) {
         return outcome.reject(`undecodable JobEvent: ${e instanceof Error ? e.message : String(e)}`);
       }
-      // Queued before the first await: the consume loop hands messages over in stream order.
-      await batches.add(event);
+      // Queued before the first await: the consume loop hands messages over in stream order. Acked once
+      // the batch that applied them is committed.
+      await batches.addAll(events);
       return outcome.ack();
     },
   });
