@@ -13,20 +13,19 @@ const event = fc
     kind: fc.constantFrom('stepStarted', 'stepFinished', 'jobFinished'),
     message: fc.string({ maxLength: 20 }),
   })
-  .map(({ sequence, kind, message }) =>
-    busv1.JobEvent.fromPartial({
-      jobId: 'job-1',
-      deploymentId: 'run-1',
-      serviceId: 'svc-1',
-      sequence,
-      event:
-        kind === 'stepStarted'
-          ? { $case: 'stepStarted', value: { kind: control.StepKind.STEP_KIND_BUILD, message } }
-          : kind === 'stepFinished'
-            ? { $case: 'stepFinished', value: { step: { kind: control.StepKind.STEP_KIND_BUILD, message } } }
-            : { $case: 'jobFinished', value: { succeeded: true, message } },
-    }),
-  );
+  .map(({ sequence, kind, message }): busv1.JobEvent => {
+    const step = control.StepKind.STEP_KIND_BUILD;
+    const payload: busv1.JobEvent['event'] =
+      kind === 'stepStarted'
+        ? { $case: 'stepStarted', value: busv1.StepStarted.fromPartial({ kind: step, message }) }
+        : kind === 'stepFinished'
+          ? { $case: 'stepFinished', value: busv1.StepFinished.fromPartial({ step: { kind: step, message } }) }
+          : { $case: 'jobFinished', value: busv1.JobFinished.fromPartial({ succeeded: true, message }) };
+    return {
+      ...busv1.JobEvent.fromPartial({ jobId: 'job-1', deploymentId: 'run-1', serviceId: 'svc-1', sequence }),
+      event: payload,
+    };
+  });
 
 describe('JobEvent.earlier', () => {
   it('decodes a coalesced message into the events that went in, in order; an old reader gets the last', () => {

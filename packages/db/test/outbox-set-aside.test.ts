@@ -154,7 +154,7 @@ describe('the outbox relay on a real JetStream', () => {
     const texts: string[] = [];
     for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
       const m = await bus.jsm.streams.getMessage(stream, { seq });
-      if (m.subject === subject) texts.push(new TextDecoder().decode(m.data));
+      if (m?.subject === subject) texts.push(new TextDecoder().decode(m.data));
     }
     expect(texts).toEqual(ids.map((_, i) => `e${i}`));
   });
