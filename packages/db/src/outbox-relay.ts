@@ -87,7 +87,9 @@ const CLEANUP_EVERY_MS = 60_000;
  * published again from it next turn — a row after it that did reach the stream is dropped there as a
  * duplicate (same `Nats-Msg-Id`). A row the server never got is one a broken connection lost, and then
  * so were the rows written behind it (no row is started after a failure is seen: the window only moves
- * on past rows whose ack arrived), so what the stream holds stays in `seq` order.
+ * on past rows whose ack arrived), so what the stream holds stays in `seq` order. (A row refused on its
+ * own while the rows behind it are accepted — see `isPermanent` — is overtaken by them: a later try of it
+ * that succeeds lands after them.)
  *
  * Several relays (one per service process) may run on one schema: each batch runs in a transaction that
  * first takes a transaction-level advisory lock for the schema's outbox, so exactly one relay publishes
