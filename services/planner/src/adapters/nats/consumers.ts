@@ -62,8 +62,13 @@ export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consum
   });
 }
 
-/** Job events this process holds at once, across runs (each run's are applied in order, in batches). */
-export const RESULT_SLOTS = 32;
+/**
+ * Job events this process holds at once, across runs (each run's are applied in order, in batches).
+ * Many: a message is small and waits only for its run's batch to commit, and each pull asks for the
+ * free slots, so more slots mean fewer pulls (and bigger batches) under load. The provisioned consumer's
+ * max_ack_pending follows it (packages/bus provision.ts).
+ */
+export const RESULT_SLOTS = 256;
 
 export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consumption> {
   const batches = new RunBatches((events) => app.onJobEvents(events));
