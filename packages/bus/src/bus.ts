@@ -172,6 +172,10 @@ export class Bus {
         pingInterval: options.pingIntervalMs ?? 10_000,
         maxPingOut: 2,
         waitOnFirstConnect: options.waitOnFirstConnect ?? false,
+        // Otherwise every request (each JetStream publish, KV read, confirmed ack) builds a RequestError
+        // and a TimeoutError up front, stack traces included, in case it fails: ~3 % of a busy planner's
+        // CPU. Errors still say what failed; callers add where (toDomainError's context).
+        noAsyncTraces: true,
       });
     } catch (e) {
       throw toDomainError(e, `connecting to NATS at ${String(servers)}`);

@@ -246,8 +246,11 @@ export class ConsumeLoop implements Consumption {
       metrics.busConsumed.inc({ consumer: this.consumer, outcome });
     if ('ack' in decided) {
       settled('ack');
-      const confirmed = await m.ackAck().catch(() => false);
-      if (!confirmed) log.warn('bus ack not confirmed; the message may be redelivered');
+      // A plain ack, not awaited (no reply, no round trip per message): the slot frees at once. What a
+      // confirmed ack would add is a log line — an ack lost on the way is redelivered after ack_wait
+      // either way, and every handler takes a redelivery (work done is recognised by its id or sequence).
+      // One connection keeps order: the server has the ack before this loop's next pull.
+      m.ack();
       return;
     }
     if ('leave' in decided) {

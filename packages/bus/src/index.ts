@@ -34,6 +34,7 @@ export {
   redeliveryBackoffMs,
 } from './consumers.ts';
 export { HEADERS } from './headers.ts';
+export { coalesceJobEvents, decodeJobEvents, jobEventsOf } from './job-events.ts';
 export { KeyedBatches } from './keyed-batches.ts';
 export {
   type NatsClusterBlock,

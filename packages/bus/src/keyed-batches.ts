@@ -27,18 +27,32 @@ export class KeyedBatches<T> {
   }
 
   add(item: T): Promise<void> {
-    const key = this.#key(item);
-    return new Promise<void>((resolve, reject) => {
-      const done = (error?: unknown) => (error === undefined ? resolve() : reject(error));
-      const context = activeContext();
-      const queue = this.#queues.get(key);
-      if (queue !== undefined) {
-        queue.push({ item, done, context });
-        return;
-      }
-      this.#queues.set(key, [{ item, done, context }]);
-      void this.#drain(key);
+    return this.addAll([item]);
+  }
+
+  /**
+   * Adds items in order, all before any is handled: items of one key added together go in one batch
+   * (unless a batch of that key is being handled: then they wait together behind it). Resolves once
+   * every one was handled; rejects with the first failure.
+   */
+  addAll(items: readonly T[]): Promise<void> {
+    const fresh: string[] = [];
+    const added = items.map((item) => {
+      const key = this.#key(item);
+      return new Promise<void>((resolve, reject) => {
+        const done = (error?: unknown) => (error === undefined ? resolve() : reject(error));
+        const context = activeContext();
+        const queue = this.#queues.get(key);
+        if (queue !== undefined) {
+          queue.push({ item, done, context });
+          return;
+        }
+        this.#queues.set(key, [{ item, done, context }]);
+        fresh.push(key);
+      });
     });
+    for (const key of fresh) void this.#drain(key);
+    return Promise.all(added).then(() => undefined);
   }
 
   async #drain(key: string): Promise<void> {

@@ -34,7 +34,7 @@ export const DEFAULT_PROVISION_SETTINGS: Readonly<ProvisionSettings> = {
 };
 
 /** Slots of the planner's results consumer (services/planner RESULT_SLOTS). */
-const PLANNER_RESULT_SLOTS = 32;
+const PLANNER_RESULT_SLOTS = 256;
 const JOB_RESULTS_TTL_MS = 24 * 3600 * 1000;
 
 /** The durable consumers, by their logical name, as the services consume them. */

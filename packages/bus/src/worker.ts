@@ -8,8 +8,10 @@ import type { Logger } from '@stageline/log';
 import { bus as busv1, control } from '@stageline/proto';
 import { failSpan, inSpan, metrics, type Span, secondsSince, spanError, startSpan } from '@stageline/telemetry';
 import type { Bus } from './bus.ts';
+import { CoalescingQueue } from './coalescing-queue.ts';
 import type { BusMessage } from './consume-loop.ts';
 import { toDomainError } from './jetstream-errors.ts';
+import { coalesceJobEvents } from './job-events.ts';
 import { outcome } from './outcomes.ts';
 import { validateToken } from './subjects.ts';
 
@@ -225,7 +227,9 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     const jobLog = log.child({ jobId: id.jobId, deploymentId: id.deploymentId, serviceId: id.serviceId });
     const kvKey = Buffer.from(id.jobId).toString('base64url');
     // One live copy: each delivery takes the job's lease; a copy whose lease a newer delivery took stops
-    // and reports nothing (fence before every report and before the result is recorded).
+    // (found out by its heartbeat, every third of ack_wait) and never records a result (the fence right
+    // before it). Its step reports are not fenced: the planner drops a stale delivery's events by
+    // sequence, as a newer delivery numbers its events from a higher stride.
     const lease = `lease.${kvKey}`;
     const mine = { message: message.msgId ?? `seq${message.streamSequence}`, delivery: message.deliveryCount };
     const took = await takeLease(lease, mine);
@@ -248,15 +252,20 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       }
     };
     let sequence = message.deliveryCount * SEQUENCE_STRIDE;
-    const emit = async (event: busv1.JobEvent['event']) => {
-      await fence();
-      sequence++;
-      const data = busv1.JobEvent.encode({ ...id, sequence, event }).finish();
+    const subject = resultsSubject(id.deploymentId);
+    // The job's events go out in order, one publish at a time; those reported while one is in flight go
+    // together as ONE message (JobEvent.earlier; its own fields are the last event).
+    const reports = new CoalescingQueue<busv1.JobEvent>(async (events) => {
+      const last = coalesceJobEvents(events);
       // Unique per delivery of the job message: a re-reported result must not be taken for a duplicate
       // (nor a re-dispatched job's for the events of the copy it replaced).
-      await bus.publish(resultsSubject(id.deploymentId), data, {
-        msgId: `${id.jobId}.${mine.message}.${sequence}`,
+      await bus.publish(subject, busv1.JobEvent.encode(last).finish(), {
+        msgId: `${id.jobId}.${mine.message}.${last.sequence}`,
       });
+    });
+    const queue = (event: busv1.JobEvent['event']): Promise<void> => {
+      sequence++;
+      return reports.push({ ...id, sequence, event, earlier: [] });
     };
 
     const done = took === 'fresh' ? null : await kv.get(kvKey);
@@ -264,7 +273,13 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       // Finished before (a late ack got lost): report the same result again, do nothing else.
       const finished = busv1.JobFinished.decode(done.value);
       jobLog.info('job already finished: reporting its result again');
-      await emit({ $case: 'jobFinished', value: finished });
+      try {
+        await fence();
+      } catch (e) {
+        if (e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
+        throw e;
+      }
+      await queue({ $case: 'jobFinished', value: finished });
       return outcome.ack();
     }
 
@@ -293,16 +308,12 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     );
     // Log lines keep their order: each publish waits for the previous one.
     let logChain: Promise<unknown> = Promise.resolve();
-    // Step reports too, without holding the job up: the job goes on while they travel, and its result
-    // waits for them. A report that finds the lease taken stops the job, as a heartbeat would.
-    let reports: Promise<void> = Promise.resolve();
+    let linesPending = 0;
+    // Step reports do not hold the job up: the job goes on while they travel (coalesced, see `reports`),
+    // and its result goes after them. `reported` settles once the last report queued so far was sent.
+    let reported: Promise<void> = Promise.resolve();
     const report = (event: busv1.JobEvent['event']): Promise<void> => {
-      reports = reports
-        .then(() => emit(event))
-        .catch((e: unknown) => {
-          if (e instanceof LeaseLost) controller.abort(e);
-          else jobLog.warn({ err: e }, 'step report lost');
-        });
+      reported = queue(event).catch((e: unknown) => jobLog.warn({ err: e }, 'step report lost'));
       return Promise.resolve();
     };
     const logSubject = bus.subjects.logs(id.deploymentId, id.serviceId);
@@ -318,10 +329,13 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
           line: { serviceId: id.serviceId, step: step ?? 0, timestamp: new Date(), message: text },
         }).finish();
         // After the step reports queued before it: a line never appears before its step has started.
-        const reported = reports;
+        linesPending++;
         logChain = Promise.all([logChain, reported])
           .then(() => bus.publish(logSubject, record))
-          .catch((e: unknown) => jobLog.warn({ err: e }, 'log line lost'));
+          .catch((e: unknown) => jobLog.warn({ err: e }, 'log line lost'))
+          .finally(() => {
+            linesPending--;
+          });
       },
       stepStarted: (kind, text = '') => {
         stepSpans.get(kind)?.end();
@@ -360,9 +374,13 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
     try {
       finished = await options.handle(job, ctx);
     } catch (e) {
-      if (lost || e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
+      if (lost || e instanceof LeaseLost) {
+        await Promise.all([reports.idle(), logChain]);
+        return outcome.leave('a newer delivery of the job holds its lease');
+      }
       if (stopping.signal.aborted || (e instanceof DomainError && e.retryable)) {
-        // Someone else (or later) should do it: let JetStream redeliver.
+        // Someone else (or later) should do it: let JetStream redeliver (once its reports are out).
+        await Promise.all([reports.idle(), logChain]);
         throw e;
       }
       jobLog.warn({ err: e }, 'job failed');
@@ -378,26 +396,51 @@ export async function startWorker<J>(options: WorkerOptions<J>): Promise<Worker>
       stopping.signal.removeEventListener('abort', onStop);
       set.delete(controller);
       if (set.size === 0) running.delete(id.deploymentId);
-      await reports;
-      await logChain;
     }
-    if (lost) return outcome.leave('a newer delivery of the job holds its lease');
+    const settled = async () => {
+      await reports.idle();
+      await logChain;
+    };
+    if (lost) {
+      await settled();
+      return outcome.leave('a newer delivery of the job holds its lease');
+    }
     if (stopping.signal.aborted && !finished.succeeded) {
       // Interrupted by our own shutdown, not by the run: hand the job to another process.
+      await settled();
       throw new DomainError('UNAVAILABLE', 'worker stopping');
     }
     metrics.jobs.inc({ kind: role, outcome: finished.succeeded ? 'succeeded' : 'failed' });
     jobSpan.setAttribute('stageline.job.outcome', finished.succeeded ? 'succeeded' : 'failed');
     if (!finished.succeeded) spanError(jobSpan, finished.message || 'job failed');
     metrics.jobDuration.observe({ kind: role }, secondsSince(started));
+    // Every log line is out before the result, as the job's last word. With none outstanding (the usual
+    // case at the end of a job), the step reports not yet sent wait for the result and go with it.
+    if (linesPending > 0) await logChain;
+    reports.hold();
     try {
-      await emit({ $case: 'jobFinished', value: finished });
+      // The one lease check of the job's end: a copy whose lease a newer delivery took records nothing.
       await fence();
-      await kv.put(kvKey, busv1.JobFinished.encode(finished).finish());
     } catch (e) {
+      reports.release();
+      await settled();
       if (e instanceof LeaseLost) return outcome.leave('a newer delivery of the job holds its lease');
       throw e;
     }
+    // The result's publish and its KV record at once, both after the fence. Safe in either order: the
+    // job message is acknowledged only once both succeeded. Were only the record kept (a crash, a failed
+    // publish: the handler throws, the job is redelivered), the redelivery finds it and reports the result
+    // again; were only the publish kept, the redelivery finds no record and does the job again, as it
+    // would have with publish-then-put.
+    const sent = queue({ $case: 'jobFinished', value: finished });
+    reports.release();
+    const [publishing, recording] = await Promise.allSettled([
+      sent,
+      kv.put(kvKey, busv1.JobFinished.encode(finished).finish()),
+    ]);
+    await logChain;
+    if (publishing.status === 'rejected') throw publishing.reason;
+    if (recording.status === 'rejected') throw recording.reason;
     return outcome.ack();
   }
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { bus as busv1, control } from '@stageline/proto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Bus, type JobContext, publishCancel, startWorker, type Worker } from '../src/index.ts';
+import { type Bus, type JobContext, jobEventsOf, publishCancel, startWorker, type Worker } from '../src/index.ts';
 import { connectBus, deletePrefixStreams, eventually, NATS_URL, randomId, randomPrefix, silentLog } from './support.ts';
 
 const prefix = randomPrefix();
@@ -30,8 +30,8 @@ function job(deploymentId: string, jobId: string): Uint8Array {
   ).finish();
 }
 
-/** Every JobEvent published for one run, decoded, in stream order. */
-async function events(deploymentId: string): Promise<busv1.JobEvent[]> {
+/** Every JobEvent message published for one run, decoded, in stream order. */
+async function messages(deploymentId: string): Promise<busv1.JobEvent[]> {
   const stream = bus.subjects.streams.results;
   const info = await bus.jsm.streams.info(stream);
   const out: busv1.JobEvent[] = [];
@@ -40,6 +40,11 @@ async function events(deploymentId: string): Promise<busv1.JobEvent[]> {
     if (m?.subject === bus.subjects.buildResults(deploymentId)) out.push(busv1.JobEvent.decode(m.data));
   }
   return out;
+}
+
+/** Every JobEvent reported for one run, in order: the events each message carries (`earlier` first). */
+async function events(deploymentId: string): Promise<busv1.JobEvent[]> {
+  return (await messages(deploymentId)).flatMap(jobEventsOf);
 }
 
 async function start(handle: (j: busv1.BuildJob, ctx: JobContext) => Promise<busv1.JobFinished>): Promise<Worker> {
@@ -93,6 +98,31 @@ describe('worker framework', () => {
     });
     expect(calls).toBe(1);
     expect(all[3]?.event).toEqual(all[2]?.event);
+  });
+
+  it('sends a 0 ms job’s step start, step end and result as one message, the same ordered events', async () => {
+    const deploymentId = randomId('run').replace(/[^A-Za-z0-9_-]/g, '');
+    const kind = control.StepKind.STEP_KIND_MIRROR_IMAGE;
+    await start(async (_j, ctx) => {
+      await ctx.stepStarted(kind, 'quick');
+      await ctx.stepFinished({ kind, outcome: control.StepOutcome.STEP_OUTCOME_SUCCESS, message: 'done' });
+      return busv1.JobFinished.fromPartial({ succeeded: true, image: 'quick' });
+    });
+    await bus.publish(bus.subjects.buildJobs(deploymentId), job(deploymentId, 'job-q'), { msgId: 'job-q' });
+    await eventually(
+      async () => (await events(deploymentId)).some((e) => e.event?.$case === 'jobFinished'),
+      'the result',
+    );
+    const sent = await messages(deploymentId);
+    // One message: its own event the result (what a reader that ignores `earlier` gets), the steps before.
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.event).toMatchObject({ $case: 'jobFinished', value: { image: 'quick' } });
+    const all = await events(deploymentId);
+    expect(all.map((e) => [e.event?.$case, e.sequence, e.jobId])).toEqual([
+      ['stepStarted', 1_000_001, 'job-q'],
+      ['stepFinished', 1_000_002, 'job-q'],
+      ['jobFinished', 1_000_003, 'job-q'],
+    ]);
   });
 
   it('turns a thrown error into a failed result, and a cancel request into an aborted signal', async () => {
@@ -305,8 +335,15 @@ describe('worker framework', () => {
       const finished = all.filter((e) => e.event?.$case === 'jobFinished');
       expect(finished).toHaveLength(1);
       expect(finished[0]?.event).toMatchObject({ value: { image: 'live' } });
-      // The frozen copy's only report is the step it started before it froze.
-      expect(all.filter((e) => e.sequence < 2_000_000).map((e) => e.event?.$case)).toEqual(['stepStarted']);
+      // The frozen copy reported its step (its end perhaps too, right after the thaw: step reports are
+      // not fenced) but no result, and numbered below every event of the live copy, so the planner
+      // drops whatever the stale copy sent after the live one reported.
+      const stale = all.filter((e) => e.sequence < 2_000_000);
+      expect(stale.map((e) => e.event?.$case)).toEqual(
+        stale.length === 1 ? ['stepStarted'] : ['stepStarted', 'stepFinished'],
+      );
+      const live = all.filter((e) => e.sequence >= 2_000_000);
+      expect(live.length).toBeGreaterThan(0);
     } finally {
       frozen.kill('SIGCONT');
       frozen.kill('SIGKILL');

@@ -24,6 +24,11 @@ export interface OutboxRelayOptions {
   pollIntervalMs?: number;
   /** Rows per transaction (default 100). */
   batchSize?: number;
+  /**
+   * Publishes in flight at once (default 64): a batch's rows go out without waiting for each ack in turn,
+   * and are marked published in order as their acks arrive. 1 publishes one row at a time.
+   */
+  window?: number;
   /** Published rows older than this are deleted (default 1 day). */
   retentionMs?: number;
   /** Upper bound of the retry backoff after a failed publish (default 10 s). */
@@ -76,6 +81,16 @@ const CLEANUP_EVERY_MS = 60_000;
  * Moves outbox rows to the bus: in `seq` order, marking each published only after `publish` resolved
  * (at-least-once; the row id as `Nats-Msg-Id` lets JetStream drop the duplicates a crash can cause).
  *
+ * Pipelined: up to `window` publishes are in flight at once, started in `seq` order on one connection
+ * (which keeps their order to the server), their outcomes taken in the same order. At the first row that
+ * failed the batch stops: the rows before it are marked, it and every row after it stay pending and are
+ * published again from it next turn — a row after it that did reach the stream is dropped there as a
+ * duplicate (same `Nats-Msg-Id`). A row the server never got is one a broken connection lost, and then
+ * so were the rows written behind it (no row is started after a failure is seen: the window only moves
+ * on past rows whose ack arrived), so what the stream holds stays in `seq` order. (A row refused on its
+ * own while the rows behind it are accepted — see `isPermanent` — is overtaken by them: a later try of it
+ * that succeeds lands after them.)
+ *
  * Several relays (one per service process) may run on one schema: each batch runs in a transaction that
  * first takes a transaction-level advisory lock for the schema's outbox, so exactly one relay publishes
  * at a time and the order is kept; the others skip the turn. A publish failure never escapes: the rows
@@ -87,6 +102,7 @@ export class OutboxRelay {
   readonly #log: Logger;
   readonly #pollIntervalMs: number;
   readonly #batchSize: number;
+  readonly #window: number;
   readonly #retentionMs: number;
   readonly #maxBackoffMs: number;
   readonly #maxAttempts: number;
@@ -113,6 +129,7 @@ export class OutboxRelay {
     this.#log = options.log.child({ component: 'outbox-relay', schema: options.db.schema });
     this.#pollIntervalMs = options.pollIntervalMs ?? 200;
     this.#batchSize = options.batchSize ?? 100;
+    this.#window = Math.max(1, options.window ?? 64);
     this.#retentionMs = options.retentionMs ?? 24 * 60 * 60 * 1000;
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 3);
@@ -238,13 +255,29 @@ export class OutboxRelay {
       );
       const done: string[] = [];
       let error: unknown;
-      for (const row of rows) {
-        try {
-          await this.#publish(row.subject, new Uint8Array(row.payload), {
-            msgId: row.id,
-            headers: row.headers ?? {},
-          });
-        } catch (e) {
+      // Publishes started ahead, by row index: each settles to undefined (published) or its error.
+      const started: Promise<{ error: unknown } | undefined>[] = [];
+      const startUpTo = (end: number) => {
+        for (let i = started.length; i < Math.min(end, rows.length); i++) {
+          const row = rows[i]!;
+          started.push(
+            Promise.resolve()
+              .then(() =>
+                this.#publish(row.subject, new Uint8Array(row.payload), { msgId: row.id, headers: row.headers ?? {} }),
+              )
+              .then(
+                () => undefined,
+                (e: unknown) => ({ error: e }),
+              ),
+          );
+        }
+      };
+      for (const [i, row] of rows.entries()) {
+        // The window moves on only past rows whose outcome is known and fine.
+        startUpTo(i + this.#window);
+        const failed = await started[i]!;
+        if (failed !== undefined) {
+          const e = failed.error;
           if (this.#isPermanent(e)) {
             const attempts = (this.#attempts.get(row.id) ?? 0) + 1;
             this.#attempts.set(row.id, attempts);
@@ -254,13 +287,16 @@ export class OutboxRelay {
               continue;
             }
           }
-          // Stop at the first failure: later rows must not overtake this one.
+          // Stop at the first failure: later rows must not overtake this one (those already sent are
+          // published again with it next turn, and dropped by the stream as duplicates).
           error = e;
           break;
         }
         this.#attempts.delete(row.id);
         done.push(row.id);
       }
+      // Nothing of this turn still in flight once it ends (the rows after a failure settle too).
+      await Promise.all(started);
       if (done.length > 0) {
         await tx.nativeUpdate(OutboxMessage, { id: { $in: done } }, { publishedAt: new Date() });
       }

@@ -117,6 +117,48 @@ describe('the outbox relay on a real JetStream', () => {
     expect(line).toMatch(/max_payload/);
   });
 
+  it('pipelined: an ack lost mid-window republishes from that row; the stream holds every row once, in order', async () => {
+    const db = await open();
+    const prefix = randomName('t');
+    const bus = await Bus.connect({ url: NATS_URL, prefix, name: 'outbox-window', log: silentLog });
+    cleanups.push(async () => {
+      for (const name of Object.values(bus.subjects.streams)) await bus.jsm.streams.delete(name).catch(() => false);
+      await bus.close();
+    });
+    await bus.ensureStreams();
+    const subject = bus.subjects.runEvents('env-1', 'run-1');
+    const ids: string[] = [];
+    await db.em().transactional(async (em) => {
+      for (let i = 0; i < 30; i++) ids.push(enqueue(em, { subject, payload: new TextEncoder().encode(`e${i}`) }));
+    });
+    let lost = false;
+    const relay = new OutboxRelay({
+      db,
+      publish: async (s, data, opts) => {
+        const ack = await bus.publish(s, data, opts);
+        // The 11th row reaches the stream but its ack is lost, once (as a timeout would say).
+        if (opts.msgId === ids[10] && !lost) {
+          lost = true;
+          throw new DomainError('UNAVAILABLE', 'publishing failed: TIMEOUT', { retryable: true });
+        }
+        return ack;
+      },
+      log: silentLog,
+      window: 8,
+    });
+    cleanups.push(() => relay.stop());
+    await expect(relay.flush()).rejects.toThrow('TIMEOUT');
+    await relay.flush();
+    const stream = bus.subjects.streams.events;
+    const info = await bus.jsm.streams.info(stream);
+    const texts: string[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await bus.jsm.streams.getMessage(stream, { seq });
+      if (m?.subject === subject) texts.push(new TextDecoder().decode(m.data));
+    }
+    expect(texts).toEqual(ids.map((_, i) => `e${i}`));
+  });
+
   it('sets nothing aside while the bus is away: the rows wait, in order, and go once it answers', async () => {
     const db = await open();
     const ids = [

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Bus } from '@stageline/bus';
+import { Bus, decodeJobEvents } from '@stageline/bus';
 import { createLogger } from '@stageline/log';
 import { bus as busv1, control } from '@stageline/proto';
 import { dropBusPrefix, freshBusPrefix, freshDatabase, resolveNats, resolveRegistry } from '@stageline/testkit';
@@ -89,19 +89,21 @@ let peak = 0;
 const done = new Promise<void>((resolve) => {
   conn.nc.subscribe(`${prefix}.results.build.>`, {
     callback: (_err, msg) => {
-      const event = busv1.JobEvent.decode(msg.data);
-      const e = event.event;
-      if (e?.$case === 'stepStarted' && e.value.kind === control.StepKind.STEP_KIND_BUILD)
-        peak = Math.max(peak, ++inFlight);
-      if (e?.$case === 'jobFinished' && !finished.has(event.jobId)) {
-        inFlight--;
-        finished.set(event.jobId, {
-          at: Date.now(),
-          ok: e.value.succeeded,
-          message: e.value.message,
-          cacheHit: e.value.message.startsWith('cache hit'),
-        });
-        if (finished.size === BUILDS) resolve();
+      // A message may carry several of a job's events (JobEvent.earlier): each, in order.
+      for (const event of decodeJobEvents(msg.data)) {
+        const e = event.event;
+        if (e?.$case === 'stepStarted' && e.value.kind === control.StepKind.STEP_KIND_BUILD)
+          peak = Math.max(peak, ++inFlight);
+        if (e?.$case === 'jobFinished' && !finished.has(event.jobId)) {
+          inFlight--;
+          finished.set(event.jobId, {
+            at: Date.now(),
+            ok: e.value.succeeded,
+            message: e.value.message,
+            cacheHit: e.value.message.startsWith('cache hit'),
+          });
+          if (finished.size === BUILDS) resolve();
+        }
       }
     },
   });

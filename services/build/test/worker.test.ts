@@ -2,7 +2,7 @@
 // result events on the results stream, with its log lines on the logs stream.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Bus } from '@stageline/bus';
+import { Bus, decodeJobEvents } from '@stageline/bus';
 import { bus as busv1, control } from '@stageline/proto';
 import { type ResolvedServer, resolveRegistry, testSecurity, useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,10 +113,11 @@ describe('build worker', () => {
     });
     await bus.publish(bus.subjects.buildJobs(deploymentId), busv1.BuildJob.encode(job).finish(), { msgId: job.jobId });
 
-    const results = () =>
-      streamMessages(bus.subjects.streams.results, bus.subjects.buildResults(deploymentId), (d) =>
-        busv1.JobEvent.decode(d),
-      );
+    // Each message may carry several of the job's events (JobEvent.earlier): all of them, in order.
+    const results = async () =>
+      (
+        await streamMessages(bus.subjects.streams.results, bus.subjects.buildResults(deploymentId), decodeJobEvents)
+      ).flat();
     await waitFor(
       async () => (await results()).some((e) => e.event?.$case === 'jobFinished'),
       () => `no JobFinished:\n${output}`,

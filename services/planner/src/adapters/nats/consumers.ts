@@ -2,6 +2,7 @@
 import {
   type Bus,
   type Consumption,
+  decodeJobEvents,
   durableConsumers,
   HEADERS,
   KeyedBatches,
@@ -61,8 +62,13 @@ export async function consumeRequests(bus: Bus, app: PlannerApp): Promise<Consum
   });
 }
 
-/** Job events this process holds at once, across runs (each run's are applied in order, in batches). */
-export const RESULT_SLOTS = 32;
+/**
+ * Job events this process holds at once, across runs (each run's are applied in order, in batches).
+ * Many: a message is small and waits only for its run's batch to commit, and each pull asks for the
+ * free slots, so more slots mean fewer pulls (and bigger batches) under load. The provisioned consumer's
+ * max_ack_pending follows it (packages/bus provision.ts).
+ */
+export const RESULT_SLOTS = 256;
 
 export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consumption> {
   const batches = new RunBatches((events) => app.onJobEvents(events));
@@ -71,14 +77,16 @@ export async function consumeResults(bus: Bus, app: PlannerApp): Promise<Consump
     durable: 'planner-results',
     slots: RESULT_SLOTS,
     async handler(message) {
-      let event: busv1.JobEvent;
+      let events: busv1.JobEvent[];
       try {
-        event = busv1.JobEvent.decode(message.data);
+        // One message may carry several reports of a job (JobEvent.earlier): the same ordered list.
+        events = decodeJobEvents(message.data);
       } catch (e) {
         return outcome.reject(`undecodable JobEvent: ${e instanceof Error ? e.message : String(e)}`);
       }
-      // Queued before the first await: the consume loop hands messages over in stream order.
-      await batches.add(event);
+      // Queued before the first await: the consume loop hands messages over in stream order. Acked once
+      // the batch that applied them is committed.
+      await batches.addAll(events);
       return outcome.ack();
     },
   });

@@ -150,17 +150,30 @@ export interface DeployJob_InjectedEnvEntry {
   value: string;
 }
 
-/** Published on stageline.results.<build|deploy>.<deployment_id>; Nats-Msg-Id = <job_id>.<sequence>. */
+/**
+ * Published on stageline.results.<build|deploy>.<deployment_id>; Nats-Msg-Id =
+ * <job_id>.<job message id>.<sequence> (the sequence of the message's own, last event).
+ *
+ * One message may carry several events of one job: reports made while an earlier publish of the same
+ * job was in flight go out together (a 0 ms job's step start, step end and result in one message). The
+ * message's own fields are the LAST of them; `earlier` holds the ones before it, oldest first, each a
+ * whole JobEvent of the same job with a lower sequence and no `earlier` of its own. A reader that knows
+ * nothing of `earlier` still gets the last event (for a job's final message, its JobFinished); a reader
+ * that does applies `earlier` in order, then the message's own event.
+ */
 export interface JobEvent {
   jobId: string;
   deploymentId: string;
   serviceId: string;
   /** Increases with every event of one job attempt, so the planner can drop stale or repeated events. */
   sequence: number;
-  event?: { $case: "stepStarted"; value: StepStarted } | { $case: "stepFinished"; value: StepFinished } | {
-    $case: "jobFinished";
-    value: JobFinished;
-  } | undefined;
+  event?:
+    | { $case: "stepStarted"; value: StepStarted }
+    | { $case: "stepFinished"; value: StepFinished }
+    | { $case: "jobFinished"; value: JobFinished }
+    | undefined;
+  /** Events of the same job reported before this one and sent in the same message, oldest first. */
+  earlier: JobEvent[];
 }
 
 export interface StepStarted {
@@ -979,7 +992,7 @@ export const DeployJob_InjectedEnvEntry: MessageFns<DeployJob_InjectedEnvEntry> 
 };
 
 function createBaseJobEvent(): JobEvent {
-  return { jobId: "", deploymentId: "", serviceId: "", sequence: 0, event: undefined };
+  return { jobId: "", deploymentId: "", serviceId: "", sequence: 0, event: undefined, earlier: [] };
 }
 
 export const JobEvent: MessageFns<JobEvent> = {
@@ -1006,6 +1019,9 @@ export const JobEvent: MessageFns<JobEvent> = {
       case "jobFinished":
         JobFinished.encode(message.event.value, writer.uint32(98).fork()).join();
         break;
+    }
+    for (const v of message.earlier) {
+      JobEvent.encode(v!, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1079,6 +1095,14 @@ export const JobEvent: MessageFns<JobEvent> = {
             message.event = { $case: "jobFinished", value: JobFinished.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.earlier.push(JobEvent.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1122,6 +1146,9 @@ export const JobEvent: MessageFns<JobEvent> = {
         : isSet(object.job_finished)
         ? { $case: "jobFinished", value: JobFinished.fromJSON(object.job_finished) }
         : undefined,
+      earlier: globalThis.Array.isArray(object?.earlier)
+        ? object.earlier.map((e: any) => JobEvent.fromJSON(e))
+        : [],
     };
   },
 
@@ -1145,6 +1172,9 @@ export const JobEvent: MessageFns<JobEvent> = {
       obj.stepFinished = StepFinished.toJSON(message.event.value);
     } else if (message.event?.$case === "jobFinished") {
       obj.jobFinished = JobFinished.toJSON(message.event.value);
+    }
+    if (message.earlier?.length) {
+      obj.earlier = message.earlier.map((e) => JobEvent.toJSON(e));
     }
     return obj;
   },
@@ -1178,6 +1208,7 @@ export const JobEvent: MessageFns<JobEvent> = {
         break;
       }
     }
+    message.earlier = object.earlier?.map((e) => JobEvent.fromPartial(e)) || [];
     return message;
   },
 };
