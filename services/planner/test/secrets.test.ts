@@ -10,8 +10,8 @@ import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
+import { purgeSecrets, resealPlannerSecrets } from '../src/adapters/db/secrets.ts';
 import { consumeEnvironmentEvents } from '../src/adapters/nats/consumers.ts';
-import { purgeSecrets, resealPlannerSecrets } from '../src/app/secrets.ts';
 import { rollbackDefinitions } from '../src/domain/rollback.ts';
 
 const isolated = useIsolatedEnvironment();

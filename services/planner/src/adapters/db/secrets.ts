@@ -5,7 +5,7 @@
 // environment goes.
 import type { Database, EntityManager } from '@stageline/db';
 import { resealRecord, resealValue, type Secrets, sweepColumn } from '@stageline/secrets';
-import type { RunState } from '../domain/model.ts';
+import type { RunState } from '../../domain/model.ts';
 
 interface SnapshotJson {
   environment?: unknown;
