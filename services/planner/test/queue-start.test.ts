@@ -174,4 +174,19 @@ describe('starting runs in the commit that frees the lane', () => {
     );
     expect(sent.map((e) => e.sequence)).toEqual(sent.map((_, i) => i + 1));
   });
+
+  it('a queued run an older version wrote (no snapshot kept) is started by kick, on the environment as it is then', async () => {
+    const env = environment('old');
+    const { app, calls } = plannerWith(env.snapshot);
+    const first = await app.submit(request(env.environmentId, 'ana'));
+    const second = await app.submit(request(env.environmentId, 'bo'));
+    await db.em().execute('update deployment set snapshot = null where id = ?', [second.id]);
+    env.edit('now');
+    await finishJobs(app, first.id);
+    const [, next] = await rows(env.environmentId);
+    expect(next!.status).toBe('RUNNING');
+    expect(calls.snapshot).toBe(3);
+    const services = (next!.snapshot as { services: { envVars: { value: string }[] }[] }).services;
+    expect(services[0]!.envVars[0]!.value).toBe('now');
+  });
 });

@@ -65,6 +65,23 @@ export async function startQueued(
 }
 
 /**
+ * The lane is free: the next queued run starts in this transaction. Set apart (a savepoint), so that a
+ * run that fails to start in an unforeseen way never takes the caller's work (job reports, a request)
+ * down with it: the sweep tries again.
+ */
+export async function startNext(
+  ctx: Ctx,
+  tx: LaneTx,
+  environmentId: string,
+  deleted: boolean,
+): Promise<{ needsSnapshot?: string; started: string[] }> {
+  const result = await tx.apart(() => startQueued(ctx, tx, environmentId, deleted));
+  if (result.ok) return result.value;
+  ctx.deps.log.warn({ err: result.error, environmentId }, 'could not start the next queued run: the sweep will');
+  return { started: [] };
+}
+
+/**
  * Starts a queued run on `snap` (undefined: the environment is gone) — or ends it FAILED before its
  * first job when it cannot start: a custom chart on `local`, a resume the environment changed unsafely
  * since. Returns whether the run ended.

@@ -20,7 +20,7 @@ import {
   UUID,
 } from './context.ts';
 import { applyState } from './dispatch.ts';
-import { kick, openRunOf, startQueued } from './queue-runs.ts';
+import { kick, openRunOf, startNext } from './queue-runs.ts';
 import { getDeployment } from './reads.ts';
 import { queueMoved, runEvent } from './run-events.ts';
 import type { RunRecord } from './run-store.ts';
@@ -137,7 +137,7 @@ export async function submit(
     await tx.addRequestKey(request.requestId, row.id);
     // Nothing runs: it starts now, and its first event says RUNNING. Otherwise it says where it waits
     // (unless a run that did start just told every queued run so).
-    const { started, needsSnapshot } = await startQueued(ctx, tx, request.environmentId, deleted);
+    const { started, needsSnapshot } = await startNext(ctx, tx, request.environmentId, deleted);
     if (started.length === 0) await runEvent(ctx, tx, row, { write: 'sequence', deleted });
     return { id: row.id, merged: into !== undefined, needsSnapshot };
   });
@@ -180,7 +180,7 @@ export async function cancel(ctx: Ctx, deploymentId: string): Promise<control.De
     if (!finished) return { cancelJobs, finished };
     if (row.startedAt == null) await queueMoved(ctx, tx, environmentId, row.id);
     // The lane may be free: the next queued run starts in this commit.
-    return { cancelJobs, finished, ...(await startQueued(ctx, tx, environmentId, deleted)) };
+    return { cancelJobs, finished, ...(await startNext(ctx, tx, environmentId, deleted)) };
   });
   committed(ctx);
   if (result.cancelJobs) ctx.deps.publishCancel(deploymentId);

@@ -6,7 +6,7 @@ import { applyJobFact, type JobFact } from '../domain/schedule.ts';
 import { type Ctx, committed, UUID } from './context.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { applyState } from './dispatch.ts';
-import { kick, startQueued } from './queue-runs.ts';
+import { kick, startNext } from './queue-runs.ts';
 import { runEvent } from './run-events.ts';
 import { serviceStateName, stepKindName, stepOutcomeName } from './wire.ts';
 
@@ -36,7 +36,7 @@ export async function onJobEvents(ctx: Ctx, events: readonly bus.JobEvent[]): Pr
     await runEvent(ctx, tx, run, { write: 'progress', deleted, before });
     if (!finished) return { finished };
     // The lane is free: the next queued run starts in this commit.
-    return { finished, ...(await startQueued(ctx, tx, environmentId, deleted)) };
+    return { finished, ...(await startNext(ctx, tx, environmentId, deleted)) };
   });
   committed(ctx);
   if (!outcome.finished) return;

@@ -88,6 +88,11 @@ export interface LaneTx extends RunReads {
   markDeleted(environmentId: string): Promise<void>;
   /** Published after the commit. */
   enqueue(entry: OutboxEntry): void;
+  /**
+   * Runs `fn` so that when it throws, what it wrote and enqueued is undone and the rest of the
+   * transaction goes on (a savepoint): the error is returned instead.
+   */
+  apart<T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }>;
 }
 
 /** A job as the outbox last published it (lost-job recovery). */

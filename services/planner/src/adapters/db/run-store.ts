@@ -29,7 +29,9 @@ const toOutbox = (em: EntityManager, entry: OutboxEntry) => {
   enqueue(em, entry);
 };
 
-function laneTxOf(em: EntityManager): LaneTx {
+/** A lane transaction; its messages are kept until `fn` is done (a savepoint rolled back drops its own). */
+function laneTxOf(em: EntityManager, outbox: OutboxEntry[]): LaneTx {
+  let savepoints = 0;
   return {
     ...readsOf(em),
     saveRun: (run) => sql.saveRun(em, run),
@@ -39,7 +41,23 @@ function laneTxOf(em: EntityManager): LaneTx {
     addRequestKey: (requestId, deploymentId) => sql.addRequestKey(em, requestId, deploymentId),
     saveServiceStatuses: (statuses, at) => sql.saveServiceStatuses(em, statuses, at),
     markDeleted: (environmentId) => sql.markDeleted(em, environmentId),
-    enqueue: (entry) => toOutbox(em, entry),
+    enqueue: (entry) => {
+      outbox.push(entry);
+    },
+    apart: async (fn) => {
+      const name = `apart_${++savepoints}`;
+      const mark = outbox.length;
+      await em.execute(`savepoint ${name}`);
+      try {
+        const value = await fn();
+        await em.execute(`release savepoint ${name}`);
+        return { ok: true, value };
+      } catch (error) {
+        await em.execute(`rollback to savepoint ${name}`);
+        outbox.length = mark;
+        return { ok: false, error };
+      }
+    },
   };
 }
 
@@ -56,7 +74,11 @@ export function pgRunStore(db: Database): RunStore {
         db.retry("changing an environment's runs", (outer) =>
           outer.transactional(async (em) => {
             const deleted = await sql.lockLane(em, environmentId);
-            return fn(laneTxOf(em), deleted);
+            const outbox: OutboxEntry[] = [];
+            const result = await fn(laneTxOf(em, outbox), deleted);
+            // Written with the commit (the relay publishes them after it).
+            for (const entry of outbox) toOutbox(em, entry);
+            return result;
           }),
         ),
       ),
