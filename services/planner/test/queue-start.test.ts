@@ -11,6 +11,7 @@ import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
+import { STATE } from '../src/adapters/db/run-sql.ts';
 import { PlannerApp } from '../src/app/planner-app.ts';
 import type { RunState } from '../src/domain/model.ts';
 
@@ -76,13 +77,15 @@ const request = (environmentId: string, requester: string) =>
     requester,
   });
 
+/** The environment's runs as stored, each state assembled from its header and its service runs. */
 async function rows(environmentId: string) {
-  return db
+  const found = await db
     .em()
-    .execute<{ id: string; status: string; state: RunState | null; snapshot: unknown }[]>(
-      'select id, status, state, snapshot from deployment where environment_id = ? order by created_at, id',
+    .execute<{ id: string; status: string; state: string | null; snapshot: unknown }[]>(
+      `select d.id, d.status, ${STATE} as state, d.snapshot from deployment d where d.environment_id = ? order by d.created_at, d.id`,
       [environmentId],
     );
+  return found.map((r) => ({ ...r, state: r.state === null ? null : (JSON.parse(r.state) as RunState) }));
 }
 
 /** The run events of one run in the outbox, in order. */
@@ -96,12 +99,10 @@ async function events(environmentId: string, deploymentId: string) {
 }
 
 /** Answers every job the run has waiting, successfully, until none waits. */
-async function finishJobs(app: PlannerApp, deploymentId: string): Promise<void> {
+async function finishJobs(app: PlannerApp, environmentId: string, deploymentId: string): Promise<void> {
   for (let round = 0; round < 10; round++) {
-    const [row] = await db
-      .em()
-      .execute<{ state: RunState }[]>('select state from deployment where id = ?', [deploymentId]);
-    const waiting = (row?.state.services ?? []).flatMap((s) =>
+    const row = (await rows(environmentId)).find((r) => r.id === deploymentId);
+    const waiting = (row?.state?.services ?? []).flatMap((s) =>
       [s.build, s.deploy].filter((j) => j?.phase === 'DISPATCHED').map((j) => ({ s, j: j! })),
     );
     if (waiting.length === 0) return;
@@ -142,6 +143,14 @@ describe('starting runs in the commit that frees the lane', () => {
     // Its first job went out in the same commit.
     const [run] = await rows(env.environmentId);
     expect(run!.state!.services[0]!.build?.phase).toBe('DISPATCHED');
+    // Kept as rows: the run's header without its services, and one row per service run.
+    const stored = await db.em().execute<{ services: number; rows: number }[]>(
+      `select jsonb_array_length(d.state->'services') as services,
+           (select count(*)::int from service_run r where r.deployment_id = d.id) as rows
+         from deployment d where d.id = ?`,
+      [first.id],
+    );
+    expect(stored[0]).toEqual({ services: 0, rows: 1 });
   });
 
   it('the next queued run is RUNNING as the run ahead ends, on the environment its request saw', async () => {
@@ -160,7 +169,7 @@ describe('starting runs in the commit that frees the lane', () => {
     // The environment changes again while the run waits: the run deploys it as its latest request saw it.
     env.edit('later');
 
-    await finishJobs(app, first.id);
+    await finishJobs(app, env.environmentId, first.id);
     const [ended, next] = await rows(env.environmentId);
     expect(ended!.status).toBe('SUCCEEDED');
     // No kick, no snapshot call: started in the commit that ended the first.
@@ -182,7 +191,7 @@ describe('starting runs in the commit that frees the lane', () => {
     const second = await app.submit(request(env.environmentId, 'bo'));
     await db.em().execute('update deployment set snapshot = null where id = ?', [second.id]);
     env.edit('now');
-    await finishJobs(app, first.id);
+    await finishJobs(app, env.environmentId, first.id);
     const [, next] = await rows(env.environmentId);
     expect(next!.status).toBe('RUNNING');
     expect(calls.snapshot).toBe(3);

@@ -1,8 +1,9 @@
 import { defineEntity, p } from '@stageline/db';
 import type { RunOptions, RunState } from '../../domain/model.ts';
 
-// Schema `planner`. A run's whole progress is one JSON document (`state`): the pure core reads and
-// writes it as a value, and every change happens under the environment's lane lock. The run store
+// Schema `planner`. The pure core reads and writes a run's progress as one value (RunState); it is kept
+// as the run's header (`state`, its services empty) and a `service_run` row per service run
+// (planner-0005), and every change happens under the environment's lane lock. The run store
 // (run-store.ts) reads and writes these tables with its own SQL; the classes describe the schema.
 
 const DeploymentSchema = defineEntity({

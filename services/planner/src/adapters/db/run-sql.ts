@@ -7,8 +7,15 @@ import type { RunOptions, RunState } from '../../domain/model.ts';
 // (to look for changes it never had) and took two statements to lock the lane.
 
 const OPEN = `('QUEUED', 'RUNNING', 'CANCELING')`;
-const HEAD = `id, environment_id, action, status, requester, service_ids, version, force_build, to_deployment_id,
-  options, state::text as state, message, event_sequence, created_at, started_at, finished_at`;
+/**
+ * A run's state assembled: its header (`deployment.state`) with its service runs (`service_run`, in
+ * order) — or, for a row that has none, the services its header still holds (written before).
+ */
+export const STATE = `case when d.state is null then null else jsonb_set(d.state, '{services}', coalesce(
+  (select jsonb_agg(r.run order by r.position) from service_run r where r.deployment_id = d.id),
+  d.state->'services', '[]'::jsonb)) end::text`;
+const HEAD = `d.id, d.environment_id, d.action, d.status, d.requester, d.service_ids, d.version, d.force_build,
+  d.to_deployment_id, d.options, ${STATE} as state, d.message, d.event_sequence, d.created_at, d.started_at, d.finished_at`;
 
 /**
  * Takes the environment's lane lock (one writer per environment) in one statement, creating the lane
@@ -88,7 +95,7 @@ function recordOf(r: HeadColumns & { snapshot: string | null }): RunRecord {
 
 export async function readRun(em: EntityManager, id: string): Promise<RunRecord | undefined> {
   const rows = await em.execute<(HeadColumns & { snapshot: string | null })[]>(
-    `select ${HEAD}, snapshot::text as snapshot from deployment where id = ?`,
+    `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.id = ?`,
     [id],
   );
   return rows[0] === undefined ? undefined : recordOf(rows[0]);
@@ -96,14 +103,14 @@ export async function readRun(em: EntityManager, id: string): Promise<RunRecord 
 
 export async function activeRuns(em: EntityManager): Promise<RunRecord[]> {
   const rows = await em.execute<(HeadColumns & { snapshot: string | null })[]>(
-    `select ${HEAD}, snapshot::text as snapshot from deployment where status in ('RUNNING', 'CANCELING')`,
+    `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.status in ('RUNNING', 'CANCELING')`,
   );
   return rows.map(recordOf);
 }
 
 export async function openRuns(em: EntityManager, environmentId: string): Promise<RunHead[]> {
   const rows = await em.execute<HeadColumns[]>(
-    `select ${HEAD} from deployment where environment_id = ? and status in ${OPEN} order by created_at, id`,
+    `select ${HEAD} from deployment d where d.environment_id = ? and d.status in ${OPEN} order by d.created_at, d.id`,
     [environmentId],
   );
   return rows.map(headOf);
@@ -116,7 +123,7 @@ export async function runsPage(
 ): Promise<RunHead[]> {
   // Ids are time-ordered (UUIDv7): newest first by id.
   const rows = await em.execute<HeadColumns[]>(
-    `select ${HEAD} from deployment where environment_id = ?${page.before ? ' and id < ?' : ''} order by id desc limit ?`,
+    `select ${HEAD} from deployment d where d.environment_id = ?${page.before ? ' and d.id < ?' : ''} order by d.id desc limit ?`,
     [environmentId, ...(page.before ? [page.before] : []), page.limit],
   );
   return rows.map(headOf);
@@ -139,7 +146,7 @@ export async function runOfRequest(em: EntityManager, requestId: string): Promis
 
 export async function runState(em: EntityManager, id: string): Promise<RunState | null> {
   const rows = await em.execute<{ state: string | null }[]>(
-    'select state::text as state from deployment where id = ?',
+    `select ${STATE} as state from deployment d where d.id = ?`,
     [id],
   );
   const text = rows[0]?.state ?? null;
@@ -148,8 +155,8 @@ export async function runState(em: EntityManager, id: string): Promise<RunState 
 
 export async function recentStates(em: EntityManager, environmentId: string, limit: number): Promise<RunState[]> {
   const rows = await em.execute<{ state: string }[]>(
-    `select state::text as state from deployment where environment_id = ? and finished_at is not null and state is not null
-      order by finished_at desc limit ?`,
+    `select ${STATE} as state from deployment d where d.environment_id = ? and d.finished_at is not null
+      and d.state is not null order by d.finished_at desc limit ?`,
     [environmentId, limit],
   );
   return rows.map((r) => JSON.parse(r.state) as RunState);
@@ -222,7 +229,7 @@ export async function saveRun(em: EntityManager, run: RunRecord): Promise<void> 
       run.forceBuild,
       run.toDeploymentId ?? null,
       JSON.stringify(run.options ?? {}),
-      run.state == null ? null : JSON.stringify(run.state),
+      headerOf(run.state),
       run.snapshot == null ? null : JSON.stringify(run.snapshot),
       run.message,
       run.eventSequence,
@@ -231,18 +238,49 @@ export async function saveRun(em: EntityManager, run: RunRecord): Promise<void> 
       iso(run.finishedAt),
     ],
   );
+  await writeServiceRuns(em, run, 'all');
+}
+
+/** The run's state without its service runs (they are rows of their own). */
+const headerOf = (state: RunState | null | undefined): string | null =>
+  state == null ? null : JSON.stringify({ ...state, services: [] });
+
+/** The service runs named (all: every one) as rows by their place in the run; undefined when none. */
+function serviceRunRows(run: RunHead, changed: ReadonlySet<string> | 'all'): string | undefined {
+  const rows = (run.state?.services ?? []).flatMap((s, position) =>
+    changed === 'all' || changed.has(s.serviceId) ? [{ position, service_id: s.serviceId, run: s }] : [],
+  );
+  return rows.length === 0 ? undefined : JSON.stringify(rows);
+}
+
+/** Inserts or replaces service runs; parameters: the run's id, then the rows. */
+const UPSERT_SERVICE_RUNS = `insert into service_run (deployment_id, position, service_id, run)
+    select ?::uuid, x.position, x.service_id, x.run
+    from jsonb_to_recordset(?::jsonb) as x(position integer, service_id uuid, run jsonb)
+  on conflict (deployment_id, position) do update set service_id = excluded.service_id, run = excluded.run`;
+
+async function writeServiceRuns(em: EntityManager, run: RunHead, changed: ReadonlySet<string> | 'all'): Promise<void> {
+  const rows = serviceRunRows(run, changed);
+  if (rows !== undefined) await em.execute(UPSERT_SERVICE_RUNS, [run.id, rows]);
 }
 
 /**
- * Writes what a job report can change: the run's state, status, message, event sequence and times
- * (never its snapshot).
+ * Writes what a job report can change: the run's header, status, message, event sequence and times,
+ * and the service runs that changed (never its snapshot).
  */
-export async function writeProgress(em: EntityManager, run: RunHead): Promise<void> {
+export async function writeProgress(
+  em: EntityManager,
+  run: RunHead,
+  changed: ReadonlySet<string> | 'all',
+): Promise<void> {
+  // One statement: the changed service runs (a data-modifying CTE) and the header.
+  const rows = serviceRunRows(run, changed);
   await em.execute(
-    `update deployment set state = ?::jsonb, status = ?, message = ?, event_sequence = ?,
-       started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
+    `${rows === undefined ? '' : `with service_runs as (${UPSERT_SERVICE_RUNS}) `}update deployment set state = ?::jsonb,
+       status = ?, message = ?, event_sequence = ?, started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
     [
-      run.state == null ? null : JSON.stringify(run.state),
+      ...(rows === undefined ? [] : [run.id, rows]),
+      headerOf(run.state),
       run.status,
       run.message,
       run.eventSequence,

@@ -35,8 +35,8 @@ function laneTxOf(em: EntityManager, outbox: OutboxEntry[]): LaneTx {
   return {
     ...readsOf(em),
     saveRun: (run) => sql.saveRun(em, run),
-    // The run's state is one document for now: every changed service means writing it whole.
-    writeProgress: (run) => sql.writeProgress(em, run),
+    // The run's header, and a row per service run that changed.
+    writeProgress: (run, changed) => sql.writeProgress(em, run, changed),
     writeSequences: (runs) => sql.writeSequences(em, runs),
     addRequestKey: (requestId, deploymentId) => sql.addRequestKey(em, requestId, deploymentId),
     saveServiceStatuses: (statuses, at) => sql.saveServiceStatuses(em, statuses, at),
@@ -92,7 +92,7 @@ export function pgRunStore(db: Database): RunStore {
             activeRuns: async () =>
               (
                 await em.execute<{ id: string; state: string | null }[]>(
-                  `select id, state::text as state from deployment where status in ('RUNNING', 'CANCELING')`,
+                  `select d.id, ${sql.STATE} as state from deployment d where d.status in ('RUNNING', 'CANCELING')`,
                 )
               ).map((r) => ({ id: r.id, state: r.state === null ? null : (JSON.parse(r.state) as RunState) })),
             publishedJobs: async (subjects, prefixes) => {
