@@ -321,6 +321,11 @@ describe('secrets never in clear in Stageline', () => {
              and (coalesce(snapshot::text, '') like '%sl:v1:%' or coalesce(state::text, '') like '%sl:v1:%')`,
           [environmentId],
         ),
+        plannerServiceRuns: await count(
+          `select count(*) as n from planner.service_run r join planner.deployment d on d.id = r.deployment_id
+             where d.environment_id = $1 and r.run::text like '%sl:v1:%'`,
+          [environmentId],
+        ),
         plannerStatuses: await count(
           `select count(*) as n from planner.service_status where environment_id = $1 and outputs <> '{}'::jsonb`,
           [environmentId],
@@ -349,7 +354,14 @@ describe('secrets never in clear in Stageline', () => {
         await new Promise((r) => setTimeout(r, 250));
         left = await sealedLeft();
       }
-      expect(left).toEqual({ control: 0, plannerRuns: 0, plannerStatuses: 0, deployPasswords: 0, deployOutcomes: 0 });
+      expect(left).toEqual({
+        control: 0,
+        plannerRuns: 0,
+        plannerServiceRuns: 0,
+        plannerStatuses: 0,
+        deployPasswords: 0,
+        deployOutcomes: 0,
+      });
     } finally {
       await db.end();
     }

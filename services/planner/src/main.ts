@@ -10,6 +10,8 @@ import { buildPredictor } from './adapters/build-client.ts';
 import { entities } from './adapters/db/entities.ts';
 import { migrations } from './adapters/db/migrations.ts';
 import { queuedByEnvironment } from './adapters/db/run-sql.ts';
+import { pgRunStore } from './adapters/db/run-store.ts';
+import { purgeSecrets, resealPlannerSecrets } from './adapters/db/secrets.ts';
 import { plannerService } from './adapters/grpc/planner-service.ts';
 import {
   consumeEnvironmentEvents,
@@ -21,7 +23,6 @@ import { jobStreamCreatedAt } from './adapters/nats/job-streams.ts';
 import { snapshotClient } from './adapters/snapshot-client.ts';
 import { startLostJobRecovery } from './app/lost-jobs.ts';
 import { PlannerApp } from './app/planner-app.ts';
-import { purgeSecrets, resealPlannerSecrets } from './app/secrets.ts';
 import { loadConfig } from './config.ts';
 
 await runService('planner', loadConfig, async ({ config, log, onClose }) => {
@@ -69,16 +70,20 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   const builds = buildPredictor(config.buildAddress, asPlanner);
   onClose('build client', () => builds.close());
 
-  const app = new PlannerApp({
-    db,
-    subjects: bus.subjects,
-    snapshot: (id) => control.get(id),
-    publishCancel: (deploymentId) => publishCancel(bus, deploymentId),
-    onCommit: () => relay.kick(),
-    predictBuilds: (jobs) => builds.predict(jobs),
-    log,
-    instance: `${hostname()}:${process.pid}`,
-  });
+  const store = pgRunStore(db);
+  const app = new PlannerApp(
+    {
+      db,
+      subjects: bus.subjects,
+      snapshot: (id) => control.get(id),
+      publishCancel: (deploymentId) => publishCancel(bus, deploymentId),
+      onCommit: () => relay.kick(),
+      predictBuilds: (jobs) => builds.predict(jobs),
+      log,
+      instance: `${hostname()}:${process.pid}`,
+    },
+    store,
+  );
   const requests = await consumeRequests(bus, app);
   onClose('requests consumer', () => requests.stop());
   const results = await consumeResults(bus, app);
@@ -110,7 +115,7 @@ await runService('planner', loadConfig, async ({ config, log, onClose }) => {
   onClose('deadline sweep', () => clearInterval(sweep));
   // A NATS store lost takes queued jobs along: dispatched again from the outbox (app/lost-jobs.ts).
   const recovery = startLostJobRecovery({
-    db,
+    store,
     subjects: bus.subjects,
     streamCreatedAt: jobStreamCreatedAt(bus),
     onCommit: () => relay.kick(),

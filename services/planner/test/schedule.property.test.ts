@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ActionName, Decision, EnvironmentFacts, KindName, RunState, ServiceFacts } from '../src/domain/model.ts';
+import { changedServices } from '../src/domain/outcomes.ts';
 import { planRun } from '../src/domain/plan.ts';
 import { advance, applyJobFact, countInFlight, requestCancel } from '../src/domain/schedule.ts';
 
@@ -114,6 +115,10 @@ function simulate(sc: Scenario) {
   state = r.state;
   for (const [i, c] of sc.completions.entries()) {
     if (state.status === 'SUCCEEDED' || state.status === 'FAILED' || state.status === 'CANCELED') break;
+    // What a step changes is told by identity (the store writes only those service runs, events carry
+    // only those): a step copies what it changes and never changes a service in place.
+    const startState = state;
+    const startJson = startState.services.map((s) => JSON.stringify(s));
     now += 10;
     if (sc.cancelAt === i) {
       const canceled = requestCancel(state);
@@ -162,6 +167,13 @@ function simulate(sc: Scenario) {
     state = r.state;
     // Idempotent: advancing the same state again decides nothing new.
     if (advance(state, now).decisions.some((d) => d.type === 'dispatch')) violations.push('advance not idempotent');
+    const changed = changedServices(startState, state);
+    startState.services.forEach((s, k) => {
+      if (JSON.stringify(s) !== startJson[k]) violations.push('a step changed a service run in place');
+      if (JSON.stringify(state.services[k]) !== startJson[k] && !changed.has(s.serviceId)) {
+        violations.push('a service run changed without being copied');
+      }
+    });
   }
   return { state, violations, dispatched, firstFailureAt };
 }

@@ -10,8 +10,8 @@ import { useIsolatedEnvironment } from '@stageline/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entities } from '../src/adapters/db/entities.ts';
 import { migrations } from '../src/adapters/db/migrations.ts';
+import { purgeSecrets, resealPlannerSecrets } from '../src/adapters/db/secrets.ts';
 import { consumeEnvironmentEvents } from '../src/adapters/nats/consumers.ts';
-import { purgeSecrets, resealPlannerSecrets } from '../src/app/secrets.ts';
 import { rollbackDefinitions } from '../src/domain/rollback.ts';
 
 const isolated = useIsolatedEnvironment();
@@ -228,5 +228,42 @@ describe('secret values in the planner', () => {
       await consumer.stop();
       await bus.close();
     }
+  });
+
+  it('in service runs kept as rows (planner-0005): sealed again, and purged with their service', async () => {
+    const env = randomUUID();
+    const [gone, kept] = [randomUUID(), randomUUID()];
+    const run = await insertRun(env, snapshotOf([]), { services: [] });
+    for (const [position, serviceId, outputs] of [
+      [0, gone, { G: seal(k1, 'g') }],
+      [1, kept, { K: seal(k1, 'k') }],
+    ] as const) {
+      await db
+        .em()
+        .execute('insert into service_run (deployment_id, position, service_id, run) values (?, ?, ?, ?::jsonb)', [
+          run,
+          position,
+          serviceId,
+          JSON.stringify({ serviceId, outputs, steps: [] }),
+        ]);
+    }
+    const outputs = async () =>
+      (
+        await db
+          .em()
+          .execute<Array<{ run: { outputs: Record<string, string> } }>>(
+            'select run from service_run where deployment_id = ? order by position',
+            [run],
+          )
+      ).map((r) => r.run.outputs);
+    const secrets = memorySecrets([k1, k2], 'k2');
+    await resealPlannerSecrets(db, secrets);
+    const [g, k] = await outputs();
+    expect([keyIdOf(g!.G!), keyIdOf(k!.K!)]).toEqual(['k2', 'k2']);
+    expect(secrets.open(k!.K!)).toBe('k');
+    expect(await purgeSecrets(db, env, gone)).toBe(1);
+    const after = await outputs();
+    expect(after[0]).toEqual({});
+    expect(Object.keys(after[1]!)).toEqual(['K']);
   });
 });

@@ -2,17 +2,16 @@
 // job streams' creation times: at start, and whenever a stream is new (re-provisioned after the NATS
 // host lost its store), it compares them with the outbox's record of each waiting job's last publication
 // and enqueues the same job again. Safe from several planner processes and to run twice: it works under a
-// transaction-level advisory lock, and a job published after its stream's creation is never lost.
+// transaction-level lock (RunStore.inRecovery), and a job published after its stream's creation is never lost.
 import type { Subjects } from '@stageline/bus';
-import { type Database, enqueue, OUTBOX_TABLE } from '@stageline/db';
 import type { Logger } from '@stageline/log';
 import { bus } from '@stageline/proto';
-import { DeploymentRow } from '../adapters/db/entities.ts';
 import type { JobRole } from '../domain/model.ts';
 import { type DispatchedJob, dispatchedJobs, lostJobs } from '../domain/recovery.ts';
+import type { PublishedJob, RunStore } from './run-store.ts';
 
 export interface LostJobDeps {
-  db: Database;
+  store: RunStore;
   subjects: Subjects;
   /** When the role's job stream was created (ms); undefined while it is missing. */
   streamCreatedAt(role: JobRole): Promise<number | undefined>;
@@ -23,79 +22,55 @@ export interface LostJobDeps {
   intervalMs?: number;
 }
 
-/** "SL" 3: the advisory lock namespace of this recovery (packages/db uses "SL" 1 and 2). */
-const LOCK_RECOVERY = 0x53_4c_03;
 const ROLES: readonly JobRole[] = ['build', 'deploy'];
-
-interface OutboxJobRow {
-  subject: string;
-  payload: Uint8Array;
-  headers: Record<string, string> | null;
-  /** Raw SQL: a timestamp as the driver gives it (a Date or its text). */
-  published_at: Date | string | null;
-}
 
 /** One look: re-dispatches what was lost since the streams last changed. Returns the jobs enqueued again. */
 export async function redispatchLostJobs(deps: LostJobDeps, created: Partial<Record<JobRole, number>>) {
-  return deps.db.retry('re-dispatching lost jobs', (em) =>
-    em.transactional(async (tx) => {
-      await tx.execute('select pg_advisory_xact_lock(?, 0)', [LOCK_RECOVERY]);
-      const rows = await tx.find(DeploymentRow, { status: { $in: ['RUNNING', 'CANCELING'] } });
-      const jobs = rows.flatMap((r) => (r.state ? dispatchedJobs(r.id, r.state) : []));
-      if (jobs.length === 0) return [];
-      const subjects = [...new Set(jobs.map((j) => jobSubject(deps.subjects, j)))];
-      // A deploy job bound to a host went to `<deploy subject>.<host>`.
-      const hostBound = subjects.filter((s) => s.includes('.jobs.deploy.')).map((s) => `${likeEscape(s)}.%`);
-      const published = await tx.execute<OutboxJobRow[]>(
-        `select subject, payload, headers, published_at from ${OUTBOX_TABLE} where subject in (${subjects
-          .map(() => '?')
-          .join(', ')})${hostBound.map(() => ' or subject like ?').join('')} order by seq`,
-        [...subjects, ...hostBound],
+  return deps.store.inRecovery(async (tx) => {
+    const runs = await tx.activeRuns();
+    const jobs = runs.flatMap((r) => (r.state ? dispatchedJobs(r.id, r.state) : []));
+    if (jobs.length === 0) return [];
+    const subjects = [...new Set(jobs.map((j) => jobSubject(deps.subjects, j)))];
+    // A deploy job bound to a host went to `<deploy subject>.<host>`.
+    const hostBound = subjects.filter((s) => s.includes('.jobs.deploy.')).map((s) => `${s}.`);
+    const published = await tx.publishedJobs(subjects, hostBound);
+    // The latest row of each job (rows come in publish order).
+    const latest = new Map<string, PublishedJob>();
+    for (const row of published) {
+      const jobId = jobIdOf(row);
+      if (jobId !== undefined) latest.set(jobId, row);
+    }
+    const lastPublishedAt = new Map([...latest].map(([jobId, row]) => [jobId, row.publishedAt]));
+    const lost = lostJobs(jobs, lastPublishedAt, created);
+    for (const job of lost) {
+      const row = latest.get(job.jobId)!;
+      tx.enqueue({ subject: row.subject, payload: row.payload, headers: row.headers ?? {} });
+      deps.log.warn(
+        { deploymentId: job.deploymentId, serviceId: job.serviceId, jobId: job.jobId, role: job.role },
+        'job lost with the bus (published before its stream was created): dispatched again',
       );
-      // The latest row of each job (rows come in publish order).
-      const latest = new Map<string, OutboxJobRow>();
-      for (const row of published) {
-        const jobId = jobIdOf(row);
-        if (jobId !== undefined) latest.set(jobId, row);
-      }
-      const lastPublishedAt = new Map(
-        [...latest].map(([jobId, row]) => [
-          jobId,
-          row.published_at === null ? null : new Date(row.published_at).getTime(),
-        ]),
-      );
-      const lost = lostJobs(jobs, lastPublishedAt, created);
-      for (const job of lost) {
-        const row = latest.get(job.jobId)!;
-        enqueue(tx, { subject: row.subject, payload: new Uint8Array(row.payload), headers: row.headers ?? {} });
+    }
+    for (const job of jobs) {
+      if (!latest.has(job.jobId)) {
         deps.log.warn(
-          { deploymentId: job.deploymentId, serviceId: job.serviceId, jobId: job.jobId, role: job.role },
-          'job lost with the bus (published before its stream was created): dispatched again',
+          { ...job },
+          'a waiting job has no outbox row left: it cannot be re-dispatched (its deadline fails it)',
         );
       }
-      for (const job of jobs) {
-        if (!latest.has(job.jobId)) {
-          deps.log.warn(
-            { ...job },
-            'a waiting job has no outbox row left: it cannot be re-dispatched (its deadline fails it)',
-          );
-        }
-      }
-      return lost;
-    }),
-  );
+    }
+    return lost;
+  });
 }
 
 function jobSubject(subjects: Subjects, job: DispatchedJob): string {
   return job.role === 'build' ? subjects.buildJobs(job.deploymentId) : subjects.deployJobs(job.deploymentId);
 }
 
-const likeEscape = (text: string): string => text.replace(/[\\%_]/g, (c) => `\\${c}`);
-
-function jobIdOf(row: OutboxJobRow): string | undefined {
+function jobIdOf(row: PublishedJob): string | undefined {
   try {
-    const data = new Uint8Array(row.payload);
-    return row.subject.includes('.jobs.build.') ? bus.BuildJob.decode(data).jobId : bus.DeployJob.decode(data).jobId;
+    return row.subject.includes('.jobs.build.')
+      ? bus.BuildJob.decode(row.payload).jobId
+      : bus.DeployJob.decode(row.payload).jobId;
   } catch {
     return undefined;
   }

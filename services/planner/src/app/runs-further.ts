@@ -1,10 +1,8 @@
 // Requests that take runs further (issue 15): per-service versions, resuming a FAILED or CANCELED
 // run, rolling back to the environment as a past run deployed it. The decisions are the pure core's
 // (domain/resume.ts, domain/rollback.ts); this reads the facts they need and shapes what they say.
-import type { EntityManager } from '@stageline/db';
 import { failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import { type bus, control } from '@stageline/proto';
-import { DeploymentRow, ServiceStatusRow } from '../adapters/db/entities.ts';
 import type { ActionName, RunOptions, RunState } from '../domain/model.ts';
 import {
   type EnvironmentShape,
@@ -14,13 +12,9 @@ import {
   type ServiceDefinition,
 } from '../domain/resume.ts';
 import { rollbackDefinitions, rollbackSummary } from '../domain/rollback.ts';
+import type { Snapshot } from './context.ts';
+import type { RunReads, RunRecord } from './run-store.ts';
 import { actionValue } from './wire.ts';
-
-interface Snapshot {
-  environment: control.Environment;
-  pipeline?: control.Pipeline | undefined;
-  services: control.Service[];
-}
 
 interface SnapshotJson {
   environment?: { runtime?: string; settings?: { namespace?: string } };
@@ -73,25 +67,19 @@ function shapeOf(
  * resumed, or the environment changed unsafely since (each change named).
  */
 export async function resumeRequest(
-  em: EntityManager,
+  reads: RunReads,
   request: bus.ActionRequested,
   snap: Snapshot,
 ): Promise<{ request: bus.ActionRequested; options: RunOptions }> {
   const id = request.resumeDeploymentId;
   if (!UUID.test(id)) throw notFound('deployment', id, 'deployment_id');
-  const previous = await em.findOne(DeploymentRow, { id });
+  const previous = await reads.run(id);
   if (!previous || previous.environmentId !== request.environmentId) throw notFound('deployment', id, 'deployment_id');
   const why = notResumable(previous.status);
   if (why !== undefined) throw failedPrecondition(why, 'deployment_id');
-  const already = await em.execute<{ id: string }[]>(
-    `select id from deployment where environment_id = ? and options->>'resumeOf' = ? order by id limit 1`,
-    [previous.environmentId, id],
-  );
-  if (already[0] !== undefined) {
-    throw failedPrecondition(
-      `run ${id} was already resumed by run ${already[0].id} (resume that one)`,
-      'deployment_id',
-    );
+  const already = await reads.resumedBy(previous.environmentId, id);
+  if (already !== undefined) {
+    throw failedPrecondition(`run ${id} was already resumed by run ${already} (resume that one)`, 'deployment_id');
   }
   const unsafe = unsafeToResume(previous, snap);
   if (unsafe !== undefined) throw failedPrecondition(unsafe, 'deployment_id');
@@ -116,7 +104,7 @@ export async function resumeRequest(
  * or undefined. Asked when the resume is requested and again when it starts (it may have waited).
  */
 export function unsafeToResume(
-  previous: Pick<DeploymentRow, 'id' | 'state' | 'snapshot'>,
+  previous: Pick<RunRecord, 'id' | 'state' | 'snapshot'>,
   snap: Snapshot,
 ): string | undefined {
   if (!previous.state) return undefined;
@@ -136,19 +124,15 @@ export function unsafeToResume(
 }
 
 /** The run a resume takes up, when `options` make it one. */
-export async function resumedRun(em: EntityManager, options: RunOptions | undefined) {
-  return options?.resumeOf ? ((await em.findOne(DeploymentRow, { id: options.resumeOf })) ?? undefined) : undefined;
+export async function resumedRun(reads: RunReads, options: RunOptions | undefined): Promise<RunRecord | undefined> {
+  return options?.resumeOf ? reads.run(options.resumeOf) : undefined;
 }
 
 /** A planned resume: what succeeded in the run it takes up is skipped, the rest runs. */
-export async function resumed(
-  em: EntityManager,
-  options: RunOptions | undefined,
-  planned: RunState,
-): Promise<RunState> {
+export async function resumed(reads: RunReads, options: RunOptions | undefined, planned: RunState): Promise<RunState> {
   if (!options?.resumeOf) return planned;
-  const previous = await em.findOne(DeploymentRow, { id: options.resumeOf });
-  return previous?.state ? resumeRun(planned, previous.state, previous.id) : planned;
+  const previous = await reads.runState(options.resumeOf);
+  return previous ? resumeRun(planned, previous, options.resumeOf) : planned;
 }
 
 /**
@@ -165,17 +149,15 @@ export function definitionsOfRun(snap: Snapshot, state: RunState, target: unknow
 
 /** A planned ROLLBACK says, per service it restores, what changes: version and configuration. */
 export async function explainRollback(
-  em: EntityManager,
+  reads: RunReads,
   state: RunState,
   snap: Snapshot,
   toDeploymentId: string | null,
 ): Promise<void> {
   if (state.action !== 'ROLLBACK' || !toDeploymentId) return;
-  const target = await em.findOne(DeploymentRow, { id: toDeploymentId });
+  const target = await reads.run(toDeploymentId);
   const then = new Map((((target?.snapshot ?? {}) as SnapshotJson).services ?? []).map((s) => [s.id, s]));
-  const statuses = new Map(
-    (await em.find(ServiceStatusRow, { environmentId: snap.environment.id })).map((s) => [s.serviceId, s]),
-  );
+  const statuses = new Map((await reads.serviceStatuses(snap.environment.id)).map((s) => [s.serviceId, s]));
   for (const s of state.services) {
     if (s.status === 'SKIPPED') continue;
     const now = snap.services.find((x) => x.id === s.serviceId);

@@ -68,3 +68,57 @@ export function standingAfterRun(before: ServiceStanding, s: ServiceRun): Servic
       return s.deploy?.phase === 'FAILED' && s.deploy.what === 'DEPLOY' ? { ...next, hasResources: true } : next;
   }
 }
+
+export type EnvironmentStatusName =
+  | ActiveEnvironmentStatus
+  | 'DELETED'
+  | 'QUEUED'
+  | 'DELETE_ERROR'
+  | 'STOP_ERROR'
+  | 'DEPLOYMENT_ERROR'
+  | 'NEVER_DEPLOYED'
+  | 'STOPPED'
+  | 'DEPLOYED';
+
+/** What the environment's status is decided from. */
+export interface EnvironmentFactsForStatus {
+  /** The environment was deleted (its lane says so). */
+  deleted: boolean;
+  /** Its active run (running or canceling), if any: action and state (null before it started). */
+  active?: { action: string; state: Pick<RunState, 'services'> | null } | undefined;
+  /** Whether any run is open (queued, running or canceling). */
+  anyOpen: boolean;
+  /** What the planner keeps of each service. */
+  services: readonly Pick<ServiceStanding, 'state' | 'hasResources' | 'stopped'>[];
+}
+
+/**
+ * The environment's status: deleted; else what its active run is doing; else queued while runs wait;
+ * else at rest, from its services — an error of the last run that touched a service (DELETE before
+ * STOP before any other), never deployed when no service has resources, stopped when every one that
+ * has them is stopped, deployed otherwise.
+ */
+export function environmentStatus(facts: EnvironmentFactsForStatus): EnvironmentStatusName {
+  if (facts.deleted) return 'DELETED';
+  if (facts.active !== undefined) {
+    const status = activeEnvironmentStatus(facts.active.action, facts.active.state);
+    if (status !== undefined) return status;
+  }
+  if (facts.anyOpen || facts.active !== undefined) return 'QUEUED';
+  const services = facts.services;
+  if (services.some((s) => s.state === 'DELETE_ERROR')) return 'DELETE_ERROR';
+  if (services.some((s) => s.state === 'STOP_ERROR')) return 'STOP_ERROR';
+  if (services.some((s) => s.state.endsWith('_ERROR'))) return 'DEPLOYMENT_ERROR';
+  const live = services.filter((s) => s.hasResources);
+  if (live.length === 0) return 'NEVER_DEPLOYED';
+  return live.every((s) => s.stopped) ? 'STOPPED' : 'DEPLOYED';
+}
+
+/** The services whose run differs between two states of one run (the core copies only what it changes). */
+export function changedServices(before: Pick<RunState, 'services'>, after: Pick<RunState, 'services'>): Set<string> {
+  const changed = new Set<string>();
+  after.services.forEach((s, i) => {
+    if (before.services[i] !== s) changed.add(s.serviceId);
+  });
+  return changed;
+}

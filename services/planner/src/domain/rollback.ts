@@ -1,6 +1,7 @@
 // Rolling back to the environment as a past run left it, pure: each service it deployed gets back
 // its definition as that run deployed it (env vars — secret ones as sealed then —, ports, resources,
 // probes, strategy), and a plan says per service what that changes.
+import type { ServiceRun } from './model.ts';
 import { deployedShape, type ServiceDefinition } from './resume.ts';
 
 /** Where a service sits in the environment now: a rollback restores what it deploys, not where it sits. */
@@ -82,4 +83,23 @@ export function rollbackSummary(
   }
   if (now !== undefined && then !== undefined) parts.push(...definitionChanges(now, then));
   return parts.length === 0 ? 'rollback: nothing changes' : `rollback: ${parts.join('; ')}`;
+}
+
+/**
+ * What a rollback restores of each service, from the target run's final state: a service it DEPLOYED
+ * with an image — or without one for a managed database (nothing to pull) or a past revision the
+ * deploy service keeps. Other services are not restored (they keep what they have now).
+ */
+export function rollbackTargets(
+  target: readonly Pick<ServiceRun, 'serviceId' | 'status' | 'image' | 'kind' | 'build' | 'version'>[],
+): Record<string, { version: string; image: string }> {
+  return Object.fromEntries(
+    target
+      .filter(
+        (s) =>
+          s.status === 'DEPLOYED' &&
+          (s.image !== '' || (s.kind === 'DATABASE' && s.build === null) || s.version.startsWith('revision:')),
+      )
+      .map((s) => [s.serviceId, { version: s.version, image: s.image }]),
+  );
 }

@@ -1,8 +1,10 @@
 import { defineEntity, p } from '@stageline/db';
 import type { RunOptions, RunState } from '../../domain/model.ts';
 
-// Schema `planner`. A run's whole progress is one JSON document (`state`): the pure core reads and
-// writes it as a value, and every change happens under the environment's lane lock.
+// Schema `planner`. The pure core reads and writes a run's progress as one value (RunState); it is kept
+// as the run's header (`state`, its services empty) and a `service_run` row per service run
+// (planner-0005), and every change happens under the environment's lane lock. The run store
+// (run-store.ts) reads and writes these tables with its own SQL; the classes describe the schema.
 
 const DeploymentSchema = defineEntity({
   name: 'DeploymentRow',
@@ -19,9 +21,13 @@ const DeploymentSchema = defineEntity({
     toDeploymentId: p.uuid().nullable(),
     /** Per-service versions, the run it resumes, a rollback's lifecycle jobs. */
     options: p.json<RunOptions>(),
-    /** Null while QUEUED: a run is planned when it starts, on the environment as it is then. */
+    /** Null while QUEUED: a run is planned when it starts, on the snapshot it keeps. */
     state: p.json<RunState>().nullable(),
-    /** The environment snapshot the run works from (services as proto JSON, secrets included). */
+    /**
+     * The environment snapshot the run works from (proto JSON, secrets sealed): while QUEUED, the
+     * environment as its latest request saw it (null when an older version queued it); once started,
+     * the environment and the service definitions it deploys.
+     */
     snapshot: p.json<unknown>().nullable(),
     message: p.text(),
     /** The sequence of the run's latest event (DeploymentEvent.sequence). */

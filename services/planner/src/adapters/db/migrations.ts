@@ -55,4 +55,22 @@ export const migrations: DbMigration[] = [
   sqlMigration('planner-0004-run-options', [`alter table deployment add column options jsonb not null default '{}'`]),
   // Rows the outbox relay cannot publish, set aside with the reason (@stageline/db).
   outboxSetAsideMigration,
+  // A run's state as rows: each service run its own row (a job report writes only the services it
+  // changed); `deployment.state` keeps the run's compact header (its `services` empty). Runs written
+  // before move over here.
+  sqlMigration('planner-0005-service-runs', [
+    `create table service_run (
+      deployment_id uuid not null,
+      position integer not null,
+      service_id uuid not null,
+      run jsonb not null,
+      primary key (deployment_id, position)
+    )`,
+    `insert into service_run (deployment_id, position, service_id, run)
+       select d.id, e.ordinality - 1, (e.value->>'serviceId')::uuid, e.value
+       from deployment d, jsonb_array_elements(d.state->'services') with ordinality e
+       where d.state is not null and jsonb_typeof(d.state->'services') = 'array'`,
+    `update deployment set state = jsonb_set(state, '{services}', '[]'::jsonb)
+       where state is not null and jsonb_typeof(state->'services') = 'array'`,
+  ]),
 ];

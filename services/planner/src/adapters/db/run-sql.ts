@@ -1,32 +1,21 @@
 import type { EntityManager } from '@stageline/db';
+import type { RunHead, RunRecord, ServiceStatus } from '../../app/run-store.ts';
 import type { RunOptions, RunState } from '../../domain/model.ts';
 
-// The hot path's statements, hand-written: a job report costs a lane lock, one read of the run and one
+// The run store's statements, hand-written: a job report costs a lane lock, one read of the run and one
 // write of its progress. Through the ORM the same work re-serialized the run's snapshot on every flush
 // (to look for changes it never had) and took two statements to lock the lane.
 
-/** A run as the planner works on it: its row, with the snapshot parsed only when something asks for it. */
-export interface RunRecord {
-  id: string;
-  environmentId: string;
-  action: string;
-  status: string;
-  requester: string;
-  serviceIds: string[];
-  version: string;
-  forceBuild: boolean;
-  toDeploymentId?: string | null | undefined;
-  options: RunOptions;
-  state: RunState | null | undefined;
-  /** The environment snapshot the run works from (services as proto JSON, secrets included). */
-  snapshot: unknown;
-  message: string;
-  /** The sequence of the run's latest event (DeploymentEvent.sequence). */
-  eventSequence: number;
-  createdAt: Date;
-  startedAt?: Date | null | undefined;
-  finishedAt?: Date | null | undefined;
-}
+const OPEN = `('QUEUED', 'RUNNING', 'CANCELING')`;
+/**
+ * A run's state assembled: its header (`deployment.state`) with its service runs (`service_run`, in
+ * order) — or, for a row that has none, the services its header still holds (written before).
+ */
+export const STATE = `case when d.state is null then null else jsonb_set(d.state, '{services}', coalesce(
+  (select jsonb_agg(r.run order by r.position) from service_run r where r.deployment_id = d.id),
+  d.state->'services', '[]'::jsonb)) end::text`;
+const HEAD = `d.id, d.environment_id, d.action, d.status, d.requester, d.service_ids, d.version, d.force_build,
+  d.to_deployment_id, d.options, ${STATE} as state, d.message, d.event_sequence, d.created_at, d.started_at, d.finished_at`;
 
 /**
  * Takes the environment's lane lock (one writer per environment) in one statement, creating the lane
@@ -40,15 +29,7 @@ export async function lockLane(em: EntityManager, environmentId: string): Promis
   return rows[0]?.deleted ?? false;
 }
 
-/** The environment a run belongs to (it never changes), or undefined for an unknown run. */
-export async function environmentOfRun(em: EntityManager, deploymentId: string): Promise<string | undefined> {
-  const rows = await em.execute<{ environment_id: string }[]>('select environment_id from deployment where id = ?', [
-    deploymentId,
-  ]);
-  return rows[0]?.environment_id;
-}
-
-interface RunColumns {
+interface HeadColumns {
   id: string;
   environment_id: string;
   action: string;
@@ -60,7 +41,6 @@ interface RunColumns {
   to_deployment_id: string | null;
   options: RunOptions | string | null;
   state: string | null;
-  snapshot: string | null;
   message: string;
   event_sequence: number;
   created_at: Date | string;
@@ -69,32 +49,36 @@ interface RunColumns {
 }
 
 const date = (v: Date | string | null): Date | null => (v === null ? null : v instanceof Date ? v : new Date(v));
+const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
-/** A run's row; the JSON columns come as text and are parsed here (the snapshot on first use). */
-export async function readRun(em: EntityManager, deploymentId: string): Promise<RunRecord | undefined> {
-  const rows = await em.execute<RunColumns[]>(
-    `select id, environment_id, action, status, requester, service_ids, version, force_build, to_deployment_id, options,
-       state::text as state, snapshot::text as snapshot, message, event_sequence, created_at, started_at, finished_at
-     from deployment where id = ?`,
-    [deploymentId],
-  );
-  const r = rows[0];
-  if (r === undefined) return undefined;
-  const snapshotText = r.snapshot;
-  let snapshot: unknown;
-  let parsed = false;
+function headOf(r: HeadColumns): RunHead {
   return {
     id: r.id,
     environmentId: r.environment_id,
     action: r.action,
     status: r.status,
     requester: r.requester,
-    serviceIds: typeof r.service_ids === 'string' ? (JSON.parse(r.service_ids) as string[]) : r.service_ids,
+    serviceIds: json(r.service_ids),
     version: r.version,
     forceBuild: r.force_build,
     toDeploymentId: r.to_deployment_id,
-    options: (typeof r.options === 'string' ? JSON.parse(r.options) : (r.options ?? {})) as RunOptions,
+    options: r.options === null ? {} : json(r.options),
     state: r.state === null ? null : (JSON.parse(r.state) as RunState),
+    message: r.message,
+    eventSequence: r.event_sequence,
+    createdAt: date(r.created_at)!,
+    startedAt: date(r.started_at),
+    finishedAt: date(r.finished_at),
+  };
+}
+
+/** A run with its snapshot, parsed on first use (a job report that dispatches nothing never needs it). */
+function recordOf(r: HeadColumns & { snapshot: string | null }): RunRecord {
+  const snapshotText = r.snapshot;
+  let snapshot: unknown;
+  let parsed = false;
+  return {
+    ...headOf(r),
     get snapshot() {
       if (!parsed) {
         snapshot = snapshotText === null ? null : JSON.parse(snapshotText);
@@ -106,58 +90,257 @@ export async function readRun(em: EntityManager, deploymentId: string): Promise<
       snapshot = value;
       parsed = true;
     },
-    message: r.message,
-    eventSequence: r.event_sequence,
-    createdAt: date(r.created_at)!,
-    startedAt: date(r.started_at),
-    finishedAt: date(r.finished_at),
   };
 }
 
-/**
- * Writes what a job report can change: the run's state, status, message, event sequence and times
- * (never its snapshot).
- */
-export async function writeProgress(em: EntityManager, run: RunRecord): Promise<void> {
+export async function readRun(em: EntityManager, id: string): Promise<RunRecord | undefined> {
+  const rows = await em.execute<(HeadColumns & { snapshot: string | null })[]>(
+    `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.id = ?`,
+    [id],
+  );
+  return rows[0] === undefined ? undefined : recordOf(rows[0]);
+}
+
+export async function activeRuns(em: EntityManager): Promise<RunRecord[]> {
+  const rows = await em.execute<(HeadColumns & { snapshot: string | null })[]>(
+    `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.status in ('RUNNING', 'CANCELING')`,
+  );
+  return rows.map(recordOf);
+}
+
+export async function openRuns(em: EntityManager, environmentId: string): Promise<RunHead[]> {
+  const rows = await em.execute<HeadColumns[]>(
+    `select ${HEAD} from deployment d where d.environment_id = ? and d.status in ${OPEN} order by d.created_at, d.id`,
+    [environmentId],
+  );
+  return rows.map(headOf);
+}
+
+export async function runsPage(
+  em: EntityManager,
+  environmentId: string,
+  page: { before?: string | undefined; limit: number },
+): Promise<RunHead[]> {
+  // Ids are time-ordered (UUIDv7): newest first by id.
+  const rows = await em.execute<HeadColumns[]>(
+    `select ${HEAD} from deployment d where d.environment_id = ?${page.before ? ' and d.id < ?' : ''} order by d.id desc limit ?`,
+    [environmentId, ...(page.before ? [page.before] : []), page.limit],
+  );
+  return rows.map(headOf);
+}
+
+export async function environmentOfRun(em: EntityManager, id: string): Promise<string | undefined> {
+  const rows = await em.execute<{ environment_id: string }[]>('select environment_id from deployment where id = ?', [
+    id,
+  ]);
+  return rows[0]?.environment_id;
+}
+
+export async function runOfRequest(em: EntityManager, requestId: string): Promise<string | undefined> {
+  const rows = await em.execute<{ deployment_id: string }[]>(
+    'select deployment_id from request_key where request_id = ?',
+    [requestId],
+  );
+  return rows[0]?.deployment_id;
+}
+
+export async function runState(em: EntityManager, id: string): Promise<RunState | null> {
+  const rows = await em.execute<{ state: string | null }[]>(
+    `select ${STATE} as state from deployment d where d.id = ?`,
+    [id],
+  );
+  const text = rows[0]?.state ?? null;
+  return text === null ? null : (JSON.parse(text) as RunState);
+}
+
+export async function recentStates(em: EntityManager, environmentId: string, limit: number): Promise<RunState[]> {
+  const rows = await em.execute<{ state: string }[]>(
+    `select ${STATE} as state from deployment d where d.environment_id = ? and d.finished_at is not null
+      and d.state is not null order by d.finished_at desc limit ?`,
+    [environmentId, limit],
+  );
+  return rows.map((r) => JSON.parse(r.state) as RunState);
+}
+
+export async function resumedBy(em: EntityManager, environmentId: string, runId: string): Promise<string | undefined> {
+  const rows = await em.execute<{ id: string }[]>(
+    `select id from deployment where environment_id = ? and options->>'resumeOf' = ? order by id limit 1`,
+    [environmentId, runId],
+  );
+  return rows[0]?.id;
+}
+
+export async function serviceStatuses(em: EntityManager, environmentId: string): Promise<ServiceStatus[]> {
+  const rows = await em.execute<
+    {
+      service_id: string;
+      environment_id: string;
+      has_resources: boolean;
+      stopped: boolean;
+      version: string;
+      image: string;
+      state: string;
+      outputs: Record<string, string> | string;
+    }[]
+  >(
+    `select service_id, environment_id, has_resources, stopped, version, image, state, outputs
+       from service_status where environment_id = ?`,
+    [environmentId],
+  );
+  return rows.map((r) => ({
+    serviceId: r.service_id,
+    environmentId: r.environment_id,
+    hasResources: r.has_resources,
+    stopped: r.stopped,
+    version: r.version,
+    image: r.image,
+    state: r.state,
+    outputs: json(r.outputs),
+  }));
+}
+
+export async function laneDeleted(em: EntityManager, environmentId: string): Promise<boolean> {
+  const rows = await em.execute<{ deleted: boolean }[]>('select deleted from lane where environment_id = ?', [
+    environmentId,
+  ]);
+  return rows[0]?.deleted ?? false;
+}
+
+const iso = (d: Date | null | undefined) => d?.toISOString() ?? null;
+
+/** The whole run, inserted or written over. */
+export async function saveRun(em: EntityManager, run: RunRecord): Promise<void> {
   await em.execute(
-    `update deployment set state = ?::jsonb, status = ?, message = ?, event_sequence = ?,
-       started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
+    `insert into deployment (id, environment_id, action, status, requester, service_ids, version, force_build,
+       to_deployment_id, options, state, snapshot, message, event_sequence, created_at, started_at, finished_at)
+     values (?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?::jsonb, ?::jsonb, ?::jsonb, ?, ?, ?::timestamptz, ?::timestamptz, ?::timestamptz)
+     on conflict (id) do update set status = excluded.status, service_ids = excluded.service_ids,
+       force_build = excluded.force_build, options = excluded.options, state = excluded.state,
+       snapshot = excluded.snapshot, message = excluded.message, event_sequence = excluded.event_sequence,
+       started_at = excluded.started_at, finished_at = excluded.finished_at`,
     [
-      run.state == null ? null : JSON.stringify(run.state),
+      run.id,
+      run.environmentId,
+      run.action,
+      run.status,
+      run.requester,
+      JSON.stringify(run.serviceIds),
+      run.version,
+      run.forceBuild,
+      run.toDeploymentId ?? null,
+      JSON.stringify(run.options ?? {}),
+      headerOf(run.state),
+      run.snapshot == null ? null : JSON.stringify(run.snapshot),
+      run.message,
+      run.eventSequence,
+      iso(run.createdAt),
+      iso(run.startedAt),
+      iso(run.finishedAt),
+    ],
+  );
+  await writeServiceRuns(em, run, 'all');
+}
+
+/** The run's state without its service runs (they are rows of their own). */
+const headerOf = (state: RunState | null | undefined): string | null =>
+  state == null ? null : JSON.stringify({ ...state, services: [] });
+
+/** The service runs named (all: every one) as rows by their place in the run; undefined when none. */
+function serviceRunRows(run: RunHead, changed: ReadonlySet<string> | 'all'): string | undefined {
+  const rows = (run.state?.services ?? []).flatMap((s, position) =>
+    changed === 'all' || changed.has(s.serviceId) ? [{ position, service_id: s.serviceId, run: s }] : [],
+  );
+  return rows.length === 0 ? undefined : JSON.stringify(rows);
+}
+
+/** Inserts or replaces service runs; parameters: the run's id, then the rows. */
+const UPSERT_SERVICE_RUNS = `insert into service_run (deployment_id, position, service_id, run)
+    select ?::uuid, x.position, x.service_id, x.run
+    from jsonb_to_recordset(?::jsonb) as x(position integer, service_id uuid, run jsonb)
+  on conflict (deployment_id, position) do update set service_id = excluded.service_id, run = excluded.run`;
+
+async function writeServiceRuns(em: EntityManager, run: RunHead, changed: ReadonlySet<string> | 'all'): Promise<void> {
+  const rows = serviceRunRows(run, changed);
+  if (rows !== undefined) await em.execute(UPSERT_SERVICE_RUNS, [run.id, rows]);
+}
+
+/**
+ * Writes what a job report can change: the run's header, status, message, event sequence and times,
+ * and the service runs that changed (never its snapshot).
+ */
+export async function writeProgress(
+  em: EntityManager,
+  run: RunHead,
+  changed: ReadonlySet<string> | 'all',
+): Promise<void> {
+  // One statement: the changed service runs (a data-modifying CTE) and the header.
+  const rows = serviceRunRows(run, changed);
+  await em.execute(
+    `${rows === undefined ? '' : `with service_runs as (${UPSERT_SERVICE_RUNS}) `}update deployment set state = ?::jsonb,
+       status = ?, message = ?, event_sequence = ?, started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
+    [
+      ...(rows === undefined ? [] : [run.id, rows]),
+      headerOf(run.state),
       run.status,
       run.message,
       run.eventSequence,
-      run.startedAt?.toISOString() ?? null,
-      run.finishedAt?.toISOString() ?? null,
+      iso(run.startedAt),
+      iso(run.finishedAt),
       run.id,
     ],
   );
 }
 
-/** What each service of the environment produced when it last deployed (injected into later stages). */
-export async function serviceOutputs(
+export async function writeSequences(
   em: EntityManager,
-  environmentId: string,
-): Promise<Map<string, Record<string, string>>> {
-  const rows = await em.execute<{ service_id: string; outputs: Record<string, string> | string }[]>(
-    'select service_id, outputs from service_status where environment_id = ?',
-    [environmentId],
-  );
-  return new Map(
-    rows.map((r) => [
-      r.service_id,
-      typeof r.outputs === 'string' ? (JSON.parse(r.outputs) as Record<string, string>) : r.outputs,
-    ]),
+  runs: readonly Pick<RunHead, 'id' | 'eventSequence'>[],
+): Promise<void> {
+  if (runs.length === 0) return;
+  await em.execute(
+    `update deployment d set event_sequence = x.seq from jsonb_to_recordset(?::jsonb) as x(id uuid, seq int) where d.id = x.id`,
+    [JSON.stringify(runs.map((r) => ({ id: r.id, seq: r.eventSequence })))],
   );
 }
 
-/** Whether each service of the environment has resources, as the planner last recorded it. */
-export async function serviceResources(em: EntityManager, environmentId: string): Promise<Map<string, boolean>> {
-  const rows = await em.execute<{ service_id: string; has_resources: boolean }[]>(
-    'select service_id, has_resources from service_status where environment_id = ?',
-    [environmentId],
+export async function addRequestKey(em: EntityManager, requestId: string, deploymentId: string): Promise<void> {
+  await em.execute('insert into request_key (request_id, deployment_id) values (?, ?)', [requestId, deploymentId]);
+}
+
+/** Statuses inserted or replaced in one statement. */
+export async function saveServiceStatuses(
+  em: EntityManager,
+  statuses: readonly ServiceStatus[],
+  at: Date,
+): Promise<void> {
+  if (statuses.length === 0) return;
+  await em.execute(
+    `insert into service_status (service_id, environment_id, has_resources, stopped, version, image, state, outputs, updated_at)
+     select service_id, environment_id, has_resources, stopped, version, image, state, outputs, ?::timestamptz
+       from jsonb_to_recordset(?::jsonb) as x(service_id uuid, environment_id uuid, has_resources boolean,
+         stopped boolean, version text, image text, state text, outputs jsonb)
+     on conflict (service_id) do update set has_resources = excluded.has_resources, stopped = excluded.stopped,
+       version = excluded.version, image = excluded.image, state = excluded.state, outputs = excluded.outputs,
+       updated_at = excluded.updated_at`,
+    [
+      at.toISOString(),
+      JSON.stringify(
+        statuses.map((s) => ({
+          service_id: s.serviceId,
+          environment_id: s.environmentId,
+          has_resources: s.hasResources,
+          stopped: s.stopped,
+          version: s.version,
+          image: s.image,
+          state: s.state,
+          outputs: s.outputs,
+        })),
+      ),
+    ],
   );
-  return new Map(rows.map((r) => [r.service_id, r.has_resources]));
+}
+
+export async function markDeleted(em: EntityManager, environmentId: string): Promise<void> {
+  await em.execute('update lane set deleted = true where environment_id = ?', [environmentId]);
 }
 
 /** Runs waiting behind each environment's active one (environments with none are left out). */

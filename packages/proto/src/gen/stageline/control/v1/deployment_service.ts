@@ -4796,7 +4796,9 @@ export const ListCronRunsResponse: MessageFns<ListCronRunsResponse> = {
  * (Deployment.waits_for). A QUEUED request absorbs a later one of the same action, requester,
  * version(s) and scope (both environment-level, or both service-level: their services are united);
  * both callers get the same run, the later one with Deployment.merged set. ROLLBACK and resumes never
- * merge.
+ * merge. A queued run deploys the environment as it was when requested — as the latest request that
+ * joined it saw it: an edit made while it waits goes with the next request. A request made while
+ * nothing runs starts at once, in the commit that accepts it.
  *
  * Refused with FAILED_PRECONDITION, nothing queued: any action on a DELETED environment or while a
  * DELETE of it is queued or running; ROLLBACK to a run that did not succeed; DEPLOY, REDEPLOY or

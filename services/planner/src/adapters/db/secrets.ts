@@ -5,7 +5,7 @@
 // environment goes.
 import type { Database, EntityManager } from '@stageline/db';
 import { resealRecord, resealValue, type Secrets, sweepColumn } from '@stageline/secrets';
-import type { RunState } from '../domain/model.ts';
+import type { RunState } from '../../domain/model.ts';
 
 interface SnapshotJson {
   environment?: unknown;
@@ -44,7 +44,7 @@ export async function purgeSecrets(db: Database, environmentId: string, serviceI
       'select id, snapshot, state from deployment where environment_id = ? and (snapshot is not null or state is not null)',
       [environmentId],
     );
-    let purged = 0;
+    const purged = new Set<string>();
     for (const row of rows) {
       const snapshot = row.snapshot === null ? null : purgeSnapshot(row.snapshot, serviceId);
       const state = row.state === null ? null : purgeState(row.state, serviceId);
@@ -58,14 +58,23 @@ export async function purgeSecrets(db: Database, environmentId: string, serviceI
         state === null ? null : JSON.stringify(state),
         row.id,
       ]);
-      purged++;
+      purged.add(row.id);
     }
+    // Service runs kept as rows: their outputs.
+    const runs = await em.execute<Array<{ deployment_id: string }>>(
+      `update service_run set run = jsonb_set(run, '{outputs}', '{}'::jsonb)
+        where deployment_id in (select id from deployment where environment_id = ?)${serviceId !== undefined ? ' and service_id = ?' : ''}
+          and run->'outputs' <> '{}'::jsonb
+        returning deployment_id`,
+      [environmentId, ...(serviceId !== undefined ? [serviceId] : [])],
+    );
+    for (const r of runs) purged.add(r.deployment_id);
     if (serviceId !== undefined) {
       await em.execute('delete from service_status where service_id = ?', [serviceId]);
     } else {
       await em.execute(`update service_status set outputs = '{}'::jsonb where environment_id = ?`, [environmentId]);
     }
-    return purged;
+    return purged.size;
   });
 }
 
@@ -110,6 +119,19 @@ export async function resealPlannerSecrets(db: Database, secrets: Secrets): Prom
       return { value: { ...state, services }, changed };
     },
   });
+  // Service runs kept as rows (planner-0005): each one's outputs.
+  const serviceRuns = await sweepColumn(run, {
+    table: 'service_run',
+    key: `(deployment_id::text || ':' || position)`,
+    column: 'run',
+    json: true,
+    where: `run->'outputs' <> '{}'::jsonb`,
+    reseal: (value) => {
+      const s = value as RunState['services'][number];
+      const r = resealRecord(secrets, s.outputs ?? {});
+      return { value: r.changed === 0 ? s : { ...s, outputs: r.value }, changed: r.changed };
+    },
+  });
   const statuses = await sweepColumn(run, {
     table: 'service_status',
     key: 'service_id',
@@ -118,5 +140,5 @@ export async function resealPlannerSecrets(db: Database, secrets: Secrets): Prom
     where: `outputs <> '{}'::jsonb`,
     reseal: (value) => resealRecord(secrets, value as Record<string, string>),
   });
-  return snapshots + states + statuses;
+  return snapshots + states + serviceRuns + statuses;
 }
