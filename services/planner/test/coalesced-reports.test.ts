@@ -5,9 +5,10 @@
 import { coalesceJobEvents, decodeJobEvents } from '@stageline/bus';
 import { bus as busv1, control } from '@stageline/proto';
 import { describe, expect, it } from 'vitest';
+import { toFact } from '../src/app/wire.ts';
 import type { EnvironmentFacts, RunState } from '../src/domain/model.ts';
 import { planRun } from '../src/domain/plan.ts';
-import { advance, applyJobFact, type JobFact } from '../src/domain/schedule.ts';
+import { advance, applyJobFact } from '../src/domain/schedule.ts';
 
 const env: EnvironmentFacts = {
   environmentId: 'env',
@@ -57,38 +58,11 @@ function delivery(jobId: string, deliveryCount: number, image: string): busv1.Jo
   );
 }
 
-/** The planner's reading of a JobEvent, reduced to what this test needs. */
-function fact(e: busv1.JobEvent): JobFact {
-  const { jobId, sequence } = e;
-  switch (e.event?.$case) {
-    case 'stepStarted':
-      return { type: 'stepStarted', jobId, sequence, kind: 'MIRROR_IMAGE', at: 1_000, message: e.event.value.message };
-    case 'stepFinished':
-      return {
-        type: 'stepFinished',
-        jobId,
-        sequence,
-        step: { kind: 'MIRROR_IMAGE', startedAt: 1_000, finishedAt: 1_000, outcome: 'SUCCESS', message: '' },
-      };
-    case 'jobFinished':
-      return {
-        type: 'jobFinished',
-        jobId,
-        sequence,
-        succeeded: e.event.value.succeeded,
-        state: 'QUEUED',
-        message: '',
-        image: e.event.value.image,
-        endpoints: [],
-        at: 1_000,
-      };
-    default:
-      throw new Error('no event');
-  }
-}
-
 const apply = (state: RunState, message: busv1.JobEvent) =>
-  decodeJobEvents(busv1.JobEvent.encode(message).finish()).map(fact).reduce(applyJobFact, state);
+  decodeJobEvents(busv1.JobEvent.encode(message).finish())
+    .map((e) => toFact(e, 1_000))
+    .filter((f) => f !== undefined)
+    .reduce(applyJobFact, state);
 
 describe('coalesced job reports in the planner', () => {
   const started = advance(planRun('run', env, { action: 'DEPLOY', serviceIds: [], version: '', forceBuild: false }), 0);

@@ -2,13 +2,13 @@
 // into the run state, one scheduling step, one run event — and, when that ends the run, the next
 // queued run started in the same transaction. Jobs past their deadline are failed the same way.
 import { bus, control } from '@stageline/proto';
-import { applyJobFact, type JobFact } from '../domain/schedule.ts';
+import { applyJobFact } from '../domain/schedule.ts';
 import { type Ctx, committed, UUID } from './context.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { applyState } from './dispatch.ts';
 import { kick, startNext } from './queue-runs.ts';
 import { runEvent } from './run-events.ts';
-import { serviceStateName, stepKindName, stepOutcomeName } from './wire.ts';
+import { toFact } from './wire.ts';
 
 /**
  * Events of one run, in stream order, applied in one transaction: what applying them one by one would
@@ -100,55 +100,4 @@ export async function expireOverdueJobs(ctx: Ctx, limits?: DeadlineLimits): Prom
     failed += overdue.length;
   }
   return failed;
-}
-
-function toFact(event: bus.JobEvent, now: number): JobFact | undefined {
-  const e = event.event;
-  switch (e?.$case) {
-    case 'stepStarted': {
-      const kind = stepKindName(e.value.kind);
-      if (!kind) return undefined;
-      return {
-        type: 'stepStarted',
-        jobId: event.jobId,
-        sequence: event.sequence,
-        kind,
-        at: e.value.startedAt?.getTime() ?? now,
-        message: e.value.message,
-      };
-    }
-    case 'stepFinished': {
-      const step = e.value.step;
-      const kind = step && stepKindName(step.kind);
-      if (!step || !kind) return undefined;
-      return {
-        type: 'stepFinished',
-        jobId: event.jobId,
-        sequence: event.sequence,
-        step: {
-          kind,
-          startedAt: step.startedAt?.getTime() ?? now,
-          finishedAt: step.finishedAt?.getTime() ?? now,
-          outcome: stepOutcomeName(step.outcome) ?? 'SUCCESS',
-          message: step.message,
-        },
-      };
-    }
-    case 'jobFinished':
-      return {
-        type: 'jobFinished',
-        jobId: event.jobId,
-        sequence: event.sequence,
-        succeeded: e.value.succeeded,
-        state: serviceStateName(e.value.state) ?? 'QUEUED',
-        message: e.value.message,
-        image: e.value.image,
-        endpoints: e.value.endpoints.map((x) => ({ port: x.port, url: x.url })),
-        outputs: e.value.outputs,
-        at: now,
-        resolvedVersion: e.value.resolvedVersion,
-      };
-    case undefined:
-      return undefined;
-  }
 }
