@@ -5,7 +5,7 @@
 import { coalesceJobEvents, decodeJobEvents } from '@stageline/bus';
 import { bus as busv1, control } from '@stageline/proto';
 import { describe, expect, it } from 'vitest';
-import { toFact } from '../src/app/wire.ts';
+import { toFact } from '../src/app/job-facts.ts';
 import type { EnvironmentFacts, RunState } from '../src/domain/model.ts';
 import { planRun } from '../src/domain/plan.ts';
 import { advance, applyJobFact } from '../src/domain/schedule.ts';

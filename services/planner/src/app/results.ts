@@ -6,9 +6,9 @@ import { applyJobFact } from '../domain/schedule.ts';
 import { type Ctx, committed, UUID } from './context.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { applyState } from './dispatch.ts';
+import { toFact } from './job-facts.ts';
 import { kick, startNext } from './queue-runs.ts';
 import { runEvent } from './run-events.ts';
-import { toFact } from './wire.ts';
 
 /**
  * Events of one run, in stream order, applied in one transaction: what applying them one by one would
