@@ -1,4 +1,4 @@
-import type { EntityManager } from '@stageline/db';
+import { type EntityManager, query } from '@stageline/db';
 import type { RunHead, RunRecord, ServiceStatus } from '../../app/run-store.ts';
 import type { RunOptions, RunState } from '../../domain/model.ts';
 
@@ -22,7 +22,8 @@ const HEAD = `d.id, d.environment_id, d.action, d.status, d.requester, d.service
  * on first use: an upsert that locks the row it finds. Returns whether the environment is deleted.
  */
 export async function lockLane(em: EntityManager, environmentId: string): Promise<boolean> {
-  const rows = await em.execute<{ deleted: boolean }[]>(
+  const rows = await query<{ deleted: boolean }>(
+    em,
     'insert into lane (environment_id) values (?) on conflict (environment_id) do update set deleted = lane.deleted returning deleted',
     [environmentId],
   );
@@ -94,7 +95,8 @@ function recordOf(r: HeadColumns & { snapshot: string | null }): RunRecord {
 }
 
 export async function readRun(em: EntityManager, id: string): Promise<RunRecord | undefined> {
-  const rows = await em.execute<(HeadColumns & { snapshot: string | null })[]>(
+  const rows = await query<HeadColumns & { snapshot: string | null }>(
+    em,
     `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.id = ?`,
     [id],
   );
@@ -102,14 +104,16 @@ export async function readRun(em: EntityManager, id: string): Promise<RunRecord 
 }
 
 export async function activeRuns(em: EntityManager): Promise<RunRecord[]> {
-  const rows = await em.execute<(HeadColumns & { snapshot: string | null })[]>(
+  const rows = await query<HeadColumns & { snapshot: string | null }>(
+    em,
     `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.status in ('RUNNING', 'CANCELING')`,
   );
   return rows.map(recordOf);
 }
 
 export async function openRuns(em: EntityManager, environmentId: string): Promise<RunHead[]> {
-  const rows = await em.execute<HeadColumns[]>(
+  const rows = await query<HeadColumns>(
+    em,
     `select ${HEAD} from deployment d where d.environment_id = ? and d.status in ${OPEN} order by d.created_at, d.id`,
     [environmentId],
   );
@@ -122,7 +126,8 @@ export async function runsPage(
   page: { before?: string | undefined; limit: number },
 ): Promise<RunHead[]> {
   // Ids are time-ordered (UUIDv7): newest first by id.
-  const rows = await em.execute<HeadColumns[]>(
+  const rows = await query<HeadColumns>(
+    em,
     `select ${HEAD} from deployment d where d.environment_id = ?${page.before ? ' and d.id < ?' : ''} order by d.id desc limit ?`,
     [environmentId, ...(page.before ? [page.before] : []), page.limit],
   );
@@ -130,14 +135,13 @@ export async function runsPage(
 }
 
 export async function environmentOfRun(em: EntityManager, id: string): Promise<string | undefined> {
-  const rows = await em.execute<{ environment_id: string }[]>('select environment_id from deployment where id = ?', [
-    id,
-  ]);
+  const rows = await query<{ environment_id: string }>(em, 'select environment_id from deployment where id = ?', [id]);
   return rows[0]?.environment_id;
 }
 
 export async function runOfRequest(em: EntityManager, requestId: string): Promise<string | undefined> {
-  const rows = await em.execute<{ deployment_id: string }[]>(
+  const rows = await query<{ deployment_id: string }>(
+    em,
     'select deployment_id from request_key where request_id = ?',
     [requestId],
   );
@@ -145,16 +149,16 @@ export async function runOfRequest(em: EntityManager, requestId: string): Promis
 }
 
 export async function runState(em: EntityManager, id: string): Promise<RunState | null> {
-  const rows = await em.execute<{ state: string | null }[]>(
-    `select ${STATE} as state from deployment d where d.id = ?`,
-    [id],
-  );
+  const rows = await query<{ state: string | null }>(em, `select ${STATE} as state from deployment d where d.id = ?`, [
+    id,
+  ]);
   const text = rows[0]?.state ?? null;
   return text === null ? null : (JSON.parse(text) as RunState);
 }
 
 export async function recentStates(em: EntityManager, environmentId: string, limit: number): Promise<RunState[]> {
-  const rows = await em.execute<{ state: string }[]>(
+  const rows = await query<{ state: string }>(
+    em,
     `select ${STATE} as state from deployment d where d.environment_id = ? and d.finished_at is not null
       and d.state is not null order by d.finished_at desc limit ?`,
     [environmentId, limit],
@@ -163,7 +167,8 @@ export async function recentStates(em: EntityManager, environmentId: string, lim
 }
 
 export async function resumedBy(em: EntityManager, environmentId: string, runId: string): Promise<string | undefined> {
-  const rows = await em.execute<{ id: string }[]>(
+  const rows = await query<{ id: string }>(
+    em,
     `select id from deployment where environment_id = ? and options->>'resumeOf' = ? order by id limit 1`,
     [environmentId, runId],
   );
@@ -171,18 +176,17 @@ export async function resumedBy(em: EntityManager, environmentId: string, runId:
 }
 
 export async function serviceStatuses(em: EntityManager, environmentId: string): Promise<ServiceStatus[]> {
-  const rows = await em.execute<
-    {
-      service_id: string;
-      environment_id: string;
-      has_resources: boolean;
-      stopped: boolean;
-      version: string;
-      image: string;
-      state: string;
-      outputs: Record<string, string> | string;
-    }[]
-  >(
+  const rows = await query<{
+    service_id: string;
+    environment_id: string;
+    has_resources: boolean;
+    stopped: boolean;
+    version: string;
+    image: string;
+    state: string;
+    outputs: Record<string, string> | string;
+  }>(
+    em,
     `select service_id, environment_id, has_resources, stopped, version, image, state, outputs
        from service_status where environment_id = ?`,
     [environmentId],
@@ -200,7 +204,7 @@ export async function serviceStatuses(em: EntityManager, environmentId: string):
 }
 
 export async function laneDeleted(em: EntityManager, environmentId: string): Promise<boolean> {
-  const rows = await em.execute<{ deleted: boolean }[]>('select deleted from lane where environment_id = ?', [
+  const rows = await query<{ deleted: boolean }>(em, 'select deleted from lane where environment_id = ?', [
     environmentId,
   ]);
   return rows[0]?.deleted ?? false;
@@ -210,7 +214,8 @@ const iso = (d: Date | null | undefined) => d?.toISOString() ?? null;
 
 /** The whole run, inserted or written over. */
 export async function saveRun(em: EntityManager, run: RunRecord): Promise<void> {
-  await em.execute(
+  await query(
+    em,
     `insert into deployment (id, environment_id, action, status, requester, service_ids, version, force_build,
        to_deployment_id, options, state, snapshot, message, event_sequence, created_at, started_at, finished_at)
      values (?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?::jsonb, ?::jsonb, ?::jsonb, ?, ?, ?::timestamptz, ?::timestamptz, ?::timestamptz)
@@ -261,7 +266,7 @@ const UPSERT_SERVICE_RUNS = `insert into service_run (deployment_id, position, s
 
 async function writeServiceRuns(em: EntityManager, run: RunHead, changed: ReadonlySet<string> | 'all'): Promise<void> {
   const rows = serviceRunRows(run, changed);
-  if (rows !== undefined) await em.execute(UPSERT_SERVICE_RUNS, [run.id, rows]);
+  if (rows !== undefined) await query(em, UPSERT_SERVICE_RUNS, [run.id, rows]);
 }
 
 /**
@@ -275,7 +280,8 @@ export async function writeProgress(
 ): Promise<void> {
   // One statement: the changed service runs (a data-modifying CTE) and the header.
   const rows = serviceRunRows(run, changed);
-  await em.execute(
+  await query(
+    em,
     `${rows === undefined ? '' : `with service_runs as (${UPSERT_SERVICE_RUNS}) `}update deployment set state = ?::jsonb,
        status = ?, message = ?, event_sequence = ?, started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
     [
@@ -296,14 +302,15 @@ export async function writeSequences(
   runs: readonly Pick<RunHead, 'id' | 'eventSequence'>[],
 ): Promise<void> {
   if (runs.length === 0) return;
-  await em.execute(
+  await query(
+    em,
     `update deployment d set event_sequence = x.seq from jsonb_to_recordset(?::jsonb) as x(id uuid, seq int) where d.id = x.id`,
     [JSON.stringify(runs.map((r) => ({ id: r.id, seq: r.eventSequence })))],
   );
 }
 
 export async function addRequestKey(em: EntityManager, requestId: string, deploymentId: string): Promise<void> {
-  await em.execute('insert into request_key (request_id, deployment_id) values (?, ?)', [requestId, deploymentId]);
+  await query(em, 'insert into request_key (request_id, deployment_id) values (?, ?)', [requestId, deploymentId]);
 }
 
 /** Statuses inserted or replaced in one statement. */
@@ -313,7 +320,8 @@ export async function saveServiceStatuses(
   at: Date,
 ): Promise<void> {
   if (statuses.length === 0) return;
-  await em.execute(
+  await query(
+    em,
     `insert into service_status (service_id, environment_id, has_resources, stopped, version, image, state, outputs, updated_at)
      select service_id, environment_id, has_resources, stopped, version, image, state, outputs, ?::timestamptz
        from jsonb_to_recordset(?::jsonb) as x(service_id uuid, environment_id uuid, has_resources boolean,
@@ -340,14 +348,15 @@ export async function saveServiceStatuses(
 }
 
 export async function markDeleted(em: EntityManager, environmentId: string): Promise<void> {
-  await em.execute('update lane set deleted = true where environment_id = ?', [environmentId]);
+  await query(em, 'update lane set deleted = true where environment_id = ?', [environmentId]);
 }
 
 /** Runs waiting behind each environment's active one (environments with none are left out). */
 export async function queuedByEnvironment(
   em: EntityManager,
 ): Promise<Array<{ environmentId: string; queued: number }>> {
-  const rows = await em.execute<{ environment_id: string; queued: number }[]>(
+  const rows = await query<{ environment_id: string; queued: number }>(
+    em,
     `select environment_id, count(*)::int as queued from deployment where status = 'QUEUED' group by environment_id`,
   );
   return rows.map((r) => ({ environmentId: r.environment_id, queued: r.queued }));
