@@ -4,6 +4,7 @@ import { type Database, type EntityManager, enqueue, isUniqueViolation, newId } 
 import { alreadyExists, invalidArgument, notFound } from '@stageline/errors';
 import { resolveNamespace } from '@stageline/policy';
 import { bus, type control } from '@stageline/proto';
+import { traceHeaders } from '@stageline/telemetry';
 import type {
   Change,
   EnvironmentAggregate,
@@ -11,12 +12,15 @@ import type {
   EnvironmentRecord,
   EnvironmentStore,
   Page,
+  RunStateRecord,
+  RunStateWrite,
 } from '../../app/model.ts';
 import type { Runtime } from '../../domain/environment.ts';
 import type { DefaultSlot } from '../../domain/kinds.ts';
 import { EnvStatus, type KindName } from '../../domain/kinds.ts';
 import { servicePositions } from '../../domain/pipeline.ts';
 import { EnvironmentRow, ServiceRow, StageRow } from './entities.ts';
+import { type OutboxRow, readRunState, setStatusIfUnchanged, writeRunState } from './run-sql.ts';
 
 // EnvironmentStore on PostgreSQL: an aggregate is the environment row, its stages and its services;
 // every change is loaded under the environment row's lock, reconciled row by row, and written with
@@ -238,12 +242,64 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return result;
   }
 
-  async status(environmentId: string): Promise<control.EnvironmentStatus | undefined> {
-    if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db.retry("reading an environment's status", (em) =>
-      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true }),
+  /** Environments as the run paths last read them: what `setStatus` makes its events of. */
+  readonly #known = new Map<string, EnvironmentRecord>();
+
+  #remember(environmentId: string, state: RunStateRecord | undefined): RunStateRecord | undefined {
+    if (state === undefined) this.#known.delete(environmentId);
+    else {
+      if (this.#known.size >= 10_000) this.#known.clear();
+      this.#known.set(environmentId, state.environment);
+    }
+    return state;
+  }
+
+  async setStatus(
+    environmentId: string,
+    status: control.EnvironmentStatus,
+    events: (environment: EnvironmentRecord) => { body: EnvironmentEventBody; actor: string }[],
+  ): Promise<void> {
+    if (!UUID.test(environmentId)) return;
+    const known = this.#known.get(environmentId);
+    // One statement, no read before it: the events are made of the environment as last read, and
+    // written only if its row is still that (else the locked path below reads it again).
+    if (known !== undefined && status !== EnvStatus.DELETED) {
+      const outbox = this.#outboxRows(environmentId, events({ ...known, status }));
+      const { before, written } = await this.#deps.db.retry("setting an environment's status", (em) =>
+        setStatusIfUnchanged(em, environmentId, status, known.updatedAt, outbox),
+      );
+      if (written) this.#deps.onCommit();
+      if (before === undefined) this.#known.delete(environmentId);
+      if (written || before === undefined || before === status) return;
+    }
+    await this.recordRunState(environmentId, (current) =>
+      current.environment.status === status
+        ? undefined
+        : {
+            status,
+            services: status === EnvStatus.DELETED ? current.services : [],
+            clearSecrets: status === EnvStatus.DELETED,
+            events: events({ ...current.environment, status }),
+          },
     );
-    return row?.status as control.EnvironmentStatus | undefined;
+  }
+
+  async recordRunState(
+    environmentId: string,
+    decide: (current: RunStateRecord) => RunStateWrite | undefined,
+  ): Promise<void> {
+    if (!UUID.test(environmentId)) return;
+    // Decided again on what a retry reads, under the lock: never applied to a stale environment.
+    const written = await this.#deps.db.retry('recording run events', (em) =>
+      em.transactional(async (tx) => {
+        const current = this.#remember(environmentId, await readRunState(tx, environmentId, true, true));
+        const write = current === undefined ? undefined : decide(current);
+        if (write === undefined) return false;
+        await writeRunState(tx, environmentId, write, this.#outboxRows(environmentId, write.events));
+        return true;
+      }),
+    );
+    if (written) this.#deps.onCommit();
   }
 
   async project(environmentId: string): Promise<string | undefined> {
@@ -317,17 +373,28 @@ export class PgEnvironmentStore implements EnvironmentStore {
   }
 
   #enqueue(em: EntityManager, environmentId: string, events: EnvironmentEventBody[], actor: string): void {
+    for (const row of this.#outboxRows(
+      environmentId,
+      events.map((body) => ({ body, actor })),
+    )) {
+      enqueue(em, row);
+    }
+  }
+
+  /** Environment events as outbox rows (the writer's trace context in their headers, as `enqueue` does). */
+  #outboxRows(environmentId: string, events: { body: EnvironmentEventBody; actor: string }[]): OutboxRow[] {
     const subject = this.#deps.subjects.environmentEvents(environmentId);
-    for (const event of events) {
+    const trace = traceHeaders();
+    return events.map(({ body, actor }) => {
       const id = newId();
       const payload = bus.EnvironmentEvent.encode({
         eventId: id,
         environmentId,
         occurredAt: new Date(),
         actor,
-        event,
+        event: body,
       }).finish();
-      enqueue(em, { id, subject, payload, headers: { 'Stageline-Event-Type': event.$case } });
-    }
+      return { id, subject, payload, headers: { ...trace, 'Stageline-Event-Type': body.$case } };
+    });
   }
 }

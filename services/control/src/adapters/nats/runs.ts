@@ -14,9 +14,14 @@ export function followRuns(bus: Bus, app: ControlApp): Promise<Consumption> {
   const batches = new KeyedBatches<busv1.DeploymentEvent>(
     (event) => event.deployment?.environmentId ?? '',
     async (events) => {
-      for (const event of eventsToRecord(events)) {
-        await app.recordRun(event.deployment, event.environmentStatus, event.hasResources);
-      }
+      const recorded = eventsToRecord(events);
+      const environmentId = recorded[0]?.deployment.environmentId;
+      if (environmentId === undefined) return;
+      // Together: one read when they change nothing, else one transaction.
+      await app.recordRuns(
+        environmentId,
+        recorded.map((e) => ({ deployment: e.deployment, status: e.environmentStatus, hasResources: e.hasResources })),
+      );
     },
   );
   return bus.consume({
