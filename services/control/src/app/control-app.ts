@@ -14,7 +14,14 @@ import {
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
 import * as pipelines from '../domain/pipeline.ts';
-import { FINISHED, type RunEventFacts, recordRunEvents } from '../domain/run-events.ts';
+import {
+  changeNothing,
+  eventsToRecord,
+  FINISHED,
+  type LastRecorded,
+  type RunEventFacts,
+  recordRunEvents,
+} from '../domain/run-events.ts';
 import { mergeSecrets, normalizeDefinition } from '../domain/service-spec.ts';
 import { checkSources } from '../domain/sources.ts';
 import type {
@@ -85,11 +92,14 @@ function environmentEvent(environment: EnvironmentRecord): EnvironmentEventBody 
 export class ControlApp {
   readonly #deps: ControlAppDeps;
   readonly #actor: string;
+  /** Per environment, the last run event recorded by this process (shared by every `as`). */
+  readonly #recorded: Map<string, LastRecorded>;
 
   /** `actor`: who every change made through this instance is recorded as (see `as`). */
-  constructor(deps: ControlAppDeps, actor = 'system') {
+  constructor(deps: ControlAppDeps, actor = 'system', recorded = new Map<string, LastRecorded>()) {
     this.#deps = deps;
     this.#actor = actor;
+    this.#recorded = recorded;
   }
 
   get #policy(): InputPolicy {
@@ -103,7 +113,7 @@ export class ControlApp {
 
   /** The same use cases, acting as `actor` (`token:<name> (<id>)`, `service:<name>`): the audit trail. */
   as(actor: string): ControlApp {
-    return new ControlApp(this.#deps, actor);
+    return new ControlApp(this.#deps, actor, this.#recorded);
   }
 
   /** Stamps the environment's updatedAt on every change that emits events. */
@@ -380,38 +390,56 @@ export class ControlApp {
   }
 
   /**
-   * One environment's run events, in stream order, recorded together. While none ends a run only the
-   * last one's status counts: one statement, which writes nothing when the environment has it already.
-   * Otherwise one transaction for them all, with an environment event per event that changed
-   * something. An environment removed from under a run has nothing left to record.
+   * One environment's run events, in stream order, recorded together. Events that follow directly on
+   * the last one recorded here, in the same run and with the same status, change nothing: no statement.
+   * Of the others, the events that end a run and the last one are recorded: while none ends a run only
+   * the last one's status counts (one statement, which writes nothing when the environment has that
+   * status already); else one transaction for them all, with an environment event per event that
+   * changed something. An environment removed from under a run has nothing left to record.
    */
   async recordRuns(environmentId: string, events: readonly RunEventFacts[]): Promise<void> {
-    const said = events.filter((e) => e.status !== control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED);
-    const last = said.at(-1);
-    if (last === undefined) return;
-    if (!said.some((e) => FINISHED.includes(e.deployment.status))) {
-      await this.#deps.store.setStatus(environmentId, last.status, (environment) => [
-        { actor: `run:${last.deployment.id}`, body: environmentEvent(environment) },
-      ]);
+    const tail = events.at(-1);
+    if (tail === undefined) return;
+    const recorded = this.#recorded;
+    const last = recorded.get(environmentId);
+    if (changeNothing(last, events)) {
+      recorded.set(environmentId, { ...last!, sequence: tail.sequence ?? 0 });
       return;
     }
-    await this.#deps.store.recordRunState(environmentId, (current) => {
-      const recording = recordRunEvents({ status: current.environment.status, services: current.services }, events);
-      if (recording.writes.length === 0) return undefined;
-      const deleted = recording.writes.some((w) => w.status === EnvStatus.DELETED);
-      const changed = new Set(recording.changedServiceIds);
-      return {
-        status: recording.next.status,
-        // A deleted environment keeps its rows (history), not its secret values.
-        services: recording.next.services.filter((s) => deleted || changed.has(s.id)),
-        clearSecrets: deleted,
-        // What a run changes here is recorded as the run's doing; the run names who asked for it.
-        events: recording.writes.map((w) => ({
-          actor: `run:${w.deploymentId}`,
-          body: environmentEvent({ ...current.environment, status: w.status }),
-        })),
-      };
-    });
+    recorded.delete(environmentId);
+    const said = eventsToRecord(events).filter(
+      (e) => e.status !== control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED,
+    );
+    const final = said.at(-1);
+    if (final === undefined) return;
+    let after: control.EnvironmentStatus | undefined;
+    if (!said.some((e) => FINISHED.includes(e.deployment.status))) {
+      after = await this.#deps.store.setStatus(environmentId, final.status, (environment) => [
+        { actor: `run:${final.deployment.id}`, body: environmentEvent(environment) },
+      ]);
+    } else {
+      await this.#deps.store.recordRunState(environmentId, (current) => {
+        const recording = recordRunEvents({ status: current.environment.status, services: current.services }, said);
+        after = recording.next.status;
+        if (recording.writes.length === 0) return undefined;
+        const deleted = recording.writes.some((w) => w.status === EnvStatus.DELETED);
+        const changed = new Set(recording.changedServiceIds);
+        return {
+          status: recording.next.status,
+          // A deleted environment keeps its rows (history), not its secret values.
+          services: recording.next.services.filter((s) => deleted || changed.has(s.id)),
+          clearSecrets: deleted,
+          // What a run changes here is recorded as the run's doing; the run names who asked for it.
+          events: recording.writes.map((w) => ({
+            actor: `run:${w.deploymentId}`,
+            body: environmentEvent({ ...current.environment, status: w.status }),
+          })),
+        };
+      });
+    }
+    if (after === undefined) return;
+    if (recorded.size >= 10_000) recorded.clear();
+    recorded.set(environmentId, { deploymentId: tail.deployment.id, sequence: tail.sequence ?? 0, status: after });
   }
 
   // --- pipeline ---------------------------------------------------------------------------------

@@ -94,13 +94,13 @@ export interface EnvironmentStore {
   /**
    * Sets the environment's status, with the events `events` makes of the environment (with that
    * status), unless it has that status already; a deleted one keeps its services' rows, not their
-   * secret values. Nothing when the environment is absent.
+   * secret values. Returns the status it has now; undefined (nothing written) when it is absent.
    */
   setStatus(
     environmentId: string,
     status: control.EnvironmentStatus,
     events: (environment: EnvironmentRecord) => { body: EnvironmentEventBody; actor: string }[],
-  ): Promise<void>;
+  ): Promise<control.EnvironmentStatus | undefined>;
   /** The environment's project alone (a cheap read, no lock); undefined when absent. */
   project(environmentId: string): Promise<string | undefined>;
   /** Live `local` environments per deploy host (settings.deploy_host). */

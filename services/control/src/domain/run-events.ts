@@ -76,6 +76,8 @@ export interface RunEventFacts {
   status: control.EnvironmentStatus;
   /** The planner's rule, on the run's last event; an older event without it falls back to the service's state. */
   hasResources?: Readonly<Record<string, boolean>> | undefined;
+  /** The event's place in its run's events (DeploymentEvent.sequence; 0 or absent: unknown). */
+  sequence?: number | undefined;
 }
 
 /** The environment's status a recorded event left, and the run that did it (the change's actor). */
@@ -151,4 +153,35 @@ export function recordRunEvents(current: RecordedRuns, events: readonly RunEvent
     )
     .map((s) => s.id);
   return { writes, next: { status, services }, changedServiceIds };
+}
+
+/** The last run event this process recorded of an environment, and the status the environment then had. */
+export interface LastRecorded {
+  deploymentId: string;
+  sequence: number;
+  status: control.EnvironmentStatus;
+}
+
+/**
+ * Whether `events` (one environment's, in stream order) can change nothing: each follows directly on the
+ * one before — the first on the last one recorded — in the same run (sequence + 1: nothing of another
+ * run came between), none ends the run, and none says another status. Such events need no statement.
+ */
+export function changeNothing(
+  last: LastRecorded | undefined,
+  events: readonly {
+    deployment: control.Deployment;
+    sequence?: number | undefined;
+    status: control.EnvironmentStatus;
+  }[],
+): boolean {
+  if (last === undefined || last.sequence === 0) return false;
+  let sequence = last.sequence;
+  for (const e of events) {
+    if (e.deployment.id !== last.deploymentId || e.sequence !== sequence + 1) return false;
+    if (FINISHED.includes(e.deployment.status)) return false;
+    if (e.status !== last.status && e.status !== control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) return false;
+    sequence = e.sequence;
+  }
+  return true;
 }

@@ -19,6 +19,7 @@ import type { Runtime } from '../../domain/environment.ts';
 import type { DefaultSlot } from '../../domain/kinds.ts';
 import { EnvStatus, type KindName } from '../../domain/kinds.ts';
 import { servicePositions } from '../../domain/pipeline.ts';
+import { readAggregate } from './aggregate-sql.ts';
 import { EnvironmentRow, ServiceRow, StageRow } from './entities.ts';
 import { type OutboxRow, readRunState, setStatusIfUnchanged, writeRunState } from './run-sql.ts';
 
@@ -181,9 +182,11 @@ export class PgEnvironmentStore implements EnvironmentStore {
   }
 
   async get(environmentId: string): Promise<EnvironmentAggregate> {
-    return toAggregate(
-      await this.#deps.db.retry('reading an environment', (em) => this.#load(em, environmentId, false)),
-    );
+    // A malformed id cannot name anything; PostgreSQL would reject it as a uuid.
+    if (!UUID.test(environmentId)) throw notFound('environment', environmentId, 'environment_id');
+    const aggregate = await this.#deps.db.retry('reading an environment', (em) => readAggregate(em, environmentId));
+    if (aggregate === undefined) throw notFound('environment', environmentId, 'environment_id');
+    return aggregate;
   }
 
   async list(
@@ -258,8 +261,8 @@ export class PgEnvironmentStore implements EnvironmentStore {
     environmentId: string,
     status: control.EnvironmentStatus,
     events: (environment: EnvironmentRecord) => { body: EnvironmentEventBody; actor: string }[],
-  ): Promise<void> {
-    if (!UUID.test(environmentId)) return;
+  ): Promise<control.EnvironmentStatus | undefined> {
+    if (!UUID.test(environmentId)) return undefined;
     const known = this.#known.get(environmentId);
     // One statement, no read before it: the events are made of the environment as last read, and
     // written only if its row is still that (else the locked path below reads it again).
@@ -270,18 +273,22 @@ export class PgEnvironmentStore implements EnvironmentStore {
       );
       if (written) this.#deps.onCommit();
       if (before === undefined) this.#known.delete(environmentId);
-      if (written || before === undefined || before === status) return;
+      if (before === undefined) return undefined;
+      if (written || before === status) return status;
     }
-    await this.recordRunState(environmentId, (current) =>
-      current.environment.status === status
+    let found = false;
+    await this.recordRunState(environmentId, (current) => {
+      found = true;
+      return current.environment.status === status
         ? undefined
         : {
             status,
             services: status === EnvStatus.DELETED ? current.services : [],
             clearSecrets: status === EnvStatus.DELETED,
             events: events({ ...current.environment, status }),
-          },
-    );
+          };
+    });
+    return found ? status : undefined;
   }
 
   async recordRunState(

@@ -1,7 +1,6 @@
 import { type Bus, type Consumption, KeyedBatches, outcome } from '@stageline/bus';
 import { bus as busv1 } from '@stageline/proto';
 import type { ControlApp } from '../../app/control-app.ts';
-import { eventsToRecord } from '../../domain/run-events.ts';
 
 /** Run events this process holds at once, across environments (each one's are recorded in order). */
 export const RUN_EVENT_SLOTS = 16;
@@ -14,14 +13,21 @@ export function followRuns(bus: Bus, app: ControlApp): Promise<Consumption> {
   const batches = new KeyedBatches<busv1.DeploymentEvent>(
     (event) => event.deployment?.environmentId ?? '',
     async (events) => {
-      const recorded = eventsToRecord(events);
-      const environmentId = recorded[0]?.deployment.environmentId;
-      if (environmentId === undefined) return;
-      // Together: one read when they change nothing, else one transaction.
-      await app.recordRuns(
-        environmentId,
-        recorded.map((e) => ({ deployment: e.deployment, status: e.environmentStatus, hasResources: e.hasResources })),
+      const facts = events.flatMap((e) =>
+        e.deployment === undefined
+          ? []
+          : [
+              {
+                deployment: e.deployment,
+                status: e.environmentStatus,
+                hasResources: e.hasResources,
+                sequence: e.sequence,
+              },
+            ],
       );
+      const environmentId = facts[0]?.deployment.environmentId;
+      // Together: most change nothing and cost no statement; else one, or one transaction.
+      if (environmentId !== undefined) await app.recordRuns(environmentId, facts);
     },
   );
   return bus.consume({
