@@ -20,6 +20,7 @@ import {
   FINISHED,
   type LastRecorded,
   type RunEventFacts,
+  type RunEventHead,
   recordRunEvents,
 } from '../domain/run-events.ts';
 import { mergeSecrets, normalizeDefinition } from '../domain/service-spec.ts';
@@ -397,15 +398,22 @@ export class ControlApp {
    * status already); else one transaction for them all, with an environment event per event that
    * changed something. An environment removed from under a run has nothing left to record.
    */
+  /**
+   * Whether run events (their heads: run, sequence, statuses) follow directly on the last one recorded
+   * here, in the same run and with the same status: then they change nothing, and are taken as recorded.
+   */
+  skipUnchanged(environmentId: string, events: readonly RunEventHead[]): boolean {
+    const last = this.#recorded.get(environmentId);
+    if (last === undefined || !changeNothing(last, events)) return false;
+    this.#recorded.set(environmentId, { ...last, sequence: events.at(-1)?.sequence ?? last.sequence });
+    return true;
+  }
+
   async recordRuns(environmentId: string, events: readonly RunEventFacts[]): Promise<void> {
     const tail = events.at(-1);
     if (tail === undefined) return;
+    if (this.skipUnchanged(environmentId, events)) return;
     const recorded = this.#recorded;
-    const last = recorded.get(environmentId);
-    if (changeNothing(last, events)) {
-      recorded.set(environmentId, { ...last!, sequence: tail.sequence ?? 0 });
-      return;
-    }
     recorded.delete(environmentId);
     const said = eventsToRecord(events).filter(
       (e) => e.status !== control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED,

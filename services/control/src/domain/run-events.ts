@@ -155,6 +155,13 @@ export function recordRunEvents(current: RecordedRuns, events: readonly RunEvent
   return { writes, next: { status, services }, changedServiceIds };
 }
 
+/** What deciding whether a run event changes anything takes of it. */
+export interface RunEventHead {
+  deployment: { id: string; status: control.DeploymentStatus };
+  status: control.EnvironmentStatus;
+  sequence?: number | undefined;
+}
+
 /** The last run event this process recorded of an environment, and the status the environment then had. */
 export interface LastRecorded {
   deploymentId: string;
@@ -167,14 +174,7 @@ export interface LastRecorded {
  * one before — the first on the last one recorded — in the same run (sequence + 1: nothing of another
  * run came between), none ends the run, and none says another status. Such events need no statement.
  */
-export function changeNothing(
-  last: LastRecorded | undefined,
-  events: readonly {
-    deployment: control.Deployment;
-    sequence?: number | undefined;
-    status: control.EnvironmentStatus;
-  }[],
-): boolean {
+export function changeNothing(last: LastRecorded | undefined, events: readonly RunEventHead[]): boolean {
   if (last === undefined || last.sequence === 0) return false;
   let sequence = last.sequence;
   for (const e of events) {
