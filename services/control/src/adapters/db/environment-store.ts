@@ -21,7 +21,7 @@ import { EnvStatus, type KindName } from '../../domain/kinds.ts';
 import { servicePositions } from '../../domain/pipeline.ts';
 import { readAggregate } from './aggregate-sql.ts';
 import { EnvironmentRow, ServiceRow, StageRow } from './entities.ts';
-import { type OutboxRow, readRunState, setStatusIfUnchanged, writeRunState } from './run-sql.ts';
+import { lockRunState, type OutboxRow, setStatusIfUnchanged, writeRunState } from './run-sql.ts';
 
 // EnvironmentStore on PostgreSQL: an aggregate is the environment row, its stages and its services;
 // every change is loaded under the environment row's lock, reconciled row by row, and written with
@@ -299,7 +299,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
     // Decided again on what a retry reads, under the lock: never applied to a stale environment.
     const written = await this.#deps.db.retry('recording run events', (em) =>
       em.transactional(async (tx) => {
-        const current = this.#remember(environmentId, await readRunState(tx, environmentId, true, true));
+        const current = this.#remember(environmentId, await lockRunState(tx, environmentId));
         const write = current === undefined ? undefined : decide(current);
         if (write === undefined) return false;
         await writeRunState(tx, environmentId, write, this.#outboxRows(environmentId, write.events));

@@ -48,19 +48,14 @@ export function parsed<T>(value: T | string): T {
 export const ENVIRONMENT_COLUMNS =
   'e.id, e.project, e.name, e.runtime, e.preview, e.cloned_from_id, e.settings, e.status, e.created_at, e.updated_at';
 
-/** The environment and (`withServices`) its services' run state, in one statement; `lock`: FOR UPDATE. */
-export async function readRunState(
-  em: EntityManager,
-  environmentId: string,
-  withServices: boolean,
-  lock: boolean,
-): Promise<RunStateRecord | undefined> {
-  const services = withServices
-    ? `(select json_agg(json_build_object('id', s.id, 'hasResources', s.has_resources, 'endpoints', s.endpoints)
-          order by s.id) from service s where s.environment_id = e.id)`
-    : 'null';
+/** The environment and its services' run state, locked (FOR UPDATE), in one statement. */
+export async function lockRunState(em: EntityManager, environmentId: string): Promise<RunStateRecord | undefined> {
   const rows = await em.execute<RunStateColumns[]>(
-    `select ${ENVIRONMENT_COLUMNS}, ${services} as services from environment e where e.id = ?${lock ? ' for update of e' : ''}`,
+    `select ${ENVIRONMENT_COLUMNS},
+        (select json_agg(json_build_object('id', s.id, 'hasResources', s.has_resources, 'endpoints', s.endpoints)
+                         order by s.id)
+           from service s where s.environment_id = e.id) as services
+       from environment e where e.id = ? for update of e`,
     [environmentId],
   );
   const row = rows[0];
