@@ -1,7 +1,8 @@
 import { LockMode } from '@mikro-orm/core';
 import type { Subjects } from '@stageline/bus';
-import { type Database, type EntityManager, enqueue, isUniqueViolation, newId } from '@stageline/db';
+import { type Database, type EntityManager, enqueue, isUniqueViolation, newId, withDbRetry } from '@stageline/db';
 import { alreadyExists, invalidArgument, notFound } from '@stageline/errors';
+import type { Logger } from '@stageline/log';
 import { resolveNamespace } from '@stageline/policy';
 import { bus, type control } from '@stageline/proto';
 import { traceHeaders } from '@stageline/telemetry';
@@ -32,6 +33,8 @@ export interface PgEnvironmentStoreDeps {
   subjects: Subjects;
   /** Wakes the outbox relay after a commit, so events go out without waiting for a poll. */
   onCommit: () => void;
+  /** Where retried statements are reported (as `db.retry` does). */
+  log?: Logger;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -245,6 +248,21 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return result;
   }
 
+  /**
+   * Retried like `db.retry`, on one entity manager kept for the hand-written statements of the run
+   * paths (they use no identity map; a transaction forks its own): not a new one per event.
+   */
+  #hot<T>(what: string, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    this.#sql ??= this.#deps.db.em();
+    const em = this.#sql;
+    return withDbRetry(() => work(em), {
+      what: `${this.#deps.db.schema}: ${what}`,
+      ...(this.#deps.log !== undefined ? { log: this.#deps.log } : {}),
+    });
+  }
+
+  #sql: EntityManager | undefined;
+
   /** Environments as the run paths last read them: what `setStatus` makes its events of. */
   readonly #known = new Map<string, EnvironmentRecord>();
 
@@ -268,7 +286,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
     // written only if its row is still that (else the locked path below reads it again).
     if (known !== undefined && status !== EnvStatus.DELETED) {
       const outbox = this.#outboxRows(environmentId, events({ ...known, status }));
-      const { before, written } = await this.#deps.db.retry("setting an environment's status", (em) =>
+      const { before, written } = await this.#hot("setting an environment's status", (em) =>
         setStatusIfUnchanged(em, environmentId, status, known.updatedAt, outbox),
       );
       if (written) this.#deps.onCommit();
@@ -297,7 +315,7 @@ export class PgEnvironmentStore implements EnvironmentStore {
   ): Promise<void> {
     if (!UUID.test(environmentId)) return;
     // Decided again on what a retry reads, under the lock: never applied to a stale environment.
-    const written = await this.#deps.db.retry('recording run events', (em) =>
+    const written = await this.#hot('recording run events', (em) =>
       em.transactional(async (tx) => {
         const current = this.#remember(environmentId, await lockRunState(tx, environmentId));
         const write = current === undefined ? undefined : decide(current);
