@@ -84,7 +84,12 @@ export async function startControl(config: ControlConfig, log: Logger): Promise<
     log.info({ key: keyId }, 'secret key rotated');
     return { keyId, resealed: await reseal(keyId), keyIds: secrets.keyIds() };
   };
-  const store = new PgEnvironmentStore({ db, subjects: bus.subjects, onCommit: () => relay.kick() });
+  const store = new PgEnvironmentStore({
+    db,
+    subjects: bus.subjects,
+    onCommit: () => relay.kick(),
+    log: log.child({ component: 'db', schema: 'control' }),
+  });
   const clock = { now: () => new Date() };
   const conflicts = await store.assignNamespaces();
   for (const c of conflicts) {

@@ -1,4 +1,4 @@
-import { alreadyExists, DomainError, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@stageline/errors';
 import { DENY_ALL, type SourcePolicy } from '@stageline/policy';
 import { control, type snapshot } from '@stageline/proto';
 import type { Secrets } from '@stageline/secrets';
@@ -14,6 +14,15 @@ import {
 import { sameValue } from '../domain/equality.ts';
 import { EnvStatus } from '../domain/kinds.ts';
 import * as pipelines from '../domain/pipeline.ts';
+import {
+  changeNothing,
+  eventsToRecord,
+  FINISHED,
+  type LastRecorded,
+  type RunEventFacts,
+  type RunEventHead,
+  recordRunEvents,
+} from '../domain/run-events.ts';
 import { mergeSecrets, normalizeDefinition } from '../domain/service-spec.ts';
 import { checkSources } from '../domain/sources.ts';
 import type {
@@ -21,6 +30,7 @@ import type {
   Clock,
   EnvironmentAggregate,
   EnvironmentEventBody,
+  EnvironmentRecord,
   EnvironmentStore,
   ServiceRecord,
 } from './model.ts';
@@ -73,14 +83,24 @@ function assertServiceNameFree(aggregate: EnvironmentAggregate, name: string, ex
   }
 }
 
+/** The event of an environment's status set by a run: removed when deleted, else updated. */
+function environmentEvent(environment: EnvironmentRecord): EnvironmentEventBody {
+  return environment.status === EnvStatus.DELETED
+    ? { $case: 'environmentRemoved', value: { environmentId: environment.id } }
+    : { $case: 'environmentUpdated', value: { environment: environmentView(environment) } };
+}
+
 export class ControlApp {
   readonly #deps: ControlAppDeps;
   readonly #actor: string;
+  /** Per environment, the last run event recorded by this process (shared by every `as`). */
+  readonly #recorded: Map<string, LastRecorded>;
 
   /** `actor`: who every change made through this instance is recorded as (see `as`). */
-  constructor(deps: ControlAppDeps, actor = 'system') {
+  constructor(deps: ControlAppDeps, actor = 'system', recorded = new Map<string, LastRecorded>()) {
     this.#deps = deps;
     this.#actor = actor;
+    this.#recorded = recorded;
   }
 
   get #policy(): InputPolicy {
@@ -94,7 +114,7 @@ export class ControlApp {
 
   /** The same use cases, acting as `actor` (`token:<name> (<id>)`, `service:<name>`): the audit trail. */
   as(actor: string): ControlApp {
-    return new ControlApp(this.#deps, actor);
+    return new ControlApp(this.#deps, actor, this.#recorded);
   }
 
   /** Stamps the environment's updatedAt on every change that emits events. */
@@ -358,80 +378,76 @@ export class ControlApp {
   }
 
   /**
-   * Follows the planner's run events: the environment's status, and — once a run is over — which
-   * services have resources and where they answer. Applying the same event twice changes nothing.
-   */
-  /**
    * A run event: the environment's status, and when the run ended, each service's endpoints and whether
    * it has resources — by the planner's rule (`hasResources`, on the run's last event); an older event
-   * without it falls back to the service's state.
+   * without it falls back to the service's state. Applying the same event twice changes nothing.
    */
-  async recordRun(
+  recordRun(
     deployment: control.Deployment,
     status: control.EnvironmentStatus,
     hasResources: Readonly<Record<string, boolean>> = {},
   ): Promise<void> {
-    const finished = (
-      [
-        control.DeploymentStatus.DEPLOYMENT_STATUS_SUCCEEDED,
-        control.DeploymentStatus.DEPLOYMENT_STATUS_FAILED,
-        control.DeploymentStatus.DEPLOYMENT_STATUS_CANCELED,
-      ] as control.DeploymentStatus[]
-    ).includes(deployment.status);
-    const S = control.ServiceState;
-    // Most events of a run change nothing here (services change only when it ends): one cheap read
-    // instead of locking and loading the whole environment for every step of every service.
-    if (!finished) {
-      if (status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) return;
-      if ((await this.#deps.store.status(deployment.environmentId)) === status) return;
-    }
-    try {
-      await this.#deps.store.update(
-        deployment.environmentId,
-        (current) => {
-          const services = current.services.map((s) => {
-            const run = finished ? deployment.services.find((r) => r.serviceId === s.id) : undefined;
-            if (!run) return s;
-            const has = hasResources[s.id];
-            switch (run.status) {
-              case S.SERVICE_STATE_DEPLOYED:
-              case S.SERVICE_STATE_RESTARTED:
-              case S.SERVICE_STATE_STOPPED:
-              case S.SERVICE_STATE_DEPLOYMENT_ERROR:
-                return run.status === S.SERVICE_STATE_DEPLOYED
-                  ? { ...s, hasResources: has ?? true, endpoints: run.endpoints }
-                  : { ...s, hasResources: has ?? true };
-              case S.SERVICE_STATE_DELETED:
-                return { ...s, hasResources: has ?? false, endpoints: [] };
-              default:
-                return has === undefined ? s : { ...s, hasResources: has };
-            }
-          });
-          const changed = !sameValue(services, current.services) || status !== current.environment.status;
-          if (!changed || status === control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED) {
-            return { next: current, events: [], result: undefined };
-          }
-          const deleted = status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED;
-          const next = {
-            ...current,
-            // A deleted environment keeps its rows (history), not its secret values.
-            services: deleted ? services.map((s) => ({ ...s, secrets: {} })) : services,
-            environment: { ...current.environment, status },
-          };
-          const events: EnvironmentEventBody[] =
-            status === control.EnvironmentStatus.ENVIRONMENT_STATUS_DELETED
-              ? [{ $case: 'environmentRemoved', value: { environmentId: current.environment.id } }]
-              : [{ $case: 'environmentUpdated', value: { environment: environmentView(next.environment) } }];
-          return { next, events, result: undefined };
+    return this.recordRuns(deployment.environmentId, [{ deployment, status, hasResources }]);
+  }
+
+  /**
+   * One environment's run events, in stream order, recorded together. Events that follow directly on
+   * the last one recorded here, in the same run and with the same status, change nothing: no statement.
+   * Of the others, the events that end a run and the last one are recorded: while none ends a run only
+   * the last one's status counts (one statement, which writes nothing when the environment has that
+   * status already); else one transaction for them all, with an environment event per event that
+   * changed something. An environment removed from under a run has nothing left to record.
+   */
+  /**
+   * Whether run events (their heads: run, sequence, statuses) follow directly on the last one recorded
+   * here, in the same run and with the same status: then they change nothing, and are taken as recorded.
+   */
+  skipUnchanged(environmentId: string, events: readonly RunEventHead[]): boolean {
+    const last = this.#recorded.get(environmentId);
+    if (last === undefined || !changeNothing(last, events)) return false;
+    this.#recorded.set(environmentId, { ...last, sequence: events.at(-1)?.sequence ?? last.sequence });
+    return true;
+  }
+
+  async recordRuns(environmentId: string, events: readonly RunEventFacts[]): Promise<void> {
+    const tail = events.at(-1);
+    if (tail === undefined) return;
+    if (this.skipUnchanged(environmentId, events)) return;
+    const recorded = this.#recorded;
+    recorded.delete(environmentId);
+    const said = eventsToRecord(events).filter(
+      (e) => e.status !== control.EnvironmentStatus.ENVIRONMENT_STATUS_UNSPECIFIED,
+    );
+    const final = said.at(-1);
+    if (final === undefined) return;
+    let after: control.EnvironmentStatus | undefined;
+    if (!said.some((e) => FINISHED.includes(e.deployment.status))) {
+      after = await this.#deps.store.setStatus(environmentId, final.status, (environment) => [
+        { actor: `run:${final.deployment.id}`, body: environmentEvent(environment) },
+      ]);
+    } else {
+      await this.#deps.store.recordRunState(environmentId, (current) => {
+        const recording = recordRunEvents({ status: current.environment.status, services: current.services }, said);
+        after = recording.next.status;
+        if (recording.writes.length === 0) return undefined;
+        const deleted = recording.writes.some((w) => w.status === EnvStatus.DELETED);
+        const changed = new Set(recording.changedServiceIds);
+        return {
+          status: recording.next.status,
+          // A deleted environment keeps its rows (history), not its secret values.
+          services: recording.next.services.filter((s) => deleted || changed.has(s.id)),
+          clearSecrets: deleted,
           // What a run changes here is recorded as the run's doing; the run names who asked for it.
-        },
-        `run:${deployment.id}`,
-      );
-    } catch (e) {
-      // An environment removed from under a run has nothing left to record.
-      if (e instanceof DomainError && e.code === 'NOT_FOUND') return;
-      throw e;
+          events: recording.writes.map((w) => ({
+            actor: `run:${w.deploymentId}`,
+            body: environmentEvent({ ...current.environment, status: w.status }),
+          })),
+        };
+      });
     }
+    if (after === undefined) return;
+    if (recorded.size >= 10_000) recorded.clear();
+    recorded.set(environmentId, { deploymentId: tail.deployment.id, sequence: tail.sequence ?? 0, status: after });
   }
 
   // --- pipeline ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 import { LockMode } from '@mikro-orm/core';
 import type { Subjects } from '@stageline/bus';
-import { type Database, type EntityManager, enqueue, isUniqueViolation, newId } from '@stageline/db';
+import { type Database, type EntityManager, enqueue, isUniqueViolation, newId, withDbRetry } from '@stageline/db';
 import { alreadyExists, invalidArgument, notFound } from '@stageline/errors';
+import type { Logger } from '@stageline/log';
 import { resolveNamespace } from '@stageline/policy';
 import { bus, type control } from '@stageline/proto';
+import { traceHeaders } from '@stageline/telemetry';
 import type {
   Change,
   EnvironmentAggregate,
@@ -11,12 +13,16 @@ import type {
   EnvironmentRecord,
   EnvironmentStore,
   Page,
+  RunStateRecord,
+  RunStateWrite,
 } from '../../app/model.ts';
 import type { Runtime } from '../../domain/environment.ts';
 import type { DefaultSlot } from '../../domain/kinds.ts';
 import { EnvStatus, type KindName } from '../../domain/kinds.ts';
 import { servicePositions } from '../../domain/pipeline.ts';
+import { readAggregate } from './aggregate-sql.ts';
 import { EnvironmentRow, ServiceRow, StageRow } from './entities.ts';
+import { lockRunState, type OutboxRow, setStatusIfUnchanged, writeRunState } from './run-sql.ts';
 
 // EnvironmentStore on PostgreSQL: an aggregate is the environment row, its stages and its services;
 // every change is loaded under the environment row's lock, reconciled row by row, and written with
@@ -27,6 +33,8 @@ export interface PgEnvironmentStoreDeps {
   subjects: Subjects;
   /** Wakes the outbox relay after a commit, so events go out without waiting for a poll. */
   onCommit: () => void;
+  /** Where retried statements are reported (as `db.retry` does). */
+  log?: Logger;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -177,9 +185,11 @@ export class PgEnvironmentStore implements EnvironmentStore {
   }
 
   async get(environmentId: string): Promise<EnvironmentAggregate> {
-    return toAggregate(
-      await this.#deps.db.retry('reading an environment', (em) => this.#load(em, environmentId, false)),
-    );
+    // A malformed id cannot name anything; PostgreSQL would reject it as a uuid.
+    if (!UUID.test(environmentId)) throw notFound('environment', environmentId, 'environment_id');
+    const aggregate = await this.#deps.db.retry('reading an environment', (em) => readAggregate(em, environmentId));
+    if (aggregate === undefined) throw notFound('environment', environmentId, 'environment_id');
+    return aggregate;
   }
 
   async list(
@@ -238,12 +248,83 @@ export class PgEnvironmentStore implements EnvironmentStore {
     return result;
   }
 
-  async status(environmentId: string): Promise<control.EnvironmentStatus | undefined> {
+  /**
+   * Retried like `db.retry`, on one entity manager kept for the hand-written statements of the run
+   * paths (they use no identity map; a transaction forks its own): not a new one per event.
+   */
+  #hot<T>(what: string, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    this.#sql ??= this.#deps.db.em();
+    const em = this.#sql;
+    return withDbRetry(() => work(em), {
+      what: `${this.#deps.db.schema}: ${what}`,
+      ...(this.#deps.log !== undefined ? { log: this.#deps.log } : {}),
+    });
+  }
+
+  #sql: EntityManager | undefined;
+
+  /** Environments as the run paths last read them: what `setStatus` makes its events of. */
+  readonly #known = new Map<string, EnvironmentRecord>();
+
+  #remember(environmentId: string, state: RunStateRecord | undefined): RunStateRecord | undefined {
+    if (state === undefined) this.#known.delete(environmentId);
+    else {
+      if (this.#known.size >= 10_000) this.#known.clear();
+      this.#known.set(environmentId, state.environment);
+    }
+    return state;
+  }
+
+  async setStatus(
+    environmentId: string,
+    status: control.EnvironmentStatus,
+    events: (environment: EnvironmentRecord) => { body: EnvironmentEventBody; actor: string }[],
+  ): Promise<control.EnvironmentStatus | undefined> {
     if (!UUID.test(environmentId)) return undefined;
-    const row = await this.#deps.db.retry("reading an environment's status", (em) =>
-      em.findOne(EnvironmentRow, { id: environmentId }, { fields: ['id', 'status'], disableIdentityMap: true }),
+    const known = this.#known.get(environmentId);
+    // One statement, no read before it: the events are made of the environment as last read, and
+    // written only if its row is still that (else the locked path below reads it again).
+    if (known !== undefined && status !== EnvStatus.DELETED) {
+      const outbox = this.#outboxRows(environmentId, events({ ...known, status }));
+      const { before, written } = await this.#hot("setting an environment's status", (em) =>
+        setStatusIfUnchanged(em, environmentId, status, known.updatedAt, outbox),
+      );
+      if (written) this.#deps.onCommit();
+      if (before === undefined) this.#known.delete(environmentId);
+      if (before === undefined) return undefined;
+      if (written || before === status) return status;
+    }
+    let found = false;
+    await this.recordRunState(environmentId, (current) => {
+      found = true;
+      return current.environment.status === status
+        ? undefined
+        : {
+            status,
+            services: status === EnvStatus.DELETED ? current.services : [],
+            clearSecrets: status === EnvStatus.DELETED,
+            events: events({ ...current.environment, status }),
+          };
+    });
+    return found ? status : undefined;
+  }
+
+  async recordRunState(
+    environmentId: string,
+    decide: (current: RunStateRecord) => RunStateWrite | undefined,
+  ): Promise<void> {
+    if (!UUID.test(environmentId)) return;
+    // Decided again on what a retry reads, under the lock: never applied to a stale environment.
+    const written = await this.#hot('recording run events', (em) =>
+      em.transactional(async (tx) => {
+        const current = this.#remember(environmentId, await lockRunState(tx, environmentId));
+        const write = current === undefined ? undefined : decide(current);
+        if (write === undefined) return false;
+        await writeRunState(tx, environmentId, write, this.#outboxRows(environmentId, write.events));
+        return true;
+      }),
     );
-    return row?.status as control.EnvironmentStatus | undefined;
+    if (written) this.#deps.onCommit();
   }
 
   async project(environmentId: string): Promise<string | undefined> {
@@ -317,17 +398,28 @@ export class PgEnvironmentStore implements EnvironmentStore {
   }
 
   #enqueue(em: EntityManager, environmentId: string, events: EnvironmentEventBody[], actor: string): void {
+    for (const row of this.#outboxRows(
+      environmentId,
+      events.map((body) => ({ body, actor })),
+    )) {
+      enqueue(em, row);
+    }
+  }
+
+  /** Environment events as outbox rows (the writer's trace context in their headers, as `enqueue` does). */
+  #outboxRows(environmentId: string, events: { body: EnvironmentEventBody; actor: string }[]): OutboxRow[] {
     const subject = this.#deps.subjects.environmentEvents(environmentId);
-    for (const event of events) {
+    const trace = traceHeaders();
+    return events.map(({ body, actor }) => {
       const id = newId();
       const payload = bus.EnvironmentEvent.encode({
         eventId: id,
         environmentId,
         occurredAt: new Date(),
         actor,
-        event,
+        event: body,
       }).finish();
-      enqueue(em, { id, subject, payload, headers: { 'Stageline-Event-Type': event.$case } });
-    }
+      return { id, subject, payload, headers: { ...trace, 'Stageline-Event-Type': body.$case } };
+    });
   }
 }
