@@ -1,4 +1,4 @@
-import type { EntityManager } from '@stageline/db';
+import { type EntityManager, query } from '@stageline/db';
 import type { control } from '@stageline/proto';
 import type { EnvironmentAggregate } from '../../app/model.ts';
 import type { DefaultSlot, KindName } from '../../domain/kinds.ts';
@@ -39,7 +39,8 @@ export async function readAggregate(
   em: EntityManager,
   environmentId: string,
 ): Promise<EnvironmentAggregate | undefined> {
-  const rows = await em.execute<AggregateColumns[]>(
+  const rows = await query<AggregateColumns>(
+    em,
     `select ${ENVIRONMENT_COLUMNS},
         (select json_agg(json_build_object('id', st.id, 'name', st.name, 'description', st.description,
                                            'default_for', st.default_for) order by st.position)

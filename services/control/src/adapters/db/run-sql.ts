@@ -1,4 +1,4 @@
-import { type EntityManager, OUTBOX_TABLE } from '@stageline/db';
+import { type EntityManager, OUTBOX_TABLE, query } from '@stageline/db';
 import type { control } from '@stageline/proto';
 import type { EnvironmentRecord, RunStateRecord } from '../../app/model.ts';
 import type { Runtime, Settings } from '../../domain/environment.ts';
@@ -50,7 +50,8 @@ export const ENVIRONMENT_COLUMNS =
 
 /** The environment and its services' run state, locked (FOR UPDATE), in one statement. */
 export async function lockRunState(em: EntityManager, environmentId: string): Promise<RunStateRecord | undefined> {
-  const rows = await em.execute<RunStateColumns[]>(
+  const rows = await query<RunStateColumns>(
+    em,
     `select ${ENVIRONMENT_COLUMNS},
         (select json_agg(json_build_object('id', s.id, 'hasResources', s.has_resources, 'endpoints', s.endpoints)
                          order by s.id)
@@ -95,7 +96,8 @@ export async function writeRunState(
   write: { status: control.EnvironmentStatus; services: ServiceRunState[]; clearSecrets: boolean },
   outbox: readonly OutboxRow[],
 ): Promise<void> {
-  await em.execute(
+  await query(
+    em,
     `with env as (update environment set status = ? where id = ?),
       svc as (
         update service s
@@ -129,7 +131,8 @@ export async function setStatusIfUnchanged(
   updatedAt: Date,
   outbox: readonly OutboxRow[],
 ): Promise<{ before: control.EnvironmentStatus | undefined; written: boolean }> {
-  const rows = await em.execute<{ before: number | null; written: number | string }[]>(
+  const rows = await query<{ before: number | null; written: number | string }>(
+    em,
     `with u as (
         update environment set status = ? where id = ? and status <> ? and updated_at = ?::timestamptz returning id),
       ins as (
