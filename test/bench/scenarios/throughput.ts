@@ -260,7 +260,8 @@ function floorThroughput(floor: Floor): number {
 
 /** The issue's targets this scenario measures, against the floor of the same run. */
 function throughputTargets(results: readonly ConfigResult[], floor: Floor | undefined): TargetRow[] {
-  const [first, ...more] = results;
+  // Judged from the fewest workers up, whatever order BENCH_THROUGHPUT_WORKERS ran them in.
+  const [first, ...more] = [...results].sort((a, b) => a.workers - b.workers);
   if (!first) return [];
   const label = `${first.workers} + ${first.workers}`;
   const rows: TargetRow[] = [
