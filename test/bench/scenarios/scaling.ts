@@ -97,6 +97,8 @@ export const scaling: Scenario = {
           reps_.push({
             builds: builds.length,
             windowMs,
+            // Requests sent → last run finished: the build window plus planning before and deploys after.
+            roundMs: cpu1.at - cpu0.at,
             buildsPerSecond: perSecond,
             efficiency: perSecond / ideal,
             maxConcurrentBuilds: maxOverlap(builds),
@@ -157,7 +159,8 @@ export const scaling: Scenario = {
           `${r.workers} build process(es): ${(r.efficiency.median * 100).toFixed(0)}% of the bound ${r.ideal} builds/s ` +
           `(${r.buildsPerSecond.median.toFixed(1)} builds/s, at most ${r.maxConcurrentBuilds.median} of ${SLOTS * r.workers} slots ` +
           `busy at once, slots idle ${r.idleSlotMsPerBuild.median.toFixed(0)} ms per ${BUILD_MS} ms build, ${waves.toFixed(1)} waves ` +
-          `of builds in the window, so its two ramps weigh); CPU per service (build + deploy, a round's CPU ÷ its builds): ` +
+          `of builds in the window, so its two ramps weigh; the round took ${((first?.roundMs ?? 0) / 1000).toFixed(1)} s, ` +
+          `its builds ${((first?.windowMs ?? 0) / 1000).toFixed(1)} s of it); CPU per service (build + deploy, a round's CPU ÷ its builds): ` +
           `planner ${r.plannerMsPerService.median.toFixed(1)} ms, stack ${r.stackMsPerService.median.toFixed(1)} ms → in a steady ` +
           `stream the planner's core allows ${r.plannerBound.toFixed(0)} builds/s, the cores other work left to the stack ` +
           `${r.machineBound.toFixed(0)}; cores by process: ${busiest}, machine ${r.machineCores.median.toFixed(2)} of ${cores}; ` +
