@@ -32,10 +32,11 @@ interface Measured {
 /** What limited a configuration, from its own figures. */
 function limitOf(r: Measured): string {
   if (r.efficiency.median >= 0.9) return 'the slots (the bound)';
+  // The planner is one process: a core of its own busy is its limit, whatever the rest of the machine does.
+  if (r.plannerCores.median >= 0.85) return `the planner's core (${r.plannerCores.median.toFixed(2)} busy)`;
   if (r.machineCores.median >= 0.9 * cores) {
     return `the machine's cores (${r.machineCores.median.toFixed(2)} of ${cores} busy, ${r.othersCores.median.toFixed(2)} others')`;
   }
-  if (r.plannerCores.median >= 0.85) return `the planner's core (${r.plannerCores.median.toFixed(2)} busy)`;
   const cpuBound = Math.min(r.plannerBound, r.machineBound);
   if (r.buildsPerSecond.median >= 0.8 * cpuBound) {
     return r.plannerBound <= r.machineBound ? "the planner's CPU per build" : "the stack's CPU per build";
@@ -159,7 +160,7 @@ export const scaling: Scenario = {
           `${r.workers} build process(es): ${(r.efficiency.median * 100).toFixed(0)}% of the bound ${r.ideal} builds/s ` +
           `(${r.buildsPerSecond.median.toFixed(1)} builds/s, at most ${r.maxConcurrentBuilds.median} of ${SLOTS * r.workers} slots ` +
           `busy at once, slots idle ${r.idleSlotMsPerBuild.median.toFixed(0)} ms per ${BUILD_MS} ms build, ${waves.toFixed(1)} waves ` +
-          `of builds in the window, so its two ramps weigh; the round took ${((first?.roundMs ?? 0) / 1000).toFixed(1)} s, ` +
+          `of builds in the window${waves < 8 ? ', so its two ramps weigh' : ''}; the round took ${((first?.roundMs ?? 0) / 1000).toFixed(1)} s, ` +
           `its builds ${((first?.windowMs ?? 0) / 1000).toFixed(1)} s of it); CPU per service (build + deploy, a round's CPU ÷ its builds): ` +
           `planner ${r.plannerMsPerService.median.toFixed(1)} ms, stack ${r.stackMsPerService.median.toFixed(1)} ms → in a steady ` +
           `stream the planner's core allows ${r.plannerBound.toFixed(0)} builds/s, the cores other work left to the stack ` +
