@@ -13,6 +13,7 @@ import { profilesIn, renderProfile, summarizeProfile } from './lib/profile.ts';
 import { type BenchReport, renderTable } from './lib/report.ts';
 import type { Scenario } from './lib/scenario.ts';
 import { ROOT, type ServiceName } from './lib/stack.ts';
+import { targetsTable } from './lib/targets.ts';
 import { auth } from './scenarios/auth.ts';
 import { compose } from './scenarios/compose.ts';
 import { makespan } from './scenarios/makespan.ts';
@@ -94,7 +95,7 @@ console.log(
 
 // The floor every figure is judged against, on a nats-server like the scenarios' own.
 const floorNats = await startBenchNats();
-const floor = await measureFloor(floorNats.url).catch((e: unknown) => {
+const floor = await measureFloor(floorNats.url, floorNats.pid).catch((e: unknown) => {
   console.log(`bench: could not measure the floor: ${e instanceof Error ? e.message : String(e)}`);
   return undefined;
 });
@@ -103,7 +104,9 @@ if (floor) {
   console.log(
     `floor: one PostgreSQL commit ${floor.commitMs.toFixed(2)} ms (${floor.commitsPerSecond.toFixed(0)}/s), ` +
       `one JetStream publish ${floor.publishMs.toFixed(2)} ms (${floor.publishesPerSecond.toFixed(0)}/s): ` +
-      `a stage transition needs at least ${floor.transitionMs.toFixed(2)} ms`,
+      `a stage transition needs at least ${floor.transitionMs.toFixed(2)} ms; CPU (client + server) ` +
+      `${floor.commitCpuMs.toFixed(3)} ms a commit, ${floor.publishCpuMs.toFixed(3)} ms a publish: a service-deploy ` +
+      `(one commit, two publishes) at least ${floor.serviceDeployCpuMs.toFixed(2)} ms`,
   );
 }
 console.log(SECURITY_NOTE);
@@ -116,6 +119,7 @@ const report: BenchReport = {
   scenarios: [],
   errors: [],
   totalSeconds: 0,
+  targets: [],
 };
 const file = join(resultsDir, `bench-${stamp}.json`);
 const save = () => writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
@@ -133,6 +137,7 @@ for (const scenario of chosen) {
       log: (m) => console.log(`   ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  ${m}`),
     });
     report.scenarios.push(result);
+    report.targets.push(...(result.targets ?? []));
     console.log();
     for (const t of result.tables) console.log(`${renderTable(t)}\n`);
     for (const d of result.diagnosis ?? []) console.log(`   diagnosis: ${d}`);
@@ -149,6 +154,8 @@ for (const scenario of chosen) {
   save();
 }
 
+// Where every target stands, beside its floor, for the scenarios that ran.
+if (report.targets.length > 0) console.log(`\n${renderTable(targetsTable(report.targets))}`);
 console.log(`\nbench: ${report.totalSeconds.toFixed(0)} s in all; figures in ${file}`);
 if (report.errors.length > 0) {
   console.log(`bench: ${report.errors.length} scenario(s) failed: ${report.errors.map((e) => e.scenario).join(', ')}`);

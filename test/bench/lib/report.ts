@@ -2,6 +2,7 @@ import type { Floor } from './floor.ts';
 // Output: one plain-text table per scenario on stdout, and the same figures in the run's JSON file.
 import type { MachineFacts } from './machine.ts';
 import type { Summary } from './stats.ts';
+import type { TargetRow } from './targets.ts';
 
 export type Cell = string | number;
 
@@ -24,6 +25,8 @@ export interface ScenarioResult {
   tables: Table[];
   /** Where the time goes, when a figure crosses its threshold. */
   diagnosis?: string[];
+  /** The targets this scenario measured: figure, target, floor of the same run, met. */
+  targets?: TargetRow[];
 }
 
 export interface BenchReport {
@@ -35,6 +38,8 @@ export interface BenchReport {
   /** One commit and one publish on this machine, measured at the start of the run. */
   floor?: Floor | undefined;
   security: string;
+  /** Every target row of the scenarios that ran, in their order (also printed at the end). */
+  targets: TargetRow[];
 }
 
 function fmtCell(c: Cell): string {

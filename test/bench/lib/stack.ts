@@ -19,7 +19,8 @@ import {
   resolvePostgres,
   testSecurity,
 } from '@stageline/testkit';
-import { type CpuTarget, pidsNamed } from './cpu.ts';
+import pg from 'pg';
+import type { CpuTarget } from './cpu.ts';
 import { type NatsCounters, startBenchNats } from './nats.ts';
 
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -329,7 +330,24 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
   let pipelines: control.PipelineServiceClient | undefined;
   let deployments: control.DeploymentServiceClient | undefined;
 
+  // PostgreSQL is shared with other work on the machine: what counts for the stack is this database's
+  // backends (the services' connections, polled from pg_stat_activity) and the server's writers (WAL
+  // writer, checkpointer, background writer: they write every database's commits, ours among them).
+  const pgWatch = new pg.Client({ connectionString: database.url });
+  let pgPids: number[] = [];
+  let pgTimer: NodeJS.Timeout | undefined;
+  const pollPg = async () => {
+    const { rows } = await pgWatch.query<{ pid: number }>(
+      `select pid from pg_stat_activity
+        where (datname = current_database() and pid <> pg_backend_pid())
+           or backend_type in ('walwriter', 'checkpointer', 'background writer')`,
+    );
+    pgPids = rows.map((r) => r.pid);
+  };
+
   async function stop(): Promise<void> {
+    clearInterval(pgTimer);
+    await pgWatch.end().catch(() => undefined);
     const envIds = environments ? await listEnvironmentIds(environments).catch(() => []) : [];
     environments?.close();
     pipelines?.close();
@@ -359,6 +377,9 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
     deployments = connectGrpc(control.DeploymentServiceClient, addresses.control, user);
     nc = await connect({ servers: nats.url, name: 'stageline-bench' });
     runs.start(nc, busPrefix);
+    await pgWatch.connect();
+    await pollPg();
+    pgTimer = setInterval(() => void pollPg().catch(() => undefined), 250);
   } catch (e) {
     await stop();
     throw e;
@@ -386,7 +407,7 @@ export async function startStack(options: BenchStackOptions): Promise<BenchStack
       { name: 'build', pids: byService('build') },
       { name: 'deploy', pids: byService('deploy') },
       { name: 'nats-server', pids: () => [nats.pid] },
-      { name: 'postgres', pids: () => pidsNamed('postgres') },
+      { name: 'postgres', pids: () => pgPids },
       { name: 'bench', pids: () => [process.pid] },
     ],
     tail: (lines = 20) => procs.map((p) => `--- ${p.name} (${p.logFile})\n${tailOf(p.logFile, lines)}`).join('\n'),

@@ -4,6 +4,7 @@
 // lose; STRICT / PIPELINED says what pipelining buys.
 import { control } from '@stageline/proto';
 import { createEnvironment, deployAndWait, ms } from '../lib/driver.ts';
+import { SECURITY_NOTE } from '../lib/floor.ts';
 import { type JobTimes, pipelinedLowerBound, strictLowerBound } from '../lib/lower-bound.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import { type Scenario, scaled } from '../lib/scenario.ts';
@@ -208,6 +209,9 @@ export const makespan: Scenario = {
               "planner's dispatch rules (each stage's longest builds and deploys first, known from an unmeasured first run of",
               'every environment) replayed with instant dispatch and reports (test/bench/lib/simulate.ts); service order: the',
               'same rules in service order, what a first run of an environment does.',
+              'floor: the lower bound (× bound: makespan ÷ it); measured ÷ policy is what orchestration costs on top of the',
+              'policy, to be read against one commit + one publish per dispatch (the floor printed at the start of the run).',
+              SECURITY_NOTE,
             ],
           },
         ],

@@ -4,12 +4,13 @@
 import { cpus } from 'node:os';
 import { cpuBetween, MACHINE, sampleCpu } from '../lib/cpu.ts';
 import { assertSucceeded, createEnvironment, deployAndWait, getRun, ms, pool, requestRun } from '../lib/driver.ts';
-import { SECURITY_NOTE } from '../lib/floor.ts';
+import { type Floor, SECURITY_NOTE } from '../lib/floor.ts';
 import { activityBetween, dbActivity } from '../lib/pg.ts';
 import { fmtSummary, type ScenarioResult } from '../lib/report.ts';
 import { type Scenario, scaled } from '../lib/scenario.ts';
 import { startStack } from '../lib/stack.ts';
 import { quantile, type Summary, summarize } from '../lib/stats.ts';
+import { type TargetRow, target } from '../lib/targets.ts';
 
 const SERVICES_PER_ENV = 10;
 
@@ -163,6 +164,7 @@ export const throughput: Scenario = {
       }
       return {
         diagnosis,
+        targets: throughputTargets(results, ctx.floor),
         scenario: 'throughput',
         title: this.title,
         parameters: { environments: envCount, servicesPerEnvironment: SERVICES_PER_ENV, reps, executor: 'noop (0 ms)' },
@@ -232,6 +234,13 @@ export const throughput: Scenario = {
               "SQL statements: table scans + rows inserted (pg_stat_user_tables); NATS messages: in_msgs of the stack's own nats-server (/varz).",
               'noop executor: mirrors and deploys take 0 ms; each service-deploy is a mirror job and a deploy job.',
               'cores: CPU seconds ÷ wall seconds over the round (1.00 = one core busy all the time).',
+              ...(ctx.floor
+                ? [
+                    `floor (same run): throughput ≤ min(commits/s, publishes/s ÷ 2) = ${floorThroughput(ctx.floor).toFixed(0)} ` +
+                      `service-deploys/s (one commit and two publishes each, in a row); CPU ≥ ${ctx.floor.serviceDeployCpuMs.toFixed(2)} ms ` +
+                      'per service-deploy (their CPU, client + server); 1 commit and 2 NATS messages per service-deploy.',
+                  ]
+                : []),
             ],
           },
         ],
@@ -243,3 +252,78 @@ export const throughput: Scenario = {
     }
   },
 };
+
+/** What one commit and two publishes in a row allow: service-deploys per second. */
+function floorThroughput(floor: Floor): number {
+  return Math.min(floor.commitsPerSecond, floor.publishesPerSecond / 2);
+}
+
+/** The issue's targets this scenario measures, against the floor of the same run. */
+function throughputTargets(results: readonly ConfigResult[], floor: Floor | undefined): TargetRow[] {
+  // Judged from the fewest workers up, whatever order BENCH_THROUGHPUT_WORKERS ran them in.
+  const [first, ...more] = [...results].sort((a, b) => a.workers - b.workers);
+  if (!first) return [];
+  const label = `${first.workers} + ${first.workers}`;
+  const rows: TargetRow[] = [
+    target({
+      figure: `CPU per service-deploy, Stageline + NATS + PostgreSQL (${label} workers)`,
+      scenario: 'throughput',
+      value: first.stackCpuMsPerServiceDeploy.median,
+      unit: 'ms',
+      direction: 'max',
+      limit: 7,
+      digits: 1,
+      floor: floor ? `${floor.serviceDeployCpuMs.toFixed(2)} ms (1 commit + 2 publishes)` : '–',
+    }),
+    target({
+      figure: `throughput, service-deploys/s (${label} workers)`,
+      scenario: 'throughput',
+      value: first.serviceDeploysPerSecond.median,
+      unit: '/s',
+      direction: 'min',
+      limit: 250,
+      digits: 1,
+      floor: floor ? `≤ ${floorThroughput(floor).toFixed(0)} /s (commits, publishes ÷ 2)` : '–',
+    }),
+  ];
+  for (const r of more) {
+    // "Never lowers": the median with more workers is not below the lowest round with one of each.
+    const ratio = r.serviceDeploysPerSecond.median / first.serviceDeploysPerSecond.median;
+    const lowest = first.serviceDeploysPerSecond.min / first.serviceDeploysPerSecond.median;
+    rows.push(
+      target({
+        figure: `throughput with ${r.workers} + ${r.workers} ÷ ${label} workers (never lower: ≥ ${label}'s lowest round)`,
+        scenario: 'throughput',
+        value: ratio,
+        unit: '',
+        direction: 'min',
+        limit: lowest,
+        shown: `${ratio.toFixed(2)} (${r.serviceDeploysPerSecond.median.toFixed(1)} /s)`,
+        floor: `ideal ${r.workers}.00 (if workers were the limit)`,
+      }),
+    );
+  }
+  rows.push(
+    target({
+      figure: `SQL statements per service-deploy, approx. (${label} workers)`,
+      scenario: 'throughput',
+      value: first.dbStatementsPerServiceDeploy.median,
+      unit: '',
+      direction: 'max',
+      limit: 8,
+      digits: 1,
+      floor: `1 (one commit; this run ${first.dbCommitsPerServiceDeploy.median.toFixed(1)} commits)`,
+    }),
+    target({
+      figure: `NATS messages per service-deploy (${label} workers)`,
+      scenario: 'throughput',
+      value: first.natsMessagesPerServiceDeploy.median,
+      unit: '',
+      direction: 'max',
+      limit: 20,
+      digits: 1,
+      floor: '2 (a job and an event)',
+    }),
+  );
+  return rows;
+}
