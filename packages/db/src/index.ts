@@ -13,6 +13,7 @@ export { idTime, newId } from './ids.ts';
 export { type DbMigration, type SqlRunner, sqlMigration } from './migrations.ts';
 export {
   enqueue,
+  insertOutbox,
   OUTBOX_SET_ASIDE_TABLE,
   OUTBOX_TABLE,
   type OutboxEntry,

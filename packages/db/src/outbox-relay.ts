@@ -5,6 +5,7 @@ import { metrics, trackOutbox } from '@stageline/telemetry';
 import { LOCK_OUTBOX, lockKey, quoteIdent } from './admin.ts';
 import type { Database } from './database.ts';
 import { OUTBOX_SET_ASIDE_TABLE, OUTBOX_TABLE, OutboxMessage } from './outbox.ts';
+import { query } from './query.ts';
 
 /**
  * Publishes one message; resolves once the broker has it (for JetStream: the publish ack). It should time
@@ -242,14 +243,15 @@ export class OutboxRelay {
   async #batch(): Promise<BatchResult> {
     const em = this.#db.em();
     return em.transactional(async (tx) => {
-      const [lock] = await tx.execute<{ locked: boolean }[]>('select pg_try_advisory_xact_lock(?, ?) as locked', [
+      const [lock] = await query<{ locked: boolean }>(tx, 'select pg_try_advisory_xact_lock(?, ?) as locked', [
         LOCK_OUTBOX,
         this.#lockKey,
       ]);
       if (!lock?.locked) {
         return { leader: false, published: 0, more: false };
       }
-      const rows = await tx.execute<Row[]>(
+      const rows = await query<Row>(
+        tx,
         `select id, subject, payload, headers from ${this.#table} where published_at is null order by seq limit ?`,
         [this.#batchSize],
       );
@@ -298,7 +300,7 @@ export class OutboxRelay {
       // Nothing of this turn still in flight once it ends (the rows after a failure settle too).
       await Promise.all(started);
       if (done.length > 0) {
-        await tx.nativeUpdate(OutboxMessage, { id: { $in: done } }, { publishedAt: new Date() });
+        await query(tx, `update ${this.#table} set published_at = now() where id = any(?::uuid[])`, [done]);
       }
       const result: BatchResult = { leader: true, published: done.length, more: rows.length === this.#batchSize };
       if (error !== undefined) {

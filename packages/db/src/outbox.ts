@@ -3,6 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { traceHeaders } from '@stageline/telemetry';
 import { newId } from './ids.ts';
 import { type DbMigration, sqlMigration } from './migrations.ts';
+import { query } from './query.ts';
 
 export const OUTBOX_TABLE = 'outbox_message';
 
@@ -95,4 +96,30 @@ export function enqueue(em: EntityManager, entry: OutboxEntry): string {
     publishedAt: null,
   });
   return id;
+}
+
+/**
+ * Writes these events to the outbox now, in one statement, through `em` (in its transaction): what
+ * `enqueue` does row by row at the next flush, for hot paths that write by hand. Rows keep the given
+ * order (their `seq`). Returns their ids.
+ */
+export async function insertOutbox(em: EntityManager, entries: readonly OutboxEntry[]): Promise<string[]> {
+  if (entries.length === 0) return [];
+  const trace = traceHeaders();
+  const rows = entries.map((e) => ({
+    id: e.id ?? newId(),
+    subject: e.subject,
+    payload: Buffer.from(e.payload).toString('base64'),
+    headers: e.headers?.traceparent === undefined ? { ...trace, ...e.headers } : { ...e.headers },
+  }));
+  await query(
+    em,
+    `insert into ${OUTBOX_TABLE} (id, subject, payload, headers, created_at)
+     select o.id, o.subject, decode(o.payload, 'base64'), o.headers, now()
+       from rows from (jsonb_to_recordset(?::jsonb) as (id uuid, subject text, payload text, headers jsonb))
+            with ordinality as o(id, subject, payload, headers, n)
+      order by o.n`,
+    [JSON.stringify(rows)],
+  );
+  return rows.map((r) => r.id);
 }

@@ -2,6 +2,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type Database,
   enqueue,
+  insertOutbox,
   newId,
   OutboxMessage,
   type OutboxPublish,
@@ -140,6 +141,46 @@ describe('enqueue', () => {
     ).rejects.toThrow('state change refused');
     expect(await db.em().count(OutboxMessage, {})).toBe(0);
     expect(await db.em().count(Thing, {})).toBe(0);
+  });
+});
+
+describe('insertOutbox', () => {
+  it('writes a batch in one statement, in the given order, and the relay publishes it byte for byte', async () => {
+    const db = await open();
+    const payloads = [new Uint8Array([0, 1, 2, 255]), new TextEncoder().encode("it's ü"), new Uint8Array(0)];
+    const ids = await db.em().transactional((em) =>
+      insertOutbox(
+        em,
+        payloads.map((payload, n) => ({
+          subject: `stageline.events.insert.${n}`,
+          payload,
+          ...(n === 1 ? { id: newId(), headers: { n: '1' } } : {}),
+        })),
+      ),
+    );
+    expect(ids).toHaveLength(3);
+    expect(await pendingCount(db)).toBe(3);
+    const { calls, publish } = recorder();
+    const r = relay(db, publish);
+    r.start();
+    await vi.waitFor(() => expect(calls.length).toBe(3), { timeout: 10_000, interval: 20 });
+    await r.stop();
+    expect(calls.map((c) => c.msgId)).toEqual(ids);
+    expect(calls.map((c) => [...c.data])).toEqual(payloads.map((p) => [...p]));
+    expect(calls[1]?.headers).toEqual({ n: '1' });
+    expect(calls.map((c) => c.subject)).toEqual([0, 1, 2].map((n) => `stageline.events.insert.${n}`));
+    expect(await pendingCount(db)).toBe(0);
+  });
+
+  it('writes nothing when the transaction rolls back', async () => {
+    const db = await open();
+    await expect(
+      db.em().transactional(async (em) => {
+        await insertOutbox(em, [{ subject: 'stageline.events.x', payload: new Uint8Array([1]) }]);
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    expect(await pendingCount(db)).toBe(0);
   });
 });
 

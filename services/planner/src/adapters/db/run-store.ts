@@ -1,7 +1,7 @@
 // The RunStore port (app/run-store.ts) on PostgreSQL: hand-written statements (run-sql.ts), each unit
 // of work retried as a whole on a lost connection (Database.retry), a lane transaction holding the
 // environment's lane row, messages written to the outbox in the same transaction.
-import { type Database, type EntityManager, enqueue, OUTBOX_TABLE } from '@stageline/db';
+import { type Database, type EntityManager, enqueue, insertOutbox, OUTBOX_TABLE } from '@stageline/db';
 import { inSpan } from '@stageline/telemetry';
 import type { LaneTx, OutboxEntry, PublishedJob, RecoveryTx, RunReads, RunStore } from '../../app/run-store.ts';
 import type { RunState } from '../../domain/model.ts';
@@ -76,8 +76,8 @@ export function pgRunStore(db: Database): RunStore {
             const deleted = await sql.lockLane(em, environmentId);
             const outbox: OutboxEntry[] = [];
             const result = await fn(laneTxOf(em, outbox), deleted);
-            // Written with the commit (the relay publishes them after it).
-            for (const entry of outbox) toOutbox(em, entry);
+            // Written in one statement before the commit (the relay publishes them after it).
+            await insertOutbox(em, outbox);
             return result;
           }),
         ),
