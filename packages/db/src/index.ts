@@ -14,11 +14,13 @@ export { type DbMigration, type SqlRunner, sqlMigration } from './migrations.ts'
 export {
   enqueue,
   insertOutbox,
+  OUTBOX_INSERT,
   OUTBOX_SET_ASIDE_TABLE,
   OUTBOX_TABLE,
   type OutboxEntry,
   OutboxMessage,
   outboxMigration,
+  outboxRows,
   outboxSetAsideMigration,
 } from './outbox.ts';
 export {

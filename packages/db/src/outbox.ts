@@ -99,12 +99,11 @@ export function enqueue(em: EntityManager, entry: OutboxEntry): string {
 }
 
 /**
- * Writes these events to the outbox now, in one statement, through `em` (in its transaction): what
- * `enqueue` does row by row at the next flush, for hot paths that write by hand. Rows keep the given
- * order (their `seq`). Returns their ids.
+ * Outbox rows as one JSON parameter for `OUTBOX_INSERT` (ids made where missing, the active span's
+ * trace context added as `enqueue` does): for hand-written statements that write the outbox together
+ * with their own changes. Returns the parameter and the rows' ids, in order.
  */
-export async function insertOutbox(em: EntityManager, entries: readonly OutboxEntry[]): Promise<string[]> {
-  if (entries.length === 0) return [];
+export function outboxRows(entries: readonly OutboxEntry[]): { json: string; ids: string[] } {
   const trace = traceHeaders();
   const rows = entries.map((e) => ({
     id: e.id ?? newId(),
@@ -112,14 +111,28 @@ export async function insertOutbox(em: EntityManager, entries: readonly OutboxEn
     payload: Buffer.from(e.payload).toString('base64'),
     headers: e.headers?.traceparent === undefined ? { ...trace, ...e.headers } : { ...e.headers },
   }));
-  await query(
-    em,
-    `insert into ${OUTBOX_TABLE} (id, subject, payload, headers, created_at)
+  return { json: JSON.stringify(rows), ids: rows.map((r) => r.id) };
+}
+
+/**
+ * The insert of `outboxRows(…).json` (its one `?`), in the given order (their `seq`): a statement of
+ * its own, or a data-modifying CTE of a larger one. Unqualified: the service's schema is first on the
+ * search_path.
+ */
+export const OUTBOX_INSERT = `insert into ${OUTBOX_TABLE} (id, subject, payload, headers, created_at)
      select o.id, o.subject, decode(o.payload, 'base64'), o.headers, now()
        from rows from (jsonb_to_recordset(?::jsonb) as (id uuid, subject text, payload text, headers jsonb))
             with ordinality as o(id, subject, payload, headers, n)
-      order by o.n`,
-    [JSON.stringify(rows)],
-  );
-  return rows.map((r) => r.id);
+      order by o.n`;
+
+/**
+ * Writes these events to the outbox now, in one statement, through `em` (in its transaction): what
+ * `enqueue` does row by row at the next flush, for hot paths that write by hand. Rows keep the given
+ * order (their `seq`). Returns their ids.
+ */
+export async function insertOutbox(em: EntityManager, entries: readonly OutboxEntry[]): Promise<string[]> {
+  if (entries.length === 0) return [];
+  const rows = outboxRows(entries);
+  await query(em, OUTBOX_INSERT, [rows.json]);
+  return rows.ids;
 }

@@ -199,3 +199,67 @@ describe('starting runs in the commit that frees the lane', () => {
     expect(services[0]!.envVars[0]!.value).toBe('now');
   });
 });
+
+describe('job reports of several runs in one batch', () => {
+  /** The job each service of the run has out, as a successful JobFinished. */
+  async function answers(environmentId: string, deploymentId: string): Promise<bus.JobEvent[]> {
+    const row = (await rows(environmentId)).find((r) => r.id === deploymentId);
+    return (row?.state?.services ?? []).flatMap((s) =>
+      [s.build, s.deploy]
+        .filter((j) => j?.phase === 'DISPATCHED')
+        .map((j) =>
+          bus.JobEvent.fromPartial({
+            jobId: j!.jobId,
+            deploymentId,
+            serviceId: s.serviceId,
+            sequence: 1,
+            event: {
+              $case: 'jobFinished',
+              value: bus.JobFinished.fromPartial({
+                succeeded: true,
+                state:
+                  j!.role === 'build'
+                    ? control.ServiceState.SERVICE_STATE_QUEUED
+                    : control.ServiceState.SERVICE_STATE_DEPLOYED,
+                image: 'mirror/example@sha256:1',
+              }),
+            },
+          }),
+        ),
+    );
+  }
+
+  it('advances every run it names, each as its own batch would, and ends the ones it finishes', async () => {
+    const envs = [environment('a'), environment('b'), environment('c')];
+    const { app } = plannerWith(() => envs[0]!.snapshot());
+    const runs = [];
+    for (const env of envs) {
+      const { app: own } = plannerWith(env.snapshot);
+      runs.push({ env, run: await own.submit(request(env.environmentId, 'ana')) });
+    }
+    // Round 1: every run's mirror job answered, interleaved with an event of a run that does not exist.
+    const round1 = (await Promise.all(runs.map(({ env, run }) => answers(env.environmentId, run.id)))).flat();
+    const stray = bus.JobEvent.fromPartial({ jobId: 'x', deploymentId: randomUUID(), sequence: 1 });
+    await app.onJobEvents([round1[0]!, stray, ...round1.slice(1)]);
+    for (const { env, run } of runs) {
+      const [row] = await rows(env.environmentId);
+      expect(row!.status).toBe('RUNNING');
+      expect(row!.state!.services[0]!.build?.phase).toBe('DONE');
+      expect(row!.state!.services[0]!.deploy?.phase).toBe('DISPATCHED');
+      // Its deploy job and its event went to the outbox with the batch.
+      expect((await events(env.environmentId, run.id)).map((e) => e.sequence)).toEqual([1, 2]);
+    }
+    // Round 2: the deploy jobs of two runs answered together: those two end, the third goes on.
+    const round2 = (
+      await Promise.all(runs.slice(0, 2).map(({ env, run }) => answers(env.environmentId, run.id)))
+    ).flat();
+    await app.onJobEvents(round2);
+    const statuses = await Promise.all(runs.map(async ({ env }) => (await rows(env.environmentId))[0]!.status));
+    expect(statuses).toEqual(['SUCCEEDED', 'SUCCEEDED', 'RUNNING']);
+    // The same events again change nothing (a redelivered batch).
+    await app.onJobEvents(round2);
+    for (const { env, run } of runs.slice(0, 2)) {
+      expect((await events(env.environmentId, run.id)).map((e) => e.sequence)).toEqual([1, 2, 3]);
+    }
+  });
+});

@@ -31,7 +31,7 @@ function gated() {
 }
 
 describe('RunBatches', () => {
-  it('applies a run’s events in order, batching those that arrive while one is applied', async () => {
+  it('applies events in order, batching those that arrive while one is applied', async () => {
     const g = gated();
     const batches = new RunBatches(g.apply);
     const done = [1, 2, 3, 4].map((n) => batches.add(event('a', n)));
@@ -42,14 +42,21 @@ describe('RunBatches', () => {
     expect(g.calls).toEqual([['a-1'], ['a-2', 'a-3', 'a-4']]);
   });
 
-  it('applies different runs side by side', async () => {
+  it('applies the events of every run that arrived meanwhile in one batch, each run in order', async () => {
     const g = gated();
     const batches = new RunBatches(g.apply);
-    const done = [batches.add(event('a', 1)), batches.add(event('b', 1)), batches.add(event('a', 2))];
-    expect(g.calls).toEqual([['a-1'], ['b-1']]);
+    const done = [
+      batches.add(event('a', 1)),
+      batches.add(event('b', 1)),
+      batches.add(event('a', 2)),
+      batches.add(event('c', 1)),
+      batches.add(event('b', 2)),
+    ];
+    // One batch at a time: the first went alone, the rest of every run wait and go together.
+    expect(g.calls).toEqual([['a-1']]);
     await g.releaseAll();
     await Promise.all(done);
-    expect(g.calls).toEqual([['a-1'], ['b-1'], ['a-2']]);
+    expect(g.calls).toEqual([['a-1'], ['b-1', 'a-2', 'c-1', 'b-2']]);
   });
 
   it('a failing batch is retried one event at a time: only the bad event fails', async () => {

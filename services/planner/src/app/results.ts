@@ -2,52 +2,89 @@
 // into the run state, one scheduling step, one run event — and, when that ends the run, the next
 // queued run started in the same transaction. Jobs past their deadline are failed the same way.
 import { bus, control } from '@stageline/proto';
-import { applyJobFact } from '../domain/schedule.ts';
+import { applyJobFact, type JobFact } from '../domain/schedule.ts';
 import { type Ctx, committed, UUID } from './context.ts';
 import { type DeadlineLimits, overdueJobs, PLANNER_FAILURE_SEQUENCE } from './deadlines.ts';
 import { applyState } from './dispatch.ts';
 import { toFact } from './job-facts.ts';
 import { kick, startNext } from './queue-runs.ts';
 import { runEvent } from './run-events.ts';
+import type { LaneTx } from './run-store.ts';
 
 /**
- * Events of one run, in stream order, applied in one transaction: what applying them one by one would
- * decide, for one write instead of one per event. Events of other runs are ignored (callers group by run).
+ * Job events, in stream order, applied in one transaction: per run every fact folded into its state,
+ * then one scheduling step and one run event — what applying them one by one would decide, for one
+ * write instead of one per event — and the runs of several environments together (their lanes taken
+ * at once, their runs read in one statement, their progress and messages written in one): a batch
+ * costs a few statements whatever the number of runs in it.
  */
 export async function onJobEvents(ctx: Ctx, events: readonly bus.JobEvent[]): Promise<void> {
-  const deploymentId = events[0]?.deploymentId ?? '';
-  if (!UUID.test(deploymentId)) return;
   const now = ctx.now();
-  const facts = events
-    .filter((e) => e.deploymentId === deploymentId)
-    .map((e) => toFact(e, now))
-    .filter((f) => f !== undefined);
-  if (facts.length === 0) return;
-  // Only the environment (for its lane; it never changes): the run is read under the lock.
-  const environmentId = await environmentOf(ctx, deploymentId);
-  if (environmentId === undefined) return;
-  const outcome = await ctx.store.inLane(environmentId, async (tx, deleted) => {
-    const run = await tx.run(deploymentId);
-    if (!run?.state) return { finished: false };
-    const before = run.state;
-    const next = facts.reduce(applyJobFact, before);
-    if (next === before) return { finished: false };
-    const finished = await applyState(ctx, tx, run, next);
-    await runEvent(ctx, tx, run, { write: 'progress', deleted, before });
-    if (!finished) return { finished };
-    // The lane is free: the next queued run starts in this commit.
-    return { finished, ...(await startNext(ctx, tx, environmentId, deleted)) };
+  const factsOf = new Map<string, JobFact[]>();
+  for (const e of events) {
+    if (!UUID.test(e.deploymentId)) continue;
+    const fact = toFact(e, now);
+    if (fact === undefined) continue;
+    const facts = factsOf.get(e.deploymentId);
+    if (facts === undefined) factsOf.set(e.deploymentId, [fact]);
+    else facts.push(fact);
+  }
+  // Only the environments (for their lanes; they never change): the runs are read under the locks.
+  const runs: Array<{ id: string; environmentId: string; facts: JobFact[] }> = [];
+  for (const [id, facts] of factsOf) {
+    const environmentId = await environmentOf(ctx, id);
+    if (environmentId !== undefined) runs.push({ id, environmentId, facts });
+  }
+  if (runs.length === 0) return;
+  const environmentIds = [...new Set(runs.map((r) => r.environmentId))];
+  const outcomes = await ctx.store.inLanes(environmentIds, async (tx, deletedOf) => {
+    if (runs.length > 1)
+      await tx.prefetch(
+        runs.map((r) => r.id),
+        environmentIds,
+      );
+    const decided: Array<{ environmentId: string; runId: string; finished: boolean; needsSnapshot?: string }> = [];
+    for (const r of runs) {
+      const deleted = deletedOf.get(r.environmentId) ?? false;
+      decided.push({ environmentId: r.environmentId, runId: r.id, ...(await applyFacts(ctx, tx, r, deleted)) });
+    }
+    return decided;
   });
   committed(ctx);
-  if (!outcome.finished) return;
-  ctx.environments.delete(deploymentId);
-  if ('needsSnapshot' in outcome && outcome.needsSnapshot !== undefined) {
-    // A queued run an older version wrote: it needs the environment fetched. The reports are applied
-    // whatever happens next: when that fails (control away), the next sweep (kickAll) starts it.
-    await kick(ctx, environmentId).catch((e: unknown) =>
-      ctx.deps.log.warn({ err: e, environmentId }, 'could not start the next queued run: the sweep will'),
-    );
+  for (const o of outcomes) {
+    if (!o.finished) continue;
+    ctx.environments.delete(o.runId);
+    if (o.needsSnapshot !== undefined) {
+      // A queued run an older version wrote: it needs the environment fetched. The reports are applied
+      // whatever happens next: when that fails (control away), the next sweep (kickAll) starts it.
+      await kick(ctx, o.environmentId).catch((e: unknown) =>
+        ctx.deps.log.warn(
+          { err: e, environmentId: o.environmentId },
+          'could not start the next queued run: the sweep will',
+        ),
+      );
+    }
   }
+}
+
+/** One run's facts, in its lane: its new state, its jobs and event, and — when it ends — the next run started. */
+async function applyFacts(
+  ctx: Ctx,
+  tx: LaneTx,
+  r: { id: string; environmentId: string; facts: JobFact[] },
+  deleted: boolean,
+): Promise<{ finished: boolean; needsSnapshot?: string }> {
+  const run = await tx.run(r.id);
+  if (!run?.state) return { finished: false };
+  const before = run.state;
+  const next = r.facts.reduce(applyJobFact, before);
+  if (next === before) return { finished: false };
+  const finished = await applyState(ctx, tx, run, next);
+  await runEvent(ctx, tx, run, { write: 'progress', deleted, before });
+  if (!finished) return { finished };
+  // The lane is free: the next queued run starts in this commit.
+  const started = await startNext(ctx, tx, r.environmentId, deleted);
+  return { finished, ...(started.needsSnapshot !== undefined ? { needsSnapshot: started.needsSnapshot } : {}) };
 }
 
 /** The environment of a run, remembered: every report of a run needs it before it takes the lane. */

@@ -89,6 +89,11 @@ export interface LaneTx extends RunReads {
   /** Published after the commit. */
   enqueue(entry: OutboxEntry): void;
   /**
+   * Reads these runs and these environments' service statuses in one statement each, for the reads
+   * of them that follow (a batch of several runs' job reports).
+   */
+  prefetch(runIds: readonly string[], environmentIds: readonly string[]): Promise<void>;
+  /**
    * Runs `fn` so that when it throws, what it wrote and enqueued is undone and the rest of the
    * transaction goes on (a savepoint): the error is returned instead.
    */
@@ -120,6 +125,14 @@ export interface RunStore {
    * May run `fn` again on a lost connection: it must look before it writes.
    */
   inLane<T>(environmentId: string, fn: (tx: LaneTx, deleted: boolean) => Promise<T>): Promise<T>;
+  /**
+   * One transaction holding several environments' lanes (taken in id order; `deleted`: whether each is
+   * deleted): a batch of several runs' job reports decided together. As `inLane`, may run `fn` again.
+   */
+  inLanes<T>(
+    environmentIds: readonly string[],
+    fn: (tx: LaneTx, deleted: ReadonlyMap<string, boolean>) => Promise<T>,
+  ): Promise<T>;
   /** Running and canceling runs of every environment. */
   activeRuns(): Promise<RunRecord[]>;
   /** Environments with queued runs, and how many wait in each. */

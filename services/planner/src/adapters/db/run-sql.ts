@@ -1,4 +1,4 @@
-import { type EntityManager, query } from '@stageline/db';
+import { type EntityManager, OUTBOX_INSERT, query } from '@stageline/db';
 import type { RunHead, RunRecord, ServiceStatus } from '../../app/run-store.ts';
 import type { RunOptions, RunState } from '../../domain/model.ts';
 
@@ -28,6 +28,20 @@ export async function lockLane(em: EntityManager, environmentId: string): Promis
     [environmentId],
   );
   return rows[0]?.deleted ?? false;
+}
+
+/**
+ * Takes several environments' lane locks in one statement, in environment id order (so two batches
+ * never wait on each other in a cycle), creating lanes on first use. Returns whether each is deleted.
+ */
+export async function lockLanes(em: EntityManager, environmentIds: readonly string[]): Promise<Map<string, boolean>> {
+  const rows = await query<{ environment_id: string; deleted: boolean }>(
+    em,
+    `insert into lane (environment_id) select x from unnest(?::uuid[]) as x order by x
+     on conflict (environment_id) do update set deleted = lane.deleted returning environment_id, deleted`,
+    [[...environmentIds].sort()],
+  );
+  return new Map(rows.map((r) => [r.environment_id, r.deleted]));
 }
 
 interface HeadColumns {
@@ -103,6 +117,17 @@ export async function readRun(em: EntityManager, id: string): Promise<RunRecord 
   return rows[0] === undefined ? undefined : recordOf(rows[0]);
 }
 
+/** Several runs in one statement, by id (missing ones are left out). */
+export async function readRuns(em: EntityManager, ids: readonly string[]): Promise<Map<string, RunRecord>> {
+  if (ids.length === 0) return new Map();
+  const rows = await query<HeadColumns & { snapshot: string | null }>(
+    em,
+    `select ${HEAD}, d.snapshot::text as snapshot from deployment d where d.id = any(?::uuid[])`,
+    [[...ids]],
+  );
+  return new Map(rows.map((r) => [r.id, recordOf(r)]));
+}
+
 export async function activeRuns(em: EntityManager): Promise<RunRecord[]> {
   const rows = await query<HeadColumns & { snapshot: string | null }>(
     em,
@@ -176,6 +201,14 @@ export async function resumedBy(em: EntityManager, environmentId: string, runId:
 }
 
 export async function serviceStatuses(em: EntityManager, environmentId: string): Promise<ServiceStatus[]> {
+  return serviceStatusesOf(em, [environmentId]);
+}
+
+/** The statuses of several environments' services, in one statement. */
+export async function serviceStatusesOf(
+  em: EntityManager,
+  environmentIds: readonly string[],
+): Promise<ServiceStatus[]> {
   const rows = await query<{
     service_id: string;
     environment_id: string;
@@ -188,8 +221,8 @@ export async function serviceStatuses(em: EntityManager, environmentId: string):
   }>(
     em,
     `select service_id, environment_id, has_resources, stopped, version, image, state, outputs
-       from service_status where environment_id = ?`,
-    [environmentId],
+       from service_status where environment_id = any(?::uuid[])`,
+    [[...environmentIds]],
   );
   return rows.map((r) => ({
     serviceId: r.service_id,
@@ -295,6 +328,71 @@ export async function writeProgress(
       run.id,
     ],
   );
+}
+
+/** What one run's progress write carries, made when it is asked for (later changes to the run do not leak in). */
+export interface ProgressRow {
+  header: Record<string, unknown>;
+  /** Its changed service runs, by position. */
+  services: Map<number, { service_id: string; run: unknown }>;
+}
+
+/** A run's progress as a row of `writeProgressMany`: its header and the service runs that changed. */
+export function progressRow(run: RunHead, changed: ReadonlySet<string> | 'all'): ProgressRow {
+  const services = new Map<number, { service_id: string; run: unknown }>();
+  (run.state?.services ?? []).forEach((s, position) => {
+    if (changed === 'all' || changed.has(s.serviceId)) services.set(position, { service_id: s.serviceId, run: s });
+  });
+  return {
+    header: {
+      id: run.id,
+      state: run.state == null ? null : { ...run.state, services: [] },
+      status: run.status,
+      message: run.message,
+      event_sequence: run.eventSequence,
+      started_at: iso(run.startedAt),
+      finished_at: iso(run.finishedAt),
+    },
+    services,
+  };
+}
+
+/**
+ * Several runs' progress and the transaction's outbox rows (`OUTBOX_INSERT`'s parameter) in one
+ * statement: data-modifying CTEs for the headers, the changed service runs and the outbox.
+ */
+export async function writeProgressMany(
+  em: EntityManager,
+  rows: readonly ProgressRow[],
+  outbox: { json: string } | undefined,
+): Promise<void> {
+  if (rows.length === 0 && outbox === undefined) return;
+  const serviceRuns = rows.flatMap((r) =>
+    [...r.services].map(([position, s]) => ({ deployment_id: r.header.id, position, ...s })),
+  );
+  const parts: string[] = [];
+  const params: unknown[] = [];
+  if (rows.length > 0) {
+    parts.push(`h as (update deployment d set state = nullif(x.state, 'null'::jsonb), status = x.status,
+        message = x.message, event_sequence = x.event_sequence, started_at = x.started_at, finished_at = x.finished_at
+      from jsonb_to_recordset(?::jsonb) as x(id uuid, state jsonb, status text, message text, event_sequence int,
+        started_at timestamptz, finished_at timestamptz)
+      where d.id = x.id returning 1)`);
+    params.push(JSON.stringify(rows.map((r) => r.header)));
+  }
+  if (serviceRuns.length > 0) {
+    parts.push(`s as (insert into service_run (deployment_id, position, service_id, run)
+        select x.deployment_id, x.position, x.service_id, x.run
+        from jsonb_to_recordset(?::jsonb) as x(deployment_id uuid, position integer, service_id uuid, run jsonb)
+      on conflict (deployment_id, position) do update set service_id = excluded.service_id, run = excluded.run
+      returning 1)`);
+    params.push(JSON.stringify(serviceRuns));
+  }
+  if (outbox !== undefined) {
+    parts.push(`o as (${OUTBOX_INSERT} returning 1)`);
+    params.push(outbox.json);
+  }
+  await query(em, `with ${parts.join(', ')} select 1`, params);
 }
 
 export async function writeSequences(

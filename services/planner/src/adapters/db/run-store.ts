@@ -1,9 +1,18 @@
 // The RunStore port (app/run-store.ts) on PostgreSQL: hand-written statements (run-sql.ts), each unit
 // of work retried as a whole on a lost connection (Database.retry), a lane transaction holding the
 // environment's lane row, messages written to the outbox in the same transaction.
-import { type Database, type EntityManager, enqueue, insertOutbox, OUTBOX_TABLE } from '@stageline/db';
+import { type Database, type EntityManager, enqueue, OUTBOX_TABLE, outboxRows } from '@stageline/db';
 import { inSpan } from '@stageline/telemetry';
-import type { LaneTx, OutboxEntry, PublishedJob, RecoveryTx, RunReads, RunStore } from '../../app/run-store.ts';
+import type {
+  LaneTx,
+  OutboxEntry,
+  PublishedJob,
+  RecoveryTx,
+  RunReads,
+  RunRecord,
+  RunStore,
+  ServiceStatus,
+} from '../../app/run-store.ts';
 import type { RunState } from '../../domain/model.ts';
 import * as sql from './run-sql.ts';
 
@@ -29,36 +38,127 @@ const toOutbox = (em: EntityManager, entry: OutboxEntry) => {
   enqueue(em, entry);
 };
 
-/** A lane transaction; its messages are kept until `fn` is done (a savepoint rolled back drops its own). */
-function laneTxOf(em: EntityManager, outbox: OutboxEntry[]): LaneTx {
+/**
+ * A lane transaction. Its messages are kept until `fn` is done (a savepoint rolled back drops its own);
+ * progress writes are kept too and go out with them in one statement at the end — or before any other
+ * statement, so every read and write sees them. Runs and service statuses prefetched for a batch are
+ * served from memory until written.
+ */
+function laneTxOf(em: EntityManager, outbox: OutboxEntry[]) {
   let savepoints = 0;
-  return {
-    ...readsOf(em),
-    saveRun: (run) => sql.saveRun(em, run),
-    // The run's header, and a row per service run that changed.
-    writeProgress: (run, changed) => sql.writeProgress(em, run, changed),
-    writeSequences: (runs) => sql.writeSequences(em, runs),
-    addRequestKey: (requestId, deploymentId) => sql.addRequestKey(em, requestId, deploymentId),
-    saveServiceStatuses: (statuses, at) => sql.saveServiceStatuses(em, statuses, at),
-    markDeleted: (environmentId) => sql.markDeleted(em, environmentId),
+  const pending = new Map<string, sql.ProgressRow>();
+  const runs = new Map<string, RunRecord>();
+  const statuses = new Map<string, ServiceStatus[]>();
+  /** Pending progress, written now: before any other statement. */
+  const flush = async () => {
+    if (pending.size === 0) return;
+    const rows = [...pending.values()];
+    pending.clear();
+    await sql.writeProgressMany(em, rows, undefined);
+  };
+  const reads = readsOf(em);
+  const flushed =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      await flush();
+      return fn(...args);
+    };
+  const tx: LaneTx = {
+    ...reads,
+    run: async (id) => {
+      const known = runs.get(id);
+      if (known !== undefined) return known;
+      await flush();
+      return reads.run(id);
+    },
+    serviceStatuses: async (environmentId) => {
+      const known = statuses.get(environmentId);
+      if (known !== undefined) return known;
+      await flush();
+      return reads.serviceStatuses(environmentId);
+    },
+    runOfRequest: flushed(reads.runOfRequest),
+    environmentOf: flushed(reads.environmentOf),
+    openRuns: flushed(reads.openRuns),
+    runState: flushed(reads.runState),
+    recentStates: flushed(reads.recentStates),
+    resumedBy: flushed(reads.resumedBy),
+    laneDeleted: flushed(reads.laneDeleted),
+    runs: flushed(reads.runs),
+    prefetch: async (runIds, environmentIds) => {
+      await flush();
+      for (const [id, run] of await sql.readRuns(em, runIds)) runs.set(id, run);
+      const found = await sql.serviceStatusesOf(em, environmentIds);
+      for (const environmentId of environmentIds) {
+        statuses.set(
+          environmentId,
+          found.filter((s) => s.environmentId === environmentId),
+        );
+      }
+    },
+    saveRun: async (run) => {
+      runs.delete(run.id);
+      await flush();
+      await sql.saveRun(em, run);
+    },
+    // The run's header, and a row per service run that changed: kept for the end of the transaction.
+    writeProgress: async (run, changed) => {
+      runs.delete(run.id);
+      const row = sql.progressRow(run, changed);
+      const earlier = pending.get(run.id);
+      if (earlier !== undefined)
+        for (const [position, s] of earlier.services) if (!row.services.has(position)) row.services.set(position, s);
+      pending.set(run.id, row);
+    },
+    writeSequences: async (list) => {
+      for (const r of list) runs.delete(r.id);
+      await flush();
+      await sql.writeSequences(em, list);
+    },
+    addRequestKey: async (requestId, deploymentId) => {
+      await flush();
+      await sql.addRequestKey(em, requestId, deploymentId);
+    },
+    saveServiceStatuses: async (list, at) => {
+      for (const s of list) statuses.delete(s.environmentId);
+      await flush();
+      await sql.saveServiceStatuses(em, list, at);
+    },
+    markDeleted: async (environmentId) => {
+      await flush();
+      await sql.markDeleted(em, environmentId);
+    },
     enqueue: (entry) => {
       outbox.push(entry);
     },
     apart: async (fn) => {
       const name = `apart_${++savepoints}`;
       const mark = outbox.length;
+      await flush();
       await em.execute(`savepoint ${name}`);
       try {
         const value = await fn();
+        await flush();
         await em.execute(`release savepoint ${name}`);
         return { ok: true, value };
       } catch (error) {
+        // What the failed part wrote is undone: neither its pending writes nor what it read stay.
+        pending.clear();
+        runs.clear();
+        statuses.clear();
         await em.execute(`rollback to savepoint ${name}`);
         outbox.length = mark;
         return { ok: false, error };
       }
     },
   };
+  /** The end of `fn`: the pending progress and every message, in one statement. */
+  const finish = async () => {
+    const rows = [...pending.values()];
+    pending.clear();
+    await sql.writeProgressMany(em, rows, outbox.length > 0 ? outboxRows(outbox) : undefined);
+  };
+  return { tx, finish };
 }
 
 const date = (v: Date | string | null) => (v === null ? null : new Date(v).getTime());
@@ -74,10 +174,22 @@ export function pgRunStore(db: Database): RunStore {
         db.retry("changing an environment's runs", (outer) =>
           outer.transactional(async (em) => {
             const deleted = await sql.lockLane(em, environmentId);
-            const outbox: OutboxEntry[] = [];
-            const result = await fn(laneTxOf(em, outbox), deleted);
-            // Written in one statement before the commit (the relay publishes them after it).
-            await insertOutbox(em, outbox);
+            const lane = laneTxOf(em, []);
+            const result = await fn(lane.tx, deleted);
+            // Written before the commit, with the last progress, in one statement (the relay publishes them after it).
+            await lane.finish();
+            return result;
+          }),
+        ),
+      ),
+    inLanes: (environmentIds, fn) =>
+      inSpan('planner decide', { attributes: { 'stageline.environments': environmentIds.length } }, () =>
+        db.retry("changing several environments' runs", (outer) =>
+          outer.transactional(async (em) => {
+            const deleted = await sql.lockLanes(em, environmentIds);
+            const lane = laneTxOf(em, []);
+            const result = await fn(lane.tx, deleted);
+            await lane.finish();
             return result;
           }),
         ),

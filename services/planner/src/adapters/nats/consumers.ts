@@ -145,13 +145,14 @@ export async function consumeJobDeadLetters(bus: Bus, app: PlannerApp): Promise<
 }
 
 /**
- * Events of one run must apply in stream order (a step's start before its job's end); events of
- * different runs need not. Each run gets a queue: while one batch of its events is being applied, the
- * next ones wait, then go together in one transaction (KeyedBatches).
+ * Job events are applied in batches, one at a time (a group commit): while one batch is applied, the
+ * events of every run that arrive queue up, then go together in one transaction — a few statements
+ * whatever the number of runs in it (app/results.ts). Events of one run keep their stream order; a
+ * batch that fails is applied again one event at a time, so a bad event fails alone (KeyedBatches).
  */
 export class RunBatches extends KeyedBatches<busv1.JobEvent> {
   constructor(apply: (events: busv1.JobEvent[]) => Promise<void>) {
-    super((event) => event.deploymentId, apply);
+    super(() => 'results', apply);
   }
 }
 
