@@ -3,6 +3,7 @@ import { Migrator } from '@mikro-orm/migrations';
 import { type EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { RetryPolicy } from '@stageline/errors';
 import type { Logger } from '@stageline/log';
+import { metrics } from '@stageline/telemetry';
 import type { Pool } from 'pg';
 import { assertSchemaName, connectCreatingDatabase, ensureSchema, LOCK_MIGRATE, lockKey } from './admin.ts';
 import { type DbMigration, toMigrationsList } from './migrations.ts';
@@ -99,6 +100,11 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
         allOrNothing: true,
       },
       loggerFactory: (o) => new PinoOrmLogger(dbLog, o),
+      // Every statement the ORM sends (its queries, em.execute) is counted; query() counts its own.
+      onQuery: (sql: string) => {
+        metrics.dbStatements.inc({ schema });
+        return sql;
+      },
       debug: dbLog.isLevelEnabled('debug') ? ['query', 'info'] : false,
       colors: false,
     });

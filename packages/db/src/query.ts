@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { metrics } from '@stageline/telemetry';
 import { CompiledQuery } from 'kysely';
 
 // Hand-written SQL on the hot paths, with bind parameters. `em.execute(sql, params)` formats the
@@ -54,6 +55,7 @@ export async function query<R = Record<string, unknown>>(
   text: string,
   params: readonly unknown[] = [],
 ): Promise<R[]> {
+  metrics.dbStatements.inc({ schema: em.config.get('schema') ?? '' });
   const transaction = em.getTransactionContext<Executor>();
   const executor: Executor = transaction ?? (em.getConnection().getClient() as unknown as Executor);
   const result = await executor.executeQuery<R>(CompiledQuery.raw(numberPlaceholders(text), [...params]));

@@ -1,3 +1,4 @@
+import { metrics } from '@stageline/telemetry';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, newId, numberPlaceholders, openDatabase, query } from '../src/index.ts';
@@ -87,5 +88,18 @@ describe('query', () => {
       }),
     ).rejects.toThrow('roll back');
     expect(await query(db.em(), 'select 1 from thing where id = ?', [id])).toHaveLength(0);
+  });
+});
+
+describe('stageline_db_statements_total', () => {
+  const count = async () =>
+    (await metrics.dbStatements.get()).values.find((v) => v.labels.schema === schema)?.value ?? 0;
+
+  it('counts each statement sent, through query() and through the ORM', async () => {
+    const before = await count();
+    await query(db.em(), 'select 1');
+    await db.em().execute('select 2');
+    await db.em().count(Thing, {});
+    expect((await count()) - before).toBe(3);
   });
 });

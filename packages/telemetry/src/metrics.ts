@@ -202,6 +202,12 @@ export const metrics = {
     // Both outbox gauges come from one read per scrape (see readOutboxes).
     collect: readOutboxes,
   }),
+  dbStatements: new Counter({
+    name: 'stageline_db_statements_total',
+    help: 'SQL statements sent to PostgreSQL (transaction begin and commit not included), by schema',
+    labelNames: ['schema'] as const,
+    registers,
+  }),
   outboxSetAside: new Counter({
     name: 'stageline_outbox_set_aside_rows_total',
     help: 'Outbox rows set aside because the bus refuses them for a reason of their own (over max_payload, …), by schema',

@@ -1,6 +1,7 @@
 // PostgreSQL activity of the stack's own database (pg_stat_database), through psql: transactions and
 // rows touched per run. Backends publish their counters at most once a second, so a sample taken right
-// after a run may miss the last second's work: figures are approximate (and say so).
+// after a run may miss the last second's work: those figures are approximate (and say so). Statements
+// are exact: each service counts what it sends (stageline_db_statements_total on its /metrics).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -15,23 +16,43 @@ export interface DbActivity {
   rowsUpdated: number;
   rowsDeleted: number;
   /**
-   * Statements, approximated from the tables' counters (pg_stat_user_tables; pg_stat_statements is not
-   * loaded on the shared server): table scans (every select, update and delete does at least one) plus
-   * rows inserted (one insert statement may write several).
+   * SQL statements the stack's services sent (the sum of their stageline_db_statements_total; begin and
+   * commit not included) — NaN when the services could not be asked. pg_stat_statements, which would
+   * count them on the server, is not loaded on the shared server.
    */
   statements: number;
 }
 
-export async function dbActivity(databaseUrl: string): Promise<DbActivity | undefined> {
+/** The sum of every service's stageline_db_statements_total now (NaN when one does not answer). */
+async function statementsSent(metricsUrls: readonly string[]): Promise<number> {
+  let total = 0;
+  for (const url of metricsUrls) {
+    try {
+      const text = await (await fetch(url)).text();
+      for (const line of text.split('\n')) {
+        if (line.startsWith('stageline_db_statements_total')) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+      }
+    } catch {
+      return Number.NaN;
+    }
+  }
+  return total;
+}
+
+export async function dbActivity(stack: {
+  databaseUrl: string;
+  metricsUrls: readonly string[];
+}): Promise<DbActivity | undefined> {
+  const { databaseUrl } = stack;
   try {
     const { stdout } = await run('psql', [
       databaseUrl,
       '-Atc',
       'select xact_commit, xact_rollback, tup_fetched, tup_returned, tup_inserted, tup_updated, tup_deleted ' +
-        ', (select coalesce(sum(seq_scan + coalesce(idx_scan, 0) + n_tup_ins), 0) from pg_stat_user_tables) ' +
         'from pg_stat_database where datname = current_database()',
     ]);
-    const [commits, rollbacks, rowsFetched, rowsReturned, rowsInserted, rowsUpdated, rowsDeleted, statements] = stdout
+    const statements = await statementsSent(stack.metricsUrls);
+    const [commits, rollbacks, rowsFetched, rowsReturned, rowsInserted, rowsUpdated, rowsDeleted] = stdout
       .trim()
       .split('|')
       .map(Number);
@@ -43,7 +64,7 @@ export async function dbActivity(databaseUrl: string): Promise<DbActivity | unde
       rowsInserted: rowsInserted!,
       rowsUpdated: rowsUpdated!,
       rowsDeleted: rowsDeleted!,
-      statements: statements!,
+      statements,
     };
   } catch {
     return undefined;

@@ -49,6 +49,11 @@ export interface Scraper {
   stop(): Promise<void>;
 }
 
+/** Where the stack's statements are counted: its database and each service's /metrics. */
+export function statementSources(stack: BenchStack): { databaseUrl: string; metricsUrls: string[] } {
+  return { databaseUrl: stack.databaseUrl, metricsUrls: metricsUrls(stack) };
+}
+
 /** The HTTP port each service logged at start (`health port listening`). */
 function metricsUrls(stack: BenchStack): string[] {
   const urls: string[] = [];

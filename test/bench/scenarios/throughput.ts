@@ -11,6 +11,7 @@ import { type Scenario, scaled } from '../lib/scenario.ts';
 import { startStack } from '../lib/stack.ts';
 import { quantile, type Summary, summarize } from '../lib/stats.ts';
 import { type TargetRow, target } from '../lib/targets.ts';
+import { statementSources } from '../lib/telemetry.ts';
 
 const SERVICES_PER_ENV = 10;
 
@@ -95,7 +96,7 @@ export const throughput: Scenario = {
         }
         const rounds: Round[] = [];
         for (let r = 0; r < reps; r++) {
-          const db0 = await dbActivity(stack.databaseUrl);
+          const db0 = await dbActivity(statementSources(stack));
           const nats0 = await stack.natsCounters();
           const cpu0 = sampleCpu(stack.cpuTargets());
           const started = Date.now();
@@ -108,7 +109,7 @@ export const throughput: Scenario = {
           for (const run of runs) assertSucceeded(run);
           // Backends publish their statistics at most once a second.
           await new Promise((res) => setTimeout(res, 1200));
-          const db = activityBetween(db0, await dbActivity(stack.databaseUrl));
+          const db = activityBetween(db0, await dbActivity(statementSources(stack)));
           const latencies = seen.map((s, i) => s.at - requested[i]!.requestedAt);
           const round: Round = {
             wallMs,
@@ -221,7 +222,7 @@ export const throughput: Scenario = {
                 ...results.map((r) => r.dbCommitsPerServiceDeploy.median.toFixed(1)),
               ],
               [
-                'SQL statements per service-deploy (approx.)',
+                'SQL statements per service-deploy',
                 ...results.map((r) => r.dbStatementsPerServiceDeploy.median.toFixed(1)),
               ],
               [
@@ -231,7 +232,7 @@ export const throughput: Scenario = {
             ],
             notes: [
               SECURITY_NOTE,
-              "SQL statements: table scans + rows inserted (pg_stat_user_tables); NATS messages: in_msgs of the stack's own nats-server (/varz).",
+              "SQL statements: sent by the services, as each counts them (stageline_db_statements_total; begin and commit not included); NATS messages: in_msgs of the stack's own nats-server (/varz).",
               'noop executor: mirrors and deploys take 0 ms; each service-deploy is a mirror job and a deploy job.',
               'cores: CPU seconds ÷ wall seconds over the round (1.00 = one core busy all the time).',
               ...(ctx.floor
@@ -305,7 +306,7 @@ function throughputTargets(results: readonly ConfigResult[], floor: Floor | unde
   }
   rows.push(
     target({
-      figure: `SQL statements per service-deploy, approx. (${label} workers)`,
+      figure: `SQL statements per service-deploy (${label} workers)`,
       scenario: 'throughput',
       value: first.dbStatementsPerServiceDeploy.median,
       unit: '',
