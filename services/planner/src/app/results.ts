@@ -1,6 +1,7 @@
-// Job results: a batch of one run's job events applied in one lane transaction — every fact folded
-// into the run state, one scheduling step, one run event — and, when that ends the run, the next
-// queued run started in the same transaction. Jobs past their deadline are failed the same way.
+// Job results: a batch of job events of any number of runs applied in one transaction holding their
+// lanes — per run every fact folded into its state, one scheduling step, one run event — and, when that
+// ends a run, the next queued run of its environment started in the same transaction. Jobs past their
+// deadline are failed the same way.
 import { bus, control } from '@stageline/proto';
 import { applyJobFact, type JobFact } from '../domain/schedule.ts';
 import { type Ctx, committed, UUID } from './context.ts';
