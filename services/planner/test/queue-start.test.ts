@@ -98,18 +98,15 @@ async function events(environmentId: string, deploymentId: string) {
   return found.map((r) => bus.DeploymentEvent.decode(new Uint8Array(r.payload)));
 }
 
-/** Answers every job the run has waiting, successfully, until none waits. */
-async function finishJobs(app: PlannerApp, environmentId: string, deploymentId: string): Promise<void> {
-  for (let round = 0; round < 10; round++) {
-    const row = (await rows(environmentId)).find((r) => r.id === deploymentId);
-    const waiting = (row?.state?.services ?? []).flatMap((s) =>
-      [s.build, s.deploy].filter((j) => j?.phase === 'DISPATCHED').map((j) => ({ s, j: j! })),
-    );
-    if (waiting.length === 0) return;
-    await app.onJobEvents(
-      waiting.map(({ s, j }) =>
+/** The job each service of the run has out, as a successful JobFinished. */
+async function answers(environmentId: string, deploymentId: string): Promise<bus.JobEvent[]> {
+  const row = (await rows(environmentId)).find((r) => r.id === deploymentId);
+  return (row?.state?.services ?? []).flatMap((s) =>
+    [s.build, s.deploy]
+      .filter((j) => j?.phase === 'DISPATCHED')
+      .map((j) =>
         bus.JobEvent.fromPartial({
-          jobId: j.jobId,
+          jobId: j!.jobId,
           deploymentId,
           serviceId: s.serviceId,
           sequence: 1,
@@ -118,7 +115,7 @@ async function finishJobs(app: PlannerApp, environmentId: string, deploymentId: 
             value: bus.JobFinished.fromPartial({
               succeeded: true,
               state:
-                j.role === 'build'
+                j!.role === 'build'
                   ? control.ServiceState.SERVICE_STATE_QUEUED
                   : control.ServiceState.SERVICE_STATE_DEPLOYED,
               image: 'mirror/example@sha256:1',
@@ -126,7 +123,15 @@ async function finishJobs(app: PlannerApp, environmentId: string, deploymentId: 
           },
         }),
       ),
-    );
+  );
+}
+
+/** Answers every job the run has waiting, successfully, until none waits. */
+async function finishJobs(app: PlannerApp, environmentId: string, deploymentId: string): Promise<void> {
+  for (let round = 0; round < 10; round++) {
+    const waiting = await answers(environmentId, deploymentId);
+    if (waiting.length === 0) return;
+    await app.onJobEvents(waiting);
   }
 }
 
@@ -201,34 +206,6 @@ describe('starting runs in the commit that frees the lane', () => {
 });
 
 describe('job reports of several runs in one batch', () => {
-  /** The job each service of the run has out, as a successful JobFinished. */
-  async function answers(environmentId: string, deploymentId: string): Promise<bus.JobEvent[]> {
-    const row = (await rows(environmentId)).find((r) => r.id === deploymentId);
-    return (row?.state?.services ?? []).flatMap((s) =>
-      [s.build, s.deploy]
-        .filter((j) => j?.phase === 'DISPATCHED')
-        .map((j) =>
-          bus.JobEvent.fromPartial({
-            jobId: j!.jobId,
-            deploymentId,
-            serviceId: s.serviceId,
-            sequence: 1,
-            event: {
-              $case: 'jobFinished',
-              value: bus.JobFinished.fromPartial({
-                succeeded: true,
-                state:
-                  j!.role === 'build'
-                    ? control.ServiceState.SERVICE_STATE_QUEUED
-                    : control.ServiceState.SERVICE_STATE_DEPLOYED,
-                image: 'mirror/example@sha256:1',
-              }),
-            },
-          }),
-        ),
-    );
-  }
-
   it('advances every run it names, each as its own batch would, and ends the ones it finishes', async () => {
     const envs = [environment('a'), environment('b'), environment('c')];
     const { app } = plannerWith(() => envs[0]!.snapshot());

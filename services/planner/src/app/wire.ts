@@ -13,6 +13,7 @@ import type {
   StepOutcomeName,
 } from '../domain/model.ts';
 import { expectedSteps } from '../domain/plan.ts';
+import type { RunRecord } from './run-store.ts';
 
 // Between the pure model's names and the proto enums on the wire.
 
@@ -136,23 +137,21 @@ export function factsFrom(
 
 const date = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
 
-export interface RunRowView {
-  id: string;
-  environmentId: string;
-  action: string;
-  status: string;
-  requester: string;
-  serviceIds: string[];
-  version: string;
-  forceBuild: boolean;
-  toDeploymentId?: string | null | undefined;
-  options?: RunOptions | undefined;
-  state?: RunState | null | undefined;
-  message: string;
-  createdAt: Date;
-  startedAt?: Date | null | undefined;
-  finishedAt?: Date | null | undefined;
-}
+/** What a run's view needs of it: a stored run, or a plan's run that never was. */
+export type RunRowView = Pick<
+  RunRecord,
+  | 'id'
+  | 'environmentId'
+  | 'action'
+  | 'status'
+  | 'requester'
+  | 'serviceIds'
+  | 'version'
+  | 'forceBuild'
+  | 'message'
+  | 'createdAt'
+> &
+  Partial<Pick<RunRecord, 'toDeploymentId' | 'options' | 'state' | 'startedAt' | 'finishedAt'>>;
 
 /** Where a queued run stands (domain/queue.ts queueStanding); `merged` only in a request's answer. */
 export interface Standing {
