@@ -45,12 +45,17 @@ const stateOf = (outputs: Record<string, Record<string, string>>) => ({
   services: Object.entries(outputs).map(([serviceId, o]) => ({ serviceId, outputs: o, steps: [] })),
 });
 
-async function insertRun(environmentId: string, snapshot: unknown, state: unknown): Promise<string> {
+async function insertRun(
+  environmentId: string,
+  snapshot: unknown,
+  state: unknown,
+  status = 'SUCCEEDED',
+): Promise<string> {
   const id = randomUUID();
   await db.em().execute(
     `insert into deployment (id, environment_id, action, status, requester, service_ids, version, force_build,
-       state, snapshot, created_at) values (?, ?, 'DEPLOY', 'SUCCEEDED', 't', '[]', '', false, ?::jsonb, ?::jsonb, now())`,
-    [id, environmentId, JSON.stringify(state), JSON.stringify(snapshot)],
+       state, snapshot, created_at) values (?, ?, 'DEPLOY', ?, 't', '[]', '', false, ?::jsonb, ?::jsonb, now())`,
+    [id, environmentId, status, state === null ? null : JSON.stringify(state), JSON.stringify(snapshot)],
   );
   return id;
 }
@@ -99,6 +104,24 @@ describe('secret values in the planner', () => {
     expect(secrets.open(state.services[0]!.outputs.A_URL!)).toBe('pg://a');
     expect(keyIdOf((await status(a))!.outputs.A_URL!)).toBe('k2');
     expect(await resealPlannerSecrets(db, secrets)).toBe(0);
+  });
+
+  it('a service removed while a run waits leaves the queued run; a run that started keeps it, purged', async () => {
+    const env = randomUUID();
+    const [gone, kept] = [randomUUID(), randomUUID()];
+    const both = () =>
+      snapshotOf([
+        { id: gone, secret: seal(k2, 'x') },
+        { id: kept, secret: seal(k2, 'y') },
+      ]);
+    const started = await insertRun(env, both(), stateOf({ [gone]: {}, [kept]: {} }), 'RUNNING');
+    const queued = await insertRun(env, both(), null, 'QUEUED');
+    await purgeSecrets(db, env, gone);
+    expect((await row(queued)).snapshot.services.map((s) => s.id)).toEqual([kept]);
+    expect(isSealed((await row(queued)).snapshot.services[0]!.envVars[1]!.value)).toBe(true);
+    const running = (await row(started)).snapshot.services;
+    expect(running.map((s) => s.id)).toEqual([gone, kept]);
+    expect(running[0]!.envVars[1]!.value).toBe('');
   });
 
   it('are purged for a removed service only, in every run, and its status goes', async () => {

@@ -24,6 +24,15 @@ export function purgeSnapshot(snapshot: SnapshotJson, only?: string): SnapshotJs
   };
 }
 
+/**
+ * A queued run's kept snapshot without a service removed from the environment while the run waited: the
+ * run deploys the environment as its request saw it, less what is gone since (nothing would own what
+ * it deployed).
+ */
+export function withoutService(snapshot: SnapshotJson, serviceId: string): SnapshotJson {
+  return { ...snapshot, services: (snapshot.services ?? []).filter((s) => s.id !== serviceId) };
+}
+
 export function purgeState(state: RunState, only?: string): RunState {
   return {
     ...state,
@@ -33,20 +42,27 @@ export function purgeState(state: RunState, only?: string): RunState {
 
 /**
  * Removes the secret values of one service (removed from its environment) or of a whole environment
- * (deleted) from every run and status the planner keeps: a hard delete of the values, the runs stay.
- * Under the environment's lane lock, so a run in progress is not written over.
+ * (deleted) from every run and status the planner keeps: a hard delete of the values, the runs stay —
+ * and a removed service leaves the snapshots of queued runs altogether. Under the environment's lane
+ * lock, so a run in progress is not written over.
  */
 export async function purgeSecrets(db: Database, environmentId: string, serviceId?: string): Promise<number> {
   return db.em().transactional(async (em: EntityManager) => {
     await em.execute('insert into lane (environment_id) values (?) on conflict do nothing', [environmentId]);
     await em.execute('select 1 from lane where environment_id = ? for update', [environmentId]);
-    const rows = await em.execute<Array<{ id: string; snapshot: SnapshotJson | null; state: RunState | null }>>(
-      'select id, snapshot, state from deployment where environment_id = ? and (snapshot is not null or state is not null)',
+    const rows = await em.execute<
+      Array<{ id: string; status: string; snapshot: SnapshotJson | null; state: RunState | null }>
+    >(
+      'select id, status, snapshot, state from deployment where environment_id = ? and (snapshot is not null or state is not null)',
       [environmentId],
     );
     const purged = new Set<string>();
     for (const row of rows) {
-      const snapshot = row.snapshot === null ? null : purgeSnapshot(row.snapshot, serviceId);
+      const kept =
+        row.snapshot !== null && row.status === 'QUEUED' && serviceId !== undefined
+          ? withoutService(row.snapshot, serviceId)
+          : row.snapshot;
+      const snapshot = kept === null ? null : purgeSnapshot(kept, serviceId);
       const state = row.state === null ? null : purgeState(row.state, serviceId);
       if (
         JSON.stringify(snapshot) === JSON.stringify(row.snapshot) &&
