@@ -276,58 +276,26 @@ export async function saveRun(em: EntityManager, run: RunRecord): Promise<void> 
       iso(run.finishedAt),
     ],
   );
-  await writeServiceRuns(em, run, 'all');
+  const serviceRuns = serviceRunsJson([progressRow(run, 'all')]);
+  if (serviceRuns !== undefined) await query(em, UPSERT_SERVICE_RUNS, [serviceRuns]);
 }
 
 /** The run's state without its service runs (they are rows of their own). */
 const headerOf = (state: RunState | null | undefined): string | null =>
   state == null ? null : JSON.stringify({ ...state, services: [] });
 
-/** The service runs named (all: every one) as rows by their place in the run; undefined when none. */
-function serviceRunRows(run: RunHead, changed: ReadonlySet<string> | 'all'): string | undefined {
-  const rows = (run.state?.services ?? []).flatMap((s, position) =>
-    changed === 'all' || changed.has(s.serviceId) ? [{ position, service_id: s.serviceId, run: s }] : [],
-  );
-  return rows.length === 0 ? undefined : JSON.stringify(rows);
-}
-
-/** Inserts or replaces service runs; parameters: the run's id, then the rows. */
+/** Inserts or replaces service runs; its one parameter: rows of (deployment_id, position, service_id, run). */
 const UPSERT_SERVICE_RUNS = `insert into service_run (deployment_id, position, service_id, run)
-    select ?::uuid, x.position, x.service_id, x.run
-    from jsonb_to_recordset(?::jsonb) as x(position integer, service_id uuid, run jsonb)
+    select x.deployment_id, x.position, x.service_id, x.run
+    from jsonb_to_recordset(?::jsonb) as x(deployment_id uuid, position integer, service_id uuid, run jsonb)
   on conflict (deployment_id, position) do update set service_id = excluded.service_id, run = excluded.run`;
 
-async function writeServiceRuns(em: EntityManager, run: RunHead, changed: ReadonlySet<string> | 'all'): Promise<void> {
-  const rows = serviceRunRows(run, changed);
-  if (rows !== undefined) await query(em, UPSERT_SERVICE_RUNS, [run.id, rows]);
-}
-
-/**
- * Writes what a job report can change: the run's header, status, message, event sequence and times,
- * and the service runs that changed (never its snapshot).
- */
-export async function writeProgress(
-  em: EntityManager,
-  run: RunHead,
-  changed: ReadonlySet<string> | 'all',
-): Promise<void> {
-  // One statement: the changed service runs (a data-modifying CTE) and the header.
-  const rows = serviceRunRows(run, changed);
-  await query(
-    em,
-    `${rows === undefined ? '' : `with service_runs as (${UPSERT_SERVICE_RUNS}) `}update deployment set state = ?::jsonb,
-       status = ?, message = ?, event_sequence = ?, started_at = ?::timestamptz, finished_at = ?::timestamptz where id = ?`,
-    [
-      ...(rows === undefined ? [] : [run.id, rows]),
-      headerOf(run.state),
-      run.status,
-      run.message,
-      run.eventSequence,
-      iso(run.startedAt),
-      iso(run.finishedAt),
-      run.id,
-    ],
+/** The service runs of these progress rows as `UPSERT_SERVICE_RUNS`'s parameter; undefined when none. */
+function serviceRunsJson(rows: readonly ProgressRow[]): string | undefined {
+  const flat = rows.flatMap((r) =>
+    [...r.services].map(([position, s]) => ({ deployment_id: r.header.id, position, ...s })),
   );
+  return flat.length === 0 ? undefined : JSON.stringify(flat);
 }
 
 /** What one run's progress write carries, made when it is asked for (later changes to the run do not leak in). */
@@ -367,9 +335,7 @@ export async function writeProgressMany(
   outbox: { json: string } | undefined,
 ): Promise<void> {
   if (rows.length === 0 && outbox === undefined) return;
-  const serviceRuns = rows.flatMap((r) =>
-    [...r.services].map(([position, s]) => ({ deployment_id: r.header.id, position, ...s })),
-  );
+  const serviceRuns = serviceRunsJson(rows);
   const parts: string[] = [];
   const params: unknown[] = [];
   if (rows.length > 0) {
@@ -380,13 +346,9 @@ export async function writeProgressMany(
       where d.id = x.id returning 1)`);
     params.push(JSON.stringify(rows.map((r) => r.header)));
   }
-  if (serviceRuns.length > 0) {
-    parts.push(`s as (insert into service_run (deployment_id, position, service_id, run)
-        select x.deployment_id, x.position, x.service_id, x.run
-        from jsonb_to_recordset(?::jsonb) as x(deployment_id uuid, position integer, service_id uuid, run jsonb)
-      on conflict (deployment_id, position) do update set service_id = excluded.service_id, run = excluded.run
-      returning 1)`);
-    params.push(JSON.stringify(serviceRuns));
+  if (serviceRuns !== undefined) {
+    parts.push(`s as (${UPSERT_SERVICE_RUNS} returning 1)`);
+    params.push(serviceRuns);
   }
   if (outbox !== undefined) {
     parts.push(`o as (${OUTBOX_INSERT} returning 1)`);

@@ -44,7 +44,8 @@ const toOutbox = (em: EntityManager, entry: OutboxEntry) => {
  * statement, so every read and write sees them. Runs and service statuses prefetched for a batch are
  * served from memory until written.
  */
-function laneTxOf(em: EntityManager, outbox: OutboxEntry[]) {
+function laneTxOf(em: EntityManager) {
+  const outbox: OutboxEntry[] = [];
   let savepoints = 0;
   const pending = new Map<string, sql.ProgressRow>();
   const runs = new Map<string, RunRecord>();
@@ -163,36 +164,43 @@ function laneTxOf(em: EntityManager, outbox: OutboxEntry[]) {
 
 const date = (v: Date | string | null) => (v === null ? null : new Date(v).getTime());
 
+/**
+ * One transaction holding lanes (`lock` takes them and says which are deleted); the progress it kept and
+ * its messages are written in one statement before the commit (the relay publishes them after it).
+ */
+function laneTransaction<D, T>(
+  db: Database,
+  attributes: Record<string, string | number>,
+  lock: (em: EntityManager) => Promise<D>,
+  fn: (tx: LaneTx, deleted: D) => Promise<T>,
+): Promise<T> {
+  return inSpan('planner decide', { attributes }, () =>
+    db.retry("changing an environment's runs", (outer) =>
+      outer.transactional(async (em) => {
+        const deleted = await lock(em);
+        const lane = laneTxOf(em);
+        const result = await fn(lane.tx, deleted);
+        await lane.finish();
+        return result;
+      }),
+    ),
+  );
+}
+
 export function pgRunStore(db: Database): RunStore {
   return {
     read: (what, fn) => db.retry(what, (em) => fn(readsOf(em))),
+    // A lost connection runs the whole transaction again on what it reads then: facts are applied by
+    // sequence, requests by request id, runs started by status, so a commit that did happen is not
+    // redone. Every decision is one span (traces: the jobs and events it writes carry it on).
     inLane: (environmentId, fn) =>
-      // A lost connection runs the whole transaction again on what it reads then: facts are applied by
-      // sequence, requests by request id, runs started by status, so a commit that did happen is not
-      // redone. Every decision is one span (traces: the jobs and events it writes carry it on).
-      inSpan('planner decide', { attributes: { 'stageline.environment.id': environmentId } }, () =>
-        db.retry("changing an environment's runs", (outer) =>
-          outer.transactional(async (em) => {
-            const deleted = await sql.lockLane(em, environmentId);
-            const lane = laneTxOf(em, []);
-            const result = await fn(lane.tx, deleted);
-            // Written before the commit, with the last progress, in one statement (the relay publishes them after it).
-            await lane.finish();
-            return result;
-          }),
-        ),
-      ),
+      laneTransaction(db, { 'stageline.environment.id': environmentId }, (em) => sql.lockLane(em, environmentId), fn),
     inLanes: (environmentIds, fn) =>
-      inSpan('planner decide', { attributes: { 'stageline.environments': environmentIds.length } }, () =>
-        db.retry("changing several environments' runs", (outer) =>
-          outer.transactional(async (em) => {
-            const deleted = await sql.lockLanes(em, environmentIds);
-            const lane = laneTxOf(em, []);
-            const result = await fn(lane.tx, deleted);
-            await lane.finish();
-            return result;
-          }),
-        ),
+      laneTransaction(
+        db,
+        { 'stageline.environments': environmentIds.length },
+        (em) => sql.lockLanes(em, environmentIds),
+        fn,
       ),
     activeRuns: () => db.retry('reading running runs', (em) => sql.activeRuns(em)),
     queueDepths: () => db.retry('reading queued runs', (em) => sql.queuedByEnvironment(em)),
